@@ -1,0 +1,123 @@
+"""Compact msgpack encoding of Raft values as positional tuples.
+
+Tuples, not maps: a heartbeat is a few bytes and an append of a batch of small entries costs
+little more than the entries themselves. The layouts are versioned by the frame/record that
+carries them; change a layout only together with that version.
+"""
+
+from __future__ import annotations
+
+import msgpack
+
+from .types import (
+    ConfChange,
+    ConfChangeType,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    MsgType,
+    Snapshot,
+    SnapshotMeta,
+)
+
+
+def entry_to_tuple(e: Entry) -> tuple:
+    return (e.term, e.index, int(e.type), e.data)
+
+
+def entry_from_tuple(t) -> Entry:
+    return Entry(t[0], t[1], EntryType(t[2]), t[3])
+
+
+def conf_to_tuple(c: ConfState) -> tuple:
+    return (c.voters, c.learners)
+
+
+def conf_from_tuple(t) -> ConfState:
+    return ConfState(list(t[0]), list(t[1]))
+
+
+def snapmeta_to_tuple(m: SnapshotMeta) -> tuple:
+    return (m.index, m.term, conf_to_tuple(m.conf))
+
+
+def snapmeta_from_tuple(t) -> SnapshotMeta:
+    return SnapshotMeta(t[0], t[1], conf_from_tuple(t[2]))
+
+
+def _snap_to_tuple(s: Snapshot | None):
+    return None if s is None else (snapmeta_to_tuple(s.meta), s.data)
+
+
+def _snap_from_tuple(t) -> Snapshot | None:
+    return None if t is None else Snapshot(snapmeta_from_tuple(t[0]), t[1])
+
+
+def message_to_tuple(m: Message) -> tuple:
+    return (
+        int(m.type),
+        m.frm,
+        m.to,
+        m.term,
+        m.log_term,
+        m.index,
+        [entry_to_tuple(e) for e in m.entries],
+        m.commit,
+        m.reject,
+        m.reject_hint,
+        _snap_to_tuple(m.snapshot),
+        m.context,
+    )
+
+
+def message_from_tuple(t) -> Message:
+    return Message(
+        MsgType(t[0]),
+        t[1],
+        t[2],
+        t[3],
+        t[4],
+        t[5],
+        [entry_from_tuple(e) for e in t[6]],
+        t[7],
+        t[8],
+        t[9],
+        _snap_from_tuple(t[10]),
+        t[11],
+    )
+
+
+def encode_message(m: Message) -> bytes:
+    return msgpack.packb(message_to_tuple(m), use_bin_type=True)
+
+
+def decode_message(b: bytes) -> Message:
+    return message_from_tuple(msgpack.unpackb(b, raw=False, use_list=True))
+
+
+def encode_entry(e: Entry) -> bytes:
+    return msgpack.packb(entry_to_tuple(e), use_bin_type=True)
+
+
+def decode_entry(b: bytes) -> Entry:
+    return entry_from_tuple(msgpack.unpackb(b, raw=False, use_list=True))
+
+
+def encode_hard_state(h: HardState) -> bytes:
+    return msgpack.packb((h.term, h.vote, h.commit), use_bin_type=True)
+
+
+def decode_hard_state(b: bytes) -> HardState:
+    t = msgpack.unpackb(b, raw=False)
+    return HardState(t[0], t[1], t[2])
+
+
+def encode_conf_change(c: ConfChange) -> bytes:
+    return msgpack.packb((int(c.type), c.node_id, c.context), use_bin_type=True)
+
+
+def decode_conf_change(b: bytes) -> ConfChange:
+    t = msgpack.unpackb(b, raw=False)
+    return ConfChange(ConfChangeType(t[0]), t[1], t[2])

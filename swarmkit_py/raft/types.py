@@ -1,0 +1,152 @@
+"""Value types shared by the Raft core, its storage, transport and driver.
+
+They are plain slotted dataclasses, not pydantic models: they sit on the hot path (every
+append, every heartbeat) and never cross a trust boundary unvalidated — the transport only
+accepts them from peers whose certificate the CA issued.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+
+class EntryType(IntEnum):
+    NORMAL = 0  # data is an opaque command for the state machine; b"" is the leader's no-op
+    CONF_CHANGE = 1  # data is an encoded ConfChange
+
+
+@dataclass(slots=True)
+class Entry:
+    term: int
+    index: int
+    type: EntryType = EntryType.NORMAL
+    data: bytes = b""
+
+
+@dataclass(slots=True)
+class HardState:
+    """What must be on disk before the node answers anyone: term, vote and commit index."""
+
+    term: int = 0
+    vote: int = 0  # 0 = voted for nobody in this term
+    commit: int = 0
+
+
+class ConfChangeType(IntEnum):
+    ADD_LEARNER = 0  # joins, receives the log, does not vote
+    PROMOTE = 1  # learner -> voter (the leader only proposes it once the learner caught up)
+    REMOVE = 2  # voter or learner leaves
+
+
+@dataclass(slots=True)
+class ConfChange:
+    type: ConfChangeType
+    node_id: int
+    context: bytes = b""  # opaque to raft: the control plane stores the member's address here
+
+
+@dataclass(slots=True)
+class ConfState:
+    voters: list[int] = field(default_factory=list)
+    learners: list[int] = field(default_factory=list)
+
+    def copy(self) -> ConfState:
+        return ConfState(list(self.voters), list(self.learners))
+
+
+@dataclass(slots=True)
+class SnapshotMeta:
+    index: int = 0
+    term: int = 0
+    conf: ConfState = field(default_factory=ConfState)
+
+
+@dataclass(slots=True)
+class Snapshot:
+    meta: SnapshotMeta
+    data: bytes = b""
+
+
+class MsgType(IntEnum):
+    APP = 0  # append entries (also the heartbeat when empty)
+    APP_RESP = 1
+    VOTE = 2
+    VOTE_RESP = 3
+    PRE_VOTE = 4
+    PRE_VOTE_RESP = 5
+    SNAP = 6  # install snapshot
+    HEARTBEAT = 7
+    HEARTBEAT_RESP = 8
+    TIMEOUT_NOW = 9  # leader transfer: "start an election now, skipping pre-vote"
+    PROP = 10  # a follower forwards proposals to the leader (entries carry only data/type)
+    READ_INDEX = 11  # a follower asks the leader for a read index (context identifies it)
+    READ_INDEX_RESP = 12
+
+
+@dataclass(slots=True)
+class Message:
+    type: MsgType
+    frm: int
+    to: int
+    term: int = 0
+    log_term: int = 0  # APP: term of entry at `index`; VOTE: last log term; APP_RESP reject: hint term
+    index: int = 0  # APP: index preceding entries; VOTE: last log index; resp: matched/hint index
+    entries: list[Entry] = field(default_factory=list)
+    commit: int = 0
+    reject: bool = False
+    reject_hint: int = 0  # APP_RESP reject: follower's last index (or conflict index)
+    snapshot: Snapshot | None = None
+    context: bytes = b""  # READ_INDEX / HEARTBEAT: the read request's id; VOTE: b"transfer"
+
+
+@dataclass(slots=True)
+class ReadState:
+    """A linearizable read may be served once the local applied index reaches `index`."""
+
+    index: int
+    context: bytes
+
+
+class Role(IntEnum):
+    FOLLOWER = 0
+    PRE_CANDIDATE = 1
+    CANDIDATE = 2
+    LEADER = 3
+
+
+@dataclass(slots=True)
+class SoftState:
+    leader: int = 0
+    role: Role = Role.FOLLOWER
+
+
+@dataclass(slots=True)
+class Ready:
+    """Everything the driver must do, in this order: persist `snapshot`, `entries` and
+    `hard_state` (fsync), then send `messages`, then apply `committed`, then call
+    `core.advance(ready)`.
+
+    Sending only after the fsync is what makes an acknowledgement mean "durable".
+    """
+
+    soft_state: SoftState | None = None  # set when leader or role changed
+    hard_state: HardState | None = None  # set when it changed
+    entries: list[Entry] = field(default_factory=list)  # to append to the WAL; may overwrite a suffix
+    snapshot: Snapshot | None = None  # received from the leader; persist and restore the FSM from it
+    committed: list[Entry] = field(default_factory=list)  # to apply, in order
+    messages: list[Message] = field(default_factory=list)
+    read_states: list[ReadState] = field(default_factory=list)
+    dropped: list[bytes] = field(default_factory=list)  # contexts of read requests that failed
+
+    def empty(self) -> bool:
+        return not (
+            self.soft_state
+            or self.hard_state
+            or self.entries
+            or self.snapshot
+            or self.committed
+            or self.messages
+            or self.read_states
+            or self.dropped
+        )
