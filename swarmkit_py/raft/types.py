@@ -37,6 +37,7 @@ class ConfChangeType(IntEnum):
     ADD_LEARNER = 0  # joins, receives the log, does not vote
     PROMOTE = 1  # learner -> voter (the leader only proposes it once the learner caught up)
     REMOVE = 2  # voter or learner leaves
+    ADD_VOTER = 3  # only for bootstrapping a new cluster's first member(s), never proposed
 
 
 @dataclass(slots=True)

@@ -1,0 +1,7 @@
+"""The pure Raft core: no clock, socket, disk or global randomness (see raft.py)."""
+
+from .config import CoreConfig
+from .progress import Progress, ProgressState
+from .raft import TRANSFER_CONTEXT, RaftCore
+
+__all__ = ["CoreConfig", "Progress", "ProgressState", "RaftCore", "TRANSFER_CONTEXT"]

@@ -1,0 +1,41 @@
+"""Typed errors a caller of Raft can act on: retry elsewhere, retry later, or give up."""
+
+from __future__ import annotations
+
+
+class RaftError(Exception):
+    pass
+
+
+class NotLeader(RaftError):
+    """This member cannot serve the request; `leader_hint` is the member it believes leads
+    (0 when it knows none), so the caller can go there instead of guessing."""
+
+    def __init__(self, leader_hint: int = 0, message: str | None = None):
+        self.leader_hint = leader_hint
+        super().__init__(message or f"not the leader (leader hint: {leader_hint or 'none'})")
+
+
+class ProposalDropped(RaftError):
+    """The proposal never entered the log (no leader known, leadership transfer under way,
+    another membership change still pending): safe to retry, nothing was written."""
+
+
+class NoQuorum(RaftError):
+    """The request could not be committed in time: too few members are reachable. The write
+    may or may not eventually apply; the cluster refuses to pretend either way."""
+
+    def __init__(self, message: str | None = None):
+        super().__init__(
+            message
+            or "no quorum: the write could not be committed because fewer than a majority of "
+            "managers are reachable; bring managers back online (or recover with "
+            "--force-new-cluster if they are lost for good)"
+        )
+
+
+class Stopped(RaftError):
+    """The member is shutting down or was removed from the cluster."""
+
+    def __init__(self, message: str = "raft member stopped"):
+        super().__init__(message)
