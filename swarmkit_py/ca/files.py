@@ -1,0 +1,95 @@
+"""Where certificate material lives on disk, and how it gets there without ever being torn or
+world-readable.
+
+A crash halfway through writing a key must leave either the old key or the new one, never half
+of each: a node with a torn key cannot prove who it is and has to be re-joined by hand. Hence
+write-to-temp, fsync, rename, fsync the directory. The temp file is created 0600 from its first
+byte, so a key is never readable by others, not even for the instant before a chmod.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from .certs import key_matches_certificate, load_certificate, load_private_key
+from .errors import InvalidCertificateError
+
+# Swarm's names, so an operator who knows /var/lib/docker/swarm/certificates finds their way.
+ROOT_CA_CERT_FILE = "swarm-root-ca.crt"
+ROOT_CA_KEY_FILE = "swarm-root-ca.key"
+NODE_CERT_FILE = "swarm-node.crt"
+NODE_KEY_FILE = "swarm-node.key"
+
+KEY_MODE = 0o600
+CERT_MODE = 0o644
+DIR_MODE = 0o700
+
+
+def ensure_private_dir(directory: str | os.PathLike[str]) -> Path:
+    """Create the directory 0700 if missing. An existing directory keeps its mode: the operator
+    (or the deploy role) may have chosen it on purpose."""
+    path = Path(directory)
+    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    return path
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = KEY_MODE) -> None:
+    """Replace `path` with `data` so that readers see the old or the new content, never a mix,
+    even across a power cut."""
+    target = Path(path)
+    directory = target.parent
+    tmp = directory / f".{target.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        try:
+            # os.open honours the umask; fchmod makes the final mode exactly what was asked.
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(directory)
+
+
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    """Make a rename durable: without this the new name may be lost on power failure even
+    though the file's data was synced."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_node_credentials(
+    directory: str | os.PathLike[str], cert_pem: bytes, key_pem: bytes
+) -> None:
+    """Store a node's certificate and key. The key is written first: a crash between the two
+    leaves a new key with an old cert, which the node detects (they do not match) and renews,
+    instead of a new cert whose key is lost."""
+    path = ensure_private_dir(directory)
+    write_atomic(path / NODE_KEY_FILE, key_pem, KEY_MODE)
+    write_atomic(path / NODE_CERT_FILE, cert_pem, CERT_MODE)
+
+
+def load_node_credentials(directory: str | os.PathLike[str]) -> tuple[bytes, bytes]:
+    """Return (cert_pem, key_pem) as saved by `save_node_credentials`; raises
+    InvalidCertificateError if they do not belong together (see above)."""
+    path = Path(directory)
+    cert_pem = (path / NODE_CERT_FILE).read_bytes()
+    key_pem = (path / NODE_KEY_FILE).read_bytes()
+    if not key_matches_certificate(load_private_key(key_pem), load_certificate(cert_pem)):
+        raise InvalidCertificateError(
+            f"{path / NODE_KEY_FILE} does not match {path / NODE_CERT_FILE}; renew the certificate"
+        )
+    return cert_pem, key_pem

@@ -1,0 +1,115 @@
+"""Who is on the other end of a TLS connection, read from the certificate the CA gave it.
+
+Swarm's authorization is certificate based: the CA writes the node ID into CN, the role into OU
+and the cluster ID into O, and every RPC handler decides from those fields alone. Nothing the
+peer says in a request body can change its role; only a new certificate can, and only the CA
+issues those. That is why a worker that learns a manager's address still cannot send it Raft
+messages: its certificate says "swarm-worker".
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from .certs import load_certificate
+from .errors import InvalidCertificateError, PermissionDeniedError
+
+
+class Role(StrEnum):
+    """The OU values. MANAGER and WORKER are Swarm's own strings.
+
+    CLIENT is ours: Swarm has no operator certificates (the Docker daemon's TLS is separate),
+    but here the Docker-compatible API is served by the cluster CA. Giving the operator a manager
+    certificate would let the CLI's key talk Raft; a distinct role lets the API accept it while
+    node-to-node RPC refuses it.
+    """
+
+    MANAGER = "swarm-manager"
+    WORKER = "swarm-worker"
+    CLIENT = "swarm-client"
+
+
+NODE_ROLES = frozenset({Role.MANAGER, Role.WORKER})
+
+
+@dataclass(frozen=True, slots=True)
+class NodeIdentity:
+    node_id: str
+    role: Role
+    cluster_id: str
+
+    @property
+    def is_manager(self) -> bool:
+        return self.role is Role.MANAGER
+
+
+def _single_attribute(name: x509.Name, oid: x509.ObjectIdentifier, label: str) -> str:
+    values = name.get_attributes_for_oid(oid)
+    if len(values) != 1:
+        # Two OUs would make "which role is it?" ambiguous; a cert we issued never has that.
+        raise InvalidCertificateError(
+            f"certificate subject must have exactly one {label}, found {len(values)}"
+        )
+    value = values[0].value
+    if not isinstance(value, str) or not value:
+        raise InvalidCertificateError(f"certificate subject has an empty {label}")
+    return value
+
+
+def identity_from_cert(der_or_pem: bytes | str | x509.Certificate) -> NodeIdentity:
+    """Read the identity; raises InvalidCertificateError if the subject is not a swarm one.
+
+    This does not check the signature: call it on certificates the TLS layer already verified
+    against the cluster CA (a peer cert after a mutual TLS handshake), or on your own cert.
+    """
+    cert = load_certificate(der_or_pem)
+    subject = cert.subject
+    node_id = _single_attribute(subject, NameOID.COMMON_NAME, "common name (node ID)")
+    ou = _single_attribute(subject, NameOID.ORGANIZATIONAL_UNIT_NAME, "organizational unit (role)")
+    cluster_id = _single_attribute(subject, NameOID.ORGANIZATION_NAME, "organization (cluster ID)")
+    try:
+        role = Role(ou)
+    except ValueError:
+        raise InvalidCertificateError(f"certificate has unknown role {ou!r}") from None
+    return NodeIdentity(node_id=node_id, role=role, cluster_id=cluster_id)
+
+
+def peer_identity(conn: Any) -> NodeIdentity:
+    """The verified peer's identity from an `ssl.SSLSocket`, `ssl.SSLObject` or an asyncio
+    transport (`writer.transport`), which is what RPC handlers have in hand."""
+    ssl_object = conn
+    if not isinstance(conn, ssl.SSLSocket | ssl.SSLObject):
+        ssl_object = conn.get_extra_info("ssl_object")
+    if ssl_object is None:
+        raise PermissionDeniedError("connection is not TLS: no peer identity")
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        raise PermissionDeniedError("peer presented no certificate")
+    return identity_from_cert(der)
+
+
+def authorize(
+    identity: NodeIdentity,
+    allowed_roles: Iterable[Role | str],
+    cluster_id: str | None = None,
+    action: str = "this call",
+) -> None:
+    """Raise PermissionDeniedError unless the caller's role is allowed (and, if given, it
+    belongs to our cluster: a cert from a CA we trust for another reason must not get in)."""
+    allowed = {Role(r) for r in allowed_roles}
+    if cluster_id is not None and identity.cluster_id != cluster_id:
+        raise PermissionDeniedError(
+            f"node {identity.node_id} belongs to cluster {identity.cluster_id}, not {cluster_id}"
+        )
+    if identity.role not in allowed:
+        need = " or ".join(sorted(allowed))
+        raise PermissionDeniedError(
+            f"node {identity.node_id} has role {identity.role}; {action} requires {need}"
+        )
