@@ -1,0 +1,181 @@
+"""One replicated KV member as an OS process: `python -m swarmkit_py.raft.kv.server`.
+
+Raft traffic and client calls share one RPC port, as a manager's port 2377 does. Besides
+put/get it serves `bench.load`, which runs a load generator inside this process: that is how
+PySyncObj is benchmarked (it has no client protocol), so both can be compared the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import random
+import signal
+import time
+
+from ...rpc import RpcError, RpcServer
+from ..config import RaftConfig
+from ..errors import NoQuorum, NotLeader, RaftError
+from ..node import RaftNode
+from ..transport import Transport, parse_address
+from ..types import Role
+from .fsm import KVStateMachine, encode_put
+
+
+def _raft_error(e: RaftError) -> RpcError:
+    if isinstance(e, NotLeader):
+        return RpcError("not_leader", f"{e} ({e.leader_hint})")
+    if isinstance(e, NoQuorum):
+        return RpcError("no_quorum", str(e))
+    return RpcError("unavailable", str(e))
+
+
+class KVServer:
+    def __init__(self, node_id: int, listen: str, data_dir: str, config: RaftConfig):
+        host, port = parse_address(listen)
+        self.rpc = RpcServer(host, port)
+        self.fsm = KVStateMachine()
+        self.node = RaftNode(
+            node_id,
+            data_dir,
+            self.fsm,
+            lambda on_msg: Transport(node_id, host, port, on_msg, rpc_server=self.rpc),
+            config,
+            addr=listen,
+        )
+        for name in ("put", "get", "status", "add_member", "transfer", "bench_load"):
+            self.rpc.add_handler(f"kv.{name}", getattr(self, f"_h_{name}"))
+
+    async def start(self, members: dict[int, str] | None, peers: dict[int, str] | None) -> None:
+        await self.rpc.start()
+        await self.node.start(bootstrap_members=members, peers=peers)
+
+    async def stop(self) -> None:
+        await self.node.stop()
+        await self.rpc.stop()
+
+    async def _h_put(self, peer, p):
+        try:
+            return await self.node.propose(encode_put(p["k"], p["v"]), timeout=p.get("timeout"))
+        except RaftError as e:
+            raise _raft_error(e) from None
+
+    async def _h_get(self, peer, p):
+        try:
+            if p.get("linearizable", True):
+                await self.node.read_index()
+        except RaftError as e:
+            raise _raft_error(e) from None
+        return self.fsm.data.get(p["k"])
+
+    async def _h_status(self, peer, p):
+        c = self.node.core
+        return {
+            "id": self.node.id,
+            "pid": os.getpid(),
+            "role": Role(c.role).name.lower(),
+            "leader": c.leader,
+            "term": c.term,
+            "commit": c.commit,
+            "applied": c.applied,
+            "keys": len(self.fsm.data),
+            "members": [
+                {"id": m.node_id, "addr": m.addr, "voter": m.voter, "reachable": m.reachable}
+                for m in self.node.members()
+            ],
+            "metrics": self.node.metrics,
+        }
+
+    async def _h_add_member(self, peer, p):
+        try:
+            await self.node.add_member(p["id"], p["addr"])
+        except RaftError as e:
+            raise _raft_error(e) from None
+        return True
+
+    async def _h_transfer(self, peer, p):
+        try:
+            return await self.node.transfer_leadership(p.get("to", 0))
+        except RaftError as e:
+            raise _raft_error(e) from None
+
+    async def _h_bench_load(self, peer, p):
+        """W writes in flight for `seconds` after `warmup`: count and latency percentiles."""
+        inflight, seconds, warmup, size = p["inflight"], p["seconds"], p.get("warmup", 1.0), p["size"]
+        rnd = random.Random(1)
+        values = [rnd.randbytes(size) for _ in range(64)]
+        loop = asyncio.get_running_loop()
+        t_start = loop.time()
+        t_measure, t_end = t_start + warmup, t_start + warmup + seconds
+        done = 0
+        errors = 0
+        lat: list[float] = []
+
+        async def worker(w: int) -> None:
+            nonlocal done, errors
+            i = w
+            while True:
+                s = loop.time()
+                if s >= t_end:
+                    return
+                t0 = time.perf_counter()
+                try:
+                    await self.node.propose(encode_put(f"k{i % 1000}", values[i % 64]))
+                except RaftError:
+                    errors += 1
+                    await asyncio.sleep(0.01)
+                    continue
+                t1 = time.perf_counter()
+                if s >= t_measure and loop.time() <= t_end:
+                    done += 1
+                    if len(lat) < 200_000:
+                        lat.append((t1 - t0) * 1000)
+                i += inflight
+
+        await asyncio.gather(*(worker(w) for w in range(inflight)))
+        lat.sort()
+        pick = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]) if lat else (lambda q: None)
+        return {"writes": done, "seconds": seconds, "errors": errors, "p50_ms": pick(0.5), "p99_ms": pick(0.99)}
+
+
+def _parse_members(s: str | None) -> dict[int, str] | None:
+    if not s:
+        return None
+    out = {}
+    for part in s.split(","):
+        nid, addr = part.split("=", 1)
+        out[int(nid)] = addr
+    return out
+
+
+async def _amain(args) -> None:
+    cfg = RaftConfig(**({"tick_ms": args.tick_ms} if args.tick_ms else {}))
+    srv = KVServer(args.id, args.listen, args.data_dir, cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await srv.start(_parse_members(args.members), _parse_members(args.peers))
+    print(f"ready {args.id} {args.listen}", flush=True)
+    await stop.wait()
+    await srv.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--id", type=int, required=True)
+    ap.add_argument("--listen", required=True, help="host:port for Raft and clients")
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--members", help="found a new cluster: id=host:port,... (same on every founder)")
+    ap.add_argument("--peers", help="address hints when joining: id=host:port,...")
+    ap.add_argument("--tick-ms", type=int, default=0)
+    ap.add_argument("--log-level", default="WARNING")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format=f"%(asctime)s n{args.id} %(levelname)s %(name)s: %(message)s")
+    asyncio.run(_amain(args))
+
+
+if __name__ == "__main__":
+    main()

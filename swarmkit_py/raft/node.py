@@ -1,0 +1,504 @@
+"""The asyncio driver around the pure core: ticks it, persists, sends, applies.
+
+One loop task owns the core. Everything else (transport callbacks, proposals, reads, ticks)
+only queues work and wakes the loop, so the core is never stepped concurrently. While a batch
+is being fsynced in a thread, new proposals and messages pile up and go into the next batch:
+that is the group commit — one fsync per batch, however many writes it holds.
+
+Proposals carry a small envelope (origin member, sequence number) so the member where a write
+was proposed recognises it when it applies, whichever leader committed it; a follower simply
+forwards its proposals to the leader through the core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from .codec import decode_conf_change
+from .config import RaftConfig
+from .core import RaftCore
+from .errors import NoQuorum, NotLeader, ProposalDropped, Stopped
+from .fsm import StateMachine
+from .storage import DiskStorage
+from .types import ConfChange, ConfChangeType, Entry, EntryType, MsgType, Ready, Role, Snapshot
+
+log = logging.getLogger("swarmkit_py.raft")
+
+_ENVELOPE = struct.Struct(">QQ")  # origin member id, sequence number
+# Messages a leader may send before its own fsync (Raft thesis §10.2.1): they carry only the
+# leader's term, which was made durable before it could collect its votes.
+_EARLY = frozenset({MsgType.APP, MsgType.HEARTBEAT, MsgType.SNAP, MsgType.TIMEOUT_NOW})
+
+
+@dataclass
+class MemberStatus:
+    node_id: int
+    addr: str
+    voter: bool
+    reachable: bool
+    match: int | None  # leader only
+
+
+class RaftNode:
+    def __init__(
+        self,
+        node_id: int,
+        data_dir: str | Path,
+        fsm: StateMachine,
+        transport_factory: Callable[[Callable], Any],
+        config: RaftConfig | None = None,
+        *,
+        addr: str = "",
+        rng: random.Random | None = None,
+    ):
+        """`transport_factory(on_message)` builds the transport (see transport.Transport);
+        `addr` is this member's advertised "host:port", recorded in the log when it joins."""
+        self.id = node_id
+        self.addr = addr
+        self.cfg = config or RaftConfig()
+        self.fsm = fsm
+        self.storage = DiskStorage(Path(data_dir))
+        self.transport = transport_factory(self._on_message)
+        self._rng = rng or random.Random()
+        self.core: RaftCore | None = None
+        self.peers: dict[int, str] = {}
+        self._inbox: list = []
+        self._props: list[tuple[bytes, asyncio.Future]] = []
+        self._pending: dict[int, asyncio.Future] = {}
+        self._reads: dict[bytes, asyncio.Future] = {}
+        self._apply_waiters: list[tuple[int, asyncio.Future]] = []
+        self._seq = itertools.count(1)
+        self._ticks = 0
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._stopped = False
+        self._started = False
+        self._leader_changed = asyncio.Event()
+        self.metrics = {"leader_changes": 0, "proposals": 0, "applied": 0, "fsyncs": 0}
+        self.on_leader_change: Callable[[int, int], None] | None = None  # (leader, term)
+
+    # ================================================================ life cycle
+    async def start(
+        self,
+        *,
+        bootstrap: bool = False,
+        bootstrap_members: dict[int, str] | None = None,
+        peers: dict[int, str] | None = None,
+    ) -> None:
+        """Load persisted state and run. `bootstrap` founds a new one-member cluster (refused
+        when the data dir already holds state); `bootstrap_members` founds a cluster of several
+        members statically, like etcd's initial-cluster (ignored once state exists, so the same
+        command line restarts a member); `peers` are address hints for a joining member."""
+        st = await asyncio.to_thread(self.storage.load)
+        snap = st.snapshot
+        if snap is not None:
+            book, fsm_data = self._unwrap_snapshot(snap.data)
+            self.peers.update(book)
+            await asyncio.to_thread(self.fsm.restore, fsm_data)
+        self.core = RaftCore(
+            self.id, self.cfg.core(), self._rng, hard_state=st.hard_state, snapshot=snap, entries=st.entries
+        )
+        for e in st.entries:
+            self._learn_addresses(e)
+        fresh = not (st.entries or snap is not None or st.hard_state.term)
+        if bootstrap and not fresh:
+            raise ValueError(f"cannot bootstrap: {self.storage.directory} already holds Raft state")
+        if bootstrap or (bootstrap_members and fresh):
+            members = bootstrap_members or {self.id: self.addr}
+            self.core.bootstrap(
+                [ConfChange(ConfChangeType.ADD_VOTER, nid, members[nid].encode()) for nid in sorted(members)]
+            )
+            for nid, a in members.items():
+                if nid != self.id:
+                    self.peers[nid] = a
+        for nid, a in (peers or {}).items():
+            self.peers.setdefault(nid, a)
+        for nid, a in self.peers.items():
+            if nid != self.id:
+                self.transport.add_peer(nid, a)
+        await self.transport.start()
+        self._started = True
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"raft-{self.id}-loop"),
+            asyncio.create_task(self._ticker(), name=f"raft-{self.id}-ticker"),
+        ]
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._wake.set()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._fail_all(Stopped())
+        if self._started:
+            await self.transport.stop()
+        await asyncio.to_thread(self.storage.close)
+
+    # ================================================================ queries
+    @property
+    def leader_id(self) -> int:
+        return self.core.leader if self.core else 0
+
+    @property
+    def is_leader(self) -> bool:
+        return self.core is not None and self.core.role == Role.LEADER
+
+    @property
+    def term(self) -> int:
+        return self.core.term if self.core else 0
+
+    def leader_addr(self) -> str | None:
+        return self.peers.get(self.leader_id) if self.leader_id else None
+
+    def members(self) -> list[MemberStatus]:
+        """Every member with whether this node can currently reach it; on the leader,
+        reachability is what check-quorum uses (heard from within an election timeout)."""
+        c = self.core
+        if c is None:
+            return []
+        out = []
+        for nid in c.conf.voters + c.conf.learners:
+            pr = c.prs.get(nid) if c.role == Role.LEADER else None
+            if nid == self.id:
+                reach = True
+            elif pr is not None:
+                reach = pr.recent_active or self.transport.is_reachable(nid)
+            else:
+                reach = self.transport.is_reachable(nid)
+            out.append(MemberStatus(nid, self.peers.get(nid, ""), nid in c.conf.voters, reach, pr.match if pr else None))
+        return out
+
+    # ================================================================ requests
+    async def propose(self, data: bytes, timeout: float | None = None) -> Any:
+        """Replicate `data`, apply it, and return the state machine's result. Raises NoQuorum
+        when it cannot commit in time, Stopped when the member shuts down."""
+        if self._stopped:
+            raise Stopped()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or self.cfg.proposal_timeout_s)
+        await self._wait_for_leader(deadline)
+        seq = next(self._seq)
+        fut = loop.create_future()
+        self._pending[seq] = fut
+        self._props.append((_ENVELOPE.pack(self.id, seq) + data, fut))
+        self.metrics["proposals"] += 1
+        self._wake.set()
+        try:
+            return await asyncio.wait_for(fut, max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            raise NoQuorum() from None
+        finally:
+            self._pending.pop(seq, None)
+
+    async def read_index(self, timeout: float | None = None) -> None:
+        """Return once the local state machine reflects every write committed before the call:
+        reads made after this are linearizable (ReadIndex, §6.4 of the thesis)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or self.cfg.proposal_timeout_s)
+        while True:
+            await self._wait_for_leader(deadline)
+            ctx = _ENVELOPE.pack(self.id, next(self._seq))
+            fut = loop.create_future()
+            self._reads[ctx] = fut
+            self._inbox.append(("read", ctx))
+            self._wake.set()
+            try:
+                index = await asyncio.wait_for(fut, max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise NoQuorum("no quorum: a linearizable read could not be confirmed by a majority") from None
+            except ProposalDropped:
+                if loop.time() >= deadline:
+                    raise NoQuorum() from None
+                await asyncio.sleep(self.cfg.tick_ms / 1000)
+                continue
+            finally:
+                self._reads.pop(ctx, None)
+            await self.wait_applied(index, max(0.0, deadline - loop.time()))
+            return
+
+    async def wait_applied(self, index: int, timeout: float) -> None:
+        if self.core.applied >= index:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._apply_waiters.append((index, fut))
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise NoQuorum(f"entry {index} was not applied in time") from None
+
+    async def add_member(self, node_id: int, addr: str, timeout: float = 30.0) -> None:
+        """Add a member as a learner, wait until it has caught up, then make it a voter: a new
+        member never counts towards quorum while it still lacks most of the log."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if node_id not in self.core.conf.learners and node_id not in self.core.conf.voters:
+            await self._conf_change(ConfChange(ConfChangeType.ADD_LEARNER, node_id, addr.encode()), deadline)
+        while node_id in self.core.conf.learners:
+            self._require_leader()
+            pr = self.core.prs.get(node_id)
+            if pr is not None and pr.match >= self.core.commit:
+                await self._conf_change(ConfChange(ConfChangeType.PROMOTE, node_id, addr.encode()), deadline)
+                break
+            if loop.time() >= deadline:
+                raise NoQuorum(f"member {node_id} at {addr} did not catch up within {timeout:.0f}s; is it reachable?")
+            await asyncio.sleep(self.cfg.tick_ms / 1000)
+
+    async def remove_member(self, node_id: int, timeout: float = 30.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        if node_id in self.core.conf.voters or node_id in self.core.conf.learners:
+            await self._conf_change(ConfChange(ConfChangeType.REMOVE, node_id), deadline)
+
+    async def transfer_leadership(self, to: int = 0, timeout: float | None = None) -> int:
+        """Hand leadership to `to` (or the most caught-up voter) and wait for the new term."""
+        self._require_leader()
+        c = self.core
+        if not to:
+            cands = [(pr.match, nid) for nid, pr in c.prs.items() if nid != self.id and nid in c.conf.voters]
+            if not cands:
+                raise ValueError("no other voter to transfer leadership to")
+            to = max(cands)[1]
+        c.transfer_leadership(to)
+        self._wake.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or self.cfg.election_timeout_s * 4)
+        while loop.time() < deadline:
+            if self.core.leader == to:
+                return to
+            await asyncio.sleep(self.cfg.tick_ms / 1000)
+        raise NoQuorum(f"leadership transfer to {to} did not complete")
+
+    async def _conf_change(self, cc: ConfChange, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._require_leader()
+            try:
+                idx = self.core.propose_conf_change(cc)
+                break
+            except ProposalDropped:
+                if loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(self.cfg.tick_ms / 1000)
+        self._wake.set()
+        await self.wait_applied(idx, max(0.0, deadline - loop.time()))
+        # A new leader may have overwritten the entry: check it is really in the config.
+        c = self.core
+        ok = {
+            ConfChangeType.ADD_LEARNER: cc.node_id in c.conf.learners or cc.node_id in c.conf.voters,
+            ConfChangeType.PROMOTE: cc.node_id in c.conf.voters,
+            ConfChangeType.REMOVE: cc.node_id not in c.conf.voters and cc.node_id not in c.conf.learners,
+        }[cc.type]
+        if not ok:
+            raise NoQuorum(f"membership change {cc.type.name} {cc.node_id} was lost in a leader change; retry")
+
+    def _require_leader(self) -> None:
+        if self._stopped:
+            raise Stopped()
+        if not self.is_leader:
+            raise NotLeader(self.leader_id)
+
+    async def _wait_for_leader(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        limit = min(deadline, loop.time() + self.cfg.leader_wait_s)
+        while self.leader_id == 0:
+            if self._stopped:
+                raise Stopped()
+            if loop.time() >= limit:
+                raise NoQuorum(
+                    "no quorum: this cluster has no leader; fewer than a majority of managers are "
+                    "reachable. Bring managers back online (or recover with --force-new-cluster)"
+                )
+            self._leader_changed.clear()
+            try:
+                await asyncio.wait_for(self._leader_changed.wait(), max(0.0, limit - loop.time()))
+            except TimeoutError:
+                pass
+
+    # ================================================================ the loop
+    def _on_message(self, m) -> None:
+        self._inbox.append(m)
+        self._wake.set()
+
+    async def _ticker(self) -> None:
+        period = self.cfg.tick_ms / 1000
+        loop = asyncio.get_running_loop()
+        nxt = loop.time()
+        while not self._stopped:
+            nxt += period
+            await asyncio.sleep(max(0.0, nxt - loop.time()))
+            self._ticks += 1
+            self._wake.set()
+
+    async def _run(self) -> None:
+        c = self.core
+        while not self._stopped:
+            await self._wake.wait()
+            self._wake.clear()
+            ticks, self._ticks = self._ticks, 0
+            for _ in range(min(ticks, 3)):
+                c.tick()
+            inbox, self._inbox = self._inbox, []
+            for m in inbox:
+                if type(m) is tuple:
+                    c.read_index(m[1])
+                else:
+                    c.step(m)
+            props, self._props = self._props, []
+            for data, fut in props:
+                if fut.done():
+                    continue
+                try:
+                    c.propose(data)
+                except ProposalDropped as e:
+                    fut.set_exception(NoQuorum(f"write not accepted: {e}"))
+            try:
+                while c.has_ready():
+                    await self._handle_ready(c.ready())
+            except Exception:
+                log.exception("raft member %d: fatal error in the raft loop; stopping", self.id)
+                self._stopped = True
+                self._fail_all(Stopped("raft member stopped after a fatal error; see the log"))
+                raise
+
+    async def _handle_ready(self, rd: Ready) -> None:
+        c = self.core
+        if rd.soft_state is not None:
+            self.metrics["leader_changes"] += 1
+            self._leader_changed.set()
+            if self.on_leader_change:
+                self.on_leader_change(rd.soft_state.leader, c.term)
+        early = c.role == Role.LEADER
+        late = []
+        for m in rd.messages:
+            if early and m.type in _EARLY:
+                self._send(m)
+            else:
+                late.append(m)
+        if rd.snapshot is not None:
+            await asyncio.to_thread(self.storage.save_snapshot, rd.snapshot)
+            book, fsm_data = self._unwrap_snapshot(rd.snapshot.data)
+            for nid, a in book.items():
+                self._set_peer(nid, a)
+            self.fsm.restore(fsm_data)
+        if rd.entries or rd.hard_state is not None:
+            await asyncio.to_thread(self.storage.save, rd.hard_state, rd.entries)
+            self.metrics["fsyncs"] += 1
+            for e in rd.entries:
+                self._learn_addresses(e)
+        for m in late:
+            self._send(m)
+        for e in rd.committed:
+            self._apply(e)
+        for rs in rd.read_states:
+            fut = self._reads.get(rs.context)
+            if fut is not None and not fut.done():
+                fut.set_result(rs.index)
+        for ctx in rd.dropped:
+            fut = self._reads.get(ctx)
+            if fut is not None and not fut.done():
+                fut.set_exception(ProposalDropped("read dropped by a leader change"))
+        c.advance(rd)
+        if rd.committed:
+            self._wake_appliers()
+            await self._maybe_snapshot()
+        if c.removed and not self._stopped:
+            log.warning("raft member %d was removed from the cluster", self.id)
+
+    def _send(self, m) -> None:
+        self.transport.send(m)
+        if m.type == MsgType.SNAP:
+            self.core.report_snapshot(m.to, True)
+
+    def _apply(self, e: Entry) -> None:
+        if e.type == EntryType.CONF_CHANGE:
+            cc = decode_conf_change(e.data)
+            if cc.type == ConfChangeType.REMOVE:
+                if cc.node_id != self.id:
+                    self.peers.pop(cc.node_id, None)
+                    self.transport.remove_peer(cc.node_id)
+            elif cc.context:
+                self._set_peer(cc.node_id, cc.context.decode())
+            return
+        if not e.data:
+            return  # a new leader's no-op
+        origin, seq = _ENVELOPE.unpack_from(e.data)
+        result = self.fsm.apply(e.index, e.data[_ENVELOPE.size :])
+        self.metrics["applied"] += 1
+        if origin == self.id:
+            fut = self._pending.get(seq)
+            if fut is not None and not fut.done():
+                fut.set_result(result)
+
+    def _wake_appliers(self) -> None:
+        applied = self.core.applied
+        if self._apply_waiters:
+            keep = []
+            for idx, fut in self._apply_waiters:
+                if idx <= applied:
+                    if not fut.done():
+                        fut.set_result(None)
+                else:
+                    keep.append((idx, fut))
+            self._apply_waiters = keep
+
+    def _learn_addresses(self, e: Entry) -> None:
+        if e.type == EntryType.CONF_CHANGE:
+            cc = decode_conf_change(e.data)
+            if cc.type != ConfChangeType.REMOVE and cc.context:
+                self._set_peer(cc.node_id, cc.context.decode())
+
+    def _set_peer(self, nid: int, addr: str) -> None:
+        if nid == self.id or not addr:
+            return
+        if self.peers.get(nid) != addr:
+            self.peers[nid] = addr
+            self.transport.add_peer(nid, addr)
+
+    async def _maybe_snapshot(self) -> None:
+        c = self.core
+        base = c.snapshot.meta.index if c.snapshot else 0
+        if c.applied - base < self.cfg.snapshot_interval:
+            return
+        t0 = time.perf_counter()
+        book = dict(self.peers)
+        if self.addr:
+            book[self.id] = self.addr
+        data = msgpack.packb((book, self.fsm.snapshot()), use_bin_type=True)
+        snap: Snapshot = c.create_snapshot(data, keep_entries=self.cfg.keep_entries)
+        await asyncio.to_thread(self._persist_snapshot, snap, c.log.offset)
+        log.info("raft member %d: snapshot at %d (%d bytes) in %.1f ms", self.id, snap.meta.index, len(data), (time.perf_counter() - t0) * 1000)
+
+    def _persist_snapshot(self, snap: Snapshot, compact_to: int) -> None:
+        self.storage.save_snapshot(snap)
+        self.storage.compact(compact_to)
+
+    @staticmethod
+    def _unwrap_snapshot(data: bytes) -> tuple[dict[int, str], bytes]:
+        book, fsm_data = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        return {int(k): v for k, v in book.items()}, fsm_data
+
+    def _fail_all(self, exc: Exception) -> None:
+        for fut in list(self._pending.values()) + list(self._reads.values()):
+            if not fut.done():
+                fut.set_exception(exc)
+        for _, fut in self._props + self._apply_waiters:
+            if not fut.done():
+                fut.set_exception(exc)
+        self._props = []
+        self._apply_waiters = []
