@@ -1,0 +1,256 @@
+"""Drives one task's container through Swarm's task states.
+
+The worker calls prepare, start and wait in order, and shutdown whenever the manager's desired
+state says so (possibly while wait is pending). Each step returns the new status. A task's own
+failures (missing image, bad spec, non-zero exit, unhealthy) become its state; only an
+unavailable engine is raised, leaving the task at the step it was in, to be retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+from docker.models.containers import Container
+
+from . import docker_adapter as adapter
+from .errors import InvalidTransition
+from .spec import TaskSpec
+from .states import MESSAGES, TaskState, TaskStatus
+
+ERR_UNHEALTHY = "unhealthy container"
+ERR_REMOVED = "task: container removed"
+
+# How often a health check's verdict is looked at while starting, and while running at most
+# how long one wait request lasts before health is looked at again. No health check: the wait
+# request is renewed this rarely, only to bound how long an abandoned wait thread lives.
+HEALTH_POLL = 0.1
+WAIT_CHUNK_HEALTH = 1.0
+WAIT_CHUNK = 30.0
+
+
+def exit_error(code: int) -> str:
+    return f"task: non-zero exit ({code})"
+
+
+class Controller:
+    def __init__(self, client: docker.DockerClient, spec: TaskSpec) -> None:
+        self.client = client
+        self.spec = spec
+        self._state = TaskState.ACCEPTED
+        self._message = MESSAGES[TaskState.ACCEPTED]
+        self._err = ""
+        self._container: Container | None = None
+        self._pid = 0
+        self._exit_code: int | None = None
+        self._stopping = False
+
+    @classmethod
+    def adopt(cls, client: docker.DockerClient, spec: TaskSpec, container: Container) -> Controller:
+        """Take over a container a previous worker process made, in the state it is in now.
+
+        A container still waiting for its first healthy verdict is STARTING, so start() resumes
+        the wait for health instead of starting it again.
+        """
+        ctl = cls(client, spec)
+        ctl._container = container
+        state = container.attrs.get("State") or {}
+        status = state.get("Status", "")
+        if status == "created":
+            ctl._set(TaskState.READY)
+        elif status in ("exited", "dead"):
+            ctl._finish(int(state.get("ExitCode", 0)))
+        elif adapter.health_status(container.attrs) == "starting":
+            ctl._set(TaskState.STARTING)
+        else:
+            ctl._pid = int(state.get("Pid") or 0)
+            ctl._set(TaskState.RUNNING)
+        return ctl
+
+    def status(self) -> TaskStatus:
+        return TaskStatus(self._state, self._message, self._err,
+                          self._container.id if self._container else "", self._pid,
+                          self._exit_code)
+
+    # -- steps ------------------------------------------------------------------------------
+
+    async def prepare(self) -> TaskStatus:
+        """Check the image is here (never pull: no registry) and create the container."""
+        if self._state >= TaskState.READY or self._stopping:
+            return self.status()
+        self._set(TaskState.PREPARING)
+        try:
+            await adapter.call(self.client.images.get, self.spec.image)
+        except docker.errors.ImageNotFound:
+            return self._reject(f"No such image: {self.spec.image}")
+        try:
+            self._container = await adapter.call(
+                self.client.containers.create, **adapter.create_args(self.spec))
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                return self._reject(_explain(exc))
+            # Created by an earlier attempt whose answer was lost: the name holds the task ID.
+            self._container = await adapter.call(self.client.containers.get, self.spec.name)
+        if self._stopping:  # shutdown() came while the container was being created
+            await self.remove()
+        self._set(TaskState.READY)
+        return self.status()
+
+    async def start(self) -> TaskStatus:
+        """Start the container; RUNNING only once healthy when it has a health check."""
+        if self._state < TaskState.READY:
+            raise InvalidTransition(f"task {self.spec.task_id}: start before prepare")
+        if self._state == TaskState.READY and not self._stopping:
+            self._set(TaskState.STARTING)
+            try:
+                await adapter.call(self._c.start)
+            except docker.errors.APIError as exc:
+                return self._fail(_explain(exc))
+        if self._state == TaskState.STARTING:
+            await self._until_running()
+        return self.status()
+
+    async def wait(self) -> TaskStatus:
+        """Until the container exits (COMPLETE / FAILED) or turns unhealthy (FAILED)."""
+        if self._state.terminal:
+            return self.status()
+        if self._state != TaskState.RUNNING:
+            raise InvalidTransition(f"task {self.spec.task_id}: wait before running")
+        c = self._c
+        healthchecked: bool | None = None
+        while not self._state.terminal:
+            try:
+                if healthchecked is None:
+                    healthchecked = adapter.has_healthcheck(await self._inspect())
+                chunk = WAIT_CHUNK_HEALTH if healthchecked else WAIT_CHUNK
+                result = await adapter.call(_wait_chunk, c, chunk)
+                if result is not None:
+                    self._finish(int(result.get("StatusCode", -1)))
+                elif healthchecked and adapter.health_status(await self._inspect()) == "unhealthy":
+                    await self._fail_unhealthy()
+            except docker.errors.NotFound:
+                self._gone()
+        return self.status()
+
+    async def shutdown(self, grace: float | None = None) -> TaskStatus:
+        """Stop (SIGTERM, SIGKILL after the grace period), then remove the container.
+
+        A task that already ended keeps its state; any other becomes SHUTDOWN, also when
+        stopping made its process exit non-zero.
+        """
+        self._stopping = True
+        grace = self.spec.stop_grace_period if grace is None else grace
+        if self._container is not None:
+            try:
+                await adapter.call(self._container.stop, timeout=math.ceil(grace))
+                state = (await self._inspect()).get("State") or {}
+                if self._state >= TaskState.STARTING:
+                    self._finish(int(state.get("ExitCode", 0)))
+            except docker.errors.NotFound:
+                pass
+        if not self._state.terminal:
+            self._set(TaskState.SHUTDOWN)
+        await self.remove()
+        return self.status()
+
+    async def remove(self) -> None:
+        """Remove the container if there is one; by name covers a create whose answer was lost."""
+        ref = self._container.id if self._container is not None else self.spec.name
+        try:
+            await adapter.call(self.client.api.remove_container, ref, force=True)
+        except docker.errors.NotFound:
+            pass
+
+    # -- internals --------------------------------------------------------------------------
+
+    @property
+    def _c(self) -> Container:
+        assert self._container is not None, "container exists from READY on"
+        return self._container
+
+    async def _inspect(self) -> dict[str, Any]:
+        await adapter.call(self._c.reload)
+        return self._c.attrs
+
+    async def _until_running(self) -> None:
+        while self._state == TaskState.STARTING:
+            try:
+                attrs = await self._inspect()
+            except docker.errors.NotFound:
+                self._gone()
+                return
+            state = attrs.get("State") or {}
+            health = adapter.health_status(attrs)
+            if not state.get("Running") and state.get("Status") != "created":
+                self._finish(int(state.get("ExitCode", 0)))
+            elif health == "unhealthy":
+                await self._fail_unhealthy()
+            elif health in ("", "healthy"):
+                self._pid = int(state.get("Pid") or 0)
+                self._set(TaskState.RUNNING)
+            else:
+                await asyncio.sleep(HEALTH_POLL)
+
+    async def _fail_unhealthy(self) -> None:
+        """As Swarm: stop the unhealthy container so the orchestrator can replace the task."""
+        self._fail(ERR_UNHEALTHY)
+        try:
+            await adapter.call(self._c.stop, timeout=math.ceil(self.spec.stop_grace_period))
+            self._exit_code = int(((await self._inspect()).get("State") or {}).get("ExitCode", 0))
+        except docker.errors.NotFound:
+            pass
+
+    def _finish(self, code: int) -> None:
+        """The process exited: the outcome is ours (SHUTDOWN) if we stopped it, else the task's."""
+        self._exit_code = code
+        if self._stopping:
+            self._set(TaskState.SHUTDOWN)
+        elif code == 0:
+            self._set(TaskState.COMPLETE)
+        else:
+            self._fail(exit_error(code))
+
+    def _gone(self) -> None:
+        if self._stopping:
+            self._set(TaskState.SHUTDOWN)
+        else:
+            self._fail(ERR_REMOVED)
+
+    def _set(self, state: TaskState) -> None:
+        """States only move forward, and a terminal one is final: a step that finishes after a
+        concurrent shutdown cannot bring the task back."""
+        if state <= self._state or self._state.terminal:
+            return
+        self._state = state
+        self._message = MESSAGES[state]
+
+    def _fail(self, err: str) -> TaskStatus:
+        if not self._state.terminal:
+            self._state, self._err = TaskState.FAILED, err
+        return self.status()
+
+    def _reject(self, err: str) -> TaskStatus:
+        if not self._state.terminal:
+            self._state, self._err = TaskState.REJECTED, err
+        return self.status()
+
+
+def _wait_chunk(container: Container, timeout: float) -> dict[str, Any] | None:
+    """One bounded wait request: None when the container is still running at its end."""
+    try:
+        return container.wait(timeout=timeout)
+    except requests.exceptions.ReadTimeout:
+        return None
+    except requests.exceptions.ConnectionError as exc:
+        # urllib3 reports a read timeout on the unix socket as a ConnectionError.
+        if "timed out" in str(exc).lower():
+            return None
+        raise
+
+
+def _explain(exc: docker.errors.APIError) -> str:
+    return str(exc.explanation or exc)
