@@ -45,7 +45,7 @@ class KVServer:
             config,
             addr=listen,
         )
-        for name in ("put", "get", "status", "add_member", "transfer", "bench_load"):
+        for name in ("put", "get", "status", "add_member", "remove_member", "transfer", "bench_load"):
             self.rpc.add_handler(f"kv.{name}", getattr(self, f"_h_{name}"))
 
     async def start(self, members: dict[int, str] | None, peers: dict[int, str] | None) -> None:
@@ -91,6 +91,13 @@ class KVServer:
     async def _h_add_member(self, peer, p):
         try:
             await self.node.add_member(p["id"], p["addr"])
+        except RaftError as e:
+            raise _raft_error(e) from None
+        return True
+
+    async def _h_remove_member(self, peer, p):
+        try:
+            await self.node.remove_member(p["id"])
         except RaftError as e:
             raise _raft_error(e) from None
         return True
