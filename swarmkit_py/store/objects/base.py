@@ -1,0 +1,164 @@
+"""The common ground of every stored object and spec: Docker's JSON spelling on the wire,
+Python's snake_case in code.
+
+Why these choices:
+- Field names are snake_case and aliased to Docker's exact keys (`ID`, `NodeID`, `NanoCPUs`,
+  `DNSConfig`...), so `to_api()` (or `model_dump(mode="json")`) yields what the CLI and SDK
+  unmarshal, and manager code still reads `task.node_id`.
+- Go's `encoding/json` matches keys case-insensitively and the SDK relies on it
+  (`{"mode": {"replicated": ...}}`), so incoming keys are folded onto the known aliases.
+  Label maps are plain dicts and are never folded: label keys are case-sensitive.
+- Unknown keys are kept (`extra="allow"`): we model the subset of Docker's schema that the
+  control plane reads, but a spec that goes in must come back out whole (Mounts, Hosts,
+  Isolation...), as it does from dockerd.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, ClassVar
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
+
+from ..timefmt import format_rfc3339, parse_rfc3339, to_utc
+
+# snake_case words that Docker spells in capitals.
+_UPPER_WORDS = {
+    "id": "ID",
+    "ids": "IDs",
+    "pid": "PID",
+    "cpus": "CPUs",
+    "dns": "DNS",
+    "tls": "TLS",
+    "ca": "CA",
+    "os": "OS",
+    "csr": "CSR",
+    "cn": "CN",
+    "ip": "IP",
+    "ips": "IPs",
+}
+
+
+def docker_alias(name: str) -> str:
+    """`node_id` -> `NodeID`, `nano_cpus` -> `NanoCPUs`, `global_` -> `Global`."""
+    parts = name.strip("_").split("_")
+    return "".join(_UPPER_WORDS.get(p, p[:1].upper() + p[1:]) for p in parts)
+
+
+def _parse_timestamp(value: Any) -> Any:
+    if isinstance(value, str):
+        return parse_rfc3339(value)
+    if isinstance(value, datetime):
+        return to_utc(value)
+    return value
+
+
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(_parse_timestamp),
+    PlainSerializer(format_rfc3339, return_type=str, when_used="json"),
+]
+"""An aware UTC datetime that reads any RFC 3339 and writes `...Z` in JSON mode."""
+
+
+class DockerModel(BaseModel):
+    """Base of every object and spec model."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        alias_generator=docker_alias,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+    )
+
+    _key_map: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        key_map: dict[str, str] = {}
+        for name, info in cls.model_fields.items():
+            alias = info.alias or name
+            key_map[alias.lower()] = alias
+            key_map[name.lower()] = alias
+        cls._key_map = key_map
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_keys(cls, data: Any) -> Any:
+        """Map keys onto Docker's spelling regardless of case (and from the Python field name);
+        the exact spelling wins over a folded one when a payload carries both (`Mode`, `mode`)."""
+        if not isinstance(data, dict):
+            return data
+        key_map = cls._key_map
+        out: dict[Any, Any] = {}
+        exact: set[Any] = set()
+        for key, value in data.items():
+            if not isinstance(key, str):
+                out[key] = value
+                continue
+            canon = key_map.get(key.lower(), key)
+            if canon == key:
+                exact.add(canon)
+                out[canon] = value
+            elif canon not in exact:
+                out[canon] = value
+        return out
+
+    def to_api(self) -> dict[str, Any]:
+        """The Docker Engine API JSON of this object: aliased keys, RFC 3339 times, no nulls
+        (Go's `omitempty`), and no internal fields."""
+        return self.model_dump(
+            mode="json", by_alias=True, exclude_none=True, exclude=self._internal_fields()
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        """Everything, internal fields included: what the Raft log and snapshots carry."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def clone(self):
+        """A deep copy to modify before proposing an update; stored objects are shared."""
+        return self.model_copy(deep=True)
+
+    @classmethod
+    def _internal_fields(cls) -> set[str] | None:
+        return None
+
+
+class Version(DockerModel):
+    """Raft index of the last change: the token for optimistic concurrency."""
+
+    index: int = 0
+
+
+class StoreObject(DockerModel):
+    """Meta shared by Cluster, Node, Service and Task.
+
+    `version.index` and `created_at`/`updated_at` are owned by the store: apply overwrites
+    them from the Raft entry, whatever the proposer put there (except that an update's
+    `version.index` is first checked against the stored one)."""
+
+    kind: ClassVar[str] = ""
+    internal: ClassVar[frozenset[str]] = frozenset()
+    """Fields replicated through Raft but never shown on the Docker API."""
+
+    id: str = ""
+    version: Version = Field(default_factory=Version)
+    created_at: Timestamp | None = None
+    updated_at: Timestamp | None = None
+
+    @classmethod
+    def _internal_fields(cls) -> set[str] | None:
+        return set(cls.internal) or None
+
+    def name_key(self) -> str | None:
+        """The name this object is found by (`docker service ps web`), if any."""
+        return None

@@ -1,0 +1,72 @@
+"""The cluster object: one per swarm, holding cluster-wide settings, join tokens and CA."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from .base import DockerModel, StoreObject
+
+
+class OrchestrationConfig(DockerModel):
+    task_history_retention_limit: int | None = None
+
+
+class RaftConfig(DockerModel):
+    snapshot_interval: int | None = None
+    keep_old_snapshots: int | None = None
+    log_entries_for_slow_followers: int | None = None
+    election_tick: int | None = None
+    heartbeat_tick: int | None = None
+
+
+class DispatcherConfig(DockerModel):
+    heartbeat_period: int | None = None
+    """Nanoseconds, like every Docker duration."""
+
+
+class CAConfig(DockerModel):
+    node_cert_expiry: int | None = None
+
+
+class EncryptionConfig(DockerModel):
+    auto_lock_managers: bool | None = None
+
+
+class ClusterSpec(DockerModel):
+    name: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    orchestration: OrchestrationConfig | None = None
+    raft: RaftConfig | None = None
+    dispatcher: DispatcherConfig | None = None
+    ca_config: CAConfig | None = None
+    encryption_config: EncryptionConfig | None = None
+
+
+class JoinTokens(DockerModel):
+    worker: str = ""
+    manager: str = ""
+
+
+class RootCA(DockerModel):
+    """The cluster CA as replicated to every manager, so any of them can sign after a leader
+    change. Internal: never served on the Docker API."""
+
+    ca_cert: str | None = None
+    ca_key: str | None = None
+    ca_cert_hash: str | None = None
+
+
+class Cluster(StoreObject):
+    kind = "cluster"
+    internal = frozenset({"root_ca"})
+
+    spec: ClusterSpec = Field(default_factory=ClusterSpec)
+    root_rotation_in_progress: bool = False
+    default_addr_pool: list[str] | None = None
+    subnet_size: int | None = None
+    data_path_port: int | None = None
+    join_tokens: JoinTokens = Field(default_factory=JoinTokens)
+    root_ca: RootCA | None = None
+
+    def name_key(self) -> str | None:
+        return self.spec.name or None

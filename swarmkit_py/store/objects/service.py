@@ -1,0 +1,103 @@
+"""Services: the desired state the orchestrators converge tasks to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from .base import DockerModel, StoreObject, Timestamp
+from .enums import FailureAction, UpdateOrder, UpdateState
+from .taskspec import TaskSpec
+
+
+class ReplicatedService(DockerModel):
+    replicas: int = Field(default=1, ge=0)
+
+    @field_validator("replicas", mode="before")
+    @classmethod
+    def _nil_means_one(cls, value: Any) -> Any:
+        # `docker service create` without --replicas sends {"Replicated": {}}; the CLI then
+        # fails on a nil Replicas (notes pitfall 4), so absence means 1, as in dockerd.
+        return 1 if value is None else value
+
+
+class GlobalService(DockerModel):
+    pass
+
+
+class ServiceMode(DockerModel):
+    replicated: ReplicatedService | None = None
+    global_: GlobalService | None = None
+
+    @model_validator(mode="after")
+    def _default_replicated(self) -> ServiceMode:
+        # dockerd turns a spec with no mode into one replica; job modes (unmodelled) stay
+        # as extra keys and keep the service out of both replicated and global handling.
+        if self.replicated is None and self.global_ is None and not self.model_extra:
+            self.replicated = ReplicatedService()
+        return self
+
+    @property
+    def is_global(self) -> bool:
+        return self.global_ is not None
+
+
+class UpdateConfig(DockerModel):
+    """Also used for RollbackConfig, which has the same shape."""
+
+    parallelism: int | None = None
+    delay: int | None = None
+    failure_action: FailureAction | None = None
+    monitor: int | None = None
+    max_failure_ratio: float | None = None
+    order: UpdateOrder | None = None
+
+
+class PortConfig(DockerModel):
+    name: str | None = None
+    protocol: str | None = None
+    target_port: int | None = None
+    published_port: int | None = None
+    publish_mode: str | None = None
+
+
+class EndpointSpec(DockerModel):
+    mode: str | None = None
+    ports: list[PortConfig] | None = None
+
+
+class Endpoint(DockerModel):
+    """Observed endpoint; its Ports feed the PORTS column of `docker service ls`."""
+
+    spec: EndpointSpec | None = None
+    ports: list[PortConfig] | None = None
+
+
+class UpdateStatus(DockerModel):
+    state: UpdateState | None = None
+    started_at: Timestamp | None = None
+    completed_at: Timestamp | None = None
+    message: str | None = None
+
+
+class ServiceSpec(DockerModel):
+    name: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    task_template: TaskSpec = Field(default_factory=TaskSpec)
+    mode: ServiceMode = Field(default_factory=ServiceMode)
+    update_config: UpdateConfig | None = None
+    rollback_config: UpdateConfig | None = None
+    endpoint_spec: EndpointSpec | None = None
+
+
+class Service(StoreObject):
+    kind = "service"
+
+    spec: ServiceSpec = Field(default_factory=ServiceSpec)
+    previous_spec: ServiceSpec | None = None
+    endpoint: Endpoint | None = None
+    update_status: UpdateStatus | None = None
+
+    def name_key(self) -> str | None:
+        return self.spec.name or None

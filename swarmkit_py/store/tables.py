@@ -1,0 +1,133 @@
+"""Tables and their secondary indexes.
+
+Buckets are insertion-ordered dicts rather than sets: set order follows string hashing, which
+is randomised per process, and control loops iterating query results should make the same
+choices on every run (reproducible simulations, comparable logs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from .objects import KINDS, StoreObject, Task
+
+IndexFn = Callable[[StoreObject], Hashable | None]
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    kind: str
+    unique_names: bool
+    """Services and clusters: a second object with the same name is a `NameConflict`.
+    Nodes are found by hostname, which two hosts may share, so theirs is not unique."""
+    indexes: dict[str, IndexFn] = field(default_factory=dict)
+
+
+def _task_slot(t: Task) -> Hashable | None:
+    return (t.service_id, t.slot) if t.slot is not None else None
+
+
+SCHEMAS: dict[str, TableSchema] = {
+    "cluster": TableSchema("cluster", unique_names=True),
+    "service": TableSchema("service", unique_names=True),
+    "node": TableSchema(
+        "node",
+        unique_names=False,
+        indexes={
+            "role": lambda n: n.spec.role,
+            "state": lambda n: n.status.state,
+        },
+    ),
+    "task": TableSchema(
+        "task",
+        unique_names=False,
+        indexes={
+            "service_id": lambda t: t.service_id or None,
+            "node_id": lambda t: t.node_id or None,
+            "service_slot": _task_slot,
+            "desired_state": lambda t: t.desired_state,
+            "state": lambda t: t.status.state,
+        },
+    ),
+}
+assert set(SCHEMAS) == set(KINDS)
+
+
+def name_index_key(obj: StoreObject) -> str | None:
+    """Names match case-insensitively, as in swarmkit's name index."""
+    name = obj.name_key()
+    return name.lower() if name else None
+
+
+class Table:
+    def __init__(self, schema: TableSchema) -> None:
+        self.schema = schema
+        self.objs: dict[str, StoreObject] = {}
+        self.by_name: dict[str, dict[str, None]] = {}
+        self.indexes: dict[str, dict[Hashable, dict[str, None]]] = {
+            name: {} for name in schema.indexes
+        }
+
+    def __len__(self) -> int:
+        return len(self.objs)
+
+    def __iter__(self) -> Iterator[StoreObject]:
+        return iter(self.objs.values())
+
+    def get(self, id: str) -> StoreObject | None:
+        return self.objs.get(id)
+
+    def put(self, obj: StoreObject) -> StoreObject | None:
+        """Insert or replace; returns the replaced object."""
+        old = self.objs.get(obj.id)
+        if old is not None:
+            self._unindex(old)
+        self.objs[obj.id] = obj
+        self._index(obj)
+        return old
+
+    def remove(self, id: str) -> StoreObject | None:
+        old = self.objs.pop(id, None)
+        if old is not None:
+            self._unindex(old)
+        return old
+
+    def ids_named(self, name: str) -> list[str]:
+        return list(self.by_name.get(name.lower(), ()))
+
+    def ids_where(self, index: str, key: Hashable) -> Iterable[str]:
+        return self.indexes[index].get(key, {}).keys()
+
+    def _index(self, obj: StoreObject) -> None:
+        name = name_index_key(obj)
+        if name is not None:
+            self.by_name.setdefault(name, {})[obj.id] = None
+        for index, fn in self.schema.indexes.items():
+            key = fn(obj)
+            if key is not None:
+                self.indexes[index].setdefault(key, {})[obj.id] = None
+
+    def _unindex(self, obj: StoreObject) -> None:
+        name = name_index_key(obj)
+        if name is not None:
+            _drop(self.by_name, name, obj.id)
+        for index, fn in self.schema.indexes.items():
+            key = fn(obj)
+            if key is not None:
+                _drop(self.indexes[index], key, obj.id)
+
+
+def _drop(buckets: dict, key: Hashable, id: str) -> None:
+    bucket = buckets.get(key)
+    if bucket is not None:
+        bucket.pop(id, None)
+        if not bucket:
+            del buckets[key]
+
+
+def new_tables() -> dict[str, Table]:
+    return {kind: Table(schema) for kind, schema in SCHEMAS.items()}
+
+
+__all__ = ["SCHEMAS", "Table", "TableSchema", "name_index_key", "new_tables"]
