@@ -20,6 +20,7 @@ class RaftConfig(BaseModel):
     election_ticks: int = Field(6, ge=2, description="minimum election timeout, in ticks (randomized up to 2x)")
     max_inflight: int = Field(256, ge=1, description="append messages in flight per follower")
     max_msg_bytes: int = Field(1 << 20, ge=1024, description="entry payload bytes per append message")
+    max_batch: int = Field(2048, ge=1, description="proposals taken into one loop turn (one fsync)")
     snapshot_interval: int = Field(10_000, ge=1, description="applied entries between snapshots")
     keep_entries: int = Field(2_000, ge=0, description="entries kept behind a snapshot for slow followers")
     proposal_timeout_s: float = Field(5.0, gt=0, description="a write that cannot commit in this time fails with NoQuorum")

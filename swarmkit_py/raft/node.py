@@ -75,7 +75,7 @@ class RaftNode:
         self.peers: dict[int, str] = {}
         self._inbox: list = []
         self._props: list[tuple[bytes, asyncio.Future]] = []
-        self._pending: dict[int, asyncio.Future] = {}
+        self._pending: dict[int, tuple[asyncio.Future, float]] = {}
         self._reads: dict[bytes, asyncio.Future] = {}
         self._apply_waiters: list[tuple[int, asyncio.Future]] = []
         self._seq = itertools.count(1)
@@ -196,14 +196,13 @@ class RaftNode:
         await self._wait_for_leader(deadline)
         seq = next(self._seq)
         fut = loop.create_future()
-        self._pending[seq] = fut
+        # No wait_for per write (a timer and a task each): the ticker expires pending writes.
+        self._pending[seq] = (fut, deadline)
         self._props.append((_ENVELOPE.pack(self.id, seq) + data, fut))
         self.metrics["proposals"] += 1
         self._wake.set()
         try:
-            return await asyncio.wait_for(fut, max(0.0, deadline - loop.time()))
-        except TimeoutError:
-            raise NoQuorum() from None
+            return await fut
         finally:
             self._pending.pop(seq, None)
 
@@ -344,22 +343,39 @@ class RaftNode:
             await asyncio.sleep(max(0.0, nxt - loop.time()))
             self._ticks += 1
             self._wake.set()
+            self._expire_pending(loop.time())
+
+    def _expire_pending(self, now: float) -> None:
+        """Fail writes past their deadline. Deadlines grow with the sequence number for the
+        usual (default) timeout, so the scan stops at the first write still in time."""
+        for seq, (fut, deadline) in list(self._pending.items()):
+            if deadline > now:
+                break
+            del self._pending[seq]
+            if not fut.done():
+                fut.set_exception(NoQuorum())
 
     async def _run(self) -> None:
         c = self.core
         while not self._stopped:
             await self._wake.wait()
             self._wake.clear()
-            ticks, self._ticks = self._ticks, 0
-            for _ in range(min(ticks, 3)):
-                c.tick()
+            # Messages before ticks: after a stall, an append that arrived during it proves the
+            # leader alive, and must count before the stall's ticks can start an election.
             inbox, self._inbox = self._inbox, []
             for m in inbox:
                 if type(m) is tuple:
                     c.read_index(m[1])
                 else:
                     c.step(m)
-            props, self._props = self._props, []
+            ticks, self._ticks = self._ticks, 0
+            for _ in range(min(ticks, 3)):
+                c.tick()
+            # Bounded batches keep one loop turn short, so heartbeats keep flowing under load.
+            props = self._props[: self.cfg.max_batch]
+            del self._props[: self.cfg.max_batch]
+            if self._props:
+                self._wake.set()
             for data, fut in props:
                 if fut.done():
                     continue
@@ -441,9 +457,9 @@ class RaftNode:
         result = self.fsm.apply(e.index, e.data[_ENVELOPE.size :])
         self.metrics["applied"] += 1
         if origin == self.id:
-            fut = self._pending.get(seq)
-            if fut is not None and not fut.done():
-                fut.set_result(result)
+            p = self._pending.get(seq)
+            if p is not None and not p[0].done():
+                p[0].set_result(result)
 
     def _wake_appliers(self) -> None:
         applied = self.core.applied
@@ -494,7 +510,7 @@ class RaftNode:
         return {int(k): v for k, v in book.items()}, fsm_data
 
     def _fail_all(self, exc: Exception) -> None:
-        for fut in list(self._pending.values()) + list(self._reads.values()):
+        for fut in [p[0] for p in self._pending.values()] + list(self._reads.values()):
             if not fut.done():
                 fut.set_exception(exc)
         for _, fut in self._props + self._apply_waiters:

@@ -113,7 +113,7 @@ async def test_new_member_joins_as_learner_then_votes(cluster5, tmp_path):
     leader = await c.wait_leader()
     for i in range(50):
         await c.put(leader, f"k{i}", b"v")
-    m = await c.add(6)
+    await c.add(6)
     st = await c.status(leader)
     voters = {x["id"] for x in st["members"] if x["voter"]}
     assert 6 in voters and len(voters) == 6

@@ -72,6 +72,8 @@ class KVServer:
 
     async def _h_status(self, peer, p):
         c = self.node.core
+        if c is None:
+            raise RpcError("unavailable", "starting")
         return {
             "id": self.node.id,
             "pid": os.getpid(),
@@ -86,6 +88,9 @@ class KVServer:
                 for m in self.node.members()
             ],
             "metrics": self.node.metrics,
+            "last_index": c.log.last_index(),
+            "progress": {str(nid): [pr.match, pr.next, pr.state.name, len(pr.inflight), pr.paused] for nid, pr in c.prs.items()},
+            "transport": {str(k): v for k, v in self.node.transport.stats()["peers"].items()},
         }
 
     async def _h_add_member(self, peer, p):
