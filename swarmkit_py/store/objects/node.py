@@ -67,7 +67,7 @@ class NodeCertificate(DockerModel):
 
 class Node(StoreObject):
     kind = "node"
-    internal = frozenset({"role", "certificate"})
+    internal = frozenset({"role", "certificate", "raft_id"})
 
     spec: NodeSpec = Field(default_factory=NodeSpec)
     description: NodeDescription | None = None
@@ -76,6 +76,9 @@ class Node(StoreObject):
     role: NodeRole | None = None
     """Actual role (swarmkit's Node.Role), as opposed to the desired `spec.role`."""
     certificate: NodeCertificate | None = None
+    raft_id: int | None = None
+    """The node's Raft member id while it is a manager (Raft ids are integers; node ids are
+    Swarm's 25-character strings)."""
 
     def name_key(self) -> str | None:
         # Docker resolves `docker node inspect <name>` by hostname; the spec name is only

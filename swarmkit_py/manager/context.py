@@ -1,0 +1,45 @@
+"""What the control API and the control loops may ask of the manager they run in.
+
+The Manager implements this; unit tests implement it with a LocalProposer and fixed answers.
+Keeping it this narrow is what lets the API layer and the loops be written and tested without
+a Raft group, and keeps the arrows pointing down (api -> manager -> store/raft).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from .proposer import Proposer
+
+
+@dataclass(frozen=True)
+class RaftMember:
+    """One Raft member as seen from this manager right now (not stored: it changes with every
+    heartbeat, so it is overlaid on Node.ManagerStatus when the API answers)."""
+
+    raft_id: int
+    node_id: str  # the Swarm node id of that manager ("" if not known yet)
+    addr: str  # host:port of its cluster listener (2377)
+    voter: bool
+    reachable: bool
+    leader: bool
+
+
+class ClusterContext(Protocol):
+    proposer: Proposer  # .store for reads, .propose(tx) for writes
+
+    @property
+    def node_id(self) -> str:
+        """This node's Swarm node id."""
+
+    def is_leader(self) -> bool: ...
+
+    def leader_node_id(self) -> str | None:
+        """Node id of the current Raft leader, None when there is none (no quorum)."""
+
+    def raft_members(self) -> list[RaftMember]: ...
+
+    async def read_barrier(self) -> None:
+        """Wait until the local store reflects every committed write (ReadIndex); raises
+        raft's NoQuorum when there is no leader."""
