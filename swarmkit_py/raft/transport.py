@@ -1,0 +1,362 @@
+"""Carries Raft messages between members over the cluster RPC connection.
+
+Raft tolerates lost, duplicated and reordered messages but not a member that stalls, so
+sending never waits: each peer has its own bounded queue, its own outbound connection and its
+own writer task. A slow or dead peer fills (then overflows) only its own queue; messages to
+the others keep flowing. Overflow drops and counts rather than blocks, and the leader's
+retries recover what was lost.
+
+Messages travel as one-way RPC notifications (method ``"raft.msg"``), so the transport can
+listen on its own ``RpcServer`` or just register on the manager's, sharing port 2377 with the
+dispatcher and the join service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl as _ssl
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from ..rpc import (
+    DEFAULT_MAX_FRAME,
+    Connection,
+    PeerInfo,
+    RpcServer,
+    RpcUnavailable,
+    open_connection,
+)
+from ..rpc.framing import notification_encoder
+from .codec import message_from_tuple, message_to_tuple
+from .types import Message
+
+log = logging.getLogger(__name__)
+
+RAFT_METHOD = "raft.msg"
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``"host:port"`` or ``"[v6]:port"`` -> ``(host, port)``."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"peer address must be host:port, got {address!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+class _Peer:
+    """Everything about one remote member: where it is, what waits for it, how it went."""
+
+    __slots__ = (
+        "node_id",
+        "host",
+        "port",
+        "queue",
+        "wake",
+        "conn",
+        "task",
+        "sent",
+        "dropped",
+        "connect_failures",
+        "last_error",
+    )
+
+    def __init__(self, node_id: int, host: str, port: int) -> None:
+        self.node_id = node_id
+        self.host = host
+        self.port = port
+        self.queue: list[Message] = []
+        self.wake = asyncio.Event()
+        self.conn: Connection | None = None
+        self.task: asyncio.Task | None = None
+        self.sent = 0
+        self.dropped = 0
+        self.connect_failures = 0
+        self.last_error = ""
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+class Transport:
+    """Raft messages in and out for member ``node_id``.
+
+    ``on_message`` is called synchronously on the event loop for every message addressed to
+    this member, in the order each peer sent them; it should only queue them for the driver.
+    Pass ``rpc_server`` to share an existing server (its owner starts and stops it; ``host``,
+    ``port`` and ``server_ssl`` are then unused), or leave it ``None`` to listen on
+    ``host:port`` with ``server_ssl``. Outbound connections use ``client_ssl``.
+
+    ``authorize(peer) -> bool`` decides, once per inbound connection, whether its sender may
+    speak Raft at all. On a shared port a worker's certificate (same CA) passes TLS, so the
+    control plane passes a check of the manager role here; refused messages are counted.
+    """
+
+    def __init__(
+        self,
+        node_id: int,
+        host: str,
+        port: int,
+        on_message: Callable[[Message], None],
+        server_ssl: _ssl.SSLContext | None = None,
+        client_ssl: _ssl.SSLContext | None = None,
+        rpc_server: RpcServer | None = None,
+        *,
+        queue_size: int = 4096,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        backoff_min: float = 0.05,
+        backoff_max: float = 1.0,
+        connect_timeout: float = 2.0,
+        server_hostname: str | None = None,
+        authorize: Callable[[PeerInfo], bool] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if queue_size < 1:
+            raise ValueError("queue_size must be at least 1")
+        if not 0 < backoff_min <= backoff_max:
+            raise ValueError("need 0 < backoff_min <= backoff_max")
+        self.node_id = node_id
+        self._on_message = on_message
+        self._client_ssl = client_ssl
+        self._owns_server = rpc_server is None
+        self._server = rpc_server or RpcServer(host, port, ssl=server_ssl, max_frame=max_frame)
+        self._queue_size = queue_size
+        self._max_frame = max_frame
+        self._backoff_min = backoff_min
+        self._backoff_max = backoff_max
+        self._connect_timeout = connect_timeout
+        self._server_hostname = server_hostname
+        self._rng = rng or random.Random()
+        self._authorize = authorize
+        self._verdicts: weakref.WeakKeyDictionary[Connection, bool] = weakref.WeakKeyDictionary()
+        self._peers: dict[int, _Peer] = {}
+        self._retiring: set[asyncio.Task] = set()
+        self._running = False
+        self._stopped = False
+        self.dropped_unknown_peer = 0
+        self.dropped_inbound = 0
+        self.dropped_unauthorized = 0
+        self.received = 0
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    @property
+    def bound_port(self) -> int:
+        return self._server.bound_port
+
+    async def start(self) -> None:
+        if self._running or self._stopped:
+            raise RuntimeError("a Transport starts once")
+        self._server.add_notification_handler(RAFT_METHOD, self._on_raft_msg)
+        if self._owns_server:
+            try:
+                await self._server.start()
+            except BaseException:
+                self._server.remove_handler(RAFT_METHOD)
+                raise
+        self._running = True
+        for peer in self._peers.values():
+            self._spawn(peer)
+
+    async def stop(self) -> None:
+        """Stop sending and receiving; queued messages are discarded."""
+        if self._stopped:
+            return
+        self._stopped = True
+        was_running, self._running = self._running, False
+        tasks = [p.task for p in self._peers.values() if p.task is not None]
+        tasks += self._retiring
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for peer in self._peers.values():
+            peer.queue.clear()
+        if was_running:
+            self._server.remove_handler(RAFT_METHOD)
+            if self._owns_server:
+                await self._server.stop()
+
+    # -- membership ----------------------------------------------------------------------------
+
+    def add_peer(self, node_id: int, address: str) -> None:
+        """Start talking to ``node_id`` at ``"host:port"``; a new address replaces the old."""
+        if node_id == self.node_id:
+            raise ValueError(f"node {node_id} is this member; it needs no transport peer")
+        host, port = parse_address(address)
+        old = self._peers.get(node_id)
+        if old is not None:
+            if (old.host, old.port) == (host, port):
+                return
+            self.remove_peer(node_id)
+        peer = _Peer(node_id, host, port)
+        self._peers[node_id] = peer
+        if self._running:
+            self._spawn(peer)
+
+    def remove_peer(self, node_id: int) -> None:
+        peer = self._peers.pop(node_id, None)
+        if peer is None:
+            return
+        peer.queue.clear()
+        if peer.task is not None:
+            peer.task.cancel()
+            self._retiring.add(peer.task)
+            peer.task.add_done_callback(self._retiring.discard)
+
+    def is_reachable(self, node_id: int) -> bool:
+        """Whether a connection to ``node_id`` is up right now (what a leader needs to decide
+        between pipelining appends and probing)."""
+        peer = self._peers.get(node_id)
+        return peer is not None and peer.conn is not None and not peer.conn.is_closed
+
+    def peers(self) -> dict[int, str]:
+        return {nid: p.address for nid, p in self._peers.items()}
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "received": self.received,
+            "dropped_inbound": self.dropped_inbound,
+            "dropped_unauthorized": self.dropped_unauthorized,
+            "dropped_unknown_peer": self.dropped_unknown_peer,
+            "peers": {
+                nid: {
+                    "address": p.address,
+                    "connected": self.is_reachable(nid),
+                    "queued": len(p.queue),
+                    "sent": p.sent,
+                    "dropped": p.dropped,
+                    "connect_failures": p.connect_failures,
+                    "last_error": p.last_error,
+                }
+                for nid, p in self._peers.items()
+            },
+        }
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def send(self, msg: Message) -> None:
+        """Queue ``msg`` for ``msg.to``; never blocks. Drops (and counts) when the peer is
+        unknown, its queue is full, or the transport is stopped."""
+        peer = self._peers.get(msg.to)
+        if peer is None:
+            self.dropped_unknown_peer += 1
+            return
+        if len(peer.queue) >= self._queue_size or self._stopped:
+            peer.dropped += 1
+            return
+        peer.queue.append(msg)
+        peer.wake.set()
+
+    def _spawn(self, peer: _Peer) -> None:
+        peer.task = asyncio.get_running_loop().create_task(
+            self._run_peer(peer), name=f"raft-send {self.node_id}->{peer.node_id}"
+        )
+
+    async def _run_peer(self, peer: _Peer) -> None:
+        """Connect, pump, and on any failure back off and reconnect, until cancelled.
+
+        A connection that dies soon after it opened (a TLS rejection shows up only after the
+        handshake under TLS 1.3) counts as a failure, so a peer that keeps refusing us is not
+        redialled in a tight loop. The loop condition backs up cancellation: a stopped
+        transport or a removed peer must never leave a sender dialling on.
+        """
+        delay = self._backoff_min
+        while self._running and self._peers.get(peer.node_id) is peer:
+            try:
+                conn = await open_connection(
+                    peer.host,
+                    peer.port,
+                    ssl=self._client_ssl,
+                    server_hostname=self._server_hostname,
+                    max_frame=self._max_frame,
+                    connect_timeout=self._connect_timeout,
+                )
+            except RpcUnavailable as e:
+                failed_for = e.message
+            else:
+                opened = time.monotonic()
+                peer.conn = conn
+                conn.add_close_callback(peer.wake.set)
+                try:
+                    await self._pump(peer, conn)
+                except RpcUnavailable:
+                    pass
+                finally:
+                    peer.conn = None
+                    await conn.aclose()
+                failed_for = f"connection to {peer.address} lost: {conn.close_reason}"
+                if time.monotonic() - opened > self._backoff_max:
+                    delay = self._backoff_min
+                    peer.last_error = failed_for
+                    continue
+            # Stale heartbeats and appends are worse than none once the peer is back: drop.
+            peer.connect_failures += 1
+            peer.last_error = failed_for
+            peer.dropped += len(peer.queue)
+            peer.queue.clear()
+            await asyncio.sleep(delay * (0.5 + 0.5 * self._rng.random()))
+            delay = min(delay * 2, self._backoff_max)
+
+    async def _pump(self, peer: _Peer, conn: Connection) -> None:
+        """Everything queued since the last wake-up goes out in one write, then one drain."""
+        wake = peer.wake
+        encode = notification_encoder(RAFT_METHOD, self._max_frame)
+        while True:
+            if not peer.queue:
+                wake.clear()
+                await wake.wait()
+            if conn.is_closed:
+                return
+            batch, peer.queue = peer.queue, []
+            frames = []
+            for msg in batch:
+                try:
+                    frames.append(encode(message_to_tuple(msg)))
+                except Exception as e:
+                    peer.dropped += 1
+                    log.warning("dropping %s to node %d: %s", msg.type.name, peer.node_id, e)
+            if frames:
+                conn.write_frames(b"".join(frames))
+                peer.sent += len(frames)
+                await conn.drain()
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def _on_raft_msg(self, peer: PeerInfo, params: Any) -> None:
+        if self._authorize is not None and not self._authorized(peer):
+            self.dropped_unauthorized += 1
+            return
+        try:
+            msg = message_from_tuple(params)
+        except Exception as e:
+            self.dropped_inbound += 1
+            log.warning("undecodable raft message from %s: %s", peer.address_str, e)
+            return
+        if msg.to != self.node_id:
+            # A peer with a stale view of who lives at this address (a replaced node).
+            self.dropped_inbound += 1
+            log.debug("raft message for node %d arrived at node %d", msg.to, self.node_id)
+            return
+        self.received += 1
+        self._on_message(msg)
+
+    def _authorized(self, peer: PeerInfo) -> bool:
+        """The verdict is cached per connection: a certificate cannot change mid-connection,
+        and parsing it for every heartbeat would cost more than the heartbeat."""
+        verdict = self._verdicts.get(peer.connection)
+        if verdict is None:
+            try:
+                verdict = bool(self._authorize(peer))
+            except Exception:
+                log.exception("raft authorization check failed for %s", peer.address_str)
+                verdict = False
+            self._verdicts[peer.connection] = verdict
+            if not verdict:
+                log.warning("refusing raft messages from %s: not authorized", peer.address_str)
+        return verdict

@@ -1,0 +1,315 @@
+"""One framed, multiplexed connection; the same object on the client and the server side.
+
+Both ends can call, answer and notify: a worker calls the dispatcher, and the dispatcher
+pushes assignments back down the same connection. Calls carry a request id, so any number of
+them share the connection and their answers may come back in any order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .errors import (
+    INTERNAL,
+    UNKNOWN_METHOD,
+    FrameTooLarge,
+    ProtocolError,
+    RpcError,
+    RpcTimeout,
+    RpcUnavailable,
+    error_from_wire,
+)
+from .framing import (
+    DEFAULT_MAX_FRAME,
+    NOTIFY,
+    REQUEST,
+    RESPONSE,
+    FrameDecoder,
+    pack_frame,
+    unpack_body,
+)
+from .peer import PeerInfo
+from .registry import HandlerRegistry
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 256 * 1024
+# StreamReader pauses the socket when it buffers twice this; the asyncio default (64 KiB)
+# throttles a busy Raft stream for no benefit since we drain the buffer on every read.
+STREAM_LIMIT = 1024 * 1024
+CLOSE_WAIT = 2.0
+
+
+class Connection:
+    """A live stream to one peer. Create it only from inside the event loop; it starts reading
+    immediately. Once closed it stays closed: reconnecting means a new ``Connection``.
+    """
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        handlers: HandlerRegistry,
+        *,
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._handlers = handlers
+        self._max_frame = max_frame
+        self._pending: dict[int, asyncio.Future] = {}
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task] = set()
+        self._close_callbacks: list[Callable[[], None]] = []
+        self._closed = False
+        self._close_reason = ""
+        self._closed_event = asyncio.Event()
+        peername = writer.get_extra_info("peername")
+        address = (str(peername[0]), int(peername[1])) if peername else None
+        ssl_object = writer.get_extra_info("ssl_object")
+        cert = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        self.peer = PeerInfo(address, cert, self)
+        self._read_task = asyncio.get_running_loop().create_task(
+            self._read_loop(), name=f"rpc-read {self.peer.address_str}"
+        )
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    @property
+    def close_reason(self) -> str:
+        return self._close_reason
+
+    def add_close_callback(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the connection is gone (at once if it already is).
+
+        A callback rather than only an awaitable so that a sender parked on its own wake-up
+        event learns of the loss without a task per connection to watch it.
+        """
+        if self._closed:
+            asyncio.get_running_loop().call_soon(callback)
+        else:
+            self._close_callbacks.append(callback)
+
+    async def wait_closed(self) -> None:
+        await self._closed_event.wait()
+
+    def close(self, reason: str = "closed locally") -> None:
+        self._shutdown(reason)
+
+    async def aclose(self, reason: str = "closed locally") -> None:
+        """Close and wait until the socket and the reader task are really gone, so a test or
+        a stopping server leaves no task or socket behind."""
+        self._shutdown(reason)
+        if self._read_task is not asyncio.current_task():
+            await asyncio.gather(self._read_task, return_exceptions=True)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+        # lands as the inner await completes, and a sender being stopped would live on.
+        try:
+            async with asyncio.timeout(CLOSE_WAIT):
+                await self._writer.wait_closed()
+        except TimeoutError:
+            # A peer that stopped reading keeps our unsent bytes, and with them the socket.
+            self._writer.transport.abort()
+        except OSError:
+            pass
+        except Exception:  # ssl may raise odd errors on a torn-down socket
+            log.debug("error while closing %s", self.peer.address_str, exc_info=True)
+
+    # -- sending -----------------------------------------------------------------------------
+
+    async def call(self, method: str, params: Any = None, *, timeout: float | None = None) -> Any:
+        """Send a request and wait for its answer; raises the peer's error as :class:`RpcError`.
+
+        :class:`FrameTooLarge` is raised before anything is sent, leaving the connection usable.
+        """
+        self._check_open()
+        rid = next(self._ids)
+        frame = pack_frame((REQUEST, rid, method, params), self._max_frame)
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        try:
+            async with asyncio.timeout(timeout):
+                self._writer.write(frame)
+                await self.drain()
+                return await fut
+        except RpcError:
+            raise
+        except TimeoutError:
+            raise RpcTimeout(
+                f"{method} to {self.peer.address_str}: no answer within {timeout}s"
+            ) from None
+        finally:
+            self._pending.pop(rid, None)
+
+    def notify_nowait(self, method: str, params: Any = None) -> None:
+        """Queue a one-way message on the socket without waiting for buffer space."""
+        self._check_open()
+        self._writer.write(pack_frame((NOTIFY, method, params), self._max_frame))
+
+    async def notify(self, method: str, params: Any = None) -> None:
+        self.notify_nowait(method, params)
+        await self.drain()
+
+    def write_frames(self, data: bytes) -> None:
+        """Write already framed bytes (many frames at once), for senders that batch.
+
+        One ``write`` per batch instead of per frame is what lets the Raft transport reach
+        tens of thousands of messages per second.
+        """
+        self._check_open()
+        self._writer.write(data)
+
+    async def drain(self) -> None:
+        """Wait until the socket buffer is below its high-water mark (TCP back-pressure)."""
+        self._check_open()
+        try:
+            await self._writer.drain()
+        except (ConnectionError, OSError) as e:
+            self._shutdown(f"{type(e).__name__}: {e}")
+            raise RpcUnavailable(f"connection to {self.peer.address_str} lost: {e}") from e
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RpcUnavailable(
+                f"connection to {self.peer.address_str} is closed: {self._close_reason}"
+            )
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        decoder = FrameDecoder(self._max_frame)
+        read = self._reader.read
+        reason = "closed by peer"
+        try:
+            while True:
+                data = await read(READ_CHUNK)
+                if not data:
+                    break
+                for body in decoder.feed(data):
+                    pending = self._on_frame(body)
+                    if pending is not None:
+                        await self._await_notification(pending)
+        except (FrameTooLarge, ProtocolError) as e:
+            reason = str(e)
+            log.warning("closing connection to %s: %s", self.peer.address_str, e)
+        except asyncio.CancelledError:
+            reason = self._close_reason or "cancelled"
+            raise
+        except (ConnectionError, OSError, asyncio.IncompleteReadError) as e:
+            reason = f"{type(e).__name__}: {e}"
+        finally:
+            self._shutdown(reason)
+
+    def _on_frame(self, body: bytearray) -> Awaitable[Any] | None:
+        """Dispatch one frame; returns the awaitable of an async notification handler so the
+        read loop can run it in order, or None when nothing is left to wait for."""
+        try:
+            frame = unpack_body(body)
+            kind = frame[0]
+        except Exception as e:
+            raise ProtocolError(f"undecodable frame: {e}") from e
+        if kind == NOTIFY:
+            try:
+                _, method, params = frame
+            except (TypeError, ValueError) as e:
+                raise ProtocolError(f"malformed notification: {e}") from e
+            handler = self._handlers.notifications.get(method)
+            if handler is None:
+                log.debug("no handler for notification %r from %s", method, self.peer.address_str)
+                return None
+            try:
+                result = handler(self.peer, params)
+            except Exception:
+                log.exception("notification handler %r failed", method)
+                return None
+            # Most notification handlers are plain functions returning None: skip the check.
+            return result if result is not None and inspect.isawaitable(result) else None
+        if kind == RESPONSE:
+            try:
+                _, rid, err, result = frame
+                fut = self._pending.pop(rid, None)
+                if fut is not None and not fut.done():
+                    if err is None:
+                        fut.set_result(result)
+                    else:
+                        fut.set_exception(error_from_wire(str(err[0]), str(err[1])))
+            except (TypeError, ValueError, IndexError) as e:
+                raise ProtocolError(f"malformed response: {e}") from e
+            return None
+        if kind == REQUEST:
+            try:
+                _, rid, method, params = frame
+            except (TypeError, ValueError) as e:
+                raise ProtocolError(f"malformed request: {e}") from e
+            task = asyncio.get_running_loop().create_task(self._serve(rid, method, params))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return None
+        raise ProtocolError(f"unknown frame kind {kind!r}")
+
+    async def _await_notification(self, pending: Awaitable[Any]) -> None:
+        try:
+            await pending
+        except Exception:
+            log.exception("notification handler failed on %s", self.peer.address_str)
+
+    async def _serve(self, rid: int, method: str, params: Any) -> None:
+        handler = self._handlers.requests.get(method)
+        try:
+            if handler is None:
+                raise RpcError(UNKNOWN_METHOD, f"no method {method!r}")
+            result = handler(self.peer, params)
+            if inspect.isawaitable(result):
+                result = await result
+            frame = pack_frame((RESPONSE, rid, None, result), self._max_frame)
+        except RpcError as e:
+            frame = pack_frame((RESPONSE, rid, (e.code, e.message), None), self._max_frame)
+        except Exception as e:
+            log.exception("handler for %r failed", method)
+            frame = pack_frame(
+                (RESPONSE, rid, (INTERNAL, f"{type(e).__name__}: {e}"), None), self._max_frame
+            )
+        if self._closed:
+            return
+        self._writer.write(frame)
+        try:
+            await self.drain()
+        except RpcUnavailable:
+            pass
+
+    # -- teardown ----------------------------------------------------------------------------
+
+    def _shutdown(self, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._close_reason = reason
+        where = self.peer.address_str
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(RpcUnavailable(f"connection to {where} lost: {reason}"))
+        self._pending.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        try:
+            self._writer.close()
+        except Exception:  # the transport may already be gone
+            log.debug("error closing writer to %s", where, exc_info=True)
+        if self._read_task is not asyncio.current_task():
+            self._read_task.cancel()
+        self._closed_event.set()
+        callbacks, self._close_callbacks = self._close_callbacks, []
+        for cb in callbacks:
+            try:
+                cb()
+            except Exception:
+                log.exception("close callback failed for %s", where)
