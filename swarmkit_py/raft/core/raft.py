@@ -203,9 +203,14 @@ class RaftCore:
             pr.recent_active = True
 
     def campaign(self, transfer: bool = False) -> None:
+        """Start an election: a pre-vote first unless disabled or `transfer` (TIMEOUT_NOW),
+        which also marks the vote so receivers ignore their leader lease."""
+        self._campaign(skip_pre_vote=transfer, transfer=transfer)
+
+    def _campaign(self, skip_pre_vote: bool, transfer: bool) -> None:
         if not self.promotable():
             return
-        if self.cfg.pre_vote and not transfer:
+        if self.cfg.pre_vote and not skip_pre_vote:
             self._become_pre_candidate()
             vote_type, term = MsgType.PRE_VOTE, self.term + 1
         else:
@@ -215,7 +220,7 @@ class RaftCore:
         if vote_result(self.conf.voters, self.votes) is True:
             # a single voter wins outright
             if vote_type == MsgType.PRE_VOTE:
-                self.campaign(transfer=True)
+                self._campaign(skip_pre_vote=True, transfer=False)
             else:
                 self._become_leader()
             return
@@ -440,7 +445,10 @@ class RaftCore:
                 # makes the follower reject it and the leader falls back to probing
                 pr.inflight.popleft()
             if pr.match < self.log.last_index() or pr.sent_commit < self.log.committed:
-                self._send_append(m.frm)
+                # even with nothing new to send: an append the follower never got (or whose
+                # ack was lost) is otherwise never retried in REPLICATE, and a quiet cluster
+                # stalls; an empty append makes the follower ack its match or reject the gap
+                self._send_append(m.frm, send_empty=True)
             if m.context:
                 self._ack_read(m.frm, m.context)
             return
@@ -492,7 +500,8 @@ class RaftCore:
         res = vote_result(self.conf.voters, self.votes)
         if res is True:
             if self.role == Role.PRE_CANDIDATE:
-                self.campaign(transfer=True)
+                # the real election; not a transfer, so voters in a leader's lease still refuse
+                self._campaign(skip_pre_vote=True, transfer=False)
             else:
                 self._become_leader()
                 self._need_bcast = True
@@ -555,12 +564,14 @@ class RaftCore:
             self._send(Message(MsgType.APP_RESP, self.id, m.frm, term=self.term, index=self.log.committed))
             return
         if self.log.match_term(meta.index, meta.term):
-            # we already have the entries: just learn they are committed
+            # we already have the entries: just learn they are committed. Ack only up to the
+            # snapshot: what follows in our log may be a stale suffix the leader never had.
             self.log.commit_to(meta.index)
-        else:
-            self.log.restore(snap)
-            self.conf = meta.conf.copy()
-            self.snapshot = snap
+            self._send(Message(MsgType.APP_RESP, self.id, m.frm, term=self.term, index=meta.index))
+            return
+        self.log.restore(snap)
+        self.conf = meta.conf.copy()
+        self.snapshot = snap
         self._send(Message(MsgType.APP_RESP, self.id, m.frm, term=self.term, index=self.log.last_index()))
 
     # ================================================================ replication out
@@ -577,9 +588,10 @@ class RaftCore:
             m.term = self.term
         self.msgs.append(m)
 
-    def _send_append(self, to: int) -> bool:
+    def _send_append(self, to: int, send_empty: bool = False) -> bool:
         """Send what `to` is missing (entries, or a snapshot if they were compacted away);
-        False when nothing could be sent (paused or nothing new)."""
+        False when nothing could be sent (paused or nothing new). `send_empty` sends an
+        append without entries even when everything was already sent once."""
         pr = self.prs[to]
         if pr.is_paused():
             return False
@@ -589,7 +601,7 @@ class RaftCore:
             return self._send_snapshot(to, pr)
         last = self.log.last_index()
         ents = self.log.slice(pr.next, last + 1, self.cfg.max_msg_bytes) if pr.next <= last else []
-        if not ents and pr.sent_commit >= self.log.committed and pr.state == ProgressState.REPLICATE:
+        if not ents and not send_empty and pr.sent_commit >= self.log.committed and pr.state == ProgressState.REPLICATE:
             return False
         commit = self.log.committed
         self._send(Message(MsgType.APP, self.id, to, term=self.term, log_term=prev_term, index=prev, entries=ents, commit=commit))
