@@ -1,0 +1,55 @@
+"""The agent's configuration (`/etc/swarmkit-py/agent.yml`, rendered by the deploy role).
+
+It crosses a trust boundary (an operator's file), so it is a strict pydantic model: a typo in
+a key is an error that names the key, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..raft.config import RaftConfig
+
+
+def _check_addr(v: str) -> str:
+    host, sep, port = v.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{v!r} is not host:port")
+    return v
+
+
+class AgentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state_dir: Path = Path("/var/lib/swarmkit-py")
+    listen_addr: str = Field("0.0.0.0:2377", description="cluster port: Raft, dispatcher, joins (mTLS)")
+    advertise_addr: str | None = Field(None, description="address other nodes reach us at (host:port)")
+    api_listen: str | None = Field(None, description="Docker API over TLS, e.g. 0.0.0.0:2376 (managers)")
+    api_socket: Path | None = Field(Path("/run/swarmkit-py/docker.sock"), description="root-only Docker API socket")
+    docker_host: str | None = Field(None, description="the local Docker engine (default: DOCKER_HOST or the unix socket)")
+    hostname: str | None = None
+    log_level: str = "INFO"
+    raft: RaftConfig = Field(default_factory=RaftConfig)
+
+    @field_validator("listen_addr", "advertise_addr", "api_listen")
+    @classmethod
+    def _addr(cls, v):
+        return None if v is None else _check_addr(v)
+
+    @classmethod
+    def load(cls, path: str | Path) -> AgentConfig:
+        p = Path(path)
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except FileNotFoundError:
+            raise SystemExit(f"agent config {p} does not exist") from None
+        except yaml.YAMLError as e:
+            raise SystemExit(f"agent config {p} is not valid YAML: {e}") from None
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as e:
+            errs = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+            raise SystemExit(f"agent config {p} is invalid: {errs}") from None

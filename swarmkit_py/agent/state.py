@@ -1,0 +1,48 @@
+"""What a node remembers about its membership, under the agent's state dir.
+
+    <state>/node.json           who we are: node id, cluster id, role, raft id, managers
+    <state>/certs/              swarm-node.crt/.key (0600), swarm-root-ca.crt
+    <state>/raft/               WAL and snapshots (managers)
+
+node.json is replaced atomically (temp + fsync + rename) so a crash never leaves half of it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..ca import write_atomic
+
+ROOT_CA_CERT = "swarm-root-ca.crt"
+ROOT_CA_KEY = "swarm-root-ca.key"
+
+
+@dataclass
+class NodeState:
+    node_id: str
+    cluster_id: str
+    role: str  # "manager" | "worker": what this node currently acts as
+    raft_id: int = 0
+    managers: list[str] = field(default_factory=list)  # host:port of managers we know
+    bootstrap: bool = False  # founding manager that has not yet written the first state
+
+    @staticmethod
+    def path(state_dir: Path) -> Path:
+        return Path(state_dir) / "node.json"
+
+    @classmethod
+    def load(cls, state_dir: Path) -> NodeState | None:
+        p = cls.path(state_dir)
+        if not p.exists():
+            return None
+        return cls(**json.loads(p.read_text()))
+
+    def save(self, state_dir: Path) -> None:
+        Path(state_dir).mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path(state_dir), json.dumps(asdict(self), indent=2).encode(), mode=0o600)
+
+
+def certs_dir(state_dir: Path) -> Path:
+    return Path(state_dir) / "certs"

@@ -1,0 +1,175 @@
+"""One manager: a Raft member replicating the store, plus the control plane on top of it.
+
+Every manager serves reads from its own store and forwards writes to the leader (through
+Raft's proposal forwarding). Control loops that make decisions — dispatcher, role manager and,
+later, orchestrators and scheduler — run only on the leader; they are started when this member
+wins an election and stopped when it loses leadership, and meet each other only via the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from ..ca import Role
+from ..raft.config import RaftConfig
+from ..raft.errors import NoQuorum
+from ..raft.node import RaftNode
+from ..raft.transport import Transport
+from ..rpc import RpcServer
+from ..store import MemoryStore, Node
+from .authz import peer_identity
+from .context import RaftMember
+from .proposer import RaftProposer
+
+log = logging.getLogger("swarmkit_py.manager")
+
+
+def _is_manager(peer) -> bool:
+    """Only managers may send Raft messages: a worker's certificate (or none, which the
+    cluster port allows for joining nodes) must not get near the log."""
+    if peer.cert is None:
+        return False
+    ident = peer_identity(peer)
+    return ident is not None and ident.role == Role.MANAGER
+
+LeaderLoop = Callable[[], Awaitable[None]]
+
+
+class Manager:
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        raft_id: int,
+        state_dir: str | Path,
+        advertise_addr: str,
+        rpc_server: RpcServer,
+        client_ssl=None,
+        raft_config: RaftConfig | None = None,
+    ):
+        self._node_id = node_id
+        self.raft_id = raft_id
+        self.advertise_addr = advertise_addr
+        self.store = MemoryStore()
+        self.rpc = rpc_server
+        host, _, port = advertise_addr.rpartition(":")
+        self.raft = RaftNode(
+            raft_id,
+            Path(state_dir) / "raft",
+            self.store,
+            lambda on_msg: Transport(
+                raft_id, host, int(port), on_msg, rpc_server=rpc_server, client_ssl=client_ssl,
+                server_hostname="swarm-manager" if client_ssl else None, authorize=_is_manager,
+            ),
+            raft_config,
+            addr=advertise_addr,
+        )
+        self.proposer = RaftProposer(self.raft, self.store)
+        self._leader_loops: list[tuple[str, Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]] = []
+        self._leading = False
+        self._leadership_task: asyncio.Task | None = None
+        self._leader_event = asyncio.Event()
+        self.raft.on_leader_change = self._on_leader_change
+
+    # ---------------------------------------------------------------- ClusterContext
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    def is_leader(self) -> bool:
+        return self.raft.is_leader
+
+    def _node_by_raft_id(self) -> dict[int, Node]:
+        return {n.raft_id: n for n in self.store.view().nodes() if n.raft_id}
+
+    def leader_node_id(self) -> str | None:
+        lid = self.raft.leader_id
+        if not lid:
+            return None
+        node = self._node_by_raft_id().get(lid)
+        return node.id if node else None
+
+    def raft_members(self) -> list[RaftMember]:
+        by_raft = self._node_by_raft_id()
+        leader = self.raft.leader_id
+        out = []
+        for m in self.raft.members():
+            node = by_raft.get(m.node_id)
+            out.append(
+                RaftMember(
+                    raft_id=m.node_id,
+                    node_id=node.id if node else "",
+                    addr=m.addr or (self.advertise_addr if m.node_id == self.raft_id else ""),
+                    voter=m.voter,
+                    reachable=m.reachable and (leader != 0 or m.node_id == self.raft_id),
+                    leader=m.node_id == leader,
+                )
+            )
+        return out
+
+    async def read_barrier(self) -> None:
+        await self.raft.read_index()
+
+    # ---------------------------------------------------------------- life cycle
+    def add_leader_loop(self, name: str, start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]) -> None:
+        """Register a control loop that runs only while this manager leads."""
+        self._leader_loops.append((name, start, stop))
+
+    async def start(self, *, bootstrap: bool = False, peers: dict[int, str] | None = None) -> None:
+        await self.raft.start(bootstrap=bootstrap, peers=peers)
+        self._leadership_task = asyncio.create_task(self._leadership(), name="manager-leadership")
+
+    async def stop(self) -> None:
+        if self._leadership_task:
+            self._leadership_task.cancel()
+            try:
+                await self._leadership_task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self._stop_loops()
+        await self.raft.stop()
+
+    def _on_leader_change(self, leader: int, term: int) -> None:
+        self._leader_event.set()
+
+    async def _leadership(self) -> None:
+        """Start the leader-only loops on winning an election, stop them on losing it.
+
+        A new leader first waits until its store has applied everything committed before its
+        term (its no-op entry applied), so loops never act on a stale view of the cluster.
+        """
+        while True:
+            await self._leader_event.wait()
+            self._leader_event.clear()
+            if self.raft.is_leader and not self._leading:
+                try:
+                    await self.raft.read_index(timeout=5.0)
+                except NoQuorum:
+                    self._leader_event.set()
+                    await asyncio.sleep(0.05)
+                    continue
+                if not self.raft.is_leader:
+                    continue
+                self._leading = True
+                log.info("manager %s: became leader (term %d); starting control loops", self.node_id, self.raft.term)
+                for name, start, _ in self._leader_loops:
+                    try:
+                        await start()
+                    except Exception:
+                        log.exception("leader loop %s failed to start", name)
+            elif not self.raft.is_leader and self._leading:
+                log.info("manager %s: lost leadership; stopping control loops", self.node_id)
+                await self._stop_loops()
+
+    async def _stop_loops(self) -> None:
+        if not self._leading:
+            return
+        self._leading = False
+        for name, _, stop in reversed(self._leader_loops):
+            try:
+                await stop()
+            except Exception:
+                log.exception("leader loop %s failed to stop", name)

@@ -1,0 +1,111 @@
+"""Managers entering and leaving the Raft group, as RPCs on the cluster port.
+
+A joining manager first asks any manager for the current members (`raft.members`) so it can
+answer the leader as soon as the leader starts replicating to it, starts its empty Raft member,
+and then asks the leader to add it (`raft.join`): learner first, voter once caught up, so a new
+manager never weakens quorum while it still lacks most of the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from ..raft.errors import NoQuorum, NotLeader, RaftError
+from ..rpc import PeerInfo, RpcClient, RpcError
+from ..store import ManagerStatus, Transaction
+from .authz import require
+
+NOT_LEADER = "not_leader"
+NO_QUORUM = "no_quorum"
+
+
+def raft_error(e: RaftError, manager) -> RpcError:
+    if isinstance(e, NotLeader):
+        addr = manager.raft.peers.get(e.leader_hint, "") if e.leader_hint else ""
+        return RpcError(NOT_LEADER, addr or "no leader known")
+    if isinstance(e, NoQuorum):
+        return RpcError(NO_QUORUM, str(e))
+    return RpcError("unavailable", str(e))
+
+
+class RaftMembership:
+    """Server side, registered on every manager's RPC server."""
+
+    def __init__(self, manager):
+        self.m = manager
+        manager.rpc.add_handler("raft.members", self._members)
+        manager.rpc.add_handler("raft.join", self._join)
+
+    async def _members(self, peer: PeerInfo, params):
+        require(peer, action="raft.members")
+        book = dict(self.m.raft.peers)
+        book[self.m.raft_id] = self.m.advertise_addr
+        return {"members": {str(k): v for k, v in book.items()}, "leader": self.m.raft.leader_id}
+
+    async def _join(self, peer: PeerInfo, params):
+        ident = require(peer, action="raft.join")
+        raft_id, addr = int(params["raft_id"]), str(params["addr"])
+        if not self.m.raft.is_leader:
+            raise raft_error(NotLeader(self.m.raft.leader_id), self.m)
+        node = self.m.store.view().get_node(ident.node_id)
+        if node is None:
+            raise RpcError("not_found", f"node {ident.node_id} is not part of this swarm")
+        try:
+            if node.raft_id != raft_id:
+                # a manager that lost its disk comes back with a new raft id: drop the old one
+                if node.raft_id and node.raft_id in self.m.raft.peers:
+                    await self.m.raft.remove_member(node.raft_id)
+                n = node.clone()
+                n.raft_id = raft_id
+                if n.manager_status is None:
+                    n.manager_status = ManagerStatus(addr=addr)
+                else:
+                    n.manager_status.addr = addr
+                await self.m.proposer.propose(Transaction().update(n))
+            await self.m.raft.add_member(raft_id, addr, timeout=float(params.get("timeout", 60)))
+        except RaftError as e:
+            raise raft_error(e, self.m) from None
+        return {"members": {str(k): v for k, v in self.m.raft.peers.items()}}
+
+
+async def fetch_members(addrs: list[str], ssl) -> dict[int, str]:
+    last: Exception | None = None
+    for a in addrs:
+        host, _, port = a.rpartition(":")
+        c = RpcClient(host, int(port), ssl=ssl, timeout=5, connect_timeout=2)
+        try:
+            r = await c.call("raft.members", {})
+            return {int(k): v for k, v in r["members"].items()}
+        except (RpcError, OSError) as e:
+            last = e
+        finally:
+            await c.close()
+    raise RuntimeError(f"no manager answered at {', '.join(addrs)}: {last}")
+
+
+async def request_join(addrs: list[str], ssl, raft_id: int, my_addr: str, timeout: float = 120.0) -> None:
+    """Ask the leader to add us, following "not leader" hints; retries until `timeout`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    queue = list(addrs)
+    last = ""
+    while loop.time() < deadline:
+        if not queue:
+            queue = list(addrs)
+            await asyncio.sleep(0.2 + random.random() * 0.2)
+        a = queue.pop(0)
+        host, _, port = a.rpartition(":")
+        c = RpcClient(host, int(port), ssl=ssl, timeout=timeout, connect_timeout=2)
+        try:
+            await c.call("raft.join", {"raft_id": raft_id, "addr": my_addr, "timeout": 60})
+            return
+        except RpcError as e:
+            last = f"{a}: {e.message}"
+            if e.code == NOT_LEADER and ":" in e.message:
+                queue.insert(0, e.message)
+        except OSError as e:
+            last = f"{a}: {e}"
+        finally:
+            await c.close()
+    raise RuntimeError(f"could not join the managers' Raft group: {last}")

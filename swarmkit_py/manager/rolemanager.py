@@ -1,0 +1,131 @@
+"""The role manager (swarmkit's manager/role_manager.go): moves each node's actual role
+towards its desired `Spec.Role`, and keeps Raft membership in step with the node list.
+
+- promote: the node's `role` becomes manager; its agent sees that (through its session),
+  renews its certificate as a manager and joins Raft through `raft.join` (learner first).
+- demote: the member is removed from Raft first — only if the managers left would still
+  have a quorum of reachable members — then the node's `role` becomes worker. A leader being
+  demoted hands leadership over first and lets its successor finish the job.
+- a node removed with `node rm --force` while it was a manager loses its Raft membership.
+
+It runs on the leader only and reacts to store events, with a slow periodic pass to retry
+what could not be done yet (a quorum that was not there, a transfer that failed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..raft.errors import RaftError
+from ..store import StoreError, Transaction
+from ..store.objects.enums import NodeRole
+
+log = logging.getLogger("swarmkit_py.manager.roles")
+
+
+def quorum_after_removal(members, removing: int) -> bool:
+    """Would the voters left after removing `removing` still have a reachable majority?"""
+    left = [m for m in members if m.voter and m.raft_id != removing]
+    if not left:
+        return False
+    reachable = sum(1 for m in left if m.reachable)
+    return reachable >= len(left) // 2 + 1
+
+
+class RoleManager:
+    def __init__(self, manager, period: float = 1.0):
+        self.m = manager
+        self.period = period
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="role-manager")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        watcher = self.m.store.watch(kinds="node")
+        try:
+            while True:
+                try:
+                    await self.reconcile()
+                except Exception:
+                    log.exception("role manager pass failed; retrying")
+                try:
+                    await asyncio.wait_for(watcher.get(), self.period)
+                    watcher.drain()
+                except TimeoutError:
+                    pass
+                except Exception:
+                    watcher.close()
+                    watcher = self.m.store.watch(kinds="node")
+        finally:
+            watcher.close()
+
+    async def reconcile(self) -> None:
+        m = self.m
+        if not m.raft.is_leader:
+            return
+        nodes = m.store.view().nodes()
+        by_id = {n.id: n for n in nodes}
+        tx = Transaction()
+        for n in nodes:
+            want = n.spec.role
+            if want == NodeRole.MANAGER and n.role != NodeRole.MANAGER:
+                c = n.clone()
+                c.role = NodeRole.MANAGER
+                tx.update(c)
+                log.info("promoting node %s", n.id)
+            elif want == NodeRole.WORKER and n.role == NodeRole.MANAGER:
+                if await self._demote(n):
+                    c = m.store.view().get_node(n.id).clone()
+                    c.role = NodeRole.WORKER
+                    c.raft_id = None
+                    c.manager_status = None
+                    tx.update(c)
+        if tx.ops:
+            try:
+                await m.proposer.propose(tx)
+            except StoreError as e:
+                log.info("role change raced with another update (%s); retrying", e)
+        # Raft members whose node object is gone (node rm --force of a dead manager).
+        known = {n.raft_id for n in by_id.values() if n.raft_id}
+        for member in m.raft_members():
+            if member.raft_id != m.raft_id and member.raft_id not in known and member.node_id == "":
+                # A joining manager's raft id is written to its node before it is added, so an
+                # unknown member really is one whose node was removed.
+                try:
+                    await m.raft.remove_member(member.raft_id)
+                    log.info("removed raft member %d of a deleted node", member.raft_id)
+                except RaftError as e:
+                    log.info("could not remove raft member %d yet: %s", member.raft_id, e)
+
+    async def _demote(self, node) -> bool:
+        m = self.m
+        rid = node.raft_id
+        members = m.raft_members()
+        if rid is None or rid not in {x.raft_id for x in members}:
+            return True
+        if rid == m.raft_id:
+            try:
+                await m.raft.transfer_leadership()
+            except (RaftError, ValueError) as e:
+                log.warning("demoting the leader: leadership transfer failed (%s); will retry", e)
+            return False
+        if not quorum_after_removal(members, rid):
+            log.warning("not demoting node %s yet: the remaining managers would lack a quorum", node.id)
+            return False
+        try:
+            await m.raft.remove_member(rid)
+        except RaftError as e:
+            log.info("demotion of %s: raft removal failed (%s); will retry", node.id, e)
+            return False
+        return True
