@@ -41,6 +41,22 @@ _ENVELOPE = struct.Struct(">QQ")  # origin member id, sequence number
 _EARLY = frozenset({MsgType.APP, MsgType.HEARTBEAT, MsgType.SNAP, MsgType.TIMEOUT_NOW})
 
 
+def wrap_snapshot(book: dict[int, str], fsm_data: bytes) -> bytes:
+    """A Raft snapshot carries the members' addresses with the state machine's bytes, so a
+    member restored from it can reach everyone even after the log that named them is gone."""
+    return msgpack.packb((book, fsm_data), use_bin_type=True)
+
+
+def unwrap_snapshot(data: bytes) -> tuple[dict[int, str], bytes]:
+    book, fsm_data = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    return {int(k): v for k, v in book.items()}, fsm_data
+
+
+def split_envelope(data: bytes) -> bytes:
+    """The state machine command inside a proposal's entry data."""
+    return data[_ENVELOPE.size :]
+
+
 @dataclass
 class MemberStatus:
     node_id: int
@@ -495,7 +511,7 @@ class RaftNode:
         book = dict(self.peers)
         if self.addr:
             book[self.id] = self.addr
-        data = msgpack.packb((book, self.fsm.snapshot()), use_bin_type=True)
+        data = wrap_snapshot(book, self.fsm.snapshot())
         snap: Snapshot = c.create_snapshot(data, keep_entries=self.cfg.keep_entries)
         await asyncio.to_thread(self._persist_snapshot, snap, c.log.offset)
         log.info("raft member %d: snapshot at %d (%d bytes) in %.1f ms", self.id, snap.meta.index, len(data), (time.perf_counter() - t0) * 1000)
@@ -506,8 +522,7 @@ class RaftNode:
 
     @staticmethod
     def _unwrap_snapshot(data: bytes) -> tuple[dict[int, str], bytes]:
-        book, fsm_data = msgpack.unpackb(data, raw=False, strict_map_key=False)
-        return {int(k): v for k, v in book.items()}, fsm_data
+        return unwrap_snapshot(data)
 
     def _fail_all(self, exc: Exception) -> None:
         for fut in [p[0] for p in self._pending.values()] + list(self._reads.values()):

@@ -1,0 +1,212 @@
+"""The agent process: one per host, always a worker, a manager when its role says so.
+
+It owns the cluster port (2377, TLS with optional client certificates so joining nodes can
+reach the CA), and on managers the Docker-compatible API (TCP 2376 with client certificates,
+plus a root-only unix socket). Role changes arrive through the store (managers) or the
+dispatcher session (workers); the agent reacts by starting or stopping its manager half.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import socket
+from pathlib import Path
+
+from .. import __version__
+from ..ca import RootCA, client_context, load_node_credentials, write_atomic
+from ..ca.optional_tls import server_context_optional_client
+from ..manager.bootstrap import initial_transaction
+from ..manager.manager import Manager
+from ..manager.raftjoin import RaftMembership, fetch_members, request_join
+from ..manager.rolemanager import RoleManager
+from ..raft.errors import RaftError
+from ..rpc import RpcServer
+from .config import AgentConfig
+from .state import ROOT_CA_CERT, ROOT_CA_KEY, NodeState, certs_dir
+
+log = logging.getLogger("swarmkit_py.agent")
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig):
+        self.cfg = cfg
+        self.state_dir = Path(cfg.state_dir)
+        self.hostname = cfg.hostname or socket.gethostname()
+        self.state: NodeState | None = None
+        self.rpc: RpcServer | None = None
+        self.manager: Manager | None = None
+        self._api_runners: list = []
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self.components: dict[str, object] = {}
+
+    # ---------------------------------------------------------------- TLS material
+    def _creds(self) -> tuple[bytes, bytes, bytes]:
+        cdir = certs_dir(self.state_dir)
+        cert, key = load_node_credentials(cdir)
+        ca = (cdir / ROOT_CA_CERT).read_bytes()
+        return cert, key, ca
+
+    def server_ssl(self):
+        cert, key, ca = self._creds()
+        return server_context_optional_client(cert, key, ca)
+
+    def client_ssl(self):
+        cert, key, ca = self._creds()
+        return client_context(ca, cert, key, check_hostname=False)
+
+    @property
+    def advertise_addr(self) -> str:
+        if self.cfg.advertise_addr:
+            return self.cfg.advertise_addr
+        host, _, port = self.cfg.listen_addr.rpartition(":")
+        if host in ("0.0.0.0", "", "::"):
+            raise SystemExit("advertise_addr must be set when listen_addr is a wildcard address")
+        return self.cfg.listen_addr
+
+    # ---------------------------------------------------------------- life cycle
+    async def run(self) -> None:
+        await self.start()
+        await self._stop.wait()
+        await self.shutdown()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def _wait_for_state(self) -> NodeState:
+        said = False
+        while True:
+            st = NodeState.load(self.state_dir)
+            if st is not None:
+                return st
+            if not said:
+                log.warning("not part of a swarm yet (no %s): waiting for `swarmkit-py init` or `join`", NodeState.path(self.state_dir))
+                said = True
+            await asyncio.sleep(0.5)
+
+    async def start(self) -> None:
+        self.state = await self._wait_for_state()
+        host, _, port = self.cfg.listen_addr.rpartition(":")
+        self.rpc = RpcServer(host, int(port), ssl=self.server_ssl())
+        await self.rpc.start()
+        if self.state.role == "manager":
+            await self.start_manager()
+        log.info("agent %s (%s) up as %s on %s", self.state.node_id, self.hostname, self.state.role, self.cfg.listen_addr)
+
+    async def shutdown(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await self.stop_manager()
+        if self.rpc:
+            await self.rpc.stop()
+
+    # ---------------------------------------------------------------- manager half
+    async def start_manager(self) -> None:
+        st = self.state
+        raft_dir = self.state_dir / "raft"
+        fresh = not raft_dir.exists() or not any(raft_dir.iterdir())
+        mgr = Manager(
+            node_id=st.node_id,
+            raft_id=st.raft_id,
+            state_dir=self.state_dir,
+            advertise_addr=self.advertise_addr,
+            rpc_server=self.rpc,
+            client_ssl=self.client_ssl(),
+            raft_config=self.cfg.raft,
+        )
+        self.manager = mgr
+        RaftMembership(mgr)
+        roles = RoleManager(mgr)
+        mgr.add_leader_loop("roles", roles.start, roles.stop)
+        self.components["roles"] = roles
+        if st.bootstrap and fresh:
+            await mgr.start(bootstrap=True)
+            await self._write_initial_state(mgr)
+        elif fresh:
+            others = [a for a in st.managers if a != self.advertise_addr]
+            peers = await fetch_members(others, self.client_ssl())
+            await mgr.start(peers=peers)
+            await request_join(others, self.client_ssl(), st.raft_id, self.advertise_addr)
+        else:
+            await mgr.start()
+        self._tasks.append(asyncio.create_task(self._export_ca_key(mgr), name="export-ca-key"))
+        await self._start_api(mgr)
+
+    async def stop_manager(self) -> None:
+        for r in self._api_runners:
+            await r.cleanup()
+        self._api_runners = []
+        if self.manager:
+            await self.manager.stop()
+            self.manager = None
+
+    async def _write_initial_state(self, mgr: Manager) -> None:
+        cdir = certs_dir(self.state_dir)
+        ca = RootCA.from_pem((cdir / ROOT_CA_CERT).read_bytes(), (cdir / ROOT_CA_KEY).read_bytes())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while not mgr.raft.is_leader:
+            if loop.time() > deadline:
+                raise SystemExit("the founding manager did not become leader of its own cluster")
+            await asyncio.sleep(0.02)
+        if mgr.store.view().cluster() is None:
+            tx = initial_transaction(
+                cluster_id=self.state.cluster_id,
+                node_id=self.state.node_id,
+                raft_id=self.state.raft_id,
+                hostname=self.hostname,
+                advertise_addr=self.advertise_addr,
+                ca=ca,
+            )
+            await mgr.proposer.propose(tx)
+        self.state.bootstrap = False
+        self.state.save(self.state_dir)
+        log.info("founded swarm %s as node %s", self.state.cluster_id, self.state.node_id)
+
+    async def _export_ca_key(self, mgr: Manager) -> None:
+        """Keep certs/swarm-root-ca.key in step with the replicated CA (client-cert needs it)."""
+        path = certs_dir(self.state_dir) / ROOT_CA_KEY
+        while True:
+            c = mgr.store.view().cluster()
+            if c is not None and c.root_ca and c.root_ca.ca_key:
+                data = c.root_ca.ca_key.encode()
+                if not path.exists() or path.read_bytes() != data:
+                    write_atomic(path, data, mode=0o600)
+                return
+            await asyncio.sleep(0.5)
+
+    async def _start_api(self, mgr: Manager) -> None:
+        try:
+            from ..api import make_app, serve_tcp, serve_unix
+            from ..manager.controlapi import ControlAPI
+        except ImportError:  # pragma: no cover - until the API package lands
+            log.warning("Docker API not available in this build")
+            return
+        app = make_app(ControlAPI(mgr), engine_version=__version__, hostname=self.hostname)
+        if self.cfg.api_socket:
+            Path(self.cfg.api_socket).parent.mkdir(parents=True, exist_ok=True)
+            self._api_runners.append(await serve_unix(app, str(self.cfg.api_socket)))
+        if self.cfg.api_listen:
+            import ssl as _ssl
+
+            cert, key, ca = self._creds()
+            from ..ca import server_context
+
+            ctx: _ssl.SSLContext = server_context(cert, key, ca)
+            host, _, port = self.cfg.api_listen.rpartition(":")
+            self._api_runners.append(await serve_tcp(app, host, int(port), ctx))
+
+    # ---------------------------------------------------------------- leaving
+    @staticmethod
+    def wipe(state_dir: Path) -> None:
+        for sub in ("raft", "certs", "node.json"):
+            p = Path(state_dir) / sub
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+
+
+__all__ = ["Agent", "RaftError"]

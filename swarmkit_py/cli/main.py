@@ -1,0 +1,196 @@
+"""The `swarmkit-py` command: the agent itself and the host-local commands around it.
+
+    swarmkit-py agent   [--config agent.yml] [overrides]      run the agent (foreground)
+    swarmkit-py init    --advertise-addr IP:2377               found a new swarm on this host
+    swarmkit-py join    --token T --advertise-addr IP:2377 MANAGER:2377
+    swarmkit-py leave   [--force]                              forget this node's swarm state
+    swarmkit-py recover --force-new-cluster                    quorum lost: restart as sole manager
+    swarmkit-py client-cert --out DIR                          DOCKER_CERT_PATH bundle
+    swarmkit-py status                                         this node's view of the swarm
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from ..agent.config import AgentConfig
+
+DEFAULT_CONFIG = "/etc/swarmkit-py/agent.yml"
+
+
+def _config(args) -> AgentConfig:
+    path = Path(args.config) if getattr(args, "config", None) else Path(DEFAULT_CONFIG)
+    cfg = AgentConfig.load(path) if path.exists() else AgentConfig()
+    over = {}
+    for key in ("state_dir", "listen_addr", "advertise_addr", "api_listen", "api_socket", "hostname", "log_level"):
+        v = getattr(args, key, None)
+        if v is not None:
+            over[key] = v
+    if over:
+        cfg = AgentConfig.model_validate({**cfg.model_dump(), **over})
+    return cfg
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help=f"agent config file (default {DEFAULT_CONFIG} if it exists)")
+    p.add_argument("--state-dir", dest="state_dir")
+    p.add_argument("--listen-addr", dest="listen_addr")
+    p.add_argument("--advertise-addr", dest="advertise_addr")
+    p.add_argument("--hostname")
+
+
+def cmd_agent(args) -> int:
+    from ..agent.agent import Agent
+
+    cfg = _config(args)
+    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    agent = Agent(cfg)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, agent.request_stop)
+        await agent.run()
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_init(args) -> int:
+    from ..agent.identity import init_state
+
+    cfg = _config(args)
+    addr = cfg.advertise_addr or cfg.listen_addr
+    if addr.startswith("0.0.0.0"):
+        print("init: --advertise-addr is required (the address other nodes reach this one at)", file=sys.stderr)
+        return 2
+    st = init_state(cfg.state_dir, addr, cfg.hostname)
+    print(f"Swarm initialized: current node ({st.node_id}) is now a manager.")
+    print("Start the agent (swarmkit-py agent) to bring the swarm up; then `docker swarm join-token worker` "
+          "on a manager prints the join command.")
+    return 0
+
+
+def cmd_join(args) -> int:
+    from ..worker.join import join
+
+    cfg = _config(args)
+    if not cfg.advertise_addr:
+        print("join: --advertise-addr is required (the address other nodes reach this one at)", file=sys.stderr)
+        return 2
+    try:
+        res = asyncio.run(join(args.manager, args.token, cfg.state_dir, cfg.hostname, cfg.advertise_addr))
+    except Exception as e:  # the join client's errors are written for operators
+        print(f"join: {e}", file=sys.stderr)
+        return 1
+    print(f"This node joined a swarm as a {res.role} (node {res.node_id}).")
+    return 0
+
+
+def cmd_leave(args) -> int:
+    from ..agent.agent import Agent
+    from ..agent.state import NodeState
+
+    cfg = _config(args)
+    st = NodeState.load(cfg.state_dir)
+    if st is None:
+        print("This node is not part of a swarm.", file=sys.stderr)
+        return 1
+    if st.role == "manager" and not args.force:
+        print(
+            "You are attempting to leave the swarm on a node that is participating as a manager. "
+            "Removing this node leaves the remaining managers with one fewer member; demote it first "
+            "(docker node demote) or use --force to ignore this message.",
+            file=sys.stderr,
+        )
+        return 1
+    Agent.wipe(cfg.state_dir)
+    print("Node left the swarm.")
+    return 0
+
+
+def cmd_recover(args) -> int:
+    from ..manager.recover import force_new_cluster
+
+    cfg = _config(args)
+    if not args.force_new_cluster:
+        print("recover: only --force-new-cluster is supported", file=sys.stderr)
+        return 2
+    try:
+        summary = force_new_cluster(cfg.state_dir, cfg.advertise_addr)
+    except SystemExit:
+        raise
+    except Exception as e:
+        print(f"recover: {e}", file=sys.stderr)
+        return 1
+    print(summary)
+    return 0
+
+
+def cmd_client_cert(args) -> int:
+    from ..agent.identity import write_client_cert
+
+    cfg = _config(args)
+    out = write_client_cert(cfg.state_dir, Path(args.out), args.name)
+    print(f"wrote ca.pem, cert.pem, key.pem to {out}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from ..agent.state import NodeState
+
+    cfg = _config(args)
+    st = NodeState.load(cfg.state_dir)
+    if st is None:
+        print(json.dumps({"LocalNodeState": "inactive"}))
+        return 0
+    print(json.dumps({"LocalNodeState": "active", "NodeID": st.node_id, "ClusterID": st.cluster_id,
+                      "Role": st.role, "Managers": st.managers}, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="swarmkit-py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("agent", help="run the agent")
+    _common(p)
+    p.add_argument("--api-listen", dest="api_listen")
+    p.add_argument("--api-socket", dest="api_socket")
+    p.add_argument("--log-level", dest="log_level")
+    p.set_defaults(fn=cmd_agent)
+    p = sub.add_parser("init", help="found a new swarm with this node as its first manager")
+    _common(p)
+    p.set_defaults(fn=cmd_init)
+    p = sub.add_parser("join", help="join an existing swarm")
+    _common(p)
+    p.add_argument("--token", required=True)
+    p.add_argument("manager", help="a manager's host:port (2377)")
+    p.set_defaults(fn=cmd_join)
+    p = sub.add_parser("leave", help="forget this node's swarm state (stop the agent first)")
+    _common(p)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(fn=cmd_leave)
+    p = sub.add_parser("recover", help="rebuild a one-manager cluster after quorum loss")
+    _common(p)
+    p.add_argument("--force-new-cluster", action="store_true", dest="force_new_cluster")
+    p.set_defaults(fn=cmd_recover)
+    p = sub.add_parser("client-cert", help="write a DOCKER_CERT_PATH bundle for the docker CLI")
+    _common(p)
+    p.add_argument("--out", required=True)
+    p.add_argument("--name", default="operator")
+    p.set_defaults(fn=cmd_client_cert)
+    p = sub.add_parser("status", help="this node's swarm membership")
+    _common(p)
+    p.set_defaults(fn=cmd_status)
+    args = ap.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
