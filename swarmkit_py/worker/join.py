@@ -1,0 +1,271 @@
+"""The joining node's side of `swarmkit-py join --token T MANAGER:2377`.
+
+The order of steps is the security argument, so it is spelled out:
+
+1. Parse the token locally. A paste error is reported before any network traffic.
+2. Connect with TLS but *without* verifying the manager (we have no trust anchor yet) and ask
+   for `ca.root`. Nothing secret goes over this connection: the request has no parameters.
+3. Check the CA certificate's digest against the one in the token. A mismatch (wrong address,
+   wrong token, or a man in the middle) stops here with `CADigestMismatchError`; the token and
+   the CSR were never sent, so an impostor learns nothing it could replay.
+4. Reconnect, now verifying the server against that CA *and* that its certificate is a
+   manager's (`server_hostname="swarm-manager"`, a SAN only manager certificates carry).
+5. Send the token and a CSR for a key generated here; the key never leaves this host.
+6. Check what came back (signed by that CA, for our key, carrying a node role) and save key,
+   certificate and CA certificate atomically in the state directory, the key 0600.
+
+Every failure is a `JoinError` subclass (or `InvalidJoinTokenError` / `CADigestMismatchError`
+from the CA package) with a message meant for the operator's terminal, and on every failure
+the cluster is unchanged (the manager writes the node only after accepting token and CSR).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..ca import (
+    CADigestMismatchError,
+    CAError,
+    InvalidCertificateError,
+    InvalidJoinTokenError,
+    RootCA,
+    client_context,
+    generate_key_and_csr,
+    identity_from_cert,
+    key_matches_certificate,
+    load_certificate,
+    load_private_key,
+    parse_join_token,
+    require_ca_digest,
+    save_node_credentials,
+)
+from ..ca.files import NODE_CERT_FILE
+from ..ca.identity import NODE_ROLES, Role
+from ..ca.optional_tls import bootstrap_client_context
+from ..rpc import RpcClient, RpcError, RpcUnavailable
+from ..store import NodeRole
+
+DEFAULT_PORT = 2377
+MANAGER_SERVER_NAME = Role.MANAGER.value
+"""Verify the manager against this DNS SAN: every manager certificate has it, no worker's."""
+
+METHOD_ROOT = "ca.root"
+METHOD_JOIN = "ca.join"
+# The method names are the wire contract with manager/caserver.py; they are repeated rather
+# than imported because the worker must never import the manager package (DESIGN.md).
+
+__all__ = [
+    "CADigestMismatchError",
+    "InvalidJoinTokenError",
+    "JoinError",
+    "JoinRejectedError",
+    "JoinResult",
+    "ManagerAddr",
+    "ManagerUnreachableError",
+    "AlreadyJoinedError",
+    "join",
+    "parse_address",
+]
+
+
+class JoinError(Exception):
+    """Base of the join failures this module raises itself."""
+
+
+class ManagerUnreachableError(JoinError):
+    """No working connection to the manager address given."""
+
+
+class JoinRejectedError(JoinError):
+    """The manager answered but refused; `code` is its error code (`invalid_join_token`...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class AlreadyJoinedError(JoinError):
+    """The state directory already holds a node certificate: joining again would orphan it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerAddr:
+    node_id: str
+    addr: str
+
+
+@dataclass(frozen=True, slots=True)
+class JoinResult:
+    node_id: str
+    role: NodeRole
+    cluster_id: str
+    managers: list[ManagerAddr]
+    state_dir: Path
+    cert_pem: bytes = field(repr=False)
+    ca_cert_pem: bytes = field(repr=False)
+
+
+def parse_address(addr: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+    """`host`, `host:port`, `[v6]:port` or a bare IPv6 address -> (host, port)."""
+    if not isinstance(addr, str) or not addr.strip():
+        raise JoinError("manager address is empty; give HOST[:PORT], e.g. 10.0.0.1:2377")
+    text = addr.strip()
+    host, port_text = text, ""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else rest
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    if not host:
+        raise JoinError(f"manager address {addr!r} has no host")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise JoinError(f"manager address {addr!r} has an invalid port {port_text!r}")
+    return host, int(port_text)
+
+
+def _unreachable(addr: str, exc: Exception, stage: str) -> ManagerUnreachableError:
+    return ManagerUnreachableError(
+        f"cannot reach the manager at {addr} ({stage}): {exc}. Check that the address and "
+        f"port are right (the cluster port is {DEFAULT_PORT} unless changed), that the "
+        "manager's agent is running, and that no firewall blocks TCP from this host to it."
+    )
+
+
+async def fetch_root_ca(
+    manager_addr: str, token: str, *, timeout: float = 10.0
+) -> bytes:
+    """Steps 1-3: the manager's root CA certificate, accepted only if the token names it.
+
+    Raises InvalidJoinTokenError, ManagerUnreachableError or CADigestMismatchError.
+    """
+    parsed = parse_join_token(token)
+    host, port = parse_address(manager_addr)
+    client = RpcClient(
+        host, port, ssl=bootstrap_client_context(), timeout=timeout, connect_timeout=timeout
+    )
+    try:
+        answer = await client.call(METHOD_ROOT, {})
+    except RpcUnavailable as exc:
+        raise _unreachable(f"{host}:{port}", exc, "fetching the root CA") from exc
+    except RpcError as exc:
+        raise JoinRejectedError(exc.code, f"manager at {host}:{port} refused ca.root: {exc.message}") from exc
+    finally:
+        await client.close()
+    ca_pem = answer.get("ca_cert") if isinstance(answer, dict) else None
+    if isinstance(ca_pem, str):
+        ca_pem = ca_pem.encode()
+    if not isinstance(ca_pem, bytes):
+        raise CADigestMismatchError(
+            f"the peer at {host}:{port} sent no CA certificate; is it a swarmkit-py manager?"
+        )
+    require_ca_digest(parsed, ca_pem)
+    return ca_pem
+
+
+async def join(
+    manager_addr: str,
+    token: str,
+    state_dir: str | os.PathLike[str],
+    hostname: str,
+    advertise_addr: str,
+    *,
+    availability: str | None = None,
+    timeout: float = 30.0,
+) -> JoinResult:
+    """Join the swarm that `manager_addr` belongs to; see the module docstring for the steps.
+
+    `advertise_addr` (host or host:port) is what other nodes use to reach this one; it goes
+    into the certificate as a SAN. On success `state_dir` holds `swarm-node.key` (0600),
+    `swarm-node.crt` and `swarm-root-ca.crt`.
+    """
+    state = Path(state_dir)
+    if (state / NODE_CERT_FILE).exists():
+        raise AlreadyJoinedError(
+            f"{state} already holds a node certificate: this node is already part of a swarm. "
+            "Leave it first (swarmkit-py leave) before joining again."
+        )
+    parsed = parse_join_token(token)
+    host, port = parse_address(manager_addr)
+    where = f"{host}:{port}"
+    ca_pem = await fetch_root_ca(manager_addr, token, timeout=timeout)
+    root = RootCA.from_pem(ca_pem)
+
+    key_pem, csr_pem = generate_key_and_csr(hostname or "")
+    params: dict[str, Any] = {
+        "token": str(parsed),
+        "csr": csr_pem.decode(),
+        "hostname": hostname,
+        "addr": advertise_addr,
+    }
+    if availability:
+        params["availability"] = availability
+    client = RpcClient(
+        host,
+        port,
+        ssl=client_context(ca_pem),
+        server_hostname=MANAGER_SERVER_NAME,
+        timeout=timeout,
+        connect_timeout=timeout,
+    )
+    try:
+        answer = await client.call(METHOD_JOIN, params)
+    except RpcUnavailable as exc:
+        raise _unreachable(
+            where, exc, "verified connection; the peer must present a manager certificate of "
+            "the swarm's CA"
+        ) from exc
+    except RpcError as exc:
+        raise JoinRejectedError(exc.code, f"manager at {where} refused the join: {exc.message}") from exc
+    finally:
+        await client.close()
+
+    result = _check_answer(answer, root, key_pem, where)
+    cert_pem = result["cert"]
+    # CA first, then key, then certificate (save_node_credentials' order); the certificate
+    # file is what marks the node as joined, so a crash anywhere before it leaves a state
+    # directory that a plain re-run of `join` overwrites, never a cert without its CA or key.
+    root.save(state)
+    save_node_credentials(state, cert_pem, key_pem)
+    return JoinResult(
+        node_id=result["node_id"],
+        role=result["role"],
+        cluster_id=result["cluster_id"],
+        managers=result["managers"],
+        state_dir=state,
+        cert_pem=cert_pem,
+        ca_cert_pem=ca_pem,
+    )
+
+
+def _check_answer(answer: Any, root: RootCA, key_pem: bytes, where: str) -> dict[str, Any]:
+    """Trust nothing in the answer that the CA signature does not vouch for."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("cert"), str):
+        raise JoinError(f"manager at {where} sent a malformed join answer")
+    cert_pem = answer["cert"].encode()
+    try:
+        root.verify(cert_pem, now=None)
+        cert = load_certificate(cert_pem)
+        if not key_matches_certificate(load_private_key(key_pem), cert):
+            raise InvalidCertificateError("certificate is not for the key this node generated")
+        ident = identity_from_cert(cert)
+    except CAError as exc:
+        raise JoinError(f"manager at {where} sent an unusable certificate: {exc}") from exc
+    if ident.role not in NODE_ROLES:
+        raise JoinError(f"manager at {where} issued a {ident.role} certificate, not a node one")
+    managers = []
+    for m in answer.get("managers") or []:
+        if isinstance(m, dict) and isinstance(m.get("addr"), str):
+            managers.append(ManagerAddr(node_id=str(m.get("node_id", "")), addr=m["addr"]))
+    return {
+        "cert": cert_pem,
+        # From the certificate, not the answer's fields: it is what peers will believe.
+        "node_id": ident.node_id,
+        "role": NodeRole.MANAGER if ident.role is Role.MANAGER else NodeRole.WORKER,
+        "cluster_id": ident.cluster_id,
+        "managers": managers,
+    }
