@@ -18,6 +18,7 @@ from .. import __version__
 from ..ca import RootCA, client_context, load_node_credentials, write_atomic
 from ..ca.optional_tls import server_context_optional_client
 from ..manager.bootstrap import initial_transaction
+from ..manager.caserver import CAServer
 from ..manager.manager import Manager
 from ..manager.raftjoin import RaftMembership, fetch_members, request_join
 from ..manager.rolemanager import RoleManager
@@ -118,9 +119,13 @@ class Agent:
         )
         self.manager = mgr
         RaftMembership(mgr)
+        ca = CAServer(mgr.proposer)
+        ca.register(self.rpc)
         roles = RoleManager(mgr)
         mgr.add_leader_loop("roles", roles.start, roles.stop)
-        self.components["roles"] = roles
+        renewals = _LeaderTask("ca-role-watch", ca.watch_role_changes)
+        mgr.add_leader_loop("ca-role-watch", renewals.start, renewals.stop)
+        self.components.update(roles=roles, ca=ca)
         if st.bootstrap and fresh:
             await mgr.start(bootstrap=True)
             await self._write_initial_state(mgr)
@@ -207,6 +212,25 @@ class Agent:
                 shutil.rmtree(p)
             elif p.exists():
                 p.unlink()
+
+
+class _LeaderTask:
+    """Runs a coroutine function as a task while this manager leads."""
+
+    def __init__(self, name: str, fn):
+        self.name, self.fn, self.task = name, fn, None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.fn(), name=self.name)
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            try:
+                await self.task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self.task = None
 
 
 __all__ = ["Agent", "RaftError"]

@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -84,12 +85,24 @@ def cmd_join(args) -> int:
     if not cfg.advertise_addr:
         print("join: --advertise-addr is required (the address other nodes reach this one at)", file=sys.stderr)
         return 2
+    from ..agent.identity import new_raft_id
+    from ..agent.state import NodeState, certs_dir
+
+    if NodeState.load(cfg.state_dir) is not None:
+        print("join: This node is already part of a swarm. Use `swarmkit-py leave` to leave this swarm "
+              "and join another one.", file=sys.stderr)
+        return 1
+    hostname = cfg.hostname or socket.gethostname()
     try:
-        res = asyncio.run(join(args.manager, args.token, cfg.state_dir, cfg.hostname, cfg.advertise_addr))
+        res = asyncio.run(join(args.manager, args.token, certs_dir(cfg.state_dir), hostname, cfg.advertise_addr))
     except Exception as e:  # the join client's errors are written for operators
         print(f"join: {e}", file=sys.stderr)
         return 1
-    print(f"This node joined a swarm as a {res.role} (node {res.node_id}).")
+    role = str(getattr(res.role, "value", res.role))
+    managers = [m["addr"] if isinstance(m, dict) else m.addr for m in res.managers] or [args.manager]
+    NodeState(node_id=res.node_id, cluster_id=res.cluster_id, role=role,
+              raft_id=new_raft_id() if role == "manager" else 0, managers=managers).save(cfg.state_dir)
+    print(f"This node joined a swarm as a {role}.")
     return 0
 
 

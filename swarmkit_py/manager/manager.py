@@ -13,14 +13,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from ..ca import Role
+from ..ca import Role, identity_from_cert
 from ..raft.config import RaftConfig
 from ..raft.errors import NoQuorum
 from ..raft.node import RaftNode
 from ..raft.transport import Transport
 from ..rpc import RpcServer
 from ..store import MemoryStore, Node
-from .authz import peer_identity
 from .context import RaftMember
 from .proposer import RaftProposer
 
@@ -29,11 +28,14 @@ log = logging.getLogger("swarmkit_py.manager")
 
 def _is_manager(peer) -> bool:
     """Only managers may send Raft messages: a worker's certificate (or none, which the
-    cluster port allows for joining nodes) must not get near the log."""
+    cluster port allows for joining nodes) must not get near the log. The transport asks
+    once per connection."""
     if peer.cert is None:
         return False
-    ident = peer_identity(peer)
-    return ident is not None and ident.role == Role.MANAGER
+    try:
+        return identity_from_cert(peer.cert).role == Role.MANAGER
+    except Exception:
+        return False
 
 LeaderLoop = Callable[[], Awaitable[None]]
 

@@ -14,7 +14,7 @@ import random
 from ..raft.errors import NoQuorum, NotLeader, RaftError
 from ..rpc import PeerInfo, RpcClient, RpcError
 from ..store import ManagerStatus, Transaction
-from .authz import require
+from .caserver import require_identity
 
 NOT_LEADER = "not_leader"
 NO_QUORUM = "no_quorum"
@@ -38,13 +38,13 @@ class RaftMembership:
         manager.rpc.add_handler("raft.join", self._join)
 
     async def _members(self, peer: PeerInfo, params):
-        require(peer, action="raft.members")
+        require_identity(peer, {"manager"}, action="raft.members")
         book = dict(self.m.raft.peers)
         book[self.m.raft_id] = self.m.advertise_addr
         return {"members": {str(k): v for k, v in book.items()}, "leader": self.m.raft.leader_id}
 
     async def _join(self, peer: PeerInfo, params):
-        ident = require(peer, action="raft.join")
+        ident = require_identity(peer, {"manager"}, action="raft.join")
         raft_id, addr = int(params["raft_id"]), str(params["addr"])
         if not self.m.raft.is_leader:
             raise raft_error(NotLeader(self.m.raft.leader_id), self.m)
