@@ -1,0 +1,80 @@
+"""Where the managers are: what a session answer lists and where "not leader" points.
+
+Workers keep the list to fail over (Swarm's agent keeps a weighted list of remotes from the
+session stream); the leader's address turns a misdirected worker around in one round trip.
+The source of truth is the Raft membership, which only the manager knows, so the dispatcher
+takes a small directory object; tests pass a :class:`StaticDirectory`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ...store import MemoryStore, NodeRole
+from ..context import ClusterContext
+
+
+class ManagerDirectory(Protocol):
+    def managers(self) -> list[dict[str, str]]:
+        """``[{"node_id": ..., "addr": "host:port"}]`` of the managers workers may dial."""
+
+    def leader_addr(self) -> str | None:
+        """The leader's dialable address, None when no leader is known."""
+
+
+class ClusterDirectory:
+    """The live Raft membership of a manager (addresses of the 2377 listeners)."""
+
+    def __init__(self, cluster: ClusterContext) -> None:
+        self._cluster = cluster
+
+    def managers(self) -> list[dict[str, str]]:
+        return [
+            {"node_id": m.node_id, "addr": m.addr}
+            for m in self._cluster.raft_members()
+            if m.voter and m.addr
+        ]
+
+    def leader_addr(self) -> str | None:
+        for m in self._cluster.raft_members():
+            if m.leader and m.addr:
+                return m.addr
+        return None
+
+
+class StoreDirectory:
+    """Manager nodes as the store records them (``manager_status.addr``), for callers without
+    a Raft context. Leadership is not stored durably, so the hint may be stale or missing."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    def managers(self) -> list[dict[str, str]]:
+        out = []
+        for node in self._store.view().list("node"):
+            ms = node.manager_status
+            if node.role == NodeRole.MANAGER and ms is not None and ms.addr:
+                out.append({"node_id": node.id, "addr": ms.addr})
+        return out
+
+    def leader_addr(self) -> str | None:
+        for node in self._store.view().list("node"):
+            ms = node.manager_status
+            if ms is not None and ms.leader and ms.addr:
+                return ms.addr
+        return None
+
+
+@dataclass
+class StaticDirectory:
+    """Fixed answers, changeable by assignment (tests, single-manager tools)."""
+
+    manager_list: list[dict[str, str]] = field(default_factory=list)
+    leader: str | None = None
+
+    def managers(self) -> list[dict[str, str]]:
+        return list(self.manager_list)
+
+    def leader_addr(self) -> str | None:
+        return self.leader

@@ -1,0 +1,391 @@
+"""The dispatcher: worker sessions, heartbeats and node Ready/Down, on the Raft leader only.
+
+Why only on the leader: node status is cluster state, written through Raft, and one writer per
+node avoids two managers racing to mark the same node Ready and Down. Every manager registers
+the RPC methods, but only the one that was started (on winning an election) serves them; the
+others answer ``not_leader`` with the leader's address so a worker turns around in one call.
+
+Down detection and leader changes
+---------------------------------
+A node is Down when no heartbeat arrived for ``grace_multiplier * heartbeat_period``. A new
+leader has no heartbeat history, so on ``start()`` it arms every not-Down node's timer with one
+grace period counted from the start (i.e. from the election). Swarm instead marks every node
+Unknown and waits twice its grace, which with its defaults shows a dead leader's host Down about
+30 s after the election (../shared/notes/lab.md). Here a node that never heartbeats to the new
+leader is Down ``grace`` (3 s with the defaults) after the election.
+
+The trade-off, written down because it is a deliberate one: every live worker must notice that
+its old leader is gone and open a session with the new one within that one grace period, or it
+is briefly (and wrongly) marked Down and then Ready again when it arrives. The worker side
+(``worker/session.py``) is built for it: its heartbeat call times out after about one period,
+it then dials every known manager, follows ``not_leader`` hints, and caps its back-off at one
+period, so after an election it reaches the new leader within about one to two periods, well
+inside three. Re-opening costs nothing in the store when nothing changed (see status.py).
+Marking nodes Unknown first, as Swarm does, would only delay the one verdict that matters for
+rescheduling (is the old leader's host gone?) by another 2x grace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from ...raft.errors import NoQuorum, NotLeader, ProposalDropped, Stopped
+from ...rpc import UNAVAILABLE, PeerInfo, RpcError, RpcServer, RpcUnavailable
+from ...store import (
+    DELETE,
+    NodeDescription,
+    NodeState,
+    NotFound,
+    StoreError,
+    WatchClosed,
+)
+from ..proposer import Proposer
+from .directory import ManagerDirectory, StoreDirectory
+from .heartbeats import HeartbeatTracker
+from .identity import Identify, cert_identity
+from .protocol import (
+    HEARTBEAT,
+    INVALID_ARGUMENT,
+    NODE_NOT_FOUND,
+    NOT_LEADER,
+    SESSION,
+    SESSION_INVALID,
+    not_leader_message,
+)
+from .sessions import SessionTable
+from .status import StatusChange, StatusWriter
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_FAILURE = "heartbeat failure"
+
+SessionListener = Callable[[str], Any]
+
+
+class Dispatcher:
+    """Serves ``dispatcher.session`` and ``dispatcher.heartbeat`` (see protocol.py).
+
+    ``identify`` maps a caller to its node id: the certificate by default, or
+    ``identity.params_identity`` in tests without TLS. ``directory`` answers where the managers
+    and the leader are (``ClusterDirectory(ctx)`` in a manager; the store by default).
+    """
+
+    def __init__(
+        self,
+        proposer: Proposer,
+        *,
+        heartbeat_period: float = 1.0,
+        grace_multiplier: float = 3,
+        clock: Callable[[], float] = time.monotonic,
+        identify: Identify | None = None,
+        directory: ManagerDirectory | None = None,
+    ) -> None:
+        if heartbeat_period <= 0 or grace_multiplier < 1:
+            raise ValueError("heartbeat_period must be > 0 and grace_multiplier >= 1")
+        self.proposer = proposer
+        self.heartbeat_period = float(heartbeat_period)
+        self.grace_multiplier = grace_multiplier
+        self._clock = clock
+        self._identify = identify or cert_identity()
+        self.directory = directory or StoreDirectory(proposer.store)
+        self._sessions = SessionTable()
+        self._tracker = HeartbeatTracker()
+        self._writer: StatusWriter | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._listeners: list[SessionListener] = []
+        self._epoch = 0  # bumped on every start/stop, so a handler can see it straddled one
+        self.started_at: float | None = None
+        self.counters = {
+            "sessions_opened": 0,
+            "heartbeats": 0,
+            "nodes_declared_down": 0,
+        }
+        # Status-write totals of writers from earlier terms, so the counters never go back.
+        self._past_writes = (0, 0)
+
+    @property
+    def grace(self) -> float:
+        return self.heartbeat_period * self.grace_multiplier
+
+    @property
+    def running(self) -> bool:
+        return self._writer is not None
+
+    # -- wiring -------------------------------------------------------------------------------
+
+    def register(self, server: RpcServer) -> None:
+        """Add the RPC methods; do it on every manager, leader or not."""
+        server.add_handler(SESSION, self._handle_session)
+        server.add_handler(HEARTBEAT, self._handle_heartbeat)
+
+    def add_session_listener(self, listener: SessionListener) -> None:
+        """``listener(node_id)`` after each session opens: where assignments (issue 4) will
+        send a worker its full task set before pushing incremental changes."""
+        self._listeners.append(listener)
+
+    # -- leadership ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Become the serving dispatcher (call on winning an election)."""
+        if self.running:
+            return
+        self._epoch += 1
+        self._writer = StatusWriter(self.proposer)
+        self.started_at = self._clock()
+        self._seed_timers(self.started_at + self.grace)
+        self._spawn(self._sweep_loop(), "dispatcher-sweep")
+        self._spawn(self._watch_nodes(), "dispatcher-node-watch")
+        log.info(
+            "dispatcher started: %d nodes get until +%.1fs to heartbeat",
+            len(self._tracker),
+            self.grace,
+        )
+
+    async def stop(self) -> None:
+        """Stop serving (call on losing leadership); open sessions become invalid and workers
+        are sent to the new leader by their next heartbeat."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        self._epoch += 1
+        tasks, self._tasks = self._tasks, set()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._past_writes = self._write_totals(writer)
+        await writer.close(RpcError(NOT_LEADER, not_leader_message(self._leader_addr())))
+        self._sessions.clear()
+        self._tracker.clear()
+
+    def _seed_timers(self, deadline: float) -> None:
+        for node in self.proposer.store.view().list("node"):
+            if node.status.state != NodeState.DOWN and node.id not in self._tracker:
+                self._tracker.set(node.id, deadline)
+
+    def _spawn(self, coro, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- RPC handlers -------------------------------------------------------------------------
+
+    async def _handle_session(self, peer: PeerInfo, params: Any) -> dict[str, Any]:
+        params = _params(params)
+        writer, epoch = self._require_running()
+        node_id = self._identify(peer, params)
+        description = _description(params.get("description"))
+        addr = params.get("addr") or (peer.address[0] if peer.address else None)
+        if addr is not None and not isinstance(addr, str):
+            raise RpcError(INVALID_ARGUMENT, "addr must be a string")
+        if self.proposer.store.view().get_node(node_id) is None:
+            raise RpcError(NODE_NOT_FOUND, f"node {node_id} is not part of this cluster")
+        # Arm the timer before the write: an expiry sweep while the write is in flight would
+        # otherwise queue a Down behind this Ready.
+        self._tracker.set(node_id, self._clock() + self.grace)
+        change = StatusChange(NodeState.READY, None, addr, description)
+        await self._write(writer, node_id, change)
+        if epoch != self._epoch:
+            raise RpcError(NOT_LEADER, not_leader_message(self._leader_addr()))
+        session = self._sessions.open(node_id, peer.connection)
+        self.counters["sessions_opened"] += 1
+        # After the answer is on the wire (call_soon runs once this handler has returned and
+        # its response was written), so a push never overtakes the session answer.
+        asyncio.get_running_loop().call_soon(self._notify_listeners, node_id, epoch)
+        return {
+            "session_id": session.session_id,
+            "node_id": node_id,
+            "heartbeat_period": self.heartbeat_period,
+            "managers": self.directory.managers(),
+        }
+
+    def _notify_listeners(self, node_id: str, epoch: int) -> None:
+        if epoch != self._epoch:
+            return
+        for listener in self._listeners:
+            try:
+                result = listener(node_id)
+                if inspect.isawaitable(result):
+                    self._spawn(result, f"dispatcher-session-listener {node_id}")
+            except Exception:
+                log.exception("session listener failed for node %s", node_id)
+
+    async def _handle_heartbeat(self, peer: PeerInfo, params: Any) -> dict[str, Any]:
+        params = _params(params)
+        self._require_running()
+        session_id = params.get("session_id")
+        if not isinstance(session_id, str) or not session_id:
+            raise RpcError(INVALID_ARGUMENT, "session_id is required")
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise RpcError(SESSION_INVALID, "unknown or expired session; open a new session")
+        if session.connection is not None and session.connection is not peer.connection:
+            raise RpcError(SESSION_INVALID, "session belongs to another connection; open a new one")
+        self._tracker.set(session.node_id, self._clock() + self.grace)
+        self.counters["heartbeats"] += 1
+        return {"heartbeat_period": self.heartbeat_period, "managers": self.directory.managers()}
+
+    def _require_running(self) -> tuple[StatusWriter, int]:
+        writer = self._writer
+        if writer is None:
+            raise RpcError(NOT_LEADER, not_leader_message(self._leader_addr()))
+        return writer, self._epoch
+
+    def _leader_addr(self) -> str | None:
+        try:
+            return self.directory.leader_addr()
+        except Exception:
+            log.exception("manager directory failed to name the leader")
+            return None
+
+    async def _write(self, writer: StatusWriter, node_id: str, change: StatusChange) -> bool:
+        """Submit and wait, turning store and Raft failures into the wire's error codes."""
+        try:
+            return await writer.submit(node_id, change)
+        except RpcError:
+            raise
+        except NotFound:
+            raise RpcError(NODE_NOT_FOUND, f"node {node_id} is not part of this cluster") from None
+        except NotLeader:
+            raise RpcError(NOT_LEADER, not_leader_message(self._leader_addr())) from None
+        except (NoQuorum, ProposalDropped, Stopped, StoreError) as e:
+            raise RpcError(UNAVAILABLE, f"cannot record node status: {e}") from None
+
+    def _write_totals(self, writer: StatusWriter | None) -> tuple[int, int]:
+        tx, nodes = self._past_writes
+        if writer is not None:
+            tx, nodes = tx + writer.transactions, nodes + writer.nodes_written
+        return tx, nodes
+
+    # -- down detection -----------------------------------------------------------------------
+
+    async def _sweep_loop(self) -> None:
+        """Wake at the earliest deadline (at most once per period/10, at least once per
+        period) and mark every expired node Down in one batch."""
+        min_sleep = self.heartbeat_period / 10
+        while True:
+            now = self._clock()
+            expired = self._tracker.pop_expired(now)
+            if expired:
+                self._spawn(self._declare_down(expired), "dispatcher-declare-down")
+            nxt = self._tracker.next_deadline()
+            wait = self.heartbeat_period if nxt is None else nxt - self._clock()
+            await asyncio.sleep(min(max(wait, min_sleep), self.heartbeat_period))
+
+    async def _declare_down(self, node_ids: list[str]) -> None:
+        writer = self._writer
+        if writer is None:
+            return
+        for node_id in node_ids:
+            self._sessions.drop_node(node_id)
+        change = StatusChange(NodeState.DOWN, HEARTBEAT_FAILURE)
+        futures = [writer.submit(n, change) for n in node_ids]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for node_id, result in zip(node_ids, results, strict=True):
+            if result is True:
+                self.counters["nodes_declared_down"] += 1
+                log.warning("node %s is down: %s", node_id, HEARTBEAT_FAILURE)
+            elif isinstance(result, NotFound):
+                continue  # removed meanwhile
+            elif isinstance(result, BaseException) and self._writer is writer:
+                # No quorum or a conflict storm: try again in a period, unless the node has
+                # opened a session since (then its own timer is armed and is the truth).
+                log.warning("could not mark node %s down: %s", node_id, result)
+                if node_id not in self._tracker:
+                    self._tracker.set(node_id, self._clock() + self.heartbeat_period)
+
+    async def _watch_nodes(self) -> None:
+        """Follow node changes the dispatcher did not make: a removed node loses its session,
+        and a node that shows up Ready without a session (applied after our start, restored
+        from a snapshot) gets a grace period like any other, so it cannot stay Ready forever."""
+        store = self.proposer.store
+        while True:
+            watcher = store.watch("node")
+            self._seed_timers(self._clock() + self.grace)
+            try:
+                async for event in watcher:
+                    node = event.obj
+                    if event.action == DELETE:
+                        self._sessions.drop_node(node.id)
+                        self._tracker.discard(node.id)
+                    elif (
+                        node.status.state == NodeState.READY
+                        and node.id not in self._tracker
+                        and self._sessions.for_node(node.id) is None
+                    ):
+                        self._tracker.set(node.id, self._clock() + self.grace)
+                return
+            except WatchClosed as e:
+                log.info("dispatcher node watch closed (%s); re-reading nodes", e.reason)
+            finally:
+                watcher.close()
+
+    # -- pushes and metrics -------------------------------------------------------------------
+
+    async def push(self, node_id: str, method: str, params: Any = None) -> bool:
+        """Send a notification down the node's session connection. False when the node has no
+        open session here (not connected, or we are not the leader) or the send failed: the
+        caller keeps the message and resends on the next session (see add_session_listener)."""
+        session = self._sessions.for_node(node_id)
+        if session is None or session.connection is None or session.connection.is_closed:
+            return False
+        try:
+            await session.connection.notify(method, params)
+        except RpcUnavailable:
+            return False
+        return True
+
+    def has_session(self, node_id: str) -> bool:
+        return self._sessions.for_node(node_id) is not None
+
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    def node_state_counts(self) -> dict[str, int]:
+        """Nodes by stored state, every state present (zeros included) for stable metrics."""
+        view = self.proposer.store.view()
+        return {str(s): view.count("node", state=s) for s in NodeState}
+
+    def node_ready_count(self) -> int:
+        return self.proposer.store.view().count("node", state=NodeState.READY)
+
+    def node_down_count(self) -> int:
+        return self.proposer.store.view().count("node", state=NodeState.DOWN)
+
+    def metrics(self) -> dict[str, Any]:
+        """Counters and gauges for /metrics (names without the exporter's prefix)."""
+        transactions, nodes_written = self._write_totals(self._writer)
+        return {
+            **self.counters,
+            "status_transactions": transactions,
+            "status_nodes_written": nodes_written,
+            "leader": self.running,
+            "sessions": self.session_count(),
+            "tracked_nodes": len(self._tracker),
+            "nodes": self.node_state_counts(),
+        }
+
+
+def _params(params: Any) -> Mapping[str, Any]:
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise RpcError(INVALID_ARGUMENT, "params must be a map")
+    return params
+
+
+def _description(raw: Any) -> NodeDescription | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise RpcError(INVALID_ARGUMENT, "description must be a map")
+    try:
+        return NodeDescription.model_validate(raw)
+    except ValidationError as e:
+        raise RpcError(INVALID_ARGUMENT, f"invalid node description: {e}") from None

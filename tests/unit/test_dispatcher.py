@@ -1,0 +1,384 @@
+"""Dispatcher over real loopback RPC with a LocalProposer: sessions, Ready/Down, batching,
+redirects and the leader-change grace. Periods are 0.1 s so a grace is 0.3 s."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from swarmkit_py.manager.dispatcher import (
+    HEARTBEAT,
+    HEARTBEAT_FAILURE,
+    INVALID_ARGUMENT,
+    NODE_NOT_FOUND,
+    NOT_LEADER,
+    SESSION,
+    SESSION_INVALID,
+    Dispatcher,
+    StaticDirectory,
+    leader_hint,
+    params_identity,
+)
+from swarmkit_py.manager.proposer import LocalProposer
+from swarmkit_py.rpc import RpcClient, RpcError, RpcServer
+from swarmkit_py.store import (
+    MemoryStore,
+    Node,
+    NodeRole,
+    NodeSpec,
+    NodeState,
+    NodeStatus,
+    Transaction,
+    new_id,
+)
+
+LOOPBACK = "127.0.0.1"
+PERIOD = 0.1
+GRACE = 3 * PERIOD
+DESC = {
+    "hostname": "worker-1",
+    "platform": {"architecture": "x86_64", "os": "linux"},
+    "resources": {"nano_cpus": 2_000_000_000, "memory_bytes": 4 * 2**30},
+    "engine": {"engine_version": "26.1.5", "labels": {"zone": "a"}},
+}
+
+
+class CountingProposer(LocalProposer):
+    """Records every proposal (its op count); an optional delay stands in for Raft latency."""
+
+    def __init__(self, store: MemoryStore | None = None, delay: float = 0.0):
+        super().__init__(store)
+        self.sizes: list[int] = []
+        self.delay = delay
+
+    async def propose(self, tx: Transaction, timeout: float | None = None):
+        self.sizes.append(len(tx))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return await super().propose(tx, timeout)
+
+
+async def wait_until(predicate, timeout: float = 5.0, what: str = "condition") -> float:
+    """Poll until true; returns the monotonic time it became true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.005)
+    return time.monotonic()
+
+
+async def add_node(proposer, state: NodeState = NodeState.UNKNOWN) -> str:
+    node = Node(
+        id=new_id(),
+        spec=NodeSpec(role=NodeRole.WORKER),
+        role=NodeRole.WORKER,
+        status=NodeStatus(state=state),
+    )
+    await proposer.propose(Transaction().create(node))
+    return node.id
+
+
+def state_of(proposer, node_id: str) -> NodeState:
+    return proposer.store.view().get_node(node_id).status.state
+
+
+class Manager:
+    """One RpcServer + Dispatcher sharing the test's store, as a manager shares the Raft one."""
+
+    def __init__(self, proposer, directory: StaticDirectory | None = None):
+        self.server = RpcServer(LOOPBACK, 0)
+        self.directory = directory or StaticDirectory()
+        self.dispatcher = Dispatcher(
+            proposer,
+            heartbeat_period=PERIOD,
+            grace_multiplier=3,
+            identify=params_identity,
+            directory=self.directory,
+        )
+        self.dispatcher.register(self.server)
+
+    @property
+    def addr(self) -> str:
+        return f"{LOOPBACK}:{self.server.bound_port}"
+
+    async def up(self, lead: bool = True) -> Manager:
+        await self.server.start()
+        if lead:
+            await self.dispatcher.start()
+        return self
+
+    async def down(self) -> None:
+        await self.dispatcher.stop()
+        await self.server.stop()
+
+
+@pytest.fixture
+async def proposer():
+    return CountingProposer()
+
+
+@pytest.fixture
+async def manager(proposer):
+    m = await Manager(proposer).up()
+    m.directory.leader = m.addr
+    m.directory.manager_list = [{"node_id": "m1", "addr": m.addr}]
+    yield m
+    await m.down()
+
+
+async def open_session(client: RpcClient, node_id: str, **extra):
+    return await client.call(SESSION, {"node_id": node_id, "description": DESC, **extra})
+
+
+async def test_session_marks_node_ready_with_description_and_addr(proposer, manager):
+    node_id = await add_node(proposer)
+    async with RpcClient(LOOPBACK, manager.server.bound_port, timeout=5) as client:
+        answer = await open_session(client, node_id)
+        assert answer["node_id"] == node_id
+        assert answer["heartbeat_period"] == PERIOD
+        assert answer["managers"] == [{"node_id": "m1", "addr": manager.addr}]
+        node = proposer.store.view().get_node(node_id)
+        assert node.status.state == NodeState.READY
+        assert node.status.addr == LOOPBACK  # the connection's source IP when none advertised
+        assert node.description.hostname == "worker-1"
+        assert node.description.resources.nano_cpus == 2_000_000_000
+        assert node.description.engine.labels == {"zone": "a"}
+        hb = await client.call(HEARTBEAT, {"session_id": answer["session_id"]})
+        assert hb["heartbeat_period"] == PERIOD
+        assert manager.dispatcher.node_ready_count() == 1
+        assert manager.dispatcher.session_count() == 1
+
+
+async def test_advertised_addr_wins_over_source_ip(proposer, manager):
+    node_id = await add_node(proposer)
+    async with RpcClient(LOOPBACK, manager.server.bound_port, timeout=5) as client:
+        await open_session(client, node_id, addr="10.9.8.7")
+    assert proposer.store.view().get_node(node_id).status.addr == "10.9.8.7"
+
+
+async def test_silent_node_goes_down_within_grace_and_comes_back(proposer, manager):
+    node_id = await add_node(proposer)
+    client = RpcClient(LOOPBACK, manager.server.bound_port, timeout=5)
+    answer = await open_session(client, node_id)
+    for _ in range(5):  # a live node stays Ready past the grace period
+        await asyncio.sleep(PERIOD)
+        await client.call(HEARTBEAT, {"session_id": answer["session_id"]})
+    assert state_of(proposer, node_id) == NodeState.READY
+    last_beat = time.monotonic()
+    down_at = await wait_until(
+        lambda: state_of(proposer, node_id) == NodeState.DOWN, what="node down"
+    )
+    silent_for = down_at - last_beat
+    assert GRACE * 0.9 <= silent_for <= GRACE + 0.25, silent_for
+    node = proposer.store.view().get_node(node_id)
+    assert node.status.message == HEARTBEAT_FAILURE
+    assert node.description.hostname == "worker-1"  # Down keeps what the node reported
+    with pytest.raises(RpcError) as err:  # the expired session is gone: re-open it
+        await client.call(HEARTBEAT, {"session_id": answer["session_id"]})
+    assert err.value.code == SESSION_INVALID
+    await open_session(client, node_id)
+    node = proposer.store.view().get_node(node_id)
+    assert node.status.state == NodeState.READY and node.status.message is None
+    assert manager.dispatcher.metrics()["nodes_declared_down"] == 1
+    await client.close()
+
+
+async def test_heartbeats_cause_no_writes(proposer, manager):
+    node_id = await add_node(proposer)
+    async with RpcClient(LOOPBACK, manager.server.bound_port, timeout=5) as client:
+        answer = await open_session(client, node_id)
+        writes = len(proposer.sizes)
+        for _ in range(20):
+            await client.call(HEARTBEAT, {"session_id": answer["session_id"]})
+        # Re-opening with nothing changed (what every worker does after an election) is free too.
+        await open_session(client, node_id)
+        assert len(proposer.sizes) == writes
+        assert manager.dispatcher.metrics()["heartbeats"] == 20
+
+
+async def test_session_errors_are_typed(proposer, manager):
+    node_id = await add_node(proposer)
+    async with RpcClient(LOOPBACK, manager.server.bound_port, timeout=5) as client:
+        with pytest.raises(RpcError) as err:
+            await client.call(SESSION, {"node_id": new_id()})
+        assert err.value.code == NODE_NOT_FOUND
+        with pytest.raises(RpcError) as err:
+            await client.call(SESSION, {"node_id": node_id, "description": {"resources": "lots"}})
+        assert err.value.code == INVALID_ARGUMENT
+        with pytest.raises(RpcError) as err:
+            await client.call(HEARTBEAT, {"session_id": "nope"})
+        assert err.value.code == SESSION_INVALID
+        with pytest.raises(RpcError) as err:
+            await client.call(HEARTBEAT, [])
+        assert err.value.code == INVALID_ARGUMENT
+        answer = await open_session(client, node_id)
+    async with RpcClient(LOOPBACK, manager.server.bound_port, timeout=5) as other:
+        # A session is bound to its connection: a guessed id from elsewhere is refused.
+        with pytest.raises(RpcError) as err:
+            await other.call(HEARTBEAT, {"session_id": answer["session_id"]})
+        assert err.value.code == SESSION_INVALID
+    assert len(proposer.sizes) == 2  # the node's creation and its one Ready write
+
+
+async def test_non_leader_redirects_to_the_leader(proposer, manager):
+    follower = await Manager(proposer, StaticDirectory(leader=manager.addr)).up(lead=False)
+    node_id = await add_node(proposer)
+    try:
+        async with RpcClient(LOOPBACK, follower.server.bound_port, timeout=5) as client:
+            for method, params in (
+                (SESSION, {"node_id": node_id}),
+                (HEARTBEAT, {"session_id": "x"}),
+            ):
+                with pytest.raises(RpcError) as err:
+                    await client.call(method, params)
+                assert err.value.code == NOT_LEADER
+                assert leader_hint(err.value.message) == manager.addr
+        assert state_of(proposer, node_id) == NodeState.UNKNOWN
+    finally:
+        await follower.down()
+
+
+async def test_many_expiries_are_one_transaction(proposer, manager):
+    await manager.dispatcher.stop()
+    ids = [await add_node(proposer, NodeState.READY) for _ in range(25)]
+    await add_node(proposer, NodeState.DOWN)  # already down: not tracked, not rewritten
+    before = len(proposer.sizes)
+    await manager.dispatcher.start()
+    await wait_until(
+        lambda: all(state_of(proposer, n) == NodeState.DOWN for n in ids), what="all down"
+    )
+    assert proposer.sizes[before:] == [25]
+    assert manager.dispatcher.node_down_count() == 26
+
+
+async def test_concurrent_session_opens_share_transactions():
+    proposer = CountingProposer(delay=0.02)  # a Raft round trip, during which opens pile up
+    m = await Manager(proposer).up()
+    ids = [await add_node(proposer) for _ in range(30)]
+    clients = [RpcClient(LOOPBACK, m.server.bound_port, timeout=5) for _ in ids]
+    try:
+        for c in clients:
+            await c.connect()
+        before = len(proposer.sizes)
+        await asyncio.gather(*(open_session(c, n) for c, n in zip(clients, ids, strict=True)))
+        batches = proposer.sizes[before:]
+        assert sum(batches) == 30
+        assert len(batches) <= 3, batches
+        assert m.dispatcher.node_ready_count() == 30
+    finally:
+        for c in clients:
+            await c.close()
+        await m.down()
+
+
+async def test_new_leader_gives_one_grace_from_its_start(proposer, manager):
+    """A node Ready in the store that never talks to the new leader is Down about one grace
+    after the new leader started, while a node that keeps heartbeating is never marked Down."""
+    live = await add_node(proposer)
+    dead = await add_node(proposer)
+    c_live = RpcClient(LOOPBACK, manager.server.bound_port, timeout=5)
+    c_dead = RpcClient(LOOPBACK, manager.server.bound_port, timeout=5)
+    await open_session(c_live, live)
+    await open_session(c_dead, dead)
+    await c_dead.close()  # the old leader's host: gone with the old leader
+    await manager.dispatcher.stop()  # old leader deposed before the dead node expired
+    assert state_of(proposer, dead) == NodeState.READY
+
+    downs: list[str] = []
+    watcher = proposer.store.watch(
+        "node", filter=lambda e: e.new is not None and e.new.status.state == NodeState.DOWN
+    )
+    new = await Manager(proposer).up(lead=False)
+    try:
+        await asyncio.sleep(2 * GRACE)  # an election long compared with the grace
+        started = time.monotonic()
+        await new.dispatcher.start()
+        answer = await open_session(
+            c_live := RpcClient(LOOPBACK, new.server.bound_port, timeout=5), live
+        )
+        beating = True
+
+        async def beat():
+            while beating:
+                await c_live.call(HEARTBEAT, {"session_id": answer["session_id"]})
+                await asyncio.sleep(PERIOD)
+
+        beater = asyncio.create_task(beat())
+        down_at = await wait_until(lambda: state_of(proposer, dead) == NodeState.DOWN)
+        assert GRACE * 0.9 <= down_at - started <= GRACE + 0.25, down_at - started
+        await asyncio.sleep(3 * GRACE)
+        beating = False
+        await beater
+        downs = [e.new.id for e in watcher.drain()]
+        assert downs == [dead]
+        assert state_of(proposer, live) == NodeState.READY
+    finally:
+        watcher.close()
+        await c_live.close()
+        await new.down()
+
+
+async def test_node_removed_loses_its_session(proposer, manager):
+    node_id = await add_node(proposer)
+    async with RpcClient(LOOPBACK, manager.server.bound_port, timeout=5) as client:
+        answer = await open_session(client, node_id)
+        await proposer.propose(Transaction().delete("node", node_id))
+        await wait_until(lambda: not manager.dispatcher.has_session(node_id))
+        with pytest.raises(RpcError) as err:
+            await client.call(HEARTBEAT, {"session_id": answer["session_id"]})
+        assert err.value.code == SESSION_INVALID
+        with pytest.raises(RpcError) as err:
+            await open_session(client, node_id)
+        assert err.value.code == NODE_NOT_FOUND
+
+
+async def test_stop_turns_sessions_into_not_leader(proposer, manager):
+    node_id = await add_node(proposer)
+    async with RpcClient(LOOPBACK, manager.server.bound_port, timeout=5) as client:
+        answer = await open_session(client, node_id)
+        writes = manager.dispatcher.metrics()["status_transactions"]
+        assert writes == 1
+        await manager.dispatcher.stop()
+        assert manager.dispatcher.metrics()["status_transactions"] == writes  # kept across terms
+        manager.directory.leader = "10.0.0.9:2377"
+        with pytest.raises(RpcError) as err:
+            await client.call(HEARTBEAT, {"session_id": answer["session_id"]})
+        assert err.value.code == NOT_LEADER
+        assert leader_hint(err.value.message) == "10.0.0.9:2377"
+        assert manager.dispatcher.metrics()["leader"] is False
+        await asyncio.sleep(2 * GRACE)  # a stopped dispatcher writes nothing
+        assert state_of(proposer, node_id) == NodeState.READY
+
+
+async def test_push_reaches_the_session_connection_after_the_answer(proposer, manager):
+    node_id = await add_node(proposer)
+    received: list = []
+    order: list[str] = []
+
+    async def on_session(nid: str):
+        await manager.dispatcher.push(nid, "test.assignments", {"full": True})
+
+    manager.dispatcher.add_session_listener(on_session)
+    client = RpcClient(LOOPBACK, manager.server.bound_port, timeout=5)
+
+    def on_push(peer, params):
+        order.append("push")
+        received.append(params)
+
+    client.handlers.add_notification_handler("test.assignments", on_push)
+    try:
+        await open_session(client, node_id)
+        order.append("answer")
+        await wait_until(lambda: len(received) == 1, what="push after session open")
+        assert await manager.dispatcher.push(node_id, "test.assignments", {"n": 2})
+        await wait_until(lambda: len(received) == 2, what="direct push")
+        assert received == [{"full": True}, {"n": 2}]
+        assert order[0] == "answer"
+        assert not await manager.dispatcher.push(new_id(), "test.assignments", {})
+    finally:
+        await client.close()
+    await wait_until(lambda: not manager.dispatcher.has_session(node_id))
+    assert not await manager.dispatcher.push(node_id, "test.assignments", {})

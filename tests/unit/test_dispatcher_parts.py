@@ -1,0 +1,152 @@
+"""Dispatcher pieces without sockets: deadlines, no-op detection, the wire contract."""
+
+from __future__ import annotations
+
+import pytest
+
+from swarmkit_py.manager.dispatcher import (
+    HeartbeatTracker,
+    StatusChange,
+    apply_change,
+    leader_hint,
+    not_leader_message,
+    protocol,
+)
+from swarmkit_py.store import Node, NodeDescription, NodeState, NodeStatus, new_id
+from swarmkit_py.worker import session as worker_session
+from swarmkit_py.worker.describe import description_from_host, description_from_info
+
+
+def test_tracker_expires_each_node_once_at_its_latest_deadline():
+    t = HeartbeatTracker()
+    t.set("a", 1.0)
+    t.set("b", 2.0)
+    t.set("a", 3.0)  # a heartbeat moved a's deadline later
+    assert t.next_deadline() == 2.0
+    assert t.pop_expired(2.5) == ["b"]
+    assert t.pop_expired(2.5) == []
+    assert t.next_deadline() == 3.0
+    assert t.pop_expired(3.0) == ["a"]
+    assert len(t) == 0 and t.next_deadline() is None
+
+
+def test_tracker_can_move_a_deadline_earlier_and_discard():
+    t = HeartbeatTracker()
+    t.set("a", 5.0)
+    t.set("a", 1.0)
+    assert t.pop_expired(1.0) == ["a"]
+    t.set("b", 1.0)
+    t.discard("b")
+    assert t.pop_expired(10.0) == []
+
+
+def test_tracker_heap_stays_bounded_under_many_heartbeats():
+    t = HeartbeatTracker()
+    for i in range(10_000):
+        t.set("n", float(i))
+    assert len(t._heap) < 200
+    assert t.pop_expired(9_999.0) == ["n"]
+
+
+def _node(state=NodeState.READY, addr="10.0.0.1", hostname="h1") -> Node:
+    return Node(
+        id=new_id(),
+        status=NodeStatus(state=state, addr=addr),
+        description=NodeDescription(hostname=hostname),
+    )
+
+
+def test_apply_change_skips_what_changes_nothing():
+    node = _node()
+    assert apply_change(node, StatusChange(NodeState.READY, None, "10.0.0.1")) is None
+    assert apply_change(node, StatusChange(NodeState.READY)) is None  # keep addr/description
+    same_desc = NodeDescription.model_validate({"hostname": "h1"})
+    assert apply_change(node, StatusChange(NodeState.READY, description=same_desc)) is None
+
+
+def test_apply_change_writes_real_changes_without_touching_the_stored_object():
+    node = _node()
+    down = apply_change(node, StatusChange(NodeState.DOWN, "heartbeat failure"))
+    assert down is not None and down.status.state == NodeState.DOWN
+    assert down.status.addr == "10.0.0.1" and down.description.hostname == "h1"
+    assert node.status.state == NodeState.READY
+    moved = apply_change(node, StatusChange(NodeState.READY, None, "10.0.0.2"))
+    assert moved is not None and moved.status.addr == "10.0.0.2"
+    renamed = apply_change(
+        node, StatusChange(NodeState.READY, description=NodeDescription(hostname="h2"))
+    )
+    assert renamed is not None and renamed.description.hostname == "h2"
+
+
+def test_not_leader_message_round_trips_the_hint():
+    assert leader_hint(not_leader_message("10.1.2.3:2377")) == "10.1.2.3:2377"
+    assert leader_hint(not_leader_message("[::1]:2377")) == "[::1]:2377"
+    assert leader_hint(not_leader_message(None)) is None
+    assert leader_hint("something else") is None
+    assert worker_session.leader_hint(not_leader_message("h:1")) == "h:1"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "SESSION",
+        "HEARTBEAT",
+        "NOT_LEADER",
+        "SESSION_INVALID",
+        "NODE_NOT_FOUND",
+        "PERMISSION_DENIED",
+    ],
+)
+def test_worker_copy_of_the_wire_contract_matches_the_dispatcher(name):
+    assert getattr(worker_session, name) == getattr(protocol, name)
+
+
+def test_split_addr():
+    assert worker_session.split_addr("127.0.0.1:2377") == ("127.0.0.1", 2377)
+    assert worker_session.split_addr("[::1]:2377") == ("::1", 2377)
+    with pytest.raises(ValueError):
+        worker_session.split_addr("nohost")
+
+
+def test_description_from_docker_info_validates_as_a_node_description():
+    info = {
+        "NCPU": 4,
+        "MemTotal": 8 * 2**30,
+        "ServerVersion": "26.1.5",
+        "Labels": ["zone=a", "ssd"],
+        "OSType": "linux",
+        "Architecture": "x86_64",
+        "Name": "engine-host",
+    }
+    raw = description_from_info(info, hostname="node-1")
+    desc = NodeDescription.model_validate(raw)
+    assert desc.hostname == "node-1"
+    assert desc.resources.nano_cpus == 4_000_000_000
+    assert desc.resources.memory_bytes == 8 * 2**30
+    assert desc.engine.engine_version == "26.1.5"
+    assert desc.engine.labels == {"zone": "a", "ssd": ""}
+    assert desc.platform.os == "linux" and desc.platform.architecture == "x86_64"
+    assert desc.to_api()["Resources"]["NanoCPUs"] == 4_000_000_000
+
+
+def test_description_from_host_reads_proc(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       2048 kB\nMemFree: 1 kB\n")
+    raw = description_from_host("h", meminfo=str(meminfo))
+    desc = NodeDescription.model_validate(raw)
+    assert desc.resources.memory_bytes == 2048 * 1024
+    assert desc.resources.nano_cpus >= 1_000_000_000
+    assert desc.engine is None and desc.hostname == "h"
+    assert (
+        description_from_host("h", meminfo=str(tmp_path / "absent"))["resources"]["memory_bytes"]
+        is None
+    )
+
+
+def test_describe_node_falls_back_to_the_host_without_an_engine(tmp_path):
+    from swarmkit_py.worker.describe import describe_node
+
+    raw = describe_node(f"unix://{tmp_path}/no-docker.sock", hostname="lonely")
+    desc = NodeDescription.model_validate(raw)
+    assert desc.hostname == "lonely" and desc.engine is None
+    assert desc.resources.nano_cpus >= 1_000_000_000

@@ -1,0 +1,209 @@
+"""WorkerSession against real dispatchers on loopback: open, beat, fail over, follow hints,
+receive pushes. Periods are 0.1 s (grace 0.3 s)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from swarmkit_py.manager.dispatcher import (
+    HEARTBEAT_FAILURE,
+    Dispatcher,
+    StaticDirectory,
+    params_identity,
+)
+from swarmkit_py.manager.proposer import LocalProposer
+from swarmkit_py.rpc import RpcServer
+from swarmkit_py.store import Node, NodeRole, NodeState, NodeStatus, Transaction, new_id
+from swarmkit_py.worker.session import WorkerSession
+
+LOOPBACK = "127.0.0.1"
+PERIOD = 0.1
+GRACE = 3 * PERIOD
+
+
+def describe():
+    return {"hostname": "w1", "resources": {"nano_cpus": 10**9, "memory_bytes": 2**30}}
+
+
+async def wait_until(predicate, timeout: float = 5.0, what: str = "condition") -> float:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.005)
+    return time.monotonic()
+
+
+class Manager:
+    def __init__(self, proposer, directory: StaticDirectory):
+        self.server = RpcServer(LOOPBACK, 0)
+        self.directory = directory
+        self.dispatcher = Dispatcher(
+            proposer, heartbeat_period=PERIOD, identify=params_identity, directory=directory
+        )
+        self.dispatcher.register(self.server)
+
+    @property
+    def addr(self) -> str:
+        return f"{LOOPBACK}:{self.server.bound_port}"
+
+
+@pytest.fixture
+async def cluster():
+    """Two managers over one store (as Raft would replicate it); the first one leads."""
+    proposer = LocalProposer()
+    directory = StaticDirectory()
+    managers = [Manager(proposer, directory) for _ in range(2)]
+    for m in managers:
+        await m.server.start()
+    directory.manager_list = [{"node_id": f"m{i}", "addr": m.addr} for i, m in enumerate(managers)]
+    directory.leader = managers[0].addr
+    await managers[0].dispatcher.start()
+    yield proposer, directory, managers
+    for m in managers:
+        await m.dispatcher.stop()
+        await m.server.stop()  # idempotent: a test may have stopped it already
+
+
+async def add_node(proposer) -> str:
+    node = Node(id=new_id(), role=NodeRole.WORKER, status=NodeStatus(state=NodeState.UNKNOWN))
+    await proposer.propose(Transaction().create(node))
+    return node.id
+
+
+def state_of(proposer, node_id):
+    return proposer.store.view().get_node(node_id).status.state
+
+
+def worker(node_id, managers, **kw) -> WorkerSession:
+    kw.setdefault("describe", describe)
+    kw.setdefault("min_heartbeat_timeout", 0.3)
+    return WorkerSession(node_id, managers, **kw)
+
+
+async def test_session_keeps_node_ready_and_learns_managers(cluster):
+    proposer, directory, (leader, follower) = cluster
+    node_id = await add_node(proposer)
+    async with worker(node_id, [leader.addr]) as w:
+        await w.wait_connected(5)
+        assert state_of(proposer, node_id) == NodeState.READY
+        node = proposer.store.view().get_node(node_id)
+        assert node.description.hostname == "w1"
+        assert w.heartbeat_period == PERIOD
+        assert set(w.managers) == {leader.addr, follower.addr}
+        await wait_until(lambda: w.stats["heartbeats"] >= 8, what="heartbeats")
+        assert state_of(proposer, node_id) == NodeState.READY  # beats outlast the grace
+        assert w.stats["sessions_opened"] == 1
+    # A stopped worker is Down after the grace (the timing is checked in test_dispatcher).
+    await wait_until(lambda: state_of(proposer, node_id) == NodeState.DOWN, what="node down")
+    assert proposer.store.view().get_node(node_id).status.message == HEARTBEAT_FAILURE
+
+
+async def test_worker_follows_not_leader_hint(cluster):
+    proposer, directory, (leader, follower) = cluster
+    node_id = await add_node(proposer)
+    async with worker(node_id, [follower.addr]) as w:  # seeded with the follower only
+        await w.wait_connected(5)
+        assert w.manager_addr == leader.addr
+        assert leader.dispatcher.has_session(node_id)
+        assert state_of(proposer, node_id) == NodeState.READY
+
+
+async def test_worker_survives_leader_change_without_being_marked_down(cluster):
+    proposer, directory, (old, new) = cluster
+    node_id = await add_node(proposer)
+    downs = proposer.store.watch(
+        "node", filter=lambda e: e.new is not None and e.new.status.state == NodeState.DOWN
+    )
+    async with worker(node_id, [old.addr]) as w:
+        await w.wait_connected(5)
+        # The old leader is deposed; the election takes a while; the new one starts.
+        await old.dispatcher.stop()
+        directory.leader = None
+        await asyncio.sleep(PERIOD)
+        directory.leader = new.addr
+        await new.dispatcher.start()
+        await wait_until(lambda: new.dispatcher.has_session(node_id), what="session on new leader")
+        assert w.manager_addr == new.addr
+        await asyncio.sleep(3 * GRACE)
+        assert state_of(proposer, node_id) == NodeState.READY
+        assert downs.drain() == []
+    downs.close()
+
+
+async def test_worker_fails_over_when_the_leader_process_dies(cluster):
+    proposer, directory, (old, new) = cluster
+    node_id = await add_node(proposer)
+    old_addr = old.addr
+    async with worker(node_id, [old.addr, new.addr]) as w:
+        await w.wait_connected(5)
+        await old.server.stop()  # connections reset: the worker notices at once
+        await old.dispatcher.stop()
+        directory.leader = new.addr
+        await new.dispatcher.start()
+        await wait_until(lambda: new.dispatcher.has_session(node_id), what="failover")
+        assert state_of(proposer, node_id) == NodeState.READY
+        assert w.managers[-1] == old_addr  # the failed manager is tried last from now on
+
+
+async def test_worker_retries_with_backoff_until_a_manager_appears(cluster):
+    proposer, directory, (leader, follower) = cluster
+    await leader.dispatcher.stop()
+    directory.leader = None
+    node_id = await add_node(proposer)
+    async with worker(node_id, [leader.addr, follower.addr]) as w:
+        await wait_until(lambda: w.stats["failed_rounds"] >= 3, what="failed rounds")
+        assert not w.connected.is_set()
+        assert "not the leader" in (w.last_error or "")
+        directory.leader = follower.addr
+        await follower.dispatcher.start()
+        await w.wait_connected(5)
+        assert w.manager_addr == follower.addr
+
+
+async def test_unknown_node_keeps_retrying_with_a_clear_error(cluster):
+    _proposer, _directory, (leader, _follower) = cluster
+    async with worker(new_id(), [leader.addr]) as w:
+        await wait_until(lambda: w.stats["failed_rounds"] >= 2, what="failed rounds")
+        assert "node_not_found" in w.last_error
+
+
+async def test_pushes_from_the_session_reach_handlers(cluster):
+    proposer, _directory, (leader, _follower) = cluster
+    node_id = await add_node(proposer)
+    got: list = []
+    w = worker(node_id, [leader.addr])
+    w.on_push("test.assign", got.append)
+    leader.dispatcher.add_session_listener(
+        lambda nid: asyncio.ensure_future(leader.dispatcher.push(nid, "test.assign", {"all": 1}))
+    )
+    async with w:
+        await w.wait_connected(5)
+        await wait_until(lambda: got == [{"all": 1}], what="push on session open")
+        assert await leader.dispatcher.push(node_id, "test.assign", {"one": 2})
+        await wait_until(lambda: len(got) == 2, what="second push")
+    assert got == [{"all": 1}, {"one": 2}]
+
+
+async def test_async_describe_and_advertised_addr(cluster):
+    proposer, _directory, (leader, _follower) = cluster
+    node_id = await add_node(proposer)
+
+    async def adescribe():
+        return {"hostname": "async-host"}
+
+    async with worker(node_id, [leader.addr], describe=adescribe, addr="192.0.2.7") as w:
+        await w.wait_connected(5)
+    node = proposer.store.view().get_node(node_id)
+    assert node.description.hostname == "async-host"
+    assert node.status.addr == "192.0.2.7"
+
+
+def test_worker_needs_valid_manager_addresses():
+    with pytest.raises(ValueError):
+        WorkerSession("n", [])
+    with pytest.raises(ValueError):
+        WorkerSession("n", ["no-port"])
