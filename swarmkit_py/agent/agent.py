@@ -19,12 +19,17 @@ from ..ca import RootCA, client_context, load_node_credentials, write_atomic
 from ..ca.optional_tls import server_context_optional_client
 from ..manager.bootstrap import initial_transaction
 from ..manager.caserver import CAServer
+from ..manager.dispatcher import ClusterDirectory, Dispatcher, cert_identity
 from ..manager.manager import Manager
 from ..manager.raftjoin import RaftMembership, fetch_members, request_join
 from ..manager.rolemanager import RoleManager
 from ..raft.errors import RaftError
 from ..rpc import RpcServer
+from ..worker.certs import CertRenewer
+from ..worker.describe import describe_node
+from ..worker.session import WorkerSession
 from .config import AgentConfig
+from .identity import new_raft_id
 from .state import ROOT_CA_CERT, ROOT_CA_KEY, NodeState, certs_dir
 
 log = logging.getLogger("swarmkit_py.agent")
@@ -42,6 +47,8 @@ class Agent:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.components: dict[str, object] = {}
+        self.session: WorkerSession | None = None
+        self.renewer: CertRenewer | None = None
 
     # ---------------------------------------------------------------- TLS material
     def _creds(self) -> tuple[bytes, bytes, bytes]:
@@ -94,14 +101,70 @@ class Agent:
         await self.rpc.start()
         if self.state.role == "manager":
             await self.start_manager()
+        self.start_worker()
         log.info("agent %s (%s) up as %s on %s", self.state.node_id, self.hostname, self.state.role, self.cfg.listen_addr)
 
     async def shutdown(self) -> None:
         for t in self._tasks:
             t.cancel()
+        self._tasks = []
+        if self.session is not None:
+            await self.session.stop()
+            self.session = None
         await self.stop_manager()
         if self.rpc:
             await self.rpc.stop()
+            self.rpc = None
+
+    # ---------------------------------------------------------------- worker half
+    def start_worker(self) -> None:
+        """Every node, managers included, keeps a session with the leader's dispatcher: that
+        is what makes it Ready, and how role changes and (later) task assignments reach it."""
+        st = self.state
+        docker_host = self.cfg.docker_host
+        self.session = WorkerSession(
+            st.node_id,
+            list(st.managers),
+            ssl_context=self.client_ssl(),
+            describe=lambda: describe_node(docker_host, hostname=self.hostname),
+            addr=self.advertise_addr.rpartition(":")[0],
+        )
+        self.renewer = CertRenewer(
+            certs_dir(self.state_dir), lambda: list(self.session.managers), on_renewed=self._on_renewed
+        )
+        self.session.on_push("ca.renew_now", lambda params: self.renewer.request_renewal("manager asked"))
+        self.session.add_session_listener(self._remember_managers)
+        self.session.start()
+        self._tasks.append(asyncio.create_task(self.renewer.run(), name="cert-renewer"))
+
+    def _remember_managers(self, answer) -> None:
+        addrs = [m["addr"] for m in (answer or {}).get("managers", []) if m.get("addr")]
+        if addrs and addrs != self.state.managers:
+            self.state.managers = addrs
+            self.state.save(self.state_dir)
+
+    async def _on_renewed(self, result) -> None:
+        """A renewed certificate with a different role is a promotion or a demotion: restart
+        this agent's components with the new identity (a manager half appears or goes)."""
+        role = str(getattr(result.role, "value", result.role))
+        if role == self.state.role:
+            return
+        log.info("role changed: %s -> %s; restarting components", self.state.role, role)
+        self.state.role = role
+        if role == "manager":
+            self.state.raft_id = new_raft_id()
+        else:
+            self.state.raft_id = 0
+        self.state.save(self.state_dir)
+        asyncio.get_running_loop().create_task(self._restart(demoted=role != "manager"))
+
+    async def _restart(self, demoted: bool) -> None:
+        await self.shutdown()
+        if demoted:
+            raft_dir = self.state_dir / "raft"
+            if raft_dir.exists():
+                shutil.rmtree(raft_dir)
+        await self.start()
 
     # ---------------------------------------------------------------- manager half
     async def start_manager(self) -> None:
@@ -119,6 +182,15 @@ class Agent:
         )
         self.manager = mgr
         RaftMembership(mgr)
+        disp = Dispatcher(
+            mgr.proposer,
+            heartbeat_period=self.cfg.heartbeat_period_s,
+            identify=cert_identity(st.cluster_id),
+            directory=ClusterDirectory(mgr),
+        )
+        disp.register(self.rpc)
+        mgr.add_leader_loop("dispatcher", disp.start, disp.stop)
+        self.components["dispatcher"] = disp
         ca = CAServer(mgr.proposer)
         ca.register(self.rpc)
         roles = RoleManager(mgr)

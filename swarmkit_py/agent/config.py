@@ -31,6 +31,7 @@ class AgentConfig(BaseModel):
     api_socket: Path | None = Field(Path("/run/swarmkit-py/docker.sock"), description="root-only Docker API socket")
     docker_host: str | None = Field(None, description="the local Docker engine (default: DOCKER_HOST or the unix socket)")
     hostname: str | None = None
+    heartbeat_period_s: float = Field(1.0, gt=0, le=60, description="worker heartbeat period (Swarm: 5 s)")
     log_level: str = "INFO"
     raft: RaftConfig = Field(default_factory=RaftConfig)
 
