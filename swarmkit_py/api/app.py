@@ -1,0 +1,83 @@
+"""`make_app`: the Docker Engine API subset as an aiohttp application.
+
+One middleware does what every route needs, in this order:
+1. refuse a `/vX.Y` prefix outside [1.24, 1.41] (dockerd's messages);
+2. call the `authorize(request)` hook, if given, on every route but /_ping (the manager uses it
+   to refuse worker certificates on the TCP listener);
+3. turn anything a handler raises into `{"message": ...}` JSON with Docker's status;
+4. stamp `Api-Version` (and dockerd's other headers) on every response, errors included,
+   because the CLI negotiates from that header even when the ping fails.
+
+Other packages (services, tasks, /metrics) add their routes to the returned app with
+`versioning.add_route` before it is served.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from aiohttp import web
+
+from ..manager.controlapi import ControlAPI
+from . import routes_nodes, routes_swarm, routes_system
+from .errors import json_error, status_and_message
+from .keys import CONTROL, SERVER, Authorize, ServerInfo
+from .params import MAX_BODY_BYTES, MAX_BODY_KEY
+from .versioning import API_VERSION, VersionError, check_client_version, is_public
+
+AUTHORIZE = web.AppKey("authorize", object)
+
+
+def _common_headers(response: web.StreamResponse, server: ServerInfo) -> None:
+    response.headers["Api-Version"] = API_VERSION
+    response.headers["Docker-Experimental"] = "false"
+    response.headers["Ostype"] = "linux"
+    response.headers["Server"] = f"swarmkit-py/{server.engine_version} (linux)"
+
+
+@web.middleware
+async def docker_middleware(request: web.Request, handler) -> web.StreamResponse:
+    server = request.app[SERVER]
+    try:
+        try:
+            check_client_version(request.match_info.get("version"))
+        except VersionError as exc:
+            response: web.StreamResponse = json_error(400, exc.message)
+        else:
+            authorize = request.app.get(AUTHORIZE)
+            if authorize is not None and not is_public(handler):
+                result = authorize(request)
+                if inspect.isawaitable(result):
+                    await result
+            response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:  # a redirect or success raised on purpose: not an error
+            raise
+        response = json_error(*status_and_message(exc))
+    except Exception as exc:
+        response = json_error(*status_and_message(exc))
+    _common_headers(response, server)
+    return response
+
+
+def make_app(
+    control: ControlAPI,
+    *,
+    engine_version: str,
+    hostname: str,
+    authorize: Authorize | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> web.Application:
+    """The app for one listener. `authorize(request)` may be sync or async and refuses by
+    raising (PermissionError or web.HTTPForbidden -> 403 JSON). Make one app per listener
+    (TCP with client certificates, root-only unix socket): they usually differ in `authorize`."""
+    app = web.Application(middlewares=[docker_middleware], client_max_size=max_body_bytes)
+    app[CONTROL] = control
+    app[SERVER] = ServerInfo(engine_version=engine_version, hostname=hostname)
+    app[MAX_BODY_KEY] = max_body_bytes
+    if authorize is not None:
+        app[AUTHORIZE] = authorize
+    routes_system.setup(app)
+    routes_nodes.setup(app)
+    routes_swarm.setup(app)
+    return app

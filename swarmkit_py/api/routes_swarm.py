@@ -1,0 +1,62 @@
+"""/swarm: inspect, update (spec edits and join-token rotation), and the life-cycle calls
+this API does not perform.
+
+Joining, initialising and leaving change which process holds the Raft state, so they are done
+on the host by the agent's own CLI (`swarmkit-py init/join/leave`), not by a request to a
+manager that is by definition already in a swarm. init and join get dockerd's own answer for
+that situation; leave gets a message pointing at the command that does it, because dockerd's
+"already part of a swarm" would read as nonsense in reply to a leave.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..manager.controlapi import cluster_json
+from .errors import APIError
+from .keys import CONTROL
+from .params import bool_value, read_json, uint_value
+from .versioning import add_route
+
+ALREADY_IN_SWARM = (
+    'This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and '
+    "join another one."
+)
+LEAVE_ELSEWHERE = (
+    "This node cannot leave the swarm through the Docker API: run `swarmkit-py leave` on the "
+    "host (demote it first if it is a manager)."
+)
+
+
+async def inspect_swarm(request: web.Request) -> web.Response:
+    cluster = await request.app[CONTROL].get_cluster()
+    return web.json_response(cluster_json(cluster, join_tokens=True))
+
+
+async def update_swarm(request: web.Request) -> web.Response:
+    version = uint_value(request.query.get("version"), "swarm")
+    spec = await read_json(request)
+    await request.app[CONTROL].update_cluster(
+        version,
+        spec,
+        rotate_worker_token=bool_value(request, "rotateWorkerToken"),
+        rotate_manager_token=bool_value(request, "rotateManagerToken"),
+        rotate_manager_unlock_key=bool_value(request, "rotateManagerUnlockKey"),
+    )
+    return web.Response(status=200)
+
+
+async def init_or_join(request: web.Request) -> web.Response:
+    raise APIError(503, ALREADY_IN_SWARM)
+
+
+async def leave(request: web.Request) -> web.Response:
+    raise APIError(503, LEAVE_ELSEWHERE)
+
+
+def setup(app: web.Application) -> None:
+    add_route(app, "GET", "/swarm", inspect_swarm)
+    add_route(app, "POST", "/swarm/update", update_swarm)
+    add_route(app, "POST", "/swarm/init", init_or_join)
+    add_route(app, "POST", "/swarm/join", init_or_join)
+    add_route(app, "POST", "/swarm/leave", leave)

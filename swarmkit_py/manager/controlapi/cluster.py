@@ -1,0 +1,105 @@
+"""Cluster (swarm) rules without I/O: spec validation, TLS info and join-token rotation.
+
+Validation follows swarmkit's `validateClusterSpec`: certificates may not expire sooner than an
+hour (shorter would have nodes renewing faster than a slow cluster can sign), a heartbeat period
+cannot be negative, and the cluster's name is fixed. One addition: auto-lock is refused, because
+this implementation keeps no encrypted Raft data to lock, and accepting the flag would promise
+a protection that does not exist.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from pydantic import ValidationError
+
+from ...ca import generate_join_token
+from ...ca.certs import load_certificate
+from ...store import Cluster, ClusterSpec
+from .errors import Internal, InvalidArgument
+from .nodes import _json_type, describe_validation
+
+MIN_NODE_CERT_EXPIRY_NS = 3600 * 10**9
+"""swarmkit's ca.MinNodeCertExpiration (1 hour), in nanoseconds like every Docker duration."""
+
+
+def parse_cluster_spec(spec: Any, current: Cluster) -> ClusterSpec:
+    """Validate a client's full SwarmSpec against the stored cluster.
+
+    An empty name means "unchanged" (clients that build a spec from scratch leave it out);
+    any other name than the stored one is refused as in swarmkit."""
+    if isinstance(spec, ClusterSpec):
+        parsed = spec
+    else:
+        if not isinstance(spec, Mapping):
+            raise InvalidArgument(
+                f"invalid swarm spec: expected a JSON object, got {_json_type(spec)}", plain=True
+            )
+        try:
+            parsed = ClusterSpec.model_validate(dict(spec))
+        except ValidationError as exc:
+            raise InvalidArgument(
+                f"invalid swarm spec: {describe_validation(exc)}", plain=True
+            ) from None
+    if not parsed.name:
+        parsed = parsed.model_copy(update={"name": current.spec.name})
+    elif parsed.name != current.spec.name:
+        raise InvalidArgument("modification of cluster name is not allowed")
+    ca = parsed.ca_config
+    if ca is not None and ca.node_cert_expiry is not None:
+        if ca.node_cert_expiry < MIN_NODE_CERT_EXPIRY_NS:
+            raise InvalidArgument("minimum certificate expiry time is: 1h0m0s")
+    disp = parsed.dispatcher
+    if disp is not None and disp.heartbeat_period is not None and disp.heartbeat_period < 0:
+        raise InvalidArgument("heartbeat time period cannot be a negative duration")
+    orch = parsed.orchestration
+    if orch is not None and (orch.task_history_retention_limit or 0) < 0:
+        raise InvalidArgument("task history retention limit cannot be negative")
+    enc = parsed.encryption_config
+    if enc is not None and enc.auto_lock_managers:
+        raise InvalidArgument(
+            "autolock is not supported by swarmkit-py: managers keep no encrypted state to lock"
+        )
+    return parsed
+
+
+def rotated_token(cluster: Cluster) -> str:
+    """A fresh join token for the cluster's current root CA (same digest, new secret)."""
+    cert = cluster.root_ca.ca_cert if cluster.root_ca is not None else None
+    if not cert:
+        raise Internal("error loading cluster rootCA for update")
+    try:
+        return generate_join_token(cert)
+    except Exception as exc:  # a corrupt PEM in the store is an internal fault, not input
+        raise Internal(f"error loading cluster rootCA for update: {exc}") from None
+
+
+@lru_cache(maxsize=8)
+def tls_info(ca_cert_pem: str) -> dict[str, str]:
+    """Docker's `TLSInfo` for a root CA: the PEM plus the issuer's subject and public key as
+    base64 DER (what `docker swarm ca` and `docker node inspect` show). Cached: the CA changes
+    only on rotation, and the CLI reads /swarm and /info often."""
+    from cryptography.hazmat.primitives import serialization
+
+    cert = load_certificate(ca_cert_pem)
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return {
+        "TrustRoot": ca_cert_pem,
+        "CertIssuerSubject": base64.b64encode(cert.subject.public_bytes()).decode(),
+        "CertIssuerPublicKey": base64.b64encode(spki).decode(),
+    }
+
+
+def cluster_tls_info(cluster: Cluster) -> dict[str, str] | None:
+    cert = cluster.root_ca.ca_cert if cluster.root_ca is not None else None
+    if not cert:
+        return None
+    try:
+        return tls_info(cert)
+    except Exception:  # an unreadable CA should not take /swarm down with it
+        return None

@@ -1,0 +1,238 @@
+"""`ControlAPI`: the rules of Swarm's control API for nodes and the cluster, over the store.
+
+What lives here and why:
+- Every write is one store `Transaction` proposed through `ctx.proposer`; every read comes
+  from the local store (followers answer reads themselves, as swarmkit does; writes are
+  forwarded to the leader by the proposer).
+- Optimistic concurrency is the store's: an update carries the version the client read, and a
+  stale one is refused with "update out of sequence".
+- Promote/demote only change `Spec.Role` (the desired role). The role manager control loop
+  watches the store and performs the Raft membership change, as in swarmkit. This API is
+  where the refusals live, because it is where a human gets an answer.
+- Demotion and forced removal of a manager are checked against the live Raft membership
+  (`ctx.raft_members()`): a change that would leave the remaining voters without a reachable
+  majority is refused. Two such changes sent at once through different managers could each
+  pass that check against the same membership, so their transactions also rewrite the cluster
+  object at the version they read: the second one to commit fails with "update out of
+  sequence" instead of silently breaking quorum. Within one manager a lock serialises them so
+  the second sees the first's result and gets the precise refusal.
+- Force-removing a down manager deletes its node object; the role manager removes Raft members
+  whose node object is gone (swarmkit's "remove node => reconcile membership"). Tasks on a
+  removed node are left to the orchestrators, which treat tasks on missing nodes as orphaned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ...store import Cluster, JoinTokens, Node, NodeRole, NodeState, Transaction, Version
+from ..context import ClusterContext, RaftMember
+from .cluster import cluster_tls_info, parse_cluster_spec, rotated_token
+from .errors import FailedPrecondition, InvalidArgument, NotInSwarm
+from .nodes import actual_role, node_filter, parse_node_spec, with_manager_status
+from .quorum import can_remove_member, member_for
+
+log = logging.getLogger(__name__)
+
+NO_LEADER_MESSAGE = (
+    "The swarm does not have a leader. It's possible that too few managers are online. "
+    "Make sure more than half of the managers are online."
+)
+"""dockerd's wording (daemon/cluster errNoLeader), reused so operators' searches find it."""
+
+QUORUM_LOSS_MESSAGE = "can't remove member from the raft: this would result in a loss of quorum"
+LAST_MANAGER_MESSAGE = "attempting to demote the last manager of the swarm"
+
+
+class ControlAPI:
+    def __init__(self, ctx: ClusterContext) -> None:
+        self.ctx = ctx
+        self._role_lock = asyncio.Lock()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @property
+    def store(self):
+        return self.ctx.proposer.store
+
+    def _members(self) -> list[RaftMember]:
+        return list(self.ctx.raft_members())
+
+    @staticmethod
+    def _check_version(version: Any) -> int:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise InvalidArgument(
+                f"invalid version {version!r}: must be a non-negative integer", plain=True
+            )
+        return version
+
+    # -- nodes -----------------------------------------------------------------------------
+
+    async def list_nodes(self, filters: Mapping[str, Sequence[str]] | None = None) -> list[Node]:
+        """Nodes matching `filters` ({key: [values]}), with live ManagerStatus."""
+        where = node_filter(filters)
+        members = self._members()
+        nodes = self.store.view().nodes(where=where) if where else self.store.view().list("node")
+        return [with_manager_status(n, members) for n in nodes]
+
+    async def get_node(self, ref: str) -> Node:
+        """By ID, hostname or unique ID prefix (NotFound / Ambiguous otherwise)."""
+        node = self.store.view().lookup("node", ref)
+        return with_manager_status(node, self._members())
+
+    async def update_node(self, ref: str, version: int, spec: Any) -> Node:
+        """Replace the node's spec (labels, desired role, availability) as of `version`."""
+        version = self._check_version(version)
+        new_spec = parse_node_spec(spec)
+        async with self._role_lock:
+            view = self.store.view()
+            node: Node = view.lookup("node", ref)
+            tx = Transaction()
+            demoting = node.spec.role == NodeRole.MANAGER and new_spec.role == NodeRole.WORKER
+            if demoting:
+                self._check_demotion(view, node)
+                self._guard_membership(view, tx)
+            updated = node.model_copy(update={"spec": new_spec, "version": Version(index=version)})
+            tx.update(updated)
+            result = await self.ctx.proposer.propose(tx)
+        if new_spec.role != node.spec.role:
+            managers = self._desired_managers()
+            if managers % 2 == 0:
+                log.warning(
+                    "node %s: desired managers now %d; an even number tolerates no more "
+                    "failures than one fewer would",
+                    node.id,
+                    managers,
+                )
+        stored = next((o for o in result.objects if o.kind == "node" and o.id == node.id), updated)
+        return with_manager_status(stored, self._members())
+
+    def _desired_managers(self) -> int:
+        return self.store.view().count("node", role=NodeRole.MANAGER)
+
+    def _check_demotion(self, view, node: Node) -> None:
+        managers = view.nodes(role=NodeRole.MANAGER)
+        if len(managers) == 1 and managers[0].id == node.id:
+            raise FailedPrecondition(LAST_MANAGER_MESSAGE)
+        if not can_remove_member(self._members(), node.id):
+            raise FailedPrecondition(QUORUM_LOSS_MESSAGE)
+
+    @staticmethod
+    def _guard_membership(view, tx: Transaction) -> None:
+        """Make concurrent membership-affecting writes conflict (see the module docstring)."""
+        cluster = view.cluster()
+        if cluster is not None:
+            tx.update(cluster.clone())
+
+    async def remove_node(self, ref: str, force: bool = False) -> None:
+        """Delete a node from the swarm.
+
+        - A manager that is a Raft member must be demoted first - unless `force` is given and
+          its member is unreachable (a dead manager cannot be demoted); removing it must not
+          cost the remaining managers their quorum.
+        - A node whose status is ready needs `force`.
+        """
+        async with self._role_lock:
+            view = self.store.view()
+            node: Node = view.lookup("node", ref)
+            members = self._members()
+            member = member_for(members, node.id)
+            tx = Transaction()
+            if member is not None:
+                if node.spec.role == NodeRole.MANAGER and not (force and not member.reachable):
+                    raise FailedPrecondition(
+                        f"node {node.id} is a cluster manager and is a member of the raft "
+                        "cluster. It must be demoted to worker before removal"
+                    )
+                # Still a member (a down manager, or a demotion the role manager has not
+                # carried out yet): its member goes when the node object goes.
+                if not can_remove_member(members, node.id):
+                    raise FailedPrecondition(QUORUM_LOSS_MESSAGE)
+                self._guard_membership(view, tx)
+            if not force and node.status.state == NodeState.READY:
+                raise FailedPrecondition(f"node {node.id} is not down and can't be removed")
+            tx.delete("node", node.id)
+            await self.ctx.proposer.propose(tx)
+
+    # -- cluster ---------------------------------------------------------------------------
+
+    async def get_cluster(self) -> Cluster:
+        cluster = self.store.view().cluster()
+        if cluster is None:
+            raise NotInSwarm()
+        return cluster
+
+    async def update_cluster(
+        self,
+        version: int,
+        spec: Any,
+        rotate_worker_token: bool = False,
+        rotate_manager_token: bool = False,
+        rotate_manager_unlock_key: bool = False,
+    ) -> Cluster:
+        """Replace the swarm spec as of `version`; optionally rotate one or both join tokens
+        (new secret, same CA digest; the other token is left alone). Unlock-key rotation is a
+        no-op, as in swarmkit when auto-lock is off (and here it is always off)."""
+        version = self._check_version(version)
+        cluster = await self.get_cluster()
+        new_spec = parse_cluster_spec(spec, cluster)
+        tokens = cluster.join_tokens
+        if rotate_worker_token or rotate_manager_token:
+            tokens = JoinTokens(
+                worker=rotated_token(cluster) if rotate_worker_token else tokens.worker,
+                manager=rotated_token(cluster) if rotate_manager_token else tokens.manager,
+            )
+        updated = cluster.model_copy(
+            update={"spec": new_spec, "join_tokens": tokens, "version": Version(index=version)}
+        )
+        result = await self.ctx.proposer.propose(Transaction().update(updated))
+        return next((o for o in result.objects if o.kind == "cluster"), updated)
+
+    # -- info ------------------------------------------------------------------------------
+
+    async def info(self) -> dict[str, Any]:
+        """The `Swarm` section of GET /info, as dockerd fills it for a manager."""
+        view = self.store.view()
+        cluster = view.cluster()
+        if cluster is None:
+            return {
+                "NodeID": "",
+                "NodeAddr": "",
+                "LocalNodeState": "inactive",
+                "ControlAvailable": False,
+                "Error": "",
+                "RemoteManagers": None,
+            }
+        members = self._members()
+        nodes = view.list("node")
+        me = view.get_node(self.ctx.node_id)
+        member_ids = {m.node_id for m in members if m.node_id}
+        managers = sum(1 for n in nodes if n.id in member_ids or actual_role(n) == NodeRole.MANAGER)
+        no_leader = self.ctx.leader_node_id() is None
+        return {
+            "NodeID": self.ctx.node_id,
+            "NodeAddr": (me.status.addr if me is not None else None) or "",
+            "LocalNodeState": "active",
+            "ControlAvailable": True,
+            "Error": NO_LEADER_MESSAGE if no_leader else "",
+            "RemoteManagers": [{"NodeID": m.node_id, "Addr": m.addr} for m in members if m.voter],
+            "Nodes": len(nodes),
+            "Managers": managers,
+            "Cluster": cluster_json(cluster, join_tokens=False),
+        }
+
+
+def cluster_json(cluster: Cluster, *, join_tokens: bool) -> dict[str, Any]:
+    """Docker's `Swarm` object (GET /swarm) or, without join tokens, `ClusterInfo` (/info)."""
+    out = cluster.to_api()
+    tls = cluster_tls_info(cluster)
+    if tls is not None:
+        out["TLSInfo"] = tls
+    out.setdefault("RootRotationInProgress", False)
+    out.setdefault("DefaultAddrPool", None)
+    if not join_tokens:
+        out.pop("JoinTokens", None)
+    return out
