@@ -45,6 +45,7 @@ from swarmkit_py.raft.errors import NotLeader, ProposalDropped
 from swarmkit_py.raft.types import (
     ConfChange,
     ConfChangeType,
+    ConfState,
     Entry,
     EntryType,
     HardState,
@@ -52,10 +53,13 @@ from swarmkit_py.raft.types import (
     MsgType,
     Role,
     Snapshot,
+    SnapshotMeta,
 )
 
 MAX_VOTERS = 7
 MIN_VOTERS = 3
+
+RESULTS: dict = {}  # filled by test_random_schedules, printed by conftest's terminal summary
 
 
 class SimFailure(AssertionError):
@@ -220,6 +224,8 @@ class SimNode:
         ents = [Entry(e.term, e.index, e.type, e.data) for e in self.disk.entries if e.index > sidx]
         hs = self.disk.hs
         self.core = RaftCore(self.id, self.sim.core_cfg, self.sim.rng, hard_state=HardState(hs.term, hs.vote, hs.commit), snapshot=snap, entries=ents)
+        if ents:
+            self.sim.checker.new_entries(self, ents)
         self.fsm = Fsm()
         if snap is not None:
             self.fsm.restore(snap.data)
@@ -841,10 +847,10 @@ class Cluster:
 
     def __init__(self, n: int = 3, *, seed: int = 0, election_tick: int = 10, heartbeat_tick: int = 1,
                  pre_vote: bool = True, check_quorum: bool = True, max_inflight: int = 256,
-                 bootstrap: bool = True):
+                 max_msg_bytes: int = 1 << 20, bootstrap: bool = True):
         self.sim = _ManualSim(seed, CoreConfig(election_tick=election_tick, heartbeat_tick=heartbeat_tick,
                                                pre_vote=pre_vote, check_quorum=check_quorum,
-                                               max_inflight=max_inflight))
+                                               max_inflight=max_inflight, max_msg_bytes=max_msg_bytes))
         self.blocked: set[tuple[int, int]] = set()
         if bootstrap:
             members = [ConfChange(ConfChangeType.ADD_VOTER, i) for i in range(1, n + 1)]
@@ -871,6 +877,29 @@ class Cluster:
         node = SimNode(self.sim, nid)
         self.sim.nodes[nid] = node
         return node
+
+    def add_restored(self, nid: int, *, term: int, entries: list[tuple[int, int]], voters: list[int],
+                     vote: int = 0, commit: int = 0) -> SimNode:
+        """A member restarted from a persisted state built by hand: `entries` are (index,
+        term) pairs whose data is derived from them, so equal pairs are equal entries, and
+        the configuration comes from an index-0 snapshot (no conf entries in the log)."""
+        node = SimNode(self.sim, nid)
+        self.sim.nodes[nid] = node
+        node.disk = Disk(
+            HardState(term, vote, commit),
+            Snapshot(SnapshotMeta(0, 0, ConfState(list(voters), [])), Fsm().snapshot_data()),
+            [Entry(t, i, EntryType.NORMAL, b"%d@%d" % (i, t)) for i, t in entries],
+        )
+        for i, t in entries:
+            self.sim.checker.proposed.add(b"%d@%d" % (i, t))
+        node.crash()
+        node.restart()
+        return node
+
+    def log_terms(self, nid: int) -> list[int]:
+        """Terms of the member's log from index 1 (None where compacted)."""
+        log = self.core(nid).log
+        return [log.term(i) for i in range(1, log.last_index() + 1)]
 
     @property
     def queue(self) -> list[Message]:
