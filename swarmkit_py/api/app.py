@@ -69,8 +69,11 @@ def make_app(
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> web.Application:
     """The app for one listener. `authorize(request)` may be sync or async and refuses by
-    raising (PermissionError or web.HTTPForbidden -> 403 JSON). Make one app per listener
-    (TCP with client certificates, root-only unix socket): they usually differ in `authorize`."""
+    raising (PermissionError or web.HTTPForbidden -> 403 JSON). An app may be served on
+    several listeners; when they need different checks (TCP with client certificates vs the
+    root-only unix socket, where file permissions are the check), either make one app per
+    listener or have `authorize` look at the request's transport (no peer certificate on a
+    unix socket)."""
     app = web.Application(middlewares=[docker_middleware], client_max_size=max_body_bytes)
     app[CONTROL] = control
     app[SERVER] = ServerInfo(engine_version=engine_version, hostname=hostname)

@@ -52,10 +52,31 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_INT_MIN = -(2**63)
+
+
+def _parse_int(text: str) -> int:
+    """Integers must fit Go's int64/uint64 (and msgpack, which carries them into the Raft
+    log); dockerd would refuse a bigger one for a typed field too."""
+    value = int(text)
+    if not _INT_MIN <= value <= _UINT64_MAX:
+        raise ValueError(f"number {text[:40]} is out of the 64-bit integer range")
+    return value
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
 def loads(text: str | bytes, what: str) -> Any:
     """JSON as Go reads it: no NaN/Infinity, bounded depth; errors as 400 messages."""
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(
+            text, parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float
+        )
     except RecursionError:
         raise bad_request(f"invalid {what}: JSON nested too deeply") from None
     except UnicodeDecodeError as exc:

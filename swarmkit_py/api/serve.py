@@ -1,7 +1,9 @@
 """Starting and stopping listeners for an app.
 
 Each helper returns the `web.AppRunner`; `await runner.cleanup()` stops it. With port 0 the
-bound address is in `runner.addresses`. Shutdown is short (`shutdown_timeout`) because the CLI
+bound address is in `runner.addresses`. One app may be served by several listeners (the
+agent serves the same app on its unix socket and on TCP); each runner stops only its own
+listener (tested in tests/unit/test_api.py). Shutdown is short (`shutdown_timeout`) because the CLI
 holds no long requests against this API and a stopping agent should not linger.
 """
 

@@ -302,6 +302,8 @@ async def test_swarm_init_join_leave(api):
         (b'{"Role": NaN}', "NaN is not valid JSON"),
         (b"\xff\xfe", "invalid JSON in request body"),
         (b"[" * 100 + b"]" * 100, "nested"),
+        (b'{"Junk": -9223372036854775809}', "out of the 64-bit integer range"),
+        (b'{"Labels": {}, "x": 1e999}', "out of range"),
     ],
 )
 async def test_bad_bodies(api, body, message):
@@ -426,3 +428,24 @@ async def test_serve_tcp_and_unix(tmp_path):
     # A stale socket from a crashed agent is replaced.
     runner = await serve_unix(make_app(s.control, engine_version="t", hostname="m1"), path)
     await runner.cleanup()
+
+
+async def test_one_app_on_two_listeners(tmp_path):
+    """The agent serves one app on its unix socket and on TCP; stopping one leaves the other."""
+    s = make_swarm(1, 0)
+    app = make_app(s.control, engine_version="t", hostname="m1")
+    path = str(tmp_path / "api.sock")
+    unix = await serve_unix(app, path)
+    tcp = await serve_tcp(app, "127.0.0.1", 0)
+    port = tcp.addresses[0][1]
+    try:
+        conn = aiohttp.UnixConnector(path=path)
+        async with aiohttp.ClientSession(connector=conn) as http:
+            async with http.get("http://docker/_ping") as r:
+                assert r.status == 200
+        await unix.cleanup()
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/v1.41/nodes") as r:
+                assert r.status == 200
+    finally:
+        await tcp.cleanup()
