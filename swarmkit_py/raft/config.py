@@ -45,6 +45,7 @@ class RaftConfig(BaseModel):
             max_msg_bytes=self.max_msg_bytes,
             pre_vote=self.pre_vote,
             check_quorum=self.check_quorum,
+            check_quorum_tick=2 * self.election_ticks,
         )
 
     @property

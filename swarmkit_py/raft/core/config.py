@@ -14,6 +14,11 @@ class CoreConfig:
     max_apply_entries: int = 4096  # committed entries handed out per Ready
     pre_vote: bool = True
     check_quorum: bool = True
+    # A leader steps down when it has not heard from a majority for this many ticks (0: one
+    # election timeout, as etcd-io/raft). Longer tolerates a slow, busy follower process
+    # without deposing a healthy leader; a cut-off leader only keeps its title a bit longer
+    # (it can commit nothing meanwhile).
+    check_quorum_tick: int = 0
 
     def __post_init__(self) -> None:
         if self.heartbeat_tick < 1:

@@ -74,6 +74,7 @@ class RaftCore:
         self.cfg = config
         self.rng = rng
         hs = hard_state or HardState()
+        entries = self._check_persisted(snapshot, entries)
         if snapshot is not None:
             self.log = RaftLog(snapshot.meta.index, snapshot.meta.term, entries)
             self.conf = snapshot.meta.conf.copy()
@@ -96,6 +97,7 @@ class RaftCore:
         self.pending_reads: list[Message] = []  # leader: waiting for a commit in its term
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
+        self.quorum_elapsed = 0
         self.randomized_timeout = 0
         self.lead_transferee = 0
         self.pending_conf_index = 0
@@ -104,6 +106,19 @@ class RaftCore:
         self._prev_hs = HardState(hs.term, hs.vote, self.log.committed)
         self._prev_ss = SoftState(0, Role.FOLLOWER)
         self._reset_randomized_timeout()
+
+    @staticmethod
+    def _check_persisted(snapshot: Snapshot | None, entries: list[Entry] | None) -> list[Entry]:
+        """Entries must follow the snapshot contiguously. Entries the snapshot covers (a WAL
+        keeps some before it when compacting with keep_entries) are skipped; a gap would
+        silently shift every index of the in-memory log, so it is refused."""
+        ents = list(entries or [])
+        base = snapshot.meta.index if snapshot is not None else 0
+        ents = [e for e in ents if e.index > base]
+        for i, e in enumerate(ents):
+            if e.index != base + 1 + i:
+                raise ValueError(f"persisted entries are not contiguous after index {base}: found {e.index} at position {i}")
+        return ents
 
     # ================================================================ bootstrap / queries
     def bootstrap(self, members: list[ConfChange]) -> None:
@@ -153,6 +168,7 @@ class RaftCore:
         self.leader = 0
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
+        self.quorum_elapsed = 0
         self._reset_randomized_timeout()
         self.lead_transferee = 0
         self.votes = {}
@@ -242,16 +258,18 @@ class RaftCore:
     def _tick_leader(self) -> None:
         self.heartbeat_elapsed += 1
         self.election_elapsed += 1
+        self.quorum_elapsed += 1
         if self.election_elapsed >= self.cfg.election_tick:
             self.election_elapsed = 0
-            if self.cfg.check_quorum:
-                if not self.quorum_active():
-                    self.become_follower(self.term, 0)
-                    return
-                for nid, pr in self.prs.items():
-                    if nid != self.id:
-                        pr.recent_active = False
             self.lead_transferee = 0  # a transfer that did not finish in time is abandoned
+        if self.cfg.check_quorum and self.quorum_elapsed >= (self.cfg.check_quorum_tick or self.cfg.election_tick):
+            self.quorum_elapsed = 0
+            if not self.quorum_active():
+                self.become_follower(self.term, 0)
+                return
+            for nid, pr in self.prs.items():
+                if nid != self.id:
+                    pr.recent_active = False
         if self.heartbeat_elapsed >= self.cfg.heartbeat_tick:
             self.heartbeat_elapsed = 0
             self._bcast_heartbeat(b"")
