@@ -105,3 +105,17 @@ def test_transfer_still_forces_the_vote():
     assert votes and all(m.context == TRANSFER_CONTEXT for m in votes)
     c.deliver()
     assert c.leaders() == [2]
+
+
+def test_restart_skips_entries_the_snapshot_covers_and_refuses_gaps():
+    """RaftLog indexes its list from snapshot index + 1: entries kept before the snapshot
+    (create_snapshot(keep_entries=k) leaves them in the WAL) used to shift every index by k
+    without a word. They are skipped now, and a gap is refused with a clear error."""
+    import pytest
+
+    snap = Snapshot(SnapshotMeta(3, 1, ConfState([1], [])), b"")
+    ents = [Entry(1, i, EntryType.NORMAL, b"%d" % i) for i in range(2, 7)]
+    core = _core(1, hard_state=HardState(1, 0, 3), snapshot=snap, entries=ents)
+    assert core.log.last_index() == 6 and core.log.term(4) == 1 and core.log.entry(5).data == b"5"
+    with pytest.raises(ValueError, match="not contiguous"):
+        _core(1, hard_state=HardState(1, 0, 3), snapshot=snap, entries=[ents[3], ents[4]][::-1])
