@@ -177,7 +177,8 @@ class SimNode:
                 self.sim.checker.read_state(self, rs.context, rs.index)
             core.advance(rd)
             self._serve_reads()
-        if self.alive:
+        # with no Ready nothing observable changed (role, term, commit all show up in one)
+        if rounds and self.alive:
             self.sim.checker.node_state(self)
 
     def _torn_persist(self, rd) -> None:
@@ -221,9 +222,12 @@ class SimNode:
     def restart(self) -> None:
         snap = self.disk.snapshot
         sidx = snap.meta.index if snap else 0
-        ents = [Entry(e.term, e.index, e.type, e.data) for e in self.disk.entries if e.index > sidx]
+        # the whole WAL, including entries a snapshot with keep_entries left before it: the
+        # core skips what the snapshot covers
+        wal = [Entry(e.term, e.index, e.type, e.data) for e in self.disk.entries]
+        ents = [e for e in wal if e.index > sidx]
         hs = self.disk.hs
-        self.core = RaftCore(self.id, self.sim.core_cfg, self.sim.rng, hard_state=HardState(hs.term, hs.vote, hs.commit), snapshot=snap, entries=ents)
+        self.core = RaftCore(self.id, self.sim.core_cfg, self.sim.rng, hard_state=HardState(hs.term, hs.vote, hs.commit), snapshot=snap, entries=wal)
         if ents:
             self.sim.checker.new_entries(self, ents)
         self.fsm = Fsm()
