@@ -522,6 +522,7 @@ class Sim:
             max_apply_entries=rng.choice((1, 3, 4096)),
             pre_vote=rng.random() < 0.85,
             check_quorum=rng.random() < 0.85,
+            check_quorum_tick=rng.choice((0, 2 * et)),  # 0: every election_tick; the driver uses 2x
         )
         self.now = 0
         self.tracing = trace
