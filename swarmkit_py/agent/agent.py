@@ -15,7 +15,14 @@ import socket
 from pathlib import Path
 
 from .. import __version__
-from ..ca import RootCA, client_context, load_node_credentials, write_atomic
+from ..ca import (
+    Role,
+    RootCA,
+    client_context,
+    identity_from_cert,
+    load_node_credentials,
+    write_atomic,
+)
 from ..ca.optional_tls import server_context_optional_client
 from ..manager.bootstrap import initial_transaction
 from ..manager.caserver import CAServer
@@ -261,7 +268,7 @@ class Agent:
         except ImportError:  # pragma: no cover - until the API package lands
             log.warning("Docker API not available in this build")
             return
-        app = make_app(ControlAPI(mgr), engine_version=__version__, hostname=self.hostname)
+        app = make_app(ControlAPI(mgr), engine_version=__version__, hostname=self.hostname, authorize=_api_authorize)
         if self.cfg.api_socket:
             Path(self.cfg.api_socket).parent.mkdir(parents=True, exist_ok=True)
             self._api_runners.append(await serve_unix(app, str(self.cfg.api_socket)))
@@ -284,6 +291,25 @@ class Agent:
                 shutil.rmtree(p)
             elif p.exists():
                 p.unlink()
+
+
+def _api_authorize(request) -> None:
+    """Who may use the Docker API: on TCP, a client bundle (`client-cert`) or a manager's
+    certificate — never a worker's, which holds no authority over the cluster. The unix
+    socket has no certificate and is protected by its file mode (root only)."""
+    transport = request.transport
+    sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
+    if sslobj is None:
+        return
+    der = sslobj.getpeercert(binary_form=True)
+    if der is None:
+        raise PermissionError("the Docker API requires a client certificate issued by the cluster CA")
+    ident = identity_from_cert(der)
+    if ident.role not in (Role.CLIENT, Role.MANAGER):
+        raise PermissionError(
+            f"node {ident.node_id} has role {ident.role}: worker certificates can't be used to view or modify "
+            "cluster state; use a client bundle (swarmkit-py client-cert) or a manager"
+        )
 
 
 class _LeaderTask:

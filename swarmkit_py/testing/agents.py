@@ -127,7 +127,10 @@ class AgentCluster:
 
         b = self.bundle
         tls = TLSConfig(client_cert=(str(b / "cert.pem"), str(b / "key.pem")), ca_cert=str(b / "ca.pem"), verify=True)
-        return docker.DockerClient(base_url=f"https://127.0.0.1:{manager.api_port}", tls=tls, timeout=20)
+        client = docker.DockerClient(base_url=f"https://127.0.0.1:{manager.api_port}", tls=tls, timeout=20, version="1.41")
+        # requests lets REQUESTS_CA_BUNDLE override the session's CA file; ours must win
+        client.api.trust_env = False
+        return client
 
     @staticmethod
     def wait_for(cond, timeout: float, message: str, node: AgentProc | None = None, interval: float = 0.05):
