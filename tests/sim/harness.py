@@ -777,6 +777,7 @@ class Sim:
         deadline = self.now + bound
         self.checker.proposed.add(data)
         proposed_to = None  # (leader, term) that took the write; re-proposed only to a new leader
+        extended = False
         while self.now < deadline:
             self.run_unit()
             ld = self.leader()
@@ -791,8 +792,15 @@ class Sim:
                     ld.drain()
                 except ProposalDropped:
                     continue
-            if all(data in n.fsm.values for n in self.members(ld)):
+            members = self.members(ld)
+            if all(data in n.fsm.values for n in members):
                 return
+            if not extended and data in ld.fsm.values:
+                # committed: now members far behind (a learner copying a long log through
+                # one small append in flight) get time in proportion to what they miss
+                extended = True
+                lag = ld.core.log.last_index() - min(n.core.applied for n in members)
+                deadline = max(deadline, self.now + 2 * (self.net.max_delay + 1) * lag + 2 * self.core_cfg.election_tick)
         ld = self.leader()
         states = ", ".join(
             f"n{n.id}:{'up' if n.alive else 'down'}"
