@@ -55,6 +55,7 @@ class Agent:
         self._tasks: list[asyncio.Task] = []
         self.components: dict[str, object] = {}
         self.session: WorkerSession | None = None
+        self._metrics_runner = None
         self.renewer: CertRenewer | None = None
 
     # ---------------------------------------------------------------- TLS material
@@ -86,6 +87,8 @@ class Agent:
         await self.start()
         await self._stop.wait()
         await self.shutdown()
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -109,6 +112,12 @@ class Agent:
         if self.state.role == "manager":
             await self.start_manager()
         self.start_worker()
+        if self.cfg.metrics_listen and self._metrics_runner is None:
+            from ..api import serve_tcp
+            from .metrics import metrics_app
+
+            mhost, _, mport = self.cfg.metrics_listen.rpartition(":")
+            self._metrics_runner = await serve_tcp(metrics_app(self), mhost, int(mport))
         log.info("agent %s (%s) up as %s on %s", self.state.node_id, self.hostname, self.state.role, self.cfg.listen_addr)
 
     async def shutdown(self) -> None:

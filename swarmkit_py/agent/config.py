@@ -31,11 +31,12 @@ class AgentConfig(BaseModel):
     api_socket: Path | None = Field(Path("/run/swarmkit-py/docker.sock"), description="root-only Docker API socket")
     docker_host: str | None = Field(None, description="the local Docker engine (default: DOCKER_HOST or the unix socket)")
     hostname: str | None = None
+    metrics_listen: str | None = Field(None, description="Prometheus /metrics, e.g. 127.0.0.1:9323")
     heartbeat_period_s: float = Field(1.0, gt=0, le=60, description="worker heartbeat period (Swarm: 5 s)")
     log_level: str = "INFO"
     raft: RaftConfig = Field(default_factory=RaftConfig)
 
-    @field_validator("listen_addr", "advertise_addr", "api_listen")
+    @field_validator("listen_addr", "advertise_addr", "api_listen", "metrics_listen")
     @classmethod
     def _addr(cls, v):
         return None if v is None else _check_addr(v)

@@ -29,7 +29,7 @@ def _config(args) -> AgentConfig:
     path = Path(args.config) if getattr(args, "config", None) else Path(DEFAULT_CONFIG)
     cfg = AgentConfig.load(path) if path.exists() else AgentConfig()
     over = {}
-    for key in ("state_dir", "listen_addr", "advertise_addr", "api_listen", "api_socket", "hostname", "log_level"):
+    for key in ("state_dir", "listen_addr", "advertise_addr", "api_listen", "api_socket", "metrics_listen", "hostname", "log_level"):
         v = getattr(args, key, None)
         if v is not None:
             over[key] = v
@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     _common(p)
     p.add_argument("--api-listen", dest="api_listen")
     p.add_argument("--api-socket", dest="api_socket")
+    p.add_argument("--metrics-listen", dest="metrics_listen")
     p.add_argument("--log-level", dest="log_level")
     p.set_defaults(fn=cmd_agent)
     p = sub.add_parser("init", help="found a new swarm with this node as its first manager")

@@ -41,6 +41,32 @@ _ENVELOPE = struct.Struct(">QQ")  # origin member id, sequence number
 _EARLY = frozenset({MsgType.APP, MsgType.HEARTBEAT, MsgType.SNAP, MsgType.TIMEOUT_NOW})
 
 
+class LatencyHistogram:
+    """Cumulative buckets in the Prometheus style; cheap enough for every write."""
+
+    BOUNDS = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+    def __init__(self) -> None:
+        self.counts = [0] * len(self.BOUNDS)
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.count += 1
+        self.sum += seconds
+        for i, b in enumerate(self.BOUNDS):
+            if seconds <= b:
+                self.counts[i] += 1
+                break
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        out, acc = [], 0
+        for b, c in zip(self.BOUNDS, self.counts, strict=True):
+            acc += c
+            out.append((b, acc))
+        return out
+
+
 def wrap_snapshot(book: dict[int, str], fsm_data: bytes) -> bytes:
     """A Raft snapshot carries the members' addresses with the state machine's bytes, so a
     member restored from it can reach everyone even after the log that named them is gone."""
@@ -102,6 +128,7 @@ class RaftNode:
         self._started = False
         self._leader_changed = asyncio.Event()
         self.metrics = {"leader_changes": 0, "proposals": 0, "applied": 0, "fsyncs": 0}
+        self.proposal_latency = LatencyHistogram()
         self.on_leader_change: Callable[[int, int], None] | None = None  # (leader, term)
 
     # ================================================================ life cycle
@@ -217,8 +244,11 @@ class RaftNode:
         self._props.append((_ENVELOPE.pack(self.id, seq) + data, fut))
         self.metrics["proposals"] += 1
         self._wake.set()
+        t0 = loop.time()
         try:
-            return await fut
+            result = await fut
+            self.proposal_latency.observe(loop.time() - t0)
+            return result
         finally:
             self._pending.pop(seq, None)
 

@@ -29,6 +29,7 @@ class AgentProc:
     state_dir: Path
     port: int
     api_port: int
+    metrics_port: int
     api_socket: Path
     log_path: Path
     proc: subprocess.Popen | None = None
@@ -61,10 +62,10 @@ class AgentCluster:
         return r
 
     def add(self, name: str) -> AgentProc:
-        port, api_port = free_ports(2)
+        port, api_port, metrics_port = free_ports(3)
         d = self.base / name
         d.mkdir(parents=True, exist_ok=True)
-        n = AgentProc(name, d / "state", port, api_port, d / "docker.sock", d / "agent.log")
+        n = AgentProc(name, d / "state", port, api_port, metrics_port, d / "docker.sock", d / "agent.log")
         self.nodes[name] = n
         return n
 
@@ -79,12 +80,26 @@ class AgentCluster:
 
     def start(self, n: AgentProc, wait: bool = True) -> None:
         cmd = [sys.executable, "-m", "swarmkit_py.cli.main", "agent", *self._args(n),
-               "--api-listen", f"127.0.0.1:{n.api_port}", "--api-socket", str(n.api_socket), "--log-level", "INFO"]
+               "--api-listen", f"127.0.0.1:{n.api_port}", "--api-socket", str(n.api_socket),
+               "--metrics-listen", f"127.0.0.1:{n.metrics_port}", "--log-level", "INFO"]
         with open(n.log_path, "ab") as logf:
             n.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env)
         if wait:
             self.wait_for(lambda: n.api_socket.exists() or n.node_state() and n.node_state()["role"] == "worker",
                           30, f"agent {n.name} did not come up; see {n.log_path}", n)
+
+    def metrics(self, n: AgentProc) -> dict[str, float]:
+        """Scrape /metrics: {'name{labels}': value}."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{n.metrics_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                k, _, v = line.rpartition(" ")
+                out[k] = float(v)
+        return out
 
     def kill(self, n: AgentProc) -> None:
         """SIGKILL: the host died; nothing is flushed."""

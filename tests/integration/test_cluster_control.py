@@ -64,6 +64,13 @@ def test_init_join_promote_and_leader_crash(cluster):
     managers = [n for n in client.nodes.list() if n.attrs["Spec"]["Role"] == "manager"]
     assert len(managers) == 3
 
+    m = c.metrics(m1)
+    assert m["swarmkit_raft_is_leader"] == 1 and m["swarmkit_raft_term"] >= 2
+    assert m['swarmkit_raft_members{kind="voter"}'] == 3
+    assert m['swarmkit_nodes{state="ready"}'] == 5
+    assert m["swarmkit_raft_proposal_seconds_count"] > 0
+    assert c.metrics(w2)["swarmkit_worker_session_connected"] == 1
+
     c.kill(m1)  # the leader's host dies
     t0 = time.monotonic()
     c.wait_for(lambda: _rows(c, w0)["m1"][1] == "Unreachable" and

@@ -1,0 +1,83 @@
+"""`/metrics` in the Prometheus text format, on every agent.
+
+Managers add their Raft member (term, indexes, leader changes, write latency) and, on the
+leader, the dispatcher's view (heartbeats, sessions, nodes by state); every agent reports its
+own dispatcher session. Gauges are read at scrape time, so nothing is kept twice.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+PREFIX = "swarmkit"
+
+
+class _Out:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._seen: set[str] = set()
+
+    def metric(self, name: str, kind: str, help_: str, value, labels: dict | None = None) -> None:
+        full = f"{PREFIX}_{name}"
+        if full not in self._seen:
+            self._seen.add(full)
+            self.lines.append(f"# HELP {full} {help_}")
+            self.lines.append(f"# TYPE {full} {kind}")
+        lab = ""
+        if labels:
+            lab = "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+        self.lines.append(f"{full}{lab} {float(value):g}" if not isinstance(value, bool) else f"{full}{lab} {int(value)}")
+
+
+def render(agent) -> str:
+    o = _Out()
+    st = agent.state
+    o.metric("agent_info", "gauge", "This agent's node and role.", 1,
+             {"node_id": st.node_id if st else "", "role": st.role if st else "none"})
+    sess = agent.session
+    if sess is not None:
+        o.metric("worker_session_connected", "gauge", "1 while a dispatcher session is open.", sess.connected.is_set())
+        o.metric("worker_heartbeats_total", "counter", "Heartbeats sent to the dispatcher.", sess.stats["heartbeats"])
+        o.metric("worker_sessions_opened_total", "counter", "Dispatcher sessions opened.", sess.stats["sessions_opened"])
+    mgr = agent.manager
+    if mgr is not None and mgr.raft.core is not None:
+        r = mgr.raft
+        c = r.core
+        o.metric("raft_term", "gauge", "Current Raft term.", c.term)
+        o.metric("raft_commit_index", "gauge", "Highest log index known committed.", c.commit)
+        o.metric("raft_apply_index", "gauge", "Highest log index applied to the store.", c.applied)
+        o.metric("raft_is_leader", "gauge", "1 on the leader.", r.is_leader)
+        o.metric("raft_leader_changes_total", "counter", "Leader or role changes seen by this member.", r.metrics["leader_changes"])
+        o.metric("raft_proposals_total", "counter", "Writes proposed on this member.", r.metrics["proposals"])
+        o.metric("raft_fsyncs_total", "counter", "WAL fsyncs (one per batch).", r.metrics["fsyncs"])
+        o.metric("raft_members", "gauge", "Raft members by kind.", len(c.conf.voters), {"kind": "voter"})
+        o.metric("raft_members", "gauge", "Raft members by kind.", len(c.conf.learners), {"kind": "learner"})
+        h = r.proposal_latency
+        name = f"{PREFIX}_raft_proposal_seconds"
+        o.lines.append(f"# HELP {name} Time from proposing a write to its application.")
+        o.lines.append(f"# TYPE {name} histogram")
+        for bound, cnt in h.cumulative():
+            o.lines.append(f'{name}_bucket{{le="{bound:g}"}} {cnt}')
+        o.lines.append(f'{name}_bucket{{le="+Inf"}} {h.count}')
+        o.lines.append(f"{name}_sum {h.sum:.6f}")
+        o.lines.append(f"{name}_count {h.count}")
+        disp = agent.components.get("dispatcher")
+        if disp is not None:
+            m = disp.metrics()
+            o.metric("dispatcher_heartbeats_total", "counter", "Heartbeats received (leader).", m.get("heartbeats", 0))
+            o.metric("dispatcher_sessions", "gauge", "Open worker sessions (leader).", m.get("sessions", 0))
+            o.metric("dispatcher_nodes_declared_down_total", "counter", "Nodes declared down for missed heartbeats.",
+                     m.get("nodes_declared_down", 0))
+            for state, n in m.get("nodes", {}).items():
+                o.metric("nodes", "gauge", "Nodes by state, as stored.", n, {"state": state})
+    return "\n".join(o.lines) + "\n"
+
+
+def metrics_app(agent) -> web.Application:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text=render(agent), content_type="text/plain", charset="utf-8",
+                            headers={"X-Content-Type-Options": "nosniff"})
+
+    app = web.Application()
+    app.router.add_get("/metrics", handler)
+    return app
