@@ -38,6 +38,7 @@ class RoleManager:
         self.m = manager
         self.period = period
         self._task: asyncio.Task | None = None
+        self._last_count = 0
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="role-manager")
@@ -91,6 +92,14 @@ class RoleManager:
                     c.raft_id = None
                     c.manager_status = None
                     tx.update(c)
+        managers = sum(1 for n in nodes if n.spec.role == NodeRole.MANAGER)
+        if managers != self._last_count:
+            self._last_count = managers
+            if managers % 2 == 0:
+                log.warning(
+                    "the swarm has %d managers: an even number tolerates no more failures than %d "
+                    "(quorum %d); use an odd number", managers, managers - 1, managers // 2 + 1,
+                )
         if tx.ops:
             try:
                 await m.proposer.propose(tx)
