@@ -19,7 +19,7 @@ import inspect
 from aiohttp import web
 
 from ..manager.controlapi import ControlAPI
-from . import routes_nodes, routes_swarm, routes_system
+from . import routes_nodes, routes_services, routes_swarm, routes_system, routes_tasks
 from .errors import json_error, status_and_message
 from .keys import CONTROL, SERVER, Authorize, ServerInfo
 from .params import MAX_BODY_BYTES, MAX_BODY_KEY
@@ -83,4 +83,6 @@ def make_app(
     routes_system.setup(app)
     routes_nodes.setup(app)
     routes_swarm.setup(app)
+    routes_services.setup(app)
+    routes_tasks.setup(app)
     return app

@@ -14,12 +14,16 @@ from .control import (
 from .errors import FailedPrecondition, Internal, InvalidArgument, NotInSwarm
 from .nodes import NODE_FILTERS
 from .quorum import can_remove_member, member_for
+from .services import SERVICE_FILTERS, service_json
+from .tasks import TASK_FILTERS, task_json, task_up_to_date
 
 __all__ = [
     "LAST_MANAGER_MESSAGE",
     "NODE_FILTERS",
     "NO_LEADER_MESSAGE",
     "QUORUM_LOSS_MESSAGE",
+    "SERVICE_FILTERS",
+    "TASK_FILTERS",
     "ControlAPI",
     "FailedPrecondition",
     "Internal",
@@ -28,4 +32,7 @@ __all__ = [
     "can_remove_member",
     "cluster_json",
     "member_for",
+    "service_json",
+    "task_json",
+    "task_up_to_date",
 ]

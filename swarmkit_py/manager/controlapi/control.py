@@ -1,4 +1,5 @@
 """`ControlAPI`: the rules of Swarm's control API for nodes and the cluster, over the store.
+Service and task methods are mixed in from `services.py` and `tasks.py`.
 
 What lives here and why:
 - Every write is one store `Transaction` proposed through `ctx.proposer`; every read comes
@@ -34,6 +35,8 @@ from .cluster import cluster_tls_info, parse_cluster_spec, rotated_token
 from .errors import FailedPrecondition, InvalidArgument, NotInSwarm
 from .nodes import actual_role, node_filter, parse_node_spec, with_manager_status
 from .quorum import can_remove_member, member_for
+from .services import ServiceMethods
+from .tasks import TaskMethods
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ QUORUM_LOSS_MESSAGE = "can't remove member from the raft: this would result in a
 LAST_MANAGER_MESSAGE = "attempting to demote the last manager of the swarm"
 
 
-class ControlAPI:
+class ControlAPI(ServiceMethods, TaskMethods):
     def __init__(self, ctx: ClusterContext) -> None:
         self.ctx = ctx
         self._role_lock = asyncio.Lock()

@@ -1,0 +1,27 @@
+"""/tasks: what `docker service ps`, `docker node ps`, the CLI's convergence loop
+(`_up-to-date`) and the SDK's `service.tasks()` call."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..manager.controlapi import task_json
+from .filters import parse_filters
+from .keys import CONTROL
+from .versioning import add_route
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    filters = parse_filters(request.query.get("filters"))
+    tasks = await request.app[CONTROL].list_tasks(filters)
+    return web.json_response([task_json(t) for t in tasks])
+
+
+async def get_task(request: web.Request) -> web.Response:
+    task = await request.app[CONTROL].get_task(request.match_info["ref"])
+    return web.json_response(task_json(task))
+
+
+def setup(app: web.Application) -> None:
+    add_route(app, "GET", "/tasks", list_tasks)
+    add_route(app, "GET", "/tasks/{ref}", get_task)

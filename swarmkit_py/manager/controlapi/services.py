@@ -1,0 +1,240 @@
+"""Services in the control API: create, list, inspect, update (and rollback), remove.
+
+This layer only writes specs; the orchestrators, scheduler and update supervisor watch the
+store and do the rest (docs/design/tasks.md). What an update writes, and why:
+- TaskTemplate changed (after filling defaults, see servicespec.canonical_template):
+  `PreviousSpec` = the old spec and `UpdateStatus` cleared, as swarmkit does; the update
+  supervisor sees out-of-date tasks and starts the rolling update.
+- Anything else (a scale, labels, update config, an identical spec): the stored template is
+  kept byte for byte so no task becomes out of date, and `PreviousSpec` is left alone, so
+  `docker service rollback` still undoes the last *template* change rather than a scale.
+  A pure scale changes nothing but `Replicas`, whatever shape the client echoed the rest in
+  (the SDK sends the defaults it read with insertDefaults=true).
+- Any update clears a *paused* UpdateStatus: that is how Swarm resumes a paused update
+  (`docker service update <svc>`).
+- `rollback=previous` swaps Spec and PreviousSpec and sets `rollback_started` with
+  "manually requested rollback"; the body (the client's current spec) is validated, as
+  swarmkit does, but not used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ...store import (
+    NodeState,
+    Service,
+    ServiceSpec,
+    TaskState,
+    Transaction,
+    UpdateState,
+    UpdateStatus,
+    Version,
+    new_id,
+)
+from .errors import FailedPrecondition, InvalidArgument, NotInSwarm
+from .nodes import _labels_match, _parse_labels, validate_filters
+from .servicespec import (
+    canonical_spec,
+    parse_service_spec,
+    same_template,
+    spec_with_defaults,
+)
+
+SERVICE_FILTERS = frozenset({"id", "name", "label", "mode", "runtime"})
+ROLLBACK_MESSAGE = "manually requested rollback"
+_PAUSED = (UpdateState.PAUSED, UpdateState.ROLLBACK_PAUSED)
+
+
+class ServiceMethods:
+    """Mixed into ControlAPI, which provides `store`, `ctx` and `_check_version`."""
+
+    def _swarm_view(self):
+        view = self.store.view()
+        if view.cluster() is None:
+            raise NotInSwarm()
+        return view
+
+    async def list_services(
+        self, filters: Mapping[str, Sequence[str]] | None = None
+    ) -> list[Service]:
+        where = service_filter(filters)
+        view = self._swarm_view()
+        services = view.list("service")
+        return [s for s in services if where(s)] if where else services
+
+    async def get_service(self, ref: str) -> Service:
+        """By ID, name or unique ID prefix."""
+        return self._swarm_view().lookup("service", ref)
+
+    def service_statuses(self, services: Sequence[Service]) -> dict[str, dict[str, int]]:
+        """dockerd's ServiceStatus per service (what `docker service ls` shows as N/M).
+
+        Running counts tasks observed running that are meant to keep running, on nodes that
+        are not down (the CLI's own rule when it counts); desired is the replica count, or
+        for a global service the tasks the orchestrator wants running."""
+        view = self.store.view()
+        down = {n.id for n in view.nodes(state=NodeState.DOWN)}
+        out = {}
+        for svc in services:
+            running = desired = completed = 0
+            for task in view.tasks(service_id=svc.id):
+                alive = task.desired_state <= TaskState.RUNNING
+                if alive and task.status.state == TaskState.RUNNING and task.node_id not in down:
+                    running += 1
+                if task.status.state == TaskState.COMPLETE:
+                    completed += 1
+                if svc.spec.mode.is_global and task.desired_state == TaskState.RUNNING:
+                    desired += 1
+            if svc.spec.mode.replicated is not None:
+                desired = svc.spec.mode.replicated.replicas
+            out[svc.id] = {
+                "RunningTasks": running,
+                "DesiredTasks": desired,
+                "CompletedTasks": completed,
+            }
+        return out
+
+    async def create_service(self, spec: Any) -> Service:
+        new_spec = parse_service_spec(spec)
+        service_id = new_id()
+        if not new_spec.name:
+            # dockerd names an unnamed service itself; an ID-derived name cannot collide
+            # with a user's choice in practice and is still a valid DNS label.
+            new_spec.name = f"svc-{service_id[:12]}"
+        self._swarm_view()
+        service = Service(id=service_id, spec=new_spec)
+        result = await self.ctx.proposer.propose(Transaction().create(service))
+        return next((o for o in result.objects if o.kind == "service"), service)
+
+    async def update_service(
+        self, ref: str, version: int, spec: Any, *, rollback: str | None = None
+    ) -> Service:
+        version = self._check_version(version)
+        if rollback not in (None, "", "previous"):
+            raise InvalidArgument(f"unrecognized rollback option {rollback}", plain=True)
+        new_spec = parse_service_spec(spec)
+        service: Service = self._swarm_view().lookup("service", ref)
+        tx = Transaction()
+        if rollback == "previous":
+            updated = rolled_back(service, tx)
+        else:
+            updated = updated_service(service, new_spec)
+        updated.version = Version(index=version)
+        result = await self.ctx.proposer.propose(tx.update(updated))
+        return next((o for o in result.objects if o.kind == "service"), updated)
+
+    async def remove_service(self, ref: str) -> None:
+        """Delete the service; the orchestrators shut its tasks down and remove them."""
+        service = self._swarm_view().lookup("service", ref)
+        await self.ctx.proposer.propose(Transaction().delete("service", service.id))
+
+
+def rolled_back(service: Service, tx: Transaction) -> Service:
+    if service.previous_spec is None:
+        raise FailedPrecondition(f"service {service.id} does not have a previous spec")
+    status = UpdateStatus(
+        state=UpdateState.ROLLBACK_STARTED, started_at=tx.timestamp, message=ROLLBACK_MESSAGE
+    )
+    return service.model_copy(
+        update={
+            "spec": service.previous_spec.clone(),
+            "previous_spec": service.spec.clone(),
+            "update_status": status,
+        }
+    )
+
+
+def updated_service(service: Service, new: ServiceSpec) -> Service:
+    old = service.spec
+    if not new.name:
+        new.name = old.name
+    if new.name != old.name:
+        raise InvalidArgument("renaming services is not supported")
+    if new.mode.is_global != old.mode.is_global:
+        raise InvalidArgument("service mode change is not allowed")
+    status = service.update_status
+    if status is not None and status.state in _PAUSED:
+        status = None
+    if canonical_spec(old, ignore_replicas=True) == canonical_spec(new, ignore_replicas=True):
+        spec = old.clone()
+        if spec.mode.replicated is not None and new.mode.replicated is not None:
+            spec.mode.replicated.replicas = new.mode.replicated.replicas
+        return service.model_copy(update={"spec": spec, "update_status": status})
+    if same_template(old.task_template, new.task_template):
+        new.task_template = old.task_template.clone()
+        return service.model_copy(update={"spec": new, "update_status": status})
+    return service.model_copy(
+        update={"spec": new, "previous_spec": old.clone(), "update_status": None}
+    )
+
+
+def service_filter(filters: Mapping[str, Sequence[str]] | None):
+    """Predicate for dockerd's service filters: id and name are prefixes (the CLI matches
+    exactly itself), label is `key` or `key=value`, mode is replicated|global."""
+    f = validate_filters(filters, SERVICE_FILTERS)
+    if not f:
+        return None
+    modes = set()
+    for m in f.get("mode", []):
+        if m not in ("replicated", "global"):
+            raise InvalidArgument(f"Invalid filter: 'mode'='{m}'", plain=True)
+        modes.add(m)
+    for r in f.get("runtime", []):
+        if r != "container":
+            raise InvalidArgument(f"Invalid filter: 'runtime'='{r}'", plain=True)
+    ids, names = f.get("id", []), f.get("name", [])
+    labels = _parse_labels(f.get("label", []))
+
+    def match(svc: Service) -> bool:
+        if ids and not any(svc.id.startswith(p) for p in ids):
+            return False
+        if names and not any(svc.spec.name.startswith(p) for p in names):
+            return False
+        if modes and ("global" if svc.spec.mode.is_global else "replicated") not in modes:
+            return False
+        return not labels or _labels_match(svc.spec.labels, labels)
+
+    return match
+
+
+def endpoint_json(spec: ServiceSpec) -> dict[str, Any]:
+    """Docker's Endpoint, derived from the spec (the PORTS column of `service ls` reads it).
+
+    Each port keeps the publish mode the spec asked for (ingress by default). There is no
+    routing mesh here: the worker publishes every port on the hosts that run the service's
+    tasks. Reporting them all as `host` would be more literal, but CLI 28 shows only ingress
+    ports in `service ls` (checked against the real CLI), and an empty PORTS column for
+    `-p 8080:80` is the failure pitfall 10 of the notes warns about."""
+    ep_spec = spec.endpoint_spec.to_api() if spec.endpoint_spec is not None else {}
+    out: dict[str, Any] = {"Spec": ep_spec}
+    ports = []
+    declared = spec.endpoint_spec.ports if spec.endpoint_spec is not None else None
+    for port in declared or []:
+        entry: dict[str, Any] = {
+            "Protocol": (port.protocol or "tcp").lower(),
+            "TargetPort": port.target_port,
+            "PublishMode": (port.publish_mode or "ingress").lower(),
+        }
+        if port.name:
+            entry["Name"] = port.name
+        if port.published_port:
+            entry["PublishedPort"] = port.published_port
+        ports.append(entry)
+    if ports:
+        out["Ports"] = ports
+    return out
+
+
+def service_json(
+    service: Service, *, insert_defaults: bool = False, status: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """The Service object of the Docker API."""
+    out = service.to_api()
+    if insert_defaults:
+        out["Spec"] = spec_with_defaults(out.get("Spec") or {})
+    out["Endpoint"] = endpoint_json(service.spec)
+    if status is not None:
+        out["ServiceStatus"] = status
+    return out

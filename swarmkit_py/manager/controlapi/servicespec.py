@@ -1,0 +1,326 @@
+"""Service spec rules without I/O: validation, Docker's defaults, and spec comparison.
+
+Validation follows swarmkit's `validateServiceSpec` (same checks, same messages, so operators'
+searches find them), plus a few refusals where Swarm would accept a service it can never run:
+- constraint keys other than the ones the scheduler knows (Swarm accepts `node.hostnmae==x`
+  and leaves the service pending forever);
+- job modes and overlay networks, which this implementation does not have;
+- more than MAX_REPLICAS replicas (Swarm would try to create 2**63 tasks and take its leader
+  down with it).
+
+Comparison (`canonical`) is what decides "did the TaskTemplate change?" for updates and the
+`_up-to-date` task filter. It fills Docker's defaults and drops Go's zero values first, because
+clients echo specs back in different shapes: the SDK's `service.scale()` sends the spec it
+read with `insertDefaults=true`, and that must not count as a new template (it would restart
+every task for a scale).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from ...store import ServiceSpec, TaskSpec, UpdateConfig
+from .errors import InvalidArgument
+from .nodes import _json_type, describe_validation
+
+SECOND = 1_000_000_000
+MAX_REPLICAS = 100_000
+"""Far above any cluster this runs; low enough that a typo cannot make the orchestrator try
+to materialise billions of tasks."""
+
+DEFAULT_STOP_GRACE_PERIOD = 10 * SECOND
+DEFAULT_RESTART_POLICY = {"Condition": "any", "Delay": 5 * SECOND, "MaxAttempts": 0}
+DEFAULT_UPDATE_CONFIG = {
+    "Parallelism": 1,
+    "FailureAction": "pause",
+    "Monitor": 5 * SECOND,
+    "MaxFailureRatio": 0,
+    "Order": "stop-first",
+}
+"""swarmkit's api/defaults, as dockerd shows them with `insertDefaults=true` (transcript)."""
+
+CONSTRAINT_KEYS = ("node.id", "node.hostname", "node.role", "node.platform.os",
+                   "node.platform.arch")
+CONSTRAINT_PREFIXES = ("node.labels.", "engine.labels.")
+_CONSTRAINT_KEY = re.compile(r"^[a-z_][a-z0-9\-_.]+$", re.IGNORECASE)
+_CONSTRAINT_VALUE = re.compile(r"^[a-z0-9:\-_\s.*()?+\[\]\\^$|/]+$", re.IGNORECASE)
+# swarmkit's isValidDNSName `^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$`, rewritten without nested
+# quantifiers: Python's backtracking engine takes exponential time on the original.
+_DNS_NAME = re.compile(r"^[A-Za-z0-9](?:[-_A-Za-z0-9]*[A-Za-z0-9])?$")
+_REPO_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_DOMAIN = re.compile(
+    r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+    r"(?::[0-9]+)?$"
+)
+_TAG = re.compile(r"^\w[\w.-]{0,127}$")
+_DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[A-Za-z0-9=_-]{32,}$")
+_PROTOCOLS = ("tcp", "udp", "sctp")
+_PUBLISH_MODES = ("ingress", "host")
+
+
+def _invalid(message: str) -> InvalidArgument:
+    return InvalidArgument(message)
+
+
+def parse_service_spec(raw: Any) -> ServiceSpec:
+    """A client's ServiceSpec (any key case), validated. An empty name is allowed here: create
+    generates one and update keeps the current one."""
+    if isinstance(raw, ServiceSpec):
+        spec = raw
+    else:
+        if not isinstance(raw, Mapping):
+            raise InvalidArgument(
+                f"invalid service spec: expected a JSON object, got {_json_type(raw)}",
+                plain=True,
+            )
+        try:
+            spec = ServiceSpec.model_validate(dict(raw))
+        except ValidationError as exc:
+            raise InvalidArgument(
+                f"invalid service spec: {describe_validation(exc)}", plain=True
+            ) from None
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument(f"invalid service spec: {exc}", plain=True) from None
+    validate_service_spec(spec)
+    return spec
+
+
+def validate_service_spec(spec: ServiceSpec) -> None:
+    if spec.name:
+        validate_name(spec.name)
+    _validate_task_spec(spec.task_template)
+    _validate_mode(spec)
+    for config in (spec.update_config, spec.rollback_config):
+        if config is not None:
+            _validate_update_config(config)
+    _validate_endpoint(spec)
+
+
+def validate_name(name: str) -> None:
+    if len(name) > 63:
+        raise _invalid("name must be 63 characters or fewer")
+    if not _DNS_NAME.match(name):
+        raise _invalid("name must be valid as a DNS name component")
+
+
+def _validate_mode(spec: ServiceSpec) -> None:
+    mode = spec.mode
+    if mode.model_extra:
+        other = ", ".join(sorted(mode.model_extra))
+        raise _invalid(
+            f"service mode {other} is not supported: use Replicated or Global"
+        )
+    if mode.replicated is not None and mode.global_ is not None:
+        raise _invalid("a service cannot be both replicated and global")
+    if mode.replicated is not None and mode.replicated.replicas > MAX_REPLICAS:
+        raise _invalid(f"replicas cannot exceed {MAX_REPLICAS}")
+
+
+def _validate_task_spec(ts: TaskSpec) -> None:
+    cs = ts.container_spec
+    if cs is None:
+        raise _invalid("TaskSpec: missing runtime")
+    if not cs.image:
+        raise _invalid("ContainerSpec: image reference must be provided")
+    if not valid_image_reference(cs.image):
+        raise _invalid(f'ContainerSpec: "{cs.image}" is not a valid repository/tag')
+    if cs.stop_grace_period is not None and cs.stop_grace_period < 0:
+        raise _invalid("ContainerSpec: StopGracePeriod cannot be negative")
+    hc = cs.healthcheck
+    if hc is not None:
+        for field, value in (("Interval", hc.interval), ("Timeout", hc.timeout),
+                             ("StartPeriod", hc.start_period)):
+            if value and value < 1_000_000:
+                raise _invalid(f"ContainerSpec: {field} in HealthConfig cannot be less than 1ms")
+        if hc.retries is not None and hc.retries < 0:
+            raise _invalid("ContainerSpec: Retries in HealthConfig cannot be negative")
+    if ts.resources is not None:
+        for res in (ts.resources.limits, ts.resources.reservations):
+            if res is None:
+                continue
+            if res.nano_cpus and res.nano_cpus < 1_000_000:
+                raise _invalid(
+                    f"invalid cpu value {res.nano_cpus / 1e9:g}: Must be at least 0.001"
+                )
+            if res.memory_bytes and res.memory_bytes < 4 * 1024 * 1024:
+                raise _invalid(
+                    f"invalid memory value {res.memory_bytes}: Must be at least 4MiB"
+                )
+            if getattr(res, "pids", None) is not None and res.pids < 0:
+                raise _invalid(f"invalid pids value {res.pids}: cannot be negative")
+    rp = ts.restart_policy
+    if rp is not None:
+        for name, value in (("delay", rp.delay), ("window", rp.window),
+                            ("max-attempts", rp.max_attempts)):
+            if value is not None and value < 0:
+                raise _invalid(f"TaskSpec: restart-{name} cannot be negative")
+    if ts.placement is not None:
+        validate_constraints(ts.placement.constraints or [])
+        if ts.placement.max_replicas is not None and ts.placement.max_replicas < 0:
+            raise _invalid("TaskSpec: max replicas per node cannot be negative")
+        for pref in ts.placement.preferences or []:
+            if pref.spread is not None and not pref.spread.spread_descriptor:
+                raise _invalid("TaskSpec: spread descriptor cannot be empty")
+    if ts.networks:
+        raise _invalid("TaskSpec: networks are not supported: swarmkit-py has no overlay networks")
+
+
+def validate_constraints(constraints: list[str]) -> None:
+    """swarmkit's constraint.Parse (same messages), then the key must be one the scheduler
+    evaluates."""
+    for expr in constraints:
+        for op in ("==", "!="):
+            if op not in expr:
+                continue
+            key, _, value = expr.partition(op)
+            key, value = key.strip(), value.strip()
+            if not _CONSTRAINT_KEY.match(key):
+                raise _invalid(f"key '{key}' is invalid")
+            if not _CONSTRAINT_VALUE.match(value):
+                raise _invalid(f"value '{value}' is invalid")
+            lowered = key.lower()
+            known = lowered in CONSTRAINT_KEYS or (
+                lowered.startswith(CONSTRAINT_PREFIXES)
+                and lowered not in CONSTRAINT_PREFIXES
+            )
+            if not known:
+                raise _invalid(
+                    f"constraint key '{key}' is not supported: use one of "
+                    f"{', '.join(CONSTRAINT_KEYS)}, node.labels.<label>, engine.labels.<label>"
+                )
+            break
+        else:
+            raise _invalid("constraint expected one operator from ==, !=")
+
+
+def _validate_update_config(config: UpdateConfig) -> None:
+    for name, value in (("parallelism", config.parallelism), ("delay", config.delay),
+                        ("monitor", config.monitor)):
+        if value is not None and value < 0:
+            raise _invalid(f"TaskSpec: update-{name} cannot be negative")
+    ratio = config.max_failure_ratio
+    if ratio is not None and not 0 <= ratio <= 1:
+        raise _invalid("TaskSpec: update-maxfailureratio cannot be less than 0 or bigger than 1")
+
+
+def _validate_endpoint(spec: ServiceSpec) -> None:
+    ep = spec.endpoint_spec
+    if ep is None:
+        return
+    if ep.mode not in (None, "", "vip", "dnsrr"):
+        raise _invalid(f"EndpointSpec: invalid endpoint mode '{ep.mode}'")
+    seen: set[tuple[int, str]] = set()
+    for port in ep.ports or []:
+        protocol = (port.protocol or "tcp").lower()
+        mode = (port.publish_mode or "ingress").lower()
+        if protocol not in _PROTOCOLS:
+            raise _invalid(f"EndpointSpec: invalid protocol '{port.protocol}'")
+        if mode not in _PUBLISH_MODES:
+            raise _invalid(f"EndpointSpec: invalid publish mode '{port.publish_mode}'")
+        if port.target_port is None or not 1 <= port.target_port <= 65535:
+            raise _invalid("EndpointSpec: target port must be between 1 and 65535")
+        published = port.published_port or 0
+        if not 0 <= published <= 65535:
+            raise _invalid("EndpointSpec: published port must be between 0 and 65535")
+        if published:
+            if ep.mode == "dnsrr" and mode == "ingress":
+                raise _invalid(
+                    "EndpointSpec: port published with ingress mode can't be used with "
+                    "dnsrr mode"
+                )
+            if (published, protocol) in seen:
+                raise _invalid("EndpointSpec: duplicate published ports provided")
+            seen.add((published, protocol))
+
+
+def valid_image_reference(ref: str) -> bool:
+    """Docker's reference grammar ([domain/]path[:tag][@digest]), checked piecewise so that
+    no regular expression can backtrack exponentially on a hostile string."""
+    if len(ref) > 512 or ref != ref.strip():
+        return False
+    name, _, digest = ref.partition("@")
+    if digest and not _DIGEST.match(digest):
+        return False
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        name, tag = name[:colon], name[colon + 1 :]
+        if not _TAG.match(tag):
+            return False
+    parts = name.split("/")
+    if len(parts) > 1 and (
+        "." in parts[0] or ":" in parts[0] or parts[0] == "localhost" or parts[0] != parts[0].lower()
+    ):
+        if not _DOMAIN.match(parts[0]):
+            return False
+        parts = parts[1:]
+    return bool(parts) and all(_REPO_COMPONENT.match(p) for p in parts)
+
+
+# -- defaults and comparison --------------------------------------------------------------
+
+
+def spec_with_defaults(spec: dict[str, Any]) -> dict[str, Any]:
+    """A ServiceSpec's API JSON with Docker's defaults filled where the client left a field
+    out (what `insertDefaults=true` returns). Fields the client set are never overwritten."""
+    out = copy.deepcopy(spec)
+    out["TaskTemplate"] = template_with_defaults(out.get("TaskTemplate") or {})
+    for key in ("UpdateConfig", "RollbackConfig"):
+        out[key] = {**DEFAULT_UPDATE_CONFIG, **(out.get(key) or {})}
+    return out
+
+
+def template_with_defaults(template: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(template)
+    cs = out.get("ContainerSpec")
+    if isinstance(cs, dict):
+        cs.setdefault("StopGracePeriod", DEFAULT_STOP_GRACE_PERIOD)
+    out["RestartPolicy"] = {**DEFAULT_RESTART_POLICY, **(out.get("RestartPolicy") or {})}
+    return out
+
+
+def _prune(value: Any, keep_strings: bool = False) -> Any:
+    """Drop what Go's omitempty would (None, {}, [], "", 0, false) so that absent and zero
+    compare equal. Label maps keep empty-string values: `a=""` is a label."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            v = _prune(v, keep_strings=keep_strings or k == "Labels")
+            if not _is_empty(v, keep_strings or k == "Labels"):
+                out[k] = v
+        return out
+    if isinstance(value, list):
+        return [_prune(v) for v in value]
+    return value
+
+
+def _is_empty(value: Any, keep_strings: bool) -> bool:
+    if value is None or value == {} or value == []:
+        return True
+    if isinstance(value, bool):
+        return value is False
+    if isinstance(value, (int, float)):
+        return value == 0
+    return value == "" and not keep_strings
+
+
+def canonical_template(template: TaskSpec) -> dict[str, Any]:
+    """The form two TaskTemplates are compared in: defaults filled, then zero values dropped
+    (a default of 0, like MaxAttempts, then matches an explicit 0)."""
+    return _prune(template_with_defaults(template.to_wire()))
+
+
+def canonical_spec(spec: ServiceSpec, *, ignore_replicas: bool = False) -> dict[str, Any]:
+    data = spec_with_defaults(spec.to_wire())
+    if ignore_replicas:
+        data.get("Mode", {}).get("Replicated", {}).pop("Replicas", None)
+    return _prune(data)
+
+
+def same_template(a: TaskSpec, b: TaskSpec) -> bool:
+    return canonical_template(a) == canonical_template(b)

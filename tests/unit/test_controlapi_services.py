@@ -1,0 +1,335 @@
+"""Service and task rules of the control API without HTTP: spec validation and its messages,
+defaults, the update classification (scale / template change / other), rollback, filters,
+ServiceStatus and `_up-to-date`."""
+
+from __future__ import annotations
+
+import pytest
+
+from swarmkit_py.manager.controlapi import FailedPrecondition, InvalidArgument, task_up_to_date
+from swarmkit_py.manager.controlapi.servicespec import (
+    MAX_REPLICAS,
+    parse_service_spec,
+    same_template,
+    spec_with_defaults,
+    valid_image_reference,
+)
+from swarmkit_py.store import (
+    NameConflict,
+    NodeState,
+    NotFound,
+    SequenceError,
+    Service,
+    Task,
+    TaskState,
+    Transaction,
+    UpdateStatus,
+    new_id,
+)
+from tests.unit.test_controlapi_fixtures import make_swarm
+
+CLI_CREATE = {
+    "Name": "web",
+    "Labels": {},
+    "TaskTemplate": {
+        "ContainerSpec": {
+            "Image": "local/busybox:1",
+            "Args": ["sleep", "3600"],
+            "Init": False,
+            "DNSConfig": {},
+        },
+        "Resources": {"Limits": {}, "Reservations": {}},
+        "Placement": {},
+        "ForceUpdate": 0,
+    },
+    "Mode": {"Replicated": {"Replicas": 3}},
+    "EndpointSpec": {"Mode": "vip"},
+}
+"""The body `docker service create -d --name web --replicas 3 ...` sent (transcript)."""
+
+
+def spec(**changes):
+    base = {
+        "Name": "web",
+        "TaskTemplate": {"ContainerSpec": {"Image": "local/busybox:1"}},
+        "Mode": {"Replicated": {"Replicas": 3}},
+    }
+    base.update(changes)
+    return base
+
+
+def add_task(s, service: Service, slot, state="running", desired="running", node=None,
+             template=None) -> Task:
+    """A task as the orchestrator + scheduler + worker would have left it."""
+    svc = s.store.view().get_service(service.id)
+    task = Task.model_validate(
+        {
+            "ID": new_id(),
+            "ServiceID": svc.id,
+            "Slot": slot,
+            "NodeID": node,
+            "Spec": template or svc.spec.task_template.to_wire(),
+            "DesiredState": desired,
+            "Status": {"State": state, "Message": state},
+        }
+    )
+    s.store.apply(s.store.applied_index + 1, Transaction().create(task).encode())
+    return task
+
+
+# -- validation -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (spec(TaskTemplate={}), "TaskSpec: missing runtime"),
+        (spec(TaskTemplate={"ContainerSpec": {}}), "ContainerSpec: image reference must be provided"),
+        (spec(TaskTemplate={"ContainerSpec": {"Image": "Bad Image"}}), 'ContainerSpec: "Bad Image" is not a valid repository/tag'),
+        (spec(Name="-web"), "name must be valid as a DNS name component"),
+        (spec(Name="a" * 64), "name must be 63 characters or fewer"),
+        (spec(Mode={"Replicated": {"Replicas": MAX_REPLICAS + 1}}), f"replicas cannot exceed {MAX_REPLICAS}"),
+        (spec(Mode={"Replicated": {}, "Global": {}}), "a service cannot be both replicated and global"),
+        (spec(Mode={"ReplicatedJob": {}}), "service mode ReplicatedJob is not supported: use Replicated or Global"),
+        (spec(TaskTemplate={"ContainerSpec": {"Image": "x"}, "Placement": {"Constraints": ["node.role"]}}), "constraint expected one operator from ==, !="),
+        (spec(TaskTemplate={"ContainerSpec": {"Image": "x"}, "Placement": {"Constraints": ["no de==x"]}}), "key 'no de' is invalid"),
+        (spec(TaskTemplate={"ContainerSpec": {"Image": "x"}, "Placement": {"Constraints": ["node.role==<x>"]}}), "value '<x>' is invalid"),
+        (spec(TaskTemplate={"ContainerSpec": {"Image": "x"}, "Placement": {"Constraints": ["node.hostnmae==a"]}}), "constraint key 'node.hostnmae' is not supported"),
+        (spec(TaskTemplate={"ContainerSpec": {"Image": "x"}, "RestartPolicy": {"Delay": -1}}), "TaskSpec: restart-delay cannot be negative"),
+        (spec(TaskTemplate={"ContainerSpec": {"Image": "x"}, "RestartPolicy": {"Condition": "sometimes"}}), "RestartPolicy.Condition"),
+        (spec(TaskTemplate={"ContainerSpec": {"Image": "x"}, "Resources": {"Limits": {"MemoryBytes": 1024}}}), "invalid memory value 1024: Must be at least 4MiB"),
+        (spec(TaskTemplate={"ContainerSpec": {"Image": "x"}, "Resources": {"Limits": {"NanoCPUs": 5}}}), "invalid cpu value"),
+        (spec(TaskTemplate={"ContainerSpec": {"Image": "x"}, "Networks": [{"Target": "n"}]}), "networks are not supported"),
+        (spec(UpdateConfig={"MaxFailureRatio": 2}), "update-maxfailureratio cannot be less than 0 or bigger than 1"),
+        (spec(UpdateConfig={"Delay": -5}), "TaskSpec: update-delay cannot be negative"),
+        (spec(RollbackConfig={"FailureAction": "explode"}), "RollbackConfig.FailureAction"),
+        (spec(EndpointSpec={"Ports": [{"TargetPort": 0}]}), "target port must be between 1 and 65535"),
+        (spec(EndpointSpec={"Ports": [{"TargetPort": 80, "Protocol": "icmp"}]}), "invalid protocol 'icmp'"),
+        (spec(EndpointSpec={"Ports": [{"TargetPort": 80, "PublishedPort": 8080}, {"TargetPort": 81, "PublishedPort": 8080}]}), "duplicate published ports provided"),
+        (spec(EndpointSpec={"Mode": "dnsrr", "Ports": [{"TargetPort": 80, "PublishedPort": 8080}]}), "can't be used with dnsrr mode"),
+        (spec(Labels={"a": 1}), "Labels.a"),
+        (spec(Mode={"Replicated": {"Replicas": -1}}), "Mode.Replicated.Replicas"),
+        ([], "expected a JSON object, got array"),
+    ],
+)
+def test_invalid_specs_are_refused_with_a_message(body, message):
+    with pytest.raises(InvalidArgument) as err:
+        parse_service_spec(body)
+    assert message in err.value.message
+
+
+def test_valid_specs_from_real_clients():
+    parsed = parse_service_spec(CLI_CREATE)
+    assert parsed.mode.replicated.replicas == 3
+    sdk = {"Name": "sdkweb", "TaskTemplate": {"ContainerSpec": {"Image": "local/busybox:1", "Command": ["sleep", "3600"], "Args": None}}, "Mode": {"replicated": {"Replicas": 3}}}
+    assert parse_service_spec(sdk).mode.replicated.replicas == 3
+    lower = {"name": "x", "taskTemplate": {"containerSpec": {"image": "a"}}, "mode": {"replicated": {"replicas": 2}}}
+    assert parse_service_spec(lower).task_template.container_spec.image == "a"
+    assert parse_service_spec(spec(Mode={"Replicated": {}})).mode.replicated.replicas == 1
+    constrained = spec(TaskTemplate={"ContainerSpec": {"Image": "x"}, "Placement": {"Constraints": ["node.role==manager", "node.labels.zone != b", "engine.labels.os==linux"]}})
+    assert parse_service_spec(constrained).task_template.placement.constraints[0] == "node.role==manager"
+
+
+@pytest.mark.parametrize(
+    "ref, ok",
+    [
+        ("busybox", True), ("local/busybox:1", True), ("registry:5000/a/b:v1.2", True),
+        ("localhost/x", True), ("a@sha256:" + "0" * 64, True), ("Busybox", False),
+        ("a b", False), ("a:", False), ("a::b", False), ("", False), ("a" * 30 + "!" * 30, False),
+        ("x/" + "a-" * 300, False),
+    ],
+)
+def test_image_references(ref, ok):
+    assert valid_image_reference(ref) is ok
+
+
+def test_defaults_fill_only_what_is_missing():
+    out = spec_with_defaults({"TaskTemplate": {"ContainerSpec": {"Image": "x"}, "RestartPolicy": {"Condition": "none"}}, "UpdateConfig": {"Parallelism": 2}})
+    assert out["TaskTemplate"]["RestartPolicy"] == {"Condition": "none", "Delay": 5_000_000_000, "MaxAttempts": 0}
+    assert out["TaskTemplate"]["ContainerSpec"]["StopGracePeriod"] == 10_000_000_000
+    assert out["UpdateConfig"]["Parallelism"] == 2 and out["UpdateConfig"]["Order"] == "stop-first"
+    assert out["RollbackConfig"]["FailureAction"] == "pause"
+
+
+def test_template_comparison_ignores_defaults_and_zero_values():
+    a = parse_service_spec(CLI_CREATE).task_template
+    b = parse_service_spec(spec_with_defaults(parse_service_spec(CLI_CREATE).to_api())).task_template
+    assert same_template(a, b)
+    c = a.clone()
+    c.force_update = 1
+    assert not same_template(a, c)
+    d = a.clone()
+    d.restart_policy = None
+    e = a.clone()
+    e.restart_policy = parse_service_spec(spec(TaskTemplate={"ContainerSpec": {"Image": "x"}, "RestartPolicy": {"Delay": 0}})).task_template.restart_policy
+    assert not same_template(d, e)  # explicit Delay 0 is not the 5 s default
+
+
+# -- create / update / rollback / remove ---------------------------------------------------------
+
+
+async def test_create_and_name_conflict():
+    s = make_swarm(1, 1)
+    svc = await s.control.create_service(CLI_CREATE)
+    assert svc.spec.name == "web" and svc.version.index > 0
+    with pytest.raises(NameConflict) as err:
+        await s.control.create_service(dict(CLI_CREATE, Name="WEB"))
+    assert err.value.message == "name conflicts with an existing object: service WEB already exists"
+    unnamed = await s.control.create_service(spec(Name=""))
+    assert unnamed.spec.name.startswith("svc-")
+
+
+async def test_pure_scale_changes_only_replicas():
+    s = make_swarm(1, 1)
+    svc = await s.control.create_service(CLI_CREATE)
+    # The SDK's scale: everything it read with insertDefaults=true, replicas changed.
+    body = spec_with_defaults(svc.spec.to_api())
+    body["Mode"] = {"replicated": {"Replicas": 5}}
+    scaled = await s.control.update_service(svc.id, svc.version.index, body)
+    assert scaled.spec.mode.replicated.replicas == 5
+    expected = svc.spec.clone()
+    expected.mode.replicated.replicas = 5
+    assert scaled.spec == expected
+    assert scaled.previous_spec is None and scaled.update_status is None
+
+
+async def test_template_change_keeps_previous_spec_and_rollback_swaps():
+    s = make_swarm(1, 1)
+    svc = await s.control.create_service(CLI_CREATE)
+    with pytest.raises(FailedPrecondition) as err:
+        await s.control.update_service("web", svc.version.index, CLI_CREATE, rollback="previous")
+    assert err.value.message == f"service {svc.id} does not have a previous spec"
+    body = svc.spec.to_api()
+    body["TaskTemplate"]["ContainerSpec"]["Image"] = "local/busybox:2"
+    v2 = await s.control.update_service("web", svc.version.index, body)
+    assert v2.previous_spec == svc.spec
+    assert v2.spec.task_template.container_spec.image == "local/busybox:2"
+    # A label change afterwards does not move PreviousSpec (rollback still undoes the image).
+    labelled = v2.spec.to_api()
+    labelled["Labels"] = {"team": "a"}
+    v3 = await s.control.update_service("web", v2.version.index, labelled)
+    assert v3.previous_spec == svc.spec and v3.spec.labels == {"team": "a"}
+    rb = await s.control.update_service("web", v3.version.index, labelled, rollback="previous")
+    assert rb.spec == svc.spec and rb.previous_spec == v3.spec
+    assert rb.update_status.state == "rollback_started"
+    assert rb.update_status.message == "manually requested rollback"
+    assert rb.update_status.started_at is not None
+
+
+async def test_update_rules():
+    s = make_swarm(1, 1)
+    svc = await s.control.create_service(CLI_CREATE)
+    with pytest.raises(SequenceError):
+        await s.control.update_service("web", svc.version.index - 1, CLI_CREATE)
+    with pytest.raises(InvalidArgument, match="renaming services is not supported"):
+        await s.control.update_service("web", svc.version.index, dict(CLI_CREATE, Name="web2"))
+    with pytest.raises(InvalidArgument, match="service mode change is not allowed"):
+        await s.control.update_service("web", svc.version.index, dict(CLI_CREATE, Mode={"Global": {}}))
+    with pytest.raises(InvalidArgument, match="unrecognized rollback option"):
+        await s.control.update_service("web", svc.version.index, CLI_CREATE, rollback="next")
+    nameless = await s.control.update_service("web", svc.version.index, dict(CLI_CREATE, Name=""))
+    assert nameless.spec.name == "web"
+
+
+async def test_force_update_is_a_template_change_and_resumes_nothing_else():
+    s = make_swarm(1, 1)
+    svc = await s.control.create_service(CLI_CREATE)
+    body = svc.spec.to_api()
+    body["TaskTemplate"]["ForceUpdate"] = 1
+    forced = await s.control.update_service("web", svc.version.index, body)
+    assert forced.spec.task_template.force_update == 1 and forced.previous_spec is not None
+
+
+async def test_any_update_clears_a_paused_update():
+    s = make_swarm(1, 1)
+    svc = await s.control.create_service(CLI_CREATE)
+    paused = s.store.view().get_service(svc.id).clone()
+    paused.update_status = UpdateStatus(state="paused", message="update paused due to failure")
+    s.store.apply(s.store.applied_index + 1, Transaction().update(paused).encode())
+    current = s.store.view().get_service(svc.id)
+    resumed = await s.control.update_service("web", current.version.index, current.spec.to_api())
+    assert resumed.update_status is None
+
+
+async def test_remove():
+    s = make_swarm(1, 1)
+    await s.control.create_service(CLI_CREATE)
+    await s.control.remove_service("web")
+    with pytest.raises(NotFound, match="service web not found"):
+        await s.control.get_service("web")
+
+
+# -- status and task filters ------------------------------------------------------------------
+
+
+async def test_service_status_counts():
+    s = make_swarm(1, 2)
+    svc = await s.control.create_service(CLI_CREATE)
+    w1, w2 = s.workers
+    add_task(s, svc, 1, node=w1)
+    add_task(s, svc, 2, node=w2)
+    add_task(s, svc, 3, state="starting", node=w1)
+    add_task(s, svc, 1, state="running", desired="shutdown", node=w1)  # being replaced
+    add_task(s, svc, 2, state="complete", desired="shutdown", node=w2)
+    status = s.control.service_statuses([s.store.view().get_service(svc.id)])[svc.id]
+    assert status == {"RunningTasks": 2, "DesiredTasks": 3, "CompletedTasks": 1}
+    node = s.store.view().get_node(w2).clone()
+    node.status.state = NodeState.DOWN
+    s.store.apply(s.store.applied_index + 1, Transaction().update(node).encode())
+    status = s.control.service_statuses([s.store.view().get_service(svc.id)])[svc.id]
+    assert status["RunningTasks"] == 1
+    g = await s.control.create_service(spec(Name="g", Mode={"Global": {}}))
+    add_task(s, g, None, node=w1)
+    add_task(s, g, None, state="pending", node=w2)
+    add_task(s, g, None, state="shutdown", desired="shutdown", node=w2)
+    status = s.control.service_statuses([s.store.view().get_service(g.id)])[g.id]
+    assert status == {"RunningTasks": 1, "DesiredTasks": 2, "CompletedTasks": 0}
+
+
+async def test_task_filters_and_up_to_date():
+    s = make_swarm(1, 2)
+    svc = await s.control.create_service(CLI_CREATE)
+    other = await s.control.create_service(spec(Name="db"))
+    w1, w2 = s.workers
+    old = add_task(s, svc, 1, node=w1, desired="shutdown")
+    body = svc.spec.to_api()
+    body["TaskTemplate"]["ContainerSpec"]["Image"] = "local/busybox:2"
+    svc2 = await s.control.update_service("web", svc.version.index, body)
+    new1 = add_task(s, svc2, 1, node=w2)
+    new2 = add_task(s, svc2, 2, node=w1, state="pending")
+    db = add_task(s, other, 1, node=w1)
+    ids = lambda tasks: {t.id for t in tasks}  # noqa: E731
+    assert ids(await s.control.list_tasks({"service": ["web"]})) == {old.id, new1.id, new2.id}
+    assert ids(await s.control.list_tasks({"service": [svc.id], "_up-to-date": ["true"]})) == {new1.id, new2.id}
+    assert ids(await s.control.list_tasks({"node": ["w1"]})) == {old.id, new2.id, db.id}
+    assert ids(await s.control.list_tasks({"desired-state": ["shutdown"]})) == {old.id}
+    assert ids(await s.control.list_tasks({"desired-state": ["running"], "service": ["web"]})) == {new1.id, new2.id}
+    assert ids(await s.control.list_tasks({"name": ["web.1."]})) == {old.id, new1.id}
+    assert ids(await s.control.list_tasks({"id": [db.id[:10]]})) == {db.id}
+    assert task_up_to_date(new1, s.store.view().get_service(svc.id))
+    with pytest.raises(InvalidArgument, match="Invalid filter 'bogus'"):
+        await s.control.list_tasks({"bogus": ["x"]})
+    with pytest.raises(InvalidArgument, match="Invalid desired-state filter: 'dead'"):
+        await s.control.list_tasks({"desired-state": ["dead"]})
+    with pytest.raises(NotFound, match="service nosuch not found"):
+        await s.control.list_tasks({"service": ["nosuch"]})
+
+
+async def test_service_filters():
+    s = make_swarm(1, 0)
+    web = await s.control.create_service(dict(CLI_CREATE, Labels={"tier": "front"}))
+    await s.control.create_service(spec(Name="webdb"))
+    g = await s.control.create_service(spec(Name="mon", Mode={"Global": {}}))
+    names = lambda svcs: sorted(x.spec.name for x in svcs)  # noqa: E731
+    assert names(await s.control.list_services({"name": ["web"]})) == ["web", "webdb"]
+    assert names(await s.control.list_services({"id": [web.id[:6]]})) == ["web"]
+    assert names(await s.control.list_services({"label": ["tier=front"]})) == ["web"]
+    assert names(await s.control.list_services({"mode": ["global"]})) == [g.spec.name]
+    with pytest.raises(InvalidArgument, match="Invalid filter: 'mode'='jobs'"):
+        await s.control.list_services({"mode": ["jobs"]})
+
+
+def test_task_up_to_date_against_a_template_with_defaults():
+    svc = Service.model_validate({"ID": new_id(), "Spec": CLI_CREATE})
+    task = Task.model_validate({"ID": new_id(), "Spec": spec_with_defaults(svc.spec.to_api())["TaskTemplate"], "DesiredState": TaskState.RUNNING})
+    assert task_up_to_date(task, svc)
