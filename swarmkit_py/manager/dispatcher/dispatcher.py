@@ -47,6 +47,7 @@ from ...store import (
     WatchClosed,
 )
 from ..proposer import Proposer
+from .assignments import AssignmentPusher
 from .directory import ManagerDirectory, StoreDirectory
 from .heartbeats import HeartbeatTracker
 from .identity import Identify, cert_identity
@@ -55,12 +56,14 @@ from .protocol import (
     INVALID_ARGUMENT,
     NODE_NOT_FOUND,
     NOT_LEADER,
+    PERMISSION_DENIED,
     SESSION,
     SESSION_INVALID,
     not_leader_message,
 )
 from .sessions import SessionTable
 from .status import StatusChange, StatusWriter
+from .taskstatus import TASK_STATUS, TaskStatusWriter, parse_updates
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +112,11 @@ class Dispatcher:
         }
         # Status-write totals of writers from earlier terms, so the counters never go back.
         self._past_writes = (0, 0)
+        # Task assignments and status reports (assignments.py, taskstatus.py): per term, like
+        # the node status writer.
+        self.assignments = AssignmentPusher(self)
+        self._task_writer: TaskStatusWriter | None = None
+        self.add_session_listener(self.assignments.session_opened)
 
     @property
     def grace(self) -> float:
@@ -124,6 +132,7 @@ class Dispatcher:
         """Add the RPC methods; do it on every manager, leader or not."""
         server.add_handler(SESSION, self._handle_session)
         server.add_handler(HEARTBEAT, self._handle_heartbeat)
+        server.add_handler(TASK_STATUS, self._handle_task_status)
 
     def add_session_listener(self, listener: SessionListener) -> None:
         """``listener(node_id)`` after each session opens: where assignments (issue 4) will
@@ -142,6 +151,8 @@ class Dispatcher:
         self._seed_timers(self.started_at + self.grace)
         self._spawn(self._sweep_loop(), "dispatcher-sweep")
         self._spawn(self._watch_nodes(), "dispatcher-node-watch")
+        self._task_writer = TaskStatusWriter(self.proposer)
+        self.assignments.start()
         log.info(
             "dispatcher started: %d nodes get until +%.1fs to heartbeat",
             len(self._tracker),
@@ -160,6 +171,10 @@ class Dispatcher:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._past_writes = self._write_totals(writer)
+        await self.assignments.stop()
+        task_writer, self._task_writer = self._task_writer, None
+        if task_writer is not None:
+            await task_writer.close(RpcError(NOT_LEADER, not_leader_message(self._leader_addr())))
         await writer.close(RpcError(NOT_LEADER, not_leader_message(self._leader_addr())))
         self._sessions.clear()
         self._tracker.clear()
@@ -230,6 +245,41 @@ class Dispatcher:
         self._tracker.set(session.node_id, self._clock() + self.grace)
         self.counters["heartbeats"] += 1
         return {"heartbeat_period": self.heartbeat_period, "managers": self.directory.managers()}
+
+    async def _handle_task_status(self, peer: PeerInfo, params: Any) -> dict[str, Any]:
+        """A worker's task reports (wire and rules in taskstatus.py); only its own tasks."""
+        params = _params(params)
+        self._require_running()
+        writer = self._task_writer
+        node_id = self._session_node(peer, params)
+        updates = parse_updates(params)
+        view = self.proposer.store.view()
+        for u in updates:
+            task = view.get_task(u.task_id)
+            if task is not None and task.node_id != node_id:
+                raise RpcError(
+                    PERMISSION_DENIED, f"task {u.task_id} is not assigned to node {node_id}"
+                )
+        try:
+            return await writer.submit(updates)
+        except RpcError:
+            raise
+        except NotLeader:
+            raise RpcError(NOT_LEADER, not_leader_message(self._leader_addr())) from None
+        except (NoQuorum, ProposalDropped, Stopped, StoreError) as e:
+            raise RpcError(UNAVAILABLE, f"cannot record task status: {e}") from None
+
+    def _session_node(self, peer: PeerInfo, params: Mapping[str, Any]) -> str:
+        """The node of an open session, checked as a heartbeat is (same connection)."""
+        session_id = params.get("session_id")
+        if not isinstance(session_id, str) or not session_id:
+            raise RpcError(INVALID_ARGUMENT, "session_id is required")
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise RpcError(SESSION_INVALID, "unknown or expired session; open a new session")
+        if session.connection is not None and session.connection is not peer.connection:
+            raise RpcError(SESSION_INVALID, "session belongs to another connection; open a new one")
+        return session.node_id
 
     def _require_running(self) -> tuple[StatusWriter, int]:
         writer = self._writer
@@ -368,6 +418,7 @@ class Dispatcher:
             "leader": self.running,
             "sessions": self.session_count(),
             "tracked_nodes": len(self._tracker),
+            "assignment_pushes": self.assignments.pushes,
             "nodes": self.node_state_counts(),
         }
 

@@ -1,0 +1,219 @@
+"""Task assignments: the leader tells every connected worker which tasks are its to run.
+
+Step 3 of docs/design/tasks.md. What goes down the wire is always a node's FULL set, never a
+diff: a lost or reordered push is repaired by the next one, a worker that reconnects (or a new
+leader) needs no history, and the worker's reconcile is a pure "make it look like this". Sets
+are small (tens of tasks per node), so the simplicity costs little.
+
+Wire (notification ``dispatcher.assignments``, leader -> worker)::
+
+    {"seq": int, "tasks": [{"id", "name", "service_id", "service_name", "slot", "node_id",
+                            "desired_state", "state", "spec", "ports"}]}
+
+``spec`` is the task's ``TaskSpec`` as the Docker API spells it (``ContainerSpec.Image``...,
+durations in nanoseconds): the canonical form, so fields the executor learns later need no
+dispatcher change. ``ports`` are the service's host-mode published ports (``PortConfig``
+spelling), the only endpoint part a worker acts on. ``state`` is the observed state in the
+store; a worker uses it only for tasks it does not know locally (after its own restart).
+``seq`` is the store's applied (Raft) index when the set was computed: it only grows, across
+leaders too, so a worker can drop a set older than one it already applied on that session.
+
+When to push: on every change of the set's *stable* content (membership, desired state,
+spec), debounced so that one transaction touching fifty tasks of a node costs one push, and
+unconditionally when a session opens. A change of observed state alone (the worker's own
+report coming back) does not re-push, as in swarmkit: the worker knows it already.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from typing import Any
+
+import msgpack
+
+from ...store import WatchClosed
+from ...store.objects import Task, TaskState
+from ...store.view import View
+
+log = logging.getLogger(__name__)
+
+ASSIGNMENTS = "dispatcher.assignments"
+DEBOUNCE = 0.02
+
+
+def is_assigned(task: Task) -> bool:
+    """Whether ``task`` belongs in its node's set (the contract's rule, step 3).
+
+    A task still pending (a global task has its node preset before the scheduler checked its
+    resources) is not the worker's yet. Afterwards it stays in the set while it should run,
+    or while it has not reached a terminal state (so a stale container is stopped when its
+    node comes back with the task desired ``shutdown``).
+    """
+    state = task.status.state
+    if not task.node_id or state < TaskState.ASSIGNED:
+        return False
+    return task.desired_state <= TaskState.RUNNING or not state.terminal
+
+
+def host_ports(view: View, service_id: str) -> list[dict[str, Any]]:
+    service = view.get_service(service_id)
+    spec = service.spec.endpoint_spec if service is not None else None
+    ports = []
+    for p in (spec.ports or []) if spec is not None else []:
+        if (p.publish_mode or "ingress") == "host" and p.target_port:
+            ports.append(p.to_wire())
+    return ports
+
+
+def service_name(view: View, task: Task) -> str:
+    """The service's name, which names the container; from the task's own name (``web.1``)
+    or the service id when the service has been removed meanwhile."""
+    service = view.get_service(task.service_id)
+    if service is not None and service.spec.name:
+        return service.spec.name
+    if task.name:
+        return task.name.split(".", 1)[0]
+    return task.service_id
+
+
+def task_wire(view: View, task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "name": task.name,
+        "service_id": task.service_id,
+        "service_name": service_name(view, task),
+        "slot": task.slot,
+        "node_id": task.node_id,
+        "desired_state": str(task.desired_state),
+        "state": str(task.status.state),
+        "spec": task.spec.to_wire(),
+        "ports": host_ports(view, task.service_id),
+    }
+
+
+def assignment_set(view: View, node_id: str) -> list[dict[str, Any]]:
+    """The node's full set, ordered by task id so that equal sets encode equally."""
+    tasks = [t for t in view.find("task", node_id=node_id) if is_assigned(t)]
+    return [task_wire(view, t) for t in sorted(tasks, key=lambda t: t.id)]
+
+
+def stable_digest(tasks: list[dict[str, Any]]) -> bytes:
+    """Digest of what a worker acts on: everything but the observed state."""
+    stable = [{k: v for k, v in t.items() if k != "state"} for t in tasks]
+    return hashlib.blake2b(msgpack.packb(stable, use_bin_type=True), digest_size=16).digest()
+
+
+class AssignmentPusher:
+    """Watches tasks and pushes each connected node its set when it changes.
+
+    ``dispatcher`` supplies ``proposer.store``, ``has_session(node_id)`` and
+    ``push(node_id, method, params)``. One flusher task does every push, so two pushes to the
+    same node never race each other out of order.
+    """
+
+    def __init__(self, dispatcher: Any, *, debounce: float = DEBOUNCE) -> None:
+        self._dispatcher = dispatcher
+        self.debounce = debounce
+        self._dirty: set[str] = set()
+        self._forced: set[str] = set()
+        self._pushed: dict[str, bytes] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self.pushes = 0
+        """Sets sent (for tests and metrics)."""
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks)
+
+    def start(self) -> None:
+        if self._tasks:
+            return
+        loop = asyncio.get_running_loop()
+        self._pushed.clear()
+        self._tasks = [
+            loop.create_task(self._watch(), name="dispatcher-assignments-watch"),
+            loop.create_task(self._flush_loop(), name="dispatcher-assignments-push"),
+        ]
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._dirty.clear()
+        self._forced.clear()
+        self._pushed.clear()
+
+    def session_opened(self, node_id: str) -> None:
+        """A (re)opened session gets its full set at once, whatever was pushed before."""
+        if not self._tasks:
+            return
+        self._forced.add(node_id)
+        self._wake.set()
+
+    # -- internals ------------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        store = self._dispatcher.proposer.store
+        while True:
+            watcher = store.watch("task")
+            # Anything may have changed while no watch was open: look at every node again.
+            self._dirty.update(self._dispatcher_nodes())
+            self._wake.set()
+            try:
+                async for event in watcher:
+                    for obj in (event.old, event.new):
+                        if obj is not None and obj.node_id:
+                            self._dirty.add(obj.node_id)
+                    self._wake.set()
+                return
+            except WatchClosed as e:
+                log.info("assignment watch closed (%s); re-reading tasks", e.reason)
+            finally:
+                watcher.close()
+
+    def _dispatcher_nodes(self) -> set[str]:
+        return {n.id for n in self._dispatcher.proposer.store.view().list("node")}
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._forced:
+                # Let the rest of a burst (a batch of scheduler transactions) arrive first.
+                await asyncio.sleep(self.debounce)
+                self._wake.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        forced, self._forced = self._forced, set()
+        dirty, self._dirty = self._dirty, set()
+        view = self._dispatcher.proposer.store.view()
+        sends = []
+        for node_id in sorted(forced | dirty):
+            if not self._dispatcher.has_session(node_id):
+                self._pushed.pop(node_id, None)
+                continue
+            tasks = assignment_set(view, node_id)
+            digest = stable_digest(tasks)
+            if node_id not in forced and self._pushed.get(node_id) == digest:
+                continue
+            sends.append((node_id, digest, {"seq": view.index, "tasks": tasks}))
+        if not sends:
+            return
+        results = await asyncio.gather(
+            *(self._dispatcher.push(n, ASSIGNMENTS, params) for n, _, params in sends),
+            return_exceptions=True,
+        )
+        for (node_id, digest, _), ok in zip(sends, results, strict=True):
+            if ok is True:
+                self._pushed[node_id] = digest
+                self.pushes += 1
+            else:
+                # No session any more: the next session_opened sends the set again.
+                self._pushed.pop(node_id, None)
+                if isinstance(ok, BaseException):
+                    log.warning("pushing assignments to %s failed: %s", node_id, ok)

@@ -1,0 +1,237 @@
+"""``dispatcher.task_status``: workers report what really happened to their tasks.
+
+Request (worker -> leader)::
+
+    {"session_id": str, "updates": [{"task_id": str, "state": str, "message"?: str,
+      "err"?: str, "container_status"?: {"container_id", "pid", "exit_code"},
+      "timestamp"?: float (unix seconds) | RFC 3339 str}]}
+
+Answer: ``{"written": int, "skipped": [{"task_id": str, "reason": str}]}``; ``reason`` is
+``not_found`` (task deleted meanwhile: nothing to do), ``backwards`` or ``unchanged``.
+
+Rules (docs/design/tasks.md): the worker writes only states from ``accepted`` on; observed
+state never moves backwards (a late report from before a restart must not revive a task); a
+report that changes nothing stored is not written. A task of another node refuses the whole
+call with ``permission_denied`` and nothing is written, as in swarmkit: a worker never has a
+legitimate reason to report another node's task.
+
+Writes are group-committed like node status (status.py): every update of one call goes into
+one transaction, and calls arriving while a proposal is in flight share the next one. A busy
+cluster with hundreds of workers thus costs a handful of Raft entries per round trip, not one
+per container event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ...rpc import RpcError
+from ...store import SequenceError, Transaction
+from ...store.objects import ContainerStatus, Task, TaskState, TaskStatus
+from ...store.timefmt import parse_rfc3339
+from ..proposer import Proposer
+from .protocol import INVALID_ARGUMENT
+
+log = logging.getLogger(__name__)
+
+TASK_STATUS = "dispatcher.task_status"
+MAX_CONFLICT_RETRIES = 5
+MAX_UPDATES = 10_000
+
+WORKER_STATES = frozenset(
+    {
+        TaskState.ACCEPTED,
+        TaskState.PREPARING,
+        TaskState.READY,
+        TaskState.STARTING,
+        TaskState.RUNNING,
+        TaskState.COMPLETE,
+        TaskState.SHUTDOWN,
+        TaskState.FAILED,
+        TaskState.REJECTED,
+    }
+)
+"""The observed states a worker may write (tasks.md: ``accepted`` and later, never
+``orphaned``, which only the orchestrator decides)."""
+
+
+class BadUpdate(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    task_id: str
+    status: TaskStatus
+
+    @classmethod
+    def parse(cls, raw: Any) -> StatusUpdate:
+        """Validate one wire update; raises BadUpdate with a message for the caller."""
+        if not isinstance(raw, Mapping):
+            raise BadUpdate("each update must be a map")
+        task_id = raw.get("task_id")
+        if not isinstance(task_id, str) or not task_id:
+            raise BadUpdate("update without task_id")
+        try:
+            state = TaskState(raw.get("state"))
+        except ValueError:
+            raise BadUpdate(f"task {task_id}: unknown state {raw.get('state')!r}") from None
+        if state not in WORKER_STATES:
+            raise BadUpdate(f"task {task_id}: a worker cannot report state {state}")
+        message, err = raw.get("message") or "", raw.get("err") or None
+        if not isinstance(message, str) or not (err is None or isinstance(err, str)):
+            raise BadUpdate(f"task {task_id}: message and err must be strings")
+        try:
+            cs = raw.get("container_status")
+            container = None if not cs else ContainerStatus.model_validate(cs)
+            status = TaskStatus(
+                timestamp=_timestamp(raw.get("timestamp")),
+                state=state,
+                message=message,
+                err=err,
+                container_status=container,
+            )
+        except (ValueError, TypeError) as e:
+            raise BadUpdate(f"task {task_id}: {e}") from None
+        return cls(task_id, status)
+
+
+def _timestamp(raw: Any) -> datetime:
+    if raw is None:
+        return datetime.now(UTC)
+    if isinstance(raw, bool):
+        raise ValueError("timestamp must be a number or an RFC 3339 string")
+    if isinstance(raw, int | float):
+        return datetime.fromtimestamp(raw, UTC)
+    if isinstance(raw, str):
+        return parse_rfc3339(raw)
+    raise ValueError("timestamp must be a number or an RFC 3339 string")
+
+
+def parse_updates(params: Mapping[str, Any]) -> list[StatusUpdate]:
+    raw = params.get("updates")
+    if not isinstance(raw, list) or len(raw) > MAX_UPDATES:
+        raise RpcError(INVALID_ARGUMENT, f"updates must be a list of at most {MAX_UPDATES}")
+    try:
+        return [StatusUpdate.parse(u) for u in raw]
+    except BadUpdate as e:
+        raise RpcError(INVALID_ARGUMENT, str(e)) from None
+
+
+def apply_update(task: Task, status: TaskStatus) -> tuple[Task | None, str]:
+    """``(updated task, "")`` or ``(None, reason)`` when nothing should be written."""
+    old = task.status
+    if status.state < old.state:
+        return None, "backwards"
+    if (
+        status.state == old.state
+        and status.message == old.message
+        and status.err == old.err
+        and status.container_status == old.container_status
+    ):
+        return None, "unchanged"
+    new = task.clone()
+    new.status = status.model_copy(deep=True)
+    return new, ""
+
+
+class TaskStatusWriter:
+    """Group commit of status updates; ``submit(updates)`` resolves to the call's answer.
+
+    Each call's updates are validated (node ownership) and written together; if an earlier
+    call's batch is in flight they wait and join the next batch. For two updates of the same
+    task in one batch the later wins (the worker reports in order, last state wins).
+    """
+
+    def __init__(self, proposer: Proposer) -> None:
+        self._proposer = proposer
+        self._queue: list[tuple[list[StatusUpdate], asyncio.Future]] = []
+        self._task: asyncio.Task | None = None
+        self._closed: BaseException | None = None
+        self.transactions = 0
+        self.tasks_written = 0
+
+    def submit(self, updates: list[StatusUpdate]) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        if self._closed is not None:
+            fut.set_exception(self._closed)
+            return fut
+        self._queue.append((updates, fut))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="dispatcher-task-status-writer"
+            )
+        return fut
+
+    async def close(self, reason: BaseException) -> None:
+        self._closed = reason
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        queue, self._queue = self._queue, []
+        for _, fut in queue:
+            if not fut.done():
+                fut.set_exception(reason)
+
+    async def _run(self) -> None:
+        await asyncio.sleep(0)  # let calls of the same loop iteration join the batch
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                await self._write(batch)
+            except asyncio.CancelledError:
+                self._queue[:0] = batch
+                raise
+
+    async def _write(self, batch: list[tuple[list[StatusUpdate], asyncio.Future]]) -> None:
+        for _attempt in range(MAX_CONFLICT_RETRIES):
+            view = self._proposer.store.view()
+            latest: dict[str, StatusUpdate] = {}
+            for updates, _ in batch:
+                for u in updates:
+                    latest[u.task_id] = u
+            outcome: dict[str, str] = {}
+            tx = Transaction()
+            for task_id, u in latest.items():
+                task = view.get_task(task_id)
+                if task is None:
+                    outcome[task_id] = "not_found"
+                    continue
+                new, reason = apply_update(task, u.status)
+                outcome[task_id] = reason
+                if new is not None:
+                    tx.update(new)
+            if len(tx):
+                try:
+                    await self._proposer.propose(tx)
+                except SequenceError:
+                    # An orchestrator changed one of these tasks (desired state) meanwhile.
+                    log.debug("task status batch conflicted; retrying with a fresh read")
+                    continue
+                except Exception as e:
+                    _fail(batch, e)
+                    return
+                self.transactions += 1
+                self.tasks_written += len(tx)
+            break
+        else:
+            _fail(batch, SequenceError("task status update kept conflicting with other writes"))
+            return
+        for updates, fut in batch:
+            if fut.done():
+                continue
+            ids = list(dict.fromkeys(u.task_id for u in updates))
+            skipped = [{"task_id": i, "reason": outcome[i]} for i in ids if outcome[i]]
+            fut.set_result({"written": len(ids) - len(skipped), "skipped": skipped})
+
+
+def _fail(batch: list[tuple[list[StatusUpdate], asyncio.Future]], exc: BaseException) -> None:
+    for _, fut in batch:
+        if not fut.done():
+            fut.set_exception(exc)

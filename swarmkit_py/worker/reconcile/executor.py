@@ -1,0 +1,92 @@
+"""What the reconciler needs from an executor, and the Docker implementation of it.
+
+The reconciler decides (start, stop, adopt, remove); the executor does. Keeping that seam a
+four-method protocol lets the decisions be unit-tested with a fake in memory, while the real
+thing is the Docker executor (``worker/executor``) behind it unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+import docker
+import docker.errors
+
+from ..executor import Controller, EngineUnavailable, TaskSpec, TaskStatus, connect
+from ..executor import docker_adapter as adapter
+
+
+class TaskController(Protocol):
+    """The slice of ``executor.Controller`` the reconciler drives (see its docstrings)."""
+
+    def status(self) -> TaskStatus: ...
+    async def prepare(self) -> TaskStatus: ...
+    async def start(self) -> TaskStatus: ...
+    async def wait(self) -> TaskStatus: ...
+    async def shutdown(self, grace: float | None = None) -> TaskStatus: ...
+
+
+class Executor(Protocol):
+    async def controller(self, spec: TaskSpec) -> TaskController:
+        """A fresh controller (state accepted). Raises EngineUnavailable to be retried."""
+
+    async def containers(self, node_id: str) -> dict[str, Any]:
+        """This node's task containers by task id. Raises EngineUnavailable."""
+
+    def adopt(self, spec: TaskSpec, container: Any) -> TaskController:
+        """A controller for a container an earlier worker process made."""
+
+    async def remove(self, container: Any) -> None:
+        """Remove a container no task of this node owns any more."""
+
+
+class DockerExecutor:
+    """Tasks as containers on the local engine (``base_url`` None: DOCKER_HOST / the socket).
+
+    The client is made on first use and made again after a failed attempt: the worker starts
+    even when dockerd is down, reports that, and picks up once the engine answers.
+    """
+
+    def __init__(self, base_url: str | None = None, *, timeout: int = 60) -> None:
+        self.base_url = base_url
+        self.timeout = timeout
+        self._client: docker.DockerClient | None = None
+        self._lock = asyncio.Lock()
+
+    async def client(self) -> docker.DockerClient:
+        async with self._lock:
+            if self._client is None:
+                self._client = await asyncio.to_thread(connect, self.base_url, self.timeout)
+            return self._client
+
+    async def controller(self, spec: TaskSpec) -> TaskController:
+        return Controller(await self.client(), spec)
+
+    async def containers(self, node_id: str) -> dict[str, Any]:
+        client = await self.client()
+        for _attempt in range(5):
+            try:
+                return await asyncio.to_thread(adapter.list_task_containers, client, node_id)
+            except docker.errors.NotFound:
+                continue  # one vanished between the list and its inspect: list again
+        raise EngineUnavailable("task containers kept vanishing while being listed")
+
+    def adopt(self, spec: TaskSpec, container: Any) -> TaskController:
+        assert self._client is not None, "containers() came first"
+        return Controller.adopt(self._client, spec, container)
+
+    async def remove(self, container: Any) -> None:
+        client = await self.client()
+        try:
+            await adapter.call(client.api.remove_container, container.id, force=True)
+        except docker.errors.NotFound:
+            pass
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+__all__ = ["DockerExecutor", "EngineUnavailable", "Executor", "TaskController"]
