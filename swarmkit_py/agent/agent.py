@@ -27,6 +27,7 @@ from ..ca.optional_tls import server_context_optional_client
 from ..manager.bootstrap import initial_transaction
 from ..manager.caserver import CAServer
 from ..manager.dispatcher import ClusterDirectory, Dispatcher, cert_identity
+from ..manager.scheduler import SchedulerLoop
 from ..manager.manager import Manager
 from ..manager.raftjoin import RaftMembership, fetch_members, request_join
 from ..manager.rolemanager import RoleManager
@@ -207,6 +208,8 @@ class Agent:
         disp.register(self.rpc)
         mgr.add_leader_loop("dispatcher", disp.start, disp.stop)
         self.components["dispatcher"] = disp
+        sched = SchedulerLoop(mgr.proposer)
+        mgr.add_leader_loop("scheduler", sched.start, sched.stop)
         ca = CAServer(mgr.proposer)
         ca.register(self.rpc)
         roles = RoleManager(mgr)
