@@ -1,0 +1,116 @@
+"""Node failure: move work off nodes the dispatcher declared `down`, at once.
+
+When a node is `down` (or was removed from the cluster with tasks still on it), every task on
+it that should be running is marked desired `shutdown`, and - in the same transaction - a
+replicated task's slot gets a new task to schedule elsewhere. There is no restart delay: the
+task did not fail, its host died, and every second spent waiting is a second of missing
+replicas. A global service simply stops having a task there.
+
+What it never does:
+- touch tasks of nodes that are `ready`, `unknown` or `disconnected`. After a leader change
+  the new leader may not have heard from a node yet; only the dispatcher's verdict `down`
+  (after its grace period) counts, so a healthy node's tasks are never rescheduled by an
+  election.
+- bring an old task back. Desired state only moves forward: when a dead node returns and
+  reports its old tasks (even as `running`), they stay desired `shutdown`, the dispatcher
+  sends the node that set, and the worker stops the stale containers.
+
+After `orphan_after` (24 h, as Swarm) a down node's unfinished tasks are written off:
+observed state `orphaned`, so they count as history and the reaper can trim them. How long a
+node has been down is bounded from below by its last write (`updated_at`), so a new leader
+never orphans early.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from ...store import NodeState, TaskState, View
+from .defaults import ORPHAN_AFTER
+from .loop import Batch, StoreLoop
+from .slots import is_replicated, node_down, replicas, runnable
+from .taskinit import new_task
+
+ORPHAN_MESSAGE = "task orphaned: its node has been down for too long"
+
+
+class NodeFailure(StoreLoop):
+    name = "nodefail"
+    kinds = ("node", "task")
+
+    def __init__(self, proposer, *, orphan_after: float = ORPHAN_AFTER, **kw) -> None:
+        super().__init__(proposer, **kw)
+        self.orphan_after = orphan_after
+        self._down_seen: dict[str, datetime] = {}
+
+    def reconcile(self, view: View, batch: Batch, events) -> None:
+        now = self.clock()
+        down = {n.id: n for n in view.nodes(state=NodeState.DOWN)}
+        self._down_seen = {k: v for k, v in self._down_seen.items() if k in down}
+        for nid in down:
+            self._down_seen.setdefault(nid, now)
+        if events is None:
+            nodes = set(down)
+            gone = {t.node_id for t in view.find("task", where=lambda t: t.node_id is not None and runnable(t))}
+            nodes |= {nid for nid in gone if view.get_node(nid) is None}
+        else:
+            nodes = {k[1] for k in self.fired if isinstance(k, tuple)}
+            for e in events:
+                if e.kind == "node":
+                    nodes.add(e.obj.id)
+                elif e.new is not None and e.new.node_id is not None:
+                    nodes.add(e.new.node_id)
+        created: set[tuple[str, int]] = set()
+        for nid in nodes:
+            node = view.get_node(nid)
+            if node is not None and not node_down(node):
+                continue
+            tasks = view.tasks(node_id=nid)
+            for t in tasks:
+                if runnable(t):
+                    self._replace(view, batch, t, now, created)
+            if node is not None:
+                self._orphan(batch, node, tasks, now)
+
+    def _replace(self, view: View, batch: Batch, t, now: datetime, created: set) -> None:
+        svc = view.get_service(t.service_id)
+        if svc is not None and not is_replicated(svc) and view.get_node(t.node_id) is None:
+            return  # a global task of a removed node: the global orchestrator removes it
+        batch.updated(t).desired_state = TaskState.SHUTDOWN
+        if svc is None or not is_replicated(svc) or t.slot is None or t.slot > replicas(svc):
+            return
+        key = (svc.id, t.slot)
+        if key in created:
+            return
+        others = [
+            o
+            for o in view.tasks(service_id=svc.id, slot=t.slot)
+            if o.id != t.id and runnable(o) and not _on_dead_node(view, o)
+        ]
+        if others:
+            return  # the slot still has a live task (start-first update in flight)
+        created.add(key)
+        batch.create(new_task(svc, self.new_id(), now, slot=t.slot))
+
+    def _orphan(self, batch: Batch, node, tasks, now: datetime) -> None:
+        updated = node.updated_at or now
+        since = min(self._down_seen.get(node.id, now), updated)
+        due = since + timedelta(seconds=self.orphan_after)
+        live = [t for t in tasks if not t.status.state.terminal]
+        if not live:
+            return
+        if due > now:
+            self.wake_at(("orphan", node.id), due)
+            return
+        for t in live:
+            c = batch.updated(t)
+            c.status.state = TaskState.ORPHANED
+            c.status.message = ORPHAN_MESSAGE
+            c.status.timestamp = now
+
+
+def _on_dead_node(view: View, t) -> bool:
+    if t.node_id is None:
+        return False
+    node = view.get_node(t.node_id)
+    return node is None or node_down(node)

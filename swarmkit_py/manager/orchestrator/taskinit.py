@@ -1,0 +1,47 @@
+"""New tasks, as every loop creates them (swarmkit's orchestrator.NewTask).
+
+Why one function: a task's identity fields (slot or node, name, spec copy) must be the same
+whichever loop made it - the replicated orchestrator filling a slot, the restart supervisor
+replacing a failed task, the node-failure loop moving work off a dead host, or the update
+supervisor rolling a new spec - or `docker service ps` and the up-to-date check disagree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ...store import Service, Task, TaskState, TaskStatus
+
+PENDING_MESSAGE = "pending task scheduling"
+
+
+def task_name(service: Service, slot: int | None = None, node_id: str | None = None) -> str:
+    """`web.3` for a replicated slot, `web.<node id>` for a global service's task."""
+    suffix = slot if slot is not None else node_id
+    return f"{service.spec.name}.{suffix}"
+
+
+def new_task(
+    service: Service,
+    task_id: str,
+    now: datetime,
+    *,
+    slot: int | None = None,
+    node_id: str | None = None,
+) -> Task:
+    """A task for `slot` (replicated) or `node_id` (global), born `pending` with desired
+    `running` (there is no allocator stage here; see docs/design/tasks.md). Global tasks come
+    with their node preset; the scheduler only checks resources for them."""
+    if (slot is None) == (node_id is None):
+        raise ValueError("a task needs either a slot (replicated) or a node (global)")
+    return Task(
+        id=task_id,
+        name=task_name(service, slot, node_id),
+        labels=dict(service.spec.labels),
+        spec=service.spec.task_template.model_copy(deep=True),
+        service_id=service.id,
+        slot=slot,
+        node_id=node_id,
+        status=TaskStatus(timestamp=now, state=TaskState.PENDING, message=PENDING_MESSAGE),
+        desired_state=TaskState.RUNNING,
+    )

@@ -1,0 +1,125 @@
+"""Replicated orchestrator: slots 1..N, scale up/down in one transaction, service removal."""
+
+from __future__ import annotations
+
+import pytest
+
+from swarmkit_py.manager.orchestrator import (
+    ReplicatedOrchestrator,
+    TaskReaper,
+    UpdateSupervisor,
+    is_up_to_date,
+)
+from swarmkit_py.store import TaskState
+from tests.unit.test_orchestrator_fixtures import Harness, settle, until
+
+pytestmark = pytest.mark.asyncio
+
+
+def slots(h, sid):
+    return sorted(t.slot for t in h.runnable(sid))
+
+
+async def test_creates_one_pending_task_per_slot_named_like_swarm():
+    h = Harness()
+    await h.start(ReplicatedOrchestrator)
+    sid = await h.add_service("web", 3)
+    await until(lambda: len(h.runnable(sid)) == 3)
+    ts = sorted(h.runnable(sid), key=lambda t: t.slot)
+    assert [t.slot for t in ts] == [1, 2, 3]
+    assert [t.name for t in ts] == ["web.1", "web.2", "web.3"]
+    for t in ts:
+        assert t.status.state == TaskState.PENDING and t.desired_state == TaskState.RUNNING
+        assert t.node_id is None
+        assert is_up_to_date(t, h.service(sid))
+    await h.stop()
+
+
+async def test_scale_up_and_down_keeps_slots_unique_and_contiguous():
+    h = Harness()
+    await h.add_node("n1")
+    await h.start(ReplicatedOrchestrator)
+    sid = await h.add_service("web", 3)
+    await until(lambda: slots(h, sid) == [1, 2, 3])
+    await h.work()
+    for n in (6, 2, 5, 0, 4):
+        await h.scale(sid, n)
+        await until(lambda n=n: slots(h, sid) == list(range(1, n + 1)), what=f"slots 1..{n}")
+        await h.work()
+        # Stopped tasks of removed slots stay as history with desired shutdown.
+        for t in h.tasks(sid):
+            if t.slot > n:
+                assert t.desired_state >= TaskState.SHUTDOWN
+    await h.stop()
+
+
+async def test_a_big_scale_is_one_proposal_not_one_per_task():
+    h = Harness()
+    await h.start(ReplicatedOrchestrator)
+    sid = await h.add_service("web", 1)
+    await until(lambda: len(h.runnable(sid)) == 1)
+    before = len(h.proposer.sizes)
+    await h.scale(sid, 1000)
+    await until(lambda: len(h.runnable(sid)) == 1000)
+    await settle()
+    sizes = h.proposer.sizes[before:]
+    assert sizes[0] == 999 and sum(1 for s in sizes if s) <= 2, sizes
+    await h.stop()
+
+
+async def test_service_removal_marks_tasks_remove_and_the_reaper_deletes_them_once_stopped():
+    h = Harness()
+    await h.add_node("n1")
+    await h.start(ReplicatedOrchestrator, TaskReaper)
+    sid = await h.add_service("web", 3)
+    await until(lambda: len(h.runnable(sid)) == 3)
+    await h.work()
+    await h.delete_service(sid)
+    await until(lambda: all(t.desired_state == TaskState.REMOVE for t in h.tasks(sid)))
+    assert len(h.tasks(sid)) == 3  # still running: not deleted yet
+    await h.work()  # workers stop them
+    await until(lambda: h.tasks(sid) == [], what="tasks deleted")
+    await h.stop()
+
+
+async def test_removal_found_after_a_leader_change():
+    h = Harness()
+    await h.start(ReplicatedOrchestrator)
+    sid = await h.add_service("web", 2)
+    await until(lambda: len(h.runnable(sid)) == 2)
+    await h.stop()
+    await h.delete_service(sid)  # while no leader loop ran
+    await h.start(ReplicatedOrchestrator)
+    await until(lambda: all(t.desired_state == TaskState.REMOVE for t in h.tasks(sid)))
+    await h.stop()
+
+
+async def test_pure_scale_does_not_start_an_update():
+    h = Harness()
+    await h.add_node("n1")
+    await h.start(ReplicatedOrchestrator, UpdateSupervisor)
+    sid = await h.add_service("web", 2)
+    await until(lambda: len(h.runnable(sid)) == 2)
+    await h.work()
+    await h.scale(sid, 5)
+    await until(lambda: len(h.runnable(sid)) == 5)
+    await h.work()
+    await h.clock.advance(10)
+    assert h.service(sid).update_status is None
+    assert all(is_up_to_date(t, h.service(sid)) for t in h.tasks(sid))
+    assert len(h.tasks(sid)) == 5  # nothing was replaced
+    await h.stop()
+
+
+async def test_refills_a_slot_whose_task_stopped_holding_it():
+    h = Harness()
+    await h.start(ReplicatedOrchestrator)
+    sid = await h.add_service("web", 2)
+    await until(lambda: len(h.runnable(sid)) == 2)
+    victim = h.runnable(sid)[0]
+    c = victim.clone()
+    c.desired_state = TaskState.SHUTDOWN
+    await h.write(c)
+    await until(lambda: slots(h, sid) == [1, 2])
+    assert victim.id not in {t.id for t in h.runnable(sid)}
+    await h.stop()
