@@ -27,14 +27,15 @@ from ..ca.optional_tls import server_context_optional_client
 from ..manager.bootstrap import initial_transaction
 from ..manager.caserver import CAServer
 from ..manager.dispatcher import ClusterDirectory, Dispatcher, cert_identity
-from ..manager.scheduler import SchedulerLoop
 from ..manager.manager import Manager
 from ..manager.raftjoin import RaftMembership, fetch_members, request_join
 from ..manager.rolemanager import RoleManager
+from ..manager.scheduler import SchedulerLoop
 from ..raft.errors import RaftError
 from ..rpc import RpcServer
 from ..worker.certs import CertRenewer
 from ..worker.describe import describe_node
+from ..worker.reconcile import DockerExecutor, TaskWorker
 from ..worker.session import WorkerSession
 from .config import AgentConfig
 from .identity import new_raft_id
@@ -58,6 +59,7 @@ class Agent:
         self.session: WorkerSession | None = None
         self._metrics_runner = None
         self.renewer: CertRenewer | None = None
+        self.task_worker: TaskWorker | None = None
 
     # ---------------------------------------------------------------- TLS material
     def _creds(self) -> tuple[bytes, bytes, bytes]:
@@ -125,6 +127,9 @@ class Agent:
         for t in self._tasks:
             t.cancel()
         self._tasks = []
+        if self.task_worker is not None:
+            await self.task_worker.stop()  # leaves containers running: a restart adopts them
+            self.task_worker = None
         if self.session is not None:
             await self.session.stop()
             self.session = None
@@ -151,7 +156,9 @@ class Agent:
         )
         self.session.on_push("ca.renew_now", lambda params: self.renewer.request_renewal("manager asked"))
         self.session.add_session_listener(self._remember_managers)
+        self.task_worker = TaskWorker(self.session, DockerExecutor(self.cfg.docker_host))
         self.session.start()
+        self.task_worker.start()
         self._tasks.append(asyncio.create_task(self.renewer.run(), name="cert-renewer"))
 
     def _remember_managers(self, answer) -> None:
