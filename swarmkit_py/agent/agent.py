@@ -28,6 +28,7 @@ from ..manager.bootstrap import initial_transaction
 from ..manager.caserver import CAServer
 from ..manager.dispatcher import ClusterDirectory, Dispatcher, cert_identity
 from ..manager.manager import Manager
+from ..manager.orchestrator import orchestration_loops
 from ..manager.raftjoin import RaftMembership, fetch_members, request_join
 from ..manager.rolemanager import RoleManager
 from ..manager.scheduler import SchedulerLoop
@@ -217,6 +218,8 @@ class Agent:
         self.components["dispatcher"] = disp
         sched = SchedulerLoop(mgr.proposer)
         mgr.add_leader_loop("scheduler", sched.start, sched.stop)
+        for name, loop in orchestration_loops(mgr.proposer):
+            mgr.add_leader_loop(f"orchestrator-{name}", loop.start, loop.stop)
         ca = CAServer(mgr.proposer)
         ca.register(self.rpc)
         roles = RoleManager(mgr)
