@@ -9,6 +9,10 @@ API's half: request shapes, status codes, and what the CLI renders from our answ
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import threading
+import time
 
 from swarmkit_py.store import Task, Transaction, new_id
 from tests.integration import test_api_cli as base
@@ -131,3 +135,24 @@ def test_service_create_with_published_port_and_constraint(server, cli):
     proc = cli("service", "create", "-d", "--name", "bad", "--constraint", "node.role", IMAGE,
                ok=False)
     assert proc.returncode == 1 and "constraint expected one operator" in proc.stderr
+
+
+def test_cli_waits_for_up_to_date_tasks_to_converge(server, cli, tmp_path):
+    """Without -d the CLI polls /services/{id}, /tasks?filters={"_up-to-date":...} and /nodes
+    until the new template's tasks run. Old tasks still running must not count: only once the
+    test writes tasks of the new template does the CLI print `converged`."""
+    cli("service", "create", "-d", "--name", "conv", "--replicas", "2",
+        "--update-monitor", "200ms", IMAGE)
+    add_tasks(server, "conv", [1, 2])
+    proc = subprocess.Popen(
+        [base.DOCKER, "-H", server.url, "service", "update", "--image", "local/busybox:2", "conv"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, DOCKER_CONFIG=str(tmp_path / "docker-config")),
+    )
+    # The old tasks run the whole time: the CLI must still be waiting after a few polls.
+    time.sleep(1.5)
+    assert proc.poll() is None, proc.communicate()
+    threading.Thread(target=add_tasks, args=(server, "conv", [1, 2])).start()
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "converged" in out, out

@@ -15,7 +15,7 @@ from .errors import FailedPrecondition, Internal, InvalidArgument, NotInSwarm
 from .nodes import NODE_FILTERS
 from .quorum import can_remove_member, member_for
 from .services import SERVICE_FILTERS, service_json
-from .tasks import TASK_FILTERS, task_json, task_up_to_date
+from .tasks import TASK_FILTERS, task_json
 
 __all__ = [
     "LAST_MANAGER_MESSAGE",
@@ -34,5 +34,4 @@ __all__ = [
     "member_for",
     "service_json",
     "task_json",
-    "task_up_to_date",
 ]

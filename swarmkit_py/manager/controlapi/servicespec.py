@@ -3,16 +3,17 @@
 Validation follows swarmkit's `validateServiceSpec` (same checks, same messages, so operators'
 searches find them), plus a few refusals where Swarm would accept a service it can never run:
 - constraint keys other than the ones the scheduler knows (Swarm accepts `node.hostnmae==x`
-  and leaves the service pending forever);
+  and leaves the service pending forever); the scheduler's parser is the judge;
 - job modes and overlay networks, which this implementation does not have;
 - more than MAX_REPLICAS replicas (Swarm would try to create 2**63 tasks and take its leader
   down with it).
 
-Comparison (`canonical`) is what decides "did the TaskTemplate change?" for updates and the
-`_up-to-date` task filter. It fills Docker's defaults and drops Go's zero values first, because
-clients echo specs back in different shapes: the SDK's `service.scale()` sends the spec it
-read with `insertDefaults=true`, and that must not count as a new template (it would restart
-every task for a scale).
+Comparison (`canonical_*`) decides "did the client change the TaskTemplate?" on update. It
+fills Docker's defaults and drops Go's zero values first, because clients echo specs back in
+different shapes: the SDK's `service.scale()` sends the spec it read with
+`insertDefaults=true`, and that must not count as a new template (it would restart every task
+for a scale). When the templates compare equal the API stores the old one byte for byte, so
+the orchestrators' stricter rule (orchestrator/uptodate.py) agrees that no task is out of date.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ...store import ServiceSpec, TaskSpec, UpdateConfig
+from ..scheduler import constraints as scheduler_constraints
 from .errors import InvalidArgument
 from .nodes import _json_type, describe_validation
 
@@ -44,11 +46,6 @@ DEFAULT_UPDATE_CONFIG = {
 }
 """swarmkit's api/defaults, as dockerd shows them with `insertDefaults=true` (transcript)."""
 
-CONSTRAINT_KEYS = ("node.id", "node.hostname", "node.role", "node.platform.os",
-                   "node.platform.arch")
-CONSTRAINT_PREFIXES = ("node.labels.", "engine.labels.")
-_CONSTRAINT_KEY = re.compile(r"^[a-z_][a-z0-9\-_.]+$", re.IGNORECASE)
-_CONSTRAINT_VALUE = re.compile(r"^[a-z0-9:\-_\s.*()?+\[\]\\^$|/]+$", re.IGNORECASE)
 # swarmkit's isValidDNSName `^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$`, rewritten without nested
 # quantifiers: Python's backtracking engine takes exponential time on the original.
 _DNS_NAME = re.compile(r"^[A-Za-z0-9](?:[-_A-Za-z0-9]*[A-Za-z0-9])?$")
@@ -171,31 +168,12 @@ def _validate_task_spec(ts: TaskSpec) -> None:
 
 
 def validate_constraints(constraints: list[str]) -> None:
-    """swarmkit's constraint.Parse (same messages), then the key must be one the scheduler
-    evaluates."""
-    for expr in constraints:
-        for op in ("==", "!="):
-            if op not in expr:
-                continue
-            key, _, value = expr.partition(op)
-            key, value = key.strip(), value.strip()
-            if not _CONSTRAINT_KEY.match(key):
-                raise _invalid(f"key '{key}' is invalid")
-            if not _CONSTRAINT_VALUE.match(value):
-                raise _invalid(f"value '{value}' is invalid")
-            lowered = key.lower()
-            known = lowered in CONSTRAINT_KEYS or (
-                lowered.startswith(CONSTRAINT_PREFIXES)
-                and lowered not in CONSTRAINT_PREFIXES
-            )
-            if not known:
-                raise _invalid(
-                    f"constraint key '{key}' is not supported: use one of "
-                    f"{', '.join(CONSTRAINT_KEYS)}, node.labels.<label>, engine.labels.<label>"
-                )
-            break
-        else:
-            raise _invalid("constraint expected one operator from ==, !=")
+    """The scheduler's own parser decides (one grammar for "accepted" and "matched"); it
+    follows swarmkit's constraint.Parse and its messages, and also refuses unknown keys."""
+    try:
+        scheduler_constraints.validate_constraints(constraints)
+    except scheduler_constraints.ConstraintError as exc:
+        raise _invalid(str(exc)) from None
 
 
 def _validate_update_config(config: UpdateConfig) -> None:

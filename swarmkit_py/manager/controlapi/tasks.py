@@ -10,11 +10,9 @@ Filters follow dockerd (daemon/cluster/tasks.go) and swarmkit's ListTasks:
 - `_up-to-date` keeps tasks whose spec is the service's current TaskTemplate. The CLI's
   convergence loop depends on it: ignored, old running tasks look converged.
 
-Up to date means equal after servicespec.canonical_template (defaults filled, zero values
-dropped): the orchestrator copies the template verbatim, so this is plain equality in
-practice, and tolerant of a template echoed back with defaults. The orchestrator package's
-`uptodate.py` did not exist when this was written; this module's `task_up_to_date` is the
-API's definition, and should delegate to that one once it lands.
+"Up to date" is orchestrator/uptodate.py's rule, the one the update supervisor replaces
+tasks by: if the two disagreed, `docker service update` would report convergence before, or
+long after, the rollout.
 """
 
 from __future__ import annotations
@@ -23,19 +21,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...store import Service, Task, TaskState, format_rfc3339
+from ..orchestrator.uptodate import is_up_to_date
 from .errors import InvalidArgument
 from .nodes import _labels_match, _parse_labels, validate_filters
-from .servicespec import canonical_template
 
 TASK_FILTERS = frozenset(
     {"id", "name", "label", "service", "node", "desired-state", "_up-to-date", "runtime"}
 )
 _DESIRED = {"running": TaskState.RUNNING, "shutdown": TaskState.SHUTDOWN,
             "accepted": TaskState.ACCEPTED}
-
-
-def task_up_to_date(task: Task, service: Service) -> bool:
-    return canonical_template(task.spec) == canonical_template(service.spec.task_template)
 
 
 def task_name(task: Task, service: Service | None) -> str:
@@ -73,7 +67,6 @@ class TaskMethods:
         labels = _parse_labels(f.get("label", []))
         up_to_date = "_up-to-date" in f
         services: dict[str, Service | None] = {}
-        templates: dict[str, Any] = {}
 
         def service_of(task: Task) -> Service | None:
             if task.service_id not in services:
@@ -82,11 +75,7 @@ class TaskMethods:
 
         def is_current(task: Task) -> bool:
             svc = service_of(task)
-            if svc is None:
-                return False
-            if svc.id not in templates:
-                templates[svc.id] = canonical_template(svc.spec.task_template)
-            return canonical_template(task.spec) == templates[svc.id]
+            return svc is not None and is_up_to_date(task, svc)
 
         out = []
         for task in candidates:
