@@ -116,3 +116,101 @@ def ssh(c, host, cmd, name="lab", timeout=5.0):
 
 lab = Collection("lab", up, down, crash, restart, partition, heal, status, ssh)
 ns = Collection(lab)
+
+
+# --- cluster operations over SSH and the Docker API (logic in swarmkit_py/deploy/) ------------
+
+INV_HELP = "Ansible YAML inventory (default: $SWARMKIT_INVENTORY or inventories/lab/hosts.yml)"
+
+
+def _op(fn, name: str, inventory=None, recap=False, **kw):
+    """Run fn(cluster, runner) in an operator session; errors become a message and an exit code."""
+    from swarmkit_py.deploy.session import OperatorError, session
+
+    try:
+        with session(name, inventory, recap=recap, **kw) as (cl, runner):
+            return fn(cl, runner)
+    except OperatorError as e:
+        raise Exit(str(e), code=e.code) from None
+
+
+@task(help={"managers": "how many managers (odd, at most 7 recommended)", "inventory": INV_HELP,
+            "check": "show what would change (nothing is changed)", "diff": "show diffs of templates",
+            "forks": "hosts handled in parallel (default 10)"})
+def bootstrap(c, managers=3, inventory=None, check=False, diff=False, forks=10):
+    """Install the agent on every inventory host and form the swarm: init on the first manager,
+    the other managers one at a time (each a Reachable voter before the next), then the workers
+    in parallel. The 'managers'/'workers' groups pin roles. Re-running it changes nothing."""
+    from swarmkit_py.deploy.bootstrap import bootstrap as run
+
+    _op(lambda cl, r: run(cl.inv, r, int(managers)), "bootstrap", inventory, recap=True,
+        check=check, diff=diff, forks=forks)
+
+
+@task(help={"inventory": INV_HELP})
+def status(c, inventory=None):
+    """The cluster as `docker node ls` shows it (hostname, status, availability, manager
+    status, version) and its services with their replicas."""
+    from swarmkit_py.deploy.cluster import print_status
+
+    _op(lambda cl, r: print_status(cl), "status", inventory)
+
+
+@task(name="join-token", positional=["role"], help={"role": "worker or manager", "inventory": INV_HELP,
+                                                      "rotate": "replace the token first (the old one stops working)"})
+def join_token(c, role, inventory=None, rotate=False):
+    """Print the current join token for ROLE (worker|manager); --rotate replaces it first."""
+    from swarmkit_py.deploy.nodeops import join_token as run
+
+    print(_op(lambda cl, r: run(cl, role, rotate), "join-token", inventory))
+
+
+def _node_task(verb: str, doc: str):
+    from swarmkit_py.deploy import nodeops
+
+    fn = {"promote": nodeops.promote, "demote": nodeops.demote,
+          "drain": lambda cl, h: nodeops.availability(cl, h, "drain"),
+          "activate": lambda cl, h: nodeops.availability(cl, h, "active")}[verb]
+
+    def body(c, host, inventory=None):
+        print(_op(lambda cl, r: fn(cl, host), verb, inventory))
+
+    body.__doc__ = doc
+    body.__name__ = verb
+    return task(body, name=verb, positional=["host"], help={"host": "inventory host name", "inventory": INV_HELP})
+
+
+promote = _node_task("promote", "Make HOST a manager; waits until it is a Reachable Raft voter.")
+demote = _node_task("demote", "Make HOST a worker; refused when it would cost the managers their quorum.")
+drain = _node_task("drain", "Stop scheduling tasks on HOST and move its tasks elsewhere.")
+activate = _node_task("activate", "Make a drained HOST eligible for tasks again.")
+
+
+@task(name="docker-env", optional=["host"], help={"host": "a manager to talk to (default: any live one)",
+                                                   "inventory": INV_HELP})
+def docker_env(c, host=None, inventory=None):
+    """Print export lines that point the docker CLI at the cluster:
+    eval "$(invoke docker-env)"; docker node ls"""
+    from swarmkit_py.deploy.nodeops import docker_env as run
+
+    print(_op(lambda cl, r: run(cl, host), "docker-env", inventory))
+
+
+@task(help={"inventory": INV_HELP, "release": "expected release (default: this source tree's)"})
+def verify(c, inventory=None, release=None):
+    """Check every host with testinfra (tests/infra): agent supervised and listening on its
+    address, config matching the inventory, keys 0600, `current` on the release, Docker up."""
+    from swarmkit_py.deploy.verify import run
+
+    rc = run(inventory, release)
+    if rc:
+        raise Exit(code=rc)
+
+
+ns.add_task(bootstrap)
+ns.add_task(status)
+ns.add_task(join_token)
+for _t in (promote, demote, drain, activate):
+    ns.add_task(_t)
+ns.add_task(docker_env)
+ns.add_task(verify)

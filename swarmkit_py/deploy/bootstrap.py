@@ -1,0 +1,245 @@
+"""`bootstrap --managers N`: from bare hosts to a running swarm, and a no-op on a running one.
+
+Order matters for safety. Everything is installed first (in parallel), so no join waits on a
+slow upload. `init` runs on the first manager only. The other managers join ONE AT A TIME, and
+each must be a Reachable Raft voter before the next: two managers joining at once would grow
+the voter set by two while neither is caught up, and with 2 of 4 members untested a single
+failure loses quorum. Workers carry no Raft vote, so they join in parallel.
+
+A host that is already a member is never re-joined or re-roled here (the operator's
+promote/demote are for that): re-running bootstrap reports 0 changed.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from . import api, roles, wheelhouse
+from .cluster import Cluster, ClusterError, print_status, wait_for
+from .inventory import Host, Inventory, InventoryError
+from .runner import Runner, StepResult
+from .ssh import fan_out
+
+JOIN_TIMEOUT = 90.0
+
+
+def choose_managers(inv: Inventory, n: int) -> tuple[list[Host], list[Host], list[str]]:
+    """(managers, workers, warnings): the `managers` group first, then unpinned hosts in
+    inventory order; hosts in `workers` are never managers."""
+    warnings = []
+    total = len(inv.hosts)
+    if n < 1:
+        raise InventoryError("--managers must be at least 1")
+    if n > total:
+        raise InventoryError(f"{inv.path}: --managers {n} but the inventory has only {total} host(s)")
+    pinned = inv.group("managers")
+    pinned_w = set(inv.group("workers"))
+    if len(pinned) > n:
+        raise InventoryError(f"{inv.path}: the 'managers' group pins {len(pinned)} hosts but --managers is {n}")
+    free = [h for h in inv.hosts if h not in pinned and h not in pinned_w]
+    if len(pinned) + len(free) < n:
+        raise InventoryError(f"{inv.path}: --managers {n} but only {len(pinned) + len(free)} hosts may be "
+                             f"managers ({len(pinned_w)} pinned in 'workers')")
+    names = pinned + free[: n - len(pinned)]
+    if n % 2 == 0:
+        warnings.append(f"{n} managers tolerate no more failures than {n - 1} (quorum {n // 2 + 1}); "
+                        "an odd number is better")
+    if n > 7:
+        warnings.append(f"{n} managers: every write is replicated to each of them; more than 7 costs "
+                        "traffic and latency for no useful fault tolerance")
+    managers = [inv.hosts[h] for h in names]
+    workers = [h for h in inv.hosts.values() if h.name not in names]
+    return managers, workers, warnings
+
+
+def install(runner: Runner, hosts: list[Host], per_host=None, pending: dict | None = None) -> dict[str, str]:
+    """The common and agent roles on every host, in parallel; host -> ok|failed|unreachable.
+    With `pending`, agent restarts of hosts whose per_host vars say defer_restart are
+    collected there (host -> restarted|reloaded) instead of done."""
+    with runner.console.status("wheelhouse: checking the cache"):
+        wh = wheelhouse.build(log=runner.log)
+    runner.log(f"wheelhouse {wh.version} {wh.tar} sha256={wh.sha256}")
+    extra = {"release": wh.version, "wheelhouse": wh, "pending_restarts": pending}
+    if per_host:
+        extra["per_host"] = per_host
+    steps = roles.plan([roles.Role("common"), roles.Role("agent")], extra)
+    return runner.play(hosts, steps, f"install swarmkit-py {wh.version}")
+
+
+def bootstrap(inv: Inventory, runner: Runner, n: int) -> Cluster:
+    managers, workers, warnings = choose_managers(inv, n)
+    for w in warnings:
+        runner.console.print(f"[yellow]warning:[/yellow] {w}")
+    runner.console.print(f"managers: {', '.join(h.name for h in managers)}; "
+                         f"workers: {', '.join(h.name for h in workers) or '-'}")
+    cl = Cluster(inv, runner)
+    before = {k: v for k, v in cl.membership(managers + workers).items() if not isinstance(v, Exception)}
+    pending: dict[str, str] = {}
+    states = install(runner, managers + workers, lambda h: {"defer_restart": bool(before.get(h.name))}, pending)
+    bad_mgr = [h.name for h in managers if states[h.name] != "ok"]
+    if bad_mgr:
+        raise ClusterError(f"manager host(s) {', '.join(bad_mgr)} failed to install or are unreachable; "
+                           "a swarm is not formed with managers missing")
+    workers = [h for h in workers if states[h.name] == "ok"]
+    members = cl.membership(managers + workers)
+    first = next((h for h in managers if _role(members[h.name]) == "manager"), None)
+    if first is None:
+        first = next((h for h in workers if _role(members[h.name]) == "manager"), None)
+    if first is None:
+        if any(members[h.name] for h in managers + workers):
+            raise ClusterError("some hosts are in a swarm but none of them is a manager; "
+                               "use `invoke recover` or reset those hosts")
+        first = managers[0]
+        _found(cl, first)
+    else:
+        runner.record(StepResult(first.name, "swarm member", "ok", "manager"))
+    if runner.check:
+        _check_joins(runner, managers, workers, members, first)
+        return cl
+    cl.client(prefer=first, timeout=JOIN_TIMEOUT)
+    if pending:
+        rolling_restart(cl, [inv.hosts[h] for h in pending], pending)
+    for h in managers:
+        if h is not first:
+            _join_manager(cl, h, members[h.name])
+    _join_workers(cl, workers, members)
+    print_status(cl)
+    return cl
+
+
+def _role(state) -> str | None:
+    return state.get("role") if isinstance(state, dict) else None
+
+
+def _found(cl: Cluster, h: Host) -> None:
+    r = cl.runner
+    if r.check:
+        r.record(StepResult(h.name, "swarm init", "changed", "would found the swarm here"))
+        return
+    res = r.conn(h).run(f"{cl.cli(h)} init --config /etc/swarmkit-py/agent.yml")
+    if res.rc:
+        r.record(StepResult(h.name, "swarm init", "failed", res.stderr.strip()))
+        raise ClusterError(f"init on {h.name} failed: {res.stderr.strip()}")
+    r.record(StepResult(h.name, "swarm init", "changed", "founded the swarm"))
+
+
+def _check_joins(r: Runner, managers, workers, members, first) -> None:
+    for h in managers + workers:
+        if h is first:
+            continue
+        role = "manager" if h in managers else "worker"
+        have = _role(members.get(h.name))
+        if have is None:
+            r.record(StepResult(h.name, "swarm member", "changed", f"would join as a {role}"))
+        else:
+            r.record(StepResult(h.name, "swarm member", "ok", have))
+
+
+def _token(cl: Cluster, role: str) -> str:
+    return cl.client().api.inspect_swarm()["JoinTokens"]["Manager" if role == "manager" else "Worker"]
+
+
+def _join(cl: Cluster, h: Host, role: str, token: str) -> None:
+    via = f"{cl.entry.advertise_ip}:{cl.entry.vars.get('swarmkit_cluster_port', 2377)}"
+    res = cl.runner.conn(h).run(f"{cl.cli(h)} join --config /etc/swarmkit-py/agent.yml "
+                                f"--token {shlex.quote(token)} {via}")
+    if res.rc:
+        raise ClusterError(f"join of {h.name} as a {role} failed: {res.stderr.strip() or res.stdout.strip()}")
+
+
+def _ready(cl: Cluster, name: str, manager: bool) -> bool:
+    for n in cl.client().api.nodes():
+        if n.get("Description", {}).get("Hostname") != name:
+            continue
+        if (n.get("Status", {}).get("State") or "").lower() != "ready":
+            return False
+        if not manager:
+            return True
+        ms = n.get("ManagerStatus") or {}
+        return bool(ms.get("Leader")) or (ms.get("Reachability") or "").lower() == "reachable"
+    return False
+
+
+def _join_manager(cl: Cluster, h: Host, state) -> None:
+    r = cl.runner
+    have = _role(state)
+    if have == "manager":
+        r.record(StepResult(h.name, "swarm member", "ok", "manager"))
+        return
+    if have == "worker":
+        r.record(StepResult(h.name, "swarm member", "ok",
+                            f"a worker, not a manager as chosen: `invoke promote {h.name}` to change it"))
+        r.console.print(f"[yellow]note:[/yellow] {h.name} is a worker; bootstrap leaves existing roles alone "
+                        f"(`invoke promote {h.name}`)")
+        return
+    with r.console.status(f"joining {h.name} as a manager; waiting until it is a Reachable voter"):
+        _join(cl, h, "manager", _token(cl, "manager"))
+        wait_for(f"{h.name} to be Ready and a Reachable manager", lambda: _ready(cl, h.name, True), JOIN_TIMEOUT)
+    r.record(StepResult(h.name, "swarm member", "changed", "joined as a manager (Reachable)"))
+
+
+def _join_workers(cl: Cluster, workers: list[Host], members) -> None:
+    r = cl.runner
+    todo = []
+    for h in workers:
+        if members.get(h.name):
+            r.record(StepResult(h.name, "swarm member", "ok", _role(members[h.name]) or "member"))
+        else:
+            todo.append(h)
+    if not todo:
+        return
+    with r.console.status(f"joining {len(todo)} worker(s) in parallel"):
+        token = _token(cl, "worker")
+        errs = fan_out(todo, lambda h: _join(cl, h, "worker", token), r.forks)
+        for h, e in zip(todo, errs, strict=True):
+            if isinstance(e, Exception):
+                r.record(StepResult(h.name, "swarm member", "failed", api.explain(e)))
+        joined = [h for h, e in zip(todo, errs, strict=True) if not isinstance(e, Exception)]
+        wait_for("joined workers to be Ready: " + ", ".join(h.name for h in joined),
+                 lambda: all(_ready(cl, h.name, False) for h in joined), JOIN_TIMEOUT)
+    for h in joined:
+        r.record(StepResult(h.name, "swarm member", "changed", "joined as a worker"))
+
+
+def rolling_restart(cl: Cluster, hosts: list[Host], how: dict[str, str]) -> None:
+    """Restart agents of swarm members without losing quorum: managers one at a time, each
+    back as a Reachable voter (and a leader elected) before the next; then workers together."""
+    from . import modules
+    from .roles import gather_facts
+    from .runner import Ctx
+
+    r = cl.runner
+    state = {n["Description"]["Hostname"]: n for n in cl.client().api.nodes()}
+    mgrs = [h for h in hosts if (state.get(h.name, {}).get("ManagerStatus"))]
+    wrks = [h for h in hosts if h not in mgrs]
+
+    def restart(h: Host) -> str:
+        ctx = Ctx(host=h, conn=r.conn(h), vars={"swarmkit_python": h.vars.get("swarmkit_python", "/usr/bin/python3"),
+                                                 "swarmkit_service_manager": h.vars.get("swarmkit_service_manager", "auto")})
+        gather_facts(ctx)
+        old = r.conn(h).run("cat /run/swarmkit-py/agent.pid 2>/dev/null").stdout.strip()
+        modules.service(ctx, how[h.name])
+        if ctx.facts["service_manager"] != "systemd":
+            wait_for(f"a new agent process on {h.name}", lambda: r.conn(h).run(
+                f"p=$(cat /run/swarmkit-py/agent.pid 2>/dev/null) && [ \"$p\" != {old or 0} ] && kill -0 $p").rc == 0, 30)
+        return h.name
+
+    for h in mgrs:
+        with r.console.status(f"rolling restart: manager {h.name}"):
+            if cl.entry is h:  # keep the API connection on a manager that stays up
+                cl.client(prefer=next((m for m in cl.candidates() if m is not h and m.name in state
+                                       and state[m.name].get("ManagerStatus")), h))
+            restart(h)
+            wait_for(f"{h.name} back as a Reachable manager with a leader elected",
+                     lambda h=h: _ready(cl, h.name, True) and _has_leader(cl), JOIN_TIMEOUT)
+        r.record(StepResult(h.name, "rolling restart", "changed", "agent restarted; Reachable again"))
+    if wrks:
+        with r.console.status(f"rolling restart: {len(wrks)} worker(s)"):
+            fan_out(wrks, restart, r.forks)
+            wait_for("restarted workers Ready", lambda: all(_ready(cl, h.name, False) for h in wrks), JOIN_TIMEOUT)
+        for h in wrks:
+            r.record(StepResult(h.name, "rolling restart", "changed", "agent restarted; Ready again"))
+
+
+def _has_leader(cl: Cluster) -> bool:
+    return any((n.get("ManagerStatus") or {}).get("Leader") for n in cl.client().api.nodes())

@@ -1,0 +1,204 @@
+"""The cluster as the operator sees it: which hosts are members, a Docker API client to a
+live manager, and the `docker node ls`-style status.
+
+Two channels, each for what it is good at: SSH for host-local facts and commands (is this
+host in a swarm? run `swarmkit-py join`; issue a client bundle), and the Docker API (docker
+SDK, TLS with the cluster's client bundle) for the cluster's own view and its guarded
+operations, so every refusal is the cluster's rule, not a second copy of it here.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+from rich.table import Table
+
+from . import api
+from .inventory import Host, Inventory
+from .runner import Runner
+from .ssh import fan_out
+
+NODE_STATE = "node.json"
+
+
+class ClusterError(RuntimeError):
+    """An operation the cluster (or its current state) does not allow; phrased for the operator."""
+
+
+def wait_for(what: str, cond, timeout: float, interval: float = 0.2):
+    """Poll `cond` until truthy; on timeout say what was awaited and the last error seen."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            v = cond()
+            if v:
+                return v
+        except Exception as e:  # the cluster may still be settling
+            last = e
+        if time.monotonic() > deadline:
+            extra = f" (last error: {api.explain(last)})" if last else ""
+            raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}{extra}")
+        time.sleep(interval)
+
+
+class Cluster:
+    def __init__(self, inv: Inventory, runner: Runner):
+        self.inv = inv
+        self.runner = runner
+        self.bundle = api.bundle_dir(inv)
+        self._client = None
+        self._entry: Host | None = None
+
+    # --- host-local facts over SSH --------------------------------------------------------
+
+    def state_dir(self, h: Host) -> str:
+        return str(h.vars.get("swarmkit_state_dir", "/var/lib/swarmkit-py"))
+
+    def cli(self, h: Host) -> str:
+        root = h.vars.get("swarmkit_root", "/opt/swarmkit-py")
+        return f"{root}/current/bin/swarmkit-py"
+
+    def membership(self, hosts: list[Host]) -> dict[str, dict | None | Exception]:
+        """Each host's node state (its role and cluster), None if not in a swarm; read from the
+        agent's state file so it works even before a release is installed (--check)."""
+
+        def one(h: Host):
+            r = self.runner.conn(h).run(f"cat {self.state_dir(h)}/{NODE_STATE} 2>/dev/null")
+            return json.loads(r.stdout) if r.rc == 0 and r.stdout.strip() else None
+
+        return dict(zip([h.name for h in hosts], fan_out(hosts, one, self.runner.forks), strict=True))
+
+    def fetch_bundle(self, h: Host, timeout: float = 60.0) -> Path:
+        """Issue a client bundle on manager `h` and copy it here (key 0600). The agent exports
+        the CA key a moment after it starts leading, so this retries until the deadline."""
+        remote = f"/tmp/skpy-bundle-{uuid.uuid4().hex}"
+        conn = self.runner.conn(h)
+        cmd = f"{self.cli(h)} client-cert --config /etc/swarmkit-py/agent.yml --out {remote}"
+        wait_for(f"a client bundle from {h.name} ({cmd})", lambda: conn.run(cmd).rc == 0, timeout, 0.3)
+        tmp = self.bundle.with_name("bundle.new")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for f in ("ca.pem", "cert.pem", "key.pem"):
+            conn.get(f"{remote}/{f}", str(tmp / f))
+        (tmp / "key.pem").chmod(0o600)
+        conn.run(f"rm -rf {shlex.quote(remote)}")
+        shutil.rmtree(self.bundle, ignore_errors=True)
+        tmp.rename(self.bundle)
+        self._client = None
+        return self.bundle
+
+    # --- the Docker API ------------------------------------------------------------------
+
+    def _try(self, h: Host):
+        if not (self.bundle / "key.pem").exists():
+            return None
+        c = api.client(h, self.bundle, timeout=5)
+        try:
+            c.api.inspect_swarm()
+        except Exception:
+            c.close()
+            return None
+        return c
+
+    def candidates(self) -> list[Host]:
+        pinned = self.inv.group("managers")
+        names = pinned + [n for n in self.inv.hosts if n not in pinned]
+        return [self.inv.hosts[n] for n in names]
+
+    def client(self, prefer: Host | None = None, timeout: float = 30.0):
+        """A client to a live manager: the preferred one, else any that answers with our bundle;
+        with no bundle (or a stale one, from a cluster since rebuilt) a fresh one is issued on
+        a manager found over SSH."""
+        if self._client is not None and (prefer is None or prefer is self._entry):
+            return self._client
+        order = ([prefer] if prefer else []) + [h for h in self.candidates() if h is not prefer]
+        for h in order:
+            c = self._try(h)
+            if c is not None:
+                self._client, self._entry = c, h
+                return c
+        states = self.membership(order)
+        managers = [h for h in order if isinstance(states[h.name], dict) and states[h.name].get("role") == "manager"]
+        if not managers:
+            raise ClusterError(f"no host of {self.inv.path} is a swarm manager (run `invoke bootstrap`)")
+        for h in managers:
+            try:
+                self.fetch_bundle(h, timeout=timeout)
+            except ClusterError:
+                continue
+            c = wait_for(f"the Docker API of {h.name} ({api.api_url(h)})", lambda h=h: self._try(h), timeout)
+            self._client, self._entry = c, h
+            return c
+        raise ClusterError("no manager could issue a client bundle: " + ", ".join(h.name for h in managers))
+
+    @property
+    def entry(self) -> Host:
+        self.client()
+        return self._entry
+
+    def nodes(self) -> list[dict]:
+        return self.client().api.nodes()
+
+    def node(self, name: str) -> dict:
+        self.inv.host(name)  # a typo names the inventory, not just the cluster
+        for n in self.nodes():
+            if n.get("Description", {}).get("Hostname") == name:
+                return n
+        raise ClusterError(f"{name} is in {self.inv.path} but not in the swarm (run `invoke bootstrap`)")
+
+
+# --- views ------------------------------------------------------------------------------------
+
+def row(n: dict) -> dict:
+    ms = n.get("ManagerStatus") or {}
+    mstat = "Leader" if ms.get("Leader") else (ms.get("Reachability") or "").capitalize()
+    return {"hostname": n.get("Description", {}).get("Hostname", "?"), "id": n.get("ID", "")[:12],
+            "status": (n.get("Status", {}).get("State") or "").capitalize(),
+            "availability": (n.get("Spec", {}).get("Availability") or "").capitalize(),
+            "manager": mstat, "role": n.get("Spec", {}).get("Role", ""),
+            "version": n.get("Description", {}).get("Engine", {}).get("EngineVersion", "")}
+
+
+def node_table(nodes: list[dict]) -> Table:
+    t = Table(title="nodes", title_justify="left")
+    for col in ("HOSTNAME", "ID", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION"):
+        t.add_column(col)
+    for r in sorted((row(n) for n in nodes), key=lambda r: r["hostname"]):
+        t.add_row(r["hostname"], r["id"], r["status"], r["availability"], r["manager"], r["version"])
+    return t
+
+
+def services_table(client) -> Table | str:
+    try:
+        services = client.api.services()
+    except Exception as e:  # an agent build without the services API answers 404
+        return f"services: not available from this cluster ({api.explain(e)})"
+    t = Table(title="services", title_justify="left")
+    for col in ("NAME", "MODE", "REPLICAS", "IMAGE"):
+        t.add_column(col)
+    for s in services:
+        spec = s.get("Spec", {})
+        mode = "replicated" if "Replicated" in spec.get("Mode", {}) else "global"
+        try:
+            tasks = client.api.tasks(filters={"service": s["ID"], "desired-state": "running"})
+            running = sum(1 for x in tasks if x.get("Status", {}).get("State") == "running")
+        except Exception:
+            running = "?"
+        want = spec.get("Mode", {}).get("Replicated", {}).get("Replicas", "-") if mode == "replicated" else "-"
+        image = spec.get("TaskTemplate", {}).get("ContainerSpec", {}).get("Image", "")
+        t.add_row(spec.get("Name", s["ID"][:12]), mode, f"{running}/{want}", image)
+    return t if services else "services: none"
+
+
+def print_status(cl: Cluster) -> None:
+    c = cl.client()
+    console = cl.runner.console
+    console.print(node_table(c.api.nodes()))
+    console.print(services_table(c))
+    console.print(f"(via {cl.entry.name}, {api.api_url(cl.entry)})")

@@ -1,0 +1,184 @@
+"""The step vocabulary roles are written in: file, template, release, link, service.
+
+Every module first looks, then acts only if the host differs from what the role asks for,
+and says which it was: ("ok" | "changed", message, diff). In check mode it looks and reports
+"changed" for what it would do, touching nothing. That discipline is what makes a second
+`bootstrap` report 0 changed, and `--check` trustworthy.
+"""
+
+from __future__ import annotations
+
+import difflib
+import shlex
+import time
+
+from .runner import Ctx
+
+Outcome = tuple[str, str, str]
+OK: Outcome = ("ok", "", "")
+
+
+def file(ctx: Ctx, path: str, state: str = "directory", mode: str = "0755") -> Outcome:
+    q = shlex.quote(path)
+    r = ctx.conn.run(f"stat -c %a {q} 2>/dev/null && test -d {q}")
+    if state == "directory":
+        if r.rc == 0 and r.stdout.strip() == mode.lstrip("0"):
+            return OK
+        if not ctx.check:
+            r = ctx.conn.run(f"mkdir -p {q} && chmod {mode} {q}")
+            if r.rc:
+                return "failed", r.stderr.strip(), ""
+        return "changed", path, ""
+    raise ValueError(f"file: unsupported state {state!r}")
+
+
+def template(ctx: Ctx, src: str, dest: str, mode: str = "0644", *, render) -> Outcome:
+    """Render `src` from the role's templates and make `dest` hold exactly that."""
+    want = render(src, ctx.vars)
+    have_b = ctx.conn.read(dest)
+    have = have_b.decode(errors="replace") if have_b is not None else None
+    q = shlex.quote(dest)
+    same_mode = ctx.conn.run(f"stat -c %a {q}").stdout.strip() == mode.lstrip("0") if have is not None else False
+    if have == want and same_mode:
+        return OK
+    diff = "".join(difflib.unified_diff((have or "").splitlines(True), want.splitlines(True),
+                                        f"{ctx.host.name}:{dest} (now)", f"{ctx.host.name}:{dest} (wanted)"))
+    if have == want:
+        diff = f"--- mode of {dest}: now {ctx.conn.run(f'stat -c %a {q}').stdout.strip()}, wanted {mode}\n"
+    if not ctx.check:
+        ctx.conn.put(want, dest, int(mode, 8))
+    return "changed", dest, diff
+
+
+def release(ctx: Ctx) -> Outcome:
+    """Install the wheelhouse as /opt/.../releases/<version> (a venv). The marker file holding
+    the wheelhouse's checksum is written last, so a half-finished install is redone, never
+    trusted; the tar is uploaded only when its checksum on the host differs."""
+    wh = ctx.vars["wheelhouse"]
+    root = ctx.vars["swarmkit_root"]
+    rel = f"{root}/releases/{wh.version}"
+    marker = f"{rel}/.swarmkit-release"
+    r = ctx.conn.run(f"cat {marker} 2>/dev/null")
+    if r.stdout.strip() == wh.sha256:
+        return OK
+    if ctx.check:
+        return "changed", f"would install release {wh.version}", ""
+    tar = f"{root}/wheelhouse/{wh.version}.tar"
+    have = ctx.conn.run(f"sha256sum {tar} 2>/dev/null").stdout.split()
+    uploaded = ""
+    if not have or have[0] != wh.sha256:
+        ctx.conn.put_file(str(wh.tar), tar, 0o644)
+        uploaded = "uploaded wheelhouse, "
+    py = ctx.vars["swarmkit_python"]
+    tmp = f"/tmp/skpy-wheels-{wh.version}"
+    cmd = (f"set -e; rm -rf {rel} {tmp}; mkdir -p {tmp}; tar -xf {tar} -C {tmp}; "
+           f"{py} -m venv --without-pip {rel}; "
+           f"PIP_CONFIG_FILE=/dev/null {rel}/bin/python $(ls {tmp}/pip-*.whl)/pip install -q --no-index "
+           f"--no-deps --no-compile --disable-pip-version-check $(ls {tmp}/*.whl | grep -v /pip-); "
+           f"rm -rf {tmp}; echo {wh.sha256} > {marker}")
+    r = ctx.conn.run(cmd, timeout=600)
+    if r.rc:
+        return "failed", f"install of {wh.version} failed: {r.stderr.strip()[-500:]}", ""
+    return "changed", f"{uploaded}installed release {wh.version}", ""
+
+
+def link(ctx: Ctx, path: str, target: str) -> Outcome:
+    """Point the `path` symlink at `target` atomically (new link + rename over the old one),
+    so the agent's supervisor never sees a missing `current`."""
+    q, t = shlex.quote(path), shlex.quote(target)
+    if ctx.conn.run(f"readlink {q}").stdout.strip() == target:
+        return OK
+    if not ctx.check:
+        r = ctx.conn.run(f"ln -sfn {t} {q}.skpy-new && mv -T {q}.skpy-new {q}")
+        if r.rc:
+            return "failed", r.stderr.strip(), ""
+    return "changed", f"{path} -> {target}", ""
+
+
+# --- the agent's service: systemd where it runs, else the supervisor fallback -----------------
+
+RUN = "/run/swarmkit-py"
+SUP_PID = f"{RUN}/supervisor.pid"
+SUPERVISOR = "/etc/swarmkit-py/autostart"
+ALIVE = f"p=$(cat {SUP_PID} 2>/dev/null) && kill -0 \"$p\" 2>/dev/null"
+
+
+def service(ctx: Ctx, state: str = "started") -> Outcome:
+    """state: started (enabled, running) | restarted (the agent) | reloaded (the supervisor
+    or unit itself changed: stop it and start the new one).
+
+    On a swarm member, bootstrap defers restarts (`defer_restart`): restarting every manager
+    at once would drop quorum, so the caller restarts them one at a time afterwards."""
+    pending = ctx.vars.get("pending_restarts")
+    if state != "started" and ctx.vars.get("defer_restart") and pending is not None \
+            and "agent" not in ctx.started:
+        if not ctx.check:
+            pending[ctx.host.name] = "reloaded" if state == "reloaded" or pending.get(ctx.host.name) == "reloaded" \
+                else "restarted"
+        return "changed", "restart deferred to a rolling restart (swarm member)", ""
+    if ctx.facts["service_manager"] == "systemd":
+        return _systemd(ctx, state)
+    return _supervisor(ctx, state)
+
+
+def _supervisor(ctx: Ctx, state: str) -> Outcome:
+    running = ctx.conn.run(ALIVE).rc == 0
+    if state == "started":
+        if running:
+            return OK
+        if not ctx.check:
+            _sup_start(ctx)
+            ctx.started.add("agent")
+        return "changed", "started the agent's supervisor", ""
+    if "agent" in ctx.started:
+        return OK  # started with the new files moments ago
+    if ctx.check:
+        return "changed", f"would {state[:-2]} the agent", ""
+    if not running:
+        _sup_start(ctx)
+        return "changed", "started the agent's supervisor", ""
+    if state == "restarted":  # SIGHUP: the supervisor restarts the agent at once
+        ctx.conn.run(f"kill -HUP $(cat {SUP_PID})")
+        return "changed", "restarted the agent", ""
+    ctx.conn.run(f"kill -TERM $(cat {SUP_PID})")
+    _wait_shell(ctx, f"! ( {ALIVE} )", 20, "the old supervisor to stop")
+    _sup_start(ctx)
+    return "changed", "replaced the supervisor", ""
+
+
+def _sup_start(ctx: Ctx) -> None:
+    log = "/var/log/swarmkit-py/autostart.log"
+    r = ctx.conn.run(f"mkdir -p /var/log/swarmkit-py && setsid -f {SUPERVISOR} >>{log} 2>&1 </dev/null")
+    if r.rc:
+        raise RuntimeError(f"could not start {SUPERVISOR}: {r.stderr.strip()}")
+    _wait_shell(ctx, ALIVE, 10, f"the supervisor's pidfile {SUP_PID}")
+
+
+def _wait_shell(ctx: Ctx, cond: str, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while ctx.conn.run(cond).rc != 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def _systemd(ctx: Ctx, state: str) -> Outcome:
+    unit = "swarmkit-py.service"
+    if state == "started":
+        active = ctx.conn.run(f"systemctl is-active --quiet {unit} && systemctl is-enabled --quiet {unit}")
+        if active.rc == 0:
+            return OK
+        if not ctx.check:
+            r = ctx.conn.run(f"systemctl daemon-reload && systemctl enable --now {unit}")
+            if r.rc:
+                return "failed", r.stderr.strip(), ""
+            ctx.started.add("agent")
+        return "changed", f"enabled and started {unit}", ""
+    if "agent" in ctx.started:
+        return OK
+    if ctx.check:
+        return "changed", f"would restart {unit}", ""
+    r = ctx.conn.run(f"systemctl daemon-reload && systemctl restart {unit}")
+    if r.rc:
+        return "failed", r.stderr.strip(), ""
+    return "changed", f"restarted {unit}", ""

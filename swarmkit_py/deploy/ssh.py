@@ -1,0 +1,151 @@
+"""SSH to inventory hosts: fabric connections with real host-key checking, and fan-out.
+
+Fabric's Connection trusts any host key on first use (AutoAddPolicy); against real machines
+that defeats SSH's one defence against a man in the middle. Here the host's known_hosts file
+(`swarmkit_known_hosts_file`, `-o UserKnownHostsFile=` in `ansible_ssh_common_args`, or
+`~/.ssh/known_hosts`) is loaded and paramiko's RejectPolicy is set, so an unknown or changed
+key stops that host with a message. `ansible_become` wraps commands in `sudo -n` (no
+password prompts: an agentless run must never hang on a TTY).
+"""
+
+from __future__ import annotations
+
+import io
+import shlex
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import paramiko
+
+from .inventory import Host
+
+
+class Unreachable(Exception):
+    """The host could not be reached or refused us: reported per host, not fatal by itself."""
+
+
+class HostKeyError(Exception):
+    """The host's key is unknown or changed: the run stops for that host."""
+
+
+@dataclass
+class Result:
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+class HostConn:
+    """One SSH connection to one host, opened lazily and reused for every step."""
+
+    def __init__(self, host: Host, timeout: float = 10.0, log: Callable[[str], None] | None = None):
+        self.host = host
+        self.timeout = timeout
+        self._conn = None
+        self._log = log or (lambda s: None)
+
+    def _open(self):
+        if self._conn is not None:
+            return self._conn
+        from fabric import Connection
+
+        h = self.host
+        kw = {"look_for_keys": h.key_file is None, "allow_agent": h.key_file is None,
+              "banner_timeout": self.timeout, "auth_timeout": self.timeout}
+        if h.key_file is not None:
+            kw["key_filename"] = str(h.key_file)
+        c = Connection(h.address, user=h.user, port=h.port, connect_timeout=self.timeout, connect_kwargs=kw)
+        if h.known_hosts is not None and h.known_hosts.exists():
+            c.client.load_host_keys(str(h.known_hosts))
+        c.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        try:
+            c.open()
+        except paramiko.BadHostKeyException as e:
+            raise HostKeyError(f"{h.name}: host key CHANGED for {h.address} (known_hosts {h.known_hosts}): "
+                               f"got {e.key.get_name()} {e.key.get_base64()[:24]}...; refusing to connect "
+                               "(possible man in the middle, or the host was reinstalled: fix known_hosts)") from None
+        except paramiko.SSHException as e:
+            if "not found in known_hosts" in str(e):
+                raise HostKeyError(f"{h.name}: {h.address} is not in known_hosts ({h.known_hosts}); "
+                                   "add its key (ssh-keyscan, checked out of band) before deploying") from None
+            raise Unreachable(f"{h.name}: ssh {h.user}@{h.address}:{h.port}: {e}") from None
+        except (OSError, EOFError) as e:
+            raise Unreachable(f"{h.name}: ssh {h.user}@{h.address}:{h.port}: {e or type(e).__name__}") from None
+        self._conn = c
+        return c
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def run(self, cmd: str, timeout: float | None = 120.0) -> Result:
+        """Run a shell command (as root via sudo when become is set). Never raises on a
+        non-zero exit: callers decide what a failure means."""
+        c = self._open()
+        full = f"sudo -n -- sh -c {shlex.quote(cmd)}" if self.host.become else cmd
+        try:
+            r = c.run(full, hide=True, warn=True, in_stream=False, timeout=timeout)
+        except (OSError, EOFError, paramiko.SSHException) as e:
+            self.close()
+            raise Unreachable(f"{self.host.name}: connection lost running {cmd[:60]!r}: {e}") from None
+        self._log(f"[{self.host.name}] $ {cmd}\n  rc={r.exited}"
+                  + (f"\n  out: {r.stdout.strip()[:2000]}" if r.stdout.strip() else "")
+                  + (f"\n  err: {r.stderr.strip()[:2000]}" if r.stderr.strip() else ""))
+        return Result(r.exited, r.stdout, r.stderr)
+
+    def read(self, path: str) -> bytes | None:
+        """A remote file's bytes, or None if it does not exist."""
+        r = self.run(f"test -f {shlex.quote(path)} && base64 -w0 {shlex.quote(path)}")
+        if r.rc != 0:
+            return None
+        import base64
+
+        return base64.b64decode(r.stdout.strip())
+
+    def put(self, data: bytes | str, path: str, mode: int = 0o644) -> None:
+        """Write a file atomically: upload beside a temp name, set the mode, rename over."""
+        raw = data.encode() if isinstance(data, str) else data
+        tmp = f"/tmp/.skpy-{uuid.uuid4().hex}"
+        self._open().put(io.BytesIO(raw), tmp)
+        self._install(tmp, path, mode)
+
+    def put_file(self, local: str, path: str, mode: int = 0o644) -> None:
+        tmp = f"/tmp/.skpy-{uuid.uuid4().hex}"
+        self._open().put(local, tmp)
+        self._install(tmp, path, mode)
+
+    def _install(self, tmp: str, path: str, mode: int) -> None:
+        q = shlex.quote(path)
+        own = f"chown 0:0 {tmp} && " if self.host.become else ""
+        r = self.run(f"mkdir -p $(dirname {q}) && {own}chmod {mode:o} {tmp} && "
+                     f"mv -f {tmp} {q}.skpy-new && mv -f {q}.skpy-new {q}")
+        if r.rc != 0:
+            self.run(f"rm -f {tmp}")
+            raise RuntimeError(f"{self.host.name}: could not write {path}: {r.stderr.strip()}")
+
+    def get(self, path: str, local: str) -> None:
+        self._open().get(path, local)
+
+
+def fan_out(items: Iterable, fn: Callable, forks: int = 10) -> list:
+    """Run fn(item) for every item on up to `forks` threads; results in input order.
+    Exceptions are returned in place of results so one host never aborts the others."""
+    items = list(items)
+    if not items:
+        return []
+
+    def safe(x):
+        try:
+            return fn(x)
+        except Exception as e:  # returned to the caller, who reports it per host
+            return e
+
+    with ThreadPoolExecutor(max_workers=max(1, min(forks, len(items)))) as ex:
+        return list(ex.map(safe, items))

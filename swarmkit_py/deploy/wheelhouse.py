@@ -1,0 +1,122 @@
+"""The wheelhouse: the agent and all its dependencies as wheels, built once per version.
+
+Hosts may have no route to any package index (the lab's have none), so everything the agent
+needs travels in one tar of wheels. The release version is the project version plus a hash
+of the runtime's sources (`0.1.0-3f2a9c1d0b`): a code change makes a new release directory on
+the hosts, an unchanged tree maps to the release already installed, which is what makes a
+re-run change nothing. Operator-side code (`swarmkit_py/deploy`, `swarmkit_py/testing`) is left
+out of the hash: editing the deploy toolkit must not force an agent upgrade.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXCLUDED = ("swarmkit_py/deploy/", "swarmkit_py/testing/")
+
+
+@dataclass(frozen=True)
+class Wheelhouse:
+    version: str
+    tar: Path
+    sha256: str
+
+
+def from_git(root: Path = REPO_ROOT) -> bool:
+    """Build from the last commit (default in a git checkout): a release is then reproducible
+    and never picks up someone's half-edited file. SWARMKIT_BUILD_FROM=worktree builds the
+    working tree instead (trying uncommitted code on the lab)."""
+    return os.environ.get("SWARMKIT_BUILD_FROM", "git") != "worktree" and (root / ".git").exists()
+
+
+def ref() -> str:
+    """The commit to build (SWARMKIT_BUILD_REF, default HEAD): pin it to deploy a known commit
+    while others keep committing (the lab tests do)."""
+    return os.environ.get("SWARMKIT_BUILD_REF") or "HEAD"
+
+
+def source_version(root: Path = REPO_ROOT) -> str:
+    base = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    h = hashlib.sha256()
+    if from_git(root):
+        out = subprocess.run(["git", "-C", str(root), "ls-tree", "-r", ref(), "--", "pyproject.toml", "swarmkit_py"],
+                             capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            if not line.split("\t", 1)[1].startswith(EXCLUDED):
+                h.update(line.encode() + b"\n")
+        return f"{base}-{h.hexdigest()[:10]}"
+    h.update((root / "pyproject.toml").read_bytes())
+    for p in sorted((root / "swarmkit_py").rglob("*.py")):
+        rel = p.relative_to(root).as_posix()
+        if rel.startswith(EXCLUDED) or "__pycache__" in rel:
+            continue
+        h.update(rel.encode() + b"\0" + p.read_bytes() + b"\0")
+    return f"{base}-w{h.hexdigest()[:9]}"
+
+
+def _source_tree(root: Path, work: Path) -> Path:
+    """What `pip wheel` builds: the HEAD commit exported to a temp dir, or the working tree."""
+    if not from_git(root):
+        return root
+    src = work / "src"
+    src.mkdir(parents=True)
+    arch = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", ref()], capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(arch.stdout)) as tf:
+        tf.extractall(src, filter="data")
+    return src
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SWARMKIT_WHEELHOUSE_DIR") or REPO_ROOT / ".lab" / "wheelhouse")
+
+
+def build(root: Path = REPO_ROOT, log=print) -> Wheelhouse:
+    """The wheelhouse of the current source tree, from the cache when it exists. A lock
+    keeps two concurrent runs (a test and an operator) from building the same one twice."""
+    version = source_version(root)
+    base = cache_dir()
+    base.mkdir(parents=True, exist_ok=True)
+    tar = base / f"swarmkit-py-{version}.tar"
+    shaf = tar.with_suffix(".sha256")
+    with open(base / ".lock", "w") as lk:
+        fcntl.flock(lk, fcntl.LOCK_EX)
+        if tar.exists() and shaf.exists():
+            return Wheelhouse(version, tar, shaf.read_text().strip())
+        work = base / f"build-{version}"
+        shutil.rmtree(work, ignore_errors=True)
+        wheels = work / "wheels"
+        log(f"building wheelhouse {version} (pip wheel of the project and its dependencies)")
+        r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheels),
+                            str(_source_tree(root, work))], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"pip wheel failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
+        # pip itself, so hosts can install with `python pip.whl/pip` into a venv made
+        # --without-pip: seconds faster per host than ensurepip
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                            "-d", str(wheels), "pip"], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"pip download pip failed:\n{r.stderr[-3000:]}")
+        (wheels / "VERSION").write_text(version + "\n")
+        tmp = tar.with_suffix(".tmp")
+        with tarfile.open(tmp, "w") as tf:
+            for p in sorted(wheels.iterdir()):
+                ti = tf.gettarinfo(str(p), arcname=p.name)
+                ti.mtime, ti.uid, ti.gid, ti.uname, ti.gname = 0, 0, 0, "root", "root"
+                with open(p, "rb") as f:
+                    tf.addfile(ti, f)
+        sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        tmp.replace(tar)
+        shaf.write_text(sha + "\n")
+        shutil.rmtree(work, ignore_errors=True)
+        return Wheelhouse(version, tar, sha)

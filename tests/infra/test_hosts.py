@@ -1,0 +1,78 @@
+"""What must hold on every deployed host, whatever the inventory: checked with testinfra."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+CONFIG = "/etc/swarmkit-py/agent.yml"
+
+
+def _vars(inv_host, key, default):
+    return inv_host.vars.get(key, default)
+
+
+def _state_dir(inv_host):
+    return _vars(inv_host, "swarmkit_state_dir", "/var/lib/swarmkit-py")
+
+
+def test_agent_runs_under_its_service_manager(host):
+    if host.file("/run/systemd/system").is_directory:
+        assert host.service("swarmkit-py").is_running
+        assert host.service("swarmkit-py").is_enabled
+        return
+    sup = host.file("/run/swarmkit-py/supervisor.pid")
+    assert sup.exists, "no supervisor pidfile: the agent is not supervised"
+    sup_pid = sup.content_string.strip()
+    agent_pid = host.file("/run/swarmkit-py/agent.pid").content_string.strip()
+    assert host.run(f"kill -0 {sup_pid}").rc == 0, f"supervisor pid {sup_pid} is not running"
+    ppid = host.check_output(f"ps -o ppid= -p {agent_pid}").strip()
+    assert ppid == sup_pid, f"agent {agent_pid} is not the supervisor's child (ppid {ppid})"
+    cmd = host.file(f"/proc/{agent_pid}/cmdline").content_string.replace("\0", " ")
+    assert "swarmkit-py agent" in cmd, cmd
+
+
+def test_agent_listens_on_its_own_address(host, inv_host):
+    ip = inv_host.advertise_ip
+    port = _vars(inv_host, "swarmkit_cluster_port", 2377)
+    assert host.socket(f"tcp://{ip}:{port}").is_listening
+    st = host.file(f"{_state_dir(inv_host)}/node.json")
+    if st.exists and json.loads(st.content_string).get("role") == "manager":
+        api = _vars(inv_host, "swarmkit_api_port", 2376)
+        assert host.socket(f"tcp://{ip}:{api}").is_listening, "a manager serves the Docker API"
+
+
+def test_config_matches_inventory(host, inv_host):
+    cfg = yaml.safe_load(host.file(CONFIG).content_string)
+    ip = inv_host.advertise_ip
+    assert cfg["advertise_addr"] == f"{ip}:{_vars(inv_host, 'swarmkit_cluster_port', 2377)}"
+    assert cfg["listen_addr"] == cfg["advertise_addr"]
+    assert cfg["api_listen"] == f"{ip}:{_vars(inv_host, 'swarmkit_api_port', 2376)}"
+    assert cfg["hostname"] == inv_host.name
+    assert cfg["log_level"] == _vars(inv_host, "swarmkit_log_level", "INFO")
+    assert str(cfg["state_dir"]) == _state_dir(inv_host)
+
+
+def test_key_files_are_private(host, inv_host):
+    keys = host.check_output(f"find {_state_dir(inv_host)}/certs -name '*.key' -o -name '*key.pem'").split()
+    assert keys, "no key files: the node has no identity"
+    for k in keys:
+        f = host.file(k)
+        assert f.mode == 0o600, f"{k} has mode {oct(f.mode)}"
+        assert f.user == "root"
+
+
+def test_current_points_to_expected_release(host, inv_host, expected_release):
+    root = _vars(inv_host, "swarmkit_root", "/opt/swarmkit-py")
+    cur = host.file(f"{root}/current")
+    assert cur.is_symlink
+    assert cur.linked_to == f"{root}/releases/{expected_release}"
+    assert host.file(f"{root}/releases/{expected_release}/.swarmkit-release").exists
+    assert host.run(f"{root}/current/bin/swarmkit-py --help").rc == 0
+
+
+def test_docker_engine_answers(host):
+    r = host.run("python3 -c \"import socket; s=socket.socket(socket.AF_UNIX); s.connect('/var/run/docker.sock');"
+                 " s.sendall(b'GET /_ping HTTP/1.0\\r\\n\\r\\n'); print(s.recv(64).split(b'\\r\\n')[0].decode())\"")
+    assert r.rc == 0 and "200" in r.stdout, r.stdout + r.stderr
