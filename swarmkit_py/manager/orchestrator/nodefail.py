@@ -1,4 +1,5 @@
-"""Node failure: move work off nodes the dispatcher declared `down`, at once.
+"""Node failure and drain: move work off nodes the dispatcher declared `down`, or that the
+operator drained, at once.
 
 When a node is `down` (or was removed from the cluster with tasks still on it), every task on
 it that should be running is marked desired `shutdown`, and - in the same transaction - a
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from ...store import NodeState, TaskState, View
+from ...store import NodeAvailability, NodeState, TaskState, View
 from .defaults import ORPHAN_AFTER
 from .loop import Batch, StoreLoop
 from .slots import is_replicated, node_down, replicas, runnable
@@ -50,7 +51,7 @@ class NodeFailure(StoreLoop):
         for nid in down:
             self._down_seen.setdefault(nid, now)
         if events is None:
-            nodes = set(down)
+            nodes = set(down) | {n.id for n in view.nodes() if _drained(n)}
             gone = {t.node_id for t in view.find("task", where=lambda t: t.node_id is not None and runnable(t))}
             nodes |= {nid for nid in gone if view.get_node(nid) is None}
         else:
@@ -63,13 +64,13 @@ class NodeFailure(StoreLoop):
         created: set[tuple[str, int]] = set()
         for nid in nodes:
             node = view.get_node(nid)
-            if node is not None and not node_down(node):
+            if node is not None and not node_down(node) and not _drained(node):
                 continue
             tasks = view.tasks(node_id=nid)
             for t in tasks:
                 if runnable(t):
                     self._replace(view, batch, t, now, created)
-            if node is not None:
+            if node is not None and node_down(node):
                 self._orphan(batch, node, tasks, now)
 
     def _replace(self, view: View, batch: Batch, t, now: datetime, created: set) -> None:
@@ -109,8 +110,12 @@ class NodeFailure(StoreLoop):
             c.status.timestamp = now
 
 
+def _drained(node) -> bool:
+    return node.spec.availability == NodeAvailability.DRAIN
+
+
 def _on_dead_node(view: View, t) -> bool:
     if t.node_id is None:
         return False
     node = view.get_node(t.node_id)
-    return node is None or node_down(node)
+    return node is None or node_down(node) or _drained(node)
