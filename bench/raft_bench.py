@@ -1,0 +1,197 @@
+"""Committed writes per second and commit latency: swarmkit-py's Raft vs PySyncObj, same machine.
+
+    python bench/raft_bench.py --system swarmkit-py|pysyncobj --nodes 3|5 --seconds 10 \
+        --value-size 10|1024 [--inflight N] [--client inprocess|connection] [--journal] [--out F]
+
+Prints ONE JSON line: system, nodes, value_size, inflight, client, writes_per_s, p50_ms, p99_ms,
+errors, plus what happened to leadership during the run (an election under load is a finding).
+
+Why it is run this way (see ../shared/notes/pysyncobj.md, the figures we compare with):
+- Each member is its own OS process on 127.0.0.1, on a fresh cluster in a temp dir.
+- PySyncObj has no client protocol, so its load is a thread inside the leader's process keeping W
+  `ReplDict.set` calls in flight with callbacks (bench/_pysyncobj_node.py). `--client inprocess`
+  runs ours the same way (`kv.bench_load` runs the load inside our leader's process), which is
+  the like-for-like comparison; `--client connection` drives ours through real RPC connections
+  from this process (`kv.put`, W concurrent calls), which is what a user sees. Both are reported.
+- 1,000 keys round robin, random (incompressible) values, 1 s warm-up, counted over --seconds.
+- Ours fsyncs every acknowledged write (WAL, group commit); PySyncObj never fsyncs, and by
+  default keeps its log in memory (`--journal` gives it journal + dump files on disk).
+- `--inflight 1` gives the commit latency figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import random
+import sys
+import tempfile
+
+from _common import PySyncObjCluster, emit, git_commit, source_id
+
+
+def _pct(sorted_ms: list[float], q: float) -> float | None:
+    return sorted_ms[min(len(sorted_ms) - 1, int(q * len(sorted_ms)))] if sorted_ms else None
+
+
+async def _connection_load(cluster, leader: int, inflight: int, seconds: float, size: int,
+                           warmup: float, conns: int) -> dict:
+    """W concurrent `kv.put` calls spread over `conns` RPC connections to the leader. Counted
+    like PySyncObj's: writes completed inside the window after the warm-up."""
+    from swarmkit_py.rpc import RpcClient, RpcError
+
+    host, port = cluster.members[leader].addr.rsplit(":", 1)
+    clients = [RpcClient(host, int(port), timeout=30.0, connect_timeout=2.0) for _ in range(conns)]
+    rnd = random.Random(1)
+    values = [rnd.randbytes(size) for _ in range(4099)]
+    loop = asyncio.get_running_loop()
+    t_measure = loop.time() + warmup
+    t_end = t_measure + seconds
+    lat: list[float] = []
+    done = errors = 0
+    keys = itertools.count()
+
+    async def worker(w: int) -> None:
+        nonlocal done, errors
+        cl = clients[w % conns]
+        while True:
+            t0 = loop.time()
+            if t0 >= t_end:
+                return
+            i = next(keys)
+            try:
+                await cl.call("kv.put", {"k": f"k{i % 1000}", "v": values[i % len(values)]})
+            except (RpcError, OSError):
+                errors += 1
+                await asyncio.sleep(0.01)
+                continue
+            t1 = loop.time()
+            if t_measure <= t1 <= t_end:
+                done += 1
+                if len(lat) < 200_000:
+                    lat.append((t1 - t0) * 1000)
+
+    try:
+        await asyncio.gather(*(worker(w) for w in range(inflight)))
+    finally:
+        for cl in clients:
+            await cl.close()
+    lat.sort()
+    return {"writes": done, "seconds": seconds, "errors": errors, "p50_ms": _pct(lat, 0.5), "p99_ms": _pct(lat, 0.99)}
+
+
+async def _run_ours(args, workdir: str) -> dict:
+    from swarmkit_py.raft.kv.cluster import LocalCluster
+
+    cluster = LocalCluster(args.nodes, workdir)
+    try:
+        await cluster.start()
+        leader = await cluster.wait_leader(timeout=30)
+        before = await cluster.status(leader)
+        if args.client == "inprocess":
+            r = await cluster.call(leader, "kv.bench_load",
+                                   {"inflight": args.inflight, "seconds": args.seconds, "size": args.value_size,
+                                    "warmup": args.warmup},
+                                   timeout=args.seconds + args.warmup + 60)
+        else:
+            r = await _connection_load(cluster, leader, args.inflight, args.seconds, args.value_size,
+                                       args.warmup, args.connections)
+        after = await cluster.status(leader)
+        m0, m1 = before.get("metrics", {}), after.get("metrics", {})
+        extra = {
+            "leader_kept": after["role"] == "leader" and after["term"] == before["term"],
+            "term_changes": after["term"] - before["term"],
+            "fsyncs_per_write": None,
+        }
+        props = m1.get("proposals", 0) - m0.get("proposals", 0)
+        if props and "fsyncs" in m1:
+            extra["fsyncs_per_write"] = round((m1["fsyncs"] - m0.get("fsyncs", 0)) / props, 4)
+        return {**r, **extra}
+    finally:
+        await cluster.stop()
+
+
+def _run_pysyncobj(args, workdir: str) -> dict:
+    cluster = PySyncObjCluster(args.nodes, workdir, journal=args.journal, no_batch=args.no_batch)
+    try:
+        cluster.start()
+        leader = cluster.wait_leader(timeout=30)
+        before = cluster.status(leader)
+        r = cluster.members[leader].ask(
+            {"cmd": "load", "inflight": args.inflight, "seconds": args.seconds, "size": args.value_size,
+             "warmup": args.warmup},
+            timeout=args.seconds + args.warmup + 60)
+        after = cluster.status(leader)
+        return {**r, "leader_kept": after["is_leader"] and after["term"] == before["term"],
+                "term_changes": after["term"] - before["term"]}
+    finally:
+        cluster.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--system", choices=["swarmkit-py", "pysyncobj"], required=True)
+    ap.add_argument("--nodes", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--value-size", type=int, default=10)
+    ap.add_argument("--inflight", type=int, default=10_000, help="writes in flight (W); 1 = commit latency")
+    ap.add_argument("--client", choices=["inprocess", "connection"], default="inprocess",
+                    help="swarmkit-py only: load inside the leader (like PySyncObj) or over RPC connections")
+    ap.add_argument("--connections", type=int, default=4, help="RPC connections for --client connection")
+    ap.add_argument("--journal", action="store_true", help="pysyncobj only: journal + dump files on disk")
+    ap.add_argument("--no-batch", action="store_true", help="pysyncobj only: appendEntriesUseBatch=False")
+    ap.add_argument("--out", help="also append the JSON line to this file (e.g. bench/results.jsonl)")
+    args = ap.parse_args(argv)
+    args.out = os.path.abspath(args.out) if args.out else None  # before the chdir below
+    if args.system == "pysyncobj" and args.client != "inprocess":
+        ap.error("pysyncobj has no client protocol: only --client inprocess")
+    if args.system == "swarmkit-py" and (args.journal or args.no_batch):
+        ap.error("--journal/--no-batch are PySyncObj options (ours always writes and fsyncs its WAL)")
+    args.connections = max(1, min(args.connections, args.inflight))
+
+    load0 = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix=f"bench-{args.system}-") as workdir:
+        # Members start with `python -m`, which puts the cwd first on sys.path: run from the
+        # temp dir so they import the same swarmkit_py as this process (PYTHONPATH snapshot or
+        # the installed tree), not whatever checkout the shell happens to be in.
+        os.chdir(workdir)
+        if args.system == "swarmkit-py":
+            r = asyncio.run(_run_ours(args, workdir))
+        else:
+            r = _run_pysyncobj(args, workdir)
+    variant = []
+    if args.journal:
+        variant.append("journal")
+    if args.no_batch:
+        variant.append("no-batch")
+    result = {
+        "bench": "throughput",
+        "system": args.system,
+        "nodes": args.nodes,
+        "value_size": args.value_size,
+        "inflight": args.inflight,
+        "client": args.client,
+        "variant": "+".join(variant) or "default",
+        "writes_per_s": round(r["writes"] / args.seconds, 1),
+        "p50_ms": None if r["p50_ms"] is None else round(r["p50_ms"], 3),
+        "p99_ms": None if r["p99_ms"] is None else round(r["p99_ms"], 3),
+        "errors": r["errors"],
+        "leader_kept": r.get("leader_kept"),
+        "term_changes": r.get("term_changes"),
+        "seconds": args.seconds,
+        "loadavg_1m_at_start": round(load0, 2),
+        "commit": git_commit(),
+        **(source_id() if args.system == "swarmkit-py" else {}),
+    }
+    if "fsyncs_per_write" in r:
+        result["fsyncs_per_write"] = r["fsyncs_per_write"]
+    if args.client == "connection":
+        result["connections"] = args.connections
+    emit(result, args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
