@@ -114,6 +114,8 @@ class RaftNode:
         self.transport = transport_factory(self._on_message)
         self._rng = rng or random.Random()
         self.core: RaftCore | None = None
+        self._synced_term_vote = (0, 0)
+        self._unsynced_hs = None
         self.peers: dict[int, str] = {}
         self._inbox: list = []
         self._props: list[tuple[bytes, asyncio.Future]] = []
@@ -152,6 +154,8 @@ class RaftNode:
         self.core = RaftCore(
             self.id, self.cfg.core(), self._rng, hard_state=st.hard_state, snapshot=snap, entries=st.entries
         )
+        self._synced_term_vote = (st.hard_state.term, st.hard_state.vote)
+        self._unsynced_hs = None
         for e in st.entries:
             self._learn_addresses(e)
         fresh = not (st.entries or snap is not None or st.hard_state.term)
@@ -192,6 +196,11 @@ class RaftNode:
         self._fail_all(Stopped())
         if self._started:
             await self.transport.stop()
+        if self._unsynced_hs is not None:
+            try:  # a clean stop keeps the commit index it knew
+                await asyncio.to_thread(self.storage.save, self._unsynced_hs, [])
+            except Exception:
+                log.exception("raft member %d: could not save the commit index on stop", self.id)
         await asyncio.to_thread(self.storage.close)
 
     # ================================================================ queries
@@ -394,9 +403,12 @@ class RaftNode:
     def _expire_pending(self, now: float) -> None:
         """Fail writes past their deadline. Deadlines grow with the sequence number for the
         usual (default) timeout, so the scan stops at the first write still in time."""
-        for seq, (fut, deadline) in list(self._pending.items()):
+        expired = []
+        for seq, (fut, deadline) in self._pending.items():
             if deadline > now:
                 break
+            expired.append((seq, fut))
+        for seq, fut in expired:
             del self._pending[seq]
             if not fut.done():
                 fut.set_exception(NoQuorum())
@@ -458,8 +470,20 @@ class RaftNode:
             for nid, a in book.items():
                 self._set_peer(nid, a)
             self.fsm.restore(fsm_data)
-        if rd.entries or rd.hard_state is not None:
-            await asyncio.to_thread(self.storage.save, rd.hard_state, rd.entries)
+        hs = rd.hard_state
+        if hs is not None and not rd.entries and (hs.term, hs.vote) == self._synced_term_vote:
+            # Only the commit index moved. It need not be durable before anything (a restart
+            # relearns it from the leader), so it rides along with the next batch of entries
+            # instead of costing an fsync on every write's path (etcd's MustSync rule).
+            self._unsynced_hs = hs
+            hs = None
+        if rd.entries or hs is not None:
+            if hs is None and self._unsynced_hs is not None:
+                hs = self._unsynced_hs
+            await asyncio.to_thread(self.storage.save, hs, rd.entries)
+            self._unsynced_hs = None
+            if hs is not None:
+                self._synced_term_vote = (hs.term, hs.vote)
             self.metrics["fsyncs"] += 1
             for e in rd.entries:
                 self._learn_addresses(e)
