@@ -453,6 +453,8 @@ class RaftNode:
     async def _handle_ready(self, rd: Ready) -> None:
         c = self.core
         if rd.soft_state is not None:
+            log.info("raft member %d: %s in term %d (leader %d)", self.id, Role(rd.soft_state.role).name.lower(),
+                     c.term, rd.soft_state.leader)
             self.metrics["leader_changes"] += 1
             self._leader_changed.set()
             if self.on_leader_change:
