@@ -177,4 +177,4 @@ def test_force_new_cluster_after_losing_three_of_five_managers(cluster):
     fresh = c.add("fresh")
     c.join(fresh, mtok, survivor)
     c.start(fresh)
-    c.wait_for(lambda: _rows(c, survivor).get("fresh", [None, None])[1:] == ["Reachable"], 30, "fresh manager Reachable")
+    c.wait_for(lambda: _rows(c, survivor).get("fresh", [None, None])[1:] == ["Reachable"], 60, "fresh manager Reachable", fresh)
