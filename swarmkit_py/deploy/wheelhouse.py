@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,7 +47,21 @@ def ref() -> str:
     return os.environ.get("SWARMKIT_BUILD_REF") or "HEAD"
 
 
+def suffix() -> str:
+    """SWARMKIT_RELEASE_SUFFIX (e.g. `rc2`) is appended to the release name: a second, distinct
+    release of the same sources, so an upgrade (and its rollback) can be exercised without a
+    second commit and without a network. Its wheelhouse is the unsuffixed one re-labelled."""
+    s = os.environ.get("SWARMKIT_RELEASE_SUFFIX", "")
+    if s and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._]{0,31}", s):
+        raise ValueError(f"SWARMKIT_RELEASE_SUFFIX={s!r}: letters, digits, '.' and '_' only (it names a directory)")
+    return f"-{s}" if s else ""
+
+
 def source_version(root: Path = REPO_ROOT) -> str:
+    return _base_version(root) + suffix()
+
+
+def _base_version(root: Path) -> str:
     base = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
     h = hashlib.sha256()
     if from_git(root):
@@ -89,6 +104,8 @@ def build(root: Path = REPO_ROOT, log=print) -> Wheelhouse:
     base.mkdir(parents=True, exist_ok=True)
     tar = base / f"swarmkit-py-{version}.tar"
     shaf = tar.with_suffix(".sha256")
+    if suffix() and not (tar.exists() and shaf.exists()):
+        return relabel(build_unsuffixed(root, log), version)
     with open(base / ".lock", "w") as lk:
         fcntl.flock(lk, fcntl.LOCK_EX)
         if tar.exists() and shaf.exists():
@@ -119,4 +136,45 @@ def build(root: Path = REPO_ROOT, log=print) -> Wheelhouse:
         tmp.replace(tar)
         shaf.write_text(sha + "\n")
         shutil.rmtree(work, ignore_errors=True)
+        return Wheelhouse(version, tar, sha)
+
+
+def build_unsuffixed(root: Path = REPO_ROOT, log=print) -> Wheelhouse:
+    saved = os.environ.pop("SWARMKIT_RELEASE_SUFFIX", None)
+    try:
+        return build(root, log)
+    finally:
+        if saved is not None:
+            os.environ["SWARMKIT_RELEASE_SUFFIX"] = saved
+
+
+def relabel(src: Wheelhouse, version: str, replace: dict[str, Path] | None = None) -> Wheelhouse:
+    """A copy of wheelhouse `src` named `version` (its VERSION member rewritten), cached beside
+    the others. `replace` swaps wheels: {name prefix: wheel file} (e.g. a locally built
+    `swarmkit_py-` wheel over the tree's own), for `invoke upgrade --wheel`."""
+    base = cache_dir()
+    tar = base / f"swarmkit-py-{version}.tar"
+    shaf = tar.with_suffix(".sha256")
+    with open(base / ".lock", "w") as lk:
+        fcntl.flock(lk, fcntl.LOCK_EX)
+        if tar.exists() and shaf.exists():
+            return Wheelhouse(version, tar, shaf.read_text().strip())
+        tmp = tar.with_suffix(".tmp")
+        with tarfile.open(src.tar) as tin, tarfile.open(tmp, "w") as tout:
+            members = {}
+            for ti in tin.getmembers():
+                if any(ti.name.startswith(p) for p in (replace or {})):
+                    continue
+                members[ti.name] = (ti, None if ti.name == "VERSION" else tin.extractfile(ti).read())
+            for p in (replace or {}).values():
+                ti = tarfile.TarInfo(p.name)
+                members[p.name] = (ti, p.read_bytes())
+            members["VERSION"] = (tarfile.TarInfo("VERSION"), (version + "\n").encode())
+            for name in sorted(members):
+                ti, data = members[name]
+                ti.size, ti.mtime, ti.uid, ti.gid, ti.uname, ti.gname = len(data), 0, 0, 0, "root", "root"
+                tout.addfile(ti, io.BytesIO(data))
+        sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        tmp.replace(tar)
+        shaf.write_text(sha + "\n")
         return Wheelhouse(version, tar, sha)
