@@ -39,6 +39,7 @@ def render(agent) -> str:
         o.metric("worker_session_connected", "gauge", "1 while a dispatcher session is open.", sess.connected.is_set())
         o.metric("worker_heartbeats_total", "counter", "Heartbeats sent to the dispatcher.", sess.stats["heartbeats"])
         o.metric("worker_sessions_opened_total", "counter", "Dispatcher sessions opened.", sess.stats["sessions_opened"])
+        o.metric("worker_known_managers", "gauge", "Managers this node can fail over to.", len(sess.managers))
     mgr = agent.manager
     if mgr is not None and mgr.raft.core is not None:
         r = mgr.raft

@@ -115,6 +115,8 @@ class WorkerSession:
         self.last_error: str | None = None
         self.connected = asyncio.Event()
         self.stats = {"sessions_opened": 0, "heartbeats": 0, "failed_rounds": 0}
+        # the leader pushes the manager list whenever it changes (promotions, demotions)
+        self.on_push("dispatcher.managers", lambda params: self._learn_managers((params or {}).get("managers")))
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -318,7 +320,10 @@ class WorkerSession:
         if addrs:
             # Keep our order for managers we already knew (it records which ones failed).
             known = [a for a in self.managers if a in addrs]
-            self.managers = known + [a for a in addrs if a not in known]
+            new = known + [a for a in addrs if a not in known]
+            if set(new) != set(self.managers):
+                log.info("managers: %s", ", ".join(new))
+            self.managers = new
 
     async def _description(self) -> Any:
         if self._describe is None:

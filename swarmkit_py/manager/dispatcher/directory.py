@@ -30,11 +30,9 @@ class ClusterDirectory:
         self._cluster = cluster
 
     def managers(self) -> list[dict[str, str]]:
-        return [
-            {"node_id": m.node_id, "addr": m.addr}
-            for m in self._cluster.raft_members()
-            if m.voter and m.addr
-        ]
+        # learners too: a manager still catching up already redirects workers to the leader,
+        # and a worker that learns of it early is not stranded if the leader dies meanwhile
+        return [{"node_id": m.node_id, "addr": m.addr} for m in self._cluster.raft_members() if m.addr]
 
     def leader_addr(self) -> str | None:
         for m in self._cluster.raft_members():

@@ -65,6 +65,8 @@ from .sessions import SessionTable
 from .status import StatusChange, StatusWriter
 from .taskstatus import TASK_STATUS, TaskStatusWriter, parse_updates
 
+MANAGERS_PUSH = "dispatcher.managers"
+
 log = logging.getLogger(__name__)
 
 HEARTBEAT_FAILURE = "heartbeat failure"
@@ -151,6 +153,7 @@ class Dispatcher:
         self._seed_timers(self.started_at + self.grace)
         self._spawn(self._sweep_loop(), "dispatcher-sweep")
         self._spawn(self._watch_nodes(), "dispatcher-node-watch")
+        self._spawn(self._announce_managers(), "dispatcher-managers")
         self._task_writer = TaskStatusWriter(self.proposer)
         self.assignments.start()
         log.info(
@@ -390,6 +393,24 @@ class Dispatcher:
         except RpcUnavailable:
             return False
         return True
+
+    async def _announce_managers(self) -> None:
+        """Push the manager list to every session as soon as it changes. Heartbeat answers
+        carry it too, but a worker must not depend on its next heartbeat: if the leader dies
+        right after a promotion, a worker that only knows the dead leader is stranded."""
+        last = None
+        while True:
+            try:
+                current = self.directory.managers()
+                if current != last:
+                    if last is not None:
+                        log.info("managers changed: telling %d sessions", len(self._sessions))
+                        for node_id in self._sessions.node_ids():
+                            await self.push(node_id, MANAGERS_PUSH, {"managers": current})
+                    last = current
+            except Exception:
+                log.exception("announcing the manager list failed; retrying")
+            await asyncio.sleep(min(0.2, self.heartbeat_period / 5))
 
     def has_session(self, node_id: str) -> bool:
         return self._sessions.for_node(node_id) is not None

@@ -44,6 +44,9 @@ class SessionTable:
     def get(self, session_id: str) -> Session | None:
         return self._by_id.get(session_id)
 
+    def node_ids(self) -> list[str]:
+        return list(self._by_node)
+
     def for_node(self, node_id: str) -> Session | None:
         return self._by_node.get(node_id)
 
