@@ -209,7 +209,7 @@ def test_crash_replace_upgrade(lab, env, tmp_path):
     new_version = wheelhouse.source_version().split("-" + SUFFIX)[0] + "-" + SUFFIX
     t0 = time.monotonic()
     with Replicas(env, inv, "web") as rs:
-        up = invoke(env2, "upgrade", "--batch", "2", "--no-drain", inventory=inv)
+        up = invoke(env2, "upgrade", "--batch", "1", inventory=inv)
         took = time.monotonic() - t0
         time.sleep(1)
     seen = [n for _, n in rs.samples if n is not None]
@@ -222,7 +222,7 @@ def test_crash_replace_upgrade(lab, env, tmp_path):
     gap = re.search(r"without a leader ([\d.]+)s", up.stdout)
     print(f"\nbootstrap 3 managers on 4 hosts {boot:.1f}s; leader {leader} crashed: new leader after {t_leader:.1f}s, "
           f"3 replicas on live hosts after {t_tasks:.1f}s")
-    print(f"rolling upgrade of 5 hosts (batch 2, --no-drain): {took:.1f}s wall; replicas min {min(seen)} max {max(seen)} over "
+    print(f"rolling upgrade of 5 hosts (drain, batch 1): {took:.1f}s wall; replicas min {min(seen)} max {max(seen)} over "
           f"{len(seen)} samples ({blind} with no manager answering); leader handover {gap.group(1) if gap else '?'}s")
     STATE["upgrade"] = {"seconds": took, "min": min(seen), "samples": len(seen), "blind": blind}
     assert min(seen) >= 2, rs.samples  # never worse than one replica down (figures above say how often)
