@@ -234,7 +234,7 @@ def scale(c, add, inventory=None, forks=10):
             "wheel": "a wheelhouse tar, or a swarmkit_py wheel bundled with this tree's dependencies",
             "batch": "workers upgraded at once (default 1); managers always go one at a time",
             "timeout": "seconds a host has to pass its health check before it is rolled back (default 60)",
-            "drain": "drain each host first (default); --no-drain restarts agents under running tasks",
+            "drain": "drain each host first (default); --no-drain restarts agents under running tasks (not yet safe)",
             "inventory": INV_HELP, "forks": "hosts installed in parallel (default 10)"})
 def upgrade(c, version=None, wheel=None, batch=1, timeout=60, drain=True, inventory=None, forks=10):
     """Rolling upgrade with no loss of quorum or replicas: install the release everywhere, then
