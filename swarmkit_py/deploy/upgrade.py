@@ -4,7 +4,8 @@ Order and why:
 1. Install the new release on every member in parallel *without* switching `current`: the
    slow part (upload, venv) happens while nothing is disturbed, and a host that cannot take the
    release fails the run before any agent was touched.
-2. Workers in batches of N: drain (the orchestrator moves their tasks), switch `current`,
+2. Workers in batches of N: wait until every replicated service runs its desired replicas
+   (the previous batch's tasks have landed), drain (the orchestrator moves their tasks), switch `current`,
    restart the agent, health check, activate. Workers hold no Raft vote, so N at once is safe.
 3. Managers ONE at a time, followers first, the leader LAST: each restart of a follower costs
    the voter set one member for a moment, never two. The leader goes last so leadership moves
@@ -143,6 +144,9 @@ def _roll(cl: Cluster, hosts: list[Host], wh: Wheelhouse, timeout: float,
     was_leader = manager and ac.reachability(ac.nodes_by_host(cl)[todo[0].name]) == "leader"
     prev = {h.name: ac.current_release(cl, h) for h in todo}
     with r.console.status(f"upgrading {'manager' if manager else 'worker(s)'} {names}: draining"):
+        # the previous batch's moved tasks must be running again before more of them move,
+        # or two batches' worth of replicas are down at once
+        wait_for("every replicated service at its desired replicas", lambda: _converged(cl), 90)
         drained = [h for h in todo if _drain(cl, h)] if drain else []
         if any(cl.entry is h for h in todo):  # talk to a manager that stays up
             cl.client(prefer=next(m for m in _managers(cl) if m not in todo))
@@ -193,6 +197,18 @@ def _drain(cl: Cluster, h: Host) -> bool:
     wait_for(f"the tasks of {h.name} to stop and move elsewhere", lambda: not [
         t for t in cl.client().api.tasks(filters={"node": n["ID"]})
         if t.get("Status", {}).get("State") in ("running", "starting", "preparing", "assigned")], 90)
+    return True
+
+
+def _converged(cl: Cluster) -> bool:
+    c = cl.client()
+    for svc in c.api.services():
+        want = svc.get("Spec", {}).get("Mode", {}).get("Replicated", {}).get("Replicas")
+        if want is None:
+            continue
+        tasks = c.api.tasks(filters={"service": svc["ID"], "desired-state": "running"})
+        if sum(1 for t in tasks if t.get("Status", {}).get("State") == "running") < want:
+            return False
     return True
 
 
