@@ -106,15 +106,21 @@ async def test_tasks_of_long_dead_nodes_are_orphaned():
     await h.stop()
 
 
-async def test_drained_node_tasks_move_at_once_and_return_nothing_when_activated():
+async def test_drain_starts_replacements_first_and_never_orphans():
     from swarmkit_py.store import NodeAvailability
 
     h, sid, (a, b, c) = await cluster()
     on_a = {t.id for t in h.running(sid) if t.node_id == a}
     assert on_a
     await h.edit_node(a, lambda n: setattr(n.spec, "availability", NodeAvailability.DRAIN))
+    await settle()
+    # start-first: the drained node's tasks keep running until their replacements run
+    assert all(h.view().get_task(i).desired_state == TaskState.RUNNING for i in on_a)
+    assert len(h.running(sid)) == 6
+    await h.work()  # the replacements start elsewhere
     await until(lambda: all(h.view().get_task(i).desired_state == TaskState.SHUTDOWN for i in on_a))
     assert sorted(t.slot for t in h.runnable(sid)) == [1, 2, 3, 4, 5, 6]
+    assert all(t.node_id != a for t in h.runnable(sid))
     # drained is not down: nothing is orphaned, however long it lasts
     await h.clock.advance(10 * 86400)
     await settle()

@@ -1,5 +1,5 @@
-"""Node failure and drain: move work off nodes the dispatcher declared `down`, or that the
-operator drained, at once.
+"""Node failure and drain: move work off nodes the dispatcher declared `down` at once, and
+off nodes the operator drained without losing a replica (the replacement runs first).
 
 When a node is `down` (or was removed from the cluster with tasks still on it), every task on
 it that should be running is marked desired `shutdown`, and - in the same transaction - a
@@ -56,6 +56,8 @@ class NodeFailure(StoreLoop):
             nodes |= {nid for nid in gone if view.get_node(nid) is None}
         else:
             nodes = {k[1] for k in self.fired if isinstance(k, tuple)}
+            # a drained node waits for its replacements to run: any task event may be the one
+            nodes |= {n.id for n in view.nodes() if _drained(n)}
             for e in events:
                 if e.kind == "node":
                     nodes.add(e.obj.id)
@@ -67,9 +69,13 @@ class NodeFailure(StoreLoop):
             if node is not None and not node_down(node) and not _drained(node):
                 continue
             tasks = view.tasks(node_id=nid)
+            drained_only = node is not None and not node_down(node)
             for t in tasks:
                 if runnable(t):
-                    self._replace(view, batch, t, now, created)
+                    if drained_only:
+                        self._drain(view, batch, t, now, created)
+                    else:
+                        self._replace(view, batch, t, now, created)
             if node is not None and node_down(node):
                 self._orphan(batch, node, tasks, now)
 
@@ -90,6 +96,31 @@ class NodeFailure(StoreLoop):
         ]
         if others:
             return  # the slot still has a live task (start-first update in flight)
+        created.add(key)
+        batch.create(new_task(svc, self.new_id(), now, slot=t.slot))
+
+    def _drain(self, view: View, batch: Batch, t, now: datetime, created: set) -> None:
+        """Start-first: the task on a drained node keeps running until its replacement runs
+        elsewhere, so draining a node (as a rolling upgrade does) never costs a replica."""
+        svc = view.get_service(t.service_id)
+        if svc is None or not is_replicated(svc) or t.slot is None or t.slot > replicas(svc):
+            batch.updated(t).desired_state = TaskState.SHUTDOWN
+            return
+        others = [
+            o
+            for o in view.tasks(service_id=svc.id, slot=t.slot)
+            if o.id != t.id and runnable(o) and not _on_dead_node(view, o)
+        ]
+        if any(o.status.state == TaskState.RUNNING for o in others):
+            batch.updated(t).desired_state = TaskState.SHUTDOWN
+            return
+        if t.status.state != TaskState.RUNNING:
+            batch.updated(t).desired_state = TaskState.SHUTDOWN  # nothing to keep alive
+            if others:
+                return
+        key = (svc.id, t.slot)
+        if others or key in created:
+            return  # the replacement is on its way
         created.add(key)
         batch.create(new_task(svc, self.new_id(), now, slot=t.slot))
 
