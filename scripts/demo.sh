@@ -1,6 +1,25 @@
 #!/usr/bin/env bash
-# The main job: bring a 5-manager cluster up locally and show its status.
+# The main job, from a fresh Debian machine (as root): a local lab of 7 SSH hosts, the agent
+# pushed and a 5-manager swarm formed over SSH (`invoke bootstrap --managers 5`), a demo
+# service running on it, and the cluster's status. Idempotent: run it again and nothing changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-exec .venv/bin/python -m swarmkit_py.raft.demo --nodes 5
+export PATH="$PWD/.venv/bin:$PATH"
+if [ "$(id -u)" != 0 ]; then
+  echo "demo: the local lab needs root (network namespaces, cgroups); run as root" >&2
+  exit 1
+fi
+invoke lab.up --hosts 7
+invoke bootstrap --managers 5
+eval "$(invoke docker-env 2>/dev/null)"
+export DOCKER_CONFIG="$PWD/.lab/docker-config"
+if ! docker service inspect demo >/dev/null 2>&1; then
+  docker service create --name demo --replicas 3 --detach=false --publish mode=host,target=8080,published=8080 \
+    swarmkit-py/busybox:latest sh -c 'mkdir -p /tmp/www && hostname > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www' 
+fi
+invoke status
+echo
+echo "The swarm runs on the lab hosts (invoke lab.status). Point your docker CLI at it with:"
+echo '  eval "$(.venv/bin/invoke docker-env)"'
+echo "Try: invoke lab.crash <leader host>, then invoke status; invoke lab.down removes everything."
