@@ -48,7 +48,7 @@ class AgentProc:
 
 
 class AgentCluster:
-    def __init__(self, base: str | Path, *, heartbeat_s: float | None = None, env: dict | None = None):
+    def __init__(self, base: str | Path, *, env: dict | None = None):
         self.base = Path(base)
         self.nodes: dict[str, AgentProc] = {}
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
