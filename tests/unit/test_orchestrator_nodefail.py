@@ -126,3 +126,20 @@ async def test_drain_starts_replacements_first_and_never_orphans():
     await settle()
     assert all(h.view().get_task(i).status.state != TaskState.ORPHANED for i in on_a)
     await h.stop()
+
+
+async def test_drain_still_empties_the_node_when_replacements_fit_nowhere():
+    from swarmkit_py.store import NodeAvailability
+
+    h, sid, (a, b, c) = await cluster()
+    on_a = {t.id for t in h.running(sid) if t.node_id == a}
+    await h.edit_node(a, lambda n: setattr(n.spec, "availability", NodeAvailability.DRAIN))
+    await settle()
+    pending = [t for t in h.runnable(sid) if t.node_id is None]
+    assert pending
+    for t in pending:  # what the scheduler writes when no node fits
+        c = h.view().get_task(t.id).clone()
+        c.status.err = "no suitable node (1 node not available for new tasks)"
+        await h.write(c)
+    await until(lambda: all(h.view().get_task(i).desired_state == TaskState.SHUTDOWN for i in on_a))
+    await h.stop()

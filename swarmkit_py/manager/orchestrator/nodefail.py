@@ -114,6 +114,11 @@ class NodeFailure(StoreLoop):
         if any(o.status.state == TaskState.RUNNING for o in others):
             batch.updated(t).desired_state = TaskState.SHUTDOWN
             return
+        if others and all(o.status.state == TaskState.PENDING and o.status.err for o in others):
+            # the replacement fits nowhere: a drain still empties the node (as in Swarm), and
+            # the slot waits, pending with the scheduler's reason
+            batch.updated(t).desired_state = TaskState.SHUTDOWN
+            return
         if t.status.state != TaskState.RUNNING:
             batch.updated(t).desired_state = TaskState.SHUTDOWN  # nothing to keep alive
             if others:
