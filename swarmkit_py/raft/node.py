@@ -116,6 +116,7 @@ class RaftNode:
         self.core: RaftCore | None = None
         self._synced_term_vote = (0, 0)
         self._unsynced_hs = None
+        self._last_heard: dict[int, float] = {}
         self.peers: dict[int, str] = {}
         self._inbox: list = []
         self._props: list[tuple[bytes, asyncio.Future]] = []
@@ -226,12 +227,16 @@ class RaftNode:
         if c is None:
             return []
         out = []
+        now = time.monotonic()
+        window = 2 * self.cfg.election_timeout_s
         for nid in c.conf.voters + c.conf.learners:
             pr = c.prs.get(nid) if c.role == Role.LEADER else None
             if nid == self.id:
                 reach = True
-            elif pr is not None:
-                reach = pr.recent_active or self.transport.is_reachable(nid)
+            elif pr is not None or nid == c.leader:
+                # heard from it lately: an open TCP connection to a host that lost power
+                # looks fine for a long time, so the connection state alone would lie
+                reach = now - self._last_heard.get(nid, 0.0) < window
             else:
                 reach = self.transport.is_reachable(nid)
             out.append(MemberStatus(nid, self.peers.get(nid, ""), nid in c.conf.voters, reach, pr.match if pr else None))
@@ -386,6 +391,7 @@ class RaftNode:
 
     # ================================================================ the loop
     def _on_message(self, m) -> None:
+        self._last_heard[m.frm] = time.monotonic()
         self._inbox.append(m)
         self._wake.set()
 
