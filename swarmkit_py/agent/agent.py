@@ -15,17 +15,20 @@ import socket
 from pathlib import Path
 
 from .. import __version__
+from ..api import make_app, serve_tcp, serve_unix
 from ..ca import (
     Role,
     RootCA,
     client_context,
     identity_from_cert,
     load_node_credentials,
+    server_context,
     write_atomic,
 )
 from ..ca.optional_tls import server_context_optional_client
 from ..manager.bootstrap import initial_transaction
 from ..manager.caserver import CAServer
+from ..manager.controlapi import ControlAPI
 from ..manager.dispatcher import ClusterDirectory, Dispatcher, cert_identity
 from ..manager.manager import Manager
 from ..manager.orchestrator import orchestration_loops
@@ -40,6 +43,7 @@ from ..worker.reconcile import DockerExecutor, TaskWorker
 from ..worker.session import WorkerSession
 from .config import AgentConfig
 from .identity import new_raft_id
+from .metrics import metrics_app
 from .state import ROOT_CA_CERT, ROOT_CA_KEY, NodeState, certs_dir
 
 log = logging.getLogger("swarmkit_py.agent")
@@ -117,9 +121,6 @@ class Agent:
             await self.start_manager()
         self.start_worker()
         if self.cfg.metrics_listen and self._metrics_runner is None:
-            from ..api import serve_tcp
-            from .metrics import metrics_app
-
             mhost, _, mport = self.cfg.metrics_listen.rpartition(":")
             self._metrics_runner = await serve_tcp(metrics_app(self), mhost, int(mport))
         log.info("agent %s (%s) up as %s on %s", self.state.node_id, self.hostname, self.state.role, self.cfg.listen_addr)
@@ -284,25 +285,14 @@ class Agent:
             await asyncio.sleep(0.5)
 
     async def _start_api(self, mgr: Manager) -> None:
-        try:
-            from ..api import make_app, serve_tcp, serve_unix
-            from ..manager.controlapi import ControlAPI
-        except ImportError:  # pragma: no cover - until the API package lands
-            log.warning("Docker API not available in this build")
-            return
         app = make_app(ControlAPI(mgr), engine_version=__version__, hostname=self.hostname, authorize=_api_authorize)
         if self.cfg.api_socket:
             Path(self.cfg.api_socket).parent.mkdir(parents=True, exist_ok=True)
             self._api_runners.append(await serve_unix(app, str(self.cfg.api_socket)))
         if self.cfg.api_listen:
-            import ssl as _ssl
-
             cert, key, ca = self._creds()
-            from ..ca import server_context
-
-            ctx: _ssl.SSLContext = server_context(cert, key, ca)
             host, _, port = self.cfg.api_listen.rpartition(":")
-            self._api_runners.append(await serve_tcp(app, host, int(port), ctx))
+            self._api_runners.append(await serve_tcp(app, host, int(port), server_context(cert, key, ca)))
 
     # ---------------------------------------------------------------- leaving
     @staticmethod
