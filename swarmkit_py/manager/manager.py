@@ -19,7 +19,7 @@ from ..raft.errors import NoQuorum
 from ..raft.node import RaftNode
 from ..raft.transport import Transport
 from ..rpc import RpcServer
-from ..store import MemoryStore, Node
+from ..store import MemoryStore, Node, NodeState
 from .context import RaftMember
 from .proposer import RaftProposer
 
@@ -36,6 +36,12 @@ def _is_manager(peer) -> bool:
         return identity_from_cert(peer.cert).role == Role.MANAGER
     except Exception:
         return False
+
+def _down(node: Node | None) -> bool:
+    """A follower hears only from the leader: an open TCP connection to a manager whose host
+    lost power still looks fine, but the dispatcher will have declared that node down."""
+    return node is not None and node.status.state == NodeState.DOWN
+
 
 LeaderLoop = Callable[[], Awaitable[None]]
 
@@ -106,7 +112,8 @@ class Manager:
                     node_id=node.id if node else "",
                     addr=m.addr or (self.advertise_addr if m.node_id == self.raft_id else ""),
                     voter=m.voter,
-                    reachable=m.reachable and (leader != 0 or m.node_id == self.raft_id),
+                    reachable=m.node_id == self.raft_id
+                    or (m.reachable and leader != 0 and not _down(node)),
                     leader=m.node_id == leader,
                 )
             )
