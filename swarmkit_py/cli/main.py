@@ -168,6 +168,24 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_log_position(args) -> int:
+    """Where this manager's Raft log ends (read from disk; stop the agent first). The deploy
+    toolkit's `recover` compares it across surviving managers to pick the most up-to-date."""
+    from ..raft.storage import DiskStorage
+
+    cfg = _config(args)
+    s = DiskStorage(Path(cfg.state_dir) / "raft")
+    try:
+        st = s.load()
+    finally:
+        s.close()
+    meta = st.snapshot.meta if st.snapshot else None
+    last = st.entries[-1] if st.entries else meta
+    print(json.dumps({"term": last.term if last else 0, "index": last.index if last else 0,
+                      "commit": st.hard_state.commit, "hs_term": st.hard_state.term}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="swarmkit-py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -199,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--name", default="operator")
     p.set_defaults(fn=cmd_client_cert)
+    p = sub.add_parser("log-position", help="last term/index of this manager's Raft log (agent stopped)")
+    _common(p)
+    p.set_defaults(fn=cmd_log_position)
     p = sub.add_parser("status", help="this node's swarm membership")
     _common(p)
     p.set_defaults(fn=cmd_status)

@@ -31,15 +31,6 @@ from .runner import StepResult
 from .ssh import fan_out
 
 TIMEOUT = 90.0
-LOG_POSITION = (
-    "import json, sys\n"
-    "from swarmkit_py.raft.storage import DiskStorage\n"
-    "s = DiskStorage(sys.argv[1]); st = s.load(); s.close()\n"
-    "m = st.snapshot.meta if st.snapshot else None\n"
-    "last = st.entries[-1] if st.entries else m\n"
-    "print(json.dumps({'term': last.term if last else 0, 'index': last.index if last else 0,"
-    " 'commit': st.hard_state.commit, 'hs_term': st.hard_state.term}))\n"
-)
 
 
 def recover(cl: Cluster) -> str:
@@ -99,11 +90,11 @@ def _refuse_if_quorum(cl: Cluster) -> None:
 
 
 def _log_position(cl: Cluster, h: Host) -> dict:
-    raft = f"{cl.state_dir(h)}/raft"
-    cmd = f"{ac.root(h)}/current/bin/python - {ac.q(raft)} <<'EOF'\n{LOG_POSITION}EOF"
+    state = cl.state_dir(h)
+    cmd = f"{ac.root(h)}/current/bin/swarmkit-py log-position --state-dir {ac.q(state)}"
     res = cl.runner.conn(h).run(cmd)
     if res.rc:
-        raise ClusterError(f"reading {raft}: {res.stderr.strip()[-300:]}")
+        raise ClusterError(f"reading the Raft log under {state}: {res.stderr.strip()[-300:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
