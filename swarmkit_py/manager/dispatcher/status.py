@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from ...store import Node, NodeDescription, NodeState, NotFound, SequenceError, Transaction
 from ..proposer import Proposer
+from .groupcommit import MAX_CONFLICT_RETRIES, GroupCommitter
 
 log = logging.getLogger(__name__)
 
-MAX_CONFLICT_RETRIES = 5
 _UNSET = object()
 
 
@@ -59,7 +59,7 @@ def apply_change(node: Node, change: StatusChange) -> Node | None:
     return new
 
 
-class StatusWriter:
+class StatusWriter(GroupCommitter):
     """Queues per-node changes and proposes them in as few transactions as possible.
 
     ``submit`` returns a future resolved once the change is committed (True), found to be a
@@ -68,54 +68,34 @@ class StatusWriter:
     queued ones; both futures then get the later outcome.
     """
 
+    task_name = "dispatcher-status-writer"
+
     def __init__(self, proposer: Proposer) -> None:
-        self._proposer = proposer
+        super().__init__(proposer)
         self._pending: dict[str, tuple[StatusChange, list[asyncio.Future]]] = {}
-        self._task: asyncio.Task | None = None
-        self._closed: BaseException | None = None
-        self.transactions = 0
-        """Proposals made (for metrics and for the tests that count writes)."""
         self.nodes_written = 0
 
     def submit(self, node_id: str, change: StatusChange) -> asyncio.Future:
-        fut = asyncio.get_running_loop().create_future()
-        if self._closed is not None:
-            fut.set_exception(self._closed)
-            return fut
+        return self._submit((node_id, change))
+
+    def _enqueue(self, item, fut: asyncio.Future) -> None:
+        node_id, change = item
         _, futures = self._pending.get(node_id, (None, []))
         futures.append(fut)
         self._pending[node_id] = (change, futures)
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="dispatcher-status-writer"
-            )
-        return fut
 
-    async def close(self, reason: BaseException) -> None:
-        """Stop writing; queued changes fail with ``reason`` (the caller lost leadership)."""
-        self._closed = reason
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        pending, self._pending = self._pending, {}
-        for _, futures in pending.values():
-            _resolve(futures, exc=reason)
-
-    async def _run(self) -> None:
-        # Yield once so that submissions made in the same loop iteration share the batch.
-        await asyncio.sleep(0)
-        while self._pending:
-            batch, self._pending = self._pending, {}
-            try:
-                await self._write(batch)
-            except asyncio.CancelledError:
-                self._requeue(batch)
-                raise
+    def _take(self) -> dict:
+        batch, self._pending = self._pending, {}
+        return batch
 
     def _requeue(self, batch: dict) -> None:
         for node_id, entry in batch.items():
             self._pending.setdefault(node_id, entry)
+
+    def _fail_queued(self, reason: BaseException) -> None:
+        pending, self._pending = self._pending, {}
+        for _, futures in pending.values():
+            _resolve(futures, exc=reason)
 
     async def _write(self, batch: dict[str, tuple[StatusChange, list[asyncio.Future]]]) -> None:
         for _attempt in range(MAX_CONFLICT_RETRIES):

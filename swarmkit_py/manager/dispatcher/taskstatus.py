@@ -35,12 +35,12 @@ from ...store import SequenceError, Transaction
 from ...store.objects import ContainerStatus, Task, TaskState, TaskStatus
 from ...store.timefmt import parse_rfc3339
 from ..proposer import Proposer
+from .groupcommit import MAX_CONFLICT_RETRIES, GroupCommitter
 from .protocol import INVALID_ARGUMENT
 
 log = logging.getLogger(__name__)
 
 TASK_STATUS = "dispatcher.task_status"
-MAX_CONFLICT_RETRIES = 5
 MAX_UPDATES = 10_000
 
 WORKER_STATES = frozenset(
@@ -140,7 +140,7 @@ def apply_update(task: Task, status: TaskStatus) -> tuple[Task | None, str]:
     return new, ""
 
 
-class TaskStatusWriter:
+class TaskStatusWriter(GroupCommitter):
     """Group commit of status updates; ``submit(updates)`` resolves to the call's answer.
 
     Each call's updates are validated (node ownership) and written together; if an earlier
@@ -148,46 +148,31 @@ class TaskStatusWriter:
     task in one batch the later wins (the worker reports in order, last state wins).
     """
 
+    task_name = "dispatcher-task-status-writer"
+
     def __init__(self, proposer: Proposer) -> None:
-        self._proposer = proposer
+        super().__init__(proposer)
         self._queue: list[tuple[list[StatusUpdate], asyncio.Future]] = []
-        self._task: asyncio.Task | None = None
-        self._closed: BaseException | None = None
-        self.transactions = 0
         self.tasks_written = 0
 
     def submit(self, updates: list[StatusUpdate]) -> asyncio.Future:
-        fut = asyncio.get_running_loop().create_future()
-        if self._closed is not None:
-            fut.set_exception(self._closed)
-            return fut
-        self._queue.append((updates, fut))
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="dispatcher-task-status-writer"
-            )
-        return fut
+        return self._submit(updates)
 
-    async def close(self, reason: BaseException) -> None:
-        self._closed = reason
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+    def _enqueue(self, item, fut: asyncio.Future) -> None:
+        self._queue.append((item, fut))
+
+    def _take(self) -> list:
+        batch, self._queue = self._queue, []
+        return batch
+
+    def _requeue(self, batch: list) -> None:
+        self._queue[:0] = batch
+
+    def _fail_queued(self, reason: BaseException) -> None:
         queue, self._queue = self._queue, []
         for _, fut in queue:
             if not fut.done():
                 fut.set_exception(reason)
-
-    async def _run(self) -> None:
-        await asyncio.sleep(0)  # let calls of the same loop iteration join the batch
-        while self._queue:
-            batch, self._queue = self._queue, []
-            try:
-                await self._write(batch)
-            except asyncio.CancelledError:
-                self._queue[:0] = batch
-                raise
 
     async def _write(self, batch: list[tuple[list[StatusUpdate], asyncio.Future]]) -> None:
         for _attempt in range(MAX_CONFLICT_RETRIES):
