@@ -21,6 +21,8 @@ from pathlib import Path
 from ..raft.kv.cluster import free_ports
 
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
+NODE_LABEL = "com.docker.swarm.node.id"
+SERVICE_LABEL = "com.docker.swarm.service.name"
 
 
 @dataclass
@@ -106,6 +108,15 @@ class AgentCluster:
         if n.alive:
             n.proc.send_signal(signal.SIGKILL)
             n.proc.wait()
+
+    def remove_task_containers(self, engine) -> None:
+        """Remove every container of this cluster's nodes from the shared engine (by the node
+        label, so containers of anything else on the machine are never touched)."""
+        for n in self.nodes.values():
+            st = n.node_state()
+            if st:
+                for ct in engine.containers.list(all=True, filters={"label": f"{NODE_LABEL}={st['node_id']}"}):
+                    ct.remove(force=True)
 
     def stop_all(self) -> None:
         for n in self.nodes.values():

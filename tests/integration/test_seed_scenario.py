@@ -12,13 +12,11 @@ import time
 
 import pytest
 
-from swarmkit_py.testing.agents import AgentCluster
+from swarmkit_py.testing.agents import NODE_LABEL, SERVICE_LABEL, AgentCluster
 from swarmkit_py.worker.image import TASK_IMAGE
 
 pytestmark = pytest.mark.slow
 
-NODE_LABEL = "com.docker.swarm.node.id"
-SERVICE_LABEL = "com.docker.swarm.service.name"
 
 
 def _nodes(c, via):
@@ -38,11 +36,7 @@ def cluster(tmp_path, docker_engine):
     c = AgentCluster(tmp_path)
     yield c, docker_engine
     c.stop_all()
-    for n in c.nodes.values():
-        st = n.node_state()
-        if st:
-            for ct in docker_engine.containers.list(all=True, filters={"label": f"{NODE_LABEL}={st['node_id']}"}):
-                ct.remove(force=True)
+    c.remove_task_containers(docker_engine)
 
 
 def test_leader_host_dies_with_a_task_and_comes_back(cluster):

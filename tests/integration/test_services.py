@@ -10,13 +10,11 @@ import time
 
 import pytest
 
-from swarmkit_py.testing.agents import AgentCluster
+from swarmkit_py.testing.agents import NODE_LABEL, SERVICE_LABEL, AgentCluster
 from swarmkit_py.worker.image import TASK_IMAGE
 
 pytestmark = pytest.mark.slow
 
-NODE_LABEL = "com.docker.swarm.node.id"
-SERVICE_LABEL = "com.docker.swarm.service.name"
 
 
 def _containers(engine, **labels):
@@ -58,11 +56,7 @@ def swarm(tmp_path_factory, docker_engine):
     for svc in c.docker(m1, "service", "ls", "-q", check=False).stdout.split():
         c.docker(m1, "service", "rm", svc, check=False)
     c.stop_all()
-    for n in c.nodes.values():
-        st = n.node_state()
-        if st:
-            for ct in _containers(docker_engine, **{NODE_LABEL: st["node_id"]}):
-                ct.remove(force=True)
+    c.remove_task_containers(docker_engine)
 
 
 def test_replicated_service_runs_labelled_containers_and_scales(swarm):
