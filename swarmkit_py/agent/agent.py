@@ -35,7 +35,6 @@ from ..manager.orchestrator import orchestration_loops
 from ..manager.raftjoin import RaftMembership, fetch_members, request_join
 from ..manager.rolemanager import RoleManager
 from ..manager.scheduler import SchedulerLoop
-from ..raft.errors import RaftError
 from ..rpc import RpcServer
 from ..worker.certs import CertRenewer
 from ..worker.describe import describe_node
@@ -343,4 +342,4 @@ class _LeaderTask:
             self.task = None
 
 
-__all__ = ["Agent", "RaftError"]
+__all__ = ["Agent"]

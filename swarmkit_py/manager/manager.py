@@ -37,13 +37,13 @@ def _is_manager(peer) -> bool:
     except Exception:
         return False
 
+LoopFn = Callable[[], Awaitable[None]]
+
+
 def _down(node: Node | None) -> bool:
     """A follower hears only from the leader: an open TCP connection to a manager whose host
     lost power still looks fine, but the dispatcher will have declared that node down."""
     return node is not None and node.status.state == NodeState.DOWN
-
-
-LeaderLoop = Callable[[], Awaitable[None]]
 
 
 class Manager:
@@ -76,7 +76,7 @@ class Manager:
             addr=advertise_addr,
         )
         self.proposer = RaftProposer(self.raft, self.store)
-        self._leader_loops: list[tuple[str, Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]] = []
+        self._leader_loops: list[tuple[str, LoopFn, LoopFn]] = []
         self._leading = False
         self._leadership_task: asyncio.Task | None = None
         self._leader_event = asyncio.Event()
@@ -123,7 +123,7 @@ class Manager:
         await self.raft.read_index()
 
     # ---------------------------------------------------------------- life cycle
-    def add_leader_loop(self, name: str, start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]) -> None:
+    def add_leader_loop(self, name: str, start: LoopFn, stop: LoopFn) -> None:
         """Register a control loop that runs only while this manager leads."""
         self._leader_loops.append((name, start, stop))
 
