@@ -35,6 +35,7 @@ from ..manager.orchestrator import orchestration_loops
 from ..manager.raftjoin import RaftMembership, fetch_members, request_join
 from ..manager.rolemanager import RoleManager
 from ..manager.scheduler import SchedulerLoop
+from ..proto import CA_RENEW_NOW
 from ..rpc import RpcServer
 from ..worker.certs import CertRenewer
 from ..worker.describe import describe_node
@@ -155,7 +156,7 @@ class Agent:
         self.renewer = CertRenewer(
             certs_dir(self.state_dir), lambda: list(self.session.managers), on_renewed=self._on_renewed
         )
-        self.session.on_push("ca.renew_now", lambda params: self.renewer.request_renewal("manager asked"))
+        self.session.on_push(CA_RENEW_NOW, lambda params: self.renewer.request_renewal("manager asked"))
         self.session.add_session_listener(self._remember_managers)
         self.task_worker = TaskWorker(self.session, DockerExecutor(self.cfg.docker_host))
         self.session.start()

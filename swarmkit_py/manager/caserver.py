@@ -31,6 +31,7 @@ session, in practice); the node's `worker.certs.CertRenewer.install_push_handler
 into an immediate renewal. `CAServer.watch_role_changes()` calls it for every node whose role
 changes in the store; run it next to the dispatcher (on the leader), where the sessions are.
 
+Method names and error codes are in `swarmkit_py/proto` (`proto/ca.py`, `proto/codes.py`).
 Error codes (`RpcError.code`), beyond the RPC layer's own:
 `invalid_join_token`, `invalid_argument`, `unauthenticated`, `permission_denied`,
 `not_found` (the node was removed), `failed_precondition` (no cluster, or this manager's CA
@@ -64,6 +65,18 @@ from ..ca import (
 )
 from ..ca.authority import MIN_NODE_CERT_VALIDITY, NODE_CERT_VALIDITY
 from ..ca.identity import NODE_ROLES
+from ..proto import (
+    CA_JOIN,
+    CA_RENEW,
+    CA_RENEW_NOW,
+    CA_ROOT,
+    FAILED_PRECONDITION,
+    INVALID_ARGUMENT,
+    INVALID_JOIN_TOKEN,
+    NOT_FOUND,
+    PERMISSION_DENIED,
+    UNAUTHENTICATED,
+)
 from ..raft.errors import RaftError
 from ..rpc import UNAVAILABLE, PeerInfo, RpcError, RpcServer
 from ..store import (
@@ -87,22 +100,6 @@ from ..store import (
 from .proposer import Proposer
 
 log = logging.getLogger(__name__)
-
-METHOD_ROOT = "ca.root"
-METHOD_JOIN = "ca.join"
-METHOD_RENEW = "ca.renew"
-NOTIFY_RENEW_NOW = "ca.renew_now"
-"""Server -> node notification, params `{node_id, role}`: renew your certificate now."""
-
-ANONYMOUS_METHODS = frozenset({METHOD_ROOT, METHOD_JOIN})
-"""The only methods on port 2377 that a caller without a certificate may use."""
-
-INVALID_JOIN_TOKEN = "invalid_join_token"
-INVALID_ARGUMENT = "invalid_argument"
-UNAUTHENTICATED = "unauthenticated"
-PERMISSION_DENIED = "permission_denied"
-NOT_FOUND = "not_found"
-FAILED_PRECONDITION = "failed_precondition"
 
 CERT_STATUS_ISSUED = "issued"
 MAX_HOSTNAME = 253
@@ -218,9 +215,9 @@ class CAServer:
 
     def register(self, server: RpcServer) -> None:
         """Add the CA methods to `server` (port 2377). The server is remembered for pushes."""
-        server.add_handler(METHOD_ROOT, self.handle_root)
-        server.add_handler(METHOD_JOIN, self.handle_join)
-        server.add_handler(METHOD_RENEW, self.handle_renew)
+        server.add_handler(CA_ROOT, self.handle_root)
+        server.add_handler(CA_JOIN, self.handle_join)
+        server.add_handler(CA_RENEW, self.handle_renew)
         self._server = server
 
     # -- ca.root --------------------------------------------------------------------------
@@ -241,7 +238,7 @@ class CAServer:
         the token matches, the CSR is valid and the certificate was issued; the certificate
         is returned only once the Node object is committed.
         """
-        p = _require_dict(params, METHOD_JOIN)
+        p = _require_dict(params, CA_JOIN)
         cluster = self._cluster()
         role = self._role_for(p.get("token"), cluster)
         csr = p.get("csr")
@@ -333,9 +330,9 @@ class CAServer:
         whole thing is redone, so the role we sign is the role the store had when the
         record was committed.
         """
-        p = _require_dict(params if params is not None else {}, METHOD_RENEW)
+        p = _require_dict(params if params is not None else {}, CA_RENEW)
         cluster = self._cluster()
-        ident = require_identity(peer, NODE_ROLES, cluster_id=cluster.id, action=METHOD_RENEW)
+        ident = require_identity(peer, NODE_ROLES, cluster_id=cluster.id, action=CA_RENEW)
         csr = p.get("csr")
         if isinstance(csr, str):
             csr = csr.encode()
@@ -410,7 +407,7 @@ class CAServer:
             try:
                 if identity_from_cert(cert).node_id != node_id:
                     continue
-                await conn.notify(NOTIFY_RENEW_NOW, {"node_id": node_id, "role": role})
+                await conn.notify(CA_RENEW_NOW, {"node_id": node_id, "role": role})
                 sent += 1
             except (InvalidCertificateError, RpcError):
                 continue

@@ -12,12 +12,10 @@ import asyncio
 import random
 
 from ..raft.errors import NoQuorum, NotLeader, RaftError
+from ..proto import NO_QUORUM, NOT_FOUND, NOT_LEADER, RAFT_JOIN, RAFT_MEMBERS, UNAVAILABLE
 from ..rpc import PeerInfo, RpcClient, RpcError
 from ..store import ManagerStatus, Transaction
 from .caserver import require_identity
-
-NOT_LEADER = "not_leader"
-NO_QUORUM = "no_quorum"
 
 
 def raft_error(e: RaftError, manager) -> RpcError:
@@ -26,7 +24,7 @@ def raft_error(e: RaftError, manager) -> RpcError:
         return RpcError(NOT_LEADER, addr or "no leader known")
     if isinstance(e, NoQuorum):
         return RpcError(NO_QUORUM, str(e))
-    return RpcError("unavailable", str(e))
+    return RpcError(UNAVAILABLE, str(e))
 
 
 class RaftMembership:
@@ -34,23 +32,23 @@ class RaftMembership:
 
     def __init__(self, manager):
         self.m = manager
-        manager.rpc.add_handler("raft.members", self._members)
-        manager.rpc.add_handler("raft.join", self._join)
+        manager.rpc.add_handler(RAFT_MEMBERS, self._members)
+        manager.rpc.add_handler(RAFT_JOIN, self._join)
 
     async def _members(self, peer: PeerInfo, params):
-        require_identity(peer, {"manager"}, action="raft.members")
+        require_identity(peer, {"manager"}, action=RAFT_MEMBERS)
         book = dict(self.m.raft.peers)
         book[self.m.raft_id] = self.m.advertise_addr
         return {"members": {str(k): v for k, v in book.items()}, "leader": self.m.raft.leader_id}
 
     async def _join(self, peer: PeerInfo, params):
-        ident = require_identity(peer, {"manager"}, action="raft.join")
+        ident = require_identity(peer, {"manager"}, action=RAFT_JOIN)
         raft_id, addr = int(params["raft_id"]), str(params["addr"])
         if not self.m.raft.is_leader:
             raise raft_error(NotLeader(self.m.raft.leader_id), self.m)
         node = self.m.store.view().get_node(ident.node_id)
         if node is None:
-            raise RpcError("not_found", f"node {ident.node_id} is not part of this swarm")
+            raise RpcError(NOT_FOUND, f"node {ident.node_id} is not part of this swarm")
         try:
             if node.raft_id != raft_id:
                 # a manager that lost its disk comes back with a new raft id: drop the old one
@@ -75,7 +73,7 @@ async def fetch_members(addrs: list[str], ssl) -> dict[int, str]:
         host, _, port = a.rpartition(":")
         c = RpcClient(host, int(port), ssl=ssl, timeout=5, connect_timeout=2)
         try:
-            r = await c.call("raft.members", {})
+            r = await c.call(RAFT_MEMBERS, {})
             return {int(k): v for k, v in r["members"].items()}
         except (RpcError, OSError) as e:
             last = e
@@ -98,7 +96,7 @@ async def request_join(addrs: list[str], ssl, raft_id: int, my_addr: str, timeou
         host, _, port = a.rpartition(":")
         c = RpcClient(host, int(port), ssl=ssl, timeout=timeout, connect_timeout=2)
         try:
-            await c.call("raft.join", {"raft_id": raft_id, "addr": my_addr, "timeout": 60})
+            await c.call(RAFT_JOIN, {"raft_id": raft_id, "addr": my_addr, "timeout": 60})
             return
         except RpcError as e:
             last = f"{a}: {e.message}"

@@ -53,16 +53,15 @@ from ..ca import (
 from ..ca.certs import utcnow
 from ..ca.files import CERT_MODE, NODE_CERT_FILE, ROOT_CA_CERT_FILE
 from ..ca.identity import NODE_ROLES, Role
+from ..proto import CA_RENEW, CA_RENEW_NOW, NOT_FOUND, PERMISSION_DENIED, UNAUTHENTICATED
 from ..rpc import HandlerRegistry, PeerInfo, RpcClient, RpcError, RpcUnavailable
 from ..store import NodeRole
 from .join import MANAGER_SERVER_NAME, parse_address
 
 log = logging.getLogger(__name__)
 
-METHOD_RENEW = "ca.renew"
-NOTIFY_RENEW_NOW = "ca.renew_now"
-# Wire names shared with manager/caserver.py (repeated: the worker never imports manager).
-FATAL_CODES = frozenset({"not_found", "permission_denied", "unauthenticated"})
+FATAL_CODES = frozenset({NOT_FOUND, PERMISSION_DENIED, UNAUTHENTICATED})
+"""Answers to ``ca.renew`` that retrying cannot fix: the node has to re-join."""
 
 MAX_SLEEP = 3600.0
 """Re-check the wall clock at least hourly: a suspended VM or a clock step must not make the
@@ -157,7 +156,7 @@ class CertRenewer:
                 return
             self.request_renewal("manager asked (role change)")
 
-        handlers.add_notification_handler(NOTIFY_RENEW_NOW, on_push)
+        handlers.add_notification_handler(CA_RENEW_NOW, on_push)
 
     # -- schedule -------------------------------------------------------------------------
 
@@ -219,7 +218,7 @@ class CertRenewer:
                 connect_timeout=self._call_timeout,
             )
             try:
-                answer = await client.call(METHOD_RENEW, {})
+                answer = await client.call(CA_RENEW, {})
             except RpcUnavailable as exc:
                 failures.append(f"{host}:{port}: {exc.message}")
                 continue

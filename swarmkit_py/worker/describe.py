@@ -7,8 +7,8 @@ for constraints), and ``docker node ls/inspect`` shows it. Swarm takes it from t
 exist only there). Without an engine the node can still join and be seen, so /proc and
 ``platform`` fill in what they can.
 
-The result is the wire shape the dispatcher validates (snake_case keys, see the dispatcher's
-protocol.py). ``describe_node`` blocks (Docker SDK, /proc): call it in a thread.
+The result is the wire shape the dispatcher validates (snake_case keys, see
+``proto/dispatcher.py``). ``describe_node`` blocks (Docker SDK, /proc): call it in a thread.
 """
 
 from __future__ import annotations

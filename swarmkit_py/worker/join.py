@@ -45,6 +45,7 @@ from ..ca import (
 from ..ca.files import NODE_CERT_FILE
 from ..ca.identity import NODE_ROLES, Role
 from ..ca.optional_tls import bootstrap_client_context
+from ..proto import CA_JOIN, CA_ROOT
 from ..rpc import RpcClient, RpcError, RpcUnavailable
 from ..store import NodeRole
 
@@ -52,10 +53,6 @@ DEFAULT_PORT = 2377
 MANAGER_SERVER_NAME = Role.MANAGER.value
 """Verify the manager against this DNS SAN: every manager certificate has it, no worker's."""
 
-METHOD_ROOT = "ca.root"
-METHOD_JOIN = "ca.join"
-# The method names are the wire contract with manager/caserver.py; they are repeated rather
-# than imported because the worker must never import the manager package (DESIGN.md).
 
 __all__ = [
     "CADigestMismatchError",
@@ -149,7 +146,7 @@ async def fetch_root_ca(
         host, port, ssl=bootstrap_client_context(), timeout=timeout, connect_timeout=timeout
     )
     try:
-        answer = await client.call(METHOD_ROOT, {})
+        answer = await client.call(CA_ROOT, {})
     except RpcUnavailable as exc:
         raise _unreachable(f"{host}:{port}", exc, "fetching the root CA") from exc
     except RpcError as exc:
@@ -213,7 +210,7 @@ async def join(
         connect_timeout=timeout,
     )
     try:
-        answer = await client.call(METHOD_JOIN, params)
+        answer = await client.call(CA_JOIN, params)
     except RpcUnavailable as exc:
         raise _unreachable(
             where, exc, "verified connection; the peer must present a manager certificate of "

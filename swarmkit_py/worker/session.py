@@ -13,9 +13,8 @@ Swarm's doubled wait). Everything here is shaped by that budget:
   new leader in lock-step) and capped at one heartbeat period.
 
 The manager list comes from the dispatcher's answers, so a worker started with one seed address
-learns the others and can fail over when that one dies. The wire strings below are the
-dispatcher's contract (``manager/dispatcher/protocol.py``), copied because workers never import
-the manager package; a unit test keeps the two copies equal.
+learns the others and can fail over when that one dies. The wire contract is
+``swarmkit_py/proto/dispatcher.py``.
 """
 
 from __future__ import annotations
@@ -24,23 +23,22 @@ import asyncio
 import inspect
 import logging
 import random
-import re
 import ssl as _ssl
 from collections.abc import Callable
 from typing import Any
 
+from ..proto import (
+    HEARTBEAT,
+    MANAGERS_PUSH,
+    NOT_LEADER,
+    SESSION,
+    SESSION_INVALID,
+    leader_hint,
+)
 from ..rpc import HandlerRegistry, PeerInfo, RpcClient, RpcError
 from .describe import describe_node
 
 log = logging.getLogger(__name__)
-
-SESSION = "dispatcher.session"
-HEARTBEAT = "dispatcher.heartbeat"
-NOT_LEADER = "not_leader"
-SESSION_INVALID = "session_invalid"
-NODE_NOT_FOUND = "node_not_found"
-PERMISSION_DENIED = "permission_denied"
-_HINT = re.compile(r"\bleader_addr=(\S*)$")
 
 PushHandler = Callable[[Any], Any]
 SessionListener = Callable[[dict[str, Any]], Any]
@@ -56,11 +54,6 @@ def split_addr(addr: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit():
         raise ValueError(f"manager address {addr!r} is not host:port")
     return host.strip("[]"), int(port)
-
-
-def leader_hint(message: str) -> str | None:
-    m = _HINT.search(message)
-    return (m.group(1) or None) if m else None
 
 
 class WorkerSession:
@@ -116,7 +109,7 @@ class WorkerSession:
         self.connected = asyncio.Event()
         self.stats = {"sessions_opened": 0, "heartbeats": 0, "failed_rounds": 0}
         # the leader pushes the manager list whenever it changes (promotions, demotions)
-        self.on_push("dispatcher.managers", lambda params: self._learn_managers((params or {}).get("managers")))
+        self.on_push(MANAGERS_PUSH, lambda params: self._learn_managers((params or {}).get("managers")))
 
     # -- public ---------------------------------------------------------------------------------
 

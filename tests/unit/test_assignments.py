@@ -9,13 +9,9 @@ import time
 import pytest
 
 from swarmkit_py.manager.dispatcher import Dispatcher, StaticDirectory, params_identity
-from swarmkit_py.manager.dispatcher.assignments import (
-    ASSIGNMENTS,
-    assignment_set,
-    is_assigned,
-)
-from swarmkit_py.manager.dispatcher.taskstatus import TASK_STATUS
+from swarmkit_py.manager.dispatcher.assignments import assignment_set, is_assigned
 from swarmkit_py.manager.proposer import LocalProposer
+from swarmkit_py.proto import ASSIGNMENTS, TASK_STATUS
 from swarmkit_py.rpc import HandlerRegistry, RpcClient, RpcError, RpcServer
 from swarmkit_py.store import (
     ContainerSpec,
@@ -140,11 +136,6 @@ async def test_assignment_set_is_the_nodes_tasks_with_spec_name_and_host_ports()
     spec = worker_wire.executor_spec(wire)
     assert (spec.image, spec.args, spec.name) == ("busybox", ("sleep", "1"), f"web.1.{mine.id}")
     assert spec.ports[0].published_port == 8080
-
-
-def test_wire_constants_agree_with_the_worker_copy():
-    assert worker_wire.ASSIGNMENTS == ASSIGNMENTS
-    assert worker_wire.TASK_STATUS == TASK_STATUS
 
 
 # -- over RPC -----------------------------------------------------------------------------

@@ -19,17 +19,15 @@ from swarmkit_py.ca import (
     load_certificate,
     parse_join_token,
 )
-from swarmkit_py.manager.caserver import (
+from swarmkit_py.manager.caserver import CAServer, ca_role, node_role
+from swarmkit_py.manager.proposer import LocalProposer
+from swarmkit_py.proto import (
     FAILED_PRECONDITION,
     INVALID_ARGUMENT,
     INVALID_JOIN_TOKEN,
     PERMISSION_DENIED,
     UNAUTHENTICATED,
-    CAServer,
-    ca_role,
-    node_role,
 )
-from swarmkit_py.manager.proposer import LocalProposer
 from swarmkit_py.rpc import RpcError, RpcUnavailable
 from swarmkit_py.store import CAConfig, NodeRole, Transaction
 

@@ -9,19 +9,21 @@ import time
 import pytest
 
 from swarmkit_py.manager.dispatcher import (
-    HEARTBEAT,
     HEARTBEAT_FAILURE,
+    Dispatcher,
+    StaticDirectory,
+    params_identity,
+)
+from swarmkit_py.manager.proposer import LocalProposer
+from swarmkit_py.proto import (
+    HEARTBEAT,
     INVALID_ARGUMENT,
     NODE_NOT_FOUND,
     NOT_LEADER,
     SESSION,
     SESSION_INVALID,
-    Dispatcher,
-    StaticDirectory,
     leader_hint,
-    params_identity,
 )
-from swarmkit_py.manager.proposer import LocalProposer
 from swarmkit_py.rpc import RpcClient, RpcError, RpcServer
 from swarmkit_py.store import (
     MemoryStore,

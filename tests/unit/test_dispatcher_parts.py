@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from swarmkit_py.manager.dispatcher import (
-    HeartbeatTracker,
-    StatusChange,
-    apply_change,
-    leader_hint,
-    not_leader_message,
-    protocol,
-)
+from swarmkit_py.manager.dispatcher import HeartbeatTracker, StatusChange, apply_change
+from swarmkit_py.proto import leader_hint, not_leader_message
 from swarmkit_py.store import Node, NodeDescription, NodeState, NodeStatus, new_id
 from swarmkit_py.worker import session as worker_session
 from swarmkit_py.worker.describe import description_from_host, description_from_info
@@ -83,22 +77,6 @@ def test_not_leader_message_round_trips_the_hint():
     assert leader_hint(not_leader_message("[::1]:2377")) == "[::1]:2377"
     assert leader_hint(not_leader_message(None)) is None
     assert leader_hint("something else") is None
-    assert worker_session.leader_hint(not_leader_message("h:1")) == "h:1"
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        "SESSION",
-        "HEARTBEAT",
-        "NOT_LEADER",
-        "SESSION_INVALID",
-        "NODE_NOT_FOUND",
-        "PERMISSION_DENIED",
-    ],
-)
-def test_worker_copy_of_the_wire_contract_matches_the_dispatcher(name):
-    assert getattr(worker_session, name) == getattr(protocol, name)
 
 
 def test_split_addr():

@@ -9,13 +9,12 @@ import pytest
 from swarmkit_py.ca import Role, RootCA, client_context, generate_key_and_csr
 from swarmkit_py.ca.optional_tls import server_context_optional_client
 from swarmkit_py.manager.dispatcher import (
-    PERMISSION_DENIED,
-    SESSION,
     Dispatcher,
     StaticDirectory,
     cert_identity,
 )
 from swarmkit_py.manager.proposer import LocalProposer
+from swarmkit_py.proto import PERMISSION_DENIED, SESSION
 from swarmkit_py.rpc import RpcClient, RpcError, RpcServer
 from swarmkit_py.store import Node, NodeRole, NodeState, NodeStatus, Transaction, new_id
 from swarmkit_py.worker.session import WorkerSession

@@ -33,13 +33,13 @@ from typing import Any
 
 import msgpack
 
+from ...proto import ASSIGNMENTS
 from ...store import WatchClosed
 from ...store.objects import Task, TaskState
 from ...store.view import View
 
 log = logging.getLogger(__name__)
 
-ASSIGNMENTS = "dispatcher.assignments"
 DEBOUNCE = 0.02
 
 

@@ -36,6 +36,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ...proto import (
+    HEARTBEAT,
+    INVALID_ARGUMENT,
+    MANAGERS_PUSH,
+    NODE_NOT_FOUND,
+    NOT_LEADER,
+    PERMISSION_DENIED,
+    SESSION,
+    SESSION_INVALID,
+    TASK_STATUS,
+    not_leader_message,
+)
 from ...raft.errors import NoQuorum, NotLeader, ProposalDropped, Stopped
 from ...rpc import UNAVAILABLE, PeerInfo, RpcError, RpcServer, RpcUnavailable
 from ...store import (
@@ -51,21 +63,9 @@ from .assignments import AssignmentPusher
 from .directory import ManagerDirectory, StoreDirectory
 from .heartbeats import HeartbeatTracker
 from .identity import Identify, cert_identity
-from .protocol import (
-    HEARTBEAT,
-    INVALID_ARGUMENT,
-    NODE_NOT_FOUND,
-    NOT_LEADER,
-    PERMISSION_DENIED,
-    SESSION,
-    SESSION_INVALID,
-    not_leader_message,
-)
 from .sessions import SessionTable
 from .status import StatusChange, StatusWriter
-from .taskstatus import TASK_STATUS, TaskStatusWriter, parse_updates
-
-MANAGERS_PUSH = "dispatcher.managers"
+from .taskstatus import TaskStatusWriter, parse_updates
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ SessionListener = Callable[[str], Any]
 
 
 class Dispatcher:
-    """Serves ``dispatcher.session`` and ``dispatcher.heartbeat`` (see protocol.py).
+    """Serves ``dispatcher.session`` and ``dispatcher.heartbeat`` (see ``proto/dispatcher.py``).
 
     ``identify`` maps a caller to its node id: the certificate by default, or
     ``identity.params_identity`` in tests without TLS. ``directory`` answers where the managers

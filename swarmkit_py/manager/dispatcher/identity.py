@@ -13,8 +13,8 @@ from typing import Any
 
 from ...ca.errors import CAError
 from ...ca.identity import Role, authorize, identity_from_cert
+from ...proto import INVALID_ARGUMENT, PERMISSION_DENIED
 from ...rpc import PeerInfo, RpcError
-from .protocol import INVALID_ARGUMENT, PERMISSION_DENIED
 
 Identify = Callable[[PeerInfo, Mapping[str, Any]], str]
 """``(peer, params) -> node_id``; raises RpcError(PERMISSION_DENIED | INVALID_ARGUMENT)."""

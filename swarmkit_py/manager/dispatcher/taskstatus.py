@@ -30,17 +30,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ...proto import INVALID_ARGUMENT
 from ...rpc import RpcError
 from ...store import SequenceError, Transaction
 from ...store.objects import ContainerStatus, Task, TaskState, TaskStatus
 from ...store.timefmt import parse_rfc3339
 from ..proposer import Proposer
 from .groupcommit import MAX_CONFLICT_RETRIES, GroupCommitter
-from .protocol import INVALID_ARGUMENT
 
 log = logging.getLogger(__name__)
 
-TASK_STATUS = "dispatcher.task_status"
 MAX_UPDATES = 10_000
 
 WORKER_STATES = frozenset(

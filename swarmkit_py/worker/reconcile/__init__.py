@@ -9,8 +9,6 @@ from .reconciler import Reconciler
 from .reporter import NotConnected, StatusReporter
 from .runner import TaskRunner
 from .wire import (
-    ASSIGNMENTS,
-    TASK_STATUS,
     Assignment,
     executor_spec,
     parse_assignments,
@@ -20,8 +18,6 @@ from .wire import (
 from .worker import SessionChannel, TaskWorker
 
 __all__ = [
-    "ASSIGNMENTS",
-    "TASK_STATUS",
     "Assignment",
     "DockerExecutor",
     "Executor",

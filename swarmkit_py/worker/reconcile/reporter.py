@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ...proto import INVALID_ARGUMENT, PERMISSION_DENIED
 from ...rpc import RpcError
 from ..executor import TaskStatus
 from .wire import status_wire
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 Send = Callable[[list[dict[str, Any]]], Awaitable[Any]]
 
 # Errors that retrying cannot fix: the batch is dropped (and logged).
-FATAL_CODES = frozenset({"permission_denied", "invalid_argument"})
+FATAL_CODES = frozenset({PERMISSION_DENIED, INVALID_ARGUMENT})
 MAX_BATCH = 500
 
 

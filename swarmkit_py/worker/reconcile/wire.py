@@ -27,8 +27,6 @@ from ..executor.spec import DEFAULT_STOP_GRACE
 
 log = logging.getLogger(__name__)
 
-ASSIGNMENTS = "dispatcher.assignments"
-TASK_STATUS = "dispatcher.task_status"
 _NS = 1e9
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...proto import ASSIGNMENTS, TASK_STATUS
 from ..session import WorkerSession
 from .executor import Executor
 from .reconciler import Reconciler
 from .reporter import NotConnected, StatusReporter
-from .wire import ASSIGNMENTS, TASK_STATUS
 
 
 class SessionChannel:

@@ -1,8 +1,7 @@
-"""The dispatcher's wire contract: method names, error codes and the shapes they carry.
+"""The dispatcher's contract: worker sessions, heartbeats, task assignments and status reports.
 
-Workers never import the manager package (they meet it only over RPC), so
-`swarmkit_py.worker.session` keeps its own copy of these strings; a unit test checks that both
-copies agree. Everything here is plain data, msgpack friendly.
+Served by ``manager/dispatcher`` on the Raft leader, used by ``worker/session.py`` and
+``worker/reconcile``. Everything is plain msgpack data.
 
 Requests (worker -> leader):
 
@@ -15,9 +14,17 @@ Requests (worker -> leader):
   "memory_bytes"}, "engine": {"engine_version", "labels"}}`` (Docker spellings also accepted).
 - ``dispatcher.heartbeat`` ``{"session_id": str}`` ->
   ``{"heartbeat_period": float, "managers": [...]}``.
+- ``dispatcher.task_status`` ``{"session_id": str, "updates": [update, ...]}`` ->
+  ``{"written": int, "skipped": [{"task_id": str, "reason": str}]}``; see ``status_update``.
 
-Pushes (leader -> worker, notifications on the connection that opened the session) are sent by
-``Dispatcher.push``; their method names belong to whoever pushes (assignments, issue 4).
+Pushes (leader -> worker, notifications on the connection that opened the session):
+
+- ``dispatcher.assignments`` ``{"seq": int, "tasks": [task, ...]}``: the node's full set; see
+  ``AssignedTask``.
+- ``dispatcher.managers`` ``{"managers": [{"node_id", "addr"}]}``: the manager list changed.
+
+Error codes: ``codes.NOT_LEADER`` (with ``not_leader_message``), ``SESSION_INVALID``,
+``NODE_NOT_FOUND``, ``PERMISSION_DENIED``, ``INVALID_ARGUMENT``.
 """
 
 from __future__ import annotations
@@ -26,19 +33,9 @@ import re
 
 SESSION = "dispatcher.session"
 HEARTBEAT = "dispatcher.heartbeat"
-
-# Error codes (RpcError.code). The worker reacts to the code, never to the message text,
-# except for the leader address that NOT_LEADER carries (see not_leader_message).
-NOT_LEADER = "not_leader"
-"""This manager is not the Raft leader: reconnect to the address in the message."""
-SESSION_INVALID = "session_invalid"
-"""Unknown, replaced or expired session id: open a new session (same manager is fine)."""
-NODE_NOT_FOUND = "node_not_found"
-"""The caller's node is not in the cluster store (removed with ``docker node rm``)."""
-PERMISSION_DENIED = "permission_denied"
-"""The caller's certificate does not allow a session (or claims another node's id)."""
-INVALID_ARGUMENT = "invalid_argument"
-"""Malformed params (a description that does not validate, a missing session id)."""
+TASK_STATUS = "dispatcher.task_status"
+ASSIGNMENTS = "dispatcher.assignments"
+MANAGERS_PUSH = "dispatcher.managers"
 
 _HINT = re.compile(r"\bleader_addr=(\S*)$")
 
@@ -58,4 +55,4 @@ def not_leader_message(leader_addr: str | None) -> str:
 def leader_hint(message: str) -> str | None:
     """The leader address carried by a NOT_LEADER message, or None if none is known."""
     m = _HINT.search(message)
-    return m.group(1) or None if m else None
+    return (m.group(1) or None) if m else None

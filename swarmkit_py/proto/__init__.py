@@ -1,0 +1,77 @@
+"""The node-to-node vocabulary: RPC method names, error codes and the messages they carry.
+
+Managers and workers meet only over RPC (DESIGN.md: ``worker`` never imports ``manager``), so
+the contract between them has to live below both. It used to be copied into each side, with
+unit tests whose only job was to keep the copies equal; now both sides import it from here,
+as moby/swarmkit's ``api`` package is shared by its manager and agent.
+
+Where it sits: above ``rpc`` (framing, the ``(code, message)`` error pair) and ``store`` (the
+object model: a task's spec and status travel in Docker's spelling, as the store keeps them),
+below ``manager``, ``worker`` and ``agent``. It does no I/O and holds no state.
+
+- ``codes``      every ``RpcError.code`` a node may answer another with, and what to do about it
+- ``dispatcher`` worker sessions, heartbeats, task assignments and task status reports
+- ``ca``         join, root CA and certificate renewal on the cluster port
+- ``membership`` managers entering the Raft group
+
+Raft's own messages (``raft.msg``) are named in ``raft/transport.py``: they are sent and
+received by that one module, and ``raft`` sits below ``store``.
+"""
+
+from .ca import CA_JOIN, CA_RENEW, CA_RENEW_NOW, CA_ROOT
+from .codes import (
+    DEADLINE_EXCEEDED,
+    FAILED_PRECONDITION,
+    INTERNAL,
+    INVALID_ARGUMENT,
+    INVALID_JOIN_TOKEN,
+    NO_QUORUM,
+    NODE_NOT_FOUND,
+    NOT_FOUND,
+    NOT_LEADER,
+    PERMISSION_DENIED,
+    SESSION_INVALID,
+    UNAUTHENTICATED,
+    UNAVAILABLE,
+    UNKNOWN_METHOD,
+)
+from .dispatcher import (
+    ASSIGNMENTS,
+    HEARTBEAT,
+    MANAGERS_PUSH,
+    SESSION,
+    TASK_STATUS,
+    leader_hint,
+    not_leader_message,
+)
+from .membership import RAFT_JOIN, RAFT_MEMBERS
+
+__all__ = [
+    "ASSIGNMENTS",
+    "CA_JOIN",
+    "CA_RENEW",
+    "CA_RENEW_NOW",
+    "CA_ROOT",
+    "DEADLINE_EXCEEDED",
+    "FAILED_PRECONDITION",
+    "HEARTBEAT",
+    "INTERNAL",
+    "INVALID_ARGUMENT",
+    "INVALID_JOIN_TOKEN",
+    "MANAGERS_PUSH",
+    "NODE_NOT_FOUND",
+    "NOT_FOUND",
+    "NOT_LEADER",
+    "NO_QUORUM",
+    "PERMISSION_DENIED",
+    "RAFT_JOIN",
+    "RAFT_MEMBERS",
+    "SESSION",
+    "SESSION_INVALID",
+    "TASK_STATUS",
+    "UNAUTHENTICATED",
+    "UNAVAILABLE",
+    "UNKNOWN_METHOD",
+    "leader_hint",
+    "not_leader_message",
+]

@@ -1,0 +1,13 @@
+"""Managers entering the Raft group (served and called by ``manager/raftjoin.py``).
+
+A ``not_leader`` answer to ``raft.join`` carries the leader's ``host:port`` as its whole
+message (older than the dispatcher's ``leader_addr=`` tail, and kept so that managers of the
+previous release can still join during a rolling upgrade).
+"""
+
+from __future__ import annotations
+
+RAFT_MEMBERS = "raft.members"
+"""``{}`` -> ``{"members": {raft_id: "host:port"}, "leader": raft_id | None}``."""
+RAFT_JOIN = "raft.join"
+"""``{raft_id, addr, timeout}`` -> ``{"members": {...}}``; the leader adds the caller."""
