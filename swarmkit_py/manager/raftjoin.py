@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import random
 
-from ..raft.errors import NoQuorum, NotLeader, RaftError
 from ..proto import NO_QUORUM, NOT_FOUND, NOT_LEADER, RAFT_JOIN, RAFT_MEMBERS, UNAVAILABLE
+from ..raft.errors import NoQuorum, NotLeader, RaftError
 from ..rpc import PeerInfo, RpcClient, RpcError
 from ..store import ManagerStatus, Transaction
 from .caserver import require_identity
