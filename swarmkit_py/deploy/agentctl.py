@@ -15,24 +15,17 @@ import shlex
 from . import modules
 from .cluster import Cluster, ClusterError, wait_for
 from .inventory import Host
-from .roles import gather_facts
+from .roles import gather_facts, host_ctx
 from .runner import Ctx
-
-RUN = modules.RUN
-AGENT_PID = f"{RUN}/agent.pid"
-UNIT = "swarmkit-py.service"
 
 
 def root(h: Host) -> str:
-    return str(h.vars.get("swarmkit_root", "/opt/swarmkit-py"))
+    return str(h.vars["swarmkit_root"])
 
 
 def ctx(cl: Cluster, h: Host, **extra) -> Ctx:
     """A module context for `h` with its facts gathered (service manager, Python)."""
-    c = Ctx(host=h, conn=cl.runner.conn(h), vars={
-        "swarmkit_python": h.vars.get("swarmkit_python", "/usr/bin/python3"),
-        "swarmkit_service_manager": h.vars.get("swarmkit_service_manager", "auto"),
-        "swarmkit_root": root(h), **extra})
+    c = host_ctx(h, cl.runner.conn(h), **extra)
     status, msg, _ = gather_facts(c)
     if status == "failed":
         raise ClusterError(f"{h.name}: {msg}")
@@ -42,9 +35,9 @@ def ctx(cl: Cluster, h: Host, **extra) -> Ctx:
 def agent_pid(cl: Cluster, h: Host, c: Ctx | None = None) -> int | None:
     c = c or ctx(cl, h)
     if c.facts["service_manager"] == "systemd":
-        out = c.conn.run(f"systemctl show -p MainPID --value {UNIT}").stdout.strip()
+        out = c.conn.run(f"systemctl show -p MainPID --value {c.vars['swarmkit_unit']}").stdout.strip()
     else:
-        out = c.conn.run(f"p=$(cat {AGENT_PID} 2>/dev/null) && kill -0 $p 2>/dev/null && echo $p").stdout.strip()
+        out = c.conn.run(f"{modules.alive(c.vars, 'agent')} && echo $p").stdout.strip()
     return int(out) if out.isdigit() and out != "0" else None
 
 
@@ -65,18 +58,19 @@ def current_release(cl: Cluster, h: Host) -> str | None:
     return out.rsplit("/", 1)[-1] if out else None
 
 
-def restart(cl: Cluster, h: Host, timeout: float = 30.0) -> int:
-    """Restart the agent (the supervisor's SIGHUP, or systemctl) and wait for a new process."""
+def restart(cl: Cluster, h: Host, timeout: float = 30.0, how: str = "restarted") -> int:
+    """Restart the agent (the supervisor's SIGHUP, or systemctl) and wait for a new process;
+    `how="reloaded"` replaces the supervisor itself (its script changed)."""
     c = ctx(cl, h)
     old = agent_pid(cl, h, c)
-    modules.service(c, "restarted")
+    modules.agent_service(c, how)
     return wait_for(f"a new agent process on {h.name}",
                     lambda: (p := agent_pid(cl, h, c)) is not None and p != old and p, timeout)
 
 
 def start(cl: Cluster, h: Host, timeout: float = 30.0) -> int:
     c = ctx(cl, h)
-    modules.service(c, "started")
+    modules.agent_service(c, "started")
     return wait_for(f"the agent running on {h.name}", lambda: agent_pid(cl, h, c), timeout)
 
 
@@ -87,22 +81,46 @@ def stop(cl: Cluster, h: Host, timeout: float = 30.0) -> str:
     if c.facts["service_manager"] == "systemd":
         if agent_pid(cl, h, c) is None:
             return "not running"
-        r = conn.run(f"systemctl stop {UNIT}")
+        unit = c.vars["swarmkit_unit"]
+        r = conn.run(f"systemctl stop {unit}")
         if r.rc:
-            raise ClusterError(f"{h.name}: systemctl stop {UNIT}: {r.stderr.strip()}")
+            raise ClusterError(f"{h.name}: systemctl stop {unit}: {r.stderr.strip()}")
         return "stopped"
-    if conn.run(modules.ALIVE).rc != 0 and agent_pid(cl, h, c) is None:
+    sup_alive, agent_alive = modules.alive(c.vars, "supervisor"), modules.alive(c.vars, "agent")
+    if conn.run(sup_alive).rc != 0 and agent_pid(cl, h, c) is None:
         return "not running"
-    conn.run(f"kill -TERM $(cat {modules.SUP_PID}) 2>/dev/null")
+    conn.run(f"kill -TERM $(cat {modules.pidfile(c.vars, 'supervisor')}) 2>/dev/null")
     wait_for(f"the agent of {h.name} to stop",
-             lambda: conn.run(f"! ( {modules.ALIVE} ) && ! ( p=$(cat {AGENT_PID} 2>/dev/null) && kill -0 $p 2>/dev/null )").rc == 0,
-             timeout)
+             lambda: conn.run(f"! ( {sup_alive} ) && ! ( {agent_alive} )").rc == 0, timeout)
     return "stopped"
 
 
+def log_mark(c: Ctx) -> str:
+    """Where the agent's output ends now, for `log_grep`: a journal cursor under systemd (or
+    the host's clock when the unit has logged nothing yet), else a byte offset into the
+    supervisor's log file."""
+    if c.facts["service_manager"] == "systemd":
+        out = c.conn.run(f"journalctl -q -u {q(c.vars['swarmkit_unit'])} -n 0 --show-cursor; "
+                         "date '+@%Y-%m-%d %H:%M:%S'").stdout
+        m = re.search(r"cursor: (\S+)", out)
+        return m.group(1) if m else out.strip().splitlines()[-1]
+    out = c.conn.run(f"stat -c %s {q(c.vars['swarmkit_agent_log'])} 2>/dev/null || echo 0").stdout.strip()
+    return out if out.isdigit() else "0"
+
+
+def log_grep(c: Ctx, mark: str, pattern: str) -> bool:
+    """Has the agent written a line matching the extended regex `pattern` since `mark`?"""
+    if c.facts["service_manager"] == "systemd":
+        since = f"--since={q(mark[1:])}" if mark.startswith("@") else f"--after-cursor={q(mark)}"
+        src = f"journalctl -q -o cat -u {q(c.vars['swarmkit_unit'])} {since}"
+    else:
+        src = f"tail -c +{int(mark) + 1} {q(c.vars['swarmkit_agent_log'])}"
+    return c.conn.run(f"{src} | grep -qE {q(pattern)}").rc == 0
+
+
 def host_cmd(cl: Cluster, h: Host, args: str, timeout: float = 120.0):
-    """`swarmkit-py ARGS --config agent.yml` on `h`; raises with its stderr on failure."""
-    r = cl.runner.conn(h).run(f"{cl.cli(h)} {args} --config /etc/swarmkit-py/agent.yml", timeout=timeout)
+    """`swarmkit-py ARGS --config <agent config>` on `h`; raises with its stderr on failure."""
+    r = cl.runner.conn(h).run(cl.node_cmd(h, args), timeout=timeout)
     if r.rc:
         raise ClusterError(f"{h.name}: swarmkit-py {args.split()[0]} failed: {(r.stderr or r.stdout).strip()}")
     return r.stdout.strip()

@@ -29,7 +29,7 @@ def bundle_dir(inv: Inventory) -> Path:
 
 
 def api_url(host: Host) -> str:
-    return f"{host.advertise_ip}:{host.vars.get('swarmkit_api_port', 2376)}"
+    return f"{host.advertise_ip}:{host.vars['swarmkit_api_port']}"
 
 
 def client(host: Host, bundle: Path, timeout: float = 10.0):

@@ -116,7 +116,7 @@ def _found(cl: Cluster, h: Host) -> None:
     if r.check:
         r.record(StepResult(h.name, "swarm init", "changed", "would found the swarm here"))
         return
-    res = r.conn(h).run(f"{cl.cli(h)} init --config /etc/swarmkit-py/agent.yml")
+    res = r.conn(h).run(cl.node_cmd(h, "init"))
     if res.rc:
         r.record(StepResult(h.name, "swarm init", "failed", res.stderr.strip()))
         raise ClusterError(f"init on {h.name} failed: {res.stderr.strip()}")
@@ -140,9 +140,8 @@ def _token(cl: Cluster, role: str) -> str:
 
 
 def _join(cl: Cluster, h: Host, role: str, token: str) -> None:
-    via = f"{cl.entry.advertise_ip}:{cl.entry.vars.get('swarmkit_cluster_port', 2377)}"
-    res = cl.runner.conn(h).run(f"{cl.cli(h)} join --config /etc/swarmkit-py/agent.yml "
-                                f"--token {shlex.quote(token)} {via}")
+    via = f"{cl.entry.advertise_ip}:{cl.entry.vars['swarmkit_cluster_port']}"
+    res = cl.runner.conn(h).run(cl.node_cmd(h, f"join --token {shlex.quote(token)} {via}"))
     if res.rc:
         raise ClusterError(f"join of {h.name} as a {role} failed: {res.stderr.strip() or res.stdout.strip()}")
 
@@ -204,9 +203,7 @@ def _join_workers(cl: Cluster, workers: list[Host], members) -> None:
 def rolling_restart(cl: Cluster, hosts: list[Host], how: dict[str, str]) -> None:
     """Restart agents of swarm members without losing quorum: managers one at a time, each
     back as a Reachable voter (and a leader elected) before the next; then workers together."""
-    from . import modules
-    from .roles import gather_facts
-    from .runner import Ctx
+    from . import agentctl
 
     r = cl.runner
     state = {n["Description"]["Hostname"]: n for n in cl.client().api.nodes()}
@@ -214,14 +211,7 @@ def rolling_restart(cl: Cluster, hosts: list[Host], how: dict[str, str]) -> None
     wrks = [h for h in hosts if h not in mgrs]
 
     def restart(h: Host) -> str:
-        ctx = Ctx(host=h, conn=r.conn(h), vars={"swarmkit_python": h.vars.get("swarmkit_python", "/usr/bin/python3"),
-                                                 "swarmkit_service_manager": h.vars.get("swarmkit_service_manager", "auto")})
-        gather_facts(ctx)
-        old = r.conn(h).run("cat /run/swarmkit-py/agent.pid 2>/dev/null").stdout.strip()
-        modules.service(ctx, how[h.name])
-        if ctx.facts["service_manager"] != "systemd":
-            wait_for(f"a new agent process on {h.name}", lambda: r.conn(h).run(
-                f"p=$(cat /run/swarmkit-py/agent.pid 2>/dev/null) && [ \"$p\" != {old or 0} ] && kill -0 $p").rc == 0, 30)
+        agentctl.restart(cl, h, how=how[h.name])
         return h.name
 
     for h in mgrs:

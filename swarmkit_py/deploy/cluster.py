@@ -58,11 +58,15 @@ class Cluster:
     # --- host-local facts over SSH --------------------------------------------------------
 
     def state_dir(self, h: Host) -> str:
-        return str(h.vars.get("swarmkit_state_dir", "/var/lib/swarmkit-py"))
+        return str(h.vars["swarmkit_state_dir"])
 
     def cli(self, h: Host) -> str:
-        root = h.vars.get("swarmkit_root", "/opt/swarmkit-py")
-        return f"{root}/current/bin/swarmkit-py"
+        return f"{h.vars['swarmkit_root']}/current/bin/swarmkit-py"
+
+    def node_cmd(self, h: Host, args: str) -> str:
+        """`swarmkit-py ARGS --config <the agent's config>`: a host-local command acting on
+        the node's identity and state as the agent's config names them."""
+        return f"{self.cli(h)} {args} --config {shlex.quote(h.vars['swarmkit_agent_config'])}"
 
     def membership(self, hosts: list[Host]) -> dict[str, dict | None | Exception]:
         """Each host's node state (its role and cluster), None if not in a swarm; read from the
@@ -79,7 +83,7 @@ class Cluster:
         the CA key a moment after it starts leading, so this retries until the deadline."""
         remote = f"/tmp/skpy-bundle-{uuid.uuid4().hex}"
         conn = self.runner.conn(h)
-        cmd = f"{self.cli(h)} client-cert --config /etc/swarmkit-py/agent.yml --out {remote}"
+        cmd = self.node_cmd(h, f"client-cert --out {remote}")
         wait_for(f"a client bundle from {h.name} ({cmd})", lambda: conn.run(cmd).rc == 0, timeout, 0.3)
         tmp = self.bundle.with_name("bundle.new")
         shutil.rmtree(tmp, ignore_errors=True)

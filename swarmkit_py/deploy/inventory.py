@@ -9,7 +9,9 @@ or `ansible_port: twenty-two` stops the run with a message naming the file, the 
 field, instead of an SSH timeout ten minutes later.
 
 Variable precedence is Ansible's: `all` vars < parent group vars < child group vars < host
-vars. The optional `managers` and `workers` groups pin roles for `bootstrap`.
+vars. Under all of them lie the roles' defaults (`roles/*/defaults/main.yml`, see
+variables.py), so a host's `vars` hold every variable the toolkit uses, templated. The optional
+`managers` and `workers` groups pin roles for `bootstrap`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from . import variables
+
 DEFAULT_INVENTORY = Path("inventories/lab/hosts.yml")
 
 # Ansible connection variables we read or knowingly ignore. Any other `ansible_*` key is
@@ -29,15 +33,20 @@ DEFAULT_INVENTORY = Path("inventories/lab/hosts.yml")
 KNOWN_ANSIBLE = {
     "ansible_host", "ansible_port", "ansible_user", "ansible_ssh_private_key_file",
     "ansible_become", "ansible_become_user", "ansible_become_method", "ansible_ssh_common_args",
+    "ansible_become_password", "ansible_become_pass",
     "ansible_python_interpreter", "ansible_connection", "ansible_ssh_extra_args",
     "ansible_ssh_host", "ansible_ssh_port", "ansible_ssh_user",
 }
-# Our own variables (see roles/*/defaults.yml); a misspelt one is refused the same way.
-KNOWN_SWARMKIT = {
-    "swarmkit_known_hosts_file", "swarmkit_lab", "swarmkit_advertise_ip", "swarmkit_cluster_port",
-    "swarmkit_api_port", "swarmkit_log_level", "swarmkit_heartbeat_period_s", "swarmkit_state_dir",
-    "swarmkit_root", "swarmkit_python", "swarmkit_docker_host", "swarmkit_service_manager",
-}
+# Our own variables: the roles' defaults plus the connection-level ones below; a misspelt one
+# is refused the same way.
+CONNECTION_SWARMKIT = {"swarmkit_known_hosts_file", "swarmkit_lab", "swarmkit_advertise_ip"}
+# Secrets are templated when a connection needs them (ssh.py), not when the inventory is read,
+# so they never sit in a host's vars and an unset variable only matters where it is used.
+LAZY = {"ansible_become_password"}
+
+
+def known_swarmkit() -> set[str]:
+    return CONNECTION_SWARMKIT | set(variables.role_defaults())
 
 
 class InventoryError(ValueError):
@@ -56,6 +65,7 @@ class HostVars(BaseModel):
     ansible_ssh_private_key_file: str | None = None
     ansible_become: bool = False
     ansible_become_user: str = "root"
+    ansible_become_password: str | None = None
     ansible_ssh_common_args: str = ""
     swarmkit_known_hosts_file: str | None = None
     swarmkit_advertise_ip: str | None = None
@@ -163,7 +173,7 @@ def _build(p: Path, doc: dict) -> Inventory:
 def _check_names(p: Path, where: str, vs: dict) -> None:
     for k in vs:
         k = str(k)
-        for prefix, known in (("ansible_", KNOWN_ANSIBLE), ("swarmkit_", KNOWN_SWARMKIT)):
+        for prefix, known in (("ansible_", KNOWN_ANSIBLE), ("swarmkit_", known_swarmkit())):
             if k.startswith(prefix) and k not in known:
                 close = difflib.get_close_matches(k, sorted(known), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -171,16 +181,21 @@ def _check_names(p: Path, where: str, vs: dict) -> None:
 
 
 def _host(p: Path, name: str, entries: list[dict], groups: dict[str, list[str]]) -> Host:
-    merged: dict[str, Any] = {}
+    merged: dict[str, Any] = dict(variables.role_defaults())
     for e in entries:  # group vars of every group the host appears in, then its own
         for layer in e["__chain"]:
             merged.update(layer)
     for e in entries:
         merged.update(e["__host"])
     for old, new in (("ansible_ssh_host", "ansible_host"), ("ansible_ssh_port", "ansible_port"),
-                     ("ansible_ssh_user", "ansible_user")):
+                     ("ansible_ssh_user", "ansible_user"), ("ansible_become_pass", "ansible_become_password")):
         if old in merged:
             merged.setdefault(new, merged.pop(old))
+    lazy = {k: merged.pop(k) for k in LAZY if k in merged}
+    try:
+        merged = {**variables.resolve(merged), **lazy}
+    except variables.VariableError as e:
+        raise InventoryError(f"{p}: host {name}: {e}") from None
     try:
         hv = HostVars.model_validate(merged)
     except ValidationError as e:

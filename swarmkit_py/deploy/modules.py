@@ -1,4 +1,9 @@
-"""The step vocabulary roles are written in: file, template, release, link, service.
+"""The step vocabulary roles are written in: directory, template, release, link, agent_service.
+
+Names are Ansible's only where the arguments are too: `template` takes Ansible's `src`, `dest`,
+`mode` and means the same. The others are ours and named so no Ansible user expects the
+arguments of a module they know (`directory` is not `file`, `agent_service` is not `service`:
+it takes no unit name and its `reloaded` replaces the supervisor).
 
 Every module first looks, then acts only if the host differs from what the role asks for,
 and says which it was: ("ok" | "changed", message, diff). In check mode it looks and reports
@@ -18,18 +23,17 @@ Outcome = tuple[str, str, str]
 OK: Outcome = ("ok", "", "")
 
 
-def file(ctx: Ctx, path: str, state: str = "directory", mode: str = "0755") -> Outcome:
+def directory(ctx: Ctx, path: str, mode: str = "0755") -> Outcome:
+    """`path` exists as a directory with exactly `mode` (parents made as needed)."""
     q = shlex.quote(path)
     r = ctx.conn.run(f"stat -c %a {q} 2>/dev/null && test -d {q}")
-    if state == "directory":
-        if r.rc == 0 and r.stdout.strip() == mode.lstrip("0"):
-            return OK
-        if not ctx.check:
-            r = ctx.conn.run(f"mkdir -p {q} && chmod {mode} {q}")
-            if r.rc:
-                return "failed", r.stderr.strip(), ""
-        return "changed", path, ""
-    raise ValueError(f"file: unsupported state {state!r}")
+    if r.rc == 0 and r.stdout.strip() == mode.lstrip("0"):
+        return OK
+    if not ctx.check:
+        r = ctx.conn.run(f"mkdir -p {q} && chmod {mode} {q}")
+        if r.rc:
+            return "failed", r.stderr.strip(), ""
+    return "changed", path, ""
 
 
 def template(ctx: Ctx, src: str, dest: str, mode: str = "0644", *, render) -> Outcome:
@@ -97,13 +101,17 @@ def link(ctx: Ctx, path: str, target: str) -> Outcome:
 
 # --- the agent's service: systemd where it runs, else the supervisor fallback -----------------
 
-RUN = "/run/swarmkit-py"
-SUP_PID = f"{RUN}/supervisor.pid"
-SUPERVISOR = "/etc/swarmkit-py/autostart"
-ALIVE = f"p=$(cat {SUP_PID} 2>/dev/null) && kill -0 \"$p\" 2>/dev/null"
+def pidfile(v: dict, who: str) -> str:
+    """The supervisor's pidfiles (`who`: supervisor | agent), as autostart.sh.j2 writes them."""
+    return f"{v['swarmkit_run_dir']}/{who}.pid"
 
 
-def service(ctx: Ctx, state: str = "started") -> Outcome:
+def alive(v: dict, who: str) -> str:
+    """A shell test: the process named in `who`'s pidfile is running."""
+    return f"p=$(cat {pidfile(v, who)} 2>/dev/null) && kill -0 \"$p\" 2>/dev/null"
+
+
+def agent_service(ctx: Ctx, state: str = "started") -> Outcome:
     """state: started (enabled, running) | restarted (the agent) | reloaded (the supervisor
     or unit itself changed: stop it and start the new one).
 
@@ -116,13 +124,15 @@ def service(ctx: Ctx, state: str = "started") -> Outcome:
             pending[ctx.host.name] = "reloaded" if state == "reloaded" or pending.get(ctx.host.name) == "reloaded" \
                 else "restarted"
         return "changed", "restart deferred to a rolling restart (swarm member)", ""
+    if state not in ("started", "restarted", "reloaded"):
+        raise ValueError(f"agent_service: state must be started, restarted or reloaded (got {state!r})")
     if ctx.facts["service_manager"] == "systemd":
         return _systemd(ctx, state)
     return _supervisor(ctx, state)
 
 
 def _supervisor(ctx: Ctx, state: str) -> Outcome:
-    running = ctx.conn.run(ALIVE).rc == 0
+    running = ctx.conn.run(alive(ctx.vars, "supervisor")).rc == 0
     if state == "started":
         if running:
             return OK
@@ -137,21 +147,23 @@ def _supervisor(ctx: Ctx, state: str) -> Outcome:
     if not running:
         _sup_start(ctx)
         return "changed", "started the agent's supervisor", ""
+    sup = pidfile(ctx.vars, "supervisor")
     if state == "restarted":  # SIGHUP: the supervisor restarts the agent at once
-        ctx.conn.run(f"kill -HUP $(cat {SUP_PID})")
+        ctx.conn.run(f"kill -HUP $(cat {sup})")
         return "changed", "restarted the agent", ""
-    ctx.conn.run(f"kill -TERM $(cat {SUP_PID})")
-    _wait_shell(ctx, f"! ( {ALIVE} )", 20, "the old supervisor to stop")
+    ctx.conn.run(f"kill -TERM $(cat {sup})")
+    _wait_shell(ctx, f"! ( {alive(ctx.vars, 'supervisor')} )", 20, "the old supervisor to stop")
     _sup_start(ctx)
     return "changed", "replaced the supervisor", ""
 
 
 def _sup_start(ctx: Ctx) -> None:
-    log = "/var/log/swarmkit-py/autostart.log"
-    r = ctx.conn.run(f"mkdir -p /var/log/swarmkit-py && setsid -f {SUPERVISOR} >>{log} 2>&1 </dev/null")
+    v = ctx.vars
+    logs, sup = v["swarmkit_log_dir"], v["swarmkit_supervisor"]
+    r = ctx.conn.run(f"mkdir -p {logs} && setsid -f {sup} >>{logs}/autostart.log 2>&1 </dev/null")
     if r.rc:
-        raise RuntimeError(f"could not start {SUPERVISOR}: {r.stderr.strip()}")
-    _wait_shell(ctx, ALIVE, 10, f"the supervisor's pidfile {SUP_PID}")
+        raise RuntimeError(f"could not start {sup}: {r.stderr.strip()}")
+    _wait_shell(ctx, alive(v, "supervisor"), 10, f"the supervisor's pidfile {pidfile(v, 'supervisor')}")
 
 
 def _wait_shell(ctx: Ctx, cond: str, timeout: float, what: str) -> None:
@@ -163,7 +175,7 @@ def _wait_shell(ctx: Ctx, cond: str, timeout: float, what: str) -> None:
 
 
 def _systemd(ctx: Ctx, state: str) -> Outcome:
-    unit = "swarmkit-py.service"
+    unit = ctx.vars["swarmkit_unit"]
     if state == "started":
         active = ctx.conn.run(f"systemctl is-active --quiet {unit} && systemctl is-enabled --quiet {unit}")
         if active.rc == 0:

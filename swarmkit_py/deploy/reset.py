@@ -19,8 +19,7 @@ from .inventory import Host
 from .runner import StepResult
 from .ssh import Unreachable, fan_out
 
-PATHS = ("/etc/swarmkit-py", "/var/lib/swarmkit-py", "/var/log/swarmkit-py", "/run/swarmkit-py",
-         "/etc/systemd/system/swarmkit-py.service")
+DIRS = ("swarmkit_root", "swarmkit_config_dir", "swarmkit_state_dir", "swarmkit_log_dir", "swarmkit_run_dir")
 TASK_LABEL = "com.docker.swarm.task.id"
 
 
@@ -49,13 +48,14 @@ def reset(cl: Cluster, yes: bool = False) -> dict[str, str]:
 def _reset_host(cl: Cluster, h: Host) -> str:
     """What was removed ('' when the host was already clean)."""
     conn = cl.runner.conn(h)
-    paths = (ac.root(h), cl.state_dir(h), *PATHS)
+    paths = (*(str(h.vars[k]) for k in DIRS), f"/etc/systemd/system/{h.vars['swarmkit_unit']}")
     present = conn.run("ls -d " + " ".join(ac.q(p) for p in paths) + " 2>/dev/null").stdout.split()
     done = []
     c = ac.ctx(cl, h)
+    unit = h.vars["swarmkit_unit"]
     if c.facts["service_manager"] == "systemd":
-        if conn.run(f"systemctl is-enabled --quiet {ac.UNIT} || systemctl is-active --quiet {ac.UNIT}").rc == 0:
-            conn.run(f"systemctl disable --now {ac.UNIT}")
+        if conn.run(f"systemctl is-enabled --quiet {unit} || systemctl is-active --quiet {unit}").rc == 0:
+            conn.run(f"systemctl disable --now {unit}")
             done.append("agent stopped and disabled")
     elif ac.stop(cl, h) == "stopped":
         done.append("agent stopped")

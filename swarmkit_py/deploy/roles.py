@@ -1,10 +1,11 @@
-"""Roles: folders of defaults, templates, steps and handlers, as in Ansible.
+"""Roles: folders of defaults, templates, steps and handlers, in Ansible's layout.
 
-    roles/<name>/defaults.yml    variables, lowest precedence (the inventory overrides them)
-    roles/<name>/tasks.yml       steps: [{name, <module>: {args}, when?, notify?}, ...]
-    roles/<name>/handlers.yml    steps run once at the end if a step notified them
-    roles/<name>/templates/*.j2  jinja2, rendered with StrictUndefined (a missing variable
-                                 is an error, never an empty string in a config file)
+    roles/<name>/defaults/main.yml  variables, lowest precedence (the inventory overrides
+                                    them; read by variables.py into every host's vars)
+    roles/<name>/tasks/main.yml     steps: [{name, <module>: {args}, when?, notify?}, ...]
+    roles/<name>/handlers/main.yml  steps run once at the end if a step notified them
+    roles/<name>/templates/*.j2     jinja2, rendered with StrictUndefined (a missing variable
+                                    is an error, never an empty string in a config file)
 
 Steps are data so an operator can read what a role does without reading Python; the modules
 they call (`modules.py`) are Python so each can be idempotent and check-mode aware.
@@ -12,6 +13,7 @@ they call (`modules.py`) are Python so each can be idempotent and check-mode awa
 
 from __future__ import annotations
 
+import inspect
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,41 +21,42 @@ from typing import Any
 import jinja2
 import yaml
 
-from . import modules
+from . import modules, variables
 from .inventory import Host
 from .runner import Ctx
 from .ssh import HostConn
 
-ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
-MODULES = {"file": modules.file, "template": modules.template, "release": modules.release,
-           "link": modules.link, "service": modules.service}
+MODULES = {"directory": modules.directory, "template": modules.template, "release": modules.release,
+           "link": modules.link, "agent_service": modules.agent_service}
 
 
 class Role:
-    def __init__(self, name: str, base: Path = ROLES_DIR):
+    def __init__(self, name: str, base: Path = variables.ROLES_DIR):
         self.name = name
         self.dir = base / name
         if not self.dir.is_dir():
             raise ValueError(f"no role {name!r} in {base}")
-        self.defaults = self._yaml("defaults.yml") or {}
-        self.tasks = self._steps("tasks.yml")
-        self.handlers = self._steps("handlers.yml")
+        self.tasks = self._steps("tasks/main.yml")
+        self.handlers = self._steps("handlers/main.yml")
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(self.dir / "templates"),
                                       undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                                       trim_blocks=True, lstrip_blocks=True)
 
-    def _yaml(self, fname: str):
-        p = self.dir / fname
-        return yaml.safe_load(p.read_text()) if p.exists() else None
-
     def _steps(self, fname: str) -> list[dict]:
-        steps = self._yaml(fname) or []
+        p = self.dir / fname
+        steps = (yaml.safe_load(p.read_text()) if p.exists() else None) or []
         for s in steps:
             mods = [k for k in s if k in MODULES]
             extra = set(s) - set(MODULES) - {"name", "when", "notify"}
             if len(mods) != 1 or extra:
                 raise ValueError(f"{self.dir / fname}: step {s.get('name')!r} needs exactly one of "
                                  f"{sorted(MODULES)} (unknown keys: {sorted(extra)})")
+            params = inspect.signature(MODULES[mods[0]]).parameters
+            allowed = [n for n, prm in params.items() if n != "ctx" and prm.kind is prm.POSITIONAL_OR_KEYWORD]
+            wrong = sorted(set(s[mods[0]] or {}) - set(allowed))
+            if wrong:
+                raise ValueError(f"{self.dir / fname}: step {s.get('name')!r}: {mods[0]} takes "
+                                 f"{allowed or 'no arguments'}, not {wrong}")
         return steps
 
     def render(self, src: str, variables: dict) -> str:
@@ -71,38 +74,42 @@ def _expand(env: jinja2.Environment, value: Any, variables: dict) -> Any:
 def gather_facts(ctx: Ctx) -> modules.Outcome:
     """One round trip: which service manager runs the host, and the Python the venv needs."""
     py = ctx.vars["swarmkit_python"]
-    r = ctx.conn.run(f"test -d /run/systemd/system && echo systemd || echo none; "
+    r = ctx.conn.run(f"test -d /run/systemd/system && echo systemd || echo supervisor; "
                      f"{py} -c 'import sys, venv; print(\"%d.%d\" % sys.version_info[:2])'")
     lines = r.stdout.split()
     if len(lines) < 2:
         return "failed", f"{py} with the venv module is required on the host: {r.stderr.strip()}", ""
-    want = ctx.vars.get("swarmkit_service_manager", "auto")
+    want = ctx.vars["swarmkit_service_manager"]
+    if want not in ("auto", "systemd", "supervisor"):
+        return "failed", f"swarmkit_service_manager must be auto, systemd or supervisor (got {want!r})", ""
     ctx.facts["service_manager"] = lines[0] if want == "auto" else want
     ctx.facts["python"] = lines[1]
     return "ok", "", ""
 
 
 def plan(roles: list[Role], extra: dict[str, Any]):
-    """A `steps_for(host, conn)` for Runner.play: variables merged per host, then the roles'
-    steps and handlers in order, each bound to its module and rendered arguments."""
+    """A `steps_for(host, conn)` for Runner.play: the host's variables (role defaults and
+    inventory, see variables.py) plus the run's, then the roles' steps and handlers in order,
+    each bound to its module and rendered arguments."""
 
     def steps_for(host: Host, conn: HostConn):
-        variables: dict[str, Any] = {}
-        for r in roles:
-            variables.update(r.defaults)
-        variables.update(host.vars)
-        variables.update(inventory_hostname=host.name, advertise_ip=host.advertise_ip, **extra)
+        ctx = host_ctx(host, conn, **extra)
         if callable(extra.get("per_host")):
-            variables.update(extra["per_host"](host))
-        ctx = Ctx(host=host, conn=conn, vars=variables)
+            ctx.vars.update(extra["per_host"](host))
         steps = [("gather facts", gather_facts)]
         handlers = []
         for r in roles:
-            steps += [(_expand(r.env, s["name"], variables), _bind(r, s)) for s in r.tasks]
+            steps += [(_expand(r.env, s["name"], ctx.vars), _bind(r, s)) for s in r.tasks]
             handlers += [(s["name"], _bind(r, s)) for s in r.handlers]
         return ctx, steps, handlers
 
     return steps_for
+
+
+def host_ctx(host: Host, conn: HostConn, **extra) -> Ctx:
+    """A module context for `host`: its variables and the run's extras; facts not gathered."""
+    return Ctx(host=host, conn=conn, vars={**host.vars, "inventory_hostname": host.name,
+                                           "advertise_ip": host.advertise_ip, **extra})
 
 
 def _bind(role: Role, step: dict):

@@ -45,8 +45,6 @@ from .runner import StepResult
 from .ssh import fan_out
 from .wheelhouse import Wheelhouse
 
-LOG = "/var/log/swarmkit-py/agent.log"
-
 
 def resolve(version: str | None = None, wheel: str | None = None, log=print) -> Wheelhouse:
     """The wheelhouse to roll out: this tree's release by default; `version` names a
@@ -150,7 +148,7 @@ def _roll(cl: Cluster, hosts: list[Host], wh: Wheelhouse, timeout: float,
         drained = [h for h in todo if _drain(cl, h)] if drain else []
         if any(cl.entry is h for h in todo):  # talk to a manager that stays up
             cl.client(prefer=next(m for m in _managers(cl) if m not in todo))
-        marks = dict(zip([h.name for h in todo], fan_out(todo, lambda h: _log_size(cl, h), r.forks), strict=True))
+        marks = dict(zip([h.name for h in todo], fan_out(todo, lambda h: ac.log_mark(ac.ctx(cl, h)), r.forks), strict=True))
         for h in todo:
             _switch(cl, h, wh.version)
         t_restart = time.monotonic()
@@ -212,11 +210,6 @@ def _converged(cl: Cluster) -> bool:
     return True
 
 
-def _log_size(cl: Cluster, h: Host) -> int:
-    out = cl.runner.conn(h).run(f"stat -c %s {LOG} 2>/dev/null || echo 0").stdout.strip()
-    return int(out) if out.isdigit() else 0
-
-
 def _switch(cl: Cluster, h: Host, version: str) -> None:
     c = ac.ctx(cl, h)
     status, msg, _ = modules.link(c, f"{ac.root(h)}/current", f"{ac.root(h)}/releases/{version}")
@@ -224,12 +217,12 @@ def _switch(cl: Cluster, h: Host, version: str) -> None:
         raise ClusterError(f"{h.name}: could not switch current to {version}: {msg}")
 
 
-def _healthy(cl: Cluster, h: Host, version: str, mark: int, manager: bool, timeout: float) -> None:
+def _healthy(cl: Cluster, h: Host, version: str, mark: str, manager: bool, timeout: float) -> None:
     """Raise unless the agent on `h` passes the health check (module docstring) in time."""
-    conn = cl.runner.conn(h)
+    c = ac.ctx(cl, h)
 
     def session_opened() -> bool:
-        return conn.run(f"tail -c +{mark + 1} {LOG} | grep -q 'session .* open with'").rc == 0
+        return ac.log_grep(c, mark, "session .* open with")
 
     def ok() -> bool:
         if ac.running_release(cl, h) != version or not session_opened():

@@ -6,26 +6,21 @@ import json
 
 import yaml
 
-CONFIG = "/etc/swarmkit-py/agent.yml"
-
-
-def _vars(inv_host, key, default):
-    return inv_host.vars.get(key, default)
-
 
 def _state_dir(inv_host):
-    return _vars(inv_host, "swarmkit_state_dir", "/var/lib/swarmkit-py")
+    return inv_host.vars["swarmkit_state_dir"]
 
 
-def test_agent_runs_under_its_service_manager(host):
+def test_agent_runs_under_its_service_manager(host, inv_host):
+    run = inv_host.vars["swarmkit_run_dir"]
     if host.file("/run/systemd/system").is_directory:
-        assert host.service("swarmkit-py").is_running
-        assert host.service("swarmkit-py").is_enabled
+        assert host.service(inv_host.vars["swarmkit_unit"]).is_running
+        assert host.service(inv_host.vars["swarmkit_unit"]).is_enabled
         return
-    sup = host.file("/run/swarmkit-py/supervisor.pid")
+    sup = host.file(f"{run}/supervisor.pid")
     assert sup.exists, "no supervisor pidfile: the agent is not supervised"
     sup_pid = sup.content_string.strip()
-    agent_pid = host.file("/run/swarmkit-py/agent.pid").content_string.strip()
+    agent_pid = host.file(f"{run}/agent.pid").content_string.strip()
     assert host.run(f"kill -0 {sup_pid}").rc == 0, f"supervisor pid {sup_pid} is not running"
     ppid = host.check_output(f"ps -o ppid= -p {agent_pid}").strip()
     assert ppid == sup_pid, f"agent {agent_pid} is not the supervisor's child (ppid {ppid})"
@@ -35,22 +30,22 @@ def test_agent_runs_under_its_service_manager(host):
 
 def test_agent_listens_on_its_own_address(host, inv_host):
     ip = inv_host.advertise_ip
-    port = _vars(inv_host, "swarmkit_cluster_port", 2377)
+    port = inv_host.vars["swarmkit_cluster_port"]
     assert host.socket(f"tcp://{ip}:{port}").is_listening
     st = host.file(f"{_state_dir(inv_host)}/node.json")
     if st.exists and json.loads(st.content_string).get("role") == "manager":
-        api = _vars(inv_host, "swarmkit_api_port", 2376)
+        api = inv_host.vars["swarmkit_api_port"]
         assert host.socket(f"tcp://{ip}:{api}").is_listening, "a manager serves the Docker API"
 
 
 def test_config_matches_inventory(host, inv_host):
-    cfg = yaml.safe_load(host.file(CONFIG).content_string)
+    cfg = yaml.safe_load(host.file(inv_host.vars["swarmkit_agent_config"]).content_string)
     ip = inv_host.advertise_ip
-    assert cfg["advertise_addr"] == f"{ip}:{_vars(inv_host, 'swarmkit_cluster_port', 2377)}"
+    assert cfg["advertise_addr"] == f"{ip}:{inv_host.vars['swarmkit_cluster_port']}"
     assert cfg["listen_addr"] == cfg["advertise_addr"]
-    assert cfg["api_listen"] == f"{ip}:{_vars(inv_host, 'swarmkit_api_port', 2376)}"
+    assert cfg["api_listen"] == f"{ip}:{inv_host.vars['swarmkit_api_port']}"
     assert cfg["hostname"] == inv_host.name
-    assert cfg["log_level"] == _vars(inv_host, "swarmkit_log_level", "INFO")
+    assert cfg["log_level"] == inv_host.vars["swarmkit_log_level"]
     assert str(cfg["state_dir"]) == _state_dir(inv_host)
 
 
@@ -64,7 +59,7 @@ def test_key_files_are_private(host, inv_host):
 
 
 def test_current_points_to_expected_release(host, inv_host, expected_release):
-    root = _vars(inv_host, "swarmkit_root", "/opt/swarmkit-py")
+    root = inv_host.vars["swarmkit_root"]
     cur = host.file(f"{root}/current")
     assert cur.is_symlink
     assert cur.linked_to == f"{root}/releases/{expected_release}"

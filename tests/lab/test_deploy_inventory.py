@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from swarmkit_py.agent.config import AgentConfig
-from swarmkit_py.deploy import inventory
+from swarmkit_py.deploy import inventory, variables
 from swarmkit_py.deploy.bootstrap import choose_managers
 from swarmkit_py.deploy.inventory import InventoryError
 from swarmkit_py.deploy.roles import Role
@@ -82,16 +82,84 @@ def test_choose_managers_pins_refuses_and_warns(tmp_path):
 
 
 def test_agent_template_renders_a_valid_agent_config():
-    role, common = Role("agent"), Role("common")
-    v = {**common.defaults, **role.defaults, "inventory_hostname": "h1", "advertise_ip": "10.1.2.3"}
+    role = Role("agent")
+    v = {**variables.resolve(variables.role_defaults()), "inventory_hostname": "h1", "advertise_ip": "10.1.2.3"}
     cfg = AgentConfig.model_validate(yaml.safe_load(role.render("agent.yml.j2", v)))
     assert cfg.advertise_addr == "10.1.2.3:2377" and cfg.api_listen == "10.1.2.3:2376" and cfg.hostname == "h1"
     script = role.render("autostart.sh.j2", v)
     assert "/opt/swarmkit-py/current/bin/swarmkit-py" in script and "flock -n 9" in script
-    assert "ExecStart=/opt/swarmkit-py/current/bin/swarmkit-py agent" in role.render("swarmkit-py.service.j2", v)
+    assert ("ExecStart=/opt/swarmkit-py/current/bin/swarmkit-py agent --config /etc/swarmkit-py/agent.yml"
+            in role.render("swarmkit-py.service.j2", v))
 
 
 def test_example_inventories_are_valid():
     for p in (REPO / "inventories").glob("*/hosts.yml"):
         if p.parent.name != "lab":
             assert inventory.load(p).hosts, p
+
+
+def test_role_defaults_are_every_hosts_vars_and_templates_follow_overrides(tmp_path, monkeypatch):
+    p = write(tmp_path, {"all": {"vars": {"swarmkit_config_dir": "/srv/skpy"},
+                                 "hosts": {"h1": None, "h2": {"swarmkit_api_port": 12376}}}})
+    h1, h2 = inventory.load(p).hosts.values()
+    assert h1.vars["swarmkit_root"] == "/opt/swarmkit-py" and h1.vars["swarmkit_api_port"] == 2376
+    assert h2.vars["swarmkit_api_port"] == 12376
+    # a default built from another variable follows the inventory's override, as in Ansible
+    assert h1.vars["swarmkit_agent_config"] == "/srv/skpy/agent.yml"
+    assert h1.vars["swarmkit_supervisor"] == "/srv/skpy/autostart"
+    # every swarmkit_* name in the roles' defaults is a known inventory variable (and no other)
+    for k in variables.role_defaults():
+        assert k in inventory.known_swarmkit()
+    with pytest.raises(InventoryError, match="'swarmkit_agent_confg'.*did you mean 'swarmkit_agent_config'"):
+        inventory.load(write(tmp_path, {"all": {"hosts": {"h1": {"swarmkit_agent_confg": "/x"}}}}))
+
+
+def test_templated_variables_name_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKPY_TEST_LEVEL", "DEBUG")
+    p = write(tmp_path, {"all": {"hosts": {"h1": {"swarmkit_log_level": "{{ lookup('env', 'SKPY_TEST_LEVEL') }}"}}}})
+    assert inventory.load(p).hosts["h1"].vars["swarmkit_log_level"] == "DEBUG"
+    monkeypatch.delenv("SKPY_TEST_LEVEL")
+    with pytest.raises(InventoryError, match="host h1: lookup\\('env', 'SKPY_TEST_LEVEL'\\): .*not set"):
+        inventory.load(p)
+    p = write(tmp_path, {"all": {"hosts": {"h1": {"swarmkit_root": "{{ swarmkit_nope }}/x"}}}})
+    with pytest.raises(InventoryError, match="host h1: .*'swarmkit_nope' is undefined"):
+        inventory.load(p)
+
+
+def test_roles_have_ansibles_layout_and_only_known_modules(tmp_path):
+    for name in variables.ROLE_ORDER:
+        d = REPO / "roles" / name
+        assert (d / "tasks" / "main.yml").is_file() and (d / "defaults" / "main.yml").is_file()
+        assert not list(d.glob("*.yml")), f"{d}: role files belong in tasks/, defaults/, handlers/"
+        role = Role(name)
+        assert role.tasks
+        for step in role.tasks + role.handlers:  # every template a step names exists
+            if "template" in step:
+                assert (d / "templates" / step["template"]["src"]).is_file()
+    assert [s["name"] for s in Role("agent").handlers] == ["restart agent", "reload supervisor"]
+    bad = tmp_path / "r" / "tasks"
+    bad.mkdir(parents=True)
+    (bad / "main.yml").write_text("- name: x\n  service: {name: docker, state: started}\n")
+    with pytest.raises(ValueError, match="needs exactly one of .*agent_service"):
+        Role("r", base=tmp_path)
+    (bad / "main.yml").write_text("- name: x\n  directory: {path: /x, state: absent}\n")
+    with pytest.raises(ValueError, match=r"directory takes \['path', 'mode'\], not \['state'\]"):
+        Role("r", base=tmp_path)
+
+
+def test_every_task_name_in_the_docs_exists():
+    """README, scripts and runbooks tell operators to type `invoke NAME`: each NAME must be a task."""
+    import re
+
+    from invoke.config import Config
+    from invoke.loader import FilesystemLoader
+
+    module, _ = FilesystemLoader(start=str(REPO), config=Config()).load("tasks")
+    known = set(module.ns.task_names)
+    texts = [REPO / "README.md", *(REPO / "scripts").glob("*.sh"), *(REPO / "docs").rglob("*.md")]
+    used = {m for p in texts for m in re.findall(r"\binvoke ([a-z][a-z0-9.-]*[a-z0-9])", p.read_text())}
+    used -= {"tasks"}  # prose ("invoke tasks")
+    assert used, "no `invoke NAME` found in the docs"
+    assert not used - known, f"documented but not tasks: {sorted(used - known)}"
+    for name in ("status", "lab.status", "bootstrap", "lab.up", "docker-env", "join-token"):
+        assert name in known

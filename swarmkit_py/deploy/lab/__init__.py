@@ -8,9 +8,10 @@ cgroup v2 directory that makes a crash a real power cut. Notes on why it is buil
 
 Boot hook for the agent role: there is no systemd in a lab host, so at every boot (the first
 one after `up`, and each `restart` after a `crash`) the host's init runs
-`/etc/swarmkit-py/autostart` if it exists in the host's view -- executed directly if it is
-executable, else with /bin/sh -- detached (setsid, stdin from /dev/null), from `/`, with
-output appended to `/var/log/swarmkit-py/autostart.log`. It runs before sshd accepts
+the agent role's `swarmkit_supervisor` (default `/etc/swarmkit-py/autostart`) if it exists in
+the host's view -- executed directly if it is executable, else with /bin/sh -- detached
+(setsid, stdin from /dev/null), from `/`, with output appended to `autostart.log` in the
+role's `swarmkit_log_dir`. It runs before sshd accepts
 connections and in parallel with dockerd starting, so a supervisor installed there must wait
 for `/var/run/docker.sock` itself. /etc is per-host and persistent, so installing the file
 once is enough.

@@ -13,6 +13,8 @@ import shlex
 import subprocess
 from pathlib import Path
 
+from .. import variables
+
 # Written to <host>/init.sh at every boot so a lab created by an older version boots with the
 # current script. $1 is the host's state dir; boot.env holds the per-host values.
 INIT_SH = r"""#!/bin/bash
@@ -73,10 +75,11 @@ if [ "$SKPY_DOCKER" = 1 ]; then
 fi
 
 # The hook the agent role installs its supervisor in (there is no systemd here).
-if [ -e /etc/swarmkit-py/autostart ]; then
-  mkdir -p /var/log/swarmkit-py
-  if [ -x /etc/swarmkit-py/autostart ]; then a=(/etc/swarmkit-py/autostart); else a=(/bin/sh /etc/swarmkit-py/autostart); fi
-  (cd / && exec setsid -f "${a[@]}" >>/var/log/swarmkit-py/autostart.log 2>&1 </dev/null)
+A=$SKPY_AUTOSTART
+if [ -e "$A" ]; then
+  mkdir -p "$SKPY_AUTOSTART_LOGS"
+  if [ -x "$A" ]; then a=("$A"); else a=(/bin/sh "$A"); fi
+  (cd / && exec setsid -f "${a[@]}" >>"$SKPY_AUTOSTART_LOGS/autostart.log" 2>&1 </dev/null)
 fi
 
 cd /
@@ -115,11 +118,15 @@ def write_host_files(hdir: Path, state: Path, host: str, addr: str, docker: bool
             check=True, capture_output=True,
         )
     (hdir / "sshd_config").write_text(SSHD_CONFIG.format(host=host, addr=addr))
+    defaults = variables.resolve(variables.role_defaults())
     env = {
         "SKPY_HOSTNAME": host,
         "SKPY_DOCKER": "1" if docker else "0",
         "SKPY_CGROUP_PARENT": cgroup_parent,
         "SKPY_LAB_STATE": str(state),
+        # the agent role's defaults: where it installs the supervisor and where that logs
+        "SKPY_AUTOSTART": str(defaults["swarmkit_supervisor"]),
+        "SKPY_AUTOSTART_LOGS": str(defaults["swarmkit_log_dir"]),
     }
     (hdir / "boot.env").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
     init = hdir / "init.sh"

@@ -355,7 +355,7 @@ class Lab:
 
     def restart(self, host: str, timeout: float = 60.0, wait_docker: bool = False) -> str:
         """Boot a crashed host again on the same state dir: overlay uppers and the Docker
-        data root persist, /run and /tmp are fresh, /etc/swarmkit-py/autostart runs."""
+        data root persist, /run and /tmp are fresh, the agent role's boot hook runs."""
         _require_root()
         self.address(host)
         with self._locked():

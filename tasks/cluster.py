@@ -1,0 +1,59 @@
+"""Form the swarm and look at it: bootstrap, status, join-token, docker-env, verify."""
+
+from __future__ import annotations
+
+from invoke import Exit, task
+
+from ._op import INV_HELP, op
+
+
+@task(help={"managers": "how many managers (odd, at most 7 recommended)", "inventory": INV_HELP,
+            "check": "show what would change (nothing is changed)", "diff": "show diffs of templates",
+            "forks": "hosts handled in parallel (default 10)"})
+def bootstrap(c, managers=3, inventory=None, check=False, diff=False, forks=10):
+    """Install the agent on every inventory host and form the swarm: init on the first manager,
+    the other managers one at a time (each a Reachable voter before the next), then the workers
+    in parallel. The 'managers'/'workers' groups pin roles. Re-running it changes nothing."""
+    from swarmkit_py.deploy.bootstrap import bootstrap as run
+
+    op(lambda cl, r: run(cl.inv, r, int(managers)), "bootstrap", inventory, recap=True,
+       check=check, diff=diff, forks=forks)
+
+
+@task(help={"inventory": INV_HELP})
+def status(c, inventory=None):
+    """The cluster as `docker node ls` shows it (hostname, status, availability, manager
+    status, version) and its services with their replicas."""
+    from swarmkit_py.deploy.cluster import print_status
+
+    op(lambda cl, r: print_status(cl), "status", inventory)
+
+
+@task(name="join-token", positional=["role"], help={"role": "worker or manager", "inventory": INV_HELP,
+                                                      "rotate": "replace the token first (the old one stops working)"})
+def join_token(c, role, inventory=None, rotate=False):
+    """Print the current join token for ROLE (worker|manager); --rotate replaces it first."""
+    from swarmkit_py.deploy.nodeops import join_token as run
+
+    print(op(lambda cl, r: run(cl, role, rotate), "join-token", inventory))
+
+
+@task(name="docker-env", optional=["host"], help={"host": "a manager to talk to (default: any live one)",
+                                                   "inventory": INV_HELP})
+def docker_env(c, host=None, inventory=None):
+    """Print export lines that point the docker CLI at the cluster:
+    eval "$(invoke docker-env)"; docker node ls"""
+    from swarmkit_py.deploy.nodeops import docker_env as run
+
+    print(op(lambda cl, r: run(cl, host), "docker-env", inventory))
+
+
+@task(help={"inventory": INV_HELP, "release": "expected release (default: this source tree's)"})
+def verify(c, inventory=None, release=None):
+    """Check every host with testinfra (tests/infra): agent supervised and listening on its
+    address, config matching the inventory, keys 0600, `current` on the release, Docker up."""
+    from swarmkit_py.deploy.verify import run
+
+    rc = run(inventory, release)
+    if rc:
+        raise Exit(code=rc)

@@ -1,0 +1,70 @@
+"""Change the cluster's shape or version, keeping quorum and replicas: scale, upgrade,
+replace, recover, reset."""
+
+from __future__ import annotations
+
+from invoke import task
+
+from ._op import INV_HELP, names, op
+
+
+@task(help={"add": "inventory hosts to join: h6,h7 (hosts in the 'managers' group join as managers)",
+            "inventory": INV_HELP, "forks": "hosts installed in parallel (default 10)"})
+def scale(c, add, inventory=None, forks=10):
+    """Join new inventory hosts to the running swarm: install the agent on them, then the
+    'managers' group members one at a time (each a Reachable voter before the next), the rest
+    as workers in parallel. Hosts already in the swarm are left alone."""
+    from swarmkit_py.deploy.scale import scale_add
+
+    op(lambda cl, r: scale_add(cl, names(add)), "scale", inventory, recap=True, forks=forks)
+
+
+@task(help={"version": "a release in the local wheelhouse cache (default: this tree's release)",
+            "wheel": "a wheelhouse tar, or a swarmkit_py wheel bundled with this tree's dependencies",
+            "batch": "workers upgraded at once (default 1); managers always go one at a time",
+            "timeout": "seconds a host has to pass its health check before it is rolled back (default 60)",
+            "drain": "drain each host first (default); --no-drain restarts agents under running tasks (not yet safe)",
+            "inventory": INV_HELP, "forks": "hosts installed in parallel (default 10)"})
+def upgrade(c, version=None, wheel=None, batch=1, timeout=60, drain=True, inventory=None, forks=10):
+    """Rolling upgrade with no loss of quorum or replicas: install the release everywhere, then
+    workers in batches (drain, switch `current`, restart, health check, activate), then the
+    managers one at a time, the leader last. A host failing its health check is switched back
+    to its previous release and the rollout stops."""
+    from swarmkit_py.deploy.upgrade import resolve
+    from swarmkit_py.deploy.upgrade import upgrade as run
+
+    def go(cl, r):
+        wh = resolve(version, wheel, log=r.log)
+        return run(cl, wh, int(batch), float(timeout), bool(drain))
+
+    op(go, "upgrade", inventory, recap=True, forks=forks)
+
+
+@task(positional=["old", "new"], help={"old": "the node to retire (dead or alive)",
+                                       "new": "a fresh inventory host that takes its role", "inventory": INV_HELP})
+def replace(c, old, new, inventory=None):
+    """Replace node OLD with host NEW, keeping quorum at every step: for a manager NEW joins
+    first when the count allows (else OLD is removed first), with the arithmetic printed; OLD
+    is demoted and removed from the node list; a worker OLD is drained first."""
+    from swarmkit_py.deploy.replace import replace as run
+
+    print(op(lambda cl, r: run(cl, old, new), "replace", inventory, recap=True))
+
+
+@task(help={"inventory": INV_HELP})
+def recover(c, inventory=None):
+    """After quorum loss: stop the surviving managers, pick the one with the most up-to-date
+    Raft log, `--force-new-cluster` it, then wipe and re-join the other survivors as managers
+    one at a time. Refused while the cluster still has a leader."""
+    from swarmkit_py.deploy.recover import recover as run
+
+    print(op(lambda cl, r: run(cl), "recover", inventory, recap=True))
+
+
+@task(help={"yes": "really do it (without it nothing is touched)", "inventory": INV_HELP})
+def reset(c, yes=False, inventory=None):
+    """Remove the agent, its supervisor or unit, its task containers and all swarm state from
+    every inventory host. Needs --yes."""
+    from swarmkit_py.deploy.reset import reset as run
+
+    op(lambda cl, r: run(cl, yes), "reset", inventory, recap=True)
