@@ -31,9 +31,9 @@ DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def lab(tmp_path_factory, lab_name):
     tmp = tmp_path_factory.mktemp("deploy")
-    lab = Lab(f"t-deploy-{os.getpid() % 10000}", state_dir=tmp / "lab", inventory_path=tmp / "hosts.yml")
+    lab = Lab(lab_name("deploy"), state_dir=tmp / "lab", inventory_path=tmp / "hosts.yml")
     try:
         lab.up(4, docker=True)
         yield lab

@@ -50,8 +50,8 @@ def ssh_works(lab: Lab, host: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    lab = Lab(f"t{os.getpid() % 100000}", state_dir=tmp_path_factory.mktemp("lab") / "state")
+def lab(tmp_path_factory, lab_name):
+    lab = Lab(lab_name("lab"), state_dir=tmp_path_factory.mktemp("lab") / "state")
     try:
         lab.up(3, docker=True)
         yield lab

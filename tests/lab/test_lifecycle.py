@@ -44,9 +44,9 @@ STATE: dict = {}
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def lab(tmp_path_factory, lab_name):
     tmp = tmp_path_factory.mktemp("life")
-    lab = Lab(f"t-life-{os.getpid() % 10000}", state_dir=tmp / "lab", inventory_path=tmp / "hosts.yml")
+    lab = Lab(lab_name("life"), state_dir=tmp / "lab", inventory_path=tmp / "hosts.yml")
     try:
         lab.up(6, docker=True)
         yield lab
