@@ -26,6 +26,7 @@ from ..ca import (
     write_atomic,
 )
 from ..ca.optional_tls import server_context_optional_client
+from ..manager.admission import cluster_port_policy
 from ..manager.bootstrap import initial_transaction
 from ..manager.caserver import CAServer
 from ..manager.controlapi import ControlAPI
@@ -115,7 +116,7 @@ class Agent:
     async def start(self) -> None:
         self.state = await self._wait_for_state()
         host, _, port = self.cfg.listen_addr.rpartition(":")
-        self.rpc = RpcServer(host, int(port), ssl=self.server_ssl())
+        self.rpc = RpcServer(host, int(port), ssl=self.server_ssl(), policy=cluster_port_policy())
         await self.rpc.start()
         if self.state.role == "manager":
             await self.start_manager()

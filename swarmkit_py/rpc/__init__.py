@@ -20,11 +20,17 @@ from .errors import (
     RpcUnavailable,
 )
 from .framing import DEFAULT_MAX_FRAME, FrameDecoder, pack_frame
+from .limits import ANONYMOUS, WORKER, DecodeLimits, ServerPolicy, trusted_limits
 from .peer import PeerInfo
 from .registry import HandlerRegistry
 from .server import RpcServer
 
 __all__ = [
+    "ANONYMOUS",
+    "WORKER",
+    "DecodeLimits",
+    "ServerPolicy",
+    "trusted_limits",
     "DEADLINE_EXCEEDED",
     "DEFAULT_MAX_FRAME",
     "FRAME_TOO_LARGE",

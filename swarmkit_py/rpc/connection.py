@@ -33,6 +33,7 @@ from .framing import (
     pack_frame,
     unpack_body,
 )
+from .limits import DecodeLimits, ServerPolicy, trusted_limits
 from .peer import PeerInfo
 from .registry import HandlerRegistry
 
@@ -48,6 +49,11 @@ CLOSE_WAIT = 2.0
 class Connection:
     """A live stream to one peer. Create it only from inside the event loop; it starts reading
     immediately. Once closed it stays closed: reconnecting means a new ``Connection``.
+
+    ``max_frame`` bounds what we send, and without a ``policy`` what we accept too. A server
+    passes its ``policy`` (``rpc.limits.ServerPolicy``): the limits on what we accept are then
+    chosen from the peer's certificate, and a peer without one may call only the policy's
+    anonymous methods; anything else closes the connection unanswered.
     """
 
     def __init__(
@@ -57,11 +63,17 @@ class Connection:
         handlers: HandlerRegistry,
         *,
         max_frame: int = DEFAULT_MAX_FRAME,
+        policy: ServerPolicy | None = None,
     ) -> None:
         self._reader = reader
         self._writer = writer
         self._handlers = handlers
         self._max_frame = max_frame
+        self._inflight_free = asyncio.Event()
+        self._inflight_free.set()
+        loop = asyncio.get_running_loop()
+        self.opened_at = loop.time()
+        self.last_frame_at = self.opened_at
         self._pending: dict[int, asyncio.Future] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
@@ -74,7 +86,14 @@ class Connection:
         ssl_object = writer.get_extra_info("ssl_object")
         cert = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         self.peer = PeerInfo(address, cert, self)
-        self._read_task = asyncio.get_running_loop().create_task(
+        self._limits: DecodeLimits = trusted_limits(max_frame)
+        self._allowed: frozenset[str] | None = None
+        if policy is not None:
+            self._limits = policy.limits_for(self.peer)
+            if cert is None:
+                self._allowed = policy.anonymous_methods
+        self._unpack_limits = self._limits.unpack_kwargs()
+        self._read_task = loop.create_task(
             self._read_loop(), name=f"rpc-read {self.peer.address_str}"
         )
 
@@ -83,6 +102,11 @@ class Connection:
     @property
     def is_closed(self) -> bool:
         return self._closed
+
+    @property
+    def is_anonymous(self) -> bool:
+        """The peer presented no certificate."""
+        return self.peer.cert is None
 
     @property
     def close_reason(self) -> str:
@@ -104,6 +128,15 @@ class Connection:
 
     def close(self, reason: str = "closed locally") -> None:
         self._shutdown(reason)
+
+    def abort(self, reason: str) -> None:
+        """Close without the TLS goodbye: for peers we are throwing out. A graceful close waits
+        (up to 30 s) for a peer that may never read, holding the connection's buffers."""
+        self._shutdown(reason)
+        try:
+            self._writer.transport.abort()
+        except Exception:  # already gone
+            log.debug("error aborting %s", self.peer.address_str, exc_info=True)
 
     async def aclose(self, reason: str = "closed locally") -> None:
         """Close and wait until the socket and the reader task are really gone, so a test or
@@ -186,15 +219,21 @@ class Connection:
     # -- receiving ---------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        decoder = FrameDecoder(self._max_frame)
+        decoder = FrameDecoder(self._limits.max_frame)
         read = self._reader.read
+        chunk = min(READ_CHUNK, self._limits.max_frame + 4)
+        inflight_free = self._inflight_free
+        loop = asyncio.get_running_loop()
         reason = "closed by peer"
         try:
             while True:
-                data = await read(READ_CHUNK)
+                if not inflight_free.is_set():
+                    await inflight_free.wait()  # enough requests running: let TCP push back
+                data = await read(chunk)
                 if not data:
                     break
                 for body in decoder.feed(data):
+                    self.last_frame_at = loop.time()
                     pending = self._on_frame(body)
                     if pending is not None:
                         await self._await_notification(pending)
@@ -213,7 +252,7 @@ class Connection:
         """Dispatch one frame; returns the awaitable of an async notification handler so the
         read loop can run it in order, or None when nothing is left to wait for."""
         try:
-            frame = unpack_body(body)
+            frame = unpack_body(body, **self._unpack_limits)
             kind = frame[0]
         except Exception as e:
             raise ProtocolError(f"undecodable frame: {e}") from e
@@ -222,6 +261,7 @@ class Connection:
                 _, method, params = frame
             except (TypeError, ValueError) as e:
                 raise ProtocolError(f"malformed notification: {e}") from e
+            self._check_allowed(method)
             handler = self._handlers.notifications.get(method)
             if handler is None:
                 log.debug("no handler for notification %r from %s", method, self.peer.address_str)
@@ -250,11 +290,26 @@ class Connection:
                 _, rid, method, params = frame
             except (TypeError, ValueError) as e:
                 raise ProtocolError(f"malformed request: {e}") from e
+            self._check_allowed(method)
             task = asyncio.get_running_loop().create_task(self._serve(rid, method, params))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._request_done)
+            if len(self._tasks) >= self._limits.max_inflight:
+                self._inflight_free.clear()
             return None
         raise ProtocolError(f"unknown frame kind {kind!r}")
+
+    def _check_allowed(self, method: Any) -> None:
+        if self._allowed is not None and method not in self._allowed:
+            raise ProtocolError(
+                f"method {str(method)[:64]!r} is not open to this peer (no certificate); "
+                f"only {', '.join(sorted(self._allowed))} are"
+            )
+
+    def _request_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if len(self._tasks) < self._limits.max_inflight:
+            self._inflight_free.set()
 
     async def _await_notification(self, pending: Awaitable[Any]) -> None:
         try:

@@ -56,8 +56,9 @@ def notification_encoder(method: str, max_frame: int = DEFAULT_MAX_FRAME) -> Cal
     return encode
 
 
-def unpack_body(body: bytes | bytearray | memoryview) -> Any:
-    return msgpack.unpackb(body, raw=False, use_list=True)
+def unpack_body(body: bytes | bytearray | memoryview, **limits: int) -> Any:
+    """Decode one frame body; ``limits`` are msgpack's ``max_*_len`` (see ``rpc.limits``)."""
+    return msgpack.unpackb(body, raw=False, use_list=True, **limits)
 
 
 class FrameDecoder:

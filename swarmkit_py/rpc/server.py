@@ -8,6 +8,7 @@ import ssl as _ssl
 
 from .connection import STREAM_LIMIT, Connection
 from .framing import DEFAULT_MAX_FRAME
+from .limits import ServerPolicy
 from .registry import HandlerRegistry, NotificationHandler, RequestHandler
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,12 @@ class RpcServer:
     (the Raft transport, the dispatcher, the CA) share port 2377 without knowing each other.
     With ``ssl`` set, whether a client certificate is required is the context's business
     (``verify_mode``); the certificate presented reaches handlers as ``PeerInfo.cert``.
+
+    ``policy`` (``rpc.limits.ServerPolicy``) is what a server facing untrusted networks
+    passes: per-peer decode limits, the methods open to peers without a certificate, caps on
+    connections, idle time and lifetime of anonymous ones, and a last word on admission
+    (revoked certificates). Without it every peer is trusted with ``max_frame`` (tests,
+    loopback tools).
     """
 
     def __init__(
@@ -30,15 +37,21 @@ class RpcServer:
         ssl: _ssl.SSLContext | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
         handshake_timeout: float = 10.0,
+        policy: ServerPolicy | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self._ssl = ssl
         self._max_frame = max_frame
         self._handshake_timeout = handshake_timeout
+        self._policy = policy
         self.handlers = HandlerRegistry()
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
+        self._sweeper: asyncio.Task | None = None
+        self.refused = {"over_capacity": 0, "anonymous_over_capacity": 0, "anonymous_evicted": 0,
+                        "not_admitted": 0, "anonymous_idle": 0, "anonymous_lifetime": 0}
+        self._reported = dict(self.refused)
 
     def add_handler(self, method: str, handler: RequestHandler) -> None:
         self.handlers.add_handler(method, handler)
@@ -71,18 +84,94 @@ class RpcServer:
             limit=STREAM_LIMIT,
             ssl_handshake_timeout=self._handshake_timeout if self._ssl else None,
         )
+        if self._policy is not None:
+            self._sweeper = asyncio.get_running_loop().create_task(
+                self._sweep(self._policy), name=f"rpc-sweep {self.host}:{self.port}"
+            )
 
     def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = Connection(reader, writer, self.handlers, max_frame=self._max_frame)
+        policy = self._policy
+        conn = Connection(reader, writer, self.handlers, max_frame=self._max_frame, policy=policy)
+        if policy is not None:
+            refusal = self._refusal(conn, policy)
+            if refusal is not None:
+                kind, reason = refusal
+                self.refused[kind] += 1
+                # Summarised by the sweeper: a flood must not become a flood of log lines.
+                log.debug("refusing connection from %s: %s", conn.peer.address_str, reason)
+                conn.abort(reason)
+                return
         self._connections.add(conn)
         conn.add_close_callback(lambda: self._connections.discard(conn))
         log.debug("accepted connection from %s", conn.peer.address_str)
+
+    def _refusal(self, conn: Connection, policy: ServerPolicy) -> tuple[str, str] | None:
+        if len(self._connections) >= policy.max_connections:
+            return "over_capacity", f"already {len(self._connections)} connections open"
+        if conn.is_anonymous:
+            anonymous = [c for c in self._connections if c.is_anonymous]
+            if len(anonymous) >= policy.max_anonymous:
+                # Make room by closing the stranger that has been silent longest, if it has
+                # been silent a while: parked sockets must not lock joining nodes out, while
+                # one that is busy joining right now keeps its slot.
+                victim = min(anonymous, key=lambda c: c.last_frame_at)
+                if conn.opened_at - victim.last_frame_at < policy.anonymous_evict_after:
+                    return (
+                        "anonymous_over_capacity",
+                        f"already {len(anonymous)} connections without a certificate open",
+                    )
+                self.refused["anonymous_evicted"] += 1
+                victim.abort("evicted: too many connections without a certificate")
+        elif policy.admit is not None:
+            try:
+                reason = policy.admit(conn.peer)
+            except Exception as e:  # a broken check must not let everyone in
+                log.exception("admission check failed for %s", conn.peer.address_str)
+                reason = f"admission check failed: {e}"
+            if reason is not None:
+                return "not_admitted", reason
+        return None
+
+    async def _sweep(self, policy: ServerPolicy) -> None:
+        """Close anonymous connections that sat idle, or lived, too long: a joining node needs
+        a few round trips, a slow reader or a parked socket is only holding a slot."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(policy.sweep_interval)
+            if self.refused != self._reported:
+                delta = {k: v - self._reported[k] for k, v in self.refused.items() if v != self._reported[k]}
+                self._reported = dict(self.refused)
+                log.warning("cluster port %s:%s closed or refused connections: %s", self.host, self.port, delta)
+            now = loop.time()
+            for conn in list(self._connections):
+                if not conn.is_anonymous:
+                    continue
+                if now - conn.opened_at > policy.anonymous_lifetime:
+                    self.refused["anonymous_lifetime"] += 1
+                    conn.abort(f"open for more than {policy.anonymous_lifetime:.0f}s without a certificate")
+                elif now - conn.last_frame_at > policy.anonymous_idle_timeout:
+                    self.refused["anonymous_idle"] += 1
+                    conn.abort(f"idle for more than {policy.anonymous_idle_timeout:.0f}s without a certificate")
+
+    def close_where(self, predicate, reason: str) -> int:
+        """Close every open connection whose peer matches ``predicate(peer)`` (a node whose
+        rights were just revoked); returns how many were closed."""
+        closed = 0
+        for conn in list(self._connections):
+            if not conn.is_closed and predicate(conn.peer):
+                conn.close(reason)
+                closed += 1
+        return closed
 
     async def stop(self) -> None:
         """Stop listening and close every connection, cancelling handlers still running."""
         server, self._server = self._server, None
         if server is None:
             return
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
         server.close()
         await asyncio.gather(
             *(c.aclose("server stopping") for c in list(self._connections)),
