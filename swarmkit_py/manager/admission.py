@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 from ..ca import Role, identity_from_cert
 from ..ca.errors import CAError
+from ..proto.ca import ANONYMOUS_METHODS
 from ..rpc import ANONYMOUS, WORKER, DecodeLimits, PeerInfo, ServerPolicy, trusted_limits
-from .caserver import ANONYMOUS_METHODS
 
 MANAGER_LIMITS = trusted_limits()
 

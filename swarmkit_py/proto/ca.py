@@ -12,3 +12,7 @@ CA_RENEW = "ca.renew"
 """Mutual TLS: ``{csr?}`` -> the caller's certificate re-issued with its current role."""
 CA_RENEW_NOW = "ca.renew_now"
 """Manager -> node notification ``{node_id, role}``: renew your certificate now."""
+
+ANONYMOUS_METHODS = frozenset({CA_ROOT, CA_JOIN})
+"""The only methods a caller without a certificate may use on the cluster port; the RPC layer
+closes the connection of a stranger that calls anything else (``manager/admission.py``)."""
