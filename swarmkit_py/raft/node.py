@@ -103,14 +103,17 @@ class RaftNode:
         *,
         addr: str = "",
         rng: random.Random | None = None,
+        storage: DiskStorage | None = None,
     ):
         """`transport_factory(on_message)` builds the transport (see transport.Transport);
-        `addr` is this member's advertised "host:port", recorded in the log when it joins."""
+        `addr` is this member's advertised "host:port", recorded in the log when it joins;
+        `storage` an already opened DiskStorage (a manager's is encrypted), else a plain one
+        in `data_dir`."""
         self.id = node_id
         self.addr = addr
         self.cfg = config or RaftConfig()
         self.fsm = fsm
-        self.storage = DiskStorage(Path(data_dir))
+        self.storage = storage if storage is not None else DiskStorage(Path(data_dir))
         self.transport = transport_factory(self._on_message)
         self._rng = rng or random.Random()
         self.core: RaftCore | None = None
@@ -450,6 +453,8 @@ class RaftNode:
             try:
                 while c.has_ready():
                     await self._handle_ready(c.ready())
+                if self.storage.wants_snapshot:
+                    await self._maybe_snapshot(force=True)
             except Exception:
                 log.exception("raft member %d: fatal error in the raft loop; stopping", self.id)
                 self._stopped = True
@@ -564,10 +569,12 @@ class RaftNode:
             self.peers[nid] = addr
             self.transport.add_peer(nid, addr)
 
-    async def _maybe_snapshot(self) -> None:
+    async def _maybe_snapshot(self, force: bool = False) -> None:
+        """Snapshot every snapshot_interval applied entries, or now when `force`d (storage asks
+        for one to carry out a data-key rotation)."""
         c = self.core
         base = c.snapshot.meta.index if c.snapshot else 0
-        if c.applied - base < self.cfg.snapshot_interval:
+        if c.applied - base < self.cfg.snapshot_interval and not (force and c.applied > 0):
             return
         t0 = time.perf_counter()
         book = dict(self.peers)

@@ -10,6 +10,16 @@ the top of each segment is what lets compaction delete old segments without losi
 The contract with the driver: calls come one at a time (from its worker thread), and a call that
 returns has made everything it was given durable. A call that raises OSError poisons the
 instance (see StorageFailedError); restart and load() again.
+
+Encryption at rest (`encrypted=True`, what a manager uses; see crypto.py): the same files, with
+every WAL record after a segment's opening record and every snapshot payload sealed by the
+current data key. Framing and checksums are unchanged and cover the sealed bytes, so a torn
+tail and corruption are told apart exactly as before. Files that are not sealed with the current
+key (a plaintext directory from before encryption, or a rotation that a crash interrupted) are
+re-encrypted by load(); a pending rotation is carried out by the next save_snapshot(), which
+writes the snapshot with the new key and re-encrypts everything else, after which the old key is
+erased. Only `set_kek` and `rotate_data_key` may be called from another thread than the driver's:
+they touch the keyring alone.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..types import Entry, HardState, Snapshot
+from .crypto import Keyring
 from .errors import SnapshotCorruptError, WALCorruptError
 from .fsutil import fsync_dir
 from .snapshots import SnapshotStore
@@ -42,7 +53,13 @@ class DiskStorage:
         directory: str | Path,
         segment_bytes: int = 64 * 1024 * 1024,
         logger: logging.Logger | None = None,
+        *,
+        encrypted: bool = False,
+        unlock_key: bytes | None = None,
     ) -> None:
+        """`encrypted`: seal the state (creating a keyring with a local KEK if the directory has
+        none); `unlock_key` opens a keyring sealed by autolock (SwarmLockedError without it,
+        InvalidUnlockKeyError with a wrong one)."""
         self._dir = Path(directory)
         self._log = logger or logging.getLogger(__name__)
         if not self._dir.is_dir():
@@ -61,8 +78,13 @@ class DiskStorage:
             raise RuntimeError(
                 f"{self._dir} is in use by another process (is another agent running?)"
             ) from None
-        self._wal = WAL(self._dir, segment_bytes, self._log)
-        self._snaps = SnapshotStore(self._dir, self._log)
+        try:
+            self._keys = Keyring.open(self._dir, unlock_key) if encrypted else None
+        except BaseException:
+            self.close()
+            raise
+        self._wal = WAL(self._dir, segment_bytes, self._log, self._keys)
+        self._snaps = SnapshotStore(self._dir, self._log, self._keys)
         self._snap_index = 0
         self._loaded = False
 
@@ -70,11 +92,36 @@ class DiskStorage:
     def directory(self) -> Path:
         return self._dir
 
+    @property
+    def keyring(self) -> Keyring | None:
+        return self._keys
+
+    @property
+    def wants_snapshot(self) -> bool:
+        """A data-key rotation is pending: the driver should snapshot soon (it re-encrypts)."""
+        return self._keys is not None and self._keys.pending is not None
+
+    def set_kek(self, unlock_key: bytes | None) -> bool:
+        """Wrap the data keys by the autolock unlock key, or (None) by a local key file."""
+        self._require_keys()
+        return self._keys.set_kek(unlock_key)
+
+    def rotate_data_key(self) -> None:
+        """Ask for a new data key; the next save_snapshot() switches every file to it."""
+        self._require_keys()
+        self._keys.rotate()
+
+    def _require_keys(self) -> None:
+        if self._keys is None:
+            raise RuntimeError(f"storage for {self._dir} was opened without encryption")
+
     def load(self) -> LoadedState:
         """Recover the state a restart resumes from; also readies the log for appending."""
         self._check_open()
         self._snaps.remove_temp_files()
         replay = self._wal.replay()
+        if self._keys is not None:
+            self._reencrypt(replay)
 
         snapshot: Snapshot | None = None
         corrupt: list[SnapshotCorruptError] = []
@@ -164,7 +211,10 @@ class DiskStorage:
             raise ValueError(
                 f"snapshot {index} is older than the stored snapshot {self._snap_index}"
             )
+        rotating = self._keys is not None and self._keys.promote_pending()
         self._snaps.write(snap)
+        if rotating:
+            self._reencrypt(self._wal.replay())
         self._wal.mark_snapshot(index, snap.meta.term)
         self._snap_index = index
         for path in self._snaps.retain():
@@ -184,7 +234,30 @@ class DiskStorage:
         for path in self._wal.compact(limit):
             self._log.debug("compacted WAL segment %s", path.name)
 
+    def _reencrypt(self, replay: Replay) -> None:
+        """Seal every file with the current data key, then erase retired keys. Idempotent, and
+        safe to interrupt: until the last file is rewritten the old keys stay in deks.json."""
+        current = self._keys.current
+        stale = [p for _, p in self._snaps.list() if self._snaps.key_id(p) != current]
+        for path in stale:
+            try:
+                self._snaps.write(self._snaps.read(path))
+            except SnapshotCorruptError:
+                continue  # load() decides what a corrupt snapshot means; keep its key for it
+            self._log.info("re-encrypted snapshot %s with data key %d", path.name, current)
+        if self._wal.needs_reencryption():
+            n = len(self._wal.segment_paths())
+            self._wal.rewrite(replay)
+            self._log.info("re-encrypted the WAL (%d segments) with data key %d", n, current)
+        if all(self._snaps.key_id(p) == current for _, p in self._snaps.list()):
+            self._keys.drop_retired()
+
     def close(self) -> None:
+        if not hasattr(self, "_wal"):
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+            return
         self._wal.close()
         self._loaded = False
         if self._lock_fd is not None:

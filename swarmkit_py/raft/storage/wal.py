@@ -17,17 +17,23 @@ from __future__ import annotations
 import logging
 import os
 import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgpack
+from cryptography.exceptions import InvalidTag
 
 from ..types import Entry, EntryType, HardState
 from . import records
+from .crypto import NONCE_BYTES, Keyring, seal, unseal
 from .errors import StorageFailedError, WALCorruptError
 from .fsutil import fdatasync, fsync_dir, write_all, write_file_atomically
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # plaintext segments (and those written before encryption existed)
+ENCRYPTED_FORMAT_VERSION = 2  # the opening record names the data key sealing the records after it
+_SEAL_OVERHEAD = NONCE_BYTES + 16  # nonce + GCM tag
+_AAD = struct.Struct("<BQ")  # record type, segment seq: a sealed record cannot be moved elsewhere
 _SEGMENT_RE = re.compile(r"^wal-(\d+)-(\d+)\.log$")
 _ENTRY_TYPES = {int(t): t for t in EntryType}
 # A record that passes its checksum yet fails to decode was written by different code, not
@@ -47,6 +53,7 @@ class Segment:
     # Highest log index any record in the segment mentions: once a snapshot covers it, no
     # replay needs the segment any more.
     max_index: int
+    key_id: int = 0  # data key sealing the records after the opening one; 0 = plaintext
 
 
 @dataclass(slots=True)
@@ -59,7 +66,13 @@ class Replay:
 class WAL:
     """Not thread-safe: the driver makes one storage call at a time from its worker thread."""
 
-    def __init__(self, directory: Path, segment_bytes: int, logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        segment_bytes: int,
+        logger: logging.Logger,
+        keyring: Keyring | None = None,
+    ) -> None:
         if segment_bytes < 4096:
             raise ValueError("segment_bytes must be at least 4096")
         self._dir = directory
@@ -72,6 +85,7 @@ class WAL:
         self._hard_state: tuple | None = None  # last durable one; opens every new segment
         self._failed: BaseException | None = None
         self._packer = msgpack.Packer(use_bin_type=True)
+        self._keys = keyring  # None: write plaintext (and refuse to read sealed segments)
         self.last_index = 0  # highest index the log holds (or a snapshot it was told about)
 
     # ---- reading -------------------------------------------------------------------------
@@ -126,6 +140,8 @@ class WAL:
 
             for off, rtype, payload in recs:
                 try:
+                    if off != 0 and seg.key_id:
+                        payload = self._unseal(seg, off, rtype, payload)
                     body = msgpack.unpackb(payload, raw=False, use_list=False)
                     if off == 0:
                         log.opening(seg, rtype, body)
@@ -155,6 +171,63 @@ class WAL:
         hs = None if log.hard_state is None else HardState(*log.hard_state)
         return Replay(hs, log.base, log.entries)
 
+    def _unseal(self, seg: Segment, off: int, rtype: int, payload) -> bytes:
+        aead = self._keys.aead(seg.key_id) if self._keys is not None else None
+        if aead is None:
+            why = (
+                "storage was opened without encryption"
+                if self._keys is None
+                else f"deks.json does not hold data key {seg.key_id}"
+            )
+            raise WALCorruptError(seg.path, 0, f"segment is encrypted with data key {seg.key_id} but {why}")
+        try:
+            return unseal(aead, _AAD.pack(rtype, seg.seq), payload)
+        except InvalidTag:
+            raise WALCorruptError(
+                seg.path,
+                off,
+                f"record passes its checksum but fails authentication with data key {seg.key_id} "
+                "(altered, or moved from another file)",
+            ) from None
+
+    def needs_reencryption(self) -> bool:
+        """Some segment is not sealed with the current data key (plaintext from before
+        encryption, or a key being retired)."""
+        current = self._keys.current if self._keys is not None else 0
+        return any(s.key_id != current for s in self._segments)
+
+    def rewrite(self, replay: Replay) -> list[Path]:
+        """Replace every segment by one new segment sealed with the current data key that holds
+        the same log (`replay`, from replay()). The new segment is complete before the old
+        ones go; if a crash comes between, replaying old + new gives the same log (the batch
+        in the new one replaces the same suffix with the same entries)."""
+        self._check_usable()
+        seq = self._segments[-1].seq + 1 if self._segments else 1
+        first = replay.base + 1
+        h = replay.hard_state
+        hs = None if h is None else (h.term, h.vote, h.commit)
+        key_id = self._key_id()
+        buf = self._opening(seq, first, hs, key_id)
+        ents = replay.entries
+        if ents:
+            payload = self._packer.pack((None, [(e.term, e.index, e.type, e.data) for e in ents]))
+            records.append_record(buf, records.BATCH, self._seal(records.BATCH, seq, key_id, payload))
+        path = self._dir / segment_name(seq, first)
+        try:
+            write_file_atomically(path, buf)
+        except OSError as exc:
+            self._failed = exc
+            raise
+        self.close()
+        old, self._segments = self._segments, [Segment(seq, first, path, replay.base + len(ents), key_id)]
+        for s in old:
+            s.path.unlink()
+        if old:
+            fsync_dir(self._dir)
+        self._hard_state = hs
+        self._open_for_append(path, holds_records=bool(ents))
+        return [s.path for s in old]
+
     def _list_segments(self) -> list[Segment]:
         segs = []
         for p in self._dir.iterdir():
@@ -181,10 +254,9 @@ class WAL:
         hs = None if hard_state is None else (hard_state.term, hard_state.vote, hard_state.commit)
         # Same positional layout as codec.entry_to_tuple, inlined: it runs once per entry.
         payload = self._packer.pack((hs, [(e.term, e.index, e.type, e.data) for e in entries]))
-        rec = records.encode_record(records.BATCH, payload)
         first = entries[0].index if entries else self.last_index + 1
-        self._make_room(len(rec), first)
-        self._write_durably(rec)
+        self._make_room(self._record_size(payload), first)
+        self._write_durably(self._record(records.BATCH, payload))
         if hs is not None:
             self._hard_state = hs
         if entries:
@@ -197,11 +269,11 @@ class WAL:
     def mark_snapshot(self, index: int, term: int) -> None:
         """Record, after the snapshot file is durable, that the log may now resume at index+1."""
         self._check_usable()
-        rec = records.encode_record(records.SNAPSHOT, self._packer.pack((index, term)))
+        payload = self._packer.pack((index, term))
         # Named for the next index the log holds now, not index+1: the opening record must not
         # claim a gap the marker after it has not yet explained.
-        self._make_room(len(rec), self.last_index + 1)
-        self._write_durably(rec)
+        self._make_room(self._record_size(payload), self.last_index + 1)
+        self._write_durably(self._record(records.SNAPSHOT, payload))
         self.last_index = max(self.last_index, index)
         seg = self._segments[-1]
         seg.max_index = max(seg.max_index, index)
@@ -229,25 +301,51 @@ class WAL:
             os.close(self._fd)
             self._fd = None
 
+    def _key_id(self) -> int:
+        return self._keys.current if self._keys is not None else 0
+
+    def _seal(self, rtype: int, seq: int, key_id: int, payload: bytes) -> bytes:
+        if not key_id:
+            return payload
+        return seal(self._keys.aead(key_id), _AAD.pack(rtype, seq), payload)
+
+    def _record_size(self, payload: bytes) -> int:
+        return records.HEADER_SIZE + len(payload) + (_SEAL_OVERHEAD if self._keys is not None else 0)
+
+    def _record(self, rtype: int, payload: bytes) -> bytearray:
+        """Frame `payload` for the open segment, sealed with its data key if it has one. The
+        checksums cover the sealed bytes, so torn tails and corruption are told apart exactly
+        as for plaintext, without the key."""
+        seg = self._segments[-1]
+        return records.encode_record(rtype, self._seal(rtype, seg.seq, seg.key_id, payload))
+
+    def _opening(self, seq: int, first_index: int, hs: tuple | None, key_id: int) -> bytearray:
+        if key_id:
+            body = (ENCRYPTED_FORMAT_VERSION, seq, first_index, hs, key_id)
+        else:
+            body = (FORMAT_VERSION, seq, first_index, hs)
+        return records.encode_record(records.SEGMENT, self._packer.pack(body))
+
     def _make_room(self, nbytes: int, first_index: int) -> None:
         if self._fd is None:
             self._new_segment(first_index)
+        elif self._segments[-1].key_id != self._key_id():
+            self._new_segment(first_index)  # the data key changed: never mix keys in a segment
         elif self._size + nbytes > self._segment_bytes and self._holds_records:
             self._new_segment(first_index)
 
     def _new_segment(self, first_index: int) -> None:
         seq = self._segments[-1].seq + 1 if self._segments else 1
         path = self._dir / segment_name(seq, first_index)
-        opening = records.encode_record(
-            records.SEGMENT, self._packer.pack((FORMAT_VERSION, seq, first_index, self._hard_state))
-        )
+        key_id = self._key_id()
+        opening = self._opening(seq, first_index, self._hard_state, key_id)
         try:
             write_file_atomically(path, opening)
         except OSError as exc:
             self._failed = exc
             raise
         self.close()  # the previous segment is already durable: every append fsynced it
-        self._segments.append(Segment(seq, first_index, path, first_index - 1))
+        self._segments.append(Segment(seq, first_index, path, first_index - 1, key_id))
         self._open_for_append(path, holds_records=False)
         self._log.debug("opened WAL segment %s", path.name)
 
@@ -301,8 +399,12 @@ class _LogBuilder:
     def opening(self, seg: Segment, rtype: int, body) -> None:
         if rtype != records.SEGMENT:
             raise _LogError("segment does not open with a segment record")
-        version, seq, first_index, hs = body
-        if version != FORMAT_VERSION:
+        version = body[0] if body else None
+        if version == FORMAT_VERSION:
+            _, seq, first_index, hs = body
+        elif version == ENCRYPTED_FORMAT_VERSION:
+            _, seq, first_index, hs, seg.key_id = body
+        else:
             raise _LogError(f"unsupported WAL format version {version}")
         if seq != seg.seq or first_index != seg.first_index:
             raise _LogError(
