@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..api import make_app, serve_tcp, serve_unix
+from ..api.locked import make_locked_app
 from ..ca import (
     Role,
     RootCA,
@@ -37,6 +38,7 @@ from ..manager.raftjoin import RaftMembership, fetch_members, request_join
 from ..manager.rolemanager import RoleManager
 from ..manager.scheduler import SchedulerLoop
 from ..proto import CA_RENEW_NOW
+from ..raft.storage import SWARM_LOCKED_MESSAGE, InvalidUnlockKeyError, Keyring, parse_unlock_key
 from ..rpc import RpcServer
 from ..worker.certs import CertRenewer
 from ..worker.describe import describe_node
@@ -66,6 +68,7 @@ class Agent:
         self._metrics_runner = None
         self.renewer: CertRenewer | None = None
         self.task_worker: TaskWorker | None = None
+        self._unlock_key: bytes | None = None  # the auto-lock key, in memory only
 
     # ---------------------------------------------------------------- TLS material
     def _creds(self) -> tuple[bytes, bytes, bytes]:
@@ -115,6 +118,9 @@ class Agent:
 
     async def start(self) -> None:
         self.state = await self._wait_for_state()
+        if self.state.role == "manager" and self._unlock_key is None and Keyring.is_locked(self.state_dir / "raft"):
+            if not await self._serve_locked():
+                return  # asked to stop while still locked
         host, _, port = self.cfg.listen_addr.rpartition(":")
         self.rpc = RpcServer(host, int(port), ssl=self.server_ssl(), policy=cluster_port_policy())
         await self.rpc.start()
@@ -125,6 +131,47 @@ class Agent:
             mhost, _, mport = self.cfg.metrics_listen.rpartition(":")
             self._metrics_runner = await serve_tcp(metrics_app(self), mhost, int(mport))
         log.info("agent %s (%s) up as %s on %s", self.state.node_id, self.hostname, self.state.role, self.cfg.listen_addr)
+
+    async def _serve_locked(self) -> bool:
+        """Auto-lock: the Raft state cannot be read without the operator's key, so serve only
+        the unlock call (api/locked.py) until a key opens it, then carry on starting. Nothing
+        else runs meanwhile: no Raft, no cluster port, no worker session (as a locked dockerd).
+        Returns False if the agent was asked to stop first."""
+        raft_dir = self.state_dir / "raft"
+        log.warning("%s (this manager restarted with auto-lock on; its Raft state is sealed)", SWARM_LOCKED_MESSAGE)
+        unlocked = asyncio.Event()
+
+        async def unlock(text: str) -> None:
+            key = parse_unlock_key(text)
+            try:
+                await asyncio.to_thread(Keyring.open, raft_dir, key)
+            except InvalidUnlockKeyError:
+                log.warning("unlock refused: the key given does not open this manager's Raft state")
+                raise
+            self._unlock_key = key
+            unlocked.set()
+            log.info("unlocked: starting the manager")
+
+        app = make_locked_app(
+            unlock,
+            node_id=self.state.node_id,
+            node_addr=self.advertise_addr.rpartition(":")[0],
+            engine_version=__version__,
+            hostname=self.hostname,
+            authorize=_api_authorize,
+        )
+        runners = await self._serve_api(app)
+        try:
+            _, pending = await asyncio.wait(
+                [asyncio.ensure_future(unlocked.wait()), asyncio.ensure_future(self._stop.wait())],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for t in pending:
+                t.cancel()
+        finally:
+            for r in runners:
+                await r.cleanup()
+        return unlocked.is_set()
 
     async def shutdown(self) -> None:
         for t in self._tasks:
@@ -197,7 +244,8 @@ class Agent:
     async def start_manager(self) -> None:
         st = self.state
         raft_dir = self.state_dir / "raft"
-        fresh = not raft_dir.exists() or not any(raft_dir.iterdir())
+        # Fresh = no log and no snapshot yet (the lock and key files alone hold no state).
+        fresh = not any(raft_dir.glob("wal-*.log")) and not any(raft_dir.glob("snap-*.snap"))
         mgr = Manager(
             node_id=st.node_id,
             raft_id=st.raft_id,
@@ -206,6 +254,7 @@ class Agent:
             rpc_server=self.rpc,
             client_ssl=self.client_ssl(),
             raft_config=self.cfg.raft,
+            unlock_key=self._unlock_key,
         )
         self.manager = mgr
         RaftMembership(mgr)
@@ -287,13 +336,19 @@ class Agent:
 
     async def _start_api(self, mgr: Manager) -> None:
         app = make_app(ControlAPI(mgr), engine_version=__version__, hostname=self.hostname, authorize=_api_authorize)
+        self._api_runners.extend(await self._serve_api(app))
+
+    async def _serve_api(self, app) -> list:
+        """The Docker API listeners (root-only unix socket, TCP with client certificates)."""
+        runners = []
         if self.cfg.api_socket:
             Path(self.cfg.api_socket).parent.mkdir(parents=True, exist_ok=True)
-            self._api_runners.append(await serve_unix(app, str(self.cfg.api_socket)))
+            runners.append(await serve_unix(app, str(self.cfg.api_socket)))
         if self.cfg.api_listen:
             cert, key, ca = self._creds()
             host, _, port = self.cfg.api_listen.rpartition(":")
-            self._api_runners.append(await serve_tcp(app, host, int(port), server_context(cert, key, ca)))
+            runners.append(await serve_tcp(app, host, int(port), server_context(cert, key, ca)))
+        return runners
 
     # ---------------------------------------------------------------- leaving
     @staticmethod

@@ -1,5 +1,5 @@
-"""/swarm: inspect, update (spec edits and join-token rotation), and the life-cycle calls
-this API does not perform.
+"""/swarm: inspect, update (spec edits, join-token and unlock-key rotation, auto-lock), the
+unlock key, and the life-cycle calls this API does not perform.
 
 Joining, initialising and leaving change which process holds the Raft state, so they are done
 on the host by the agent's own CLI (`swarmkit-py init/join/leave`), not by a request to a
@@ -22,6 +22,7 @@ ALREADY_IN_SWARM = (
     'This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and '
     "join another one."
 )
+NOT_LOCKED = "swarm is not locked"
 LEAVE_ELSEWHERE = (
     "This node cannot leave the swarm through the Docker API: run `swarmkit-py leave` on the "
     "host (demote it first if it is a manager)."
@@ -29,8 +30,21 @@ LEAVE_ELSEWHERE = (
 
 
 async def inspect_swarm(request: web.Request) -> web.Response:
-    cluster = await request.app[CONTROL].get_cluster()
-    return web.json_response(cluster_json(cluster, join_tokens=True))
+    control = request.app[CONTROL]
+    cluster = await control.get_cluster()
+    return web.json_response(
+        cluster_json(cluster, join_tokens=True, raft=control.raft_settings())
+    )
+
+
+async def unlock_key(request: web.Request) -> web.Response:
+    return web.json_response({"UnlockKey": await request.app[CONTROL].get_unlock_key()})
+
+
+async def unlock(request: web.Request) -> web.Response:
+    """On a running manager there is nothing to unlock (dockerd's notLockedError, a Conflict);
+    a locked manager serves its own app (api/locked.py) that takes the key."""
+    raise APIError(409, NOT_LOCKED)
 
 
 async def update_swarm(request: web.Request) -> web.Response:
@@ -57,6 +71,8 @@ async def leave(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     add_route(app, "GET", "/swarm", inspect_swarm)
     add_route(app, "POST", "/swarm/update", update_swarm)
+    add_route(app, "GET", "/swarm/unlockkey", unlock_key)
+    add_route(app, "POST", "/swarm/unlock", unlock)
     add_route(app, "POST", "/swarm/init", init_or_join)
     add_route(app, "POST", "/swarm/join", init_or_join)
     add_route(app, "POST", "/swarm/leave", leave)

@@ -43,3 +43,6 @@ class ClusterContext(Protocol):
     async def read_barrier(self) -> None:
         """Wait until the local store reflects every committed write (ReadIndex); raises
         raft's NoQuorum when there is no leader."""
+
+    # Optional: `raft_settings() -> dict[str, int]`, the Raft settings this manager runs with
+    # as Docker's Spec.Raft JSON; the API shows them when the context has it.

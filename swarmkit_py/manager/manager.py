@@ -17,9 +17,12 @@ from ..ca import Role, identity_from_cert
 from ..raft.config import RaftConfig
 from ..raft.errors import NoQuorum
 from ..raft.node import RaftNode
+from ..raft.storage import DiskStorage
+from ..raft.storage.snapshots import KEEP
 from ..raft.transport import Transport
 from ..rpc import RpcServer
 from ..store import MemoryStore, Node, NodeState
+from .autolock import KEKWatcher
 from .context import RaftMember
 from .proposer import RaftProposer
 
@@ -57,16 +60,22 @@ class Manager:
         rpc_server: RpcServer,
         client_ssl=None,
         raft_config: RaftConfig | None = None,
+        unlock_key: bytes | None = None,
     ):
+        """Opens the Raft state encrypted (migrating a plaintext one): raises raft.storage's
+        SwarmLockedError when it is auto-locked and no `unlock_key` is given, and
+        InvalidUnlockKeyError when the key is wrong."""
         self._node_id = node_id
         self.raft_id = raft_id
         self.advertise_addr = advertise_addr
         self.store = MemoryStore()
         self.rpc = rpc_server
         host, _, port = advertise_addr.rpartition(":")
+        raft_dir = Path(state_dir) / "raft"
+        storage = DiskStorage(raft_dir, encrypted=True, unlock_key=unlock_key)
         self.raft = RaftNode(
             raft_id,
-            Path(state_dir) / "raft",
+            raft_dir,
             self.store,
             lambda on_msg: Transport(
                 raft_id, host, int(port), on_msg, rpc_server=rpc_server, client_ssl=client_ssl,
@@ -74,8 +83,10 @@ class Manager:
             ),
             raft_config,
             addr=advertise_addr,
+            storage=storage,
         )
         self.proposer = RaftProposer(self.raft, self.store)
+        self.kek_watcher = KEKWatcher(self.store, storage)
         self._leader_loops: list[tuple[str, LoopFn, LoopFn]] = []
         self._leading = False
         self._leadership_task: asyncio.Task | None = None
@@ -122,6 +133,18 @@ class Manager:
     async def read_barrier(self) -> None:
         await self.raft.read_index()
 
+    def raft_settings(self) -> dict[str, int]:
+        """What this member runs with, as Docker's Spec.Raft (ticks, not seconds: a tick here
+        is `tick_ms`, 50 ms by default, where Swarm's is 1 s)."""
+        cfg = self.raft.cfg
+        return {
+            "SnapshotInterval": cfg.snapshot_interval,
+            "KeepOldSnapshots": KEEP - 1,
+            "LogEntriesForSlowFollowers": cfg.keep_entries,
+            "ElectionTick": cfg.election_ticks,
+            "HeartbeatTick": cfg.heartbeat_ticks,
+        }
+
     # ---------------------------------------------------------------- life cycle
     def add_leader_loop(self, name: str, start: LoopFn, stop: LoopFn) -> None:
         """Register a control loop that runs only while this manager leads."""
@@ -130,8 +153,10 @@ class Manager:
     async def start(self, *, bootstrap: bool = False, peers: dict[int, str] | None = None) -> None:
         await self.raft.start(bootstrap=bootstrap, peers=peers)
         self._leadership_task = asyncio.create_task(self._leadership(), name="manager-leadership")
+        self.kek_watcher.start()
 
     async def stop(self) -> None:
+        await self.kek_watcher.stop()
         if self._leadership_task:
             self._leadership_task.cancel()
             try:

@@ -137,12 +137,15 @@ class AgentCluster:
         self.bundle = out
         return out
 
-    def docker(self, manager: AgentProc, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
-        """The real docker CLI, over TCP with TLS and our client bundle."""
+    def docker(self, manager: AgentProc, *args: str, check: bool = True, timeout: float = 30,
+               input: str | None = None) -> subprocess.CompletedProcess:
+        """The real docker CLI, over TCP with TLS and our client bundle (`input`: its stdin, e.g.
+        the key `docker swarm unlock` reads when stdin is not a terminal)."""
         assert self.bundle is not None, "call client_bundle() first"
         env = {**self.env, "DOCKER_CONFIG": str(self.base / "docker-config"), "DOCKER_HOST": f"tcp://127.0.0.1:{manager.api_port}",
                "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(self.bundle)}
-        r = subprocess.run([DOCKER, *args], capture_output=True, text=True, env=env, timeout=timeout)
+        r = subprocess.run([DOCKER, *args], capture_output=True, text=True, env=env, timeout=timeout,
+                           input=input, stdin=None if input is not None else subprocess.DEVNULL)
         if check and r.returncode != 0:
             raise RuntimeError(f"docker {' '.join(args)} failed ({r.returncode}): {r.stderr}")
         return r

@@ -344,7 +344,6 @@ async def test_update_cluster_spec_and_stale_version():
         ({"Name": "other"}, "modification of cluster name is not allowed"),
         ({"CAConfig": {"NodeCertExpiry": 60 * 10**9}}, "minimum certificate expiry time"),
         ({"Dispatcher": {"HeartbeatPeriod": -1}}, "negative duration"),
-        ({"EncryptionConfig": {"AutoLockManagers": True}}, "autolock is not supported"),
         ({"Raft": {"ElectionTick": "ten"}}, "Raft.ElectionTick"),
         ({"Labels": ["a"]}, "Labels"),
     ],
@@ -356,6 +355,43 @@ async def test_update_cluster_invalid(change, message):
     before = s.snapshot()
     with pytest.raises(InvalidArgument, match=message):
         await s.control.update_cluster(c.version.index, spec)
+    assert s.snapshot() == before
+
+
+async def test_autolock_creates_rotates_and_erases_the_unlock_key():
+    s = make_swarm(1, 0)
+    assert await s.control.get_unlock_key() == ""
+    spec = s.cluster().spec.to_api() | {"EncryptionConfig": {"AutoLockManagers": True}}
+    await s.control.update_cluster(s.cluster().version.index, spec)
+    key = await s.control.get_unlock_key()
+    assert key.startswith("SWMKEY-1-")
+    assert key not in str(s.cluster().to_api())  # only /swarm/unlockkey hands it out
+    await s.control.update_cluster(s.cluster().version.index, spec)
+    assert await s.control.get_unlock_key() == key  # a plain update keeps it
+    await s.control.update_cluster(s.cluster().version.index, spec, rotate_manager_unlock_key=True)
+    rotated = await s.control.get_unlock_key()
+    assert rotated.startswith("SWMKEY-1-") and rotated != key
+    off = spec | {"EncryptionConfig": {"AutoLockManagers": False}}
+    await s.control.update_cluster(s.cluster().version.index, off, rotate_manager_unlock_key=True)
+    assert await s.control.get_unlock_key() == ""  # off: no key, and rotation is a no-op
+
+
+async def test_raft_settings_are_shown_live_and_cannot_be_changed_through_the_spec():
+    s = make_swarm(1, 0)
+    live = {"SnapshotInterval": 10000, "KeepOldSnapshots": 1, "LogEntriesForSlowFollowers": 2000,
+            "ElectionTick": 6, "HeartbeatTick": 2}
+    s.ctx.raft_settings = lambda: dict(live)
+    info = await s.control.info()
+    assert info["Cluster"]["Spec"]["Raft"] == live
+    assert info["Cluster"]["Spec"]["EncryptionConfig"] == {"AutoLockManagers": False}
+    spec = s.cluster().spec.to_api() | {"Raft": live}
+    await s.control.update_cluster(s.cluster().version.index, spec)  # the CLI's round trip
+    assert s.cluster().spec.raft is None  # never stored: the live values are what is shown
+    before = s.snapshot()
+    with pytest.raises(InvalidArgument, match=r"SnapshotInterval 500 \(runs with 10000; agent.yml raft.snapshot_interval\)"):
+        await s.control.update_cluster(
+            s.cluster().version.index, spec | {"Raft": live | {"SnapshotInterval": 500}}
+        )
     assert s.snapshot() == before
 
 

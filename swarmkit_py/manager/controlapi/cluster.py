@@ -2,9 +2,12 @@
 
 Validation follows swarmkit's `validateClusterSpec`: certificates may not expire sooner than an
 hour (shorter would have nodes renewing faster than a slow cluster can sign), a heartbeat period
-cannot be negative, and the cluster's name is fixed. One addition: auto-lock is refused, because
-this implementation keeps no encrypted Raft data to lock, and accepting the flag would promise
-a protection that does not exist.
+cannot be negative, and the cluster's name is fixed.
+
+Raft settings: the API shows the ones the answering manager really runs with (its agent.yml
+`raft:` section), and an update that tries to change them is refused: they are per-manager
+process settings here, and storing a spec value no manager applies would show a setting that
+is not in effect. The round trip the CLI makes (read the spec, send it back) passes unchanged.
 """
 
 from __future__ import annotations
@@ -58,12 +61,36 @@ def parse_cluster_spec(spec: Any, current: Cluster) -> ClusterSpec:
     orch = parsed.orchestration
     if orch is not None and (orch.task_history_retention_limit or 0) < 0:
         raise InvalidArgument("task history retention limit cannot be negative")
-    enc = parsed.encryption_config
-    if enc is not None and enc.auto_lock_managers:
-        raise InvalidArgument(
-            "autolock is not supported by swarmkit-py: managers keep no encrypted state to lock"
-        )
     return parsed
+
+
+RAFT_FIELDS = {
+    "snapshot_interval": ("SnapshotInterval", "snapshot_interval"),
+    "keep_old_snapshots": ("KeepOldSnapshots", None),
+    "log_entries_for_slow_followers": ("LogEntriesForSlowFollowers", "keep_entries"),
+    "election_tick": ("ElectionTick", "election_ticks"),
+    "heartbeat_tick": ("HeartbeatTick", "heartbeat_ticks"),
+}
+"""Docker's Raft spec field -> (its JSON name, the agent.yml `raft:` key that sets it)."""
+
+
+def check_raft_settings(spec: ClusterSpec, live: Mapping[str, int] | None) -> ClusterSpec:
+    """Refuse a Raft section that differs from what this manager runs (`live`, Docker's JSON
+    names); the section itself is never stored (the live values are shown instead)."""
+    if spec.raft is None or live is None:
+        return spec
+    wrong = []
+    for field, (name, key) in RAFT_FIELDS.items():
+        sent = getattr(spec.raft, field)
+        if sent not in (None, 0) and name in live and sent != live[name]:
+            where = f"agent.yml raft.{key}" if key else "fixed"
+            wrong.append(f"{name} {sent} (runs with {live[name]}; {where})")
+    if wrong:
+        raise InvalidArgument(
+            "Raft settings cannot be changed through the swarm spec: they are set per manager "
+            "in its agent configuration and applied at restart: " + ", ".join(wrong)
+        )
+    return spec.model_copy(update={"raft": None})
 
 
 def rotated_token(cluster: Cluster) -> str:

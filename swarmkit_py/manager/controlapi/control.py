@@ -31,7 +31,8 @@ from typing import Any
 
 from ...store import Cluster, JoinTokens, Node, NodeRole, NodeState, Transaction, Version
 from ..context import ClusterContext, RaftMember
-from .cluster import cluster_tls_info, parse_cluster_spec, rotated_token
+from ...raft.storage import format_unlock_key, new_key
+from .cluster import check_raft_settings, cluster_tls_info, parse_cluster_spec, rotated_token
 from .errors import FailedPrecondition, InvalidArgument, NotInSwarm
 from .nodes import actual_role, node_filter, parse_node_spec, with_manager_status
 from .quorum import can_remove_member, member_for
@@ -177,22 +178,46 @@ class ControlAPI(ServiceMethods, TaskMethods):
         rotate_manager_unlock_key: bool = False,
     ) -> Cluster:
         """Replace the swarm spec as of `version`; optionally rotate one or both join tokens
-        (new secret, same CA digest; the other token is left alone). Unlock-key rotation is a
-        no-op, as in swarmkit when auto-lock is off (and here it is always off)."""
+        (new secret, same CA digest; the other token is left alone).
+
+        Auto-lock as in swarmkit's UpdateCluster: turning it on creates an unlock key, turning
+        it off erases it, and `rotate_manager_unlock_key` replaces it (a no-op while auto-lock
+        is off). Every manager watches the cluster object and re-wraps its Raft data keys."""
         version = self._check_version(version)
         cluster = await self.get_cluster()
-        new_spec = parse_cluster_spec(spec, cluster)
+        new_spec = check_raft_settings(parse_cluster_spec(spec, cluster), self.raft_settings())
         tokens = cluster.join_tokens
         if rotate_worker_token or rotate_manager_token:
             tokens = JoinTokens(
                 worker=rotated_token(cluster) if rotate_worker_token else tokens.worker,
                 manager=rotated_token(cluster) if rotate_manager_token else tokens.manager,
             )
+        enc = new_spec.encryption_config
+        unlock_key = None
+        if enc is not None and enc.auto_lock_managers:
+            unlock_key = cluster.unlock_key
+            if not unlock_key or rotate_manager_unlock_key:
+                unlock_key = format_unlock_key(new_key())
         updated = cluster.model_copy(
-            update={"spec": new_spec, "join_tokens": tokens, "version": Version(index=version)}
+            update={
+                "spec": new_spec,
+                "join_tokens": tokens,
+                "unlock_key": unlock_key,
+                "version": Version(index=version),
+            }
         )
         result = await self.ctx.proposer.propose(Transaction().update(updated))
         return next((o for o in result.objects if o.kind == "cluster"), updated)
+
+    async def get_unlock_key(self) -> str:
+        """The managers' unlock key, "" when auto-lock is off (GET /swarm/unlockkey)."""
+        cluster = await self.get_cluster()
+        return cluster.unlock_key or ""
+
+    def raft_settings(self) -> dict[str, int] | None:
+        """The Raft settings this manager runs with, as Docker's Spec.Raft (None if unknown)."""
+        fn = getattr(self.ctx, "raft_settings", None)
+        return fn() if fn is not None else None
 
     # -- info ------------------------------------------------------------------------------
 
@@ -224,13 +249,20 @@ class ControlAPI(ServiceMethods, TaskMethods):
             "RemoteManagers": [{"NodeID": m.node_id, "Addr": m.addr} for m in members if m.voter],
             "Nodes": len(nodes),
             "Managers": managers,
-            "Cluster": cluster_json(cluster, join_tokens=False),
+            "Cluster": cluster_json(cluster, join_tokens=False, raft=self.raft_settings()),
         }
 
 
-def cluster_json(cluster: Cluster, *, join_tokens: bool) -> dict[str, Any]:
-    """Docker's `Swarm` object (GET /swarm) or, without join tokens, `ClusterInfo` (/info)."""
+def cluster_json(
+    cluster: Cluster, *, join_tokens: bool, raft: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """Docker's `Swarm` object (GET /swarm) or, without join tokens, `ClusterInfo` (/info);
+    `raft`: the answering manager's live Raft settings, shown as Spec.Raft."""
     out = cluster.to_api()
+    spec = out.setdefault("Spec", {})
+    if raft is not None:
+        spec["Raft"] = dict(raft)
+    spec.setdefault("EncryptionConfig", {}).setdefault("AutoLockManagers", False)
     tls = cluster_tls_info(cluster)
     if tls is not None:
         out["TLSInfo"] = tls

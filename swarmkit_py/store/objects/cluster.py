@@ -58,7 +58,7 @@ class RootCA(DockerModel):
 
 class Cluster(StoreObject):
     kind = "cluster"
-    internal = frozenset({"root_ca"})
+    internal = frozenset({"root_ca", "unlock_key"})
 
     spec: ClusterSpec = Field(default_factory=ClusterSpec)
     root_rotation_in_progress: bool = False
@@ -67,6 +67,10 @@ class Cluster(StoreObject):
     data_path_port: int | None = None
     join_tokens: JoinTokens = Field(default_factory=JoinTokens)
     root_ca: RootCA | None = None
+    unlock_key: str | None = None
+    """The managers' autolock key (``SWMKEY-1-...``, swarmkit's UnlockKeys) while auto-lock is
+    on. Replicated so every manager can wrap its Raft data keys with it; served only by
+    GET /swarm/unlockkey. It sits in the Raft state, which that key itself seals on disk."""
 
     def name_key(self) -> str | None:
         return self.spec.name or None

@@ -1,0 +1,92 @@
+"""Every manager keeps its Raft storage's key-encryption key in step with the cluster's auto-lock.
+
+As swarmkit's manager does (manager.go, watching the cluster object for `UnlockKeys`): the
+setting and the unlock key are replicated through Raft like everything else, and each manager,
+leader or not, reacts when it applies them:
+
+- auto-lock turned on: the data keys are re-wrapped by the unlock key, the local ``kek`` file is
+  deleted, and a data-key rotation is requested (the old data key sat under a key that was on
+  disk, so everything is re-encrypted at the next snapshot, which the driver takes at once);
+- the unlock key rotated: the data keys are re-wrapped by the new key (a manager that was down
+  meanwhile is unlocked with the key it last saw, then catches up here);
+- auto-lock turned off: a fresh local key file wraps the data keys again.
+
+This is not a leader loop: a follower must re-wrap its own disk as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..raft.storage import DiskStorage, InvalidUnlockKeyError, parse_unlock_key
+from ..store import MemoryStore
+
+log = logging.getLogger(__name__)
+
+
+class KEKWatcher:
+    def __init__(self, store: MemoryStore, storage: DiskStorage) -> None:
+        self.store = store
+        self.storage = storage
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="kek-watcher")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        watcher = self.store.watch(kinds="cluster")
+        try:
+            while True:
+                try:
+                    await self.reconcile()
+                except Exception:
+                    log.exception("could not apply the cluster's auto-lock setting to the Raft keys")
+                try:
+                    await watcher.get()
+                    watcher.drain()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # overflow: re-read the store and watch again
+                    watcher.close()
+                    watcher = self.store.watch(kinds="cluster")
+        finally:
+            watcher.close()
+
+    def desired_kek(self) -> bytes | None:
+        """The unlock key while the cluster is auto-locked, None for a local key file."""
+        cluster = self.store.view().cluster()
+        if cluster is None:
+            return None
+        enc = cluster.spec.encryption_config
+        if enc is None or not enc.auto_lock_managers or not cluster.unlock_key:
+            return None
+        try:
+            return parse_unlock_key(cluster.unlock_key)
+        except InvalidUnlockKeyError:
+            log.error("the cluster's stored unlock key is malformed; keeping the current key")
+            raise
+
+    async def reconcile(self) -> None:
+        if self.store.view().cluster() is None:
+            return  # nothing applied yet: keep whatever the disk has
+        want = self.desired_kek()
+        ring = self.storage.keyring
+        was_local = ring.kek_kind == "local"
+        if await asyncio.to_thread(self.storage.set_kek, want):
+            if want is not None and was_local:
+                log.info("auto-lock on: Raft data keys now sealed by the unlock key; rotating the data key")
+                await asyncio.to_thread(self.storage.rotate_data_key)
+            elif want is not None:
+                log.info("unlock key rotated: Raft data keys re-wrapped")
+            else:
+                log.info("auto-lock off: Raft data keys sealed by a local key file again")

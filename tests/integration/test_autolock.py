@@ -1,0 +1,129 @@
+"""Encryption at rest and auto-lock end to end: real agent processes on loopback, driven with the
+real docker CLI over TLS (`docker swarm update --autolock`, `unlock-key [-q] [--rotate]`,
+`docker swarm unlock`, `docker info`), restarts with SIGKILL, and the bytes on disk checked."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from swarmkit_py.testing.agents import AgentCluster
+
+pytestmark = pytest.mark.slow
+
+SECRET = "autolock-canary-7f3e9a"
+LOCKED = "Swarm is encrypted and needs to be unlocked before it can be used."
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = AgentCluster(tmp_path)
+    yield c
+    c.stop_all()
+
+
+def _raft_bytes(node) -> bytes:
+    d = node.state_dir / "raft"
+    return b"".join(p.read_bytes() for p in sorted(d.glob("wal-*.log")) + sorted(d.glob("snap-*.snap")))
+
+
+def _deks(node) -> dict:
+    return json.loads((node.state_dir / "raft" / "deks.json").read_text())
+
+
+def _restart(c: AgentCluster, n) -> None:
+    c.kill(n)  # power cut: nothing flushed, nothing said to the peers
+    n.api_socket.unlink(missing_ok=True)
+    c.start(n)
+
+
+def _node_ls(c, n):
+    return c.docker(n, "node", "ls", check=False)
+
+
+def test_autolock_lock_restart_unlock_rotate_and_off(cluster):
+    c = cluster
+    m1 = c.add("m1")
+    c.init(m1)
+    c.start(m1)
+    c.client_bundle(m1)
+    m2 = c.add("m2")
+    token = c.docker(m1, "swarm", "join-token", "-q", "manager").stdout.strip()
+    c.join(m2, token, m1)
+    c.start(m2)
+    c.wait_for(lambda: c.docker(m1, "node", "ls", "--format", "{{.ManagerStatus}}").stdout.split().count("Reachable") == 1,
+               40, "m2 joined as a reachable manager")
+    c.docker(m1, "node", "update", "--label-add", f"secret={SECRET}", "m1")
+
+    info = c.docker(m1, "info").stdout
+    assert "Snapshot Interval: 10000" in info and "Heartbeat Tick: 2" in info and "Election Tick: 6" in info
+    assert "Autolock Managers: false" in info
+    # Encrypted even without auto-lock: the label is in the Raft log, but not in clear.
+    c.wait_for(lambda: (m2.state_dir / "raft" / "kek").exists(), 10, "m2 has its local key file")
+    for n in (m1, m2):
+        assert SECRET.encode() not in _raft_bytes(n)
+        assert (n.state_dir / "raft" / "kek").stat().st_mode & 0o777 == 0o600
+
+    r = c.docker(m1, "swarm", "unlock-key", check=False)
+    assert r.returncode == 1 and "no unlock key is set" in r.stderr
+
+    out = c.docker(m1, "swarm", "update", "--autolock=true").stdout
+    assert "Swarm updated." in out and "docker swarm unlock" in out
+    key = c.docker(m1, "swarm", "unlock-key", "-q").stdout.strip()
+    assert key.startswith("SWMKEY-1-") and key in out
+    assert "Autolock Managers: true" in c.docker(m1, "info").stdout
+    # Every manager re-wraps its data keys with the unlock key, drops its key file and rotates
+    # its data key (the old one sat under a key that was on disk).
+    for n in (m1, m2):
+        c.wait_for(lambda n=n: not (n.state_dir / "raft" / "kek").exists() and _deks(n)["kek"] == "unlock-key"
+                   and _deks(n)["current"] >= 2 and list(_deks(n)["keys"]) == [str(_deks(n)["current"])],
+                   20, f"{n.name}: data keys sealed by the unlock key, data key rotated", n)
+        assert key.encode() not in _raft_bytes(n)
+
+    # Power cut and restart: the manager serves nothing but the unlock call.
+    _restart(c, m1)
+    r = c.wait_for(lambda: (x := _node_ls(c, m1)).returncode == 1 and LOCKED in x.stderr and x, 30,
+                   "the restarted manager says it is locked", m1)
+    assert 'Please use "docker swarm unlock" to unlock it.' in r.stderr
+    assert "Swarm: locked" in c.docker(m1, "info").stdout
+    assert c.docker(m1, "service", "ls", check=False).returncode == 1
+    # A wrong key is refused, and nothing about the right one is said.
+    wrong = key[:-6] + ("AAAAAA" if not key.endswith("AAAAAA") else "BBBBBB")
+    r = c.docker(m1, "swarm", "unlock", input=wrong + "\n", check=False)
+    assert r.returncode == 1
+    assert "swarm could not be unlocked: invalid key provided" in r.stderr
+    assert key not in r.stderr + r.stdout and key[9:20] not in r.stderr
+    r = c.docker(m1, "swarm", "unlock", input="not-a-key\n", check=False)
+    assert r.returncode == 1 and "invalid key string" in r.stderr
+    assert LOCKED in _node_ls(c, m1).stderr  # still locked
+    c.docker(m1, "swarm", "unlock", input=key + "\n")
+    c.wait_for(lambda: _node_ls(c, m1).returncode == 0, 20, "m1 serves the API after unlock", m1)
+    labels = c.docker(m1, "node", "inspect", "m1", "--format", "{{json .Spec.Labels}}").stdout
+    assert json.loads(labels) == {"secret": SECRET}  # state intact
+    r = c.docker(m1, "swarm", "unlock", input=key + "\n", check=False)
+    assert r.returncode == 1 and "swarm is not locked" in r.stderr
+
+    # Rotation: the old key no longer opens a manager restarted afterwards.
+    out = c.docker(m1, "swarm", "unlock-key", "--rotate").stdout
+    assert "Successfully rotated manager unlock key." in out
+    new_key = c.docker(m1, "swarm", "unlock-key", "-q").stdout.strip()
+    assert new_key != key and new_key in out
+    c.wait_for(lambda: c.docker(m2, "swarm", "unlock-key", "-q").stdout.strip() == new_key, 20, "m2 applied the rotation")
+    c.docker(m2, "node", "ls")  # round trip through m2 so its key watcher has run
+    _restart(c, m2)
+    c.wait_for(lambda: LOCKED in _node_ls(c, m2).stderr, 30, "m2 locked after restart", m2)
+    r = c.docker(m2, "swarm", "unlock", input=key + "\n", check=False)
+    assert "invalid key provided" in r.stderr
+    c.docker(m2, "swarm", "unlock", input=new_key + "\n")
+    c.wait_for(lambda: "Reachable" in c.docker(m1, "node", "ls").stdout, 30, "m2 back in the cluster")
+
+    # Auto-lock off: key files come back and a restart needs no key.
+    c.docker(m1, "swarm", "update", "--autolock=false")
+    assert c.docker(m1, "swarm", "unlock-key", check=False).returncode == 1
+    c.wait_for(lambda: (m1.state_dir / "raft" / "kek").exists() and _deks(m1)["kek"] == "local", 20, "m1 local key file")
+    _restart(c, m1)
+    c.wait_for(lambda: _node_ls(c, m1).returncode == 0, 30, "m1 starts unlocked", m1)
+    c.wait_for(lambda: "Autolock Managers: false" in c.docker(m1, "info").stdout, 10, "info after restart", m1)
+    for n in (m1, m2):
+        assert SECRET.encode() not in _raft_bytes(n)
