@@ -44,7 +44,7 @@ from .files import (
     ensure_private_dir,
     write_atomic,
 )
-from .identity import NODE_ROLES, Role, identity_from_cert
+from .identity import NODE_ROLES, Role, address_names, identity_from_cert
 
 ROOT_CA_COMMON_NAME = "swarm-ca"
 # Swarm's defaults: a root that outlives any cluster (20 years), node certs short enough that a
@@ -230,6 +230,8 @@ class RootCA:
         The node ID and the role are also written as DNS SANs. That lets a client verify a
         server's hostname against "swarm-manager" (any manager will do, but a worker cannot
         pose as one) or against a node ID (exactly that Raft peer); see `tls.client_context`.
+        Role names and other node IDs among `dns_names` are therefore dropped
+        (`identity.is_reserved_name`); callers taking names from a requester refuse them first.
         """
         csr = load_csr(csr_pem)
         role = Role(role)
@@ -240,7 +242,7 @@ class RootCA:
             common_name=node_id,
             role=role,
             cluster_id=cluster_id,
-            dns_names=[node_id, role.value, *dns_names],
+            dns_names=[node_id, role.value, *address_names(dns_names, node_id)],
             ip_addresses=ip_addresses,
             server_auth=True,
             now=now,
@@ -291,12 +293,12 @@ class RootCA:
             raise CAError(f"cannot turn a {ident.role} certificate into a {new_role} one")
         try:
             san = old.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            dns = [d for d in san.get_values_for_type(x509.DNSName) if d not in set(Role)]
+            dns = address_names(san.get_values_for_type(x509.DNSName), ident.node_id)
             ips = list(san.get_values_for_type(x509.IPAddress))
         except x509.ExtensionNotFound:
             dns, ips = [], []
         if new_role in NODE_ROLES:
-            dns = [ident.node_id, new_role.value, *[d for d in dns if d != ident.node_id]]
+            dns = [ident.node_id, new_role.value, *dns]
         check_key_strength(old.public_key(), InvalidCertificateError)
         return self._sign(
             public_key=old.public_key(),

@@ -36,7 +36,34 @@ class Role(StrEnum):
     CLIENT = "swarm-client"
 
 
+_ROLE_NAMES = frozenset(r.value for r in Role)
+
+
 NODE_ROLES = frozenset({Role.MANAGER, Role.WORKER})
+
+NODE_ID_LENGTH = 25
+_NODE_ID_ALPHABET = frozenset("0123456789abcdefghijklmnopqrstuvwxyz")
+
+
+def is_reserved_name(name: str, own_node_id: str | None = None) -> bool:
+    """Whether a DNS name must never be a certificate's *address* SAN.
+
+    Node certificates name their node and role as DNS SANs (`authority.issue_node_certificate`)
+    so that clients can check "is this a manager" or "is this node X" by hostname. A role
+    name, or anything shaped like a node ID (25 lowercase base36 characters, as `store.ids`
+    makes them) other than the certificate's own, would let a node pass for another role or
+    node; case and a trailing dot are ignored, as DNS ignores them.
+    """
+    n = name.lower().rstrip(".")
+    if n in _ROLE_NAMES:
+        return True
+    looks_like_id = len(n) == NODE_ID_LENGTH and set(n) <= _NODE_ID_ALPHABET
+    return looks_like_id and n != own_node_id
+
+
+def address_names(names: Iterable[str], node_id: str) -> list[str]:
+    """`names` without the reserved ones (see `is_reserved_name`): a certificate's address SANs."""
+    return [n for n in names if n and not is_reserved_name(n, node_id) and n.lower().rstrip(".") != node_id]
 
 
 @dataclass(frozen=True, slots=True)

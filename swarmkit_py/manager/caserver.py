@@ -64,7 +64,7 @@ from ..ca import (
     role_for_token,
 )
 from ..ca.authority import MIN_NODE_CERT_VALIDITY, NODE_CERT_VALIDITY
-from ..ca.identity import NODE_ROLES
+from ..ca.identity import NODE_ROLES, address_names, is_reserved_name
 from ..proto import (
     CA_JOIN,
     CA_RENEW,
@@ -528,7 +528,15 @@ def _sans_for(host: str) -> tuple[list[str], list[str]]:
     labels = host.rstrip(".").split(".")
     if not all(0 < len(lb) <= 63 and lb.replace("-", "").isalnum() for lb in labels):
         raise RpcError(INVALID_ARGUMENT, f"addr host {host!r} is neither an IP address nor a DNS name")
-    return [host.lower()], []
+    if is_reserved_name(host):
+        # Certificates name roles and node ids as DNS SANs; a joiner choosing one would pass
+        # for a manager (or for that node) in a hostname check (issue 9, hole 4).
+        raise RpcError(
+            INVALID_ARGUMENT,
+            f"addr host {host!r} is reserved: certificates use role names and node IDs to say "
+            "who a node is; advertise this node's IP address or its own DNS name",
+        )
+    return [host.lower().rstrip(".")], []
 
 
 def _extra_sans(cert_der: bytes) -> tuple[list[str], list[str]]:
@@ -539,8 +547,7 @@ def _extra_sans(cert_der: bytes) -> tuple[list[str], list[str]]:
     except x509.ExtensionNotFound:
         return [], []
     ident = identity_from_cert(cert)
-    skip = {ident.node_id, *(r.value for r in Role)}
-    dns = [d for d in san.get_values_for_type(x509.DNSName) if d not in skip]
+    dns = address_names(san.get_values_for_type(x509.DNSName), ident.node_id)
     ips = [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
     return dns, ips
 

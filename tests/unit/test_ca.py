@@ -430,3 +430,27 @@ def test_client_bundle_files_permissions_and_client_auth_cert(tmp_path, root):
     # a client certificate can be renewed but never becomes a node certificate
     with pytest.raises(CAError, match="cannot turn"):
         root.reissue(cert, role=Role.MANAGER, now=NOW)
+
+
+def test_role_names_and_other_node_ids_never_become_address_sans():
+    """Issue 9 hole 4: a certificate's DNS SANs say who a node is; a worker whose old
+    certificate carried "swarm-manager" or another node's id loses them at renewal."""
+    from cryptography import x509 as _x509
+
+    from swarmkit_py.ca import RootCA, generate_key_and_csr
+    from swarmkit_py.ca.identity import Role as _Role
+
+    ca = RootCA.create()
+    me, other = "a" * 25, "b" * 25
+    key, csr = generate_key_and_csr(me)
+    spoofed = ca._sign(public_key=_x509.load_pem_x509_csr(csr).public_key(), common_name=me, role=_Role.WORKER,
+                       cluster_id="c", dns_names=[me, "swarm-worker", "swarm-manager", other, "SWARM-MANAGER.", "host.lan"],
+                       ip_addresses=[], server_auth=True, now=None, validity=__import__("datetime").timedelta(days=1))
+
+    def names(issued):
+        ext = issued.certificate.extensions.get_extension_for_class(_x509.SubjectAlternativeName).value
+        return ext.get_values_for_type(_x509.DNSName)
+
+    assert names(ca.reissue(spoofed.cert_pem)) == [me, "swarm-worker", "host.lan"]
+    fresh = ca.issue_node_certificate(csr, me, _Role.WORKER, "c", dns_names=["swarm-manager", other, "host.lan"])
+    assert names(fresh) == [me, "swarm-worker", "host.lan"]
