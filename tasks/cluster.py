@@ -9,15 +9,21 @@ from ._op import INV_HELP, op
 
 @task(help={"managers": "how many managers (odd, at most 7 recommended)", "inventory": INV_HELP,
             "check": "show what would change (nothing is changed)", "diff": "show diffs of templates",
-            "forks": "hosts handled in parallel (default 10)"})
-def bootstrap(c, managers=3, inventory=None, check=False, diff=False, forks=10):
+            "forks": "hosts handled in parallel (default 10)",
+            "autolock": "also turn auto-lock on, writing the unlock key to this file (0600; never printed or logged)"})
+def bootstrap(c, managers=3, inventory=None, check=False, diff=False, forks=10, autolock=None):
     """Install the agent on every inventory host and form the swarm: init on the first manager,
     the other managers one at a time (each a Reachable voter before the next), then the workers
     in parallel. The 'managers'/'workers' groups pin roles. Re-running it changes nothing."""
+    from swarmkit_py.deploy.autolock import set_autolock
     from swarmkit_py.deploy.bootstrap import bootstrap as run
 
-    op(lambda cl, r: run(cl.inv, r, int(managers)), "bootstrap", inventory, recap=True,
-       check=check, diff=diff, forks=forks)
+    def go(cl, r):
+        run(cl.inv, r, int(managers))
+        if autolock and not check:
+            print(set_autolock(cl, True, autolock))
+
+    op(go, "bootstrap", inventory, recap=True, check=check, diff=diff, forks=forks)
 
 
 @task(help={"inventory": INV_HELP})

@@ -1,0 +1,175 @@
+"""Auto-lock after a power loss, on a real 3-host lab, through the real `invoke` commands.
+
+bootstrap --managers 3 --autolock KEYFILE (key 0600, never in the output or the deploy logs) ->
+a node label as a canary -> every manager's WAL and snapshots hold neither the canary nor the
+CA key in clear (grep of the bytes, with a positive control) -> power cut of all three
+managers at once -> they boot locked and serve nothing but the unlock call -> `invoke unlock`
+with a wrong key is refused without a hint -> `invoke unlock --key-file` -> a leader again,
+the canary intact.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from swarmkit_py.deploy.lab import Lab
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (namespaces, bridge, iptables, cgroups)"),
+    pytest.mark.timeout(900),
+]
+
+REPO = Path(__file__).resolve().parents[2]
+INVOKE = str(REPO / ".venv" / "bin" / "invoke")
+DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
+CANARY = "lab-autolock-canary-51d2"
+LOCKED = "Swarm is encrypted and needs to be unlocked before it can be used."
+RAFT = "/var/lib/swarmkit-py/raft"
+MANAGERS = ("h1", "h2", "h3")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, lab_name):
+    tmp = tmp_path_factory.mktemp("autolock")
+    lab = Lab(lab_name("autolock"), state_dir=tmp / "lab", inventory_path=tmp / "hosts.yml")
+    try:
+        lab.up(3, docker=True)
+        yield lab
+    finally:
+        lab.down()
+
+
+@pytest.fixture(scope="module")
+def env(lab, tmp_path_factory):
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    return {**os.environ, "SWARMKIT_BUILD_REF": head, "COLUMNS": "200",
+            "SWARMKIT_DEPLOY_DIR": str(tmp_path_factory.mktemp("operator"))}
+
+
+def invoke(env, *args, inventory=None, check=True, timeout=600) -> subprocess.CompletedProcess:
+    cmd = [INVOKE, *args] + (["--inventory", str(inventory)] if inventory else [])
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+                       stdin=subprocess.DEVNULL)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {r.returncode}:\n{r.stdout[-6000:]}\n{r.stderr[-3000:]}")
+    return r
+
+
+def log_text(r: subprocess.CompletedProcess) -> str:
+    """The deploy log the command wrote (its path is the last line on stderr)."""
+    m = re.search(r"log: (\S+\.log)", r.stderr)
+    assert m, r.stderr
+    return Path(m.group(1)).read_text()
+
+
+def docker_env(env, inv) -> dict:
+    exports = invoke(env, "docker-env", inventory=inv).stdout
+    denv = {**env, "DOCKER_CONFIG": str(Path(env["SWARMKIT_DEPLOY_DIR"]) / "docker-config")}
+    for k, v in re.findall(r"^export (\w+)=(.*)$", exports, re.M):
+        denv[k] = v.strip("'\"")
+    return denv
+
+
+def docker(denv, *args, host=None) -> subprocess.CompletedProcess:
+    if host is not None:
+        denv = {**denv, "DOCKER_HOST": host}
+    return subprocess.run([DOCKER, *args], env=denv, capture_output=True, text=True, timeout=30)
+
+
+def raft_grep(lab, h: str, needle: str) -> int:
+    """How many of the host's WAL segments and snapshots contain `needle` (grep -a on the bytes)."""
+    rc, out, err = lab.ssh(h, f"grep -a -l -F -e {needle!r} {RAFT}/wal-*.log {RAFT}/snap-*.snap 2>/dev/null | wc -l")
+    assert rc == 0, err
+    return int(out.strip())
+
+
+def wait(what, cond, timeout):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            v = cond()
+            if v:
+                return v
+        except Exception as e:
+            last = e
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what} ({last})")
+
+
+def test_lock_power_cut_refuse_until_unlocked(lab, env, tmp_path):
+    inv = lab.inventory_path
+    keyfile = tmp_path / "unlock.key"
+    boot = invoke(env, "bootstrap", "--managers", "3", "--autolock", str(keyfile), inventory=inv)
+    key = keyfile.read_text().strip()
+    assert key.startswith("SWMKEY-1-") and keyfile.stat().st_mode & 0o777 == 0o600
+    assert key not in boot.stdout + boot.stderr and key not in log_text(boot)
+
+    denv = docker_env(env, inv)
+    port = denv["DOCKER_HOST"].rpartition(":")[2]
+    host_of = {h: f"tcp://{lab.address(h)}:{port}" for h in MANAGERS}
+    r = docker(denv, "node", "update", "--label-add", f"canary={CANARY}", "h1")
+    assert r.returncode == 0, r.stderr
+    assert "Autolock Managers: true" in docker(denv, "info").stdout
+
+    # Every manager re-wrapped its keys (no key file left) and re-encrypted with a new data key.
+    for h in MANAGERS:
+        wait(f"{h}: keys sealed by the unlock key",
+             lambda h=h: lab.ssh(h, f"test ! -e {RAFT}/kek && grep -q unlock-key {RAFT}/deks.json")[0] == 0, 30)
+    # No plaintext on disk: the canary label, the CA key (positive control: the same grep finds
+    # the CA key in the file the agent exports it to), the unlock key.
+    rc, ca_key, _ = lab.ssh("h1", "sed -n 2p /var/lib/swarmkit-py/certs/swarm-root-ca.key")
+    ca_line = ca_key.strip()
+    assert rc == 0 and len(ca_line) > 40
+    assert lab.ssh("h1", f"grep -c -F -e {ca_line!r} /var/lib/swarmkit-py/certs/swarm-root-ca.key")[1].strip() == "1"
+    wait("the canary replicated", lambda: all(
+        docker(denv, "node", "inspect", "h1", "--format", "{{.Spec.Labels.canary}}", host=host_of[h]).stdout.strip()
+        == CANARY for h in MANAGERS), 30)
+    for h in MANAGERS:
+        assert raft_grep(lab, h, CANARY) == 0
+        assert raft_grep(lab, h, ca_line) == 0
+        assert raft_grep(lab, h, key[9:]) == 0
+
+    # Power cut of every manager at once, then boot them again.
+    for h in MANAGERS:
+        lab.crash(h)
+    for h in MANAGERS:
+        lab.restart(h)
+    for h in MANAGERS:
+        r = wait(f"{h} answers, locked", lambda h=h: (x := docker(denv, "node", "ls", host=host_of[h])).stderr
+                 and LOCKED in x.stderr and x, 90)
+        assert 'Please use "docker swarm unlock" to unlock it.' in r.stderr
+        assert docker(denv, "service", "ls", host=host_of[h]).returncode == 1
+    assert "Swarm: locked" in docker(denv, "info", host=host_of["h2"]).stdout
+
+    wrong = tmp_path / "wrong.key"
+    wrong.write_text("SWMKEY-1-" + "A" * 43 + "\n")
+    wrong.chmod(0o600)
+    bad = invoke(env, "unlock", "--key-file", str(wrong), inventory=inv, check=False)
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert "swarm could not be unlocked: invalid key provided" in bad.stdout
+    assert key not in bad.stdout + bad.stderr + log_text(bad)
+    assert LOCKED in docker(denv, "node", "ls", host=host_of["h1"]).stderr
+
+    t0 = time.monotonic()
+    ok = invoke(env, "unlock", "--key-file", str(keyfile), inventory=inv)
+    assert ok.stdout.count("unlocked") >= 3, ok.stdout
+    assert key not in ok.stdout + ok.stderr + log_text(ok)
+    rows = wait("a leader and three Reachable/Leader managers", lambda: (
+        (out := docker(denv, "node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}").stdout)
+        and out.count("Leader") == 1 and out.count("Reachable") == 2 and out), 60)
+    took = time.monotonic() - t0
+    assert set(line.split()[0] for line in rows.splitlines()) == set(MANAGERS)
+    assert docker(denv, "node", "inspect", "h1", "--format", "{{.Spec.Labels.canary}}").stdout.strip() == CANARY
+    again = invoke(env, "unlock", "--key-file", str(keyfile), inventory=inv)
+    assert "not locked" in again.stdout
+    print(f"\nautolock lab: 3 managers power-cut, unlocked with `invoke unlock` and led again in {took:.1f}s")
