@@ -85,7 +85,7 @@ async def _connection_load(cluster, leader: int, inflight: int, seconds: float, 
 async def _run_ours(args, workdir: str) -> dict:
     from swarmkit_py.raft.kv.cluster import LocalCluster
 
-    cluster = LocalCluster(args.nodes, workdir)
+    cluster = LocalCluster(args.nodes, workdir, encrypt=args.encrypt)
     try:
         await cluster.start()
         leader = await cluster.wait_leader(timeout=30)
@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--connections", type=int, default=4, help="RPC connections for --client connection")
     ap.add_argument("--journal", action="store_true", help="pysyncobj only: journal + dump files on disk")
     ap.add_argument("--no-batch", action="store_true", help="pysyncobj only: appendEntriesUseBatch=False")
+    ap.add_argument("--encrypt", action="store_true", help="swarmkit-py only: WAL and snapshots encrypted at rest")
     ap.add_argument("--out", help="also append the JSON line to this file (e.g. bench/results.jsonl)")
     args = ap.parse_args(argv)
     args.out = os.path.abspath(args.out) if args.out else None  # before the chdir below
@@ -186,6 +187,8 @@ def main(argv: list[str] | None = None) -> None:
         "commit": git_commit(),
         **(source_id() if args.system == "swarmkit-py" else {}),
     }
+    if args.system == "swarmkit-py":
+        result["encrypted"] = bool(args.encrypt)
     if "fsyncs_per_write" in r:
         result["fsyncs_per_write"] = r["fsyncs_per_write"]
     if args.client == "connection":

@@ -42,4 +42,6 @@ def unlock(c, key_file=None, hosts=None, inventory=None):
     except ClusterError as e:
         raise Exit(f"unlock: {e}", code=2) from None
     only = names(hosts) if hosts else None
-    op(lambda cl, r: run(cl, key, only), "unlock", inventory, recap=True)
+    result = op(lambda cl, r: run(cl, key, only), "unlock", inventory, recap=True)
+    for host, outcome in (result or {}).items():
+        print(f"{host}: {outcome}")

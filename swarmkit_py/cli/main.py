@@ -128,6 +128,25 @@ def cmd_leave(args) -> int:
     return 0
 
 
+def _unlock_key(args) -> bytes | None:
+    """The auto-lock key for commands that read the Raft state offline: one line of stdin
+    with --unlock-key-stdin (never an argument: it would show in `ps` and shell history)."""
+    if not getattr(args, "unlock_key_stdin", False):
+        return None
+    from ..raft.storage import parse_unlock_key
+
+    return parse_unlock_key(sys.stdin.readline())
+
+
+def _locked_hint(e: Exception) -> str:
+    from ..raft.storage import SwarmLockedError
+
+    if isinstance(e, SwarmLockedError):
+        return ("this manager's Raft state is auto-locked: pass the unlock key on stdin with "
+                "--unlock-key-stdin (e.g. `swarmkit-py ... --unlock-key-stdin < keyfile`)")
+    return str(e)
+
+
 def cmd_recover(args) -> int:
     from ..manager.recover import force_new_cluster
 
@@ -136,11 +155,11 @@ def cmd_recover(args) -> int:
         print("recover: only --force-new-cluster is supported", file=sys.stderr)
         return 2
     try:
-        summary = force_new_cluster(cfg.state_dir, cfg.advertise_addr)
+        summary = force_new_cluster(cfg.state_dir, cfg.advertise_addr, unlock_key=_unlock_key(args))
     except SystemExit:
         raise
     except Exception as e:
-        print(f"recover: {e}", file=sys.stderr)
+        print(f"recover: {_locked_hint(e)}", file=sys.stderr)
         return 1
     print(summary)
     return 0
@@ -174,7 +193,11 @@ def cmd_log_position(args) -> int:
     from ..raft.storage import DiskStorage
 
     cfg = _config(args)
-    s = DiskStorage(Path(cfg.state_dir) / "raft")
+    try:
+        s = DiskStorage(Path(cfg.state_dir) / "raft", encrypted=True, unlock_key=_unlock_key(args))
+    except Exception as e:  # locked, wrong key, key files missing: say so, no traceback
+        print(f"log-position: {_locked_hint(e)}", file=sys.stderr)
+        return 1
     try:
         st = s.load()
     finally:
@@ -211,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("recover", help="rebuild a one-manager cluster after quorum loss")
     _common(p)
     p.add_argument("--force-new-cluster", action="store_true", dest="force_new_cluster")
+    p.add_argument("--unlock-key-stdin", action="store_true", dest="unlock_key_stdin",
+                   help="read the auto-lock unlock key from stdin")
     p.set_defaults(fn=cmd_recover)
     p = sub.add_parser("client-cert", help="write a DOCKER_CERT_PATH bundle for the docker CLI")
     _common(p)
@@ -219,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_client_cert)
     p = sub.add_parser("log-position", help="last term/index of this manager's Raft log (agent stopped)")
     _common(p)
+    p.add_argument("--unlock-key-stdin", action="store_true", dest="unlock_key_stdin",
+                   help="read the auto-lock unlock key from stdin")
     p.set_defaults(fn=cmd_log_position)
     p = sub.add_parser("status", help="this node's swarm membership")
     _common(p)

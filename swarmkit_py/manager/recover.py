@@ -20,7 +20,12 @@ from ..raft.types import ConfState, EntryType, HardState, Snapshot, SnapshotMeta
 from ..store import MemoryStore, StoreError
 
 
-def force_new_cluster(state_dir: str | Path, advertise_addr: str | None = None) -> str:
+def force_new_cluster(
+    state_dir: str | Path, advertise_addr: str | None = None, unlock_key: bytes | None = None
+) -> str:
+    """`unlock_key`: needed when the state is auto-locked. The new state is encrypted with a
+    fresh data key under a local key file; if the recovered cluster is auto-locked, the agent
+    re-seals it with the cluster's unlock key as soon as it applies the cluster object."""
     state_dir = Path(state_dir)
     st = NodeState.load(state_dir)
     if st is None or st.role != "manager":
@@ -28,11 +33,11 @@ def force_new_cluster(state_dir: str | Path, advertise_addr: str | None = None) 
     raft_dir = state_dir / "raft"
     if not raft_dir.exists():
         raise SystemExit(f"{raft_dir} does not exist: this manager has no Raft log to recover from")
-    old = DiskStorage(raft_dir)
     try:
-        loaded = old.load()  # refuses (with file and offset) if the log is corrupt
+        old = DiskStorage(raft_dir, encrypted=True, unlock_key=unlock_key)
     except RuntimeError as e:
         raise SystemExit(f"{e}: stop the agent before recovering") from None
+    loaded = old.load()  # refuses (with file and offset) if the log is corrupt
     old.close()
 
     store = MemoryStore()
@@ -54,7 +59,7 @@ def force_new_cluster(state_dir: str | Path, advertise_addr: str | None = None) 
 
     aside = raft_dir.with_name(f"raft.before-recover-{int(time.time())}")
     raft_dir.rename(aside)
-    new = DiskStorage(raft_dir)
+    new = DiskStorage(raft_dir, encrypted=True)
     new.load()
     snap = Snapshot(SnapshotMeta(index, term, ConfState(voters=[st.raft_id])), wrap_snapshot({st.raft_id: addr}, store.snapshot()))
     new.save_snapshot(snap)

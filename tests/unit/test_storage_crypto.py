@@ -237,3 +237,25 @@ def test_unlock_key_format():
     for bad in ("", "SWMKEY-1-", "SWMKEY-2-" + text[9:], text[:-4], "SWMKEY-1-!!!!", "hello"):
         with pytest.raises(InvalidUnlockKeyError, match="invalid key string"):
             parse_unlock_key(bad)
+
+
+def test_offline_commands_read_encrypted_and_locked_state(tmp_path, capsys, monkeypatch):
+    """`swarmkit-py log-position` (what `invoke recover` runs on each survivor) opens the
+    encrypted state; on an auto-locked one it says how to pass the key, and takes it on stdin."""
+    import io
+
+    from swarmkit_py.cli.main import main
+
+    raft = tmp_path / "raft"
+    write_some(raft)
+    assert main(["log-position", "--state-dir", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"term": 1, "index": 12, "commit": 10, "hs_term": 1}
+    key = new_key()
+    with DiskStorage(raft, encrypted=True) as s:
+        s.load()
+        s.set_kek(key)
+    assert main(["log-position", "--state-dir", str(tmp_path)]) == 1
+    assert "--unlock-key-stdin" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO(format_unlock_key(key) + "\n"))
+    assert main(["log-position", "--state-dir", str(tmp_path), "--unlock-key-stdin"]) == 0
+    assert json.loads(capsys.readouterr().out)["index"] == 12

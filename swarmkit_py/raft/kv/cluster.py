@@ -46,8 +46,10 @@ class Member:
 
 
 class LocalCluster:
-    def __init__(self, n: int, base_dir: str | Path, *, host: str = "127.0.0.1", tick_ms: int = 0, log_level: str = "WARNING"):
+    def __init__(self, n: int, base_dir: str | Path, *, host: str = "127.0.0.1", tick_ms: int = 0, log_level: str = "WARNING",
+                 encrypt: bool = False):
         self.base = Path(base_dir)
+        self.encrypt = encrypt
         self.host = host
         self.tick_ms = tick_ms
         self.log_level = log_level
@@ -71,6 +73,8 @@ class LocalCluster:
             cmd += ["--peers", ",".join(f"{k}={v}" for k, v in sorted(peers.items()))]
         if self.tick_ms:
             cmd += ["--tick-ms", str(self.tick_ms)]
+        if self.encrypt:
+            cmd += ["--encrypt"]
         with open(m.log_path, "ab") as logf:
             m.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 

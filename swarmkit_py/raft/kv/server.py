@@ -19,6 +19,7 @@ from ...rpc import RpcError, RpcServer
 from ..config import RaftConfig
 from ..errors import NoQuorum, NotLeader, RaftError
 from ..node import RaftNode
+from ..storage import DiskStorage
 from ..transport import Transport, parse_address
 from ..types import Role
 from .fsm import KVStateMachine, encode_put
@@ -33,7 +34,7 @@ def _raft_error(e: RaftError) -> RpcError:
 
 
 class KVServer:
-    def __init__(self, node_id: int, listen: str, data_dir: str, config: RaftConfig):
+    def __init__(self, node_id: int, listen: str, data_dir: str, config: RaftConfig, encrypt: bool = False):
         host, port = parse_address(listen)
         self.rpc = RpcServer(host, port)
         self.fsm = KVStateMachine()
@@ -44,6 +45,7 @@ class KVServer:
             lambda on_msg: Transport(node_id, host, port, on_msg, rpc_server=self.rpc),
             config,
             addr=listen,
+            storage=DiskStorage(data_dir, encrypted=True) if encrypt else None,
         )
         for name in ("put", "get", "status", "add_member", "remove_member", "transfer", "bench_load"):
             self.rpc.add_handler(f"kv.{name}", getattr(self, f"_h_{name}"))
@@ -164,7 +166,7 @@ def _parse_members(s: str | None) -> dict[int, str] | None:
 
 async def _amain(args) -> None:
     cfg = RaftConfig(**({"tick_ms": args.tick_ms} if args.tick_ms else {}))
-    srv = KVServer(args.id, args.listen, args.data_dir, cfg)
+    srv = KVServer(args.id, args.listen, args.data_dir, cfg, encrypt=args.encrypt)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -184,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--peers", help="address hints when joining: id=host:port,...")
     ap.add_argument("--tick-ms", type=int, default=0)
     ap.add_argument("--log-level", default="WARNING")
+    ap.add_argument("--encrypt", action="store_true", help="encrypt the WAL and snapshots at rest")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level, format=f"%(asctime)s n{args.id} %(levelname)s %(name)s: %(message)s")
     asyncio.run(_amain(args))
