@@ -19,7 +19,7 @@ import inspect
 from aiohttp import web
 
 from ..manager.controlapi import ControlAPI
-from . import routes_nodes, routes_services, routes_swarm, routes_system, routes_tasks
+from . import routes_networks, routes_nodes, routes_services, routes_swarm, routes_system, routes_tasks
 from .errors import json_error, status_and_message
 from .keys import CONTROL, SERVER, Authorize, ServerInfo
 from .params import MAX_BODY_BYTES, MAX_BODY_KEY
@@ -85,4 +85,5 @@ def make_app(
     routes_swarm.setup(app)
     routes_services.setup(app)
     routes_tasks.setup(app)
+    routes_networks.setup(app)
     return app

@@ -31,6 +31,7 @@ def _task_slot(t: Task) -> Hashable | None:
 SCHEMAS: dict[str, TableSchema] = {
     "cluster": TableSchema("cluster", unique_names=True),
     "service": TableSchema("service", unique_names=True),
+    "network": TableSchema("network", unique_names=True),
     "node": TableSchema(
         "node",
         unique_names=False,

@@ -98,7 +98,7 @@ def add_task(s, service: Service, slot, state="running", desired="running", node
         (spec(TaskTemplate={"ContainerSpec": {"Image": "x"}, "RestartPolicy": {"Condition": "sometimes"}}), "RestartPolicy.Condition"),
         (spec(TaskTemplate={"ContainerSpec": {"Image": "x"}, "Resources": {"Limits": {"MemoryBytes": 1024}}}), "invalid memory value 1024: Must be at least 4MiB"),
         (spec(TaskTemplate={"ContainerSpec": {"Image": "x"}, "Resources": {"Limits": {"NanoCPUs": 5}}}), "invalid cpu value"),
-        (spec(TaskTemplate={"ContainerSpec": {"Image": "x"}, "Networks": [{"Target": "n"}]}), "networks are not supported"),
+        (spec(TaskTemplate={"ContainerSpec": {"Image": "x"}, "Networks": [{"Target": "n", "DriverOpts": {}}]}), "DriverOpts is not supported"),
         (spec(UpdateConfig={"MaxFailureRatio": 2}), "update-maxfailureratio cannot be less than 0 or bigger than 1"),
         (spec(UpdateConfig={"Delay": -5}), "TaskSpec: update-delay cannot be negative"),
         (spec(RollbackConfig={"FailureAction": "explode"}), "RollbackConfig.FailureAction"),

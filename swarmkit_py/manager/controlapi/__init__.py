@@ -12,6 +12,7 @@ from .control import (
     cluster_json,
 )
 from .errors import FailedPrecondition, Internal, InvalidArgument, NotInSwarm
+from .networks import NETWORK_FILTERS, network_json
 from .nodes import NODE_FILTERS
 from .quorum import can_remove_member, member_for
 from .services import SERVICE_FILTERS, service_json
@@ -19,6 +20,7 @@ from .tasks import TASK_FILTERS, task_json
 
 __all__ = [
     "LAST_MANAGER_MESSAGE",
+    "NETWORK_FILTERS",
     "NODE_FILTERS",
     "NO_LEADER_MESSAGE",
     "QUORUM_LOSS_MESSAGE",
@@ -32,6 +34,7 @@ __all__ = [
     "can_remove_member",
     "cluster_json",
     "member_for",
+    "network_json",
     "service_json",
     "task_json",
 ]

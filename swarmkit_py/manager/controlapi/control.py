@@ -36,6 +36,7 @@ from .cluster import check_raft_settings, cluster_tls_info, parse_cluster_spec, 
 from .errors import FailedPrecondition, InvalidArgument, NotInSwarm
 from .nodes import actual_role, node_filter, parse_node_spec, with_manager_status
 from .quorum import can_remove_member, member_for
+from .networks import NetworkMethods
 from .services import ServiceMethods
 from .tasks import TaskMethods
 
@@ -51,7 +52,7 @@ QUORUM_LOSS_MESSAGE = "can't remove member from the raft: this would result in a
 LAST_MANAGER_MESSAGE = "attempting to demote the last manager of the swarm"
 
 
-class ControlAPI(ServiceMethods, TaskMethods):
+class ControlAPI(ServiceMethods, TaskMethods, NetworkMethods):
     def __init__(self, ctx: ClusterContext) -> None:
         self.ctx = ctx
         self._role_lock = asyncio.Lock()

@@ -33,6 +33,7 @@ from ...store import (
     Version,
     new_id,
 )
+from ..orchestrator.uptodate import endpoint_key
 from .errors import FailedPrecondition, InvalidArgument, NotInSwarm
 from .nodes import _labels_match, _parse_labels, validate_filters
 from .servicespec import (
@@ -98,6 +99,7 @@ class ServiceMethods:
 
     async def create_service(self, spec: Any) -> Service:
         new_spec = parse_service_spec(spec)
+        self._resolve_service_networks(new_spec)
         service_id = new_id()
         if not new_spec.name:
             # dockerd names an unnamed service itself; an ID-derived name cannot collide
@@ -116,6 +118,7 @@ class ServiceMethods:
             raise InvalidArgument(f"unrecognized rollback option {rollback}", plain=True)
         new_spec = parse_service_spec(spec)
         service: Service = self._swarm_view().lookup("service", ref)
+        self._resolve_service_networks(new_spec, service.id)
         tx = Transaction()
         if rollback == "previous":
             updated = rolled_back(service, tx)
@@ -124,6 +127,14 @@ class ServiceMethods:
         updated.version = Version(index=version)
         result = await self.ctx.proposer.propose(tx.update(updated))
         return next((o for o in result.objects if o.kind == "service"), updated)
+
+    def _resolve_service_networks(self, spec: ServiceSpec, service_id: str = "") -> None:
+        tt = spec.task_template
+        tt.networks = self.resolve_networks(tt.networks)
+        if spec.model_extra and spec.model_extra.get("Networks"):
+            raise InvalidArgument("ServiceSpec.Networks is deprecated and not supported: "
+                                  "put the networks in TaskTemplate.Networks")
+        check_published_ports(self.store.view(), spec, service_id)
 
     async def remove_service(self, ref: str) -> None:
         """Delete the service; the orchestrators shut its tasks down and remove them."""
@@ -162,12 +173,43 @@ def updated_service(service: Service, new: ServiceSpec) -> Service:
         if spec.mode.replicated is not None and new.mode.replicated is not None:
             spec.mode.replicated.replicas = new.mode.replicated.replicas
         return service.model_copy(update={"spec": spec, "update_status": status})
-    if same_template(old.task_template, new.task_template):
+    if same_template(old.task_template, new.task_template) and \
+            endpoint_key(old.endpoint_spec) == endpoint_key(new.endpoint_spec):
         new.task_template = old.task_template.clone()
         return service.model_copy(update={"spec": new, "update_status": status})
     return service.model_copy(
         update={"spec": new, "previous_spec": old.clone(), "update_status": None}
     )
+
+
+def check_published_ports(view, spec: ServiceSpec, service_id: str) -> None:
+    """An ingress port is the whole cluster's: two services cannot publish the same one
+    (Swarm's port allocator says so at create/update). Host-mode ports are per node, and the
+    scheduler keeps two tasks from sharing one on the same node."""
+    wanted = {(p.published_port, (p.protocol or "tcp").lower())
+              for p in (spec.endpoint_spec.ports or [] if spec.endpoint_spec else [])
+              if p.published_port and (p.publish_mode or "ingress").lower() == "ingress"}
+    if not wanted:
+        return
+    for other in view.list("service"):
+        if other.id == service_id:
+            continue
+        for p in ingress_ports(other):
+            key = (p.published_port, (p.protocol or "tcp").lower())
+            if key in wanted:
+                raise InvalidArgument(
+                    f"port '{p.published_port}' is already in use by service "
+                    f"'{other.spec.name}' ({other.id}) as an ingress port: choose another "
+                    "published port, or publish with mode=host")
+
+
+def ingress_ports(service: Service) -> list:
+    """The service's ingress-mode ports, with the published port the allocator gave a port
+    that asked for none."""
+    ports = service.endpoint.ports if service.endpoint and service.endpoint.ports else None
+    if ports is None:
+        ports = service.spec.endpoint_spec.ports or [] if service.spec.endpoint_spec else []
+    return [p for p in ports if (p.publish_mode or "ingress").lower() == "ingress"]
 
 
 def service_filter(filters: Mapping[str, Sequence[str]] | None):
@@ -199,19 +241,17 @@ def service_filter(filters: Mapping[str, Sequence[str]] | None):
     return match
 
 
-def endpoint_json(spec: ServiceSpec) -> dict[str, Any]:
-    """Docker's Endpoint, derived from the spec (the PORTS column of `service ls` reads it).
-
-    Each port keeps the publish mode the spec asked for (ingress by default). There is no
-    routing mesh here: the worker publishes every port on the hosts that run the service's
-    tasks. Reporting them all as `host` would be more literal, but CLI 28 shows only ingress
-    ports in `service ls` (checked against the real CLI), and an empty PORTS column for
-    `-p 8080:80` is the failure pitfall 10 of the notes warns about."""
+def endpoint_json(service: Service) -> dict[str, Any]:
+    """Docker's Endpoint (the PORTS column of `service ls` reads it): the spec's ports with
+    the published port the allocator chose for a port that asked for none, and the service's
+    virtual IPs, one per network."""
+    spec = service.spec
     ep_spec = spec.endpoint_spec.to_api() if spec.endpoint_spec is not None else {}
     out: dict[str, Any] = {"Spec": ep_spec}
-    ports = []
+    allocated = service.endpoint.ports if service.endpoint and service.endpoint.ports else None
     declared = spec.endpoint_spec.ports if spec.endpoint_spec is not None else None
-    for port in declared or []:
+    ports = []
+    for i, port in enumerate(declared or []):
         entry: dict[str, Any] = {
             "Protocol": (port.protocol or "tcp").lower(),
             "TargetPort": port.target_port,
@@ -219,11 +259,16 @@ def endpoint_json(spec: ServiceSpec) -> dict[str, Any]:
         }
         if port.name:
             entry["Name"] = port.name
-        if port.published_port:
-            entry["PublishedPort"] = port.published_port
+        published = port.published_port
+        if not published and allocated is not None and i < len(allocated):
+            published = allocated[i].published_port
+        if published:
+            entry["PublishedPort"] = published
         ports.append(entry)
     if ports:
         out["Ports"] = ports
+    if service.endpoint is not None and service.endpoint.virtual_ips:
+        out["VirtualIPs"] = [v.to_api() for v in service.endpoint.virtual_ips]
     return out
 
 
@@ -234,7 +279,7 @@ def service_json(
     out = service.to_api()
     if insert_defaults:
         out["Spec"] = spec_with_defaults(out.get("Spec") or {})
-    out["Endpoint"] = endpoint_json(service.spec)
+    out["Endpoint"] = endpoint_json(service)
     if status is not None:
         out["ServiceStatus"] = status
     return out

@@ -4,7 +4,7 @@ Validation follows swarmkit's `validateServiceSpec` (same checks, same messages,
 searches find them), plus a few refusals where Swarm would accept a service it can never run:
 - constraint keys other than the ones the scheduler knows (Swarm accepts `node.hostnmae==x`
   and leaves the service pending forever); the scheduler's parser is the judge;
-- job modes and overlay networks, which this implementation does not have;
+- job modes, which this implementation does not have;
 - more than MAX_REPLICAS replicas (Swarm would try to create 2**63 tasks and take its leader
   down with it).
 
@@ -163,8 +163,16 @@ def _validate_task_spec(ts: TaskSpec) -> None:
         for pref in ts.placement.preferences or []:
             if pref.spread is not None and not pref.spread.spread_descriptor:
                 raise _invalid("TaskSpec: spread descriptor cannot be empty")
-    if ts.networks:
-        raise _invalid("TaskSpec: networks are not supported: swarmkit-py has no overlay networks")
+    for entry in ts.networks or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("Target"), str):
+            raise _invalid("TaskSpec: each network attachment needs a Target (name or ID)")
+        extra = set(entry) - {"Target", "Aliases"}
+        if extra:
+            raise _invalid(f"TaskSpec: network attachment field {sorted(extra)[0]} is not "
+                           "supported (Target and Aliases are)")
+        aliases = entry.get("Aliases") or []
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise _invalid("TaskSpec: network aliases must be a list of names")
 
 
 def validate_constraints(constraints: list[str]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ...store import Service, Task, TaskState, TaskStatus
+from ...store import Endpoint, Service, Task, TaskState, TaskStatus
 
 PENDING_MESSAGE = "pending task scheduling"
 
@@ -44,4 +44,16 @@ def new_task(
         node_id=node_id,
         status=TaskStatus(timestamp=now, state=TaskState.PENDING, message=PENDING_MESSAGE),
         desired_state=TaskState.RUNNING,
+        endpoint=task_endpoint(service),
     )
+
+
+def task_endpoint(service: Service) -> Endpoint | None:
+    """The endpoint a task is born with and keeps (swarmkit's NewTask): its spec is the
+    service's at that moment. The dispatcher sends the worker these ports, never the live
+    service's, so a replacement made after `--publish-add` and an older container cannot
+    disagree silently: the older one is out of date (uptodate.py) and gets rolled."""
+    spec = service.spec.endpoint_spec
+    if spec is None:
+        return None
+    return Endpoint(spec=spec.model_copy(deep=True))

@@ -4,14 +4,15 @@ The one definition shared by the update supervisor (which tasks to replace) and 
 `_up-to-date` task filter (which the docker CLI polls to show convergence): if they disagreed,
 `docker service update` would report convergence before, or long after, the rollout.
 
-Only the task template counts. Replicas, update/rollback configs, labels and endpoint are not
-part of a task, so a pure scale (or changing the update parallelism) leaves every task up to
-date and starts no rolling update.
+The task template and the endpoint spec count (swarmkit's IsTaskDirty: a task carries a copy
+of both, and `--publish-add` must roll the tasks so their containers publish the new port).
+Replicas, update/rollback configs and labels are not part of a task, so a pure scale (or
+changing the update parallelism) leaves every task up to date and starts no rolling update.
 """
 
 from __future__ import annotations
 
-from ...store import Service, Task, TaskSpec
+from ...store import EndpointSpec, Service, Task, TaskSpec
 
 
 def spec_key(spec: TaskSpec) -> dict:
@@ -24,8 +25,22 @@ def same_spec(a: TaskSpec, b: TaskSpec) -> bool:
     return a == b or spec_key(a) == spec_key(b)
 
 
+def endpoint_key(spec: EndpointSpec | None) -> dict:
+    """Absent, empty and all-defaults endpoint specs are the same thing."""
+    if spec is None:
+        return {}
+    data = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if data.get("Mode") == "vip":
+        data.pop("Mode")
+    if not data.get("Ports"):
+        data.pop("Ports", None)
+    return data
+
+
 def is_up_to_date(task: Task, service: Service) -> bool:
-    return same_spec(task.spec, service.spec.task_template)
+    task_ep = task.endpoint.spec if task.endpoint is not None else None
+    return same_spec(task.spec, service.spec.task_template) and \
+        endpoint_key(task_ep) == endpoint_key(service.spec.endpoint_spec)
 
 
 def is_dirty(task: Task, service: Service) -> bool:

@@ -23,6 +23,7 @@ from .enums import (
     UpdateOrder,
     UpdateState,
 )
+from .network import IPAMConfig, Network, NetworkAttachment, NetworkSpec, VirtualIP
 from .node import (
     EngineDescription,
     ManagerStatus,
@@ -65,6 +66,7 @@ KINDS: dict[str, type[StoreObject]] = {
     "node": Node,
     "service": Service,
     "task": Task,
+    "network": Network,
 }
 """Kind name -> model class; the kind names are what transactions and events carry."""
 
@@ -84,8 +86,12 @@ __all__ = [
     "FailureAction",
     "GlobalService",
     "HealthConfig",
+    "IPAMConfig",
     "JoinTokens",
     "ManagerStatus",
+    "Network",
+    "NetworkAttachment",
+    "NetworkSpec",
     "Node",
     "NodeAvailability",
     "NodeCertificate",
@@ -124,5 +130,6 @@ __all__ = [
     "UpdateState",
     "UpdateStatus",
     "Version",
+    "VirtualIP",
     "docker_alias",
 ]

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .base import DockerModel, StoreObject, Timestamp
 from .enums import FailureAction, UpdateOrder, UpdateState
+from .network import VirtualIP
 from .taskspec import TaskSpec
 
 
@@ -72,6 +73,7 @@ class Endpoint(DockerModel):
 
     spec: EndpointSpec | None = None
     ports: list[PortConfig] | None = None
+    virtual_ips: list[VirtualIP] | None = None
 
 
 class UpdateStatus(DockerModel):

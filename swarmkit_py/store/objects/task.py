@@ -6,6 +6,8 @@ from pydantic import Field
 
 from .base import DockerModel, StoreObject, Timestamp
 from .enums import TaskState
+from .network import NetworkAttachment
+from .service import Endpoint
 from .taskspec import TaskSpec
 
 
@@ -40,3 +42,9 @@ class Task(StoreObject):
     node_id: str | None = None
     status: TaskStatus = Field(default_factory=TaskStatus)
     desired_state: TaskState = TaskState.NEW
+    endpoint: Endpoint | None = None
+    """The service's endpoint as it was when the task was made (swarmkit's NewTask copies it):
+    the ports a container publishes never change under it, and a task whose endpoint differs
+    from its service's is out of date (a `--publish-add` rolls the tasks)."""
+    networks_attachments: list[NetworkAttachment] | None = None
+    """Addresses the allocator gave the task; None until then (for a task that needs any)."""

@@ -1,0 +1,114 @@
+"""Address management for overlay networks, without I/O: subnets, VXLAN ids, addresses.
+
+The leader is the only allocator and every allocation is written to the store through Raft,
+so "what is in use" is always computed from the store itself (the networks, the live tasks'
+attachments, the services' virtual IPs, the nodes' addresses): nothing to keep in sync, and a
+new leader simply reads the same facts. An address is free again once the task holding it
+has ended, as in Docker's IPAM; addresses are handed out after the last one given (not the
+lowest free one), so a just-released address is not immediately reused while stale DNS
+answers or conntrack entries may still point at it.
+
+Defaults follow Docker Swarm: `ingress` is 10.0.0.0/24 with VXLAN id 4096, other overlays
+get the next free /24 of 10.0.0.0/8 and the next VXLAN id from 4097; the gateway is the
+subnet's first address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+DEFAULT_POOL = ipaddress.IPv4Network("10.0.0.0/8")
+DEFAULT_PREFIX = 24
+INGRESS_SUBNET = "10.0.0.0/24"
+INGRESS_NAME = "ingress"
+FIRST_VNI = 4096
+MAX_VNI = (1 << 24) - 1
+SMALLEST_PREFIX = 29
+"""A /30 has two host addresses: a gateway and one node. /29 is the least that is useful."""
+
+
+class IPAMError(ValueError):
+    """A request that cannot be satisfied: says what was wrong and what to do."""
+
+
+def parse_subnet(text: str) -> ipaddress.IPv4Network:
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise IPAMError(f"invalid subnet {text!r}: use CIDR notation, e.g. 10.0.9.0/24") from None
+    if not isinstance(net, ipaddress.IPv4Network):
+        raise IPAMError(f"subnet {text}: only IPv4 overlay networks are supported")
+    if ipaddress.ip_interface(text).ip != net.network_address:
+        raise IPAMError(f"invalid subnet {text}: host bits are set; did you mean {net}?")
+    if net.prefixlen > SMALLEST_PREFIX:
+        raise IPAMError(f"subnet {net} is too small: use a /{SMALLEST_PREFIX} or larger")
+    return net
+
+
+def check_gateway(subnet: ipaddress.IPv4Network, gateway: str | None) -> ipaddress.IPv4Address:
+    if not gateway:
+        return next(subnet.hosts())
+    try:
+        gw = ipaddress.IPv4Address(gateway)
+    except ValueError:
+        raise IPAMError(f"invalid gateway {gateway!r}: expected an IPv4 address") from None
+    if gw not in subnet or gw in (subnet.network_address, subnet.broadcast_address):
+        raise IPAMError(f"gateway {gw} is not a host address of subnet {subnet}")
+    return gw
+
+
+def overlapping(subnet: ipaddress.IPv4Network,
+                taken: Iterable[tuple[str, ipaddress.IPv4Network]]) -> str | None:
+    """The name of the first network whose subnet overlaps `subnet`, if any."""
+    for name, other in taken:
+        if subnet.overlaps(other):
+            return name
+    return None
+
+
+def pick_subnet(taken: Iterable[ipaddress.IPv4Network],
+                pool: ipaddress.IPv4Network = DEFAULT_POOL,
+                prefix: int = DEFAULT_PREFIX) -> ipaddress.IPv4Network:
+    taken = list(taken)
+    for candidate in pool.subnets(new_prefix=prefix):
+        if not any(candidate.overlaps(t) for t in taken):
+            return candidate
+    raise IPAMError(f"no free /{prefix} left in the address pool {pool}: remove unused "
+                    "networks (docker network prune) or give --subnet explicitly")
+
+
+def pick_vni(taken: Iterable[int], *, ingress: bool = False) -> int:
+    used = set(taken)
+    start = FIRST_VNI if ingress else FIRST_VNI + 1
+    for vni in range(start, MAX_VNI + 1):
+        if vni not in used:
+            return vni
+    raise IPAMError("no free VXLAN id left")
+
+
+class AddressPool:
+    """The free host addresses of one subnet, given out after the last one handed out."""
+
+    def __init__(self, subnet: ipaddress.IPv4Network, used: Iterable[str], after: str | None = None):
+        self.subnet = subnet
+        self.used = {ipaddress.IPv4Address(a.split("/")[0]) for a in used if a}
+        self._cursor = int(ipaddress.IPv4Address(after)) if after else int(subnet.network_address)
+
+    def allocate(self) -> str:
+        first = int(self.subnet.network_address) + 1
+        last = int(self.subnet.broadcast_address) - 1
+        size = last - first + 1
+        start = self._cursor + 1
+        for i in range(size):
+            n = first + (start - first + i) % size
+            addr = ipaddress.IPv4Address(n)
+            if addr not in self.used:
+                self.used.add(addr)
+                self._cursor = n
+                return str(addr)
+        raise IPAMError(f"no free address left in {self.subnet}: the network is full "
+                        "(remove tasks from it or use a larger --subnet)")
+
+    def cidr(self, addr: str) -> str:
+        return f"{addr}/{self.subnet.prefixlen}"
