@@ -36,6 +36,7 @@ from ..manager.manager import Manager
 from ..manager.orchestrator import orchestration_loops
 from ..manager.raftjoin import RaftMembership, fetch_members, request_join
 from ..manager.rolemanager import RoleManager
+from ..manager.allocator import Allocator
 from ..manager.scheduler import SchedulerLoop
 from ..proto import CA_RENEW_NOW
 from ..raft.storage import SWARM_LOCKED_MESSAGE, InvalidUnlockKeyError, Keyring, parse_unlock_key
@@ -267,6 +268,8 @@ class Agent:
         disp.register(self.rpc)
         mgr.add_leader_loop("dispatcher", disp.start, disp.stop)
         self.components["dispatcher"] = disp
+        alloc = Allocator(mgr.proposer)
+        mgr.add_leader_loop("allocator", alloc.start, alloc.stop)
         sched = SchedulerLoop(mgr.proposer)
         mgr.add_leader_loop("scheduler", sched.start, sched.stop)
         for name, loop in orchestration_loops(mgr.proposer):

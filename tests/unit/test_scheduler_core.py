@@ -312,3 +312,26 @@ class TestExplain:
     def test_placed_decisions(self):
         ds = schedule(tasks(1), [node("a")])
         assert ds[0].placed and ds[0].err is None and ds[0].message == ASSIGNED_MESSAGE
+
+
+def test_two_tasks_with_the_same_host_port_never_share_a_node():
+    from swarmkit_py.store import Endpoint, EndpointSpec, PortConfig
+    from swarmkit_py.manager.scheduler.core import schedule_tasks
+    from swarmkit_py.manager.scheduler.nodeinfo import NodeSet
+    from swarmkit_py.store import Node, NodeSpec, NodeStatus, NodeState, Task, TaskState, TaskStatus
+
+    ep = Endpoint(spec=EndpointSpec(ports=[PortConfig(target_port=80, published_port=8080,
+                                                      publish_mode="host")]))
+    nodes = NodeSet()
+    for i in range(2):
+        nodes.add_or_update_node(Node(id=f"n{i}", spec=NodeSpec(),
+                                      status=NodeStatus(state=NodeState.READY)))
+    tasks = [Task(id=f"t{i}", service_id="s", slot=i + 1, endpoint=ep,
+                  status=TaskStatus(state=TaskState.PENDING), desired_state=TaskState.RUNNING)
+             for i in range(3)]
+    decisions = schedule_tasks(nodes, tasks)
+    placed = [d.node_id for d in decisions if d.placed]
+    assert sorted(placed) == ["n0", "n1"]
+    refused = [d for d in decisions if not d.placed]
+    assert len(refused) == 1
+    assert refused[0].err == "no suitable node (host-mode port already in use on 2 nodes)"

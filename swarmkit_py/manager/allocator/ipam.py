@@ -18,6 +18,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
+from ...store import Network, NetworkSpec
+
 DEFAULT_POOL = ipaddress.IPv4Network("10.0.0.0/8")
 DEFAULT_PREFIX = 24
 INGRESS_SUBNET = "10.0.0.0/24"
@@ -112,3 +114,22 @@ class AddressPool:
 
     def cidr(self, addr: str) -> str:
         return f"{addr}/{self.subnet.prefixlen}"
+
+
+def allocate_network(existing: list[Network], spec: NetworkSpec, network_id: str) -> Network:
+    """The network with its subnet, gateway and VXLAN id, or IPAMError saying why not."""
+    taken = [(n.spec.name, parse_subnet(n.subnet)) for n in existing if n.subnet]
+    if spec.ipam and spec.ipam[0].subnet:
+        subnet = parse_subnet(spec.ipam[0].subnet)
+        clash = overlapping(subnet, taken)
+        if clash is not None:
+            raise IPAMError(
+                f"invalid pool request: subnet {subnet} overlaps network {clash!r} "
+                f"({dict(taken)[clash]}); choose another --subnet or leave it out")
+    elif spec.ingress and overlapping(parse_subnet(INGRESS_SUBNET), taken) is None:
+        subnet = parse_subnet(INGRESS_SUBNET)
+    else:
+        subnet = pick_subnet(t for _, t in taken)
+    gateway = check_gateway(subnet, spec.ipam[0].gateway if spec.ipam else None)
+    vni = pick_vni((n.vni for n in existing), ingress=spec.ingress)
+    return Network(id=network_id, spec=spec, subnet=str(subnet), gateway=str(gateway), vni=vni)

@@ -188,27 +188,10 @@ def parse_network_create(body: Mapping[str, Any]) -> NetworkSpec:
 
 
 def allocate_network(existing: list[Network], spec: NetworkSpec, network_id: str) -> Network:
-    """The network with its subnet, gateway and VXLAN id; IPAMError -> InvalidArgument."""
-    taken = [(n.spec.name, ipam.parse_subnet(n.subnet)) for n in existing if n.subnet]
     try:
-        if spec.ipam and spec.ipam[0].subnet:
-            subnet = ipam.parse_subnet(spec.ipam[0].subnet)
-            clash = ipam.overlapping(subnet, taken)
-            if clash is not None:
-                raise ipam.IPAMError(
-                    f"invalid pool request: subnet {subnet} overlaps network {clash!r} "
-                    f"({dict(taken)[clash]}); choose another --subnet or leave it out")
-        elif spec.ingress:
-            subnet = ipam.parse_subnet(ipam.INGRESS_SUBNET)
-            if ipam.overlapping(subnet, taken) is not None:
-                subnet = ipam.pick_subnet(t for _, t in taken)
-        else:
-            subnet = ipam.pick_subnet(t for _, t in taken)
-        gateway = ipam.check_gateway(subnet, spec.ipam[0].gateway if spec.ipam else None)
-        vni = ipam.pick_vni((n.vni for n in existing), ingress=spec.ingress)
+        return ipam.allocate_network(existing, spec, network_id)
     except ipam.IPAMError as exc:
         raise InvalidArgument(str(exc)) from None
-    return Network(id=network_id, spec=spec, subnet=str(subnet), gateway=str(gateway), vni=vni)
 
 
 def network_filter(filters: Mapping[str, Sequence[str]] | None, api: Any):

@@ -19,9 +19,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ...store.objects import Node, Task, TaskState
+from ..allocator.needs import is_allocated
 from .explain import READY, no_suitable_node
 from .filters import TaskFilter
-from .nodeinfo import NodeInfo, NodeSet, is_active
+from .nodeinfo import NodeInfo, NodeSet, host_ports, is_active
 from .scoring import SpreadTree, spread_descriptors
 
 ASSIGNED_MESSAGE = "scheduler assigned task to node"
@@ -50,8 +51,10 @@ class Decision:
 
 
 def is_schedulable(task: Task) -> bool:
-    """A task the scheduler should act on: still pending and meant to run."""
-    return task.status.state == TaskState.PENDING and task.desired_state <= TaskState.RUNNING
+    """A task the scheduler should act on: still pending, meant to run, and with its network
+    addresses allocated (a container is created with them)."""
+    return (task.status.state == TaskState.PENDING and task.desired_state <= TaskState.RUNNING
+            and is_allocated(task))
 
 
 def group_tasks(tasks: Iterable[Task]) -> list[list[Task]]:
@@ -59,9 +62,9 @@ def group_tasks(tasks: Iterable[Task]) -> list[list[Task]]:
     the spec's JSON (pydantic-core serialises in a few microseconds, faster than comparing
     nested models field by field, and a dict lookup stays O(1) however many spec versions a
     service has pending during an update)."""
-    groups: dict[tuple[str, bytes], list[Task]] = {}
+    groups: dict[tuple[str, bytes, frozenset], list[Task]] = {}
     for t in tasks:
-        key = (t.service_id, _SPEC_JSON(t.spec))
+        key = (t.service_id, _SPEC_JSON(t.spec), host_ports(t))
         group = groups.get(key)
         if group is None:
             groups[key] = [t]
@@ -93,12 +96,12 @@ def _schedule_group(nodes: NodeSet, group: list[Task], out: list[Decision]) -> N
     flt = TaskFilter(group[0])
     tree = SpreadTree(nodes, flt, spread_descriptors(group[0].spec))
     record = nodes.record_use
-    sid, cpu, mem = flt.service_id, flt.cpu, flt.mem
+    sid, cpu, mem, ports = flt.service_id, flt.cpu, flt.mem, flt.host_ports
     for i, t in enumerate(group):
         active = is_active(t)
 
         def place(info: NodeInfo, tid: str = t.id, active: bool = active) -> None:
-            record(tid, info.id, sid, cpu, mem, active)
+            record(tid, info.id, sid, cpu, mem, active, ports)
 
         info = tree.take(place)
         if info is None:

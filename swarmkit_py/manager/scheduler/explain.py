@@ -18,10 +18,11 @@ RESOURCES = "resources"
 CONSTRAINTS = "constraints"
 PLATFORM = "platform"
 MAX_REPLICAS = "max_replicas"
+HOST_PORTS = "host_ports"
 
-FILTER_ORDER = (READY, RESOURCES, CONSTRAINTS, PLATFORM, MAX_REPLICAS)
-"""Swarm's pipeline order (ready first; its plugin, host-port and volume filters have no
-counterpart here). A node is counted against the first filter it fails."""
+FILTER_ORDER = (READY, RESOURCES, CONSTRAINTS, PLATFORM, HOST_PORTS, MAX_REPLICAS)
+"""Swarm's pipeline order (ready first; its plugin and volume filters have no counterpart
+here). A node is counted against the first filter it fails."""
 
 
 def _on(count: int, what: str) -> str:
@@ -39,6 +40,8 @@ def explain_filter(name: str, count: int) -> str:
         return _on(count, "insufficient resources")
     if name == CONSTRAINTS:
         return _on(count, "scheduling constraints not satisfied")
+    if name == HOST_PORTS:
+        return _on(count, "host-mode port already in use")
     if name == PLATFORM:
         return _on(count, "unsupported platform")
     if name == MAX_REPLICAS:

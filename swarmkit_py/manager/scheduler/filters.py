@@ -20,8 +20,8 @@ from typing import Any
 
 from ...store.objects import Task, TaskSpec
 from .constraints import Constraint, ConstraintError, parse_constraints
-from .explain import CONSTRAINTS, MAX_REPLICAS, PLATFORM, READY, RESOURCES
-from .nodeinfo import NodeInfo, reservations
+from .explain import CONSTRAINTS, HOST_PORTS, MAX_REPLICAS, PLATFORM, READY, RESOURCES
+from .nodeinfo import NodeInfo, host_ports, reservations
 
 _ARCH_ALIASES = {"x86_64": "amd64", "aarch64": "arm64"}
 
@@ -65,6 +65,7 @@ class TaskFilter:
         "mem",
         "platforms",
         "max_replicas",
+        "host_ports",
     )
 
     def __init__(self, task: Task) -> None:
@@ -83,6 +84,7 @@ class TaskFilter:
         self.cpu, self.mem = reservations(spec)
         self.platforms = task_platforms(spec)
         self.max_replicas = (placement.max_replicas or 0) if placement is not None else 0
+        self.host_ports = host_ports(task)
 
     # -- individual filters -------------------------------------------------------------------
 
@@ -122,6 +124,8 @@ class TaskFilter:
     def dynamic_ok(self, info: NodeInfo) -> bool:
         if (self.cpu or self.mem) and not self.resources_ok(info):
             return False
+        if self.host_ports and not info.ports_free(self.host_ports):
+            return False
         return self.max_replicas_ok(info)
 
     def fits(self, info: NodeInfo) -> bool:
@@ -137,6 +141,8 @@ class TaskFilter:
             return CONSTRAINTS
         if not self.platform_ok(info):
             return PLATFORM
+        if self.host_ports and not info.ports_free(self.host_ports):
+            return HOST_PORTS
         if not self.max_replicas_ok(info):
             return MAX_REPLICAS
         return None

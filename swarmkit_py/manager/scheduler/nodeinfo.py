@@ -31,6 +31,18 @@ def reservations(spec: TaskSpec | None) -> tuple[int, int]:
     return r.nano_cpus or 0, r.memory_bytes or 0
 
 
+def host_ports(task: Task) -> frozenset[tuple[int, str]]:
+    """The (port, protocol) pairs a task binds on its node: its endpoint's host-mode ports
+    with a fixed published port (0 lets the engine pick one, which cannot collide)."""
+    spec = task.endpoint.spec if task.endpoint is not None else None
+    if spec is None or not spec.ports:
+        return frozenset()
+    return frozenset(
+        (p.published_port, (p.protocol or "tcp").lower()) for p in spec.ports
+        if (p.publish_mode or "").lower() == "host" and p.published_port
+    )
+
+
 _COMPLETE_RANK = TaskState.COMPLETE.rank
 
 
@@ -52,6 +64,7 @@ class TaskUse:
     cpu: int
     mem: int
     active: bool
+    ports: frozenset = frozenset()
 
 
 class NodeInfo:
@@ -66,6 +79,7 @@ class NodeInfo:
         "active_tasks",
         "by_service",
         "order",
+        "ports",
     )
 
     def __init__(self, node: Node, order: int) -> None:
@@ -76,6 +90,9 @@ class NodeInfo:
         self.reserved_mem = 0
         self.active_tasks = 0
         self.by_service: dict[str, int] = {}
+        self.ports: dict[tuple[int, str], int] = {}
+        """Host-mode ports bound here, with how many tasks hold each (more than one only
+        when the store already had a collision)."""
         self.set_node(node)
 
     def set_node(self, node: Node) -> None:
@@ -99,7 +116,16 @@ class NodeInfo:
     def service_tasks(self, service_id: str) -> int:
         return self.by_service.get(service_id, 0)
 
+    def ports_free(self, wanted: frozenset) -> bool:
+        return not wanted or not any(p in self.ports for p in wanted)
+
     def _apply(self, use: TaskUse, sign: int) -> None:
+        for port in use.ports:
+            n = self.ports.get(port, 0) + sign
+            if n > 0:
+                self.ports[port] = n
+            else:
+                self.ports.pop(port, None)
         self.reserved_cpu += sign * use.cpu
         self.reserved_mem += sign * use.mem
         if use.active:
@@ -139,7 +165,7 @@ class NodeSet:
         for node_id, tasks in (tasks_by_node or {}).items():
             for t in tasks:
                 if t.status.state <= TaskState.RUNNING:
-                    ns.record(t.id, node_id, t.service_id, t.spec, is_active(t))
+                    ns.record(t.id, node_id, t.service_id, t.spec, is_active(t), host_ports(t))
         return ns
 
     def __len__(self) -> int:
@@ -173,21 +199,24 @@ class NodeSet:
     def observe_task(self, task: Task) -> None:
         """Follow a task as the store has it now (create or update event)."""
         if uses_node(task):
-            self.record(task.id, task.node_id or "", task.service_id, task.spec, is_active(task))
+            self.record(task.id, task.node_id or "", task.service_id, task.spec, is_active(task),
+                        host_ports(task))
         else:
             self.forget(task.id)
 
     def record(
-        self, task_id: str, node_id: str, service_id: str, spec: TaskSpec | None, active: bool
+        self, task_id: str, node_id: str, service_id: str, spec: TaskSpec | None, active: bool,
+        ports: frozenset = frozenset(),
     ) -> None:
         cpu, mem = reservations(spec)
-        self.record_use(task_id, node_id, service_id, cpu, mem, active)
+        self.record_use(task_id, node_id, service_id, cpu, mem, active, ports)
 
     def record_use(
-        self, task_id: str, node_id: str, service_id: str, cpu: int, mem: int, active: bool
+        self, task_id: str, node_id: str, service_id: str, cpu: int, mem: int, active: bool,
+        ports: frozenset = frozenset(),
     ) -> None:
         """`record` with the reservations already known (the core's hot path)."""
-        new = TaskUse(node_id, service_id, cpu, mem, active)
+        new = TaskUse(node_id, service_id, cpu, mem, active, ports)
         old = self._uses.get(task_id)
         if old == new:
             return
@@ -216,7 +245,8 @@ class NodeSet:
 
     def place(self, task: Task, node_id: str) -> None:
         """Record a placement decided by the scheduler (before it is committed)."""
-        self.record(task.id, node_id, task.service_id, task.spec, is_active(task))
+        self.record(task.id, node_id, task.service_id, task.spec, is_active(task),
+                    host_ports(task))
 
     def holds(self, task_id: str) -> str | None:
         """The node a task is counted on, if any."""
@@ -224,4 +254,5 @@ class NodeSet:
         return use.node_id if use is not None else None
 
 
-__all__ = ["NodeInfo", "NodeSet", "TaskUse", "is_active", "reservations", "uses_node"]
+__all__ = ["NodeInfo", "NodeSet", "TaskUse", "host_ports", "is_active", "reservations",
+           "uses_node"]

@@ -1,0 +1,5 @@
+"""Network allocation: IPAM (pure), which networks a task is on, and the leader loop."""
+
+from .loop import Allocator
+
+__all__ = ["Allocator"]

@@ -1,0 +1,219 @@
+"""The allocator: the leader loop that gives out network addresses (swarmkit's allocator).
+
+It follows the store and, after each burst of changes, makes one pass over it:
+- the `ingress` network exists (created when the cluster has no network yet, or when a
+  service publishes an ingress port and there is none, as Swarm has one from `init`);
+- every network has one address per node (the node's own endpoint: the routing mesh and
+  virtual IPs masquerade to it so replies return through the balancing node);
+- every service has a virtual IP on each of its networks (endpoint mode `vip`, the default),
+  and its ingress ports that asked for no published port get one from 30000-32767;
+- every task that needs addresses gets one per network it is on (the scheduler places it only
+  then; see needs.is_allocated).
+What is free is computed from the store in each pass (ipam.py), so nothing leaks: a task's
+address is free once the task has ended, a node's when the node is removed. Everything it
+decides goes through Raft in one transaction per pass; a conflict (someone changed an object
+between the read and the write) just means another pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ...store import (
+    Endpoint,
+    Network,
+    NetworkAttachment,
+    NetworkSpec,
+    PortConfig,
+    StoreError,
+    TaskState,
+    Transaction,
+    VirtualIP,
+    WatchClosed,
+    new_id,
+)
+from ...store.view import View
+from ..proposer import Proposer
+from . import ipam
+from .needs import (
+    has_ingress_ports,
+    holds_addresses,
+    ingress_network,
+    service_network_ids,
+    task_network_ids,
+    wants_networks,
+)
+
+log = logging.getLogger("swarmkit_py.manager.allocator")
+
+DYNAMIC_PORTS = range(30000, 32768)
+MAX_TX_OPS = 300
+
+
+def _ingress_spec() -> NetworkSpec:
+    return NetworkSpec(name=ipam.INGRESS_NAME, driver="overlay", ingress=True,
+                       labels={}, ipam=[])
+
+
+class Allocator:
+    def __init__(self, proposer: Proposer, *, debounce: float = 0.005) -> None:
+        self.proposer = proposer
+        self.store = proposer.store
+        self.debounce = debounce
+        self._task: asyncio.Task | None = None
+        self._cursors: dict[str, str] = {}
+        self.passes = 0
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="allocator")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            watcher = self.store.watch(("network", "service", "task", "node"))
+            try:
+                await self._pass_until_quiet()
+                async for _ in watcher:
+                    await asyncio.sleep(self.debounce)
+                    watcher.drain()
+                    await self._pass_until_quiet()
+            except WatchClosed as e:
+                log.info("allocator watch closed (%s); starting over", e.reason)
+            finally:
+                watcher.close()
+
+    async def _pass_until_quiet(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                tx = self.plan(self.store.view())
+                if not len(tx):
+                    return
+                await self.proposer.propose(tx)
+                self.passes += 1
+                delay = 0.05
+            except StoreError as exc:  # a concurrent change: read again
+                log.debug("allocation conflict (%s); another pass", exc)
+            except Exception as exc:  # lost leadership, no quorum: the loop is stopped soon
+                log.warning("allocation failed: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    # -- one pass -------------------------------------------------------------------------
+
+    def plan(self, view: View) -> Transaction:
+        """Everything missing, as one transaction (bounded; the next pass does the rest)."""
+        tx = Transaction()
+        networks = {n.id: n for n in view.list("network")}
+        ingress = ingress_network(view)
+        services = view.list("service")
+        created: Network | None = None
+        if ingress is None and (not networks or any(
+                has_ingress_ports(s.spec.endpoint_spec) for s in services)):
+            created = ingress = ipam.allocate_network(
+                list(networks.values()), _ingress_spec(), new_id())
+            networks[ingress.id] = ingress
+        ingress_id = ingress.id if ingress is not None else None
+        pools = self._pools(view, networks)
+
+        nodes = [n.id for n in view.list("node")]
+        for net in networks.values():
+            addrs = {k: v for k, v in net.node_addresses.items() if k in nodes}
+            for node_id in nodes:
+                if node_id not in addrs:
+                    addrs[node_id] = self._take(pools, net.id)
+            if net is created:
+                net.node_addresses = addrs
+                tx.create(net)
+            elif addrs != net.node_addresses:
+                updated = net.clone()
+                updated.node_addresses = addrs
+                tx.update(updated)
+
+        used_ports = {p.published_port for s in services if s.endpoint
+                      for p in s.endpoint.ports or [] if p.published_port}
+        for svc in services:
+            endpoint = self._service_endpoint(svc, ingress_id, networks, pools, used_ports)
+            if endpoint != svc.endpoint:
+                updated = svc.clone()
+                updated.endpoint = endpoint
+                tx.update(updated)
+            if len(tx) >= MAX_TX_OPS:
+                return tx
+
+        for task in view.list("task"):
+            if task.networks_attachments is not None or not wants_networks(task):
+                continue
+            if task.status.state.terminal or task.desired_state > TaskState.RUNNING:
+                continue
+            wanted = task_network_ids(task, ingress_id)
+            if any(n not in networks for n in wanted):
+                continue  # its network was removed or ingress is being made: next pass
+            updated = task.clone()
+            updated.networks_attachments = [
+                NetworkAttachment(network_id=n, addresses=[pools[n].cidr(self._take(pools, n))])
+                for n in wanted
+            ]
+            tx.update(updated)
+            if len(tx) >= MAX_TX_OPS:
+                return tx
+        return tx
+
+    def _pools(self, view: View, networks: dict[str, Network]) -> dict[str, ipam.AddressPool]:
+        used: dict[str, list[str]] = {nid: [n.gateway, *n.node_addresses.values()]
+                                      for nid, n in networks.items()}
+        for svc in view.list("service"):
+            for vip in (svc.endpoint.virtual_ips or []) if svc.endpoint else []:
+                used.setdefault(vip.network_id, []).append(vip.addr)
+        for task in view.list("task"):
+            if task.networks_attachments and holds_addresses(task):
+                for a in task.networks_attachments:
+                    used.setdefault(a.network_id, []).extend(a.addresses)
+        return {nid: ipam.AddressPool(ipam.parse_subnet(n.subnet), used.get(nid, []),
+                                      self._cursors.get(nid))
+                for nid, n in networks.items() if n.subnet}
+
+    def _take(self, pools: dict[str, ipam.AddressPool], network_id: str) -> str:
+        addr = pools[network_id].allocate()
+        self._cursors[network_id] = addr
+        return addr
+
+    def _service_endpoint(self, svc, ingress_id, networks, pools, used_ports) -> Endpoint | None:
+        spec = svc.spec.endpoint_spec
+        current = svc.endpoint
+        wanted = [n for n in service_network_ids(svc, ingress_id) if n in networks]
+        vips: list[VirtualIP] = []
+        if spec is None or spec.mode in (None, "", "vip"):
+            have = {v.network_id: v for v in (current.virtual_ips or [])} if current else {}
+            for nid in wanted:
+                vip = have.get(nid)
+                if vip is None:
+                    vip = VirtualIP(network_id=nid, addr=pools[nid].cidr(self._take(pools, nid)))
+                vips.append(vip)
+        ports: list[PortConfig] = []
+        old_ports = (current.ports or []) if current else []
+        for i, p in enumerate((spec.ports or []) if spec else []):
+            port = p.model_copy(deep=True)
+            port.publish_mode = (p.publish_mode or "ingress").lower()
+            port.protocol = (p.protocol or "tcp").lower()
+            if not port.published_port and port.publish_mode == "ingress":
+                old = old_ports[i] if i < len(old_ports) else None
+                if old is not None and old.target_port == p.target_port and old.published_port:
+                    port.published_port = old.published_port
+                else:
+                    port.published_port = next(
+                        (n for n in DYNAMIC_PORTS if n not in used_ports), None)
+                    used_ports.add(port.published_port)
+            ports.append(port)
+        if spec is None and not vips:
+            return None
+        return Endpoint(spec=spec.model_copy(deep=True) if spec else None,
+                        ports=ports or None, virtual_ips=vips or None)
+

@@ -1,0 +1,99 @@
+"""The allocator and the /networks rules on a local store (no Raft, no engine)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from swarmkit_py.manager.allocator import Allocator, ipam
+from swarmkit_py.manager.allocator.needs import is_allocated
+from swarmkit_py.manager.controlapi.networks import parse_network_create
+from swarmkit_py.manager.controlapi.errors import InvalidArgument
+from swarmkit_py.manager.proposer import LocalProposer
+from swarmkit_py.store import (
+    EndpointSpec,
+    MemoryStore,
+    Node,
+    PortConfig,
+    Service,
+    ServiceSpec,
+    Task,
+    TaskSpec,
+    TaskState,
+    TaskStatus,
+    Transaction,
+)
+from swarmkit_py.manager.orchestrator.taskinit import new_task
+from datetime import datetime, timezone
+
+
+def _store():
+    store = MemoryStore()
+    return store, LocalProposer(store)
+
+
+async def _settle(alloc, proposer):
+    await alloc._pass_until_quiet()
+
+
+async def test_ingress_vips_and_task_addresses_never_overlap_and_are_released():
+    store, proposer = _store()
+    await proposer.propose(Transaction().create(Node(id="n1")).create(Node(id="n2")))
+    alloc = Allocator(proposer)
+    await _settle(alloc, proposer)
+    view = store.view()
+    (ingress,) = view.list("network")
+    assert ingress.spec.ingress and ingress.subnet == "10.0.0.0/24" and ingress.vni == 4096
+    assert len(set(ingress.node_addresses.values())) == 2
+
+    net = ipam.allocate_network(view.list("network"), parse_network_create(
+        {"Name": "back", "Driver": "overlay"}), "netback")
+    assert net.subnet == "10.0.1.0/24" and net.vni == 4097
+    svc = Service(id="s1", spec=ServiceSpec(
+        name="web", task_template=TaskSpec(container_spec={"Image": "x"},
+                                           networks=[{"Target": "netback"}]),
+        endpoint_spec=EndpointSpec(ports=[PortConfig(target_port=80)])))
+    now = datetime.now(timezone.utc)
+    tasks = [new_task(svc, f"t{i}", now, slot=i) for i in range(1, 4)]
+    tx = Transaction().create(net).create(svc)
+    for t in tasks:
+        tx.create(t)
+    await proposer.propose(tx)
+    assert not any(is_allocated(t) for t in tasks)
+    await _settle(alloc, proposer)
+    view = store.view()
+    svc = view.get_service("s1")
+    assert svc.endpoint.ports[0].published_port == 30000
+    assert {v.network_id for v in svc.endpoint.virtual_ips} == {ingress.id, "netback"}
+    seen = set()
+    for t in view.list("task"):
+        assert is_allocated(t)
+        assert [a.network_id for a in t.networks_attachments] == [ingress.id, "netback"]
+        for a in t.networks_attachments:
+            seen.add(a.addresses[0])
+    seen |= {v.addr for v in svc.endpoint.virtual_ips}
+    seen |= {f"{a}/24" for n in view.list("network") for a in n.node_addresses.values()}
+    assert len(seen) == 3 * 2 + 2 + 2 * 2  # nothing handed out twice
+
+    # A task that ended frees its addresses for a later task.
+    t1 = view.get_task("t1").clone()
+    t1.status = TaskStatus(state=TaskState.FAILED)
+    await proposer.propose(Transaction().update(t1))
+    pools = alloc._pools(store.view(), {n.id: n for n in store.view().list("network")})
+    freed = ipaddress.IPv4Address(t1.networks_attachments[1].addresses[0].split("/")[0])
+    assert freed not in pools["netback"].used
+
+
+def test_bad_network_requests_say_what_to_do():
+    with pytest.raises(InvalidArgument, match="-d overlay"):
+        parse_network_create({"Name": "x"})
+    with pytest.raises(Exception, match='plugin "weave" not found'):
+        parse_network_create({"Name": "x", "Driver": "weave"})
+    a = ipam.allocate_network([], parse_network_create(
+        {"Name": "a", "Driver": "overlay", "IPAM": {"Config": [{"Subnet": "10.9.0.0/16"}]}}), "a")
+    with pytest.raises(ipam.IPAMError, match="overlaps network 'a'"):
+        ipam.allocate_network([a], parse_network_create(
+            {"Name": "b", "Driver": "overlay", "IPAM": {"Config": [{"Subnet": "10.9.3.0/24"}]}}), "b")
+    with pytest.raises(ipam.IPAMError, match="host bits"):
+        ipam.parse_subnet("10.9.3.1/24")
