@@ -29,6 +29,7 @@ from ..ca import (
 from ..ca.optional_tls import server_context_optional_client
 from ..manager.admission import cluster_port_policy
 from ..manager.bootstrap import initial_transaction
+from ..manager.allocator import Allocator
 from ..manager.caserver import CAServer
 from ..manager.controlapi import ControlAPI
 from ..manager.dispatcher import ClusterDirectory, Dispatcher, cert_identity
@@ -36,13 +37,14 @@ from ..manager.manager import Manager
 from ..manager.orchestrator import orchestration_loops
 from ..manager.raftjoin import RaftMembership, fetch_members, request_join
 from ..manager.rolemanager import RoleManager
-from ..manager.allocator import Allocator
 from ..manager.scheduler import SchedulerLoop
-from ..proto import CA_RENEW_NOW
+from ..proto import CA_RENEW_NOW, NETMAP
 from ..raft.storage import SWARM_LOCKED_MESSAGE, InvalidUnlockKeyError, Keyring, parse_unlock_key
 from ..rpc import RpcServer
 from ..worker.certs import CertRenewer
 from ..worker.describe import describe_node
+from ..worker.executor import connect
+from ..worker.network import NetworkPlane
 from ..worker.reconcile import DockerExecutor, TaskWorker
 from ..worker.session import WorkerSession
 from .config import AgentConfig
@@ -180,6 +182,8 @@ class Agent:
         self._tasks = []
         if self.task_worker is not None:
             await self.task_worker.stop()  # leaves containers running: a restart adopts them
+            if getattr(self, "network_plane", None) is not None:
+                await self.network_plane.stop()
             self.task_worker = None
         if self.session is not None:
             await self.session.stop()
@@ -207,9 +211,15 @@ class Agent:
         )
         self.session.on_push(CA_RENEW_NOW, lambda params: self.renewer.request_renewal("manager asked"))
         self.session.add_session_listener(self._remember_managers)
-        self.task_worker = TaskWorker(self.session, DockerExecutor(self.cfg.docker_host))
+        self.network_plane = NetworkPlane(
+            st.node_id, self.advertise_addr.rpartition(":")[0],
+            _client_once(docker_host), kernel=self.cfg.overlay_dataplane)
+        self.session.on_push(NETMAP, self.network_plane.on_netmap)
+        self.task_worker = TaskWorker(
+            self.session, DockerExecutor(self.cfg.docker_host, networks=self.network_plane))
         self.session.start()
         self.task_worker.start()
+        self.network_plane.start()
         self._tasks.append(asyncio.create_task(self.renewer.run(), name="cert-renewer"))
 
     def _remember_managers(self, answer) -> None:
@@ -403,3 +413,15 @@ class _LeaderTask:
 
 
 __all__ = ["Agent"]
+
+
+def _client_once(docker_host: str | None):
+    """A Docker client made on first use (the engine may come up after the agent)."""
+    holder: list = []
+
+    def get():
+        if not holder:
+            holder.append(connect(docker_host))
+        return holder[0]
+
+    return get

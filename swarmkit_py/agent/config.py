@@ -6,6 +6,7 @@ a key is an error that names the key, not a silently ignored setting.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
@@ -34,6 +35,10 @@ class AgentConfig(BaseModel):
     metrics_listen: str | None = Field(None, description="Prometheus /metrics, e.g. 127.0.0.1:9323")
     heartbeat_period_s: float = Field(1.0, gt=0, le=60, description="worker heartbeat period (Swarm: 5 s)")
     log_level: str = "INFO"
+    overlay_dataplane: bool = Field(
+        default_factory=lambda: os.environ.get("SWARMKIT_PY_OVERLAY_DATAPLANE", "1") != "0",
+        description="program VXLAN, the routing mesh's NAT rules and the embedded DNS in this "
+        "host's network namespace (off only for agents sharing one namespace, as in tests)")
     raft: RaftConfig = Field(default_factory=RaftConfig)
 
     @field_validator("listen_addr", "advertise_addr", "api_listen", "metrics_listen")

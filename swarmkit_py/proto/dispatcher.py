@@ -36,6 +36,8 @@ HEARTBEAT = "dispatcher.heartbeat"
 TASK_STATUS = "dispatcher.task_status"
 ASSIGNMENTS = "dispatcher.assignments"
 MANAGERS_PUSH = "dispatcher.managers"
+NETMAP = "dispatcher.netmap"
+"""Leader -> every worker: the cluster's network map (manager/dispatcher/netmap.py)."""
 
 _HINT = re.compile(r"\bleader_addr=(\S*)$")
 

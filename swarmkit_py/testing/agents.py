@@ -53,7 +53,10 @@ class AgentCluster:
     def __init__(self, base: str | Path, *, env: dict | None = None):
         self.base = Path(base)
         self.nodes: dict[str, AgentProc] = {}
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        # Agents here share the machine's network namespace: no VXLAN, NAT rules or DNS
+        # sockets in it (the lab tests run the data plane, each host in its own namespace).
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "SWARMKIT_PY_OVERLAY_DATAPLANE": "0",
+                    **(env or {})}
         self.bundle: Path | None = None
 
     def _cli(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -116,8 +116,12 @@ def test_is_assigned_follows_the_contract(state, desired, expected):
 
 
 async def test_assignment_set_is_the_nodes_tasks_with_spec_name_and_host_ports():
+    from swarmkit_py.manager.orchestrator.taskinit import task_endpoint
+
     p = LocalProposer()
     mine = make_task("n1", id="b" * 25)
+    # The ports come from the endpoint the task was born with, not the live service.
+    mine.endpoint = task_endpoint(service())
     other = make_task("n1", S.RUNNING, S.SHUTDOWN, id="a" * 25)
     done = make_task("n1", S.SHUTDOWN, S.SHUTDOWN)
     elsewhere = make_task("n2")

@@ -68,9 +68,10 @@ mount --bind "$H/tmp" /tmp
 if [ -d "$S" ]; then mount -t tmpfs -o size=16k,mode=700 skpy-hidden "$S"; fi
 
 if [ "$SKPY_DOCKER" = 1 ]; then
+  # Networking on, as on a real host: the engine's iptables rules, its docker0 bridge and
+  # the overlays' bridges all live in this host's own network namespace.
   setsid -f dockerd -H unix:///var/run/docker.sock --exec-root /run/docker \
-    --pidfile /run/docker.pid --iptables=false --ip-forward=false --ip-masq=false \
-    --bridge=none --cgroup-parent="$SKPY_CGROUP_PARENT" \
+    --pidfile /run/docker.pid --cgroup-parent="$SKPY_CGROUP_PARENT" \
     >>/var/log/dockerd.log 2>&1 </dev/null
 fi
 

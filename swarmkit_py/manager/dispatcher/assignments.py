@@ -8,12 +8,14 @@ are small (tens of tasks per node), so the simplicity costs little.
 Wire (notification ``dispatcher.assignments``, leader -> worker)::
 
     {"seq": int, "tasks": [{"id", "name", "service_id", "service_name", "slot", "node_id",
-                            "desired_state", "state", "spec", "ports"}]}
+                            "desired_state", "state", "spec", "ports", "networks"}]}
 
 ``spec`` is the task's ``TaskSpec`` as the Docker API spells it (``ContainerSpec.Image``...,
 durations in nanoseconds): the canonical form, so fields the executor learns later need no
-dispatcher change. ``ports`` are the service's host-mode published ports (``PortConfig``
-spelling), the only endpoint part a worker acts on. ``state`` is the observed state in the
+dispatcher change. ``ports`` are the host-mode published ports of the endpoint the task was
+created with (``PortConfig`` spelling); ``networks`` its addresses with each network's
+subnet, gateway and VXLAN id (what the worker needs to set the network up before the
+container is created). ``state`` is the observed state in the
 store; a worker uses it only for tasks it does not know locally (after its own restart).
 ``seq`` is the store's applied (Raft) index when the set was computed: it only grows, across
 leaders too, so a worker can drop a set older than one it already applied on that session.
@@ -57,14 +59,31 @@ def is_assigned(task: Task) -> bool:
     return task.desired_state <= TaskState.RUNNING or not state.terminal
 
 
-def host_ports(view: View, service_id: str) -> list[dict[str, Any]]:
-    service = view.get_service(service_id)
-    spec = service.spec.endpoint_spec if service is not None else None
+def host_ports(task: Task) -> list[dict[str, Any]]:
+    """The host-mode ports of the endpoint the task was born with (never the live service's:
+    a task's container keeps publishing what it was created with)."""
+    spec = task.endpoint.spec if task.endpoint is not None else None
     ports = []
     for p in (spec.ports or []) if spec is not None else []:
         if (p.publish_mode or "ingress") == "host" and p.target_port:
             ports.append(p.to_wire())
     return ports
+
+
+def task_networks(view: View, task: Task) -> list[dict[str, Any]]:
+    """The task's addresses with what the worker needs to set each network up locally."""
+    out = []
+    aliases = {e.get("Target"): e.get("Aliases") or [] for e in task.spec.networks or []
+               if isinstance(e, dict)}
+    for a in task.networks_attachments or []:
+        net = view.get("network", a.network_id)
+        if net is None or not a.addresses:
+            continue
+        out.append({"id": net.id, "name": net.spec.name, "subnet": net.subnet,
+                    "gateway": net.gateway, "vni": net.vni, "internal": net.spec.internal,
+                    "ingress": net.spec.ingress, "address": a.addresses[0],
+                    "aliases": list(aliases.get(net.id, []))})
+    return out
 
 
 def service_name(view: View, task: Task) -> str:
@@ -89,7 +108,8 @@ def task_wire(view: View, task: Task) -> dict[str, Any]:
         "desired_state": str(task.desired_state),
         "state": str(task.status.state),
         "spec": task.spec.to_wire(),
-        "ports": host_ports(view, task.service_id),
+        "ports": host_ports(task),
+        "networks": task_networks(view, task),
     }
 
 

@@ -60,6 +60,7 @@ from ...store import (
 )
 from ..proposer import Proposer
 from .assignments import AssignmentPusher
+from .netmap import NetmapPusher
 from .directory import ManagerDirectory, StoreDirectory
 from .heartbeats import HeartbeatTracker
 from .identity import Identify, cert_identity
@@ -117,6 +118,8 @@ class Dispatcher:
         # Task assignments and status reports (assignments.py, taskstatus.py): per term, like
         # the node status writer.
         self.assignments = AssignmentPusher(self)
+        self.netmap = NetmapPusher(self)
+        self.add_session_listener(self.netmap.session_opened)
         self._task_writer: TaskStatusWriter | None = None
         self.add_session_listener(self.assignments.session_opened)
 
@@ -156,6 +159,7 @@ class Dispatcher:
         self._spawn(self._announce_managers(), "dispatcher-managers")
         self._task_writer = TaskStatusWriter(self.proposer)
         self.assignments.start()
+        self.netmap.start()
         log.info(
             "dispatcher started: %d nodes get until +%.1fs to heartbeat",
             len(self._tracker),
@@ -175,6 +179,7 @@ class Dispatcher:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._past_writes = self._write_totals(writer)
         await self.assignments.stop()
+        await self.netmap.stop()
         task_writer, self._task_writer = self._task_writer, None
         if task_writer is not None:
             await task_writer.close(RpcError(NOT_LEADER, not_leader_message(self._leader_addr())))
@@ -412,6 +417,9 @@ class Dispatcher:
                 log.exception("announcing the manager list failed; retrying")
             await asyncio.sleep(min(0.2, self.heartbeat_period / 5))
 
+    def session_node_ids(self) -> list[str]:
+        return list(self._sessions.node_ids())
+
     def has_session(self, node_id: str) -> bool:
         return self._sessions.for_node(node_id) is not None
 
@@ -440,6 +448,7 @@ class Dispatcher:
             "sessions": self.session_count(),
             "tracked_nodes": len(self._tracker),
             "assignment_pushes": self.assignments.pushes,
+            "netmap_pushes": self.netmap.pushes,
             "nodes": self.node_state_counts(),
         }
 

@@ -38,9 +38,12 @@ def exit_error(code: int) -> str:
 
 
 class Controller:
-    def __init__(self, client: docker.DockerClient, spec: TaskSpec) -> None:
+    def __init__(self, client: docker.DockerClient, spec: TaskSpec,
+                 networks: Any = None) -> None:
         self.client = client
         self.spec = spec
+        self.networks = networks
+        """Has `async ensure(attachments)`: the task's networks exist before its container."""
         self._state = TaskState.ACCEPTED
         self._message = MESSAGES[TaskState.ACCEPTED]
         self._err = ""
@@ -50,13 +53,14 @@ class Controller:
         self._stopping = False
 
     @classmethod
-    def adopt(cls, client: docker.DockerClient, spec: TaskSpec, container: Container) -> Controller:
+    def adopt(cls, client: docker.DockerClient, spec: TaskSpec, container: Container,
+              networks: Any = None) -> Controller:
         """Take over a container a previous worker process made, in the state it is in now.
 
         A container still waiting for its first healthy verdict is STARTING, so start() resumes
         the wait for health instead of starting it again.
         """
-        ctl = cls(client, spec)
+        ctl = cls(client, spec, networks)
         ctl._container = container
         state = container.attrs.get("State") or {}
         status = state.get("Status", "")
@@ -87,9 +91,20 @@ class Controller:
             await adapter.call(self.client.images.get, self.spec.image)
         except docker.errors.ImageNotFound:
             return self._reject(f"No such image: {self.spec.image}")
+        if self.spec.networks:
+            if self.networks is None:
+                return self._reject("this node runs no overlay networking")
+            try:
+                await self.networks.ensure(self.spec.networks)
+            except Exception as exc:  # noqa: BLE001 - the task's outcome, with the reason
+                return self._reject(f"network setup failed: {exc}")
         try:
             self._container = await adapter.call(
                 self.client.containers.create, **adapter.create_args(self.spec))
+            for net in self.spec.networks[1:]:
+                await adapter.call(self.client.api.connect_container_to_network,
+                                   self._container.id, net.name, ipv4_address=net.ip,
+                                   aliases=list(net.aliases) or None)
         except docker.errors.APIError as exc:
             if exc.status_code != 409:
                 return self._reject(_explain(exc))

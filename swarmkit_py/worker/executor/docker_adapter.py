@@ -18,7 +18,7 @@ import requests.exceptions
 from docker.models.containers import Container
 
 from .errors import EngineUnavailable
-from .spec import HealthCheck, TaskSpec
+from .spec import HealthCheck, NetAttachment, TaskSpec
 
 LABEL_TASK = "com.docker.swarm.task"
 LABEL_TASK_ID = "com.docker.swarm.task.id"
@@ -107,7 +107,23 @@ def create_args(spec: TaskSpec) -> dict[str, Any]:
         args["mem_limit"] = spec.memory_bytes
     if spec.healthcheck is not None:
         args["healthcheck"] = _healthcheck(spec.healthcheck)
+    if spec.networks:
+        first = spec.networks[0]
+        args["network"] = first.name
+        args["networking_config"] = {first.name: endpoint_config(first)}
+        # The engine derives a container's MAC from its address (02:42 + IPv4); say so
+        # explicitly, since peers' forwarding entries are computed by the same rule.
+        args["mac_address"] = mac_for(first.ip)
+        args["dns"] = [first.gateway]
     return args
+
+
+def endpoint_config(net: NetAttachment) -> dict[str, Any]:
+    return {"IPAMConfig": {"IPv4Address": net.ip}, "Aliases": list(net.aliases) or None}
+
+
+def mac_for(ip: str) -> str:
+    return "02:42:" + ":".join(f"{int(x):02x}" for x in ip.split("."))
 
 
 def has_healthcheck(attrs: dict[str, Any]) -> bool:

@@ -26,6 +26,32 @@ class PortSpec:
 
 
 @dataclass(frozen=True)
+class NetAttachment:
+    """One of a task's networks, as the assignment carries it."""
+
+    network_id: str
+    name: str
+    subnet: str
+    gateway: str
+    vni: int
+    address: str  # CIDR
+    internal: bool = False
+    ingress: bool = False
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def ip(self) -> str:
+        return self.address.split("/")[0]
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> NetAttachment:
+        return cls(network_id=str(d["id"]), name=str(d["name"]), subnet=str(d["subnet"]),
+                   gateway=str(d["gateway"]), vni=int(d["vni"]), address=str(d["address"]),
+                   internal=bool(d.get("internal")), ingress=bool(d.get("ingress")),
+                   aliases=tuple(d.get("aliases") or ()))
+
+
+@dataclass(frozen=True)
 class HealthCheck:
     """Overrides the image's health check; test ["NONE"] disables it. 0 means engine default."""
 
@@ -57,6 +83,9 @@ class TaskSpec:
     memory_bytes: int = 0  # limit; 0 is unlimited
     stop_grace_period: float = DEFAULT_STOP_GRACE
     healthcheck: HealthCheck | None = None
+    networks: tuple[NetAttachment, ...] = ()
+    """Overlay addresses; the first network is the container's at creation, the others are
+    connected before it starts. Empty: the engine's default network, as in Swarm."""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TaskSpec:
@@ -94,6 +123,8 @@ class TaskSpec:
             memory_bytes=int(d.get("memory_bytes", resources.get("memory_bytes", 0))),
             stop_grace_period=float(d.get("stop_grace_period", DEFAULT_STOP_GRACE)),
             healthcheck=hc,
+            networks=tuple(n if isinstance(n, NetAttachment) else NetAttachment.from_wire(n)
+                           for n in d.get("networks") or ()),
         )
 
     @property

@@ -48,8 +48,10 @@ class DockerExecutor:
     even when dockerd is down, reports that, and picks up once the engine answers.
     """
 
-    def __init__(self, base_url: str | None = None, *, timeout: int = 60) -> None:
+    def __init__(self, base_url: str | None = None, *, timeout: int = 60,
+                 networks: Any = None) -> None:
         self.base_url = base_url
+        self.networks = networks
         self.timeout = timeout
         self._client: docker.DockerClient | None = None
         self._lock = asyncio.Lock()
@@ -61,7 +63,7 @@ class DockerExecutor:
             return self._client
 
     async def controller(self, spec: TaskSpec) -> TaskController:
-        return Controller(await self.client(), spec)
+        return Controller(await self.client(), spec, self.networks)
 
     async def containers(self, node_id: str) -> dict[str, Any]:
         client = await self.client()
@@ -74,7 +76,7 @@ class DockerExecutor:
 
     def adopt(self, spec: TaskSpec, container: Any) -> TaskController:
         assert self._client is not None, "containers() came first"
-        return Controller.adopt(self._client, spec, container)
+        return Controller.adopt(self._client, spec, container, self.networks)
 
     async def remove(self, container: Any) -> None:
         client = await self.client()

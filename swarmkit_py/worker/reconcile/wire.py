@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from ...store.objects.taskspec import ContainerSpec
 from ...store.objects.taskspec import TaskSpec as WireTaskSpec
 from ..executor import HealthCheck, PortSpec, TaskSpec, TaskState, TaskStatus
-from ..executor.spec import DEFAULT_STOP_GRACE
+from ..executor.spec import DEFAULT_STOP_GRACE, NetAttachment
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,7 @@ def executor_spec(task: Mapping[str, Any]) -> TaskSpec:
         memory_bytes=(limits.memory_bytes or 0) if limits is not None else 0,
         stop_grace_period=grace,
         healthcheck=health,
+        networks=tuple(NetAttachment.from_wire(n) for n in task.get("networks") or ()),
     )
 
 

@@ -1,0 +1,177 @@
+"""The network map: what every node needs to run the overlay data plane, pushed on change.
+
+Swarm spreads this through gossip (libnetwork's networkdb); here the leader already holds the
+truth in its store, so its dispatcher computes one cluster-wide map and pushes it to every
+session whenever it changes (debounced, compared by digest), and in full to a session that
+opens. Every node needs it, not only the nodes running a service's tasks: the routing mesh
+accepts a published port on every node.
+
+Wire (notification ``dispatcher.netmap``)::
+
+    {"seq": int,
+     "nodes": {node_id: addr},                         # VXLAN tunnel endpoints
+     "networks": [{"id", "name", "subnet", "gateway", "vni", "internal", "ingress",
+                   "node_addresses": {node_id: ip}}],
+     "services": [{"id", "name", "mode": "vip"|"dnsrr", "vips": {network_id: ip},
+                   "ports": [[published, target, protocol], ...]}],   # ingress ports
+     "tasks": [{"id", "name", "service_id", "node_id", "up": bool,
+                "addrs": {network_id: ip}, "aliases": {network_id: [name, ...]}}]}
+
+A task is ``up`` (a backend of the mesh, its VIPs and DNS) while it is observed running, is
+meant to keep running and its node is not Down: a task that dies, or whose node is declared
+Down, leaves the backends with the next push. Tasks that hold addresses but are not up are
+still listed, so their nodes keep forwarding entries for containers that are starting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from typing import Any
+
+import msgpack
+
+from ...proto import NETMAP
+from ...store import NodeState, TaskState, WatchClosed
+from ...store.view import View
+from ..allocator.needs import ingress_network
+from ..controlapi.services import ingress_ports
+
+log = logging.getLogger(__name__)
+
+DEBOUNCE = 0.01
+
+
+def _ip(cidr: str) -> str:
+    return cidr.split("/")[0]
+
+
+def build_netmap(view: View) -> dict[str, Any]:
+    nodes = view.list("node")
+    down = {n.id for n in nodes if n.status.state == NodeState.DOWN}
+    services = {s.id: s for s in view.list("service")}
+    out_services = []
+    for s in services.values():
+        ep = s.spec.endpoint_spec
+        out_services.append({
+            "id": s.id,
+            "name": s.spec.name,
+            "mode": "dnsrr" if ep is not None and ep.mode == "dnsrr" else "vip",
+            "vips": {v.network_id: _ip(v.addr) for v in (s.endpoint.virtual_ips or [])}
+            if s.endpoint else {},
+            "ports": [[p.published_port, p.target_port, (p.protocol or "tcp").lower()]
+                      for p in ingress_ports(s) if p.published_port and p.target_port],
+        })
+    tasks = []
+    for t in view.list("task"):
+        if not t.networks_attachments or not t.node_id or t.status.state.terminal:
+            continue
+        svc = services.get(t.service_id)
+        aliases = {}
+        for entry in t.spec.networks or []:
+            if isinstance(entry, dict) and entry.get("Aliases"):
+                aliases[entry.get("Target")] = list(entry["Aliases"])
+        middle = t.slot if t.slot is not None else t.node_id
+        tasks.append({
+            "id": t.id,
+            "name": f"{svc.spec.name if svc else (t.name or '').split('.')[0]}.{middle}.{t.id}",
+            "service_id": t.service_id,
+            "node_id": t.node_id,
+            "up": t.status.state == TaskState.RUNNING and t.desired_state == TaskState.RUNNING
+            and t.node_id not in down and svc is not None,
+            "addrs": {a.network_id: _ip(a.addresses[0]) for a in t.networks_attachments
+                      if a.addresses},
+            "aliases": aliases,
+        })
+    ingress = ingress_network(view)
+    return {
+        "nodes": {n.id: n.status.addr for n in nodes if n.status.addr},
+        "networks": [{
+            "id": n.id, "name": n.spec.name, "subnet": n.subnet, "gateway": n.gateway,
+            "vni": n.vni, "internal": n.spec.internal,
+            "ingress": ingress is not None and n.id == ingress.id,
+            "node_addresses": dict(n.node_addresses),
+        } for n in view.list("network") if n.subnet],
+        "services": out_services,
+        "tasks": sorted(tasks, key=lambda t: t["id"]),
+    }
+
+
+def digest(netmap: dict[str, Any]) -> bytes:
+    return hashlib.blake2b(msgpack.packb(netmap, use_bin_type=True), digest_size=16).digest()
+
+
+class NetmapPusher:
+    """``dispatcher`` supplies ``proposer.store``, ``session_node_ids()`` and
+    ``push(node_id, method, params)``."""
+
+    def __init__(self, dispatcher: Any, *, debounce: float = DEBOUNCE) -> None:
+        self._dispatcher = dispatcher
+        self.debounce = debounce
+        self._wake = asyncio.Event()
+        self._fresh: set[str] = set()
+        self._sent: dict[str, bytes] = {}
+        self._tasks: list[asyncio.Task] = []
+        self.pushes = 0
+        self.last_change_pushed_at: float | None = None
+
+    def start(self) -> None:
+        if self._tasks:
+            return
+        loop = asyncio.get_running_loop()
+        self._sent.clear()
+        self._tasks = [loop.create_task(self._watch(), name="dispatcher-netmap-watch"),
+                       loop.create_task(self._flush_loop(), name="dispatcher-netmap-push")]
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def session_opened(self, node_id: str) -> None:
+        self._fresh.add(node_id)
+        self._sent.pop(node_id, None)
+        self._wake.set()
+
+    async def _watch(self) -> None:
+        store = self._dispatcher.proposer.store
+        while True:
+            watcher = store.watch(("network", "service", "task", "node"))
+            self._wake.set()
+            try:
+                async for _ in watcher:
+                    self._wake.set()
+                return
+            except WatchClosed:
+                pass
+            finally:
+                watcher.close()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self.debounce)
+            self._wake.clear()
+            try:
+                await self._flush()
+            except Exception:
+                log.exception("pushing the network map failed")
+
+    async def _flush(self) -> None:
+        view = self._dispatcher.proposer.store.view()
+        netmap = build_netmap(view)
+        d = digest(netmap)
+        params = {"seq": view.index, **netmap}
+        targets = [n for n in self._dispatcher.session_node_ids() if self._sent.get(n) != d]
+        if not targets:
+            return
+        results = await asyncio.gather(
+            *(self._dispatcher.push(n, NETMAP, params) for n in targets), return_exceptions=True)
+        for node_id, ok in zip(targets, results, strict=True):
+            if ok is True:
+                self._sent[node_id] = d
+                self.pushes += 1
+            else:
+                self._sent.pop(node_id, None)

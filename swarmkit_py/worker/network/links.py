@@ -1,0 +1,151 @@
+"""The kernel half of an overlay network on one node, through netlink (pyroute2).
+
+Each overlay the node takes part in is a Linux bridge (made by the local engine as a
+user-defined bridge network, so `docker inspect` shows the container's address and the
+engine wires the veth) plus a VXLAN device enslaved to it, as libnetwork's overlay driver
+does inside its own namespace. The VXLAN device runs without learning and with ARP proxy:
+the forwarding database (container MAC -> remote node) and the neighbour table (remote
+address -> MAC) are programmed from the leader's network map, so no broadcast ever crosses
+nodes (each node's bridge holds the same gateway address; an ARP for it is answered locally
+and never flooded), and an entry appears or goes as tasks come and go.
+
+The bridge's MAC is set from the node's own address on the network, so peers can compute it
+(as containers' MACs are computed from their addresses: Docker's 02:42 + IPv4 rule).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+VXLAN_PORT = 4789
+MTU = 1450
+"""1500 on the hosts' links minus VXLAN's 50 bytes of outer headers."""
+
+NUD_PERMANENT = 0x80
+NTF_SELF = 0x02
+
+
+def mac_for(ip: str) -> str:
+    """Docker's MAC for an IPv4 address: 02:42 followed by the address's four bytes."""
+    b = ipaddress.IPv4Address(ip).packed
+    return "02:42:" + ":".join(f"{x:02x}" for x in b)
+
+
+def bridge_name(network_id: str) -> str:
+    return f"skov-{network_id[:10]}"
+
+
+def vxlan_name(vni: int) -> str:
+    return f"skvx-{vni}"
+
+
+def _index(ipr: IPRoute, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def ensure_vxlan(bridge: str, vni: int, local: str) -> None:
+    """The VXLAN device for `vni`, in `bridge`, up; idempotent."""
+    with IPRoute() as ipr:
+        br = _index(ipr, bridge)
+        if br is None:
+            raise RuntimeError(f"bridge {bridge} does not exist")
+        name = vxlan_name(vni)
+        vx = _index(ipr, name)
+        if vx is None:
+            ipr.link("add", ifname=name, kind="vxlan", vxlan_id=vni, vxlan_port=VXLAN_PORT,
+                     vxlan_local=local, vxlan_learning=0, vxlan_proxy=1)
+            vx = _index(ipr, name)
+        ipr.link("set", index=vx, mtu=MTU)
+        ipr.link("set", index=vx, master=br)
+        ipr.link("set", index=vx, state="up")
+
+
+def set_bridge_identity(bridge: str, node_ip: str) -> None:
+    """The bridge's MAC from the node's address, and that address on the bridge (/32: the
+    gateway's address already gives the subnet's route)."""
+    mac = mac_for(node_ip)
+    with IPRoute() as ipr:
+        br = _index(ipr, bridge)
+        if br is None:
+            return
+        link = ipr.get_links(br)[0]
+        if link.get_attr("IFLA_ADDRESS") != mac:
+            ipr.link("set", index=br, address=mac)
+        have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=br)}
+        if node_ip not in have:
+            ipr.addr("add", index=br, address=node_ip, prefixlen=32)
+
+
+def set_extra_addresses(bridge: str, keep: Iterable[str], wanted: Iterable[str]) -> None:
+    """/32 addresses on the bridge (the virtual IPs of services on this network): exactly
+    `wanted`, leaving `keep` (gateway, node address) alone."""
+    keep, wanted = set(keep), set(wanted)
+    with IPRoute() as ipr:
+        br = _index(ipr, bridge)
+        if br is None:
+            return
+        have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=br)}
+        for addr, plen in have:
+            if plen == 32 and addr not in keep and addr not in wanted:
+                ipr.addr("del", index=br, address=addr, prefixlen=32)
+        present = {a for a, _ in have}
+        for addr in wanted - present:
+            ipr.addr("add", index=br, address=addr, prefixlen=32)
+
+
+def program_peers(vni: int, peers: dict[str, str]) -> tuple[int, int]:
+    """Make the VXLAN device's forwarding and neighbour entries exactly `peers`
+    ({remote ip: remote node address}); returns (added, removed)."""
+    with IPRoute() as ipr:
+        vx = _index(ipr, vxlan_name(vni))
+        if vx is None:
+            return 0, 0
+        want_fdb = {mac_for(ip): vtep for ip, vtep in peers.items()}
+        have_fdb: dict[str, str] = {}
+        for e in ipr.fdb("dump", ifindex=vx):
+            if e["ifindex"] != vx:
+                continue
+            mac, dst = e.get_attr("NDA_LLADDR"), e.get_attr("NDA_DST")
+            if mac and dst and mac != "00:00:00:00:00:00":
+                have_fdb[mac] = dst
+        have_neigh: dict[str, str] = {}
+        for n in ipr.get_neighbours(ifindex=vx, family=2):
+            if n.get_attr("NDA_DST") and n.get_attr("NDA_LLADDR"):
+                have_neigh[n.get_attr("NDA_DST")] = n.get_attr("NDA_LLADDR")
+        added = removed = 0
+        for mac, vtep in want_fdb.items():
+            if have_fdb.get(mac) != vtep:
+                if mac in have_fdb:
+                    _quiet(ipr.fdb, "del", ifindex=vx, lladdr=mac, dst=have_fdb[mac])
+                ipr.fdb("append", ifindex=vx, lladdr=mac, dst=vtep, state=NUD_PERMANENT)
+                added += 1
+        for mac, dst in have_fdb.items():
+            if mac not in want_fdb:
+                _quiet(ipr.fdb, "del", ifindex=vx, lladdr=mac, dst=dst)
+                removed += 1
+        for ip in peers:
+            if have_neigh.get(ip) != mac_for(ip):
+                ipr.neigh("replace", dst=ip, lladdr=mac_for(ip), ifindex=vx, state=NUD_PERMANENT)
+        for ip in have_neigh:
+            if ip not in peers:
+                _quiet(ipr.neigh, "del", dst=ip, ifindex=vx)
+        return added, removed
+
+
+def remove_vxlan(vni: int) -> None:
+    with IPRoute() as ipr:
+        vx = _index(ipr, vxlan_name(vni))
+        if vx is not None:
+            _quiet(ipr.link, "del", index=vx)
+
+
+def _quiet(fn, *args, **kw) -> None:
+    try:
+        fn(*args, **kw)
+    except NetlinkError:
+        pass

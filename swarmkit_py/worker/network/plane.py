@@ -1,0 +1,194 @@
+"""The node's network plane: local engine networks, VXLAN peers, mesh rules and DNS, kept in
+line with the leader's network map (manager/dispatcher/netmap.py).
+
+Two entry points:
+- `ensure(attachments)`: before a task's container is created, its networks exist locally
+  (engine network with the task's subnet and gateway, bridge named after the network, VXLAN
+  device in it). The assignment carries everything needed, so this never waits for a map.
+- `on_netmap(map)`: every push; the latest map wins and is applied by one worker task in a
+  thread (netlink, iptables-restore and the engine's API all block): forwarding entries for
+  tasks and nodes elsewhere, the node's own address and the virtual IPs on each bridge, the
+  mesh's NAT rules, DNS records. The ingress network exists on every node as soon as any
+  service publishes an ingress port: every node accepts on the port.
+
+`kernel=False` (agents sharing one machine's namespace, as the integration tests run) keeps
+the engine networks, which are the engine's own business, and skips everything that would
+write into the machine's netfilter tables or links.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import docker
+import docker.errors
+from docker.types import IPAMConfig, IPAMPool
+
+from ..executor.spec import NetAttachment
+from . import links, mesh
+from .dns import DNSServer, build_records
+
+log = logging.getLogger(__name__)
+
+LABEL_NETWORK_ID = "com.swarmkit-py.network.id"
+
+
+def engine_network(client: docker.DockerClient, network_id: str, name: str, subnet: str,
+                   gateway: str, internal: bool) -> None:
+    """The engine's bridge network for an overlay, made once (looked up by our label)."""
+    found = client.networks.list(filters={"label": f"{LABEL_NETWORK_ID}={network_id}"})
+    if found:
+        return
+    try:
+        client.networks.create(
+            name, driver="bridge", internal=internal, check_duplicate=True,
+            labels={LABEL_NETWORK_ID: network_id},
+            options={"com.docker.network.bridge.name": links.bridge_name(network_id),
+                     "com.docker.network.driver.mtu": str(links.MTU)},
+            ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=subnet, gateway=gateway)]),
+        )
+    except docker.errors.APIError as exc:
+        if exc.status_code != 409:
+            raise
+        raise RuntimeError(
+            f"the engine already has a network named {name!r} that swarmkit-py did not make: "
+            f"remove it (docker network rm {name}) so the overlay can use the name") from None
+
+
+class NetworkPlane:
+    def __init__(self, node_id: str, local_addr: str, client_factory: Callable[[], Any], *,
+                 kernel: bool = True) -> None:
+        self.node_id = node_id
+        self.local_addr = local_addr
+        self._client_factory = client_factory
+        self.kernel = kernel
+        self.dns = DNSServer()
+        self._latest: dict[str, Any] | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
+        self.applied = 0
+        self.last_apply_s = 0.0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="network-plane")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self.dns.close()
+
+    # -- before a container is created ----------------------------------------------------
+
+    async def ensure(self, attachments: tuple[NetAttachment, ...]) -> None:
+        if not attachments:
+            return
+        async with self._lock:
+            await asyncio.to_thread(self._ensure_sync, attachments)
+
+    def _ensure_sync(self, attachments) -> None:
+        client = self._client_factory()
+        for a in attachments:
+            engine_network(client, a.network_id, a.name, a.subnet, a.gateway, a.internal)
+            if self.kernel:
+                links.ensure_vxlan(links.bridge_name(a.network_id), a.vni, self.local_addr)
+
+    # -- the map --------------------------------------------------------------------------
+
+    def on_netmap(self, params: Any) -> None:
+        if isinstance(params, dict) and isinstance(params.get("networks"), list):
+            self._latest = params
+            self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            netmap = self._latest
+            try:
+                started = time.monotonic()
+                async with self._lock:
+                    gateways = await asyncio.to_thread(self._apply_sync, netmap)
+                self.dns.records = build_records(netmap)
+                if self.kernel:
+                    await self.dns.listen_on(gateways)
+                self.applied += 1
+                self.last_apply_s = time.monotonic() - started
+            except Exception:
+                log.exception("applying the network map failed; retrying on the next one")
+                await asyncio.sleep(0.5)
+                if self._latest is netmap:
+                    self._wake.set()
+
+    def _apply_sync(self, netmap: dict[str, Any]) -> set[str]:
+        me = self.node_id
+        nodes: dict[str, str] = netmap.get("nodes", {})
+        networks = {n["id"]: n for n in netmap["networks"]}
+        services = {s["id"]: s for s in netmap.get("services", [])}
+        tasks = netmap.get("tasks", [])
+        ingress = next((n for n in networks.values() if n["ingress"]), None)
+
+        local = {nid for t in tasks if t["node_id"] == me for nid in t["addrs"]}
+        if ingress is not None and any(s["ports"] for s in services.values()):
+            local.add(ingress["id"])
+        client = self._client_factory()
+        self._remove_gone(client, set(networks))
+        rules = mesh.MeshRules()
+        gateways: set[str] = set()
+        for nid in sorted(local):
+            n = networks.get(nid)
+            if n is None:
+                continue
+            engine_network(client, nid, n["name"], n["subnet"], n["gateway"], n["internal"])
+            if not self.kernel:
+                continue
+            bridge = links.bridge_name(nid)
+            links.ensure_vxlan(bridge, n["vni"], self.local_addr)
+            my_addr = n["node_addresses"].get(me)
+            if my_addr:
+                links.set_bridge_identity(bridge, my_addr)
+                rules.snat[bridge] = my_addr
+            gateways.add(n["gateway"])
+            peers = {t["addrs"][nid]: nodes[t["node_id"]] for t in tasks
+                     if nid in t["addrs"] and t["node_id"] != me and t["node_id"] in nodes}
+            for node_id, addr in n["node_addresses"].items():
+                if node_id != me and node_id in nodes:
+                    peers[addr] = nodes[node_id]
+            links.program_peers(n["vni"], peers)
+            vips = []
+            for s in services.values():
+                vip = s["vips"].get(nid)
+                if not vip or s["mode"] != "vip":
+                    continue
+                vips.append(vip)
+                rules.vips[(vip, bridge)] = [t["addrs"][nid] for t in tasks
+                                             if t["up"] and t["service_id"] == s["id"]
+                                             and nid in t["addrs"]]
+            links.set_extra_addresses(bridge, [n["gateway"], my_addr or ""], vips)
+        if self.kernel and ingress is not None and ingress["id"] in local:
+            for s in services.values():
+                for published, target, proto in s["ports"]:
+                    rules.ingress[(published, proto)] = [
+                        f"{t['addrs'][ingress['id']]}:{target}" for t in tasks
+                        if t["up"] and t["service_id"] == s["id"] and ingress["id"] in t["addrs"]]
+        if self.kernel:
+            mesh.apply(rules)
+        return gateways
+
+    def _remove_gone(self, client, known: set[str]) -> None:
+        for net in client.networks.list(filters={"label": LABEL_NETWORK_ID}):
+            nid = (net.attrs.get("Labels") or {}).get(LABEL_NETWORK_ID)
+            if nid in known:
+                continue
+            try:
+                net.remove()
+            except docker.errors.APIError as exc:
+                log.info("network %s removed from the swarm but still in use here: %s",
+                         net.name, exc)
