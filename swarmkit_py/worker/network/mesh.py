@@ -40,12 +40,14 @@ def _chain(kind: str, key: str) -> str:
     return f"{PREFIX}-{kind}-{hashlib.sha1(key.encode()).hexdigest()[:12]}".upper()
 
 
-def _balance(chain: str, backends: list[str], extra: str = "") -> list[str]:
+def _balance(chain: str, backends: list[str], match: str = "") -> list[str]:
+    """Round robin over new connections: the i-th rule takes every (n-i)-th of what reaches
+    it, the last takes the rest."""
     lines = []
     n = len(backends)
     for i, backend in enumerate(backends):
         stat = f"-m statistic --mode nth --every {n - i} --packet 0 " if i < n - 1 else ""
-        lines.append(f"-A {chain} {stat}-j DNAT --to-destination {backend}{extra}")
+        lines.append(f"-A {chain} {match}{stat}-j DNAT --to-destination {backend}")
     return lines
 
 
@@ -64,7 +66,7 @@ def nat_table(rules: MeshRules) -> str:
         match = f"-p {proto} -m addrtype --dst-type LOCAL -m {proto} --dport {port}"
         body.append(f"-A {PREFIX}-PREROUTING {match} -j {chain}")
         body.append(f"-A {PREFIX}-OUTPUT ! -d 127.0.0.0/8 {match} -j {chain}")
-        body.extend(_balance(chain, backends))
+        body.extend(_balance(chain, backends, f"-p {proto} "))
     for bridge, addr in sorted(rules.snat.items()):
         body.append(f"-A {PREFIX}-POSTROUTING -o {bridge} -m conntrack --ctstate DNAT "
                     f"-j SNAT --to-source {addr}")
