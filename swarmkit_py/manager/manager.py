@@ -77,9 +77,9 @@ class Manager:
             raft_id,
             raft_dir,
             self.store,
-            lambda on_msg: Transport(
+            lambda on_msg, **reports: Transport(
                 raft_id, host, int(port), on_msg, rpc_server=rpc_server, client_ssl=client_ssl,
-                server_hostname="swarm-manager" if client_ssl else None, authorize=_is_manager,
+                server_hostname="swarm-manager" if client_ssl else None, authorize=_is_manager, **reports,
             ),
             raft_config,
             addr=advertise_addr,

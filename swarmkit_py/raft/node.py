@@ -27,18 +27,15 @@ import msgpack
 
 from .codec import decode_conf_change
 from .config import RaftConfig
-from .core import RaftCore
+from .core import RaftCore, ReadyOrder
 from .errors import NoQuorum, NotLeader, ProposalDropped, Stopped
 from .fsm import StateMachine
 from .storage import DiskStorage
-from .types import ConfChange, ConfChangeType, Entry, EntryType, MsgType, Ready, Role, Snapshot
+from .types import ConfChange, ConfChangeType, Entry, EntryType, HardState, Ready, Role, Snapshot
 
 log = logging.getLogger("swarmkit_py.raft")
 
 _ENVELOPE = struct.Struct(">QQ")  # origin member id, sequence number
-# Messages a leader may send before its own fsync (Raft thesis §10.2.1): they carry only the
-# leader's term, which was made durable before it could collect its votes.
-_EARLY = frozenset({MsgType.APP, MsgType.HEARTBEAT, MsgType.SNAP, MsgType.TIMEOUT_NOW})
 
 
 class LatencyHistogram:
@@ -105,20 +102,22 @@ class RaftNode:
         rng: random.Random | None = None,
         storage: DiskStorage | None = None,
     ):
-        """`transport_factory(on_message)` builds the transport (see transport.Transport);
-        `addr` is this member's advertised "host:port", recorded in the log when it joins;
-        `storage` an already opened DiskStorage (a manager's is encrypted), else a plain one
-        in `data_dir`."""
+        """`transport_factory(on_message, on_unreachable=..., on_snapshot_status=...)` builds
+        the transport (see transport.Transport), which reports through the two keyword
+        callbacks that a peer could not be reached and how a snapshot send ended; `addr` is
+        this member's advertised "host:port", recorded in the log when it joins; `storage` an
+        already opened DiskStorage (a manager's is encrypted), else a plain one in `data_dir`."""
         self.id = node_id
         self.addr = addr
         self.cfg = config or RaftConfig()
         self.fsm = fsm
         self.storage = storage if storage is not None else DiskStorage(Path(data_dir))
-        self.transport = transport_factory(self._on_message)
+        self.transport = transport_factory(
+            self._on_message, on_unreachable=self._on_unreachable, on_snapshot_status=self._on_snapshot_status
+        )
         self._rng = rng or random.Random()
         self.core: RaftCore | None = None
-        self._synced_term_vote = (0, 0)
-        self._unsynced_hs = None
+        self._order = ReadyOrder(HardState())
         self._last_heard: dict[int, float] = {}
         self.peers: dict[int, str] = {}
         self._inbox: list = []
@@ -158,8 +157,9 @@ class RaftNode:
         self.core = RaftCore(
             self.id, self.cfg.core(), self._rng, hard_state=st.hard_state, snapshot=snap, entries=st.entries
         )
-        self._synced_term_vote = (st.hard_state.term, st.hard_state.vote)
-        self._unsynced_hs = None
+        self._order = ReadyOrder(st.hard_state)
+        # Addresses of members named in the WAL, committed or not, so this member can answer
+        # and campaign before its commit index (not written for every commit) is relearned.
         for e in st.entries:
             self._learn_addresses(e)
         fresh = not (st.entries or snap is not None or st.hard_state.term)
@@ -200,9 +200,9 @@ class RaftNode:
         self._fail_all(Stopped())
         if self._started:
             await self.transport.stop()
-        if self._unsynced_hs is not None:
+        if self._order.pending is not None:
             try:  # a clean stop keeps the commit index it knew
-                await asyncio.to_thread(self.storage.save, self._unsynced_hs, [])
+                await asyncio.to_thread(self.storage.save, self._order.pending, [])
             except Exception:
                 log.exception("raft member %d: could not save the commit index on stop", self.id)
         await asyncio.to_thread(self.storage.close)
@@ -398,6 +398,17 @@ class RaftNode:
         self._inbox.append(m)
         self._wake.set()
 
+    def _on_unreachable(self, node_id: int) -> None:
+        """The transport lost messages to `node_id` (connection down, queue full): the leader
+        stops pipelining to it and probes (etcd's ReportUnreachable)."""
+        self._inbox.append(("unreachable", node_id))
+        self._wake.set()
+
+    def _on_snapshot_status(self, node_id: int, ok: bool) -> None:
+        """The follower's transport acknowledged the snapshot (`ok`), or the send failed."""
+        self._inbox.append(("snapshot", node_id, ok))
+        self._wake.set()
+
     async def _ticker(self) -> None:
         period = self.cfg.tick_ms / 1000
         loop = asyncio.get_running_loop()
@@ -431,10 +442,14 @@ class RaftNode:
             # leader alive, and must count before the stall's ticks can start an election.
             inbox, self._inbox = self._inbox, []
             for m in inbox:
-                if type(m) is tuple:
-                    c.read_index(m[1])
-                else:
+                if type(m) is not tuple:
                     c.step(m)
+                elif m[0] == "read":
+                    c.read_index(m[1])
+                elif m[0] == "unreachable":
+                    c.report_unreachable(m[1])
+                else:
+                    c.report_snapshot(m[1], m[2])
             ticks, self._ticks = self._ticks, 0
             for _ in range(min(ticks, 3)):
                 c.tick()
@@ -470,38 +485,23 @@ class RaftNode:
             self._leader_changed.set()
             if self.on_leader_change:
                 self.on_leader_change(rd.soft_state.leader, c.term)
-        early = c.role == Role.LEADER
-        late = []
-        for m in rd.messages:
-            if early and m.type in _EARLY:
-                self._send(m)
-            else:
-                late.append(m)
+        # The order (and what may skip the fsync) is core/order.py's, shared with tests/sim.
+        step = self._order.plan(rd, c.role == Role.LEADER)
+        send = self.transport.send
+        for m in step.early:
+            send(m)
         if rd.snapshot is not None:
             await asyncio.to_thread(self.storage.save_snapshot, rd.snapshot)
             book, fsm_data = self._unwrap_snapshot(rd.snapshot.data)
             for nid, a in book.items():
                 self._set_peer(nid, a)
             self.fsm.restore(fsm_data)
-        hs = rd.hard_state
-        if hs is not None and not rd.entries and (hs.term, hs.vote) == self._synced_term_vote:
-            # Only the commit index moved. It need not be durable before anything (a restart
-            # relearns it from the leader), so it rides along with the next batch of entries
-            # instead of costing an fsync on every write's path (etcd's MustSync rule).
-            self._unsynced_hs = hs
-            hs = None
-        if rd.entries or hs is not None:
-            if hs is None and self._unsynced_hs is not None:
-                hs = self._unsynced_hs
-            await asyncio.to_thread(self.storage.save, hs, rd.entries)
-            self._unsynced_hs = None
-            if hs is not None:
-                self._synced_term_vote = (hs.term, hs.vote)
+        if step.write:
+            await asyncio.to_thread(self.storage.save, step.hard_state, rd.entries)
+            self._order.written(step)
             self.metrics["fsyncs"] += 1
-            for e in rd.entries:
-                self._learn_addresses(e)
-        for m in late:
-            self._send(m)
+        for m in step.late:
+            send(m)
         for e in rd.committed:
             self._apply(e)
         for rs in rd.read_states:
@@ -519,14 +519,10 @@ class RaftNode:
         if c.removed and not self._stopped:
             log.warning("raft member %d was removed from the cluster", self.id)
 
-    def _send(self, m) -> None:
-        self.transport.send(m)
-        if m.type == MsgType.SNAP:
-            self.core.report_snapshot(m.to, True)
-
     def _apply(self, e: Entry) -> None:
         if e.type == EntryType.CONF_CHANGE:
             cc = decode_conf_change(e.data)
+            self.core.apply_conf_change(cc)
             if cc.type == ConfChangeType.REMOVE:
                 if cc.node_id != self.id:
                     self.peers.pop(cc.node_id, None)

@@ -8,7 +8,14 @@ retries recover what was lost.
 
 Messages travel as one-way RPC notifications (method ``"raft.msg"``), so the transport can
 listen on its own ``RpcServer`` or just register on the manager's, sharing port 2377 with the
-dispatcher and the join service.
+dispatcher and the join service. A snapshot is the exception: it goes as a call
+(``"raft.snap"``) whose answer means the follower's transport received it whole and handed it
+to its member, and only then is it reported delivered (etcd's ReportSnapshot); a failed or
+unanswered call reports failure, so the leader retries instead of waiting forever.
+
+The transport tells its member about losses, as etcd's rafthttp does: messages dropped for a
+peer (connection down, queue full) report the peer unreachable, so a leader stops pipelining
+appends into the void and probes instead.
 """
 
 from __future__ import annotations
@@ -26,17 +33,19 @@ from ..rpc import (
     DEFAULT_MAX_FRAME,
     Connection,
     PeerInfo,
+    RpcError,
     RpcServer,
     RpcUnavailable,
     open_connection,
 )
 from ..rpc.framing import notification_encoder
 from .codec import message_from_tuple, message_to_tuple
-from .types import Message
+from .types import Message, MsgType
 
 log = logging.getLogger(__name__)
 
 RAFT_METHOD = "raft.msg"
+SNAP_METHOD = "raft.snap"
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -64,6 +73,7 @@ class _Peer:
         "dropped",
         "connect_failures",
         "last_error",
+        "overflowing",
     )
 
     def __init__(self, node_id: int, host: str, port: int) -> None:
@@ -78,6 +88,7 @@ class _Peer:
         self.dropped = 0
         self.connect_failures = 0
         self.last_error = ""
+        self.overflowing = False  # unreachable already reported for this run of overflows
 
     @property
     def address(self) -> str:
@@ -96,6 +107,10 @@ class Transport:
     ``authorize(peer) -> bool`` decides, once per inbound connection, whether its sender may
     speak Raft at all. On a shared port a worker's certificate (same CA) passes TLS, so the
     control plane passes a check of the manager role here; refused messages are counted.
+
+    ``on_unreachable(node_id)`` is called when messages to a peer were dropped, and
+    ``on_snapshot_status(node_id, ok)`` once per snapshot sent, when the follower acknowledged
+    it (``ok``) or the send failed; like ``on_message`` they should only queue the news.
     """
 
     def __init__(
@@ -116,6 +131,9 @@ class Transport:
         server_hostname: str | None = None,
         authorize: Callable[[PeerInfo], bool] | None = None,
         rng: random.Random | None = None,
+        on_unreachable: Callable[[int], None] | None = None,
+        on_snapshot_status: Callable[[int, bool], None] | None = None,
+        snapshot_timeout: float = 60.0,
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
@@ -123,6 +141,10 @@ class Transport:
             raise ValueError("need 0 < backoff_min <= backoff_max")
         self.node_id = node_id
         self._on_message = on_message
+        self._on_unreachable = on_unreachable
+        self._on_snapshot_status = on_snapshot_status
+        self._snapshot_timeout = snapshot_timeout
+        self._snapshot_sends: set[asyncio.Task] = set()
         self._client_ssl = client_ssl
         self._owns_server = rpc_server is None
         self._server = rpc_server or RpcServer(host, port, ssl=server_ssl, max_frame=max_frame)
@@ -154,11 +176,13 @@ class Transport:
         if self._running or self._stopped:
             raise RuntimeError("a Transport starts once")
         self._server.add_notification_handler(RAFT_METHOD, self._on_raft_msg)
+        self._server.add_handler(SNAP_METHOD, self._on_raft_snap)
         if self._owns_server:
             try:
                 await self._server.start()
             except BaseException:
                 self._server.remove_handler(RAFT_METHOD)
+                self._server.remove_handler(SNAP_METHOD)
                 raise
         self._running = True
         for peer in self._peers.values():
@@ -172,6 +196,7 @@ class Transport:
         was_running, self._running = self._running, False
         tasks = [p.task for p in self._peers.values() if p.task is not None]
         tasks += self._retiring
+        tasks += self._snapshot_sends
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -179,6 +204,7 @@ class Transport:
             peer.queue.clear()
         if was_running:
             self._server.remove_handler(RAFT_METHOD)
+            self._server.remove_handler(SNAP_METHOD)
             if self._owns_server:
                 await self._server.stop()
 
@@ -203,6 +229,7 @@ class Transport:
         peer = self._peers.pop(node_id, None)
         if peer is None:
             return
+        self._lost(node_id, peer.queue)
         peer.queue.clear()
         if peer.task is not None:
             peer.task.cancel()
@@ -246,12 +273,28 @@ class Transport:
         peer = self._peers.get(msg.to)
         if peer is None:
             self.dropped_unknown_peer += 1
+            self._lost(msg.to, (msg,))
             return
         if len(peer.queue) >= self._queue_size or self._stopped:
             peer.dropped += 1
+            if not peer.overflowing or msg.type == MsgType.SNAP:
+                peer.overflowing = True
+                self._lost(msg.to, (msg,))
             return
         peer.queue.append(msg)
         peer.wake.set()
+
+    def _lost(self, node_id: int, msgs) -> None:
+        """Report dropped messages to the member: the peer is unreachable, and a dropped
+        snapshot failed."""
+        if not msgs or self._stopped:
+            return
+        if self._on_snapshot_status is not None:
+            for m in msgs:
+                if m.type == MsgType.SNAP:
+                    self._on_snapshot_status(node_id, False)
+        if self._on_unreachable is not None:
+            self._on_unreachable(node_id)
 
     def _spawn(self, peer: _Peer) -> None:
         peer.task = asyncio.get_running_loop().create_task(
@@ -299,6 +342,7 @@ class Transport:
             peer.connect_failures += 1
             peer.last_error = failed_for
             peer.dropped += len(peer.queue)
+            self._lost(peer.node_id, peer.queue)
             peer.queue.clear()
             await asyncio.sleep(delay * (0.5 + 0.5 * self._rng.random()))
             delay = min(delay * 2, self._backoff_max)
@@ -314,8 +358,12 @@ class Transport:
             if conn.is_closed:
                 return
             batch, peer.queue = peer.queue, []
+            peer.overflowing = False
             frames = []
             for msg in batch:
+                if msg.type == MsgType.SNAP:
+                    self._spawn_snapshot_send(peer, conn, msg)
+                    continue
                 try:
                     frames.append(encode(message_to_tuple(msg)))
                 except Exception as e:
@@ -326,25 +374,61 @@ class Transport:
                 peer.sent += len(frames)
                 await conn.drain()
 
+    def _spawn_snapshot_send(self, peer: _Peer, conn: Connection, msg: Message) -> None:
+        """A snapshot may be megabytes: it goes in its own task, so heartbeats to the same
+        peer and everything to the others keep flowing while it is on the wire."""
+        task = asyncio.get_running_loop().create_task(
+            self._send_snapshot(peer, conn, msg), name=f"raft-snap {self.node_id}->{peer.node_id}"
+        )
+        self._snapshot_sends.add(task)
+        task.add_done_callback(self._snapshot_sends.discard)
+
+    async def _send_snapshot(self, peer: _Peer, conn: Connection, msg: Message) -> None:
+        ok = False
+        try:
+            ok = await conn.call(SNAP_METHOD, message_to_tuple(msg), timeout=self._snapshot_timeout) is True
+            if ok:
+                peer.sent += 1
+            else:
+                peer.last_error = f"snapshot at {msg.snapshot.meta.index} refused by node {peer.node_id}"
+        except RpcError as e:
+            peer.last_error = f"snapshot at {msg.snapshot.meta.index}: {e.message}"
+            log.warning("snapshot to node %d failed: %s", peer.node_id, e.message)
+        finally:
+            if not ok:
+                peer.dropped += 1
+            if self._on_snapshot_status is not None and not self._stopped:
+                self._on_snapshot_status(peer.node_id, ok)
+
     # -- receiving -----------------------------------------------------------------------------
 
     def _on_raft_msg(self, peer: PeerInfo, params: Any) -> None:
+        # returns None: the connection then skips its awaitable check for every message
+        self._deliver(peer, params)
+
+    def _on_raft_snap(self, peer: PeerInfo, params: Any) -> bool:
+        """The answer to a snapshot call is its acknowledgement: True once the member has it."""
+        return self._deliver(peer, params)
+
+    def _deliver(self, peer: PeerInfo, params: Any) -> bool:
+        """Hand one message to the member; False when it was refused or undecodable."""
         if self._authorize is not None and not self._authorized(peer):
             self.dropped_unauthorized += 1
-            return
+            return False
         try:
             msg = message_from_tuple(params)
         except Exception as e:
             self.dropped_inbound += 1
             log.warning("undecodable raft message from %s: %s", peer.address_str, e)
-            return
+            return False
         if msg.to != self.node_id:
             # A peer with a stale view of who lives at this address (a replaced node).
             self.dropped_inbound += 1
             log.debug("raft message for node %d arrived at node %d", msg.to, self.node_id)
-            return
+            return False
         self.received += 1
         self._on_message(msg)
+        return True
 
     def _authorized(self, peer: PeerInfo) -> bool:
         """The verdict is cached per connection: a certificate cannot change mid-connection,

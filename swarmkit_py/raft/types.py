@@ -125,10 +125,11 @@ class SoftState:
 @dataclass(slots=True)
 class Ready:
     """Everything the driver must do, in this order: persist `snapshot`, `entries` and
-    `hard_state` (fsync), then send `messages`, then apply `committed`, then call
-    `core.advance(ready)`.
+    `hard_state` (fsync), then send `messages`, then apply `committed` (a CONF_CHANGE entry
+    through `core.apply_conf_change`), then call `core.advance(ready)`.
 
-    Sending only after the fsync is what makes an acknowledgement mean "durable".
+    Sending only after the fsync is what makes an acknowledgement mean "durable". The two
+    refinements a driver may use, and the simulator checks, are in `core/order.py`.
     """
 
     soft_state: SoftState | None = None  # set when leader or role changed

@@ -6,10 +6,16 @@ restarts from what the node had persisted, client proposals, leader transfers, R
 reads, snapshots with log compaction, and membership changes (add learner -> promote, remove).
 Given the same seed, a run is exactly the same, so any failure replays alone.
 
-Each node is driven exactly as the asyncio driver drives the core (see `SimNode.drain`):
-persist snapshot/entries/hard state, send messages, apply committed entries, advance. A crash
-keeps only what was persisted. Messages cross the network through the real msgpack codec, so
-no two cores ever share a mutable object.
+Each node is driven exactly as the asyncio driver (raft/node.py) drives the core, through the
+same `core.order.ReadyOrder` (see `SimNode.drain`): a leader sends its appends, heartbeats and
+snapshots before its own write, a change of the commit index alone is not written, the
+snapshot and entries are written, the rest is sent, committed entries are applied (membership
+changes through `core.apply_conf_change`, as the driver does), then advance. A crash keeps only
+what was written, so it loses an unwritten commit index and can land between a leader's early
+sends and its write. The network reports to the sender what a transport reports: a snapshot
+is delivered only once the follower's answer comes back, and a lost message may report the
+peer unreachable. Messages cross the network through the real msgpack codec, so no two cores
+ever share a mutable object.
 
 The `Checker` verifies the Raft safety properties after every single step (one tick, one
 delivery, one client request, one fault), incrementally so that thousands of schedules run in
@@ -39,8 +45,8 @@ from dataclasses import dataclass, field
 
 import msgpack
 
-from swarmkit_py.raft.codec import decode_message, encode_message
-from swarmkit_py.raft.core import CoreConfig, RaftCore
+from swarmkit_py.raft.codec import decode_conf_change, decode_message, encode_message
+from swarmkit_py.raft.core import CoreConfig, RaftCore, ReadyOrder, Step
 from swarmkit_py.raft.errors import NotLeader, ProposalDropped
 from swarmkit_py.raft.types import (
     ConfChange,
@@ -142,6 +148,7 @@ class SimNode:
         self.incarnation = 0
         self.fsm = Fsm()
         self.core = RaftCore(node_id, sim.core_cfg, sim.rng)
+        self.order = ReadyOrder(self.disk.hs)
         self.torn_next = False  # crash in the middle of the next persist
         self.reads: list[tuple[bytes, int, int]] = []  # (ctx, index, acked writes at issue) to serve
 
@@ -154,24 +161,30 @@ class SimNode:
             if rounds > 1000:
                 raise SimFailure(f"node {self.id}: has_ready() stays true (livelock in the core)")
             rd = core.ready()
+            step = self.order.plan(rd, core.role == Role.LEADER)
+            for m in step.early:
+                self._send(m)
             if self.torn_next:
-                self._torn_persist(rd)
+                self._torn_persist(rd, step)
                 return
             if rd.snapshot is not None:
                 self.disk.install_snapshot(rd.snapshot)
-            if rd.entries:
-                self.sim.checker.new_entries(self, rd.entries)
-                self.disk.append(rd.entries)
-            if rd.hard_state is not None:
-                self.disk.hs = HardState(rd.hard_state.term, rd.hard_state.vote, rd.hard_state.commit)
-            for m in rd.messages:
-                self.sim.checker.outgoing(self, m)
-                self.sim.net.send(m)
-            if rd.snapshot is not None:
                 self.fsm.restore(rd.snapshot.data)
                 self.sim.checker.restored(self, rd.snapshot)
+            if step.write:
+                if rd.entries:
+                    self.sim.checker.new_entries(self, rd.entries)
+                    self.disk.append(rd.entries)
+                if step.hard_state is not None:
+                    hs = step.hard_state
+                    self.disk.hs = HardState(hs.term, hs.vote, hs.commit)
+                self.order.written(step)
+            for m in step.late:
+                self._send(m)
             for e in rd.committed:
                 self.sim.checker.applying(self, e)
+                if e.type == EntryType.CONF_CHANGE:
+                    core.apply_conf_change(decode_conf_change(e.data))
                 self.fsm.apply(e)
             for rs in rd.read_states:
                 self.sim.checker.read_state(self, rs.context, rs.index)
@@ -181,11 +194,15 @@ class SimNode:
         if rounds and self.alive:
             self.sim.checker.node_state(self)
 
-    def _torn_persist(self, rd) -> None:
+    def _send(self, m: Message) -> None:
+        self.sim.checker.outgoing(self, m)
+        self.sim.net.send(m)
+
+    def _torn_persist(self, rd, step: Step) -> None:
         """Crash part-way through persisting `rd`: a prefix of (snapshot, entries, hard
-        state) reaches the disk, nothing is sent or applied."""
+        state) reaches the disk; only what the leader sends before its write has left."""
         rng = self.sim.rng
-        steps = (1 if rd.snapshot is not None else 0) + len(rd.entries) + (1 if rd.hard_state else 0)
+        steps = (1 if rd.snapshot is not None else 0) + len(rd.entries) + (1 if step.hard_state else 0)
         keep = rng.randrange(0, steps + 1)
         if rd.snapshot is not None and keep > 0:
             self.disk.install_snapshot(rd.snapshot)
@@ -195,8 +212,9 @@ class SimNode:
             self.sim.checker.new_entries(self, rd.entries)
             self.disk.append(rd.entries[:n])
         keep -= n
-        if rd.hard_state is not None and keep > 0 and n == len(rd.entries):
-            self.disk.hs = HardState(rd.hard_state.term, rd.hard_state.vote, rd.hard_state.commit)
+        if step.hard_state is not None and keep > 0 and n == len(rd.entries):
+            hs = step.hard_state
+            self.disk.hs = HardState(hs.term, hs.vote, hs.commit)
         self.sim.trace(f"n{self.id} torn crash (kept {n}/{len(rd.entries)} entries)")
         self.crash()
 
@@ -228,6 +246,7 @@ class SimNode:
         ents = [e for e in wal if e.index > sidx]
         hs = self.disk.hs
         self.core = RaftCore(self.id, self.sim.core_cfg, self.sim.rng, hard_state=HardState(hs.term, hs.vote, hs.commit), snapshot=snap, entries=wal)
+        self.order = ReadyOrder(hs)
         if ents:
             self.sim.checker.new_entries(self, ents)
         self.fsm = Fsm()
@@ -279,17 +298,24 @@ class Network:
         node = sim.nodes.get(to)
         m = decode_message(data)
         lost = (frm, to) in self.blocked or (self.loss and sim.rng.random() < self.loss)
-        if m.type == MsgType.SNAP:
-            # the transport reports how a snapshot send went (as etcd-io/raft's ReportSnapshot)
-            sender = sim.nodes.get(frm)
-            ok = not lost and node is not None and node.alive
-            if sender is not None and sender.alive:
-                sender.core.report_snapshot(to, ok)
-                sender.drain()
+        sender = sim.nodes.get(frm)
         if lost or node is None or not node.alive:
+            # what the transport tells the sender of a failed send (etcd-io/raft's
+            # ReportSnapshot and ReportUnreachable); a plain loss is not always noticed
+            if sender is not None and sender.alive:
+                if m.type == MsgType.SNAP:
+                    sender.core.report_snapshot(to, False)
+                if sim.rng.random() < 0.5:
+                    sender.core.report_unreachable(to)
+                sender.drain()
             return
         node.core.step(m)
         node.drain()
+        if m.type == MsgType.SNAP and sender is not None and sender.alive:
+            # delivered: the follower's answer to the snapshot call may still be lost
+            acked = (to, frm) not in self.blocked and not (self.loss and sim.rng.random() < self.loss)
+            sender.core.report_snapshot(to, acked)
+            sender.drain()
 
 
 # ==================================================================== the checker
@@ -1008,23 +1034,25 @@ class _ManualNet:
         self.msgs.append(decode_message(encode_message(m)))
 
     def report_lost(self, m: Message) -> None:
-        if m.type == MsgType.SNAP:
-            sender = self.sim.nodes.get(m.frm)
-            if sender is not None and sender.alive:
+        """What the transport reports for a message it could not deliver."""
+        sender = self.sim.nodes.get(m.frm)
+        if sender is not None and sender.alive:
+            if m.type == MsgType.SNAP:
                 sender.core.report_snapshot(m.to, False)
-                sender.drain()
+            sender.core.report_unreachable(m.to)
+            sender.drain()
 
     def deliver(self, m: Message) -> None:
         node = self.sim.nodes.get(m.to)
-        if m.type == MsgType.SNAP:
-            sender = self.sim.nodes.get(m.frm)
-            if sender is not None and sender.alive:
-                sender.core.report_snapshot(m.to, node is not None and node.alive)
-                sender.drain()
         if node is None or not node.alive:
+            self.report_lost(m)
             return
         node.core.step(m)
         node.drain()
+        sender = self.sim.nodes.get(m.frm)
+        if m.type == MsgType.SNAP and sender is not None and sender.alive:
+            sender.core.report_snapshot(m.to, True)  # the follower's transport answered
+            sender.drain()
 
 
 class _ManualSim(Sim):

@@ -307,3 +307,51 @@ async def test_authorize_refuses_senders_once_per_connection(make_node):
         a.t.send(heartbeat(1, 2, seq))
     await wait_until(lambda: b.t.dropped_unauthorized == 10, what="10 refused messages")
     assert b.inbox == [] and len(asked) == 1
+
+
+async def test_snapshot_is_reported_delivered_only_when_the_follower_answers(make_node):
+    """etcd's ReportSnapshot: success means the follower's transport has the snapshot, not that
+    it was queued. A follower that is down, or that refuses the sender, reports failure, so
+    the leader's progress leaves the snapshot state and it tries again."""
+    snap = Snapshot(SnapshotMeta(9, 2, ConfState([1, 2], [])), b"s" * 200_000)
+    reports: list[tuple[int, bool]] = []
+    a = await make_node(1, on_snapshot_status=lambda nid, ok: reports.append((nid, ok)))
+    b = await make_node(2)
+    a.t.add_peer(2, b.addr)
+    a.t.send(Message(MsgType.SNAP, 1, 2, term=2, snapshot=snap))
+    assert reports == []  # queued is not delivered
+    await wait_until(lambda: reports, what="the snapshot's status")
+    assert reports == [(2, True)] and len(b.inbox) == 1 and b.inbox[0].snapshot == snap
+
+    refusing = await make_node(3, authorize=lambda peer: False)
+    a.t.add_peer(3, refusing.addr)
+    a.t.send(Message(MsgType.SNAP, 1, 3, term=2, snapshot=snap))
+    await wait_until(lambda: len(reports) == 2, what="the refused snapshot's status")
+    assert reports[1] == (3, False) and refusing.inbox == []
+
+    a.t.add_peer(4, f"{LOOPBACK}:{closed_port()}")
+    a.t.send(Message(MsgType.SNAP, 1, 4, term=2, snapshot=snap))
+    await wait_until(lambda: len(reports) == 3, what="the dead peer's snapshot status")
+    assert reports[2] == (4, False)
+
+
+async def test_lost_messages_report_the_peer_unreachable(make_node):
+    """etcd's ReportUnreachable: messages dropped for a peer (it is down, the queue is full)
+    tell the member, so a leader stops pipelining appends to it and probes instead."""
+    unreachable: list[int] = []
+    a = await make_node(1, queue_size=4, on_unreachable=unreachable.append, backoff_min=0.01, backoff_max=0.05)
+    b = await make_node(2)
+    a.t.add_peer(2, b.addr)
+    a.t.send(heartbeat(1, 2, 0))
+    await wait_until(lambda: b.inbox, what="first message")
+    assert unreachable == []
+    a.t.add_peer(3, f"{LOOPBACK}:{closed_port()}")
+    a.t.send(heartbeat(1, 3, 0))
+    await wait_until(lambda: 3 in unreachable, what="the dead peer reported")
+    assert 2 not in unreachable
+    t = Transport(5, LOOPBACK, 0, lambda m: None, queue_size=2, on_unreachable=unreachable.append)
+    t.add_peer(6, f"{LOOPBACK}:1")  # not started: nothing drains its queue
+    for seq in range(10):
+        t.send(heartbeat(5, 6, seq))
+    assert unreachable.count(6) == 1, "one report per run of overflows, not one per message"
+    await t.stop()

@@ -7,7 +7,8 @@ schedules in seconds and replay any one of them exactly.
 
 Beyond the paper: pre-vote and check-quorum (a partitioned member cannot disrupt a healthy
 leader, and a leader that lost its majority steps down), leader transfer, ReadIndex reads,
-learners with one-at-a-time membership changes (applied when committed, as etcd-io/raft does),
+learners with one-at-a-time membership changes (applied by the driver as it applies the entry,
+as with etcd-io/raft's ApplyConfChange),
 pipelined appends with a bounded window, and snapshots for followers that fell behind.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..codec import decode_conf_change, encode_conf_change
+from ..codec import encode_conf_change
 from ..errors import NotLeader, ProposalDropped
 from ..types import (
     ConfChange,
@@ -665,6 +666,14 @@ class RaftCore:
         return False
 
     # ================================================================ membership
+    def apply_conf_change(self, cc: ConfChange) -> ConfState:
+        """The driver calls this when it applies a committed CONF_CHANGE entry, in log order
+        with the other entries (etcd-io/raft's ApplyConfChange): the configuration changes
+        exactly when the state machine reaches the entry, and the driver, which decoded the
+        entry once, updates its transport from the same value. Returns the new configuration."""
+        self._apply_conf_change(cc)
+        return self.conf.copy()
+
     def _apply_conf_change(self, cc: ConfChange) -> None:
         voters, learners = self.conf.voters, self.conf.learners
         nid = cc.node_id
@@ -736,9 +745,6 @@ class RaftCore:
         rd.entries = list(self.log.unstable_entries())
         rd.snapshot = self.log.pending_snapshot
         rd.committed = list(self.log.next_committed(self.cfg.max_apply_entries))
-        for e in rd.committed:
-            if e.type == EntryType.CONF_CHANGE:
-                self._apply_conf_change(decode_conf_change(e.data))
         rd.messages, self.msgs = self.msgs, []
         rd.read_states, self.read_states = self.read_states, []
         rd.dropped, self.dropped_reads = self.dropped_reads, []

@@ -42,7 +42,7 @@ class KVServer:
             node_id,
             data_dir,
             self.fsm,
-            lambda on_msg: Transport(node_id, host, port, on_msg, rpc_server=self.rpc),
+            lambda on_msg, **reports: Transport(node_id, host, port, on_msg, rpc_server=self.rpc, **reports),
             config,
             addr=listen,
             storage=DiskStorage(data_dir, encrypted=True) if encrypt else None,

@@ -1,0 +1,113 @@
+"""The Raft driver (raft/node.py) in one process: real transports on loopback, real fsyncs.
+
+What the driver owes the core's contract, end to end: a follower too far behind gets a
+snapshot that is reported delivered only once its transport answered, after which the leader
+replicates to it normally; membership changes take effect when the driver applies the entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from swarmkit_py.raft.config import RaftConfig
+from swarmkit_py.raft.core import ProgressState
+from swarmkit_py.raft.kv.cluster import free_ports
+from swarmkit_py.raft.kv.fsm import KVStateMachine, encode_put
+from swarmkit_py.raft.node import RaftNode
+from swarmkit_py.raft.transport import Transport
+
+CFG = RaftConfig(tick_ms=20, snapshot_interval=50, keep_entries=0)
+
+
+class Members:
+    def __init__(self, tmp_path, n: int):
+        self.tmp = tmp_path
+        self.addrs = {i: f"127.0.0.1:{p}" for i, p in enumerate(free_ports(n), start=1)}
+        self.nodes: dict[int, RaftNode] = {}
+        self.snap_reports: list[tuple[int, int, bool]] = []
+
+    def build(self, nid: int) -> RaftNode:
+        host, port = self.addrs[nid].rsplit(":", 1)
+
+        def factory(on_msg, *, on_unreachable, on_snapshot_status):
+            def snapshot_status(to: int, ok: bool) -> None:
+                self.snap_reports.append((nid, to, ok))
+                on_snapshot_status(to, ok)
+
+            return Transport(nid, host, int(port), on_msg, on_unreachable=on_unreachable,
+                             on_snapshot_status=snapshot_status)
+
+        node = RaftNode(nid, self.tmp / f"n{nid}", KVStateMachine(), factory, CFG, addr=self.addrs[nid])
+        self.nodes[nid] = node
+        return node
+
+    async def start(self, nid: int, members: dict[int, str] | None = None) -> RaftNode:
+        node = self.build(nid)
+        await node.start(bootstrap_members=members, peers={k: v for k, v in self.addrs.items() if k != nid})
+        return node
+
+    async def leader(self, timeout: float = 10.0) -> RaftNode:
+        deadline = time.monotonic() + timeout
+        while True:
+            for n in self.nodes.values():
+                if not n._stopped and n.is_leader:
+                    return n
+            assert time.monotonic() < deadline, "no leader"
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        for n in self.nodes.values():
+            await n.stop()
+
+
+async def wait_for(pred, what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def test_lagging_follower_gets_a_snapshot_then_plain_appends(tmp_path):
+    ms = Members(tmp_path, 3)
+    founders = dict(ms.addrs)
+    try:
+        for nid in ms.addrs:
+            await ms.start(nid, founders)
+        ld = await ms.leader()
+        lagger = next(i for i in ms.addrs if i != ld.id)
+        await ms.nodes[lagger].stop()
+        for i in range(200):  # four snapshots' worth: the lagger's next entry is compacted away
+            await ld.propose(encode_put(f"k{i}", b"v%d" % i))
+        assert ld.core.log.offset > ms.nodes[lagger].core.applied
+        node = await ms.start(lagger)
+        await wait_for(lambda: node.core.snapshot is not None, "the snapshot to arrive")
+        await wait_for(lambda: (ld.id, lagger, True) in ms.snap_reports, "the snapshot to be acknowledged")
+        await ld.propose(encode_put("after", b"snap"))
+        await wait_for(lambda: node.fsm.data.get("after") == b"snap", "an append after the snapshot")
+        assert all(node.fsm.data[f"k{i}"] == b"v%d" % i for i in range(200))
+        assert ld.core.prs[lagger].state == ProgressState.REPLICATE
+    finally:
+        await ms.stop()
+
+
+async def test_membership_changes_apply_with_their_entry(tmp_path):
+    ms = Members(tmp_path, 4)
+    founders = {i: a for i, a in ms.addrs.items() if i <= 3}
+    try:
+        for nid in founders:
+            await ms.start(nid, founders)
+        ld = await ms.leader()
+        new = await ms.start(4)
+        assert new.core.conf.voters == []  # it knows nothing until the log reaches it
+        await ld.add_member(4, ms.addrs[4])
+        assert 4 in ld.core.conf.voters and ld.peers[4] == ms.addrs[4]
+        await ld.propose(encode_put("x", b"1"))
+        await wait_for(lambda: new.fsm.data.get("x") == b"1", "the new member to apply")
+        assert sorted(new.core.conf.voters) == [1, 2, 3, 4]
+        victim = next(i for i in founders if i != ld.id)
+        await ld.remove_member(victim)
+        assert victim not in ld.core.conf.voters and victim not in ld.peers
+        await wait_for(lambda: victim not in new.core.conf.voters, "the removal to apply on the new member")
+    finally:
+        await ms.stop()
