@@ -5,9 +5,14 @@ only queues work and wakes the loop, so the core is never stepped concurrently. 
 is being fsynced in a thread, new proposals and messages pile up and go into the next batch:
 that is the group commit — one fsync per batch, however many writes it holds.
 
-Proposals carry a small envelope (origin member, sequence number) so the member where a write
-was proposed recognises it when it applies, whichever leader committed it; a follower simply
-forwards its proposals to the leader through the core.
+Proposals carry a small envelope (origin member, tag) so the member where a write was proposed
+recognises it when it applies, whichever leader committed it; a follower simply forwards its
+proposals to the leader through the core. Tags must never repeat across restarts: entries this
+member proposed before a restart may be committed but not yet applied when the new process
+starts proposing, and a repeated tag would complete a new request with the old entry's result
+(and throw the new entry's own verdict away). So each process counts from a random 64-bit
+starting point (`secrets`, not the injected RNG, which tests seed identically on every start);
+read contexts use the same counter.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import asyncio
 import itertools
 import logging
 import random
+import secrets
 import struct
 import time
 from collections.abc import Callable
@@ -35,7 +41,8 @@ from .types import ConfChange, ConfChangeType, Entry, EntryType, HardState, Read
 
 log = logging.getLogger("swarmkit_py.raft")
 
-_ENVELOPE = struct.Struct(">QQ")  # origin member id, sequence number
+_ENVELOPE = struct.Struct(">QQ")  # origin member id, tag (unique across restarts)
+_TAG_MASK = (1 << 64) - 1
 
 
 class LatencyHistogram:
@@ -123,9 +130,10 @@ class RaftNode:
         self._inbox: list = []
         self._props: list[tuple[bytes, asyncio.Future]] = []
         self._pending: dict[int, tuple[asyncio.Future, float]] = {}
+        self._next_expiry = float("inf")  # no pending write expires before this
         self._reads: dict[bytes, asyncio.Future] = {}
         self._apply_waiters: list[tuple[int, asyncio.Future]] = []
-        self._seq = itertools.count(1)
+        self._tags = itertools.count(secrets.randbits(64))
         self._ticks = 0
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -254,10 +262,12 @@ class RaftNode:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout or self.cfg.proposal_timeout_s)
         await self._wait_for_leader(deadline)
-        seq = next(self._seq)
+        seq = next(self._tags) & _TAG_MASK
         fut = loop.create_future()
         # No wait_for per write (a timer and a task each): the ticker expires pending writes.
         self._pending[seq] = (fut, deadline)
+        if deadline < self._next_expiry:
+            self._next_expiry = deadline
         self._props.append((_ENVELOPE.pack(self.id, seq) + data, fut))
         self.metrics["proposals"] += 1
         self._wake.set()
@@ -276,7 +286,7 @@ class RaftNode:
         deadline = loop.time() + (timeout or self.cfg.proposal_timeout_s)
         while True:
             await self._wait_for_leader(deadline)
-            ctx = _ENVELOPE.pack(self.id, next(self._seq))
+            ctx = _ENVELOPE.pack(self.id, next(self._tags) & _TAG_MASK)
             fut = loop.create_future()
             self._reads[ctx] = fut
             self._inbox.append(("read", ctx))
@@ -421,13 +431,20 @@ class RaftNode:
             self._expire_pending(loop.time())
 
     def _expire_pending(self, now: float) -> None:
-        """Fail writes past their deadline. Deadlines grow with the sequence number for the
-        usual (default) timeout, so the scan stops at the first write still in time."""
+        """Fail writes past their deadline. Timeouts differ (a 10 s join next to 5 s writes),
+        so registration order says nothing about which expires first: a pass looks at every
+        pending write. It runs only once the earliest deadline it knows of has come, which
+        under load is about once per timeout, not once per tick."""
+        if now < self._next_expiry:
+            return
         expired = []
+        nxt = float("inf")
         for seq, (fut, deadline) in self._pending.items():
-            if deadline > now:
-                break
-            expired.append((seq, fut))
+            if deadline <= now:
+                expired.append((seq, fut))
+            elif deadline < nxt:
+                nxt = deadline
+        self._next_expiry = nxt
         for seq, fut in expired:
             del self._pending[seq]
             if not fut.done():

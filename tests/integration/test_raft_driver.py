@@ -111,3 +111,35 @@ async def test_membership_changes_apply_with_their_entry(tmp_path):
         await wait_for(lambda: victim not in new.core.conf.voters, "the removal to apply on the new member")
     finally:
         await ms.stop()
+
+
+async def test_a_long_proposal_does_not_hold_back_the_timeout_of_shorter_ones(tmp_path):
+    """Pending writes used to be expired in registration order, stopping at the first still in
+    time: a 10 s proposal (a join) held back NoQuorum for every later 5 s write (issue 9, 7a)."""
+    from swarmkit_py.raft.errors import NoQuorum
+
+    ms = Members(tmp_path, 3)
+    founders = dict(ms.addrs)
+    try:
+        for nid in ms.addrs:
+            await ms.start(nid, founders)
+        ld = await ms.leader()
+        for nid, n in ms.nodes.items():
+            if nid != ld.id:
+                await n.stop()
+        loop = asyncio.get_running_loop()
+        long = asyncio.create_task(ld.propose(encode_put("join", b"x"), timeout=30.0))
+        await asyncio.sleep(0)
+        t0 = loop.time()
+        short = asyncio.create_task(ld.propose(encode_put("write", b"y"), timeout=0.5))
+        try:
+            await asyncio.wait_for(short, 5.0)
+        except NoQuorum:
+            pass
+        else:
+            raise AssertionError("a write without a quorum succeeded")
+        assert loop.time() - t0 < 2.0, f"the 0.5 s write failed only after {loop.time() - t0:.1f}s"
+        assert not long.done(), "the 30 s proposal expired early"
+        long.cancel()
+    finally:
+        await ms.stop()
