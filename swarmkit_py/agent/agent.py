@@ -24,7 +24,6 @@ from ..ca import (
     identity_from_cert,
     load_node_credentials,
     server_context,
-    write_atomic,
 )
 from ..ca.optional_tls import server_context_optional_client
 from ..manager.admission import cluster_port_policy
@@ -266,6 +265,7 @@ class Agent:
             client_ssl=self.client_ssl(),
             raft_config=self.cfg.raft,
             unlock_key=self._unlock_key,
+            ca_key_path=certs_dir(self.state_dir) / ROOT_CA_KEY,
         )
         self.manager = mgr
         RaftMembership(mgr)
@@ -301,7 +301,6 @@ class Agent:
             await request_join(others, self.client_ssl(), st.raft_id, self.advertise_addr)
         else:
             await mgr.start()
-        self._tasks.append(asyncio.create_task(self._export_ca_key(mgr), name="export-ca-key"))
         await self._start_api(mgr)
 
     async def stop_manager(self) -> None:
@@ -334,18 +333,6 @@ class Agent:
         self.state.bootstrap = False
         self.state.save(self.state_dir)
         log.info("founded swarm %s as node %s", self.state.cluster_id, self.state.node_id)
-
-    async def _export_ca_key(self, mgr: Manager) -> None:
-        """Keep certs/swarm-root-ca.key in step with the replicated CA (client-cert needs it)."""
-        path = certs_dir(self.state_dir) / ROOT_CA_KEY
-        while True:
-            c = mgr.store.view().cluster()
-            if c is not None and c.root_ca and c.root_ca.ca_key:
-                data = c.root_ca.ca_key.encode()
-                if not path.exists() or path.read_bytes() != data:
-                    write_atomic(path, data, mode=0o600)
-                return
-            await asyncio.sleep(0.5)
 
     async def _start_api(self, mgr: Manager) -> None:
         app = make_app(ControlAPI(mgr), engine_version=__version__, hostname=self.hostname, authorize=_api_authorize)

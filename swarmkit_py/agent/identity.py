@@ -67,13 +67,17 @@ def init_state(state_dir: Path, advertise_addr: str, hostname: str | None = None
 def write_client_cert(state_dir: Path, out_dir: Path, name: str = "operator") -> Path:
     """A DOCKER_CERT_PATH bundle (ca.pem, cert.pem, key.pem) signed by the cluster CA, for
     the operator's docker CLI. Needs the CA key, which managers hold in the replicated store;
-    the agent exports it to certs/ while it runs (see Agent)."""
+    the agent exports it to certs/ while it runs and auto-lock is off (manager/autolock.py)."""
     st = NodeState.load(Path(state_dir))
     if st is None:
         raise SystemExit(f"no swarm state in {state_dir}: this node is not part of a swarm")
     cdir = certs_dir(Path(state_dir))
     key = cdir / ROOT_CA_KEY
     if not key.exists():
-        raise SystemExit(f"{key} is missing: run client-cert on a manager whose agent is running")
+        raise SystemExit(
+            f"{key} is missing: run client-cert on a manager whose agent is running. With "
+            "auto-lock on, the CA key is kept only in the sealed Raft state: reuse an existing "
+            "client bundle, or turn auto-lock off (`docker swarm update --autolock=false`) to issue one"
+        )
     ca = RootCA.from_pem((cdir / ROOT_CA_CERT).read_bytes(), key.read_bytes())
     return issue_client_bundle(ca, Path(out_dir), name, st.cluster_id)

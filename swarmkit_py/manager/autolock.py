@@ -12,23 +12,32 @@ leader or not, reacts when it applies them:
 - auto-lock turned off: a fresh local key file wraps the data keys again.
 
 This is not a leader loop: a follower must re-wrap its own disk as well.
+
+The same watcher keeps the exported copy of the CA signing key (certs/swarm-root-ca.key, which
+`swarmkit-py client-cert` reads on the host) in step: written 0600 while auto-lock is off (the
+disk opens the Raft state then anyway), removed while it is on, so a locked manager's disk holds
+the CA key only inside the sealed Raft state.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
+from ..ca import write_atomic
 from ..raft.storage import DiskStorage, InvalidUnlockKeyError, parse_unlock_key
 from ..store import MemoryStore
 
 log = logging.getLogger(__name__)
+RECHECK_S = 5.0
 
 
 class KEKWatcher:
-    def __init__(self, store: MemoryStore, storage: DiskStorage) -> None:
+    def __init__(self, store: MemoryStore, storage: DiskStorage, ca_key_path: Path | None = None) -> None:
         self.store = store
         self.storage = storage
+        self.ca_key_path = ca_key_path
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -52,8 +61,12 @@ class KEKWatcher:
                 except Exception:
                     log.exception("could not apply the cluster's auto-lock setting to the Raft keys")
                 try:
-                    await watcher.get()
+                    # Also every few seconds: a snapshot installed from the leader replaces the
+                    # store wholesale, and the cheap re-check covers it whatever it emits.
+                    await asyncio.wait_for(watcher.get(), RECHECK_S)
                     watcher.drain()
+                except TimeoutError:
+                    pass
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # overflow: re-read the store and watch again
@@ -77,9 +90,12 @@ class KEKWatcher:
             raise
 
     async def reconcile(self) -> None:
-        if self.store.view().cluster() is None:
+        cluster = self.store.view().cluster()
+        if cluster is None:
             return  # nothing applied yet: keep whatever the disk has
         want = self.desired_kek()
+        if self.ca_key_path is not None:
+            await asyncio.to_thread(self._export_ca_key, cluster, want is None)
         ring = self.storage.keyring
         was_local = ring.kek_kind == "local"
         if await asyncio.to_thread(self.storage.set_kek, want):
@@ -90,3 +106,14 @@ class KEKWatcher:
                 log.info("unlock key rotated: Raft data keys re-wrapped")
             else:
                 log.info("auto-lock off: Raft data keys sealed by a local key file again")
+
+    def _export_ca_key(self, cluster, export: bool) -> None:
+        path = self.ca_key_path
+        key = cluster.root_ca.ca_key if cluster.root_ca else None
+        if export and key:
+            data = key.encode()
+            if not path.exists() or path.read_bytes() != data:
+                write_atomic(path, data, mode=0o600)
+        elif not export and path.exists():
+            path.unlink()
+            log.info("auto-lock on: removed %s (the CA key stays only in the sealed Raft state)", path)

@@ -61,10 +61,12 @@ class Manager:
         client_ssl=None,
         raft_config: RaftConfig | None = None,
         unlock_key: bytes | None = None,
+        ca_key_path: Path | None = None,
     ):
         """Opens the Raft state encrypted (migrating a plaintext one): raises raft.storage's
         SwarmLockedError when it is auto-locked and no `unlock_key` is given, and
-        InvalidUnlockKeyError when the key is wrong."""
+        InvalidUnlockKeyError when the key is wrong. `ca_key_path`: where the CA signing key is
+        exported for `client-cert` while auto-lock is off (see autolock.KEKWatcher)."""
         self._node_id = node_id
         self.raft_id = raft_id
         self.advertise_addr = advertise_addr
@@ -86,7 +88,7 @@ class Manager:
             storage=storage,
         )
         self.proposer = RaftProposer(self.raft, self.store)
-        self.kek_watcher = KEKWatcher(self.store, storage)
+        self.kek_watcher = KEKWatcher(self.store, storage, ca_key_path)
         self._leader_loops: list[tuple[str, LoopFn, LoopFn]] = []
         self._leading = False
         self._leadership_task: asyncio.Task | None = None

@@ -80,6 +80,11 @@ def test_autolock_lock_restart_unlock_rotate_and_off(cluster):
                    and _deks(n)["current"] >= 2 and list(_deks(n)["keys"]) == [str(_deks(n)["current"])],
                    20, f"{n.name}: data keys sealed by the unlock key, data key rotated", n)
         assert key.encode() not in _raft_bytes(n)
+        # The CA key is no longer exported next to the sealed state.
+        c.wait_for(lambda n=n: not (n.state_dir / "certs" / "swarm-root-ca.key").exists(), 10,
+                   f"{n.name}: CA key file removed", n)
+    r = c._cli("client-cert", "--state-dir", str(m1.state_dir), "--out", str(c.base / "b2"), check=False)
+    assert r.returncode != 0 and "auto-lock" in r.stderr
 
     # Power cut and restart: the manager serves nothing but the unlock call.
     _restart(c, m1)
@@ -121,7 +126,8 @@ def test_autolock_lock_restart_unlock_rotate_and_off(cluster):
     # Auto-lock off: key files come back and a restart needs no key.
     c.docker(m1, "swarm", "update", "--autolock=false")
     assert c.docker(m1, "swarm", "unlock-key", check=False).returncode == 1
-    c.wait_for(lambda: (m1.state_dir / "raft" / "kek").exists() and _deks(m1)["kek"] == "local", 20, "m1 local key file")
+    c.wait_for(lambda: (m1.state_dir / "raft" / "kek").exists() and _deks(m1)["kek"] == "local"
+               and (m1.state_dir / "certs" / "swarm-root-ca.key").exists(), 20, "m1 local key file and CA key back")
     _restart(c, m1)
     c.wait_for(lambda: _node_ls(c, m1).returncode == 0, 30, "m1 starts unlocked", m1)
     c.wait_for(lambda: "Autolock Managers: false" in c.docker(m1, "info").stdout, 10, "info after restart", m1)

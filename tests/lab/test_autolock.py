@@ -1,8 +1,8 @@
 """Auto-lock after a power loss, on a real 3-host lab, through the real `invoke` commands.
 
-bootstrap --managers 3 --autolock KEYFILE (key 0600, never in the output or the deploy logs) ->
-a node label as a canary -> every manager's WAL and snapshots hold neither the canary nor the
-CA key in clear (grep of the bytes, with a positive control) -> power cut of all three
+bootstrap --managers 3 -> `invoke autolock --key-file` and `bootstrap --autolock` (key 0600, never
+in the output or the deploy logs) -> a node label as a canary -> no manager's disk holds the
+canary, the CA key or the unlock key in clear (grep of the bytes, with a positive control) -> power cut of all three
 managers at once -> they boot locked and serve nothing but the unlock call -> `invoke unlock`
 with a wrong key is refused without a hint -> `invoke unlock --key-file` -> a leader again,
 the canary intact.
@@ -108,10 +108,23 @@ def wait(what, cond, timeout):
 
 def test_lock_power_cut_refuse_until_unlocked(lab, env, tmp_path):
     inv = lab.inventory_path
+    invoke(env, "bootstrap", "--managers", "3", inventory=inv)
+    # The CA key as the agent exports it while auto-lock is off: the needle for the grep below
+    # (and its positive control: the same grep finds it in that file).
+    rc, ca_key, _ = lab.ssh("h1", "sed -n 2p /var/lib/swarmkit-py/certs/swarm-root-ca.key")
+    ca_line = ca_key.strip()
+    assert rc == 0 and len(ca_line) > 40
+    assert lab.ssh("h1", f"grep -c -F -e {ca_line!r} /var/lib/swarmkit-py/certs/swarm-root-ca.key")[1].strip() == "1"
+
     keyfile = tmp_path / "unlock.key"
-    boot = invoke(env, "bootstrap", "--managers", "3", "--autolock", str(keyfile), inventory=inv)
+    on = invoke(env, "autolock", "--key-file", str(keyfile), inventory=inv)
     key = keyfile.read_text().strip()
     assert key.startswith("SWMKEY-1-") and keyfile.stat().st_mode & 0o777 == 0o600
+    assert key not in on.stdout + on.stderr and key not in log_text(on)
+    # bootstrap --autolock on the running cluster: idempotent, and no key in its output or log
+    keyfile2 = tmp_path / "unlock2.key"
+    boot = invoke(env, "bootstrap", "--managers", "3", "--autolock", str(keyfile2), inventory=inv)
+    assert keyfile2.read_text().strip() == key
     assert key not in boot.stdout + boot.stderr and key not in log_text(boot)
 
     denv = docker_env(env, inv)
@@ -121,23 +134,22 @@ def test_lock_power_cut_refuse_until_unlocked(lab, env, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "Autolock Managers: true" in docker(denv, "info").stdout
 
-    # Every manager re-wrapped its keys (no key file left) and re-encrypted with a new data key.
+    # Every manager re-wrapped its keys (no key file left), re-encrypted with a new data key and
+    # dropped its exported copy of the CA key.
     for h in MANAGERS:
-        wait(f"{h}: keys sealed by the unlock key",
-             lambda h=h: lab.ssh(h, f"test ! -e {RAFT}/kek && grep -q unlock-key {RAFT}/deks.json")[0] == 0, 30)
-    # No plaintext on disk: the canary label, the CA key (positive control: the same grep finds
-    # the CA key in the file the agent exports it to), the unlock key.
-    rc, ca_key, _ = lab.ssh("h1", "sed -n 2p /var/lib/swarmkit-py/certs/swarm-root-ca.key")
-    ca_line = ca_key.strip()
-    assert rc == 0 and len(ca_line) > 40
-    assert lab.ssh("h1", f"grep -c -F -e {ca_line!r} /var/lib/swarmkit-py/certs/swarm-root-ca.key")[1].strip() == "1"
+        wait(f"{h}: keys sealed by the unlock key, CA key file gone",
+             lambda h=h: lab.ssh(h, f"test ! -e {RAFT}/kek && grep -q unlock-key {RAFT}/deks.json && "
+                                    "test ! -e /var/lib/swarmkit-py/certs/swarm-root-ca.key")[0] == 0, 30)
     wait("the canary replicated", lambda: all(
         docker(denv, "node", "inspect", "h1", "--format", "{{.Spec.Labels.canary}}", host=host_of[h]).stdout.strip()
         == CANARY for h in MANAGERS), 30)
+    # No plaintext on disk: the canary label, the CA key, the unlock key.
     for h in MANAGERS:
         assert raft_grep(lab, h, CANARY) == 0
         assert raft_grep(lab, h, ca_line) == 0
         assert raft_grep(lab, h, key[9:]) == 0
+        rc, out, _ = lab.ssh(h, f"grep -r -a -l -F -e {ca_line!r} /var/lib/swarmkit-py | wc -l")
+        assert out.strip() == "0", f"{h}: the CA key in clear somewhere under /var/lib/swarmkit-py"
 
     # Power cut of every manager at once, then boot them again.
     for h in MANAGERS:
