@@ -101,8 +101,8 @@ def bootstrap(inv: Inventory, runner: Runner, n: int) -> Cluster:
         rolling_restart(cl, [inv.hosts[h] for h in pending], pending)
     for h in managers:
         if h is not first:
-            _join_manager(cl, h, members[h.name])
-    _join_workers(cl, workers, members)
+            join_manager(cl, h, members[h.name])
+    join_workers(cl, workers, members)
     print_status(cl)
     return cl
 
@@ -135,18 +135,16 @@ def _check_joins(r: Runner, managers, workers, members, first) -> None:
             r.record(StepResult(h.name, "swarm member", "ok", have))
 
 
-def _token(cl: Cluster, role: str) -> str:
-    return cl.client().api.inspect_swarm()["JoinTokens"]["Manager" if role == "manager" else "Worker"]
-
-
-def _join(cl: Cluster, h: Host, role: str, token: str) -> None:
+def join(cl: Cluster, h: Host, role: str, token: str | None = None) -> None:
+    """`swarmkit-py join` on `h` as a `role` through the cluster's current entry manager."""
+    token = token or cl.join_token(role)
     via = f"{cl.entry.advertise_ip}:{cl.entry.vars['swarmkit_cluster_port']}"
     res = cl.runner.conn(h).run(cl.node_cmd(h, f"join --token {shlex.quote(token)} {via}"))
     if res.rc:
         raise ClusterError(f"join of {h.name} as a {role} failed: {res.stderr.strip() or res.stdout.strip()}")
 
 
-def _ready(cl: Cluster, name: str, manager: bool) -> bool:
+def node_ready(cl: Cluster, name: str, manager: bool) -> bool:
     for n in cl.client().api.nodes():
         if n.get("Description", {}).get("Hostname") != name:
             continue
@@ -159,7 +157,7 @@ def _ready(cl: Cluster, name: str, manager: bool) -> bool:
     return False
 
 
-def _join_manager(cl: Cluster, h: Host, state) -> None:
+def join_manager(cl: Cluster, h: Host, state) -> None:
     r = cl.runner
     have = _role(state)
     if have == "manager":
@@ -172,12 +170,12 @@ def _join_manager(cl: Cluster, h: Host, state) -> None:
                         f"(`invoke promote {h.name}`)")
         return
     with r.console.status(f"joining {h.name} as a manager; waiting until it is a Reachable voter"):
-        _join(cl, h, "manager", _token(cl, "manager"))
-        wait_for(f"{h.name} to be Ready and a Reachable manager", lambda: _ready(cl, h.name, True), JOIN_TIMEOUT)
+        join(cl, h, "manager")
+        wait_for(f"{h.name} to be Ready and a Reachable manager", lambda: node_ready(cl, h.name, True), JOIN_TIMEOUT)
     r.record(StepResult(h.name, "swarm member", "changed", "joined as a manager (Reachable)"))
 
 
-def _join_workers(cl: Cluster, workers: list[Host], members) -> None:
+def join_workers(cl: Cluster, workers: list[Host], members) -> None:
     r = cl.runner
     todo = []
     for h in workers:
@@ -188,14 +186,14 @@ def _join_workers(cl: Cluster, workers: list[Host], members) -> None:
     if not todo:
         return
     with r.console.status(f"joining {len(todo)} worker(s) in parallel"):
-        token = _token(cl, "worker")
-        errs = fan_out(todo, lambda h: _join(cl, h, "worker", token), r.forks)
+        token = cl.join_token("worker")
+        errs = fan_out(todo, lambda h: join(cl, h, "worker", token), r.forks)
         for h, e in zip(todo, errs, strict=True):
             if isinstance(e, Exception):
                 r.record(StepResult(h.name, "swarm member", "failed", api.explain(e)))
         joined = [h for h, e in zip(todo, errs, strict=True) if not isinstance(e, Exception)]
         wait_for("joined workers to be Ready: " + ", ".join(h.name for h in joined),
-                 lambda: all(_ready(cl, h.name, False) for h in joined), JOIN_TIMEOUT)
+                 lambda: all(node_ready(cl, h.name, False) for h in joined), JOIN_TIMEOUT)
     for h in joined:
         r.record(StepResult(h.name, "swarm member", "changed", "joined as a worker"))
 
@@ -221,12 +219,12 @@ def rolling_restart(cl: Cluster, hosts: list[Host], how: dict[str, str]) -> None
                                        and state[m.name].get("ManagerStatus")), h))
             restart(h)
             wait_for(f"{h.name} back as a Reachable manager with a leader elected",
-                     lambda h=h: _ready(cl, h.name, True) and _has_leader(cl), JOIN_TIMEOUT)
+                     lambda h=h: node_ready(cl, h.name, True) and _has_leader(cl), JOIN_TIMEOUT)
         r.record(StepResult(h.name, "rolling restart", "changed", "agent restarted; Reachable again"))
     if wrks:
         with r.console.status(f"rolling restart: {len(wrks)} worker(s)"):
             fan_out(wrks, restart, r.forks)
-            wait_for("restarted workers Ready", lambda: all(_ready(cl, h.name, False) for h in wrks), JOIN_TIMEOUT)
+            wait_for("restarted workers Ready", lambda: all(node_ready(cl, h.name, False) for h in wrks), JOIN_TIMEOUT)
         for h in wrks:
             r.record(StepResult(h.name, "rolling restart", "changed", "agent restarted; Ready again"))
 

@@ -89,7 +89,7 @@ class Cluster:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         for f in ("ca.pem", "cert.pem", "key.pem"):
-            conn.get(f"{remote}/{f}", str(tmp / f))
+            conn.get(f"{remote}/{f}", str(tmp / f), secret=f == "key.pem")
         (tmp / "key.pem").chmod(0o600)
         conn.run(f"rm -rf {shlex.quote(remote)}")
         shutil.rmtree(self.bundle, ignore_errors=True)
@@ -140,6 +140,14 @@ class Cluster:
             self._client, self._entry = c, h
             return c
         raise ClusterError("no manager could issue a client bundle: " + ", ".join(h.name for h in managers))
+
+    def join_token(self, role: str) -> str:
+        """The current join token for `role` (worker|manager); masked in the run log from now
+        on (it lets any host join the cluster)."""
+        tokens = self.client().api.inspect_swarm()["JoinTokens"]
+        token = tokens["Manager" if role == "manager" else "Worker"]
+        self.runner.log.redact(token)
+        return token
 
     @property
     def entry(self) -> Host:

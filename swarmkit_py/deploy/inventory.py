@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -65,6 +65,7 @@ class HostVars(BaseModel):
     ansible_ssh_private_key_file: str | None = None
     ansible_become: bool = False
     ansible_become_user: str = "root"
+    ansible_become_method: Literal["sudo"] = "sudo"  # the only one supported: say so, not ignore it
     ansible_become_password: str | None = None
     ansible_ssh_common_args: str = ""
     swarmkit_known_hosts_file: str | None = None
@@ -78,6 +79,7 @@ class Host(BaseModel):
     user: str
     key_file: Path | None
     become: bool
+    become_user: str = "root"
     known_hosts: Path | None
     groups: tuple[str, ...]
     vars: dict[str, Any]
@@ -212,7 +214,8 @@ def _host(p: Path, name: str, entries: list[dict], groups: dict[str, list[str]])
     if not known.is_absolute():
         known = base / known
     return Host(name=name, address=hv.ansible_host or name, port=hv.ansible_port, user=hv.ansible_user,
-                key_file=key, become=hv.ansible_become and hv.ansible_user != "root",
+                key_file=key, become=hv.ansible_become and hv.ansible_user != hv.ansible_become_user,
+                become_user=hv.ansible_become_user,
                 known_hosts=known, groups=tuple(g for g, ms in groups.items() if name in ms) or ("all",),
                 vars=merged)
 

@@ -18,7 +18,6 @@ def join_token(cl: Cluster, role: str, rotate: bool = False) -> str:
     if role not in ("worker", "manager"):
         raise ClusterError(f"join-token: role must be 'worker' or 'manager', not {role!r}")
     c = cl.client()
-    key = "Manager" if role == "manager" else "Worker"
     if rotate:
         sw = c.api.inspect_swarm()
         try:
@@ -26,10 +25,10 @@ def join_token(cl: Cluster, role: str, rotate: bool = False) -> str:
                                rotate_worker_token=role == "worker", rotate_manager_token=role == "manager")
         except Exception as e:
             raise ClusterError(f"rotation refused: {api.explain(e)}") from None
-    return c.api.inspect_swarm()["JoinTokens"][key]
+    return cl.join_token(role)
 
 
-def _update(cl: Cluster, name: str, **changes) -> dict:
+def update_node(cl: Cluster, name: str, **changes) -> dict:
     n = cl.node(name)
     spec = dict(n["Spec"])
     if all(spec.get(k) == v for k, v in changes.items()):
@@ -46,7 +45,7 @@ def promote(cl: Cluster, name: str) -> str:
     before = cl.node(name)
     if before["Spec"].get("Role") == "manager" and before.get("ManagerStatus"):
         return f"{name} is already a manager"
-    _update(cl, name, Role="manager")
+    update_node(cl, name, Role="manager")
     wait_for(f"{name} to become a Reachable manager",
              lambda: row(cl.node(name))["manager"] in ("Reachable", "Leader"), ROLE_TIMEOUT)
     return f"{name} promoted: now a Reachable manager"
@@ -62,7 +61,7 @@ def demote(cl: Cluster, name: str) -> str:
             if row(cl.node(h.name))["manager"] in ("Reachable", "Leader"):
                 cl.client(prefer=h)
                 break
-    _update(cl, name, Role="worker")
+    update_node(cl, name, Role="worker")
     wait_for(f"{name} to leave the Raft membership", lambda: not cl.node(name).get("ManagerStatus"), ROLE_TIMEOUT)
     return f"{name} demoted: now a worker"
 
@@ -71,7 +70,7 @@ def availability(cl: Cluster, name: str, value: str) -> str:
     before = row(cl.node(name))["availability"].lower()
     if before == value:
         return f"{name} is already {value}"
-    _update(cl, name, Availability=value)
+    update_node(cl, name, Availability=value)
     what = {"drain": "drained: its tasks move to other nodes, none will be scheduled on it",
             "active": "active: eligible for tasks again"}.get(value, value)
     return f"{name} {what}"

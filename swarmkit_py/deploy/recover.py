@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 
 from . import agentctl as ac
-from .bootstrap import _join, _ready
+from .bootstrap import join, node_ready
 from .cluster import Cluster, ClusterError, print_status, wait_for
 from .inventory import Host
 from .runner import StepResult
@@ -112,8 +112,8 @@ def _rejoin(cl: Cluster, h: Host) -> None:
     with r.console.status(f"re-joining {h.name} as a manager"):
         ac.host_cmd(cl, h, "leave --force")
         ac.start(cl, h)
-        _join(cl, h, "manager", cl.client().api.inspect_swarm()["JoinTokens"]["Manager"])
-        wait_for(f"{h.name} Ready and a Reachable manager", lambda: _ready(cl, h.name, True), TIMEOUT)
+        join(cl, h, "manager")
+        wait_for(f"{h.name} Ready and a Reachable manager", lambda: node_ready(cl, h.name, True), TIMEOUT)
     r.record(StepResult(h.name, "re-join", "changed", "state wiped; joined as a manager (Reachable)"))
 
 

@@ -18,10 +18,10 @@ Re-running after a success changes nothing: OLD is gone from the node list, NEW 
 from __future__ import annotations
 
 from . import agentctl as ac
-from .bootstrap import _join, _ready, install
+from .bootstrap import install, join, node_ready
 from .cluster import Cluster, ClusterError, print_status, wait_for
 from .inventory import Host
-from .nodeops import _update
+from .nodeops import update_node
 from .runner import StepResult
 from .ssh import Unreachable
 
@@ -47,7 +47,7 @@ def replace(cl: Cluster, old: str, new: str) -> str:
     if role == "worker":
         _add(cl, new_h, "worker")
         if alive:
-            _update(cl, old, Availability="drain")
+            update_node(cl, old, Availability="drain")
             r.record(StepResult(old, "drain", "changed", "tasks moved to other nodes"))
         _remove(cl, old, old_n)
     else:
@@ -95,10 +95,9 @@ def _add(cl: Cluster, h: Host, role: str) -> None:
     if isinstance(member, dict) and member:  # stale state of an old swarm on a "fresh" host
         raise ClusterError(f"{h.name} holds swarm state already ({member.get('role')}); `invoke reset` it first")
     with r.console.status(f"joining {h.name} as a {role}"):
-        key = "Manager" if role == "manager" else "Worker"
-        _join(cl, h, role, cl.client().api.inspect_swarm()["JoinTokens"][key])
+        join(cl, h, role)
         wait_for(f"{h.name} Ready" + (" and a Reachable manager" if role == "manager" else ""),
-                 lambda: _ready(cl, h.name, role == "manager"), TIMEOUT)
+                 lambda: node_ready(cl, h.name, role == "manager"), TIMEOUT)
     r.record(StepResult(h.name, "swarm member", "changed", f"joined as a {role}"))
 
 

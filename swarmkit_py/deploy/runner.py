@@ -10,6 +10,7 @@ deployment that fails at 2 a.m. must be explainable from its log alone.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -32,15 +33,24 @@ class RunLog:
     """One log file per operator command under `.lab/deploy-logs/` (git-ignored)."""
 
     def __init__(self, name: str, base: Path | None = None):
-        base = base or REPO_ROOT / ".lab" / "deploy-logs"
+        base = base or Path(os.environ.get("SWARMKIT_DEPLOY_LOGS") or REPO_ROOT / ".lab" / "deploy-logs")
         base.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.path = base / f"{stamp}-{name}-{threading.get_ident() % 10000:04d}.log"
         self._lock = threading.Lock()
+        self._secrets: set[str] = set()
         self._f = open(self.path, "a", buffering=1)
+
+    def redact(self, secret: str) -> None:
+        """Mask `secret` (a sudo password, a join token) in every line written from now on."""
+        if secret and len(secret) >= 4:
+            with self._lock:
+                self._secrets.add(secret)
 
     def __call__(self, line: str) -> None:
         with self._lock:
+            for s in self._secrets:
+                line = line.replace(s, "********")
             self._f.write(f"{time.strftime('%H:%M:%S')} {line}\n")
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ count gets the same warning as bootstrap.
 from __future__ import annotations
 
 from . import agentctl as ac
-from .bootstrap import _join_manager, _join_workers, install
+from .bootstrap import install, join_manager, join_workers
 from .cluster import Cluster, ClusterError, print_status
 from .inventory import Host
 from .runner import StepResult
@@ -43,10 +43,10 @@ def scale_add(cl: Cluster, names: list[str]) -> list[str]:
     wrks = [h for h in new if h.name not in pinned]
     joined: list[Host] = []
     for h in mgrs:
-        _join_manager(cl, h, None)
+        join_manager(cl, h, None)
         joined.append(h)
     if wrks:
-        _join_workers(cl, wrks, {h.name: None for h in wrks})
+        join_workers(cl, wrks, {h.name: None for h in wrks})
         nodes = ac.nodes_by_host(cl)
         joined += [h for h in wrks if h.name in nodes]
     n = sum(1 for v in ac.nodes_by_host(cl).values() if ac.is_manager(v))

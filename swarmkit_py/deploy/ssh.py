@@ -4,12 +4,20 @@ Fabric's Connection trusts any host key on first use (AutoAddPolicy); against re
 that defeats SSH's one defence against a man in the middle. Here the host's known_hosts file
 (`swarmkit_known_hosts_file`, `-o UserKnownHostsFile=` in `ansible_ssh_common_args`, or
 `~/.ssh/known_hosts`) is loaded and paramiko's RejectPolicy is set, so an unknown or changed
-key stops that host with a message. `ansible_become` wraps commands in `sudo -n` (no
-password prompts: an agentless run must never hang on a TTY).
+key stops that host with a message.
+
+`ansible_become` runs every command as `ansible_become_user` (root) through sudo, never on a
+TTY (an agentless run must never hang on a prompt). Without `ansible_become_password` it is
+`sudo -n` (passwordless sudo, as on GCE or Vagrant); with one, `sudo -S -k -p ''` gets the
+password on the command's stdin: never on a command line (where `ps` and our log would show
+it), `-k` so sudo always consumes it (a cached credential would leave it for the command to
+read), and the password is registered with the run log, which masks it wherever it appears.
+Files the login user cannot read (keys made by root) are read through sudo too.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import shlex
 import uuid
@@ -19,6 +27,7 @@ from dataclasses import dataclass
 
 import paramiko
 
+from . import variables
 from .inventory import Host
 
 
@@ -49,6 +58,23 @@ class HostConn:
         self.timeout = timeout
         self._conn = None
         self._log = log or (lambda s: None)
+        self._become_password: str | None = None
+
+    def _sudo_password(self) -> str | None:
+        """`ansible_become_password`, templated now (lookup('env'/'file')), masked in the log."""
+        raw = self.host.vars.get("ansible_become_password")
+        if raw is None or not self.host.become:
+            return None
+        if self._become_password is None:
+            try:
+                pw = variables.render(str(raw), self.host.vars)
+            except variables.VariableError as e:
+                raise Unreachable(f"{self.host.name}: ansible_become_password: {e}") from None
+            redact = getattr(self._log, "redact", None)
+            if redact is not None:
+                redact(pw)
+            self._become_password = pw
+        return self._become_password
 
     def _open(self):
         if self._conn is not None:
@@ -85,28 +111,41 @@ class HostConn:
             self._conn.close()
             self._conn = None
 
-    def run(self, cmd: str, timeout: float | None = 120.0) -> Result:
+    def run(self, cmd: str, timeout: float | None = 120.0, log_output: bool = True) -> Result:
         """Run a shell command (as root via sudo when become is set). Never raises on a
-        non-zero exit: callers decide what a failure means."""
+        non-zero exit: callers decide what a failure means. `log_output=False` keeps stdout
+        out of the run log (file contents that are secrets)."""
         c = self._open()
-        full = f"sudo -n -- sh -c {shlex.quote(cmd)}" if self.host.become else cmd
+        stdin: io.StringIO | bool = False
+        full = cmd
+        if self.host.become:
+            as_user = f"-u {shlex.quote(self.host.become_user)} "
+            pw = self._sudo_password()
+            if pw is None:
+                full = f"sudo -n {as_user}-- sh -c {shlex.quote(cmd)}"
+            else:
+                full = f"sudo -S -k -p '' {as_user}-- sh -c {shlex.quote(cmd)}"
+                stdin = io.StringIO(pw + "\n")
         try:
-            r = c.run(full, hide=True, warn=True, in_stream=False, timeout=timeout)
+            r = c.run(full, hide=True, warn=True, in_stream=stdin, timeout=timeout)
         except (OSError, EOFError, paramiko.SSHException) as e:
             self.close()
             raise Unreachable(f"{self.host.name}: connection lost running {cmd[:60]!r}: {e}") from None
+        out = r.stdout.strip() if log_output else f"({len(r.stdout)} bytes, not logged)"
         self._log(f"[{self.host.name}] $ {cmd}\n  rc={r.exited}"
-                  + (f"\n  out: {r.stdout.strip()[:2000]}" if r.stdout.strip() else "")
+                  + (f"\n  out: {out[:2000]}" if r.stdout.strip() else "")
                   + (f"\n  err: {r.stderr.strip()[:2000]}" if r.stderr.strip() else ""))
+        if self.host.become and r.exited == 1 and _sudo_refused(r.stderr):
+            raise Unreachable(f"{self.host.name}: sudo as {self.host.user} refused: {r.stderr.strip()[-300:]} "
+                              "(check ansible_become_password, or the sudoers entry of the login user)")
         return Result(r.exited, r.stdout, r.stderr)
 
-    def read(self, path: str) -> bytes | None:
-        """A remote file's bytes, or None if it does not exist."""
-        r = self.run(f"test -f {shlex.quote(path)} && base64 -w0 {shlex.quote(path)}")
+    def read(self, path: str, secret: bool = False) -> bytes | None:
+        """A remote file's bytes (read as root when become is set), or None if it does not
+        exist. `secret`: its contents are kept out of the run log."""
+        r = self.run(f"test -f {shlex.quote(path)} && base64 -w0 {shlex.quote(path)}", log_output=not secret)
         if r.rc != 0:
             return None
-        import base64
-
         return base64.b64decode(r.stdout.strip())
 
     def put(self, data: bytes | str, path: str, mode: int = 0o644) -> None:
@@ -130,8 +169,23 @@ class HostConn:
             self.run(f"rm -f {tmp}")
             raise RuntimeError(f"{self.host.name}: could not write {path}: {r.stderr.strip()}")
 
-    def get(self, path: str, local: str) -> None:
-        self._open().get(path, local)
+    def get(self, path: str, local: str, secret: bool = False) -> None:
+        """Copy a remote file here. With become it is read through sudo (the login user may
+        not be able to read it); `secret` keeps its contents out of the run log."""
+        if not self.host.become:
+            self._open().get(path, local)
+            return
+        data = self.read(path, secret=secret)
+        if data is None:
+            raise RuntimeError(f"{self.host.name}: {path}: no such file")
+        with open(local, "wb") as f:
+            f.write(data)
+
+
+def _sudo_refused(stderr: str) -> bool:
+    """sudo's own refusals (wrong password, no sudoers entry, a password needed with -n)."""
+    return any(m in stderr for m in ("incorrect password attempt", "a password is required",
+                                     "is not in the sudoers file", "may not run sudo", "no password was provided"))
 
 
 def fan_out(items: Iterable, fn: Callable, forks: int = 10) -> list:

@@ -40,7 +40,7 @@ from . import agentctl as ac
 from . import modules, wheelhouse
 from .cluster import Cluster, ClusterError, wait_for
 from .inventory import Host
-from .nodeops import _update
+from .nodeops import update_node
 from .runner import StepResult
 from .ssh import fan_out
 from .wheelhouse import Wheelhouse
@@ -171,7 +171,7 @@ def _roll(cl: Cluster, hosts: list[Host], wh: Wheelhouse, timeout: float,
                            f"rolled back to {prev[h.name]}. Hosts already upgraded stay on {wh.version}; the "
                            "others were not touched. Fix the release, then run the upgrade again.")
     for h in drained:
-        _update(cl, h.name, Availability="active")
+        update_node(cl, h.name, Availability="active")
     for h in todo:
         r.record(StepResult(h.name, f"upgrade to {wh.version}", "changed",
                             f"{prev[h.name]} -> {wh.version}; agent healthy" + ("; drained and reactivated" if h in drained else "")))
@@ -189,7 +189,7 @@ def _drain(cl: Cluster, h: Host) -> bool:
     n = cl.node(h.name)
     if n["Spec"].get("Availability") == "drain":
         return False
-    _update(cl, h.name, Availability="drain")
+    update_node(cl, h.name, Availability="drain")
     # until the containers have really stopped (within their stop grace period), so the agent
     # restart does not interrupt a task's shutdown half way
     wait_for(f"the tasks of {h.name} to stop and move elsewhere", lambda: not [
@@ -246,7 +246,7 @@ def _rollback(cl: Cluster, h: Host, prev: str | None, why: str, drained: bool) -
         _switch(cl, h, prev)
         ac.restart(cl, h)
         if drained:
-            _update(cl, h.name, Availability="active")
+            update_node(cl, h.name, Availability="active")
         r.record(StepResult(h.name, "rollback", "changed", f"current -> {prev}; agent restarted"))
     except Exception as e:  # report, and still stop the rollout with the first failure's message
         r.record(StepResult(h.name, "rollback", "failed", str(e)))

@@ -1,8 +1,9 @@
 """testinfra over our own SSH connections: one `host` per inventory host.
 
-testinfra's paramiko backend trusts unknown host keys (WarningPolicy); these checks reuse the
-deploy toolkit's connection instead, so they check host keys against the inventory's
-known_hosts like every other operator command. The inventory comes from `--inventory` or
+testinfra's paramiko backend trusts unknown host keys (WarningPolicy) and knows sudo only
+without a password; these checks run every command through the deploy toolkit's connection
+instead, so they check host keys against the inventory's known_hosts and become root exactly
+as every other operator command does (`ansible_become`, its password kept off command lines). The inventory comes from `--inventory` or
 $SWARMKIT_INVENTORY; without one (a plain `pytest` run) the module is skipped.
 """
 
@@ -52,6 +53,11 @@ class _Backend(ParamikoBackend):
     @functools.cached_property
     def client(self):
         return self._skpy._open().client
+
+    def run(self, command: str, *args: str, **kwargs):
+        cmd = self.get_command(command, *args)
+        r = self._skpy.run(cmd)
+        return self.result(r.rc, self.encode(cmd), r.stdout, r.stderr)
 
 
 @pytest.fixture(scope="module")

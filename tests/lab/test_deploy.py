@@ -2,7 +2,12 @@
 
 lab.up 4 hosts -> bootstrap --managers 3 -> 3 managers (one Leader) + 1 worker, all Ready ->
 a second bootstrap changes nothing -> --check --diff of a changed template shows the diff and
-changes nothing -> promote/demote/drain/activate -> testinfra `verify` green.
+changes nothing -> promote/demote/drain/activate -> testinfra `verify` green -> no secret in
+the deploy logs.
+
+Twice: with the lab's root login, and with a login user `deploy` that becomes root through
+sudo with a password (`lab.up --user deploy`: ansible_become, ansible_become_password read from
+a file by the inventory), as on a cloud image.
 """
 
 from __future__ import annotations
@@ -30,12 +35,12 @@ INVOKE = str(REPO / ".venv" / "bin" / "invoke")
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory, lab_name):
+@pytest.fixture(scope="module", params=["root", "deploy"], ids=["login-root", "login-deploy-sudo"])
+def lab(request, tmp_path_factory, lab_name):
     tmp = tmp_path_factory.mktemp("deploy")
     lab = Lab(lab_name("deploy"), state_dir=tmp / "lab", inventory_path=tmp / "hosts.yml")
     try:
-        lab.up(4, docker=True)
+        lab.up(4, docker=True, user=request.param)
         yield lab
     finally:
         lab.down()
@@ -47,7 +52,8 @@ def env(lab, tmp_path_factory):
                           check=True).stdout.strip()
     # pinned to one commit: others committing meanwhile must not look like a change
     return {**os.environ, "SWARMKIT_BUILD_REF": head, "COLUMNS": "200",
-            "SWARMKIT_DEPLOY_DIR": str(tmp_path_factory.mktemp("operator"))}
+            "SWARMKIT_DEPLOY_DIR": str(tmp_path_factory.mktemp("operator")),
+            "SWARMKIT_DEPLOY_LOGS": str(tmp_path_factory.mktemp("deploy-logs"))}
 
 
 def invoke(env, *args, inventory=None, check=True, timeout=600) -> subprocess.CompletedProcess:
@@ -119,3 +125,31 @@ def test_bootstrap_idempotence_check_node_ops_and_verify(lab, env, tmp_path):
 
     v = invoke(env, "verify", inventory=inv)
     assert re.search(r"\b24 passed\b", v.stdout), v.stdout
+
+    # the deploy logs explain every command, and show no secret
+    secrets = [invoke(env, "join-token", role, inventory=inv).stdout.strip() for role in ("worker", "manager")]
+    if lab.login_user != "root":
+        secrets.append(lab.login_password.read_text().strip())
+    logs = list(Path(env["SWARMKIT_DEPLOY_LOGS"]).glob("*.log"))
+    text = "".join(p.read_text() for p in logs)
+    assert len(logs) >= 10 and "swarmkit-py join --token ********" in text
+    for s in secrets:
+        assert s.startswith("SWMTKN-") or lab.login_user != "root"
+        assert s not in text, "a secret in the deploy log"
+    assert "PRIVATE KEY" not in text
+
+
+def test_login_user_is_not_root_and_its_key_does_not_open_root(lab):
+    if lab.login_user == "root":
+        pytest.skip("the root-login lab")
+    from swarmkit_py.deploy import inventory
+    from swarmkit_py.deploy.ssh import HostConn, Unreachable
+
+    h = inventory.load(lab.inventory_path).hosts["h1"]
+    assert (h.user, h.become) == ("deploy", True)
+    assert HostConn(h).run("id -un").stdout.strip() == "root"  # through sudo
+    with pytest.raises(Unreachable, match="Authentication failed"):
+        HostConn(h.model_copy(update={"user": "root", "become": False})).run("true")
+    wrong = h.model_copy(update={"vars": {**h.vars, "ansible_become_password": "not-the-password"}})
+    with pytest.raises(Unreachable, match="sudo as deploy refused"):
+        HostConn(wrong).run("true")

@@ -163,3 +163,15 @@ def test_every_task_name_in_the_docs_exists():
     assert not used - known, f"documented but not tasks: {sorted(used - known)}"
     for name in ("status", "lab.status", "bootstrap", "lab.up", "docker-env", "join-token"):
         assert name in known
+
+
+def test_become_password_is_read_only_when_a_connection_needs_it(tmp_path):
+    doc = {"all": {"vars": {"ansible_user": "deploy", "ansible_become": True,
+                            "ansible_become_password": "{{ lookup('env', 'SKPY_TEST_UNSET_PW') }}"},
+                   "hosts": {"h1": None}}}
+    h = inventory.load(write(tmp_path, doc)).hosts["h1"]  # loading does not need the secret
+    assert (h.user, h.become, h.become_user) == ("deploy", True, "root")
+    assert h.vars["ansible_become_password"].startswith("{{")  # not resolved into the vars
+    doc["all"]["vars"]["ansible_become_method"] = "su"
+    with pytest.raises(InventoryError, match="host h1: field 'ansible_become_method'"):
+        inventory.load(write(tmp_path, doc))

@@ -36,7 +36,7 @@ if mount --rbind /sys/fs/cgroup "$H/.sysfs-cg" 2>/dev/null; then
   fi
 fi
 
-for d in etc opt var/lib var/log; do
+for d in etc opt var/lib var/log home; do
   mkdir -p "$H/upper/$d" "$H/work/$d"
   mount -t overlay "skpy-$d" -o "lowerdir=/$d,upperdir=$H/upper/$d,workdir=$H/work/$d" "/$d"
 done
@@ -51,6 +51,19 @@ chmod 700 /run/skpy-ssh
 cp "$H/sshd_config" "$H/ssh_host_ed25519_key" "$H/ssh_host_ed25519_key.pub" /run/skpy-ssh/
 cp "$S/id_ed25519.pub" /run/skpy-ssh/authorized_keys
 chmod 600 /run/skpy-ssh/*
+
+# A login user other than root (`lab.up --user deploy`): its own key (root's does not let it
+# in, nor its key root), a password, and sudo that asks for it, as on a cloud image whose
+# operators are not root. Re-applied at every boot, so the state dir's files are the truth.
+U=$SKPY_LOGIN_USER
+if [ "$U" != root ]; then
+  id -u "$U" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash --user-group "$U"
+  printf '%s:%s\n' "$U" "$(cat "$S/login_password")" | chpasswd
+  install -d -m 700 -o "$U" -g "$U" "/home/$U/.ssh"
+  install -m 600 -o "$U" -g "$U" "$S/login_ed25519.pub" "/home/$U/.ssh/authorized_keys"
+  printf '%s ALL=(ALL:ALL) ALL\n' "$U" > /etc/sudoers.d/skpy-login
+  chmod 440 /etc/sudoers.d/skpy-login
+fi
 
 if [ "$SKPY_DOCKER" = 1 ]; then
   mkdir -p "$H/docker" /var/lib/docker
@@ -96,7 +109,7 @@ PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
-AuthorizedKeysFile /run/skpy-ssh/authorized_keys
+AuthorizedKeysFile /run/skpy-ssh/authorized_keys .ssh/authorized_keys
 PidFile /run/sshd.pid
 MaxStartups 64:30:128
 MaxSessions 64
@@ -110,7 +123,7 @@ CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def write_host_files(hdir: Path, state: Path, host: str, addr: str, docker: bool,
-                     cgroup_parent: str) -> None:
+                     cgroup_parent: str, login_user: str = "root") -> None:
     hdir.mkdir(parents=True, exist_ok=True)
     key = hdir / "ssh_host_ed25519_key"
     if not key.exists():
@@ -125,6 +138,7 @@ def write_host_files(hdir: Path, state: Path, host: str, addr: str, docker: bool
         "SKPY_DOCKER": "1" if docker else "0",
         "SKPY_CGROUP_PARENT": cgroup_parent,
         "SKPY_LAB_STATE": str(state),
+        "SKPY_LOGIN_USER": login_user,
         # the agent role's defaults: where it installs the supervisor and where that logs
         "SKPY_AUTOSTART": str(defaults["swarmkit_supervisor"]),
         "SKPY_AUTOSTART_LOGS": str(defaults["swarmkit_log_dir"]),

@@ -7,6 +7,7 @@ case; known_hosts lets it check host keys for real instead of trusting on first 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
@@ -22,13 +23,25 @@ def known_hosts_lines(entries: list[tuple[str, str, Path]]) -> str:
     return "".join(lines)
 
 
-def inventory_doc(lab: str, hosts: list[tuple[str, str]], key: Path, known_hosts: Path) -> dict:
+class Login(NamedTuple):
+    """A login user other than root: its key, and the file holding the password sudo asks for."""
+
+    user: str
+    key: Path
+    password_file: Path
+
+
+def inventory_doc(lab: str, hosts: list[tuple[str, str]], key: Path, known_hosts: Path,
+                  login: Login | None = None) -> dict:
+    conn = {"ansible_user": "root", "ansible_port": 22, "ansible_ssh_private_key_file": str(key)}
+    if login is not None:  # the password stays in its file: the inventory names where it is
+        conn = {"ansible_user": login.user, "ansible_port": 22, "ansible_ssh_private_key_file": str(login.key),
+                "ansible_become": True,
+                "ansible_become_password": f"{{{{ lookup('file', '{login.password_file}') }}}}"}
     return {
         "all": {
             "vars": {
-                "ansible_user": "root",
-                "ansible_port": 22,
-                "ansible_ssh_private_key_file": str(key),
+                **conn,
                 "ansible_ssh_common_args": f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes",
                 "swarmkit_known_hosts_file": str(known_hosts),
                 "swarmkit_lab": lab,
@@ -38,9 +51,10 @@ def inventory_doc(lab: str, hosts: list[tuple[str, str]], key: Path, known_hosts
     }
 
 
-def write_inventory(path: Path, lab: str, hosts: list[tuple[str, str]], key: Path, known_hosts: Path) -> None:
+def write_inventory(path: Path, lab: str, hosts: list[tuple[str, str]], key: Path, known_hosts: Path,
+                    login: Login | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = yaml.safe_dump(inventory_doc(lab, hosts, key, known_hosts), sort_keys=False)
+    body = yaml.safe_dump(inventory_doc(lab, hosts, key, known_hosts, login), sort_keys=False)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(HEADER.format(lab=lab) + body)
     tmp.replace(path)

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -48,6 +49,15 @@ class Host:
     state: str  # running | crashed
     pid: int | None  # the host's PID 1, as seen from the machine
     docker: bool
+
+
+USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+
+
+def _keygen(path: Path, comment: str) -> None:
+    if not path.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+                       check=True, capture_output=True)
 
 
 def _require_root() -> None:
@@ -113,6 +123,21 @@ class Lab:
     @property
     def key(self) -> Path:
         return self.state_dir / "id_ed25519"
+
+    @property
+    def login_key(self) -> Path:
+        """The login user's own key (`up(user=...)` other than root)."""
+        return self.state_dir / "login_ed25519"
+
+    @property
+    def login_password(self) -> Path:
+        """The login user's password, which its sudo asks for (0600)."""
+        return self.state_dir / "login_password"
+
+    @property
+    def login_user(self) -> str:
+        cfg = self._config()
+        return cfg.get("user", "root") if cfg else "root"
 
     @property
     def known_hosts(self) -> Path:
@@ -250,26 +275,37 @@ class Lab:
 
     # --- operations ---------------------------------------------------------------------------
 
-    def up(self, n: int = 7, docker: bool = True, timeout: float = 90.0) -> dict[str, str]:
-        """Make hosts h1..hN exist and run; returns per host 'started' or 'running'."""
+    def up(self, n: int = 7, docker: bool = True, timeout: float = 90.0, user: str = "root") -> dict[str, str]:
+        """Make hosts h1..hN exist and run; returns per host 'started' or 'running'.
+        `user` other than root: the inventory logs in as that user, with its own key, and
+        becomes root with sudo, which asks for the user's password (`login_password`)."""
         _require_root()
         if not 1 <= n <= MAX_HOSTS:
             raise LabError(f"--hosts must be between 1 and {MAX_HOSTS}")
+        if not USER_RE.fullmatch(user):
+            raise LabError(f"--user {user!r}: a login name is lowercase letters, digits, '_' or '-', "
+                           "starting with a letter or '_' (at most 32)")
         with self._locked():
             cfg = self._config()
             if cfg is None:
-                cfg = {"name": self.name, "subnet": str(self._choose_subnet()), "hosts": {}}
+                cfg = {"name": self.name, "subnet": str(self._choose_subnet()), "hosts": {}, "user": user}
             elif self._subnet_arg and str(self._subnet_arg) != cfg["subnet"]:
                 raise LabError(f"lab {self.name!r} already uses {cfg['subnet']}; lab.down first to change it")
+            elif cfg.get("user", "root") != user:
+                raise LabError(f"lab {self.name!r} logs in as {cfg.get('user', 'root')!r}, not {user!r}; "
+                               "lab.down first to change it")
             for i in range(1, n + 1):
                 cfg["hosts"].setdefault(host_name(i), {"docker": docker})
             self._save_config(cfg)
             subnet = ipaddress.IPv4Network(cfg["subnet"])
 
-            if not self.key.exists():
-                subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
-                                f"operator@swarmkit-py-lab-{self.name}", "-f", str(self.key)],
-                               check=True, capture_output=True)
+            _keygen(self.key, f"operator@swarmkit-py-lab-{self.name}")
+            if user != "root":
+                _keygen(self.login_key, f"{user}@swarmkit-py-lab-{self.name}")
+                if not self.login_password.exists():
+                    fd = os.open(self.login_password, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    with os.fdopen(fd, "w") as f:
+                        f.write(secrets.token_urlsafe(18) + "\n")
             self._write_etc_hosts(cfg)
             net.ensure_bridge(self.names.bridge, gateway(subnet), subnet)
             net.ensure_forward_accept(self.names.bridge, self.names.rule_tag)
@@ -306,7 +342,7 @@ class Lab:
         addr = host_address(subnet, host_index(host))
         hdir = self.host_dir(host)
         boot.write_host_files(hdir, self.state_dir, host, str(addr), bool(cfg["hosts"][host].get("docker", True)),
-                              self.names.cgroup_parent(host))
+                              self.names.cgroup_parent(host), login_user=cfg.get("user", "root"))
         net.ensure_host_link(self.names.bridge, self.names.veth(host), self.names.netns(host),
                              addr, subnet.prefixlen)
         # The host's own processes sit in a leaf: on a pure cgroup v2 machine dockerd must be
@@ -319,8 +355,10 @@ class Lab:
         entries = [(h, self.address(h), self.host_dir(h) / "ssh_host_ed25519_key.pub")
                    for h in self.host_names()]
         self.known_hosts.write_text(inventory.known_hosts_lines(entries))
+        user = self.login_user
+        login = None if user == "root" else inventory.Login(user, self.login_key, self.login_password)
         inventory.write_inventory(self.inventory_path, self.name,
-                                  [(h, a) for h, a, _ in entries], self.key, self.known_hosts)
+                                  [(h, a) for h, a, _ in entries], self.key, self.known_hosts, login)
 
     def _wait_ready(self, hosts: list[str], timeout: float) -> None:
         """SSH answering on every host, then every engine answering and holding the image."""
