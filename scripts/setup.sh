@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the project uses: the venv, and the lab's parts (sshd, namespaces, iptables,
 # tini as each lab host's PID 1, a Docker engine per lab host, busybox for the task image; sudo for
-# lab hosts whose login user is not root).
-APT_PKGS=(python3 python3-venv python3-dev gcc openssh-server openssh-client iproute2 iptables tini docker.io busybox-static procps psmisc sudo)
+# lab hosts whose login user is not root; chromium and its driver for the dashboard's browser tests).
+APT_PKGS=(python3 python3-venv python3-dev gcc openssh-server openssh-client iproute2 iptables tini docker.io busybox-static procps psmisc sudo chromium chromium-driver)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

@@ -36,13 +36,15 @@ def _guard(fn, *args, **kw):
             "subnet": "IPv4 /24 for the lab (default derived from the name, 10.77.0.0/24 for 'lab')",
             "user": "login user of the inventory (default root); another name gets its own key and "
                     "sudo with a password, which the inventory reads from a file (ansible_become)",
+            "init": "PID 1 of each host: tini (default; the agent runs under the role's supervisor) "
+                    "or systemd (as a cloud image boots; the agent is a systemd unit)",
             "name": NAME_HELP})
-def up(c, hosts=7, docker=True, subnet=None, user="root", name="lab"):
+def up(c, hosts=7, docker=True, subnet=None, user="root", init="tini", name="lab"):
     """Start N SSH hosts on this machine (needs root). Idempotent: running hosts are left
     alone, missing or crashed ones are booted. Writes inventories/lab/hosts.yml."""
     lab = _lab(name, subnet)
     t0 = time.monotonic()
-    result = _guard(lab.up, int(hosts), docker=docker, user=user)
+    result = _guard(lab.up, int(hosts), docker=docker, user=user, init=init)
     for h, what in result.items():
         print(f"{h:5} {lab.address(h):15} {what}")
     print(f"lab {name}: {len(result)} hosts up in {time.monotonic() - t0:.2f}s; "

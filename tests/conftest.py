@@ -1,5 +1,6 @@
 """Fixtures shared across test layers. Keep this small: layer-specific fixtures live with them."""
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -23,3 +24,14 @@ def docker_engine():
     client = docker.from_env()
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def lab_name():
+    """`lab_name(kind)`: the name for a test's lab. $SWARMKIT_TEST_LAB wins (engineers sharing
+    one machine are each given lab names of their own); else one per process and kind."""
+
+    def name(kind: str) -> str:
+        return os.environ.get("SWARMKIT_TEST_LAB") or f"t-{kind}-{os.getpid() % 10000}"
+
+    return name

@@ -48,9 +48,10 @@ def wait_for(what: str, cond, timeout: float, interval: float = 0.2):
 
 
 class Cluster:
-    def __init__(self, inv: Inventory, runner: Runner):
+    def __init__(self, inv: Inventory, runner: Runner, api_timeout: float = 5.0):
         self.inv = inv
         self.runner = runner
+        self.api_timeout = api_timeout
         self.bundle = api.bundle_dir(inv)
         self._client = None
         self._entry: Host | None = None
@@ -102,7 +103,7 @@ class Cluster:
     def _try(self, h: Host):
         if not (self.bundle / "key.pem").exists():
             return None
-        c = api.client(h, self.bundle, timeout=5)
+        c = api.client(h, self.bundle, timeout=self.api_timeout)
         try:
             c.api.inspect_swarm()
         except Exception:
@@ -148,6 +149,17 @@ class Cluster:
         token = tokens["Manager" if role == "manager" else "Worker"]
         self.runner.log.redact(token)
         return token
+
+    @property
+    def connected(self) -> bool:
+        """A client to a manager is at hand (it answered when it was made)."""
+        return self._client is not None
+
+    def forget_client(self) -> None:
+        """Drop the client (its manager stopped answering); the next `client()` finds another."""
+        if self._client is not None:
+            self._client.close()
+        self._client = self._entry = None
 
     @property
     def entry(self) -> Host:

@@ -3,46 +3,92 @@
 testinfra's paramiko backend trusts unknown host keys (WarningPolicy) and knows sudo only
 without a password; these checks run every command through the deploy toolkit's connection
 instead, so they check host keys against the inventory's known_hosts and become root exactly
-as every other operator command does (`ansible_become`, its password kept off command lines). The inventory comes from `--inventory` or
-$SWARMKIT_INVENTORY; without one (a plain `pytest` run) the module is skipped.
+as every other operator command does (`ansible_become`, its password kept off command lines).
+
+The inventory comes from `--inventory` or $SWARMKIT_INVENTORY (`invoke verify`); without one
+(a plain `pytest` run, CI) the checks run against a lab made for them, so they are never
+silently skipped where a lab can run.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import testinfra.host
 from testinfra.backend.paramiko import ParamikoBackend
 
-from swarmkit_py.deploy import inventory
+from swarmkit_py.deploy import inventory, wheelhouse
 from swarmkit_py.deploy.ssh import HostConn
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def pytest_addoption(parser):
     parser.addoption("--inventory", default=None, help="Ansible YAML inventory to verify")
 
 
-def _inventory(config):
-    path = config.getoption("--inventory") or os.environ.get("SWARMKIT_INVENTORY")
-    return inventory.load(path) if path else None
+AUTO_HOSTS = ("h1", "h2")
+
+
+def _given(config) -> str | None:
+    return config.getoption("--inventory") or os.environ.get("SWARMKIT_INVENTORY")
 
 
 def pytest_generate_tests(metafunc):
     if "inv_host" in metafunc.fixturenames:
-        inv = _inventory(metafunc.config)
-        hosts = list(inv.hosts.values()) if inv else []
-        metafunc.parametrize("inv_host", hosts, ids=[h.name for h in hosts], scope="module")
+        path = _given(metafunc.config)
+        names = list(inventory.load(path).hosts) if path else list(AUTO_HOSTS) if os.geteuid() == 0 else []
+        metafunc.parametrize("inv_host", names, ids=names, indirect=True, scope="module")
 
 
 def pytest_collection_modifyitems(config, items):
-    if _inventory(config) is None:
-        skip = pytest.mark.skip(reason="no inventory: pass --inventory or set SWARMKIT_INVENTORY")
+    if _given(config) is None and os.geteuid() != 0:
+        skip = pytest.mark.skip(reason="no inventory (--inventory, $SWARMKIT_INVENTORY), and the lab needs root")
         here = os.path.dirname(__file__)
         for it in items:
             if str(it.fspath).startswith(here):  # this hook sees the whole session's items
                 it.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def infra(request, tmp_path_factory, lab_name):
+    """(inventory, expected release): the inventory given (`invoke verify`), else a lab made
+    for these checks the way production hosts are: systemd as init, a login user with sudo,
+    the agent bootstrapped by the toolkit (one manager, one worker)."""
+    path = _given(request.config)
+    if path:
+        yield inventory.load(path), os.environ.get("SWARMKIT_EXPECTED_RELEASE") or wheelhouse.source_version()
+        return
+    from swarmkit_py.deploy.lab import Lab
+
+    tmp = tmp_path_factory.mktemp("infra")
+    lab = Lab(lab_name("infra"), state_dir=tmp / "lab", inventory_path=tmp / "hosts.yml")
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    env = {**os.environ, "SWARMKIT_BUILD_REF": head, "SWARMKIT_DEPLOY_DIR": str(tmp / "operator"),
+           "SWARMKIT_DEPLOY_LOGS": str(tmp / "logs")}
+    try:
+        lab.up(len(AUTO_HOSTS), docker=True, user="deploy", init="systemd")
+        r = subprocess.run([str(REPO / ".venv" / "bin" / "invoke"), "bootstrap", "--managers", "1",
+                            "--inventory", str(lab.inventory_path)], cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=600)
+        assert r.returncode == 0, f"bootstrap of the infra lab failed:\n{r.stdout[-4000:]}\n{r.stderr[-2000:]}"
+        release = subprocess.run([sys.executable, "-c", "from swarmkit_py.deploy import wheelhouse; "
+                                  "print(wheelhouse.source_version())"], env=env, capture_output=True, text=True,
+                                 check=True).stdout.strip()
+        yield inventory.load(lab.inventory_path), release
+    finally:
+        lab.down()
+
+
+@pytest.fixture(scope="module")
+def inv_host(request, infra):
+    return infra[0].hosts[request.param]
 
 
 class _Backend(ParamikoBackend):
@@ -67,8 +113,6 @@ def host(inv_host):
     conn.close()
 
 
-@pytest.fixture(scope="session")
-def expected_release():
-    from swarmkit_py.deploy import wheelhouse
-
-    return os.environ.get("SWARMKIT_EXPECTED_RELEASE") or wheelhouse.source_version()
+@pytest.fixture(scope="module")
+def expected_release(infra):
+    return infra[1]

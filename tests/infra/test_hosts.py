@@ -14,8 +14,18 @@ def _state_dir(inv_host):
 def test_agent_runs_under_its_service_manager(host, inv_host):
     run = inv_host.vars["swarmkit_run_dir"]
     if host.file("/run/systemd/system").is_directory:
-        assert host.service(inv_host.vars["swarmkit_unit"]).is_running
-        assert host.service(inv_host.vars["swarmkit_unit"]).is_enabled
+        unit = inv_host.vars["swarmkit_unit"]
+        assert host.service(unit).is_running
+        assert host.service(unit).is_enabled
+        props = dict(line.split("=", 1) for line in host.check_output(
+            f"systemctl show -p MainPID -p Restart -p ActiveState -p SubState {unit}").splitlines())
+        assert (props["ActiveState"], props["SubState"]) == ("active", "running"), props
+        assert props["Restart"] == "on-failure", "a crashed agent must be started again"
+        assert not host.file(f"{run}/supervisor.pid").exists, "systemd host also runs the supervisor"
+        agent_pid = props["MainPID"]
+        cmd = host.file(f"/proc/{agent_pid}/cmdline").content_string.replace("\0", " ")
+        assert f"swarmkit-py agent --config {inv_host.vars['swarmkit_agent_config']}" in cmd, cmd
+        assert host.check_output(f"ps -o user= -p {agent_pid}").strip() == "root"
         return
     sup = host.file(f"{run}/supervisor.pid")
     assert sup.exists, "no supervisor pidfile: the agent is not supervised"

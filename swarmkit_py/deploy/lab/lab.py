@@ -52,6 +52,7 @@ class Host:
 
 
 USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+INITS = ("tini", "systemd")
 
 
 def _keygen(path: Path, comment: str) -> None:
@@ -275,24 +276,33 @@ class Lab:
 
     # --- operations ---------------------------------------------------------------------------
 
-    def up(self, n: int = 7, docker: bool = True, timeout: float = 90.0, user: str = "root") -> dict[str, str]:
+    def up(self, n: int = 7, docker: bool = True, timeout: float = 90.0, user: str = "root",
+           init: str = "tini") -> dict[str, str]:
         """Make hosts h1..hN exist and run; returns per host 'started' or 'running'.
         `user` other than root: the inventory logs in as that user, with its own key, and
-        becomes root with sudo, which asks for the user's password (`login_password`)."""
+        becomes root with sudo, which asks for the user's password (`login_password`).
+        `init`: tini (sshd and dockerd under tini; the agent role falls back to its
+        supervisor) or systemd (PID 1 is systemd, as on a cloud image)."""
         _require_root()
         if not 1 <= n <= MAX_HOSTS:
             raise LabError(f"--hosts must be between 1 and {MAX_HOSTS}")
         if not USER_RE.fullmatch(user):
             raise LabError(f"--user {user!r}: a login name is lowercase letters, digits, '_' or '-', "
                            "starting with a letter or '_' (at most 32)")
+        if init not in INITS:
+            raise LabError(f"--init {init!r}: one of {', '.join(INITS)}")
         with self._locked():
             cfg = self._config()
             if cfg is None:
-                cfg = {"name": self.name, "subnet": str(self._choose_subnet()), "hosts": {}, "user": user}
+                cfg = {"name": self.name, "subnet": str(self._choose_subnet()), "hosts": {}, "user": user,
+                       "init": init}
             elif self._subnet_arg and str(self._subnet_arg) != cfg["subnet"]:
                 raise LabError(f"lab {self.name!r} already uses {cfg['subnet']}; lab.down first to change it")
             elif cfg.get("user", "root") != user:
                 raise LabError(f"lab {self.name!r} logs in as {cfg.get('user', 'root')!r}, not {user!r}; "
+                               "lab.down first to change it")
+            elif cfg.get("init", "tini") != init:
+                raise LabError(f"lab {self.name!r} boots with {cfg.get('init', 'tini')!r}, not {init!r}; "
                                "lab.down first to change it")
             for i in range(1, n + 1):
                 cfg["hosts"].setdefault(host_name(i), {"docker": docker})
@@ -341,15 +351,18 @@ class Lab:
         subnet = ipaddress.IPv4Network(cfg["subnet"])
         addr = host_address(subnet, host_index(host))
         hdir = self.host_dir(host)
+        init = cfg.get("init", "tini")
+        leaf = self.host_cgroup(host) / "init"
         boot.write_host_files(hdir, self.state_dir, host, str(addr), bool(cfg["hosts"][host].get("docker", True)),
-                              self.names.cgroup_parent(host), login_user=cfg.get("user", "root"))
+                              self.names.cgroup_parent(host), login_user=cfg.get("user", "root"), init=init,
+                              cgroup_leaf=leaf)
         net.ensure_host_link(self.names.bridge, self.names.veth(host), self.names.netns(host),
                              addr, subnet.prefixlen)
         # The host's own processes sit in a leaf: on a pure cgroup v2 machine dockerd must be
         # able to enable controllers in the host's cgroup for its containers (siblings of
         # "init"), which the kernel refuses while the cgroup itself holds processes.
-        cg = cgroups.ensure(self.host_cgroup(host) / "init")
-        boot.launch(hdir, self.names.netns(host), cg)
+        cg = cgroups.ensure(leaf)
+        boot.launch(hdir, self.names.netns(host), cg, init=init)
 
     def _write_access_files(self) -> None:
         entries = [(h, self.address(h), self.host_dir(h) / "ssh_host_ed25519_key.pub")
