@@ -63,3 +63,18 @@ def verify(c, inventory=None, release=None):
     rc = run(inventory, release)
     if rc:
         raise Exit(code=rc)
+
+
+@task(help={"port": "port on 127.0.0.1 (default 8765; 0 picks a free one)",
+            "interval": "seconds between two looks at the cluster (default 1, at least 0.5)",
+            "inventory": INV_HELP})
+def dashboard(c, port=8765, interval=1.0, inventory=None):
+    """Serve a live view of the cluster on http://127.0.0.1:PORT/ (one column per node with its
+    tasks, services and replicas, the leader), fed by the cluster's API through this inventory's
+    client bundle. Runs until Ctrl-C."""
+    from swarmkit_py.deploy.dashboard import serve
+
+    def ready(url: str) -> None:
+        print(f"dashboard: {url} (Ctrl-C to stop)", flush=True)
+
+    op(lambda cl, r: serve(cl, int(port), float(interval), ready=ready), "dashboard", inventory)

@@ -16,7 +16,6 @@ import functools
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import testinfra.host
@@ -24,8 +23,7 @@ from testinfra.backend.paramiko import ParamikoBackend
 
 from swarmkit_py.deploy import inventory, wheelhouse
 from swarmkit_py.deploy.ssh import HostConn
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.labkit import invoke, operator_env, running_lab
 
 
 def pytest_addoption(parser):
@@ -64,26 +62,14 @@ def infra(request, tmp_path_factory, lab_name):
     if path:
         yield inventory.load(path), os.environ.get("SWARMKIT_EXPECTED_RELEASE") or wheelhouse.source_version()
         return
-    from swarmkit_py.deploy.lab import Lab
-
     tmp = tmp_path_factory.mktemp("infra")
-    lab = Lab(lab_name("infra"), state_dir=tmp / "lab", inventory_path=tmp / "hosts.yml")
-    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
-    env = {**os.environ, "SWARMKIT_BUILD_REF": head, "SWARMKIT_DEPLOY_DIR": str(tmp / "operator"),
-           "SWARMKIT_DEPLOY_LOGS": str(tmp / "logs")}
-    try:
-        lab.up(len(AUTO_HOSTS), docker=True, user="deploy", init="systemd")
-        r = subprocess.run([str(REPO / ".venv" / "bin" / "invoke"), "bootstrap", "--managers", "1",
-                            "--inventory", str(lab.inventory_path)], cwd=REPO, env=env, capture_output=True,
-                           text=True, timeout=600)
-        assert r.returncode == 0, f"bootstrap of the infra lab failed:\n{r.stdout[-4000:]}\n{r.stderr[-2000:]}"
+    env = operator_env(tmp)
+    with running_lab(tmp, lab_name("infra"), len(AUTO_HOSTS), user="deploy", init="systemd") as lab:
+        invoke(env, "bootstrap", "--managers", "1", inventory=lab.inventory_path)
         release = subprocess.run([sys.executable, "-c", "from swarmkit_py.deploy import wheelhouse; "
                                   "print(wheelhouse.source_version())"], env=env, capture_output=True, text=True,
                                  check=True).stdout.strip()
         yield inventory.load(lab.inventory_path), release
-    finally:
-        lab.down()
 
 
 @pytest.fixture(scope="module")

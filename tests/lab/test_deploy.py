@@ -12,7 +12,6 @@ a file by the inventory), as on a cloud image.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -22,46 +21,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from swarmkit_py.deploy.lab import Lab
+from tests.labkit import LAB_MARKS, invoke, operator_env, running_lab
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (namespaces, bridge, iptables, cgroups)"),
-    pytest.mark.timeout(900),
-]
-
-REPO = Path(__file__).resolve().parents[2]
-INVOKE = str(REPO / ".venv" / "bin" / "invoke")
+pytestmark = LAB_MARKS
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 
 
 @pytest.fixture(scope="module", params=["root", "deploy"], ids=["login-root", "login-deploy-sudo"])
 def lab(request, tmp_path_factory, lab_name):
-    tmp = tmp_path_factory.mktemp("deploy")
-    lab = Lab(lab_name("deploy"), state_dir=tmp / "lab", inventory_path=tmp / "hosts.yml")
-    try:
-        lab.up(4, docker=True, user=request.param)
+    with running_lab(tmp_path_factory.mktemp("deploy"), lab_name("deploy"), 4, user=request.param) as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 @pytest.fixture(scope="module")
 def env(lab, tmp_path_factory):
-    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
-    # pinned to one commit: others committing meanwhile must not look like a change
-    return {**os.environ, "SWARMKIT_BUILD_REF": head, "COLUMNS": "200",
-            "SWARMKIT_DEPLOY_DIR": str(tmp_path_factory.mktemp("operator")),
-            "SWARMKIT_DEPLOY_LOGS": str(tmp_path_factory.mktemp("deploy-logs"))}
-
-
-def invoke(env, *args, inventory=None, check=True, timeout=600) -> subprocess.CompletedProcess:
-    cmd = [INVOKE, *args] + (["--inventory", str(inventory)] if inventory else [])
-    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {r.returncode}:\n{r.stdout[-6000:]}\n{r.stderr[-3000:]}")
-    return r
+    return operator_env(tmp_path_factory.mktemp("operator"))
 
 
 def changed(out: str) -> int:

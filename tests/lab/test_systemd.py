@@ -9,54 +9,27 @@ journal serves the upgrade health check -> reset disables and removes the unit.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from swarmkit_py.deploy.lab import Lab
+from tests.labkit import LAB_MARKS, invoke, operator_env, running_lab
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (namespaces, bridge, iptables, cgroups)"),
-    pytest.mark.timeout(900),
-]
-
-REPO = Path(__file__).resolve().parents[2]
-INVOKE = str(REPO / ".venv" / "bin" / "invoke")
+pytestmark = LAB_MARKS
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, lab_name):
-    tmp = tmp_path_factory.mktemp("systemd")
-    lab = Lab(lab_name("systemd"), state_dir=tmp / "lab", inventory_path=tmp / "hosts.yml")
-    try:
-        t0 = time.monotonic()
-        lab.up(2, docker=True, user="deploy", init="systemd")
+    t0 = time.monotonic()
+    with running_lab(tmp_path_factory.mktemp("systemd"), lab_name("systemd"), 2, user="deploy", init="systemd") as lab:
         print(f"\nlab.up --init systemd, 2 hosts with engines: {time.monotonic() - t0:.1f}s")
         yield lab
-    finally:
-        lab.down()
 
 
 @pytest.fixture(scope="module")
 def env(lab, tmp_path_factory):
-    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
-    return {**os.environ, "SWARMKIT_BUILD_REF": head, "COLUMNS": "200",
-            "SWARMKIT_DEPLOY_DIR": str(tmp_path_factory.mktemp("operator")),
-            "SWARMKIT_DEPLOY_LOGS": str(tmp_path_factory.mktemp("deploy-logs"))}
-
-
-def invoke(env, *args, inventory, check=True, timeout=600) -> subprocess.CompletedProcess:
-    cmd = [INVOKE, *args, "--inventory", str(inventory)]
-    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {r.returncode}:\n{r.stdout[-6000:]}\n{r.stderr[-3000:]}")
-    return r
+    return operator_env(tmp_path_factory.mktemp("operator"))
 
 
 def sh(lab, host, cmd) -> str:
