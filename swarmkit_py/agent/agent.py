@@ -21,6 +21,7 @@ from ..ca import (
     Role,
     RootCA,
     client_context,
+    expect_manager,
     identity_from_cert,
     load_node_credentials,
     server_context,
@@ -85,7 +86,9 @@ class Agent:
 
     def client_ssl(self):
         cert, key, ca = self._creds()
-        return client_context(ca, cert, key, check_hostname=False)
+        # Every server we dial must be a manager: the SAN check here, the subject's role (and
+        # cluster, node id) by the verify_peer of each client (issue 9, hole 2).
+        return client_context(ca, cert, key)
 
     @property
     def advertise_addr(self) -> str:
@@ -202,6 +205,7 @@ class Agent:
             st.node_id,
             list(st.managers),
             ssl_context=self.client_ssl(),
+            verify_peer=expect_manager(st.cluster_id),
             describe=lambda: describe_node(docker_host, hostname=self.hostname),
             addr=self.advertise_addr.rpartition(":")[0],
         )
@@ -296,9 +300,10 @@ class Agent:
             await self._write_initial_state(mgr)
         elif fresh:
             others = [a for a in st.managers if a != self.advertise_addr]
-            peers = await fetch_members(others, self.client_ssl())
+            peers = await fetch_members(others, self.client_ssl(), st.cluster_id)
             await mgr.start(peers=peers)
-            await request_join(others, self.client_ssl(), st.raft_id, self.advertise_addr)
+            await request_join(others, self.client_ssl(), st.raft_id, self.advertise_addr,
+                               cluster_id=st.cluster_id)
         else:
             await mgr.start()
         await self._start_api(mgr)

@@ -31,7 +31,15 @@ from .errors import (
     PermissionDeniedError,
 )
 from .files import load_node_credentials, save_node_credentials, write_atomic
-from .identity import NodeIdentity, Role, authorize, identity_from_cert, peer_identity
+from .identity import (
+    NodeIdentity,
+    Role,
+    authorize,
+    expect_manager,
+    identity_from_cert,
+    peer_identity,
+    require_manager_cert,
+)
 from .renewal import needs_renewal, renewal_fraction, renewal_time
 from .tls import client_context, server_context
 from .tokens import (
@@ -67,6 +75,8 @@ __all__ = [
     "authorize",
     "ca_digest",
     "ca_digest_matches",
+    "expect_manager",
+    "require_manager_cert",
     "client_context",
     "csr_for_key",
     "generate_join_token",

@@ -140,3 +140,41 @@ def authorize(
         raise PermissionDeniedError(
             f"node {identity.node_id} has role {identity.role}; {action} requires {need}"
         )
+
+
+def require_manager_cert(
+    der: bytes | None, *, node_id: str | None = None, cluster_id: str | None = None
+) -> NodeIdentity:
+    """Check the certificate a *server* presented: a manager's (read from its subject, which
+    only the CA writes), of `cluster_id` and node `node_id` when those are known.
+
+    For every outbound node-to-node connection (issue 9, hole 2): the handshake proves only
+    that the cluster CA signed the certificate, and it signs workers' too; hostname checking
+    relies on SANs, which a joiner could once choose. Raises PermissionDeniedError.
+    """
+    if not der:
+        raise PermissionDeniedError("the server presented no certificate")
+    ident = identity_from_cert(der)
+    if cluster_id is not None and ident.cluster_id != cluster_id:
+        raise PermissionDeniedError(
+            f"the server's certificate is for cluster {ident.cluster_id}, not {cluster_id}"
+        )
+    if ident.role is not Role.MANAGER:
+        raise PermissionDeniedError(
+            f"the server's certificate is node {ident.node_id}'s with role {ident.role}, "
+            "not a manager's: refusing to talk to it as a manager"
+        )
+    if node_id is not None and ident.node_id != node_id:
+        raise PermissionDeniedError(
+            f"the server is manager {ident.node_id}, not the expected {node_id}"
+        )
+    return ident
+
+
+def expect_manager(cluster_id: str | None = None):
+    """A `verify_peer` for RPC clients that may talk to any manager of `cluster_id`."""
+
+    def verify(peer: Any) -> None:
+        require_manager_cert(peer.cert, cluster_id=cluster_id)
+
+    return verify

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from ..ca import Role, identity_from_cert
+from ..ca import Role, identity_from_cert, require_manager_cert
 from ..raft.config import RaftConfig
 from ..raft.errors import NoQuorum
 from ..raft.node import RaftNode
@@ -81,7 +81,8 @@ class Manager:
             self.store,
             lambda on_msg, **reports: Transport(
                 raft_id, host, int(port), on_msg, rpc_server=rpc_server, client_ssl=client_ssl,
-                server_hostname="swarm-manager" if client_ssl else None, authorize=_is_manager, **reports,
+                server_hostname="swarm-manager" if client_ssl else None, authorize=_is_manager,
+                verify_server=self._verify_raft_server if client_ssl else None, **reports,
             ),
             raft_config,
             addr=advertise_addr,
@@ -94,6 +95,20 @@ class Manager:
         self._leadership_task: asyncio.Task | None = None
         self._leader_event = asyncio.Event()
         self.raft.on_leader_change = self._on_leader_change
+
+    def _verify_raft_server(self, raft_id: int, server) -> None:
+        """Raft appends and snapshots carry the whole store, the CA key included: send them
+        only to a manager of this cluster, and to the node the store says holds that Raft
+        member, when it says (a manager still catching up may not know its peers' nodes yet).
+        """
+        view = self.store.view()
+        cluster = view.cluster()
+        node = next((n for n in view.nodes() if n.raft_id == raft_id), None)
+        require_manager_cert(
+            server.cert,
+            node_id=node.id if node is not None else None,
+            cluster_id=cluster.id if cluster is not None else None,
+        )
 
     # ---------------------------------------------------------------- ClusterContext
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 
+from ..ca import Role, expect_manager
 from ..proto import NO_QUORUM, NOT_FOUND, NOT_LEADER, RAFT_JOIN, RAFT_MEMBERS, UNAVAILABLE
 from ..raft.errors import NoQuorum, NotLeader, RaftError
 from ..rpc import PeerInfo, RpcClient, RpcError
@@ -67,11 +68,21 @@ class RaftMembership:
         return {"members": {str(k): v for k, v in self.m.raft.peers.items()}}
 
 
-async def fetch_members(addrs: list[str], ssl) -> dict[int, str]:
+def _manager_client(addr: str, ssl, cluster_id: str | None, timeout: float) -> RpcClient:
+    """A client of whichever manager is at `addr`, refusing any server that is not one (a
+    worker that took over the address must not learn of, or take part in, our join)."""
+    host, _, port = addr.rpartition(":")
+    return RpcClient(
+        host.strip("[]"), int(port), ssl=ssl, timeout=timeout, connect_timeout=2,
+        server_hostname=Role.MANAGER.value if ssl is not None else None,
+        verify_peer=expect_manager(cluster_id) if ssl is not None else None,
+    )
+
+
+async def fetch_members(addrs: list[str], ssl, cluster_id: str | None = None) -> dict[int, str]:
     last: Exception | None = None
     for a in addrs:
-        host, _, port = a.rpartition(":")
-        c = RpcClient(host, int(port), ssl=ssl, timeout=5, connect_timeout=2)
+        c = _manager_client(a, ssl, cluster_id, 5)
         try:
             r = await c.call(RAFT_MEMBERS, {})
             return {int(k): v for k, v in r["members"].items()}
@@ -82,7 +93,10 @@ async def fetch_members(addrs: list[str], ssl) -> dict[int, str]:
     raise RuntimeError(f"no manager answered at {', '.join(addrs)}: {last}")
 
 
-async def request_join(addrs: list[str], ssl, raft_id: int, my_addr: str, timeout: float = 120.0) -> None:
+async def request_join(
+    addrs: list[str], ssl, raft_id: int, my_addr: str, timeout: float = 120.0,
+    cluster_id: str | None = None,
+) -> None:
     """Ask the leader to add us, following "not leader" hints; retries until `timeout`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -93,8 +107,7 @@ async def request_join(addrs: list[str], ssl, raft_id: int, my_addr: str, timeou
             queue = list(addrs)
             await asyncio.sleep(0.2 + random.random() * 0.2)
         a = queue.pop(0)
-        host, _, port = a.rpartition(":")
-        c = RpcClient(host, int(port), ssl=ssl, timeout=timeout, connect_timeout=2)
+        c = _manager_client(a, ssl, cluster_id, timeout)
         try:
             await c.call(RAFT_JOIN, {"raft_id": raft_id, "addr": my_addr, "timeout": 60})
             return

@@ -104,6 +104,11 @@ class Transport:
     ``port`` and ``server_ssl`` are then unused), or leave it ``None`` to listen on
     ``host:port`` with ``server_ssl``. Outbound connections use ``client_ssl``.
 
+    ``verify_server(node_id, peer)`` checks every outbound connection once its TLS handshake is
+    done and before any message goes out; it raises to refuse the server (the control plane
+    checks that it is a manager, and the manager it expects for that member: Raft appends and
+    snapshots carry the whole store, CA key included).
+
     ``authorize(peer) -> bool`` decides, once per inbound connection, whether its sender may
     speak Raft at all. On a shared port a worker's certificate (same CA) passes TLS, so the
     control plane passes a check of the manager role here; refused messages are counted.
@@ -134,6 +139,7 @@ class Transport:
         on_unreachable: Callable[[int], None] | None = None,
         on_snapshot_status: Callable[[int, bool], None] | None = None,
         snapshot_timeout: float = 60.0,
+        verify_server: Callable[[int, PeerInfo], None] | None = None,
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
@@ -156,6 +162,7 @@ class Transport:
         self._server_hostname = server_hostname
         self._rng = rng or random.Random()
         self._authorize = authorize
+        self._verify_server = verify_server
         self._verdicts: weakref.WeakKeyDictionary[Connection, bool] = weakref.WeakKeyDictionary()
         self._peers: dict[int, _Peer] = {}
         self._retiring: set[asyncio.Task] = set()
@@ -319,6 +326,7 @@ class Transport:
                     server_hostname=self._server_hostname,
                     max_frame=self._max_frame,
                     connect_timeout=self._connect_timeout,
+                    verify_peer=self._server_check(peer.node_id),
                 )
             except RpcUnavailable as e:
                 failed_for = e.message
@@ -346,6 +354,12 @@ class Transport:
             peer.queue.clear()
             await asyncio.sleep(delay * (0.5 + 0.5 * self._rng.random()))
             delay = min(delay * 2, self._backoff_max)
+
+    def _server_check(self, node_id: int) -> Callable[[PeerInfo], None] | None:
+        verify = self._verify_server
+        if verify is None:
+            return None
+        return lambda server: verify(node_id, server)
 
     async def _pump(self, peer: _Peer, conn: Connection) -> None:
         """Everything queued since the last wake-up goes out in one write, then one drain."""

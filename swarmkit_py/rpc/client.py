@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import ssl as _ssl
+from collections.abc import Callable
 from typing import Any
 
 from .connection import STREAM_LIMIT, Connection
 from .errors import RpcUnavailable
 from .framing import DEFAULT_MAX_FRAME
+from .peer import PeerInfo
 from .registry import HandlerRegistry
+
+VerifyPeer = Callable[[PeerInfo], None]
+"""Called once the TLS handshake is done and before anything is sent or dispatched; raises
+(any exception, its message is kept) when the server is not who the caller must talk to."""
 
 
 async def open_connection(
@@ -21,11 +27,14 @@ async def open_connection(
     handlers: HandlerRegistry | None = None,
     max_frame: int = DEFAULT_MAX_FRAME,
     connect_timeout: float = 10.0,
+    verify_peer: VerifyPeer | None = None,
 ) -> Connection:
     """Dial ``host:port``; every failure to get a working stream becomes :class:`RpcUnavailable`
     naming the address, so callers have one thing to catch and a message worth logging.
 
     ``handlers`` serve what the peer sends back on this connection (pushes, calls).
+    ``verify_peer`` checks the server's verified certificate (its role, its node id): TLS only
+    proves the cluster CA signed it, and the CA signs workers' certificates too.
     """
     try:
         async with asyncio.timeout(connect_timeout):  # not wait_for: see Connection.aclose
@@ -42,7 +51,16 @@ async def open_connection(
         ) from None
     except OSError as e:  # includes ssl.SSLError and ConnectionRefusedError
         raise RpcUnavailable(f"cannot connect to {host}:{port}: {e}") from e
-    return Connection(reader, writer, handlers or HandlerRegistry(), max_frame=max_frame)
+    conn = Connection(reader, writer, handlers or HandlerRegistry(), max_frame=max_frame)
+    if verify_peer is not None:
+        # Synchronous, right after the constructor: the read loop has not run yet, so nothing
+        # the server sent can have reached a handler.
+        try:
+            verify_peer(conn.peer)
+        except Exception as e:
+            conn.abort(f"server refused: {e}")
+            raise RpcUnavailable(f"refusing the server at {host}:{port}: {e}") from None
+    return conn
 
 
 class RpcClient:
@@ -63,6 +81,7 @@ class RpcClient:
         connect_timeout: float = 10.0,
         max_frame: int = DEFAULT_MAX_FRAME,
         handlers: HandlerRegistry | None = None,
+        verify_peer: VerifyPeer | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -71,6 +90,7 @@ class RpcClient:
         self._server_hostname = server_hostname
         self._connect_timeout = connect_timeout
         self._max_frame = max_frame
+        self._verify_peer = verify_peer
         self.handlers = handlers or HandlerRegistry()
         self._conn: Connection | None = None
         self._lock = asyncio.Lock()
@@ -98,6 +118,7 @@ class RpcClient:
                     handlers=self.handlers,
                     max_frame=self._max_frame,
                     connect_timeout=self._connect_timeout,
+                    verify_peer=self._verify_peer,
                 )
                 self._conn = conn
             return conn

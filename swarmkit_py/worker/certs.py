@@ -41,6 +41,7 @@ from ..ca import (
     InvalidCertificateError,
     RootCA,
     client_context,
+    expect_manager,
     identity_from_cert,
     key_matches_certificate,
     load_certificate,
@@ -216,6 +217,7 @@ class CertRenewer:
                 server_hostname=MANAGER_SERVER_NAME,
                 timeout=self._call_timeout,
                 connect_timeout=self._call_timeout,
+                verify_peer=expect_manager(me.cluster_id),
             )
             try:
                 answer = await client.call(CA_RENEW, {})

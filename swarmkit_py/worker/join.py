@@ -9,7 +9,8 @@ The order of steps is the security argument, so it is spelled out:
    wrong token, or a man in the middle) stops here with `CADigestMismatchError`; the token and
    the CSR were never sent, so an impostor learns nothing it could replay.
 4. Reconnect, now verifying the server against that CA *and* that its certificate is a
-   manager's (`server_hostname="swarm-manager"`, a SAN only manager certificates carry).
+   manager's: the SAN `"swarm-manager"` (hostname check) and the role the CA wrote in the
+   subject (`ca.expect_manager`), which no requester can choose.
 5. Send the token and a CSR for a key generated here; the key never leaves this host.
 6. Check what came back (signed by that CA, for our key, carrying a node role) and save key,
    certificate and CA certificate atomically in the state directory, the key 0600.
@@ -33,6 +34,7 @@ from ..ca import (
     InvalidJoinTokenError,
     RootCA,
     client_context,
+    expect_manager,
     generate_key_and_csr,
     identity_from_cert,
     key_matches_certificate,
@@ -208,6 +210,9 @@ async def join(
         server_hostname=MANAGER_SERVER_NAME,
         timeout=timeout,
         connect_timeout=timeout,
+        # The subject's role, not only the SAN: a worker certificate issued before ca.join
+        # filtered SANs may carry "swarm-manager" (issue 9, holes 2 and 4).
+        verify_peer=expect_manager(),
     )
     try:
         answer = await client.call(CA_JOIN, params)

@@ -27,6 +27,7 @@ import ssl as _ssl
 from collections.abc import Callable
 from typing import Any
 
+from ..ca import expect_manager
 from ..proto import (
     HEARTBEAT,
     MANAGERS_PUSH,
@@ -36,6 +37,7 @@ from ..proto import (
     leader_hint,
 )
 from ..rpc import HandlerRegistry, PeerInfo, RpcClient, RpcError
+from ..rpc.client import VerifyPeer
 from .describe import describe_node
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,8 @@ class WorkerSession:
     ``describe`` returns the node description (wire shape, see describe.py); a plain function
     runs in a thread because the Docker SDK blocks. ``addr`` is the address to advertise as
     the node's Status.Addr (the dispatcher uses the connection's source IP when it is None).
+    Over TLS the server must present a manager's certificate (``verify_peer``, by default
+    ``ca.expect_manager()``): a worker that took over a manager's address gets nothing.
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class WorkerSession:
         backoff_initial: float = 0.05,
         backoff_max: float = 1.0,
         rng: random.Random | None = None,
+        verify_peer: VerifyPeer | None = None,
     ) -> None:
         if not managers:
             raise ValueError("at least one manager address is needed")
@@ -89,6 +94,7 @@ class WorkerSession:
         self.managers: list[str] = list(managers)
         self._ssl = ssl_context
         self._server_hostname = server_hostname
+        self._verify_peer = verify_peer or (expect_manager() if ssl_context is not None else None)
         self._describe = describe
         self.addr = addr
         self.open_timeout = open_timeout
@@ -211,6 +217,7 @@ class WorkerSession:
                 timeout=self.open_timeout,
                 connect_timeout=self.connect_timeout,
                 handlers=self._registry,
+                verify_peer=self._verify_peer,
             )
             # Current before the answer arrives: the leader may push right after opening.
             self._client = client

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from datetime import timedelta
 from pathlib import Path
+
+from cryptography import x509
 
 from swarmkit_py.ca import RootCA, client_context, generate_key_and_csr
 from swarmkit_py.ca.identity import Role
@@ -83,9 +86,14 @@ def forged_worker_cert(m: AgentProc, worker: AgentProc, extra_dns: list[str]) ->
     cluster CA, so TLS alone accepts it; only a role check can refuse it."""
     ca = cluster_ca(m)
     key_pem, csr_pem = generate_key_and_csr(node_id(worker))
-    cluster_id = worker.node_state()["cluster_id"]
-    issued = ca.issue_node_certificate(csr_pem, node_id(worker), Role.WORKER, cluster_id,
-                                       dns_names=extra_dns, ip_addresses=["127.0.0.1"])
+    # RootCA._sign: the public issuing methods now drop such names (hole 4's fix); this is
+    # the certificate an attacker may still hold from before it.
+    issued = ca._sign(
+        public_key=x509.load_pem_x509_csr(csr_pem).public_key(), common_name=node_id(worker),
+        role=Role.WORKER, cluster_id=worker.node_state()["cluster_id"],
+        dns_names=[node_id(worker), Role.WORKER.value, *extra_dns], ip_addresses=["127.0.0.1"],
+        server_auth=True, now=None, validity=timedelta(days=1),
+    )
     return issued.cert_pem, key_pem
 
 
