@@ -28,8 +28,8 @@ from ..ca import (
 )
 from ..ca.optional_tls import server_context_optional_client
 from ..manager.admission import cluster_port_policy
-from ..manager.bootstrap import initial_transaction
 from ..manager.allocator import Allocator
+from ..manager.bootstrap import initial_transaction
 from ..manager.caserver import CAServer
 from ..manager.controlapi import ControlAPI
 from ..manager.dispatcher import ClusterDirectory, Dispatcher, cert_identity
@@ -43,9 +43,9 @@ from ..raft.storage import SWARM_LOCKED_MESSAGE, InvalidUnlockKeyError, Keyring,
 from ..rpc import RpcServer
 from ..worker.certs import CertRenewer
 from ..worker.describe import describe_node
-from ..worker.executor import connect
+from ..worker.executor import DockerExecutor, connect
 from ..worker.network import NetworkPlane
-from ..worker.reconcile import DockerExecutor, TaskWorker
+from ..worker.reconcile import TaskWorker
 from ..worker.session import WorkerSession
 from .config import AgentConfig
 from .identity import new_raft_id

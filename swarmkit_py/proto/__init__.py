@@ -42,13 +42,19 @@ from .dispatcher import (
     NETMAP,
     SESSION,
     TASK_STATUS,
+    AssignedTask,
+    NetAttachment,
     leader_hint,
     not_leader_message,
+    parse_status_update,
+    state_or_new,
+    status_update,
 )
 from .membership import RAFT_JOIN, RAFT_MEMBERS
 
 __all__ = [
     "ASSIGNMENTS",
+    "AssignedTask",
     "CA_JOIN",
     "CA_RENEW",
     "CA_RENEW_NOW",
@@ -61,6 +67,7 @@ __all__ = [
     "INVALID_JOIN_TOKEN",
     "MANAGERS_PUSH",
     "NETMAP",
+    "NetAttachment",
     "NODE_NOT_FOUND",
     "NOT_FOUND",
     "NOT_LEADER",
@@ -76,4 +83,7 @@ __all__ = [
     "UNKNOWN_METHOD",
     "leader_hint",
     "not_leader_message",
+    "parse_status_update",
+    "state_or_new",
+    "status_update",
 ]

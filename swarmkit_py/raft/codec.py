@@ -14,7 +14,6 @@ from .types import (
     ConfChangeType,
     ConfState,
     Entry,
-    HardState,
     Message,
     MsgType,
     Snapshot,
@@ -96,23 +95,6 @@ def encode_message(m: Message) -> bytes:
 
 def decode_message(b: bytes) -> Message:
     return message_from_tuple(msgpack.unpackb(b, raw=False, use_list=True))
-
-
-def encode_entry(e: Entry) -> bytes:
-    return msgpack.packb(entry_to_tuple(e), use_bin_type=True)
-
-
-def decode_entry(b: bytes) -> Entry:
-    return entry_from_tuple(msgpack.unpackb(b, raw=False, use_list=True))
-
-
-def encode_hard_state(h: HardState) -> bytes:
-    return msgpack.packb((h.term, h.vote, h.commit), use_bin_type=True)
-
-
-def decode_hard_state(b: bytes) -> HardState:
-    t = msgpack.unpackb(b, raw=False)
-    return HardState(t[0], t[1], t[2])
 
 
 def encode_conf_change(c: ConfChange) -> bytes:

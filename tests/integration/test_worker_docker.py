@@ -31,9 +31,10 @@ from swarmkit_py.store import (
     Transaction,
     new_id,
 )
+from swarmkit_py.worker.executor import DockerExecutor
 from swarmkit_py.worker.executor.docker_adapter import LABEL_NODE_ID, LABEL_TASK_ID
 from swarmkit_py.worker.image import TASK_IMAGE, ensure_task_image
-from swarmkit_py.worker.reconcile import DockerExecutor, TaskWorker
+from swarmkit_py.worker.reconcile import TaskWorker
 from swarmkit_py.worker.session import WorkerSession
 
 pytestmark = pytest.mark.slow

@@ -31,7 +31,8 @@ from swarmkit_py.store import (
     Transaction,
     new_id,
 )
-from swarmkit_py.worker.reconcile import wire as worker_wire
+from swarmkit_py.worker.executor.docker_adapter import create_args
+from swarmkit_py.worker.reconcile import parse_assignments
 
 LOOPBACK = "127.0.0.1"
 S = TaskState
@@ -136,10 +137,13 @@ async def test_assignment_set_is_the_nodes_tasks_with_spec_name_and_host_ports()
     assert wire["spec"]["ContainerSpec"]["Image"] == "busybox"
     assert [p["TargetPort"] for p in wire["ports"]] == [80]
     assert next(t for t in tasks if t["id"] == orphan.id)["service_name"] == "old"
-    # The worker turns it into an executor spec.
-    spec = worker_wire.executor_spec(wire)
-    assert (spec.image, spec.args, spec.name) == ("busybox", ("sleep", "1"), f"web.1.{mine.id}")
-    assert spec.ports[0].published_port == 8080
+    # The worker reads it back and turns it into a container.
+    _, assignments = parse_assignments({"seq": 1, "tasks": tasks})
+    read = next(a.task for a in assignments if a.task_id == mine.id)
+    args = create_args(read)
+    assert (args["image"], args["command"], args["name"]) == \
+        ("busybox", ["sleep", "1"], f"web.1.{mine.id}")
+    assert args["ports"] == {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}
 
 
 # -- over RPC -----------------------------------------------------------------------------

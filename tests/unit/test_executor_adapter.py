@@ -1,53 +1,69 @@
-"""How a TaskSpec becomes the engine's create arguments, without an engine."""
+"""How an assigned task becomes the engine's create arguments, without an engine."""
 
-from swarmkit_py.worker.executor import TaskSpec
 from swarmkit_py.worker.executor.docker_adapter import (
     container_labels,
+    container_name,
     create_args,
     has_healthcheck,
     health_status,
+    stop_timeout,
 )
-
-BASE = {"task_id": "t1", "service_id": "s1", "service_name": "web", "node_id": "n1",
-        "image": "img", "slot": 1}
+from tests.unit.test_executor_fixtures import SECOND, assigned
 
 
 def test_minimal_task_leaves_image_defaults_alone():
-    args = create_args(TaskSpec.from_dict(BASE))
-    assert args == {"image": "img", "name": "web.1.t1", "labels": container_labels(
-        TaskSpec.from_dict(BASE)), "environment": []}
+    t = assigned("t1")
+    assert create_args(t) == {"image": "img", "name": "web.1.t1",
+                              "labels": container_labels(t), "environment": []}
+
+
+def test_replicated_task_named_by_slot_global_by_node():
+    assert container_name(assigned("t1", slot=3)) == "web.3.t1"
+    assert container_name(assigned("t1", slot=None, node_id="n1")) == "web.n1.t1"
 
 
 def test_command_replaces_entrypoint_and_args_replace_cmd():
-    args = create_args(TaskSpec.from_dict({**BASE, "command": ["sh", "-c"], "args": ["echo"]}))
-    assert (args["entrypoint"], args["command"]) == (["sh", "-c"], ["echo"])
+    args = create_args(assigned("t1", Command=["sh", "-c"], Args=["echo"], Env=["A=1"]))
+    assert (args["entrypoint"], args["command"], args["environment"]) == \
+        (["sh", "-c"], ["echo"], ["A=1"])
 
 
 def test_swarm_labels_win_over_user_labels():
-    labels = container_labels(TaskSpec.from_dict(
-        {**BASE, "labels": {"com.docker.swarm.task.id": "forged", "team": "a"}}))
+    labels = container_labels(
+        assigned("t1", Labels={"com.docker.swarm.task.id": "forged", "team": "a"}))
     assert labels["com.docker.swarm.task.id"] == "t1"
     assert labels["com.docker.swarm.task.name"] == "web.1.t1"
     assert labels["team"] == "a"
 
 
-def test_ports_limits_and_healthcheck():
-    s = TaskSpec.from_dict({
-        **BASE,
-        "ports": [{"target_port": 80, "published_port": 8080},
-                  {"target_port": 80, "host_ip": "127.0.0.1"},
-                  {"target_port": 53, "published_port": 53, "protocol": "udp"}],
-        "resources": {"nano_cpus": 500_000_000, "memory_bytes": 1 << 26},
-        "healthcheck": {"test": ["CMD", "true"], "interval": 0.5, "timeout": 2, "retries": 3},
-    })
-    args = create_args(s)
+def test_ports_limits_and_healthcheck_keep_nanoseconds():
+    t = assigned(
+        "t1",
+        ports=[{"TargetPort": 80, "PublishedPort": 8080, "PublishMode": "host"},
+               {"TargetPort": 80, "PublishMode": "host"},
+               {"TargetPort": 53, "PublishedPort": 53, "Protocol": "udp", "PublishMode": "host"}],
+        limits={"NanoCPUs": 500_000_000, "MemoryBytes": 1 << 26},
+        Healthcheck={"Test": ["CMD", "true"], "Interval": SECOND // 2, "Timeout": 2 * SECOND,
+                     "Retries": 3},
+    )
+    args = create_args(t)
     assert args["ports"] == {
-        "80/tcp": [{"HostIp": "", "HostPort": "8080"}, {"HostIp": "127.0.0.1", "HostPort": ""}],
+        "80/tcp": [{"HostIp": "", "HostPort": "8080"}, {"HostIp": "", "HostPort": ""}],
         "53/udp": [{"HostIp": "", "HostPort": "53"}],
     }
     assert (args["nano_cpus"], args["mem_limit"]) == (500_000_000, 1 << 26)
     assert args["healthcheck"] == {"test": ["CMD", "true"], "interval": 500_000_000,
                                    "timeout": 2_000_000_000, "retries": 3, "start_period": 0}
+
+
+def test_health_check_without_test_leaves_the_images_own():
+    assert "healthcheck" not in create_args(assigned("t1", Healthcheck={"Interval": SECOND}))
+
+
+def test_stop_timeout_is_whole_seconds_rounded_up_with_swarms_default():
+    assert stop_timeout(assigned("t1")) == 10
+    assert stop_timeout(assigned("t1", StopGracePeriod=1_500_000_000)) == 2
+    assert stop_timeout(assigned("t1", StopGracePeriod=5 * SECOND), grace=0) == 0
 
 
 def test_health_from_inspect_output():

@@ -6,17 +6,11 @@ from types import SimpleNamespace
 import docker
 import pytest
 
-from swarmkit_py.worker.executor import (
-    Controller,
-    EngineUnavailable,
-    InvalidTransition,
-    TaskSpec,
-    TaskState,
-    connect,
-)
+from swarmkit_py.store.objects import TaskState
+from swarmkit_py.worker.executor import Controller, EngineUnavailable, InvalidTransition, connect
+from tests.unit.test_executor_fixtures import assigned
 
-SPEC = TaskSpec.from_dict({"task_id": "t1", "service_id": "s1", "service_name": "web",
-                           "node_id": "n1", "image": "img", "slot": 1})
+SPEC = assigned("t1")
 NO_ENGINE = "unix:///nonexistent/swarmkit-py-test.sock"
 
 
@@ -28,19 +22,20 @@ def adopted(state: dict, config: dict | None = None):
 def test_adopt_maps_container_state_to_task_state():
     assert adopted({"Status": "created"}).state == TaskState.READY
     running = adopted({"Status": "running", "Running": True, "Pid": 42})
-    assert (running.state, running.pid, running.container_id) == (TaskState.RUNNING, 42, "c1")
+    assert (running.state, running.container_status.pid, running.container_status.container_id) \
+        == (TaskState.RUNNING, 42, "c1")
     assert adopted({"Status": "running", "Health": {"Status": "starting"}}).state == \
         TaskState.STARTING
     assert adopted({"Status": "exited", "ExitCode": 0}).state == TaskState.COMPLETE
     failed = adopted({"Status": "exited", "ExitCode": 5})
-    assert (failed.state, failed.err, failed.exit_code) == \
+    assert (failed.state, failed.err, failed.container_status.exit_code) == \
         (TaskState.FAILED, "task: non-zero exit (5)", 5)
 
 
 def test_new_controller_is_accepted():
     st = Controller(None, SPEC).status()
-    assert (st.state, st.message, st.container_id, st.exit_code) == \
-        (TaskState.ACCEPTED, "accepted", "", None)
+    assert (st.state, st.message, st.err, st.container_status) == \
+        (TaskState.ACCEPTED, "accepted", None, None)
 
 
 async def test_start_before_prepare_is_refused():

@@ -9,8 +9,10 @@ import time
 import pytest
 
 from swarmkit_py.rpc import RpcError, RpcUnavailable
-from swarmkit_py.worker.executor import EngineUnavailable, TaskState, TaskStatus
-from swarmkit_py.worker.executor.states import MESSAGES
+from swarmkit_py.store.objects import ContainerStatus, TaskState, TaskStatus
+from swarmkit_py.worker.executor import EngineUnavailable
+from swarmkit_py.worker.executor.controller import MESSAGES
+from swarmkit_py.worker.executor.docker_adapter import container_spec
 from swarmkit_py.worker.reconcile import (
     NotConnected,
     Reconciler,
@@ -31,20 +33,23 @@ async def wait_until(predicate, timeout: float = 5.0, what: str = "condition") -
 
 
 class FakeController:
-    def __init__(self, ex, spec, state=S.ACCEPTED):
-        self.ex, self.spec, self.state = ex, spec, state
+    def __init__(self, ex, task, state=S.ACCEPTED):
+        self.ex, self.task, self.state = ex, task, state
         self.err, self.exit_code = "", None
         self.ended = asyncio.Event()
         self.shutdowns = 0
 
     def status(self):
-        return TaskStatus(self.state, MESSAGES.get(self.state, str(self.state)), self.err,
-                          f"c-{self.spec.task_id}", 42, self.exit_code)
+        return TaskStatus(
+            state=self.state, message=MESSAGES.get(self.state, str(self.state)),
+            err=self.err or None,
+            container_status=ContainerStatus(container_id=f"c-{self.task.id}", pid=42,
+                                             exit_code=self.exit_code))
 
     async def prepare(self):
         self.ex.engine_check()
-        self.ex.events.append(("prepare", self.spec.task_id))
-        if self.spec.image == "missing":
+        self.ex.events.append(("prepare", self.task.id))
+        if container_spec(self.task).image == "missing":
             self.state, self.err = S.REJECTED, "No such image: missing"
         else:
             self.state = S.READY
@@ -52,7 +57,7 @@ class FakeController:
 
     async def start(self):
         self.ex.engine_check()
-        self.ex.events.append(("start", self.spec.task_id))
+        self.ex.events.append(("start", self.task.id))
         self.state = S.RUNNING
         return self.status()
 
@@ -73,11 +78,11 @@ class FakeController:
     async def shutdown(self, grace=None):
         self.ex.engine_check()
         self.shutdowns += 1
-        self.ex.events.append(("shutdown", self.spec.task_id))
+        self.ex.events.append(("shutdown", self.task.id))
         if not self.state.terminal:
             self.state = S.SHUTDOWN
         self.ended.set()
-        self.ex.containers_by_task.pop(self.spec.task_id, None)
+        self.ex.containers_by_task.pop(self.task.id, None)
         return self.status()
 
 
@@ -93,11 +98,11 @@ class FakeExecutor:
             self.engine_down -= 1
             raise EngineUnavailable("docker engine unavailable: fake")
 
-    async def controller(self, spec):
+    async def controller(self, task):
         self.engine_check()
-        ctl = FakeController(self, spec)
-        self.controllers[spec.task_id] = ctl
-        self.containers_by_task[spec.task_id] = f"c-{spec.task_id}"
+        ctl = FakeController(self, task)
+        self.controllers[task.id] = ctl
+        self.containers_by_task[task.id] = f"c-{task.id}"
         return ctl
 
     async def containers(self, node_id):
@@ -105,10 +110,10 @@ class FakeExecutor:
         self.events.append(("list", node_id))
         return dict(self.containers_by_task)
 
-    def adopt(self, spec, container):
-        self.events.append(("adopt", spec.task_id))
-        ctl = FakeController(self, spec, S.RUNNING)
-        self.controllers[spec.task_id] = ctl
+    def adopt(self, task, container):
+        self.events.append(("adopt", task.id))
+        ctl = FakeController(self, task, S.RUNNING)
+        self.controllers[task.id] = ctl
         return ctl
 
     async def remove(self, container):
@@ -178,7 +183,7 @@ async def world():
 
 
 def rank(state):
-    return S[state.upper()]
+    return S(state)
 
 
 async def test_new_task_started_and_reported_in_order(world):
@@ -191,7 +196,7 @@ async def test_new_task_started_and_reported_in_order(world):
     assert sent[-1] == "running" and sent == sorted(sent, key=rank) and len(set(sent)) == len(sent)
     assert [e for e in ex.events if e[1] == "t1"] == [("prepare", "t1"), ("start", "t1")]
     assert sink.last("t1")["container_status"]["container_id"] == "c-t1"
-    assert ex.controllers["t1"].spec.stop_grace_period == 2.0
+    assert container_spec(ex.controllers["t1"].task).stop_grace_period == 2_000_000_000
 
 
 async def test_desired_shutdown_stops_and_reports(world):
@@ -307,10 +312,10 @@ async def test_reporter_retries_until_reconnect_and_last_state_wins():
     r.start()
     try:
         for st in (S.ACCEPTED, S.PREPARING, S.STARTING, S.RUNNING):
-            r.report("t1", TaskStatus(st, str(st)))
+            r.report("t1", TaskStatus(state=st, message=str(st)))
             await asyncio.sleep(0.01)
-        assert not r.report("t1", TaskStatus(S.STARTING, "starting"))  # backwards
-        r.report("t2", TaskStatus(S.ACCEPTED, "accepted"))
+        assert not r.report("t1", TaskStatus(state=S.STARTING, message="starting"))  # backwards
+        r.report("t2", TaskStatus(state=S.ACCEPTED, message="accepted"))
         await asyncio.sleep(0.02)
         assert sink.calls == [] and r.pending == 2
         sink.fail = None
@@ -328,12 +333,12 @@ async def test_reporter_retries_unavailable_and_drops_refused():
     r = StatusReporter(sink.send, coalesce=0, retry_initial=0.01, retry_max=0.02)
     r.start()
     try:
-        r.report("t1", TaskStatus(S.RUNNING, "started"))
+        r.report("t1", TaskStatus(state=S.RUNNING, message="started"))
         await asyncio.sleep(0.05)
         sink.fail = None
         await wait_until(lambda: sink.calls, what="retried delivery")
         sink.fail = RpcError("permission_denied", "not yours")
-        r.report("t9", TaskStatus(S.RUNNING, "started"))
+        r.report("t9", TaskStatus(state=S.RUNNING, message="started"))
         await wait_until(lambda: r.dropped == 1, what="refused batch dropped")
         assert r.pending == 0
     finally:
@@ -343,6 +348,6 @@ async def test_reporter_retries_unavailable_and_drops_refused():
 def test_parse_assignments_keeps_good_tasks_next_to_bad_ones():
     seq, tasks = parse_assignments({"seq": 7, "tasks": [task("a"), task("b", image=""), "junk"]})
     assert seq == 7
-    assert [(a.task_id, a.spec is None) for a in tasks] == [("a", False), ("b", True)]
+    assert [(a.task_id, a.task is None) for a in tasks] == [("a", False), ("b", True)]
     with pytest.raises(ValueError):
         parse_assignments({"nope": 1})

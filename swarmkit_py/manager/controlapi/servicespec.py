@@ -26,16 +26,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from ...store import ServiceSpec, TaskSpec, UpdateConfig
+from ...store.objects.taskspec import DEFAULT_STOP_GRACE_PERIOD, SECOND
 from ..scheduler import constraints as scheduler_constraints
 from .errors import InvalidArgument
 from .nodes import _json_type, describe_validation
 
-SECOND = 1_000_000_000
 MAX_REPLICAS = 100_000
 """Far above any cluster this runs; low enough that a typo cannot make the orchestrator try
 to materialise billions of tasks."""
 
-DEFAULT_STOP_GRACE_PERIOD = 10 * SECOND
 DEFAULT_RESTART_POLICY = {"Condition": "any", "Delay": 5 * SECOND, "MaxAttempts": 0}
 DEFAULT_UPDATE_CONFIG = {
     "Parallelism": 1,

@@ -5,20 +5,10 @@ diff: a lost or reordered push is repaired by the next one, a worker that reconn
 leader) needs no history, and the worker's reconcile is a pure "make it look like this". Sets
 are small (tens of tasks per node), so the simplicity costs little.
 
-Wire (notification ``dispatcher.assignments``, leader -> worker)::
-
-    {"seq": int, "tasks": [{"id", "name", "service_id", "service_name", "slot", "node_id",
-                            "desired_state", "state", "spec", "ports", "networks"}]}
-
-``spec`` is the task's ``TaskSpec`` as the Docker API spells it (``ContainerSpec.Image``...,
-durations in nanoseconds): the canonical form, so fields the executor learns later need no
-dispatcher change. ``ports`` are the host-mode published ports of the endpoint the task was
-created with (``PortConfig`` spelling); ``networks`` its addresses with each network's
-subnet, gateway and VXLAN id (what the worker needs to set the network up before the
-container is created). ``state`` is the observed state in the
-store; a worker uses it only for tasks it does not know locally (after its own restart).
-``seq`` is the store's applied (Raft) index when the set was computed: it only grows, across
-leaders too, so a worker can drop a set older than one it already applied on that session.
+Wire (notification ``dispatcher.assignments``, leader -> worker): ``{"seq": int, "tasks":
+[AssignedTask.to_wire(), ...]}``, see ``proto/dispatcher.py`` for each entry. ``seq`` is the
+store's applied (Raft) index when the set was computed: it only grows, across leaders too, so
+a worker can drop a set older than one it already applied on that session.
 
 When to push: on every change of the set's *stable* content (membership, desired state,
 spec), debounced so that one transaction touching fifty tasks of a node costs one push, and
@@ -35,9 +25,9 @@ from typing import Any
 
 import msgpack
 
-from ...proto import ASSIGNMENTS
+from ...proto import ASSIGNMENTS, AssignedTask, NetAttachment
 from ...store import WatchClosed
-from ...store.objects import Task, TaskState
+from ...store.objects import PortConfig, Task, TaskState
 from ...store.view import View
 
 log = logging.getLogger(__name__)
@@ -59,18 +49,15 @@ def is_assigned(task: Task) -> bool:
     return task.desired_state <= TaskState.RUNNING or not state.terminal
 
 
-def host_ports(task: Task) -> list[dict[str, Any]]:
+def host_ports(task: Task) -> tuple[PortConfig, ...]:
     """The host-mode ports of the endpoint the task was born with (never the live service's:
     a task's container keeps publishing what it was created with)."""
     spec = task.endpoint.spec if task.endpoint is not None else None
-    ports = []
-    for p in (spec.ports or []) if spec is not None else []:
-        if (p.publish_mode or "ingress") == "host" and p.target_port:
-            ports.append(p.to_wire())
-    return ports
+    ports = (spec.ports or []) if spec is not None else []
+    return tuple(p for p in ports if (p.publish_mode or "ingress") == "host" and p.target_port)
 
 
-def task_networks(view: View, task: Task) -> list[dict[str, Any]]:
+def task_networks(view: View, task: Task) -> tuple[NetAttachment, ...]:
     """The task's addresses with what the worker needs to set each network up locally."""
     out = []
     aliases = {e.get("Target"): e.get("Aliases") or [] for e in task.spec.networks or []
@@ -79,11 +66,11 @@ def task_networks(view: View, task: Task) -> list[dict[str, Any]]:
         net = view.get("network", a.network_id)
         if net is None or not a.addresses:
             continue
-        out.append({"id": net.id, "name": net.spec.name, "subnet": net.subnet,
-                    "gateway": net.gateway, "vni": net.vni, "internal": net.spec.internal,
-                    "ingress": net.spec.ingress, "address": a.addresses[0],
-                    "aliases": list(aliases.get(net.id, []))})
-    return out
+        out.append(NetAttachment(
+            network_id=net.id, name=net.spec.name, subnet=net.subnet, gateway=net.gateway,
+            vni=net.vni, address=a.addresses[0], internal=net.spec.internal,
+            ingress=net.spec.ingress, aliases=tuple(aliases.get(net.id, []))))
+    return tuple(out)
 
 
 def service_name(view: View, task: Task) -> str:
@@ -97,26 +84,26 @@ def service_name(view: View, task: Task) -> str:
     return task.service_id
 
 
-def task_wire(view: View, task: Task) -> dict[str, Any]:
-    return {
-        "id": task.id,
-        "name": task.name,
-        "service_id": task.service_id,
-        "service_name": service_name(view, task),
-        "slot": task.slot,
-        "node_id": task.node_id,
-        "desired_state": str(task.desired_state),
-        "state": str(task.status.state),
-        "spec": task.spec.to_wire(),
-        "ports": host_ports(task),
-        "networks": task_networks(view, task),
-    }
+def assigned_task(view: View, task: Task) -> AssignedTask:
+    return AssignedTask(
+        id=task.id,
+        node_id=task.node_id or "",
+        service_id=task.service_id,
+        service_name=service_name(view, task),
+        slot=task.slot,
+        desired_state=task.desired_state,
+        state=task.status.state,
+        spec=task.spec,
+        ports=host_ports(task),
+        networks=task_networks(view, task),
+        name=task.name,
+    )
 
 
 def assignment_set(view: View, node_id: str) -> list[dict[str, Any]]:
     """The node's full set, ordered by task id so that equal sets encode equally."""
     tasks = [t for t in view.find("task", node_id=node_id) if is_assigned(t)]
-    return [task_wire(view, t) for t in sorted(tasks, key=lambda t: t.id)]
+    return [assigned_task(view, t).to_wire() for t in sorted(tasks, key=lambda t: t.id)]
 
 
 def stable_digest(tasks: list[dict[str, Any]]) -> bytes:

@@ -1,10 +1,7 @@
 """``dispatcher.task_status``: workers report what really happened to their tasks.
 
-Request (worker -> leader)::
-
-    {"session_id": str, "updates": [{"task_id": str, "state": str, "message"?: str,
-      "err"?: str, "container_status"?: {"container_id", "pid", "exit_code"},
-      "timestamp"?: float (unix seconds) | RFC 3339 str}]}
+Request (worker -> leader): ``{"session_id": str, "updates": [update, ...]}``, each update as
+``proto/dispatcher.py`` reads it (``parse_status_update``).
 
 Answer: ``{"written": int, "skipped": [{"task_id": str, "reason": str}]}``; ``reason`` is
 ``not_found`` (task deleted meanwhile: nothing to do), ``backwards`` or ``unchanged``.
@@ -27,14 +24,12 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from ...proto import INVALID_ARGUMENT
+from ...proto import INVALID_ARGUMENT, parse_status_update
 from ...rpc import RpcError
 from ...store import SequenceError, Transaction
-from ...store.objects import ContainerStatus, Task, TaskState, TaskStatus
-from ...store.timefmt import parse_rfc3339
+from ...store.objects import Task, TaskState, TaskStatus
 from ..proposer import Proposer
 from .groupcommit import MAX_CONFLICT_RETRIES, GroupCommitter
 
@@ -71,45 +66,13 @@ class StatusUpdate:
     @classmethod
     def parse(cls, raw: Any) -> StatusUpdate:
         """Validate one wire update; raises BadUpdate with a message for the caller."""
-        if not isinstance(raw, Mapping):
-            raise BadUpdate("each update must be a map")
-        task_id = raw.get("task_id")
-        if not isinstance(task_id, str) or not task_id:
-            raise BadUpdate("update without task_id")
         try:
-            state = TaskState(raw.get("state"))
-        except ValueError:
-            raise BadUpdate(f"task {task_id}: unknown state {raw.get('state')!r}") from None
-        if state not in WORKER_STATES:
-            raise BadUpdate(f"task {task_id}: a worker cannot report state {state}")
-        message, err = raw.get("message") or "", raw.get("err") or None
-        if not isinstance(message, str) or not (err is None or isinstance(err, str)):
-            raise BadUpdate(f"task {task_id}: message and err must be strings")
-        try:
-            cs = raw.get("container_status")
-            container = None if not cs else ContainerStatus.model_validate(cs)
-            status = TaskStatus(
-                timestamp=_timestamp(raw.get("timestamp")),
-                state=state,
-                message=message,
-                err=err,
-                container_status=container,
-            )
-        except (ValueError, TypeError) as e:
-            raise BadUpdate(f"task {task_id}: {e}") from None
+            task_id, status = parse_status_update(raw)
+        except ValueError as e:
+            raise BadUpdate(str(e)) from None
+        if status.state not in WORKER_STATES:
+            raise BadUpdate(f"task {task_id}: a worker cannot report state {status.state}")
         return cls(task_id, status)
-
-
-def _timestamp(raw: Any) -> datetime:
-    if raw is None:
-        return datetime.now(UTC)
-    if isinstance(raw, bool):
-        raise ValueError("timestamp must be a number or an RFC 3339 string")
-    if isinstance(raw, int | float):
-        return datetime.fromtimestamp(raw, UTC)
-    if isinstance(raw, str):
-        return parse_rfc3339(raw)
-    raise ValueError("timestamp must be a number or an RFC 3339 string")
 
 
 def parse_updates(params: Mapping[str, Any]) -> list[StatusUpdate]:

@@ -12,6 +12,12 @@ from pydantic import Field
 from .base import DockerModel
 from .enums import RestartCondition
 
+SECOND = 1_000_000_000
+"""One second in the unit of every duration here (and on the wire, and to the engine)."""
+DEFAULT_STOP_GRACE_PERIOD = 10 * SECOND
+"""Swarm's stop grace period when the spec names none: shown by the API with
+``insertDefaults``, applied by the executor."""
+
 
 class HealthConfig(DockerModel):
     test: list[str] | None = None

@@ -1,21 +1,23 @@
-"""Runs the tasks assigned to this node as containers on the local Docker engine."""
+"""Runs the tasks assigned to this node as containers on the local Docker engine.
+
+A task arrives as the dispatcher sends it (``proto.AssignedTask``: the store's TaskSpec in
+Docker's spelling, durations in nanoseconds) and its state and status are the store's
+``TaskState`` / ``TaskStatus``: the worker has no task model of its own to keep in step.
+"""
 
 from .controller import Controller
 from .docker_adapter import connect, list_task_containers
 from .errors import EngineUnavailable, ExecutorError, InvalidTransition
-from .spec import HealthCheck, PortSpec, TaskSpec
-from .states import TaskState, TaskStatus
+from .executor import DockerExecutor, Executor, TaskController
 
 __all__ = [
     "Controller",
+    "DockerExecutor",
     "EngineUnavailable",
+    "Executor",
     "ExecutorError",
-    "HealthCheck",
     "InvalidTransition",
-    "PortSpec",
-    "TaskSpec",
-    "TaskState",
-    "TaskStatus",
+    "TaskController",
     "connect",
     "list_task_containers",
 ]

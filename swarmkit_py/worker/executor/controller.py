@@ -9,7 +9,6 @@ unavailable engine is raised, leaving the task at the step it was in, to be retr
 from __future__ import annotations
 
 import asyncio
-import math
 from typing import Any
 
 import docker
@@ -17,10 +16,10 @@ import docker.errors
 import requests.exceptions
 from docker.models.containers import Container
 
+from ...proto import AssignedTask
+from ...store.objects import ContainerStatus, TaskState, TaskStatus
 from . import docker_adapter as adapter
 from .errors import InvalidTransition
-from .spec import TaskSpec
-from .states import MESSAGES, TaskState, TaskStatus
 
 ERR_UNHEALTHY = "unhealthy container"
 ERR_REMOVED = "task: container removed"
@@ -33,15 +32,29 @@ WAIT_CHUNK_HEALTH = 1.0
 WAIT_CHUNK = 30.0
 
 
+# Swarm's message for each state an executor moves to on its own. FAILED and REJECTED keep the
+# message of the step that went wrong ("started", "preparing"); the reason is in `err`.
+MESSAGES = {
+    TaskState.ACCEPTED: "accepted",
+    TaskState.PREPARING: "preparing",
+    TaskState.READY: "prepared",
+    TaskState.STARTING: "starting",
+    TaskState.RUNNING: "started",
+    TaskState.COMPLETE: "finished",
+    TaskState.SHUTDOWN: "shutdown",
+}
+
+
 def exit_error(code: int) -> str:
     return f"task: non-zero exit ({code})"
 
 
 class Controller:
-    def __init__(self, client: docker.DockerClient, spec: TaskSpec,
+    def __init__(self, client: docker.DockerClient, task: AssignedTask,
                  networks: Any = None) -> None:
         self.client = client
-        self.spec = spec
+        self.task = task
+        self._name = adapter.container_name(task)
         self.networks = networks
         """Has `async ensure(attachments)`: the task's networks exist before its container."""
         self._state = TaskState.ACCEPTED
@@ -53,14 +66,14 @@ class Controller:
         self._stopping = False
 
     @classmethod
-    def adopt(cls, client: docker.DockerClient, spec: TaskSpec, container: Container,
+    def adopt(cls, client: docker.DockerClient, task: AssignedTask, container: Container,
               networks: Any = None) -> Controller:
         """Take over a container a previous worker process made, in the state it is in now.
 
         A container still waiting for its first healthy verdict is STARTING, so start() resumes
         the wait for health instead of starting it again.
         """
-        ctl = cls(client, spec, networks)
+        ctl = cls(client, task, networks)
         ctl._container = container
         state = container.attrs.get("State") or {}
         status = state.get("Status", "")
@@ -76,9 +89,15 @@ class Controller:
         return ctl
 
     def status(self) -> TaskStatus:
-        return TaskStatus(self._state, self._message, self._err,
-                          self._container.id if self._container else "", self._pid,
-                          self._exit_code)
+        container = None
+        if self._container is not None or self._exit_code is not None:
+            container = ContainerStatus(
+                container_id=self._container.id if self._container is not None else None,
+                pid=self._pid or None,
+                exit_code=self._exit_code,
+            )
+        return TaskStatus(state=self._state, message=self._message, err=self._err or None,
+                          container_status=container)
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -87,21 +106,22 @@ class Controller:
         if self._state >= TaskState.READY or self._stopping:
             return self.status()
         self._set(TaskState.PREPARING)
+        image = adapter.container_spec(self.task).image
         try:
-            await adapter.call(self.client.images.get, self.spec.image)
+            await adapter.call(self.client.images.get, image)
         except docker.errors.ImageNotFound:
-            return self._reject(f"No such image: {self.spec.image}")
-        if self.spec.networks:
+            return self._reject(f"No such image: {image}")
+        if self.task.networks:
             if self.networks is None:
                 return self._reject("this node runs no overlay networking")
             try:
-                await self.networks.ensure(self.spec.networks)
+                await self.networks.ensure(self.task.networks)
             except Exception as exc:  # noqa: BLE001 - the task's outcome, with the reason
                 return self._reject(f"network setup failed: {exc}")
         try:
             self._container = await adapter.call(
-                self.client.containers.create, **adapter.create_args(self.spec))
-            for net in self.spec.networks[1:]:
+                self.client.containers.create, **adapter.create_args(self.task))
+            for net in self.task.networks[1:]:
                 await adapter.call(self.client.api.connect_container_to_network,
                                    self._container.id, net.name, ipv4_address=net.ip,
                                    aliases=list(net.aliases) or None)
@@ -109,7 +129,7 @@ class Controller:
             if exc.status_code != 409:
                 return self._reject(_explain(exc))
             # Created by an earlier attempt whose answer was lost: the name holds the task ID.
-            self._container = await adapter.call(self.client.containers.get, self.spec.name)
+            self._container = await adapter.call(self.client.containers.get, self._name)
         if self._stopping:  # shutdown() came while the container was being created
             await self.remove()
         self._set(TaskState.READY)
@@ -118,7 +138,7 @@ class Controller:
     async def start(self) -> TaskStatus:
         """Start the container; RUNNING only once healthy when it has a health check."""
         if self._state < TaskState.READY:
-            raise InvalidTransition(f"task {self.spec.task_id}: start before prepare")
+            raise InvalidTransition(f"task {self.task.id}: start before prepare")
         if self._state == TaskState.READY and not self._stopping:
             self._set(TaskState.STARTING)
             try:
@@ -134,7 +154,7 @@ class Controller:
         if self._state.terminal:
             return self.status()
         if self._state != TaskState.RUNNING:
-            raise InvalidTransition(f"task {self.spec.task_id}: wait before running")
+            raise InvalidTransition(f"task {self.task.id}: wait before running")
         c = self._c
         healthchecked: bool | None = None
         while not self._state.terminal:
@@ -151,17 +171,18 @@ class Controller:
                 self._gone()
         return self.status()
 
-    async def shutdown(self, grace: float | None = None) -> TaskStatus:
+    async def shutdown(self, grace: int | None = None) -> TaskStatus:
         """Stop (SIGTERM, SIGKILL after the grace period), then remove the container.
 
-        A task that already ended keeps its state; any other becomes SHUTDOWN, also when
-        stopping made its process exit non-zero.
+        ``grace`` in nanoseconds overrides the task's stop grace period. A task that already
+        ended keeps its state; any other becomes SHUTDOWN, also when stopping made its process
+        exit non-zero.
         """
         self._stopping = True
-        grace = self.spec.stop_grace_period if grace is None else grace
         if self._container is not None:
             try:
-                await adapter.call(self._container.stop, timeout=math.ceil(grace))
+                await adapter.call(self._container.stop,
+                                   timeout=adapter.stop_timeout(self.task, grace))
                 state = (await self._inspect()).get("State") or {}
                 if self._state >= TaskState.STARTING:
                     self._finish(int(state.get("ExitCode", 0)))
@@ -174,7 +195,7 @@ class Controller:
 
     async def remove(self) -> None:
         """Remove the container if there is one; by name covers a create whose answer was lost."""
-        ref = self._container.id if self._container is not None else self.spec.name
+        ref = self._container.id if self._container is not None else self._name
         try:
             await adapter.call(self.client.api.remove_container, ref, force=True)
         except docker.errors.NotFound:
@@ -214,7 +235,7 @@ class Controller:
         """As Swarm: stop the unhealthy container so the orchestrator can replace the task."""
         self._fail(ERR_UNHEALTHY)
         try:
-            await adapter.call(self._c.stop, timeout=math.ceil(self.spec.stop_grace_period))
+            await adapter.call(self._c.stop, timeout=adapter.stop_timeout(self.task))
             self._exit_code = int(((await self._inspect()).get("State") or {}).get("ExitCode", 0))
         except docker.errors.NotFound:
             pass

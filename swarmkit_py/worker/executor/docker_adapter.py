@@ -1,14 +1,18 @@
-"""The thin layer between a TaskSpec and the Docker engine (swarmkit's `dockerapi` adapter).
+"""The thin layer between an assigned task and the Docker engine (swarmkit's `dockerapi`).
 
-Everything engine-specific is here: how a spec becomes create arguments, the labels that let
-`docker ps` (and a restarted worker) tell which task a container is, and how transport failures
-become the one retryable EngineUnavailable error. The SDK is blocking; `call` runs it in a
-thread so one event loop can drive many tasks.
+Everything engine-specific is here: how a task's spec becomes create arguments, the labels
+that let `docker ps` (and a restarted worker) tell which task a container is, and how transport
+failures become the one retryable EngineUnavailable error. The SDK is blocking; `call` runs it
+in a thread so one event loop can drive many tasks.
+
+Durations arrive in nanoseconds, as the spec keeps them and as the engine takes a health
+check's; only `docker stop`'s timeout is whole seconds (`stop_timeout`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -17,8 +21,10 @@ import docker.errors
 import requests.exceptions
 from docker.models.containers import Container
 
+from ...proto import AssignedTask, NetAttachment
+from ...store.objects import ContainerSpec, HealthConfig
+from ...store.objects.taskspec import DEFAULT_STOP_GRACE_PERIOD, SECOND
 from .errors import EngineUnavailable
-from .spec import HealthCheck, NetAttachment, TaskSpec
 
 LABEL_TASK = "com.docker.swarm.task"
 LABEL_TASK_ID = "com.docker.swarm.task.id"
@@ -27,7 +33,6 @@ LABEL_SERVICE_ID = "com.docker.swarm.service.id"
 LABEL_SERVICE_NAME = "com.docker.swarm.service.name"
 LABEL_NODE_ID = "com.docker.swarm.node.id"
 
-_NS = 1_000_000_000
 T = TypeVar("T")
 
 # A hung engine surfaces as a timeout, a dead one as a connection error: both are "unavailable".
@@ -55,60 +60,84 @@ async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await asyncio.to_thread(call_sync, fn, *args, **kwargs)
 
 
-def container_labels(spec: TaskSpec) -> dict[str, str]:
+def container_spec(task: AssignedTask) -> ContainerSpec:
+    return task.spec.container_spec or ContainerSpec()
+
+
+def container_name(task: AssignedTask) -> str:
+    """Swarm's task name, also the container's: `<service>.<slot|node>.<task id>`."""
+    middle = task.node_id if task.slot is None else str(task.slot)
+    return f"{task.service_name}.{middle}.{task.id}"
+
+
+def stop_timeout(task: AssignedTask, grace: int | None = None) -> int:
+    """`docker stop`'s timeout in whole seconds (rounded up) for a grace period in ns; the
+    task's own (Swarm's 10 s default when it names none) when `grace` is None."""
+    if grace is None:
+        grace = container_spec(task).stop_grace_period
+        if grace is None:
+            grace = DEFAULT_STOP_GRACE_PERIOD
+    return math.ceil(grace / SECOND)
+
+
+def container_labels(task: AssignedTask) -> dict[str, str]:
     """User labels, then Swarm's: a task cannot pass itself off as another by its labels."""
     return {
-        **spec.labels,
+        **(container_spec(task).labels or {}),
         LABEL_TASK: "",
-        LABEL_TASK_ID: spec.task_id,
-        LABEL_TASK_NAME: spec.name,
-        LABEL_SERVICE_ID: spec.service_id,
-        LABEL_SERVICE_NAME: spec.service_name,
-        LABEL_NODE_ID: spec.node_id,
+        LABEL_TASK_ID: task.id,
+        LABEL_TASK_NAME: container_name(task),
+        LABEL_SERVICE_ID: task.service_id,
+        LABEL_SERVICE_NAME: task.service_name,
+        LABEL_NODE_ID: task.node_id,
     }
 
 
-def _healthcheck(hc: HealthCheck) -> dict[str, Any]:
+def _healthcheck(hc: HealthConfig) -> dict[str, Any]:
+    """Overrides the image's health check (["NONE"] disables it); 0 means engine default."""
     return {
-        "test": list(hc.test),
-        "interval": int(hc.interval * _NS),
-        "timeout": int(hc.timeout * _NS),
-        "retries": hc.retries,
-        "start_period": int(hc.start_period * _NS),
+        "test": list(hc.test or ()),
+        "interval": hc.interval or 0,
+        "timeout": hc.timeout or 0,
+        "retries": hc.retries or 0,
+        "start_period": hc.start_period or 0,
     }
 
 
-def _port_bindings(spec: TaskSpec) -> dict[str, list[dict[str, str]]]:
-    """An empty HostPort asks the engine for a free port; several bindings may share a target."""
+def _port_bindings(task: AssignedTask) -> dict[str, list[dict[str, str]]]:
+    """Host-mode ports, bound on this node only on every address, as Swarm's `mode=host`. An
+    empty HostPort asks the engine for a free port; several bindings may share a target."""
     bindings: dict[str, list[dict[str, str]]] = {}
-    for p in spec.ports:
-        host = {"HostIp": p.host_ip, "HostPort": str(p.published_port or "")}
-        bindings.setdefault(f"{p.target_port}/{p.protocol}", []).append(host)
+    for p in task.ports:
+        host = {"HostIp": "", "HostPort": str(p.published_port or "")}
+        bindings.setdefault(f"{p.target_port}/{p.protocol or 'tcp'}", []).append(host)
     return bindings
 
 
-def create_args(spec: TaskSpec) -> dict[str, Any]:
+def create_args(task: AssignedTask) -> dict[str, Any]:
     """Keyword arguments for `client.containers.create`."""
+    cs = container_spec(task)
+    limits = task.spec.resources.limits if task.spec.resources is not None else None
     args: dict[str, Any] = {
-        "image": spec.image,
-        "name": spec.name,
-        "labels": container_labels(spec),
-        "environment": list(spec.env),
+        "image": cs.image,
+        "name": container_name(task),
+        "labels": container_labels(task),
+        "environment": list(cs.env or ()),
     }
-    if spec.command:
-        args["entrypoint"] = list(spec.command)
-    if spec.args:
-        args["command"] = list(spec.args)
-    if spec.ports:
-        args["ports"] = _port_bindings(spec)
-    if spec.nano_cpus:
-        args["nano_cpus"] = spec.nano_cpus
-    if spec.memory_bytes:
-        args["mem_limit"] = spec.memory_bytes
-    if spec.healthcheck is not None:
-        args["healthcheck"] = _healthcheck(spec.healthcheck)
-    if spec.networks:
-        first = spec.networks[0]
+    if cs.command:
+        args["entrypoint"] = list(cs.command)
+    if cs.args:
+        args["command"] = list(cs.args)
+    if task.ports:
+        args["ports"] = _port_bindings(task)
+    if limits is not None and limits.nano_cpus:
+        args["nano_cpus"] = limits.nano_cpus
+    if limits is not None and limits.memory_bytes:
+        args["mem_limit"] = limits.memory_bytes
+    if cs.healthcheck is not None and cs.healthcheck.test:
+        args["healthcheck"] = _healthcheck(cs.healthcheck)
+    if task.networks:
+        first = task.networks[0]
         args["network"] = first.name
         args["networking_config"] = {first.name: endpoint_config(first)}
         # The engine derives a container's MAC from its address (02:42 + IPv4); say so

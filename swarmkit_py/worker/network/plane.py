@@ -28,7 +28,7 @@ import docker
 import docker.errors
 from docker.types import IPAMConfig, IPAMPool
 
-from ..executor.spec import NetAttachment
+from ...proto import NetAttachment
 from . import links, mesh
 from .dns import DNSServer, build_records
 

@@ -23,9 +23,9 @@ import asyncio
 import logging
 from typing import Any
 
-from ..executor import EngineUnavailable, TaskState, TaskStatus
+from ...store.objects import TaskState, TaskStatus
+from ..executor import EngineUnavailable, Executor
 from ..executor.controller import ERR_REMOVED
-from .executor import Executor
 from .reporter import StatusReporter
 from .runner import TaskRunner
 from .wire import Assignment, parse_assignments
@@ -93,10 +93,6 @@ class Reconciler:
         runners, self.runners = self.runners, {}
         await asyncio.gather(*(r.abandon() for r in runners.values()))
 
-    async def wait_idle(self) -> None:
-        """Until every runner asked to stop has finished (tests)."""
-        await asyncio.gather(*(r.wait() for r in list(self.runners.values()) if r.stopping))
-
     async def _loop(self) -> None:
         while True:
             await self._wake.wait()
@@ -128,7 +124,7 @@ class Reconciler:
         wanted = {a.task_id: a for a in tasks}
         for task_id, container in found.items():
             a = wanted.get(task_id)
-            if a is None or a.spec is None:
+            if a is None or a.task is None:
                 log.info("removing container of task %s: no longer assigned here", task_id)
                 try:
                     await self._executor.remove(container)
@@ -137,8 +133,8 @@ class Reconciler:
                     log.warning("could not remove stale container of %s: %s", task_id, e)
                 continue
             log.info("adopting the container of task %s", task_id)
-            ctl = self._executor.adopt(a.spec, container)
-            self._spawn(TaskRunner(a.spec, self._executor, self._reporter.report,
+            ctl = self._executor.adopt(a.task, container)
+            self._spawn(TaskRunner(a.task, self._executor, self._reporter.report,
                                    controller=ctl, retry_initial=self.retry_initial,
                                    retry_max=self.retry_max))
             self.adopted.append(task_id)
@@ -164,17 +160,19 @@ class Reconciler:
         if a.state.terminal:
             return  # ended already: nothing to run, nothing to stop
         if a.desired > TaskState.RUNNING:
-            report(a.task_id, TaskStatus(TaskState.SHUTDOWN, "shutdown"))
+            report(a.task_id, TaskStatus(state=TaskState.SHUTDOWN, message="shutdown"))
             self._finished.add(a.task_id)
-        elif a.spec is None:
-            report(a.task_id, TaskStatus(TaskState.REJECTED, "rejected", a.error or "bad spec"))
+        elif a.task is None:
+            report(a.task_id, TaskStatus(state=TaskState.REJECTED, message="rejected",
+                                         err=a.error or "bad spec"))
             self._finished.add(a.task_id)
         elif a.state >= TaskState.STARTING:
             # It ran under an earlier worker process, and its container is gone.
-            report(a.task_id, TaskStatus(TaskState.FAILED, "started", ERR_REMOVED))
+            report(a.task_id, TaskStatus(state=TaskState.FAILED, message="started",
+                                         err=ERR_REMOVED))
             self._finished.add(a.task_id)
         else:
-            self._spawn(TaskRunner(a.spec, self._executor, report,
+            self._spawn(TaskRunner(a.task, self._executor, report,
                                    retry_initial=self.retry_initial, retry_max=self.retry_max))
 
     def _spawn(self, runner: TaskRunner) -> None:

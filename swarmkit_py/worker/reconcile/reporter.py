@@ -17,10 +17,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ...proto import INVALID_ARGUMENT, PERMISSION_DENIED
+from ...proto import INVALID_ARGUMENT, PERMISSION_DENIED, status_update
 from ...rpc import RpcError
-from ..executor import TaskStatus
-from .wire import status_wire
+from ...store.objects import TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ class StatusReporter:
             return False
         self._latest[task_id] = status
         self._pending.pop(task_id, None)  # re-inserted last: reports go out in event order
-        self._pending[task_id] = status_wire(task_id, status, self._clock())
+        self._pending[task_id] = status_update(task_id, status, self._clock())
         self._wake.set()
         return True
 

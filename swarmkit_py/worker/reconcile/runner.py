@@ -17,8 +17,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from ..executor import EngineUnavailable, TaskSpec, TaskState, TaskStatus
-from .executor import Executor, TaskController
+from ...proto import AssignedTask
+from ...store.objects import TaskState, TaskStatus
+from ..executor import EngineUnavailable, Executor, TaskController
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ SETTLE = 30.0
 class TaskRunner:
     def __init__(
         self,
-        spec: TaskSpec,
+        task: AssignedTask,
         executor: Executor,
         report: Report,
         *,
@@ -38,24 +39,15 @@ class TaskRunner:
         retry_initial: float = 0.2,
         retry_max: float = 5.0,
     ) -> None:
-        self.spec = spec
-        self.task_id = spec.task_id
+        self.task = task
+        self.task_id = task.id
         self._executor = executor
         self._report = report
         self.ctl = controller
-        self.adopted = controller is not None
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
-    @property
-    def done(self) -> bool:
-        return self._task is not None and self._task.done()
 
     def start(self) -> asyncio.Task:
         self._task = asyncio.get_running_loop().create_task(
@@ -71,10 +63,6 @@ class TaskRunner:
         """The worker itself is stopping: leave the container as it is, for adoption."""
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def wait(self) -> None:
-        if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
 
     # -- internals ------------------------------------------------------------------------
@@ -108,7 +96,7 @@ class TaskRunner:
         while True:
             try:
                 if self.ctl is None:
-                    self.ctl = await self._executor.controller(self.spec)
+                    self.ctl = await self._executor.controller(self.task)
                     self._emit(self.ctl.status())  # accepted
                 if await self._step(self.ctl):
                     return
@@ -119,7 +107,7 @@ class TaskRunner:
                     return
             except Exception as e:
                 log.exception("task %s: executor failed", self.task_id)
-                self._emit(self._current()._replace(state=TaskState.FAILED, err=f"executor: {e}"))
+                self._emit(_with(self._current(), state=TaskState.FAILED, err=f"executor: {e}"))
                 return
 
     async def _step(self, ctl: TaskController) -> bool:
@@ -129,11 +117,11 @@ class TaskRunner:
             self._emit(st)
             return True
         if st.state < TaskState.READY:
-            self._emit(st._replace(state=TaskState.PREPARING, message="preparing", err=""))
+            self._emit(_with(st, state=TaskState.PREPARING, message="preparing", err=None))
             self._emit(await ctl.prepare())
         elif st.state < TaskState.RUNNING:
             if st.state == TaskState.READY:
-                self._emit(st._replace(state=TaskState.STARTING, message="starting", err=""))
+                self._emit(_with(st, state=TaskState.STARTING, message="starting", err=None))
             self._emit(await ctl.start())
         else:
             self._emit(st)  # running (adopted, or just started)
@@ -146,7 +134,7 @@ class TaskRunner:
             try:
                 if self.ctl is None:
                     # Never got a controller (engine down all along): nothing was created.
-                    self._emit(TaskStatus(TaskState.SHUTDOWN, "shutdown"))
+                    self._emit(TaskStatus(state=TaskState.SHUTDOWN, message="shutdown"))
                     return
                 self._emit(await self.ctl.shutdown())
                 return
@@ -156,13 +144,13 @@ class TaskRunner:
     def _current(self) -> TaskStatus:
         if self.ctl is not None:
             return self.ctl.status()
-        return TaskStatus(TaskState.ACCEPTED, "accepted")
+        return TaskStatus(state=TaskState.ACCEPTED, message="accepted")
 
     async def _engine_down(
         self, err: EngineUnavailable, failures: int, *, interruptible: bool = True
     ) -> int:
         """Report and back off; a stop request cuts the wait short unless we are stopping."""
-        self._emit(self._current()._replace(err=str(err)))
+        self._emit(_with(self._current(), err=str(err)))
         delay = min(self.retry_max, self.retry_initial * 2**failures)
         log.warning("task %s: %s; retrying in %.1fs", self.task_id, err, delay)
         if not interruptible:
@@ -174,3 +162,8 @@ class TaskRunner:
         except TimeoutError:
             pass
         return failures + 1
+
+
+def _with(status: TaskStatus, **changes: object) -> TaskStatus:
+    """A copy of ``status`` with ``changes`` (the controller's own status is never modified)."""
+    return status.model_copy(update=changes)

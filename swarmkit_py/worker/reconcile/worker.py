@@ -1,6 +1,6 @@
 """Wiring: the reconciler and the reporter on a worker's dispatcher session.
 
-``TaskWorker(session, DockerExecutor()).start()`` is all an agent needs. Reports go over the
+``TaskWorker(session, executor.DockerExecutor()).start()`` is all an agent needs. Reports go over the
 session's own connection because the dispatcher binds a session to the connection that
 opened it (that connection carried the certificate); a report on any other connection would
 be refused as another session's.
@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from ...proto import ASSIGNMENTS, TASK_STATUS
+from ..executor import Executor
 from ..session import WorkerSession
-from .executor import Executor
 from .reconciler import Reconciler
 from .reporter import NotConnected, StatusReporter
 

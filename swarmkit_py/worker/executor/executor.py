@@ -1,8 +1,8 @@
 """What the reconciler needs from an executor, and the Docker implementation of it.
 
-The reconciler decides (start, stop, adopt, remove); the executor does. Keeping that seam a
-four-method protocol lets the decisions be unit-tested with a fake in memory, while the real
-thing is the Docker executor (``worker/executor``) behind it unchanged.
+The reconciler (``worker/reconcile``) decides (start, stop, adopt, remove); the executor does.
+Keeping that seam a four-method protocol lets the decisions be unit-tested with a fake in
+memory, while the real thing is ``DockerExecutor`` below, handing out ``Controller``s.
 """
 
 from __future__ import annotations
@@ -13,8 +13,12 @@ from typing import Any, Protocol
 import docker
 import docker.errors
 
-from ..executor import Controller, EngineUnavailable, TaskSpec, TaskStatus, connect
-from ..executor import docker_adapter as adapter
+from ...proto import AssignedTask
+from ...store.objects import TaskStatus
+from . import docker_adapter as adapter
+from .controller import Controller
+from .docker_adapter import connect
+from .errors import EngineUnavailable
 
 
 class TaskController(Protocol):
@@ -24,17 +28,17 @@ class TaskController(Protocol):
     async def prepare(self) -> TaskStatus: ...
     async def start(self) -> TaskStatus: ...
     async def wait(self) -> TaskStatus: ...
-    async def shutdown(self, grace: float | None = None) -> TaskStatus: ...
+    async def shutdown(self, grace: int | None = None) -> TaskStatus: ...
 
 
 class Executor(Protocol):
-    async def controller(self, spec: TaskSpec) -> TaskController:
+    async def controller(self, task: AssignedTask) -> TaskController:
         """A fresh controller (state accepted). Raises EngineUnavailable to be retried."""
 
     async def containers(self, node_id: str) -> dict[str, Any]:
         """This node's task containers by task id. Raises EngineUnavailable."""
 
-    def adopt(self, spec: TaskSpec, container: Any) -> TaskController:
+    def adopt(self, task: AssignedTask, container: Any) -> TaskController:
         """A controller for a container an earlier worker process made."""
 
     async def remove(self, container: Any) -> None:
@@ -62,8 +66,8 @@ class DockerExecutor:
                 self._client = await asyncio.to_thread(connect, self.base_url, self.timeout)
             return self._client
 
-    async def controller(self, spec: TaskSpec) -> TaskController:
-        return Controller(await self.client(), spec, self.networks)
+    async def controller(self, task: AssignedTask) -> TaskController:
+        return Controller(await self.client(), task, self.networks)
 
     async def containers(self, node_id: str) -> dict[str, Any]:
         client = await self.client()
@@ -74,9 +78,9 @@ class DockerExecutor:
                 continue  # one vanished between the list and its inspect: list again
         raise EngineUnavailable("task containers kept vanishing while being listed")
 
-    def adopt(self, spec: TaskSpec, container: Any) -> TaskController:
+    def adopt(self, task: AssignedTask, container: Any) -> TaskController:
         assert self._client is not None, "containers() came first"
-        return Controller.adopt(self._client, spec, container, self.networks)
+        return Controller.adopt(self._client, task, container, self.networks)
 
     async def remove(self, container: Any) -> None:
         client = await self.client()
@@ -90,5 +94,3 @@ class DockerExecutor:
             self._client.close()
             self._client = None
 
-
-__all__ = ["DockerExecutor", "EngineUnavailable", "Executor", "TaskController"]
