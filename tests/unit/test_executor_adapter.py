@@ -56,6 +56,19 @@ def test_ports_limits_and_healthcheck_keep_nanoseconds():
                                    "timeout": 2_000_000_000, "retries": 3, "start_period": 0}
 
 
+def test_overlay_networks_first_at_creation_with_its_address_mac_and_dns():
+    net = {"id": "n1", "name": "front", "subnet": "10.0.1.0/24", "gateway": "10.0.1.1",
+           "vni": 4097, "address": "10.0.1.5/24", "aliases": ["web"]}
+    other = {**net, "id": "n2", "name": "back", "address": "10.0.2.7/24", "aliases": []}
+    t = assigned("t1", networks=[net, other])
+    assert [n.name for n in t.networks] == ["front", "back"] and t.networks[0].ip == "10.0.1.5"
+    args = create_args(t)
+    assert args["network"] == "front"
+    assert args["networking_config"] == {
+        "front": {"IPAMConfig": {"IPv4Address": "10.0.1.5"}, "Aliases": ["web"]}}
+    assert (args["mac_address"], args["dns"]) == ("02:42:0a:00:01:05", ["10.0.1.1"])
+
+
 def test_health_check_without_test_leaves_the_images_own():
     assert "healthcheck" not in create_args(assigned("t1", Healthcheck={"Interval": SECOND}))
 

@@ -25,6 +25,7 @@ def wire_task(
     service_id: str = "s1",
     service_name: str = "web",
     ports: list[dict[str, Any]] | None = None,
+    networks: list[dict[str, Any]] | None = None,
     limits: dict[str, Any] | None = None,
     **container: Any,
 ) -> dict[str, Any]:
@@ -45,6 +46,7 @@ def wire_task(
         "state": "assigned",
         "spec": spec,
         "ports": ports or [],
+        "networks": networks or [],
     }
 
 
