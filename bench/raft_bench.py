@@ -82,6 +82,18 @@ async def _connection_load(cluster, leader: int, inflight: int, seconds: float, 
     return {"writes": done, "seconds": seconds, "errors": errors, "p50_ms": _pct(lat, 0.5), "p99_ms": _pct(lat, 0.99)}
 
 
+def _members_cpu_s(cluster) -> float:
+    """User + system CPU seconds used so far by the member processes (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for m in cluster.members.values():
+        if m.proc is not None:
+            with open(f"/proc/{m.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 async def _run_ours(args, workdir: str) -> dict:
     from swarmkit_py.raft.kv.cluster import LocalCluster
 
@@ -90,6 +102,7 @@ async def _run_ours(args, workdir: str) -> dict:
         await cluster.start()
         leader = await cluster.wait_leader(timeout=30)
         before = await cluster.status(leader)
+        cpu0 = _members_cpu_s(cluster)
         if args.client == "inprocess":
             r = await cluster.call(leader, "kv.bench_load",
                                    {"inflight": args.inflight, "seconds": args.seconds, "size": args.value_size,
@@ -98,12 +111,16 @@ async def _run_ours(args, workdir: str) -> dict:
         else:
             r = await _connection_load(cluster, leader, args.inflight, args.seconds, args.value_size,
                                        args.warmup, args.connections)
+        cpu = _members_cpu_s(cluster) - cpu0
         after = await cluster.status(leader)
         m0, m1 = before.get("metrics", {}), after.get("metrics", {})
         extra = {
             "leader_kept": after["role"] == "leader" and after["term"] == before["term"],
             "term_changes": after["term"] - before["term"],
             "fsyncs_per_write": None,
+            # CPU of every member process per write (warm-up included, like the writes it did):
+            # far less disturbed by other load on a shared machine than writes/s
+            "cpu_us_per_write": round(1e6 * cpu / r["writes"], 1) if r.get("writes") else None,
         }
         props = m1.get("proposals", 0) - m0.get("proposals", 0)
         if props and "fsyncs" in m1:
@@ -189,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     if args.system == "swarmkit-py":
         result["encrypted"] = bool(args.encrypt)
+    if r.get("cpu_us_per_write") is not None:
+        result["cpu_us_per_write"] = r["cpu_us_per_write"]
     if "fsyncs_per_write" in r:
         result["fsyncs_per_write"] = r["fsyncs_per_write"]
     if args.client == "connection":

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from swarmkit_py.deploy.lab import Lab
+from swarmkit_py.testing.agents import AgentCluster
 
 pytestmark = [
     pytest.mark.slow,
@@ -93,17 +94,7 @@ def raft_grep(lab, h: str, needle: str) -> int:
 
 
 def wait(what, cond, timeout):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            v = cond()
-            if v:
-                return v
-        except Exception as e:
-            last = e
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what} ({last})")
+    return AgentCluster.wait_for(cond, timeout, f"timed out waiting for {what}", interval=0.5)
 
 
 def test_lock_power_cut_refuse_until_unlocked(lab, env, tmp_path):
