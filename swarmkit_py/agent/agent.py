@@ -90,6 +90,28 @@ class Agent:
         # cluster, node id) by the verify_peer of each client (issue 9, hole 2).
         return client_context(ca, cert, key)
 
+    def _admit(self, peer):
+        """Removed nodes are refused on the cluster port (managers know; workers hold no store)."""
+        return self.manager.revocation.admit(peer) if self.manager is not None else None
+
+    def _api_authorize(self, request) -> None:
+        """Who may use the Docker API: on TCP, a client bundle (`client-cert`) or the certificate
+        of a node that is a manager *now* — never a worker's, a removed node's or a demoted
+        manager's (issue 9, hole 5). The unix socket has no certificate and is protected by its
+        file mode (root only)."""
+        ident = api_identity(request)
+        if ident is None:
+            return
+        if ident.role not in (Role.CLIENT, Role.MANAGER):
+            raise PermissionError(
+                f"node {ident.node_id} has role {ident.role}: worker certificates can't be used to view or modify "
+                "cluster state; use a client bundle (swarmkit-py client-cert) or a manager"
+            )
+        if self.manager is not None:
+            reason = self.manager.revocation.api_refusal(ident)
+            if reason is not None:
+                raise PermissionError(reason)
+
     @property
     def advertise_addr(self) -> str:
         if self.cfg.advertise_addr:
@@ -127,7 +149,7 @@ class Agent:
             if not await self._serve_locked():
                 return  # asked to stop while still locked
         host, _, port = self.cfg.listen_addr.rpartition(":")
-        self.rpc = RpcServer(host, int(port), ssl=self.server_ssl(), policy=cluster_port_policy())
+        self.rpc = RpcServer(host, int(port), ssl=self.server_ssl(), policy=cluster_port_policy(admit=self._admit))
         await self.rpc.start()
         if self.state.role == "manager":
             await self.start_manager()
@@ -163,7 +185,7 @@ class Agent:
             node_addr=self.advertise_addr.rpartition(":")[0],
             engine_version=__version__,
             hostname=self.hostname,
-            authorize=_api_authorize,
+            authorize=self._api_authorize,
         )
         runners = await self._serve_api(app)
         try:
@@ -340,7 +362,7 @@ class Agent:
         log.info("founded swarm %s as node %s", self.state.cluster_id, self.state.node_id)
 
     async def _start_api(self, mgr: Manager) -> None:
-        app = make_app(ControlAPI(mgr), engine_version=__version__, hostname=self.hostname, authorize=_api_authorize)
+        app = make_app(ControlAPI(mgr), engine_version=__version__, hostname=self.hostname, authorize=self._api_authorize)
         self._api_runners.extend(await self._serve_api(app))
 
     async def _serve_api(self, app) -> list:
@@ -366,23 +388,16 @@ class Agent:
                 p.unlink()
 
 
-def _api_authorize(request) -> None:
-    """Who may use the Docker API: on TCP, a client bundle (`client-cert`) or a manager's
-    certificate — never a worker's, which holds no authority over the cluster. The unix
-    socket has no certificate and is protected by its file mode (root only)."""
+def api_identity(request):
+    """The API caller's certificate identity; None on the unix socket (no TLS)."""
     transport = request.transport
     sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
     if sslobj is None:
-        return
+        return None
     der = sslobj.getpeercert(binary_form=True)
     if der is None:
         raise PermissionError("the Docker API requires a client certificate issued by the cluster CA")
-    ident = identity_from_cert(der)
-    if ident.role not in (Role.CLIENT, Role.MANAGER):
-        raise PermissionError(
-            f"node {ident.node_id} has role {ident.role}: worker certificates can't be used to view or modify "
-            "cluster state; use a client bundle (swarmkit-py client-cert) or a manager"
-        )
+    return identity_from_cert(der)
 
 
 class _LeaderTask:

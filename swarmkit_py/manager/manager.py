@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from ..ca import Role, identity_from_cert, require_manager_cert
+from ..ca import require_manager_cert
 from ..raft.config import RaftConfig
 from ..raft.errors import NoQuorum
 from ..raft.node import RaftNode
@@ -25,20 +25,10 @@ from ..store import MemoryStore, Node, NodeState
 from .autolock import KEKWatcher
 from .context import RaftMember
 from .proposer import RaftProposer
+from .revocation import Revocation
 
 log = logging.getLogger("swarmkit_py.manager")
 
-
-def _is_manager(peer) -> bool:
-    """Only managers may send Raft messages: a worker's certificate (or none, which the
-    cluster port allows for joining nodes) must not get near the log. The transport asks
-    once per connection."""
-    if peer.cert is None:
-        return False
-    try:
-        return identity_from_cert(peer.cert).role == Role.MANAGER
-    except Exception:
-        return False
 
 LoopFn = Callable[[], Awaitable[None]]
 
@@ -72,6 +62,11 @@ class Manager:
         self.advertise_addr = advertise_addr
         self.store = MemoryStore()
         self.rpc = rpc_server
+        # Only current managers may send Raft messages: not a worker's certificate, nor none
+        # (the cluster port allows that for joining nodes), nor a removed or demoted node's.
+        # The transport asks once per connection; Revocation cuts the connections of a node
+        # that loses the role.
+        self.revocation = Revocation(self.store, rpc_server)
         host, _, port = advertise_addr.rpartition(":")
         raft_dir = Path(state_dir) / "raft"
         storage = DiskStorage(raft_dir, encrypted=True, unlock_key=unlock_key)
@@ -81,7 +76,7 @@ class Manager:
             self.store,
             lambda on_msg, **reports: Transport(
                 raft_id, host, int(port), on_msg, rpc_server=rpc_server, client_ssl=client_ssl,
-                server_hostname="swarm-manager" if client_ssl else None, authorize=_is_manager,
+                server_hostname="swarm-manager" if client_ssl else None, authorize=self.revocation.is_current_manager,
                 verify_server=self._verify_raft_server if client_ssl else None, **reports,
             ),
             raft_config,
@@ -171,8 +166,10 @@ class Manager:
         await self.raft.start(bootstrap=bootstrap, peers=peers)
         self._leadership_task = asyncio.create_task(self._leadership(), name="manager-leadership")
         self.kek_watcher.start()
+        await self.revocation.start()
 
     async def stop(self) -> None:
+        await self.revocation.stop()
         await self.kek_watcher.stop()
         if self._leadership_task:
             self._leadership_task.cancel()

@@ -12,7 +12,15 @@ import asyncio
 import random
 
 from ..ca import Role, expect_manager
-from ..proto import NO_QUORUM, NOT_FOUND, NOT_LEADER, RAFT_JOIN, RAFT_MEMBERS, UNAVAILABLE
+from ..proto import (
+    NO_QUORUM,
+    NOT_FOUND,
+    NOT_LEADER,
+    PERMISSION_DENIED,
+    RAFT_JOIN,
+    RAFT_MEMBERS,
+    UNAVAILABLE,
+)
 from ..raft.errors import NoQuorum, NotLeader, RaftError
 from ..rpc import PeerInfo, RpcClient, RpcError
 from ..store import ManagerStatus, Transaction
@@ -36,14 +44,22 @@ class RaftMembership:
         manager.rpc.add_handler(RAFT_MEMBERS, self._members)
         manager.rpc.add_handler(RAFT_JOIN, self._join)
 
+    def _current_manager(self, peer: PeerInfo, action: str):
+        """The caller, if its certificate is a manager's and the store still says so."""
+        ident = require_identity(peer, {"manager"}, action=action)
+        reason = self.m.revocation.manager_refusal(ident)
+        if reason is not None:
+            raise RpcError(PERMISSION_DENIED, f"{action}: {reason}")
+        return ident
+
     async def _members(self, peer: PeerInfo, params):
-        require_identity(peer, {"manager"}, action=RAFT_MEMBERS)
+        self._current_manager(peer, RAFT_MEMBERS)
         book = dict(self.m.raft.peers)
         book[self.m.raft_id] = self.m.advertise_addr
         return {"members": {str(k): v for k, v in book.items()}, "leader": self.m.raft.leader_id}
 
     async def _join(self, peer: PeerInfo, params):
-        ident = require_identity(peer, {"manager"}, action=RAFT_JOIN)
+        ident = self._current_manager(peer, RAFT_JOIN)
         raft_id, addr = int(params["raft_id"]), str(params["addr"])
         if not self.m.raft.is_leader:
             raise raft_error(NotLeader(self.m.raft.leader_id), self.m)

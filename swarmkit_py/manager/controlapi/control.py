@@ -27,16 +27,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from ...store import Cluster, JoinTokens, Node, NodeRole, NodeState, Transaction, Version
-from ..context import ClusterContext, RaftMember
+from ...ca import NODE_CERT_VALIDITY, CAError, load_certificate
 from ...raft.storage import format_unlock_key, new_key
+from ...store import (
+    BlacklistedCertificate,
+    Cluster,
+    JoinTokens,
+    Node,
+    NodeRole,
+    NodeState,
+    Transaction,
+    Version,
+)
+from ..context import ClusterContext, RaftMember
 from .cluster import check_raft_settings, cluster_tls_info, parse_cluster_spec, rotated_token
 from .errors import FailedPrecondition, InvalidArgument, NotInSwarm
+from .networks import NetworkMethods
 from .nodes import actual_role, node_filter, parse_node_spec, with_manager_status
 from .quorum import can_remove_member, member_for
-from .networks import NetworkMethods
 from .services import ServiceMethods
 from .tasks import TaskMethods
 
@@ -74,6 +85,23 @@ class ControlAPI(ServiceMethods, TaskMethods, NetworkMethods):
             )
         return version
 
+    async def _as_new_as(self, kind: str, ref: str, version: int):
+        """The object an update of `ref` must be built from: at least as new as `version`, the
+        one the client read (issue 9, hole 6).
+
+        An update carries only what the client sends (a spec); the rest (PreviousSpec,
+        UpdateStatus, a node's status, the cluster's CA and tokens) comes from the copy here.
+        A follower that lags behind the manager the client read from would fill those in
+        from an older object, and the leader's version check would pass, since the client's
+        version is the current one. So a copy older than `version` waits for a read barrier
+        (everything committed is applied here) and is read again.
+        """
+        obj = self.store.view().lookup(kind, ref)
+        if obj.version.index < version:
+            await self.ctx.read_barrier()
+            obj = self.store.view().lookup(kind, ref)
+        return obj
+
     # -- nodes -----------------------------------------------------------------------------
 
     async def list_nodes(self, filters: Mapping[str, Sequence[str]] | None = None) -> list[Node]:
@@ -93,8 +121,8 @@ class ControlAPI(ServiceMethods, TaskMethods, NetworkMethods):
         version = self._check_version(version)
         new_spec = parse_node_spec(spec)
         async with self._role_lock:
+            node: Node = await self._as_new_as("node", ref, version)
             view = self.store.view()
-            node: Node = view.lookup("node", ref)
             tx = Transaction()
             demoting = node.spec.role == NodeRole.MANAGER and new_spec.role == NodeRole.WORKER
             if demoting:
@@ -156,10 +184,14 @@ class ControlAPI(ServiceMethods, TaskMethods, NetworkMethods):
                 # carried out yet): its member goes when the node object goes.
                 if not can_remove_member(members, node.id):
                     raise FailedPrecondition(QUORUM_LOSS_MESSAGE)
-                self._guard_membership(view, tx)
             if not force and node.status.state == NodeState.READY:
                 raise FailedPrecondition(f"node {node.id} is not down and can't be removed")
             tx.delete("node", node.id)
+            # Its certificates are refused from this commit on, on every port (issue 9, hole
+            # 5). The cluster write at the version read also guards membership (see above).
+            cluster = view.cluster()
+            if cluster is not None:
+                tx.update(blacklist(cluster, node))
             await self.ctx.proposer.propose(tx)
 
     # -- cluster ---------------------------------------------------------------------------
@@ -186,6 +218,9 @@ class ControlAPI(ServiceMethods, TaskMethods, NetworkMethods):
         is off). Every manager watches the cluster object and re-wraps its Raft data keys."""
         version = self._check_version(version)
         cluster = await self.get_cluster()
+        if cluster.version.index < version:  # see _as_new_as
+            await self.ctx.read_barrier()
+            cluster = await self.get_cluster()
         new_spec = check_raft_settings(parse_cluster_spec(spec, cluster), self.raft_settings())
         tokens = cluster.join_tokens
         if rotate_worker_token or rotate_manager_token:
@@ -252,6 +287,27 @@ class ControlAPI(ServiceMethods, TaskMethods, NetworkMethods):
             "Managers": managers,
             "Cluster": cluster_json(cluster, join_tokens=False, raft=self.raft_settings()),
         }
+
+
+def blacklist(cluster: Cluster, node: Node) -> Cluster:
+    """The cluster with `node`'s certificates revoked until the last one it was issued expires
+    (90 days from now when unknown), and entries already past their expiry pruned."""
+    now = datetime.now(UTC)
+    expiry = now + NODE_CERT_VALIDITY
+    pem = node.certificate.certificate if node.certificate is not None else None
+    if pem:
+        try:
+            expiry = load_certificate(pem).not_valid_after_utc
+        except CAError:
+            pass
+    updated = cluster.clone()
+    updated.blacklisted_certificates = {
+        nid: entry
+        for nid, entry in cluster.blacklisted_certificates.items()
+        if entry.expiry is None or entry.expiry > now
+    }
+    updated.blacklisted_certificates[node.id] = BlacklistedCertificate(expiry=expiry)
+    return updated
 
 
 def cluster_json(

@@ -49,7 +49,7 @@ _PAUSED = (UpdateState.PAUSED, UpdateState.ROLLBACK_PAUSED)
 
 
 class ServiceMethods:
-    """Mixed into ControlAPI, which provides `store`, `ctx` and `_check_version`."""
+    """Mixed into ControlAPI, which provides `store`, `ctx`, `_check_version` and `_as_new_as`."""
 
     def _swarm_view(self):
         view = self.store.view()
@@ -117,7 +117,8 @@ class ServiceMethods:
         if rollback not in (None, "", "previous"):
             raise InvalidArgument(f"unrecognized rollback option {rollback}", plain=True)
         new_spec = parse_service_spec(spec)
-        service: Service = self._swarm_view().lookup("service", ref)
+        self._swarm_view()
+        service: Service = await self._as_new_as("service", ref, version)
         self._resolve_service_networks(new_spec, service.id)
         tx = Transaction()
         if rollback == "previous":

@@ -2,6 +2,7 @@
 
 from .base import DockerModel, StoreObject, Timestamp, Version, docker_alias
 from .cluster import (
+    BlacklistedCertificate,
     CAConfig,
     Cluster,
     ClusterSpec,
@@ -73,6 +74,7 @@ KINDS: dict[str, type[StoreObject]] = {
 __all__ = [
     "KINDS",
     "CAConfig",
+    "BlacklistedCertificate",
     "Cluster",
     "ClusterSpec",
     "ContainerSpec",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from .base import DockerModel, StoreObject
+from .base import DockerModel, StoreObject, Timestamp
 
 
 class OrchestrationConfig(DockerModel):
@@ -56,9 +56,16 @@ class RootCA(DockerModel):
     ca_cert_hash: str | None = None
 
 
+class BlacklistedCertificate(DockerModel):
+    """A removed node's certificates (swarmkit's BlacklistedCertificate): refused on every
+    port until `expiry`, after which they are worthless anyway and the entry can go."""
+
+    expiry: Timestamp | None = None
+
+
 class Cluster(StoreObject):
     kind = "cluster"
-    internal = frozenset({"root_ca", "unlock_key"})
+    internal = frozenset({"root_ca", "unlock_key", "blacklisted_certificates"})
 
     spec: ClusterSpec = Field(default_factory=ClusterSpec)
     root_rotation_in_progress: bool = False
@@ -71,6 +78,9 @@ class Cluster(StoreObject):
     """The managers' autolock key (``SWMKEY-1-...``, swarmkit's UnlockKeys) while auto-lock is
     on. Replicated so every manager can wrap its Raft data keys with it; served only by
     GET /swarm/unlockkey. It sits in the Raft state, which that key itself seals on disk."""
+    blacklisted_certificates: dict[str, BlacklistedCertificate] = Field(default_factory=dict)
+    """Node id -> the removal of that node: every certificate issued to it is refused at once,
+    not when it expires (issue 9, hole 5). Written with the node's deletion."""
 
     def name_key(self) -> str | None:
         return self.spec.name or None
