@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from .inventory import Host
-from .ssh import HostConn, HostKeyError, Unreachable, fan_out
+from .ssh import BecomeError, HostConn, HostKeyError, Unreachable, fan_out
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STATUSES = ("ok", "changed", "failed", "unreachable", "skipped")
@@ -189,7 +189,7 @@ class Runner:
             status, msg, diff = fn(ctx)
         except Unreachable as e:
             status, msg, diff = "unreachable", str(e), ""
-        except HostKeyError as e:
+        except (HostKeyError, BecomeError) as e:
             status, msg, diff = "failed", str(e), ""
         except Exception as e:  # a module's failure is that host's failure, with the reason
             status, msg, diff = "failed", f"{type(e).__name__}: {e}", ""

@@ -39,6 +39,10 @@ class HostKeyError(Exception):
     """The host's key is unknown or changed: the run stops for that host."""
 
 
+class BecomeError(Exception):
+    """sudo refused the login user (wrong password, no sudoers entry): that host fails."""
+
+
 @dataclass
 class Result:
     rc: int
@@ -69,7 +73,7 @@ class HostConn:
             try:
                 pw = variables.render(str(raw), self.host.vars)
             except variables.VariableError as e:
-                raise Unreachable(f"{self.host.name}: ansible_become_password: {e}") from None
+                raise BecomeError(f"{self.host.name}: ansible_become_password: {e}") from None
             redact = getattr(self._log, "redact", None)
             if redact is not None:
                 redact(pw)
@@ -136,7 +140,7 @@ class HostConn:
                   + (f"\n  out: {out[:2000]}" if r.stdout.strip() else "")
                   + (f"\n  err: {r.stderr.strip()[:2000]}" if r.stderr.strip() else ""))
         if self.host.become and r.exited == 1 and _sudo_refused(r.stderr):
-            raise Unreachable(f"{self.host.name}: sudo as {self.host.user} refused: {r.stderr.strip()[-300:]} "
+            raise BecomeError(f"{self.host.name}: sudo as {self.host.user} refused: {r.stderr.strip()[-300:]} "
                               "(check ansible_become_password, or the sudoers entry of the login user)")
         return Result(r.exited, r.stdout, r.stderr)
 

@@ -1,10 +1,11 @@
 """`invoke dashboard` in a real browser (Debian's chromium, headless, driven by selenium).
 
 A 3-manager lab cluster with a 3-replica service -> `invoke dashboard` -> the page shows one
-column per node, the leader and the service at 3/3 -> the leader's host loses power -> its
-column turns red within a few seconds, then another manager leads and the service is back at
-3/3 with no task left in the dead column. Screenshots go to $SWARMKIT_TEST_ARTIFACTS (default
-.lab/test-artifacts/) as test artifacts.
+column per node, the leader, the Raft term (the agents' /metrics on) and the service at 3/3 ->
+the leader's host loses power -> its column turns red within a few seconds, then another
+manager leads, in a later term, and the service is back at 3/3 with no task left in the dead
+column. Screenshots go to $SWARMKIT_TEST_ARTIFACTS (default .lab/test-artifacts/) as test
+artifacts.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.labkit import INVOKE, LAB_MARKS, REPO, invoke, operator_env, running_lab
 
@@ -33,6 +35,9 @@ def cluster(tmp_path_factory, lab_name):
     env = operator_env(tmp, DOCKER_CONFIG=str(tmp / "docker-config"))
     with running_lab(tmp, lab_name("browser"), 3) as lab:
         inv = lab.inventory_path
+        doc = yaml.safe_load(inv.read_text())  # the agents' /metrics on: the view shows the Raft term
+        doc["all"]["vars"]["swarmkit_metrics_port"] = 9323
+        inv.write_text(yaml.safe_dump(doc))
         invoke(env, "bootstrap", "--managers", "3", inventory=inv)
         exports = invoke(env, "docker-env", inventory=inv).stdout
         denv = {**env, **dict(re.findall(r"^export (\w+)=(.*)$", exports, re.M))}
@@ -87,6 +92,11 @@ def columns(d) -> dict[str, dict]:
         return out;""")
 
 
+def term(d) -> int | None:
+    m = re.search(r"term (\d+)", d.find_element("id", "summary").text)
+    return int(m.group(1)) if m else None
+
+
 def replicas(d, service: str) -> str:
     return d.execute_script(
         "const r = document.querySelector(`tr[data-service='${arguments[0]}'] .replicas`);"
@@ -109,6 +119,7 @@ def test_dashboard_shows_the_cluster_and_a_crash(cluster, dashboard, browser):
                 lambda: (c := columns(browser)) and sorted(c) == ["h1", "h2", "h3"]
                 and sum(v["leader"] for v in c.values()) == 1 and replicas(browser, "web") == "3/3" and c, 60)
     assert all(v["status"] == "up" for v in cols.values()), cols
+    first_term = wait("the Raft term in the header", lambda: term(browser), 10)
     assert sum(len(v["tasks"]) for v in cols.values()) == 3
     assert all(t.endswith(" running") for v in cols.values() for t in v["tasks"])
     browser.save_screenshot(str(ARTIFACTS / "dashboard-healthy.png"))
@@ -127,6 +138,7 @@ def test_dashboard_shows_the_cluster_and_a_crash(cluster, dashboard, browser):
                 and any(v["leader"] for h, v in c.items() if h != leader))
 
     wait("a new leader and web back at 3/3 without the dead node", moved, 120)
+    assert term(browser) > first_term, "a new leader was elected in a later term"
     print(f"new leader and 3/3 replicas shown {time.monotonic() - t0:.1f}s after the crash")
     browser.save_screenshot(str(ARTIFACTS / "dashboard-recovered.png"))
     print(f"screenshots: {ARTIFACTS}")

@@ -46,6 +46,8 @@ def test_agent_listens_on_its_own_address(host, inv_host):
     if st.exists and json.loads(st.content_string).get("role") == "manager":
         api = inv_host.vars["swarmkit_api_port"]
         assert host.socket(f"tcp://{ip}:{api}").is_listening, "a manager serves the Docker API"
+    if int(inv_host.vars["swarmkit_metrics_port"]):
+        assert host.socket(f"tcp://{ip}:{inv_host.vars['swarmkit_metrics_port']}").is_listening
 
 
 def test_config_matches_inventory(host, inv_host):

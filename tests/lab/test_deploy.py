@@ -117,7 +117,7 @@ def test_login_user_is_not_root_and_its_key_does_not_open_root(lab):
     if lab.login_user == "root":
         pytest.skip("the root-login lab")
     from swarmkit_py.deploy import inventory
-    from swarmkit_py.deploy.ssh import HostConn, Unreachable
+    from swarmkit_py.deploy.ssh import BecomeError, HostConn, Unreachable
 
     h = inventory.load(lab.inventory_path).hosts["h1"]
     assert (h.user, h.become) == ("deploy", True)
@@ -125,5 +125,5 @@ def test_login_user_is_not_root_and_its_key_does_not_open_root(lab):
     with pytest.raises(Unreachable, match="Authentication failed"):
         HostConn(h.model_copy(update={"user": "root", "become": False})).run("true")
     wrong = h.model_copy(update={"vars": {**h.vars, "ansible_become_password": "not-the-password"}})
-    with pytest.raises(Unreachable, match="sudo as deploy refused"):
+    with pytest.raises(BecomeError, match="sudo as deploy refused"):
         HostConn(wrong).run("true")

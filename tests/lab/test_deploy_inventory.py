@@ -86,6 +86,9 @@ def test_agent_template_renders_a_valid_agent_config():
     v = {**variables.resolve(variables.role_defaults()), "inventory_hostname": "h1", "advertise_ip": "10.1.2.3"}
     cfg = AgentConfig.model_validate(yaml.safe_load(role.render("agent.yml.j2", v)))
     assert cfg.advertise_addr == "10.1.2.3:2377" and cfg.api_listen == "10.1.2.3:2376" and cfg.hostname == "h1"
+    assert cfg.metrics_listen is None  # off unless asked for
+    on = AgentConfig.model_validate(yaml.safe_load(role.render("agent.yml.j2", {**v, "swarmkit_metrics_port": 9323})))
+    assert on.metrics_listen == "10.1.2.3:9323"
     script = role.render("autostart.sh.j2", v)
     assert "/opt/swarmkit-py/current/bin/swarmkit-py" in script and "flock -n 9" in script
     assert ("ExecStart=/opt/swarmkit-py/current/bin/swarmkit-py agent --config /etc/swarmkit-py/agent.yml"

@@ -11,7 +11,9 @@ same `Cluster` client `invoke status` uses), polled at a bounded rate (`interval
 Alongside, every host's cluster port is probed with a short TCP connect: a host that lost
 power stops answering at once, while the cluster only marks it Down after missed heartbeats,
 so the column turns red within about a second and says which of the two it is. When the
-manager the view talks to dies, the next poll moves to a manager that still answers.
+manager the view talks to dies, the next poll moves to a manager that still answers. The Raft
+term and commit index are not in the Docker API; where the inventory turns the agents'
+Prometheus endpoint on (`swarmkit_metrics_port`), each manager's are read from it.
 
 Server side: aiohttp (already the runtime's HTTP library; maintained, asyncio, streaming
 responses for SSE). Front end: one HTML page, plain JavaScript (EventSource) and CSS, no build
@@ -23,8 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +42,26 @@ STATIC = Path(__file__).parent / "static"
 MIN_INTERVAL = 0.5
 PROBE_TIMEOUT = 0.4
 API_TIMEOUT = 3.0
+
+
+RAFT_METRICS = {"swarmkit_raft_term": "term", "swarmkit_raft_commit_index": "commit",
+                "swarmkit_raft_is_leader": "leader"}
+
+
+def raft_metrics(addr: str, port: int, timeout: float = PROBE_TIMEOUT) -> dict[str, int] | None:
+    """A manager's Raft term, commit index and leadership from its /metrics; None if it has
+    none (a worker, metrics off) or does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://{addr}:{port}/metrics", timeout=timeout) as r:
+            text = r.read(1 << 20).decode()
+    except (OSError, ValueError):
+        return None
+    out = {}
+    for name, key in RAFT_METRICS.items():
+        m = re.search(rf"^{name} (\S+)$", text, re.M)
+        if m:
+            out[key] = int(float(m.group(1)))
+    return out or None
 
 
 def probe(addr: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
@@ -109,6 +133,7 @@ class View:
                                      "manager": "", "role": "", "version": "", "addr": h.advertise_ip,
                                      "answering": answering[h.name]})
         out["nodes"].sort(key=lambda r: r["hostname"])
+        self._add_raft(out)
         names = {s["ID"]: s.get("Spec", {}).get("Name", s["ID"][:12]) for s in services}
         # as `docker service ps` without history: the tasks meant to run (a task told to shut
         # down leaves its node's column at once, and its replacement shows where it goes)
@@ -128,6 +153,20 @@ class View:
         out["services"].sort(key=lambda s: s["name"])
         out["took_ms"] = round((time.monotonic() - t0) * 1000)
         return out
+
+
+    def _add_raft(self, out: dict[str, Any]) -> None:
+        """Each answering manager's Raft numbers (where metrics are on), and the term."""
+        hosts = {h.name: h for h in self.hosts}
+        mgrs = [n for n in out["nodes"] if n.get("role") == "manager" and n.get("answering")
+                and n["hostname"] in hosts and int(hosts[n["hostname"]].vars["swarmkit_metrics_port"])]
+        found = fan_out(mgrs, lambda n: raft_metrics(hosts[n["hostname"]].advertise_ip,
+                                                     int(hosts[n["hostname"]].vars["swarmkit_metrics_port"])),
+                        forks=max(1, len(mgrs)))
+        for n, raft in zip(mgrs, found, strict=True):
+            n["raft"] = raft if isinstance(raft, dict) else None
+        terms = [n["raft"]["term"] for n in mgrs if n.get("raft") and "term" in n["raft"]]
+        out["term"] = max(terms) if terms else None
 
 
 class Dashboard:

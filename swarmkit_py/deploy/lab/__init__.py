@@ -16,6 +16,14 @@ connections and in parallel with dockerd starting, so a supervisor installed the
 for `/var/run/docker.sock` itself. /etc is per-host and persistent, so installing the file
 once is enough.
 
+Two ways to boot (`up(init=...)`, `invoke lab.up --init`): `tini` (above) or `systemd`, where
+PID 1 is systemd as on a cloud image (its own cgroup namespace, the root an overlay on tmpfs,
+the same persistent per-host dirs, docker.service and ssh.service written by the lab, the
+machine's own units masked; recipe in ../shared/notes/systemd-lab/), so the agent role
+installs a systemd unit instead of its supervisor. `up(user="deploy")` gives the inventory a
+login user with its own key and sudo that asks for a password (kept in the state dir; the
+inventory reads it with `lookup('file', ...)`), as on hosts where operators are not root.
+
 Fault model: `crash` puts the host's veth down, then `cgroup.kill`s it (sshd, dockerd,
 containerd, shims, task containers, agent: all at once); `restart` boots it on the same
 state; `partition` drops forwarded traffic between groups on the bridge (the controller keeps

@@ -141,6 +141,11 @@ class Lab:
         return cfg.get("user", "root") if cfg else "root"
 
     @property
+    def init(self) -> str:
+        cfg = self._config()
+        return cfg.get("init", "tini") if cfg else "tini"
+
+    @property
     def known_hosts(self) -> Path:
         return self.state_dir / "known_hosts"
 

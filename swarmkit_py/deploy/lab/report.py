@@ -10,7 +10,8 @@ from .lab import Lab
 
 def status_table(lab: Lab) -> Table:
     cut = lab.partitions()
-    t = Table(title=f"lab {lab.name} ({lab.subnet}, bridge {lab.names.bridge}) state {lab.state_dir}")
+    t = Table(title=f"lab {lab.name} ({lab.subnet}, bridge {lab.names.bridge}, init {lab.init}, "
+                    f"login {lab.login_user}) state {lab.state_dir}")
     for col in ("host", "address", "state", "pid", "docker", "memory MiB", "partitioned from"):
         t.add_column(col)
     addr_to_host = {h.address: h.name for h in lab.hosts()}

@@ -22,6 +22,7 @@ function nodeColumn(n, tasks) {
   if (n.manager === "Leader") head.append(el("span", "leader", "leader"));
   const why = n.answering === false ? "no answer" : n.status;
   head.append(el("div", "meta", `${n.role || "-"} · ${n.manager || "worker"}`));
+  if (n.raft) head.append(el("div", "meta raft", `term ${n.raft.term} · commit ${n.raft.commit}`));
   head.append(el("div", "meta status", `${why} · ${n.availability || "-"}`));
   col.append(head);
   const ul = el("ul");
@@ -42,7 +43,8 @@ function render(s) {
   const managers = s.nodes.filter(n => n.role === "manager");
   const reachable = managers.filter(n => n.manager === "Leader" || n.manager === "Reachable");
   document.getElementById("summary").textContent =
-    `leader ${s.leader || "none"} · managers ${reachable.length}/${managers.length} reachable` +
+    `leader ${s.leader || "none"}` + (s.term != null ? ` · term ${s.term}` : "") +
+    ` · managers ${reachable.length}/${managers.length} reachable` +
     ` (quorum ${Math.floor(managers.length / 2) + 1}) · ${s.nodes.length} nodes · via ${s.via || "-"}`;
   document.getElementById("updated").textContent =
     `updated ${new Date(s.time * 1000).toLocaleTimeString()} (${s.took_ms} ms)`;
