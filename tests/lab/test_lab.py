@@ -91,7 +91,8 @@ def test_hosts_have_no_route_out(lab):
     rc, out, _ = lab.ssh("h1", "ip route show default; ls /sys/class/net")
     assert rc == 0
     assert "default" not in out
-    assert sorted(out.split()) == ["eth0", "lo"]
+    # its link to the lab, loopback, and the bridge of its own engine (networking on) only
+    assert sorted(out.split()) == ["docker0", "eth0", "lo"]
 
 
 def test_each_host_sees_only_its_own_containers(lab):
