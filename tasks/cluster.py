@@ -1,4 +1,4 @@
-"""Form the swarm and look at it: bootstrap, status, join-token, docker-env, verify."""
+"""Form the swarm and look at it: bootstrap, status, join-token, docker-env, verify, dashboard."""
 
 from __future__ import annotations
 
