@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+from datetime import UTC, datetime
 
 import pytest
 
 from swarmkit_py.manager.allocator import Allocator, ipam
 from swarmkit_py.manager.allocator.needs import is_allocated
-from swarmkit_py.manager.controlapi.networks import parse_network_create
 from swarmkit_py.manager.controlapi.errors import InvalidArgument
+from swarmkit_py.manager.controlapi.networks import parse_network_create
+from swarmkit_py.manager.orchestrator.taskinit import new_task
 from swarmkit_py.manager.proposer import LocalProposer
 from swarmkit_py.store import (
     EndpointSpec,
@@ -18,14 +20,11 @@ from swarmkit_py.store import (
     PortConfig,
     Service,
     ServiceSpec,
-    Task,
     TaskSpec,
     TaskState,
     TaskStatus,
     Transaction,
 )
-from swarmkit_py.manager.orchestrator.taskinit import new_task
-from datetime import datetime, timezone
 
 
 def _store():
@@ -54,7 +53,7 @@ async def test_ingress_vips_and_task_addresses_never_overlap_and_are_released():
         name="web", task_template=TaskSpec(container_spec={"Image": "x"},
                                            networks=[{"Target": "netback"}]),
         endpoint_spec=EndpointSpec(ports=[PortConfig(target_port=80)])))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     tasks = [new_task(svc, f"t{i}", now, slot=i) for i in range(1, 4)]
     tx = Transaction().create(net).create(svc)
     for t in tasks:

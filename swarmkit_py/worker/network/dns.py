@@ -109,6 +109,15 @@ class _Protocol(asyncio.DatagramProtocol):
         asyncio.ensure_future(self.server.answer(self, data, addr))
 
 
+class _Upstream(asyncio.DatagramProtocol):
+    def __init__(self, fut: asyncio.Future) -> None:
+        self.fut = fut
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        if not self.fut.done():
+            self.fut.set_result(data)
+
+
 class DNSServer:
     def __init__(self, upstream: list[str] | None = None) -> None:
         self.records = Records()
@@ -164,21 +173,15 @@ class DNSServer:
         loop = asyncio.get_running_loop()
         for server in self.upstream:
             fut: asyncio.Future = loop.create_future()
-
-            class _Up(asyncio.DatagramProtocol):
-                def datagram_received(self, d, a):
-                    if not fut.done():
-                        fut.set_result(d)
-
             try:
                 transport, _ = await loop.create_datagram_endpoint(
-                    _Up, remote_addr=(server, PORT))
+                    lambda f=fut: _Upstream(f), remote_addr=(server, PORT))
             except OSError:
                 continue
             try:
                 transport.sendto(data)
                 return await asyncio.wait_for(fut, UPSTREAM_TIMEOUT)
-            except (asyncio.TimeoutError, OSError):
+            except (TimeoutError, OSError):
                 continue
             finally:
                 transport.close()

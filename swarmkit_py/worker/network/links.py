@@ -65,9 +65,12 @@ def ensure_vxlan(bridge: str, vni: int, local: str) -> None:
         ipr.link("set", index=vx, state="up")
 
 
-def set_bridge_identity(bridge: str, node_ip: str) -> None:
-    """The bridge's MAC from the node's address, and that address on the bridge (/32: the
-    gateway's address already gives the subnet's route)."""
+def set_bridge_identity(bridge: str, node_ip: str, subnet: str) -> None:
+    """The bridge's MAC from the node's address, that address on the bridge (/32: the
+    gateway's address already gives the subnet's route), and the subnet's route sourced from
+    it: every node's bridge holds the same gateway address, so a connection the node itself
+    opens into the overlay (the mesh's OUTPUT path, a health probe) must not leave from the
+    gateway address, or the answer would go to the other node's own bridge."""
     mac = mac_for(node_ip)
     with IPRoute() as ipr:
         br = _index(ipr, bridge)
@@ -79,6 +82,11 @@ def set_bridge_identity(bridge: str, node_ip: str) -> None:
         have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=br)}
         if node_ip not in have:
             ipr.addr("add", index=br, address=node_ip, prefixlen=32)
+        net = ipaddress.IPv4Network(subnet)
+        routes = ipr.get_routes(family=2, dst=str(net.network_address), dst_len=net.prefixlen,
+                                oif=br, table=254)
+        if not any(r.get_attr("RTA_PREFSRC") == node_ip for r in routes):
+            ipr.route("replace", dst=str(net), oif=br, prefsrc=node_ip, scope=253, proto=2)
 
 
 def set_extra_addresses(bridge: str, keep: Iterable[str], wanted: Iterable[str]) -> None:

@@ -87,7 +87,19 @@ def _run(*args: str, input: str | None = None, check: bool = True) -> subprocess
     return p
 
 
+_JUMPS: set[tuple[str, str, str]] = set()
+"""Jumps into our chains known to be in place (so a map update costs one restore per table,
+not a dozen iptables calls); forgotten after an error, rechecked then."""
+
+
+def forget_jumps() -> None:
+    _JUMPS.clear()
+
+
 def _ensure_jump(table: str, parent: str, chain: str) -> None:
+    if (table, parent, chain) in _JUMPS:
+        return
+    _JUMPS.add((table, parent, chain))
     if _run("iptables", "-w", "-t", table, "-C", parent, "-j", chain, check=False).returncode:
         _run("iptables", "-w", "-t", table, "-I", parent, "1", "-j", chain)
 
@@ -105,10 +117,21 @@ def apply(rules: MeshRules) -> None:
     _ensure_jump("nat", "PREROUTING", f"{PREFIX}-PREROUTING")
     _ensure_jump("nat", "OUTPUT", f"{PREFIX}-OUTPUT")
     _ensure_jump("nat", "POSTROUTING", f"{PREFIX}-POSTROUTING")
-    for chain in stale_chains("nat", nat):
-        _run("iptables", "-w", "-t", "nat", "-X", chain, check=False)
+    declared = {line.split()[0][1:] for line in nat.splitlines() if line.startswith(":")}
+    global _DECLARED
+    if _DECLARED - declared:
+        for chain in stale_chains("nat", nat):
+            _run("iptables", "-w", "-t", "nat", "-X", chain, check=False)
+    _DECLARED = declared
+    if ("filter", "DOCKER-USER", f"{PREFIX}-FORWARD") in _JUMPS or \
+            ("filter", "FORWARD", f"{PREFIX}-FORWARD") in _JUMPS:
+        return
     _run("iptables-restore", "-w", "--noflush", input=filter_table())
     if _run("iptables", "-w", "-L", "DOCKER-USER", "-n", check=False).returncode == 0:
         _ensure_jump("filter", "DOCKER-USER", f"{PREFIX}-FORWARD")
     else:
         _ensure_jump("filter", "FORWARD", f"{PREFIX}-FORWARD")
+
+
+_DECLARED: set[str] = {"*"}
+"""The chains of the last restore ("*": unknown, look for stale ones on the first apply)."""

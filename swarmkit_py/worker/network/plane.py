@@ -73,6 +73,9 @@ class NetworkPlane:
         self._lock = asyncio.Lock()
         self.applied = 0
         self.last_apply_s = 0.0
+        self._engine_networks: set[str] = set()
+        """Networks known to exist on the engine (checked once; re-checked after an error)."""
+        self._known_networks: set[str] | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -96,7 +99,7 @@ class NetworkPlane:
     def _ensure_sync(self, attachments) -> None:
         client = self._client_factory()
         for a in attachments:
-            engine_network(client, a.network_id, a.name, a.subnet, a.gateway, a.internal)
+            self._engine_network(client, a.network_id, a.name, a.subnet, a.gateway, a.internal)
             if self.kernel:
                 links.ensure_vxlan(links.bridge_name(a.network_id), a.vni, self.local_addr)
 
@@ -123,6 +126,8 @@ class NetworkPlane:
                 self.last_apply_s = time.monotonic() - started
             except Exception:
                 log.exception("applying the network map failed; retrying on the next one")
+                self._engine_networks.clear()
+                mesh.forget_jumps()
                 await asyncio.sleep(0.5)
                 if self._latest is netmap:
                     self._wake.set()
@@ -139,21 +144,23 @@ class NetworkPlane:
         if ingress is not None and any(s["ports"] for s in services.values()):
             local.add(ingress["id"])
         client = self._client_factory()
-        self._remove_gone(client, set(networks))
+        if set(networks) != self._known_networks:
+            self._remove_gone(client, set(networks))
+            self._known_networks = set(networks)
         rules = mesh.MeshRules()
         gateways: set[str] = set()
         for nid in sorted(local):
             n = networks.get(nid)
             if n is None:
                 continue
-            engine_network(client, nid, n["name"], n["subnet"], n["gateway"], n["internal"])
+            self._engine_network(client, nid, n["name"], n["subnet"], n["gateway"], n["internal"])
             if not self.kernel:
                 continue
             bridge = links.bridge_name(nid)
             links.ensure_vxlan(bridge, n["vni"], self.local_addr)
             my_addr = n["node_addresses"].get(me)
             if my_addr:
-                links.set_bridge_identity(bridge, my_addr)
+                links.set_bridge_identity(bridge, my_addr, n["subnet"])
                 rules.snat[bridge] = my_addr
             gateways.add(n["gateway"])
             peers = {t["addrs"][nid]: nodes[t["node_id"]] for t in tasks
@@ -182,7 +189,14 @@ class NetworkPlane:
             mesh.apply(rules)
         return gateways
 
+    def _engine_network(self, client, nid, name, subnet, gateway, internal) -> None:
+        if nid in self._engine_networks:
+            return
+        engine_network(client, nid, name, subnet, gateway, internal)
+        self._engine_networks.add(nid)
+
     def _remove_gone(self, client, known: set[str]) -> None:
+        self._engine_networks &= known
         for net in client.networks.list(filters={"label": LABEL_NETWORK_ID}):
             nid = (net.attrs.get("Labels") or {}).get(LABEL_NETWORK_ID)
             if nid in known:
