@@ -19,7 +19,14 @@ import inspect
 from aiohttp import web
 
 from ..manager.controlapi import ControlAPI
-from . import routes_networks, routes_nodes, routes_services, routes_swarm, routes_system, routes_tasks
+from . import (
+    routes_networks,
+    routes_nodes,
+    routes_services,
+    routes_swarm,
+    routes_system,
+    routes_tasks,
+)
 from .errors import json_error, status_and_message
 from .keys import CONTROL, SERVER, Authorize, ServerInfo
 from .params import MAX_BODY_BYTES, MAX_BODY_KEY

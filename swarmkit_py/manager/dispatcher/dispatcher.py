@@ -60,10 +60,10 @@ from ...store import (
 )
 from ..proposer import Proposer
 from .assignments import AssignmentPusher
-from .netmap import NetmapPusher
 from .directory import ManagerDirectory, StoreDirectory
 from .heartbeats import HeartbeatTracker
 from .identity import Identify, cert_identity
+from .netmap import NetmapPusher
 from .sessions import SessionTable
 from .status import StatusChange, StatusWriter
 from .taskstatus import TaskStatusWriter, parse_updates
