@@ -1,0 +1,223 @@
+"""Networking end to end on a real lab: published ports, overlays, service discovery, the mesh.
+
+lab.up 4 hosts (each its own network namespace and dockerd with networking on) -> bootstrap
+one manager + 3 workers -> with the real docker CLI and curl, as a user would:
+- the demo service (3 replicas, -p 8080:8080): every host's port answers, and all three
+  replicas' hostnames come back over repeated requests (the routing mesh, in the kernel);
+- two services on one overlay on different hosts talk by service name (VIP) and by
+  `tasks.<service>`; a service on another overlay can neither resolve nor reach them;
+- host-mode ports: a fifth replica of a host-mode service on 4 nodes stays pending with
+  Swarm's reason, and each node's own port answers;
+- `--publish-add` rolls the tasks (the endpoint is part of a task);
+- bad input: overlapping subnet, removing a network in use, unknown driver: Docker's codes;
+- crash a host: requests to the surviving hosts are counted while it dies; once the manager
+  has it Down the mesh no longer sends to its tasks and every request succeeds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from swarmkit_py.deploy.lab import Lab
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (namespaces, bridge, iptables, cgroups)"),
+    pytest.mark.timeout(1200),
+]
+
+REPO = Path(__file__).resolve().parents[2]
+INVOKE = str(REPO / ".venv" / "bin" / "invoke")
+DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
+IMAGE = "swarmkit-py/busybox:latest"
+HTTPD = "mkdir -p /tmp/www && hostname > /tmp/www/index.html && exec httpd -f -p {port} -h /tmp/www"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, lab_name):
+    tmp = tmp_path_factory.mktemp("net")
+    lab = Lab(lab_name("net"), state_dir=tmp / "lab", inventory_path=tmp / "hosts.yml")
+    try:
+        lab.up(4, docker=True)
+        yield lab
+    finally:
+        lab.down()
+
+
+@pytest.fixture(scope="module")
+def env(lab, tmp_path_factory):
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    deploy = tmp_path_factory.mktemp("operator")
+    base = {**os.environ, "SWARMKIT_BUILD_REF": head, "SWARMKIT_DEPLOY_DIR": str(deploy)}
+    r = subprocess.run([INVOKE, "bootstrap", "--managers", "1", "--inventory",
+                        str(lab.inventory_path)], cwd=REPO, env=base, capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    out = subprocess.run([INVOKE, "docker-env", "--inventory", str(lab.inventory_path)],
+                         cwd=REPO, env=base, capture_output=True, text=True, check=True).stdout
+    denv = {**base, "DOCKER_CONFIG": str(deploy / "docker-config")}
+    for k, v in re.findall(r"^export (\w+)=(.*)$", out, re.M):
+        denv[k] = v.strip("'\"")
+    return denv
+
+
+@pytest.fixture(scope="module")
+def hosts(lab):
+    return {h.name: h.address for h in lab.hosts()}
+
+
+def dk(env, *args, check=True, timeout=120) -> subprocess.CompletedProcess:
+    r = subprocess.run([DOCKER, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)}: {r.stderr}")
+    return r
+
+
+def curl(addr: str, port: int, timeout: float = 2) -> str | None:
+    r = subprocess.run(["curl", "-s", "-m", str(timeout), f"http://{addr}:{port}/"],
+                       capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def in_task(lab, env, service: str, script: str) -> str:
+    """Run `sh -c script` in a running task container of `service`, on its host."""
+    r = dk(env, "service", "ps", service, "--filter", "desired-state=running",
+           "--format", "{{.Node}}")
+    host = r.stdout.split()[0]
+    cmd = (f"docker exec $(docker ps -q -f label=com.docker.swarm.service.name={service} "
+           f"| head -1) sh -c {sh_quote(script)}")
+    return lab.ssh(host, cmd, timeout=30)[1]
+
+
+def sh_quote(s: str) -> str:
+    return "'" + s.replace("'", "'\\''") + "'"
+
+
+def wait(pred, timeout: float, what: str):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+HTTP_GET = 'printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 3 {target} {port} | tail -1'
+
+
+def test_demo_port_answers_on_every_host_from_every_replica(env, hosts):
+    dk(env, "service", "create", "--name", "demo", "--replicas", "3", "--detach=false",
+       "--publish", "8080:8080", IMAGE, "sh", "-c", HTTPD.format(port=8080), timeout=180)
+    ls = dk(env, "service", "ls").stdout
+    assert "*:8080->8080/tcp" in ls
+    for name, addr in hosts.items():
+        seen = set()
+        for _ in range(9):
+            answer = wait(lambda addr=addr: curl(addr, 8080), 20, f"{name}:8080 to answer")
+            seen.add(answer)
+        assert len(seen) == 3, f"{name}: replicas seen {seen}"
+
+
+def test_services_on_one_overlay_find_each_other_and_others_cannot(lab, env):
+    dk(env, "network", "create", "-d", "overlay", "back")
+    dk(env, "network", "create", "-d", "overlay", "--subnet", "10.0.90.0/24", "other")
+    dk(env, "service", "create", "--name", "api", "--replicas", "2", "--network", "back",
+       "--detach=false", IMAGE, "sh", "-c", HTTPD.format(port=80), timeout=180)
+    dk(env, "service", "create", "--name", "client", "--network", "back", "--detach=false",
+       "--constraint", "node.hostname!=h1", IMAGE, "sleep", "100000", timeout=180)
+    dk(env, "service", "create", "--name", "stranger", "--network", "other", "--detach=false",
+       IMAGE, "sleep", "100000", timeout=180)
+    nodes = set(dk(env, "service", "ps", "api", "client", "--format", "{{.Node}}").stdout.split())
+    assert len(nodes) >= 2, "the test needs the services on different hosts"
+    api_hosts = set()
+    for _ in range(6):
+        api_hosts.add(in_task(lab, env, "client", HTTP_GET.format(target="api", port=80)).strip())
+    assert len(api_hosts - {""}) == 2, api_hosts  # the VIP balances over both tasks
+    out = in_task(lab, env, "client", "nslookup tasks.api")
+    assert len(re.findall(r"Address: 10\.", out)) == 2, out
+    assert in_task(lab, env, "client", HTTP_GET.format(target="tasks.api", port=80)).strip()
+    vip = dk(env, "service", "inspect", "api", "--format",
+             "{{(index .Endpoint.VirtualIPs 0).Addr}}").stdout.strip().split("/")[0]
+    assert "SERVFAIL" in in_task(lab, env, "stranger", "nslookup api 2>&1") or \
+        "can't find" in in_task(lab, env, "stranger", "nslookup api 2>&1")
+    assert in_task(lab, env, "stranger", HTTP_GET.format(target=vip, port=80)).strip() == ""
+
+
+def test_host_mode_ports_collide_nowhere_and_answer_on_their_node(env, hosts):
+    dk(env, "service", "create", "--name", "hostp", "--replicas", "5", "--detach=true",
+       "--publish", "mode=host,target=8081,published=9090", IMAGE, "sh", "-c",
+       HTTPD.format(port=8081))
+    reason = wait(lambda: [e for e in dk(env, "service", "ps", "hostp", "--no-trunc",
+                                         "--format", "{{.Error}}").stdout.splitlines() if e],
+                  60, "a pending reason")
+    assert "host-mode port already in use on 4 nodes" in reason[0]
+    for name, addr in hosts.items():
+        assert wait(lambda addr=addr: curl(addr, 9090), 30, f"{name}:9090"), name
+    dk(env, "service", "rm", "hostp")
+
+
+def test_publish_add_rolls_the_tasks(env, hosts):
+    dk(env, "service", "create", "--name", "late", "--detach=false", IMAGE, "sh", "-c",
+       HTTPD.format(port=8082), timeout=180)
+    before = dk(env, "service", "ps", "late", "-q").stdout.split()
+    dk(env, "service", "update", "--publish-add", "8082:8082", "--detach=false", "late",
+       timeout=180)
+    after = dk(env, "service", "ps", "late", "-q", "--filter", "desired-state=running").stdout.split()
+    assert set(after) - set(before), "no new task after --publish-add"
+    addr = next(iter(hosts.values()))
+    assert wait(lambda: curl(addr, 8082), 30, "the added port")
+    dk(env, "service", "rm", "late")
+
+
+def test_bad_network_requests_get_dockers_codes(env):
+    client = docker.DockerClient(base_url=env["DOCKER_HOST"], tls=docker.tls.TLSConfig(
+        client_cert=(f"{env['DOCKER_CERT_PATH']}/cert.pem", f"{env['DOCKER_CERT_PATH']}/key.pem"),
+        ca_cert=f"{env['DOCKER_CERT_PATH']}/ca.pem", verify=True))
+    with pytest.raises(docker.errors.APIError) as e:
+        client.networks.create("clash", driver="overlay", ipam=docker.types.IPAMConfig(
+            pool_configs=[docker.types.IPAMPool(subnet="10.0.90.0/25")]))
+    assert e.value.status_code == 400 and "overlaps network 'other'" in str(e.value)
+    with pytest.raises(docker.errors.APIError) as e:
+        client.networks.get("back").remove()
+    assert e.value.status_code == 400 and "in use by service" in str(e.value)
+    with pytest.raises(docker.errors.NotFound) as e:
+        client.networks.create("weird", driver="weave")
+    assert 'plugin "weave" not found' in str(e.value)
+    r = dk(env, "network", "create", "-d", "overlay", "back", check=False)
+    assert r.returncode != 0 and "already exists" in r.stderr
+
+
+def test_crash_a_host_and_the_mesh_stops_sending_to_it(lab, env, hosts):
+    tasks = dk(env, "service", "ps", "demo", "--filter", "desired-state=running",
+               "--format", "{{.Node}}").stdout.split()
+    victim = next(h for h in tasks if h != "h1")  # h1 is the only manager
+    survivors = [a for h, a in hosts.items() if h != victim]
+    lab.crash(victim)
+    t0 = time.monotonic()
+    failures = total = 0
+    down_at = None
+    while time.monotonic() - t0 < 30:
+        for addr in survivors:
+            total += 1
+            if curl(addr, 8080, timeout=1) is None:
+                failures += 1
+        status = dk(env, "node", "inspect", victim, "--format", "{{.Status.State}}").stdout.strip()
+        if down_at is None and status == "down":
+            down_at = time.monotonic() - t0
+            break
+    assert down_at is not None, "the crashed host was never shown Down"
+    time.sleep(1.0)  # the manager knows: the next map takes its tasks out of the backends
+    after = [curl(addr, 8080, timeout=2) for addr in survivors for _ in range(6)]
+    print(f"crash of {victim}: {failures} of {total} requests failed before it was Down "
+          f"({down_at:.1f}s); after: {sum(a is None for a in after)} of {len(after)} failed")
+    assert all(after), "requests to surviving hosts failed after the crashed host was Down"
