@@ -15,10 +15,17 @@ invoke bootstrap --managers 5
 eval "$(invoke docker-env 2>/dev/null)"
 export DOCKER_CONFIG="$PWD/.lab/docker-config"
 if ! docker service inspect demo >/dev/null 2>&1; then
-  docker service create --name demo --replicas 3 --detach=false --publish mode=host,target=8080,published=8080 \
+  # Published through the routing mesh (ingress, Swarm's default): every host answers on 8080.
+  docker service create --name demo --replicas 3 --detach=false --publish 8080:8080 \
     swarmkit-py/busybox:latest sh -c 'mkdir -p /tmp/www && hostname > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www' 
 fi
 invoke status
+echo
+# Every host's published port answers (the routing mesh), whichever replica serves it.
+for addr in $(python -c 'from swarmkit_py.deploy.lab import Lab; print(*(h.address for h in Lab("lab").hosts() if h.state == "running"))'); do
+  printf 'curl http://%s:8080/ -> ' "$addr"
+  curl -s -m 5 --retry 5 --retry-all-errors --retry-delay 1 "http://$addr:8080/" || echo "no answer"
+done
 echo
 echo "The swarm runs on the lab hosts (invoke lab.status). Point your docker CLI at it with:"
 echo '  eval "$(.venv/bin/invoke docker-env)"'
