@@ -1,4 +1,5 @@
-"""The step vocabulary roles are written in: directory, template, release, link, agent_service.
+"""The step vocabulary roles are written in: directory, template, release, link, agent_service,
+overlay_ready.
 
 Names are Ansible's only where the arguments are too: `template` takes Ansible's `src`, `dest`,
 `mode` and means the same. The others are ours and named so no Ansible user expects the
@@ -172,6 +173,29 @@ def _wait_shell(ctx: Ctx, cond: str, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(0.1)
+
+
+def overlay_ready(ctx: Ctx) -> Outcome:
+    """The host can carry overlay networks and the routing mesh, as the lab's hosts do: IPv4
+    forwarding on (turned on if off), the Docker engine managing its iptables rules (its nat
+    `DOCKER` chain exists; an engine started with --iptables=false cannot publish ports and
+    is refused with what to change), and the VXLAN port free for the kernel."""
+    fwd = ctx.conn.run("cat /proc/sys/net/ipv4/ip_forward").stdout.strip()
+    engine = ctx.conn.run("iptables -w -t nat -n -L DOCKER >/dev/null 2>&1")
+    if engine.rc != 0:
+        return ("failed", "the Docker engine does not manage iptables here (no nat DOCKER chain): "
+                "start dockerd with its networking defaults (no --iptables=false, no "
+                "--bridge=none) and run the role again", "")
+    busy = ctx.conn.run("ss -Hlun 'sport = :4789' 2>/dev/null | grep -v skvx").stdout.strip()
+    if busy:
+        return "failed", f"UDP 4789 (VXLAN) is taken by another program: {busy}", ""
+    if fwd == "1":
+        return OK
+    if not ctx.check:
+        r = ctx.conn.run("sysctl -qw net.ipv4.ip_forward=1")
+        if r.rc:
+            return "failed", r.stderr.strip(), ""
+    return "changed", "net.ipv4.ip_forward=1", ""
 
 
 def _systemd(ctx: Ctx, state: str) -> Outcome:

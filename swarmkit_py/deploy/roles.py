@@ -27,7 +27,8 @@ from .runner import Ctx
 from .ssh import HostConn
 
 MODULES = {"directory": modules.directory, "template": modules.template, "release": modules.release,
-           "link": modules.link, "agent_service": modules.agent_service}
+           "link": modules.link, "agent_service": modules.agent_service,
+           "overlay_ready": modules.overlay_ready}
 
 
 class Role:
