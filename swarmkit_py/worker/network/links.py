@@ -145,11 +145,18 @@ def program_peers(vni: int, peers: dict[str, str]) -> tuple[int, int]:
         return added, removed
 
 
-def remove_vxlan(vni: int) -> None:
+def remove_vxlans_except(vnis: set[int]) -> list[str]:
+    """Delete our VXLAN devices of networks that no longer exist (the engine removes the
+    bridge with its network, not a device we added to it)."""
+    keep = {vxlan_name(v) for v in vnis}
+    gone = []
     with IPRoute() as ipr:
-        vx = _index(ipr, vxlan_name(vni))
-        if vx is not None:
-            _quiet(ipr.link, "del", index=vx)
+        for link in ipr.get_links():
+            name = link.get_attr("IFLA_IFNAME") or ""
+            if name.startswith("skvx-") and name not in keep:
+                _quiet(ipr.link, "del", index=link["index"])
+                gone.append(name)
+    return gone
 
 
 def _quiet(fn, *args, **kw) -> None:

@@ -146,6 +146,8 @@ class NetworkPlane:
         client = self._client_factory()
         if set(networks) != self._known_networks:
             self._remove_gone(client, set(networks))
+            if self.kernel:
+                links.remove_vxlans_except({n["vni"] for n in networks.values()})
             self._known_networks = set(networks)
         rules = mesh.MeshRules()
         gateways: set[str] = set()

@@ -1,0 +1,62 @@
+"""The VXLAN plumbing (pyroute2) on real kernel links, in a private network namespace made by
+`unshare --net` for the test (nothing of the machine's own links is touched)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                                reason="needs root for a private network namespace")
+
+SCRIPT = textwrap.dedent("""
+    import json, subprocess
+    from pyroute2 import IPRoute
+    from swarmkit_py.worker.network import links
+    with IPRoute() as ipr:
+        ipr.link("add", ifname="skov-test", kind="bridge")
+        ipr.link("add", ifname="v0", kind="veth", peer="v1")
+        v0 = ipr.link_lookup(ifname="v0")[0]
+        ipr.addr("add", index=v0, address="10.99.0.2", prefixlen=24)
+        ipr.link("set", index=v0, state="up")
+        br = ipr.link_lookup(ifname="skov-test")[0]
+        ipr.addr("add", index=br, address="10.0.5.1", prefixlen=24)
+        ipr.link("set", index=br, state="up")
+    links.ensure_vxlan("skov-test", 4097, "10.99.0.2")
+    links.ensure_vxlan("skov-test", 4097, "10.99.0.2")  # idempotent
+    links.ensure_vxlan("skov-test", 4098, "10.99.0.2")
+    links.set_bridge_identity("skov-test", "10.0.5.3", "10.0.5.0/24")
+    links.set_extra_addresses("skov-test", ["10.0.5.1", "10.0.5.3"], ["10.0.5.9"])
+    out = {"first": links.program_peers(4097, {"10.0.5.4": "10.99.0.3", "10.0.5.5": "10.99.0.4"}),
+           "second": links.program_peers(4097, {"10.0.5.4": "10.99.0.3", "10.0.5.6": "10.99.0.5"}),
+           "again": links.program_peers(4097, {"10.0.5.4": "10.99.0.3", "10.0.5.6": "10.99.0.5"}),
+           "removed": links.remove_vxlans_except({4097})}
+    sh = lambda c: subprocess.run(c, shell=True, capture_output=True, text=True).stdout
+    out["fdb"] = sh("bridge fdb show dev skvx-4097")
+    out["neigh"] = sh("ip neigh show dev skvx-4097")
+    out["link"] = sh("ip -d link show skvx-4097")
+    out["route"] = sh("ip route show dev skov-test")
+    out["addr"] = sh("ip addr show skov-test")
+    print(json.dumps(out))
+""")
+
+
+def test_vxlan_peers_bridge_identity_and_cleanup():
+    import json
+    p = subprocess.run(["unshare", "--net", sys.executable, "-c", SCRIPT], capture_output=True,
+                       text=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["first"] == [2, 0] and out["second"] == [1, 1] and out["again"] == [0, 0]
+    assert out["removed"] == ["skvx-4098"]
+    assert "02:42:0a:00:05:06 dst 10.99.0.5 self permanent" in out["fdb"]
+    assert "02:42:0a:00:05:05" not in out["fdb"]
+    assert "10.0.5.6 lladdr 02:42:0a:00:05:06 PERMANENT" in out["neigh"]
+    assert "nolearning proxy" in out["link"] and "mtu 1450" in out["link"]
+    assert "src 10.0.5.3" in out["route"]
+    assert "link/ether 02:42:0a:00:05:03" in out["addr"] and "10.0.5.9/32" in out["addr"]
