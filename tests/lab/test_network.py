@@ -182,7 +182,8 @@ def test_publish_add_rolls_the_tasks(env, hosts):
 def test_bad_network_requests_get_dockers_codes(env):
     client = docker.DockerClient(base_url=env["DOCKER_HOST"], tls=docker.tls.TLSConfig(
         client_cert=(f"{env['DOCKER_CERT_PATH']}/cert.pem", f"{env['DOCKER_CERT_PATH']}/key.pem"),
-        ca_cert=f"{env['DOCKER_CERT_PATH']}/ca.pem", verify=True))
+        ca_cert=f"{env['DOCKER_CERT_PATH']}/ca.pem", verify=True), version="1.41")
+    client.api.trust_env = False  # REQUESTS_CA_BUNDLE must not replace the cluster's CA
     with pytest.raises(docker.errors.APIError) as e:
         client.networks.create("clash", driver="overlay", ipam=docker.types.IPAMConfig(
             pool_configs=[docker.types.IPAMPool(subnet="10.0.90.0/25")]))
