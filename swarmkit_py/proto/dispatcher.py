@@ -97,6 +97,8 @@ class NetAttachment:
     internal: bool = False
     ingress: bool = False
     aliases: tuple[str, ...] = ()
+    ip_range: str | None = None
+    """Attachable networks: this node's block for standalone containers."""
 
     @property
     def ip(self) -> str:
@@ -105,7 +107,8 @@ class NetAttachment:
     def to_wire(self) -> dict[str, Any]:
         return {"id": self.network_id, "name": self.name, "subnet": self.subnet,
                 "gateway": self.gateway, "vni": self.vni, "internal": self.internal,
-                "ingress": self.ingress, "address": self.address, "aliases": list(self.aliases)}
+                "ingress": self.ingress, "address": self.address, "aliases": list(self.aliases),
+                "ip_range": self.ip_range}
 
     @classmethod
     def from_wire(cls, d: Mapping[str, Any]) -> NetAttachment:
@@ -113,7 +116,7 @@ class NetAttachment:
         return cls(network_id=str(d["id"]), name=str(d["name"]), subnet=str(d["subnet"]),
                    gateway=str(d["gateway"]), vni=int(d["vni"]), address=str(d["address"]),
                    internal=bool(d.get("internal")), ingress=bool(d.get("ingress")),
-                   aliases=tuple(d.get("aliases") or ()))
+                   aliases=tuple(d.get("aliases") or ()), ip_range=d.get("ip_range") or None)
 
 
 @dataclass(frozen=True)

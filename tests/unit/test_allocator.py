@@ -96,3 +96,28 @@ def test_bad_network_requests_say_what_to_do():
             {"Name": "b", "Driver": "overlay", "IPAM": {"Config": [{"Subnet": "10.9.3.0/24"}]}}), "b")
     with pytest.raises(ipam.IPAMError, match="host bits"):
         ipam.parse_subnet("10.9.3.1/24")
+
+
+async def test_attachable_networks_give_each_node_a_block_tasks_never_get():
+    store, proposer = _store()
+    await proposer.propose(Transaction().create(Node(id="n1")).create(Node(id="n2")))
+    net = ipam.allocate_network([], parse_network_create(
+        {"Name": "att", "Driver": "overlay", "Attachable": True,
+         "IPAM": {"Config": [{"Subnet": "10.5.0.0/24"}]}}), "att")
+    svc = Service(id="s1", spec=ServiceSpec(
+        name="web", task_template=TaskSpec(container_spec={"Image": "x"},
+                                           networks=[{"Target": "att"}])))
+    now = datetime.now(UTC)
+    tx = Transaction().create(net).create(svc)
+    for i in range(1, 6):
+        tx.create(new_task(svc, f"t{i}", now, slot=i))
+    await proposer.propose(tx)
+    alloc = Allocator(proposer)
+    await alloc._pass_until_quiet()
+    view = store.view()
+    net = view.get("network", "att")
+    assert net.node_ranges == {"n1": "10.5.0.240/28", "n2": "10.5.0.224/28"}
+    blocks = [ipaddress.ip_network(b) for b in net.node_ranges.values()]
+    for t in view.list("task"):
+        ip = ipaddress.ip_address(t.networks_attachments[0].addresses[0].split("/")[0])
+        assert not any(ip in b for b in blocks)

@@ -112,6 +112,20 @@ class AddressPool:
         raise IPAMError(f"no free address left in {self.subnet}: the network is full "
                         "(remove tasks from it or use a larger --subnet)")
 
+    def reserve_block(self, prefix: int = 28) -> str | None:
+        """The highest free aligned block of the subnet (a node's range for standalone
+        containers on an attachable network); its addresses become used."""
+        if prefix <= self.subnet.prefixlen:
+            return None
+        for block in reversed(list(self.subnet.subnets(new_prefix=prefix))):
+            if block.network_address == self.subnet.network_address:
+                continue
+            addrs = set(block) - {self.subnet.broadcast_address}
+            if not addrs & self.used:
+                self.used |= addrs
+                return str(block)
+        return None
+
     def cidr(self, addr: str) -> str:
         return f"{addr}/{self.subnet.prefixlen}"
 

@@ -4,7 +4,8 @@ It follows the store and, after each burst of changes, makes one pass over it:
 - the `ingress` network exists (created when the cluster has no network yet, or when a
   service publishes an ingress port and there is none, as Swarm has one from `init`);
 - every network has one address per node (the node's own endpoint: the routing mesh and
-  virtual IPs masquerade to it so replies return through the balancing node);
+  virtual IPs masquerade to it so replies return through the balancing node), and an
+  attachable one a block of 16 per node for the standalone containers its engine runs;
 - every service has a virtual IP on each of its networks (endpoint mode `vip`, the default),
   and its ingress ports that asked for no published port get one from 30000-32767;
 - every task that needs addresses gets one per network it is on (the scheduler places it only
@@ -18,6 +19,7 @@ between the read and the write) just means another pass.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 
 from ...store import (
@@ -48,6 +50,8 @@ from .needs import (
 log = logging.getLogger("swarmkit_py.manager.allocator")
 
 DYNAMIC_PORTS = range(30000, 32768)
+RANGE_PREFIX = 28
+"""Each node's block of an attachable network for standalone containers: 16 addresses."""
 MAX_TX_OPS = 300
 
 
@@ -129,12 +133,23 @@ class Allocator:
             for node_id in nodes:
                 if node_id not in addrs:
                     addrs[node_id] = self._take(pools, net.id)
+            ranges = {k: v for k, v in net.node_ranges.items() if k in nodes}
+            if net.spec.attachable:
+                for node_id in nodes:
+                    if node_id not in ranges:
+                        block = pools[net.id].reserve_block(RANGE_PREFIX)
+                        if block is None:
+                            log.warning("network %s: no free /%d left for node %s's standalone "
+                                        "containers", net.spec.name, RANGE_PREFIX, node_id)
+                            continue
+                        ranges[node_id] = block
             if net is created:
                 net.node_addresses = addrs
                 tx.create(net)
-            elif addrs != net.node_addresses:
+            elif addrs != net.node_addresses or ranges != net.node_ranges:
                 updated = net.clone()
                 updated.node_addresses = addrs
+                updated.node_ranges = ranges
                 tx.update(updated)
 
         used_ports = {p.published_port for s in services if s.endpoint
@@ -167,8 +182,11 @@ class Allocator:
         return tx
 
     def _pools(self, view: View, networks: dict[str, Network]) -> dict[str, ipam.AddressPool]:
-        used: dict[str, list[str]] = {nid: [n.gateway, *n.node_addresses.values()]
-                                      for nid, n in networks.items()}
+        used: dict[str, list[str]] = {
+            nid: [n.gateway, *n.node_addresses.values(),
+                  *(str(a) for block in n.node_ranges.values()
+                    for a in ipaddress.ip_network(block))]
+            for nid, n in networks.items()}
         for svc in view.list("service"):
             for vip in (svc.endpoint.virtual_ips or []) if svc.endpoint else []:
                 used.setdefault(vip.network_id, []).append(vip.addr)

@@ -69,7 +69,8 @@ def task_networks(view: View, task: Task) -> tuple[NetAttachment, ...]:
         out.append(NetAttachment(
             network_id=net.id, name=net.spec.name, subnet=net.subnet, gateway=net.gateway,
             vni=net.vni, address=a.addresses[0], internal=net.spec.internal,
-            ingress=net.spec.ingress, aliases=tuple(aliases.get(net.id, []))))
+            ingress=net.spec.ingress, aliases=tuple(aliases.get(net.id, [])),
+            ip_range=net.node_ranges.get(task.node_id or "")))
     return tuple(out)
 
 

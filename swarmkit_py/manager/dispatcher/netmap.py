@@ -11,7 +11,8 @@ Wire (notification ``dispatcher.netmap``)::
     {"seq": int,
      "nodes": {node_id: addr},                         # VXLAN tunnel endpoints
      "networks": [{"id", "name", "subnet", "gateway", "vni", "internal", "ingress",
-                   "node_addresses": {node_id: ip}}],
+                   "node_addresses": {node_id: ip}, "attachable",
+                   "node_ranges": {node_id: cidr}}],
      "services": [{"id", "name", "mode": "vip"|"dnsrr", "vips": {network_id: ip},
                    "ports": [[published, target, protocol], ...]}],   # ingress ports
      "tasks": [{"id", "name", "service_id", "node_id", "up": bool,
@@ -92,6 +93,7 @@ def build_netmap(view: View) -> dict[str, Any]:
             "vni": n.vni, "internal": n.spec.internal,
             "ingress": ingress is not None and n.id == ingress.id,
             "node_addresses": dict(n.node_addresses),
+            "attachable": n.spec.attachable, "node_ranges": dict(n.node_ranges),
         } for n in view.list("network") if n.subnet],
         "services": out_services,
         "tasks": sorted(tasks, key=lambda t: t["id"]),

@@ -40,6 +40,10 @@ class Network(StoreObject):
     vni: int = 0
     node_addresses: dict[str, str] = Field(default_factory=dict)
     """node id -> the node's address on this network (no prefix length)."""
+    node_ranges: dict[str, str] = Field(default_factory=dict)
+    """Attachable networks: node id -> the block (CIDR) the node's engine gives standalone
+    containers (`docker run --network`) from; reserved here, so they never collide with
+    tasks, and every node forwards the whole block to its node."""
 
     def name_key(self) -> str | None:
         return self.spec.name or None

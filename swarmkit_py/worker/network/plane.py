@@ -19,6 +19,7 @@ write into the machine's netfilter tables or links.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -38,8 +39,14 @@ LABEL_NETWORK_ID = "com.swarmkit-py.network.id"
 
 
 def engine_network(client: docker.DockerClient, network_id: str, name: str, subnet: str,
-                   gateway: str, internal: bool) -> None:
-    """The engine's bridge network for an overlay, made once (looked up by our label)."""
+                   gateway: str, internal: bool, ip_range: str | None = None) -> None:
+    """The engine's bridge network for an overlay, made once (looked up by our label).
+
+    The engine's own address pool for it is `ip_range`: the node's block of an attachable
+    network, or else just the gateway, which is always taken, so `docker run --network` of a
+    standalone container fails ("no available IPv4 addresses") instead of taking an address
+    the leader may give a task elsewhere; tasks are created with their address and are not
+    bound by the pool."""
     found = client.networks.list(filters={"label": f"{LABEL_NETWORK_ID}={network_id}"})
     if found:
         return
@@ -49,7 +56,8 @@ def engine_network(client: docker.DockerClient, network_id: str, name: str, subn
             labels={LABEL_NETWORK_ID: network_id},
             options={"com.docker.network.bridge.name": links.bridge_name(network_id),
                      "com.docker.network.driver.mtu": str(links.MTU)},
-            ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=subnet, gateway=gateway)]),
+            ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=subnet, gateway=gateway,
+                                                   iprange=ip_range or f"{gateway}/32")]),
         )
     except docker.errors.APIError as exc:
         if exc.status_code != 409:
@@ -99,7 +107,8 @@ class NetworkPlane:
     def _ensure_sync(self, attachments) -> None:
         client = self._client_factory()
         for a in attachments:
-            self._engine_network(client, a.network_id, a.name, a.subnet, a.gateway, a.internal)
+            self._engine_network(client, a.network_id, a.name, a.subnet, a.gateway, a.internal,
+                                 a.ip_range)
             if self.kernel:
                 links.ensure_vxlan(links.bridge_name(a.network_id), a.vni, self.local_addr)
 
@@ -141,6 +150,7 @@ class NetworkPlane:
         ingress = next((n for n in networks.values() if n["ingress"]), None)
 
         local = {nid for t in tasks if t["node_id"] == me for nid in t["addrs"]}
+        local |= {nid for nid, n in networks.items() if n.get("node_ranges", {}).get(me)}
         if ingress is not None and any(s["ports"] for s in services.values()):
             local.add(ingress["id"])
         client = self._client_factory()
@@ -155,7 +165,8 @@ class NetworkPlane:
             n = networks.get(nid)
             if n is None:
                 continue
-            self._engine_network(client, nid, n["name"], n["subnet"], n["gateway"], n["internal"])
+            self._engine_network(client, nid, n["name"], n["subnet"], n["gateway"], n["internal"],
+                                 n.get("node_ranges", {}).get(me))
             if not self.kernel:
                 continue
             bridge = links.bridge_name(nid)
@@ -170,6 +181,10 @@ class NetworkPlane:
             for node_id, addr in n["node_addresses"].items():
                 if node_id != me and node_id in nodes:
                     peers[addr] = nodes[node_id]
+            for node_id, block in n.get("node_ranges", {}).items():
+                if node_id != me and node_id in nodes:
+                    for a in ipaddress.ip_network(block):
+                        peers[str(a)] = nodes[node_id]
             links.program_peers(n["vni"], peers)
             vips = []
             for s in services.values():
@@ -191,10 +206,10 @@ class NetworkPlane:
             mesh.apply(rules)
         return gateways
 
-    def _engine_network(self, client, nid, name, subnet, gateway, internal) -> None:
+    def _engine_network(self, client, nid, name, subnet, gateway, internal, ip_range) -> None:
         if nid in self._engine_networks:
             return
-        engine_network(client, nid, name, subnet, gateway, internal)
+        engine_network(client, nid, name, subnet, gateway, internal, ip_range)
         self._engine_networks.add(nid)
 
     def _remove_gone(self, client, known: set[str]) -> None:
