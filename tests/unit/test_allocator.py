@@ -121,3 +121,13 @@ async def test_attachable_networks_give_each_node_a_block_tasks_never_get():
     for t in view.list("task"):
         ip = ipaddress.ip_address(t.networks_attachments[0].addresses[0].split("/")[0])
         assert not any(ip in b for b in blocks)
+
+
+def test_the_sdks_null_ipam_fields_are_absent_fields():
+    spec = parse_network_create({"Name": "x", "Driver": "overlay", "IPAM": {"Driver": "default",
+        "Config": [{"Subnet": "10.7.0.0/24", "IPRange": None, "Gateway": None,
+                    "AuxiliaryAddresses": None}]}})
+    assert spec.ipam[0].subnet == "10.7.0.0/24"
+    with pytest.raises(InvalidArgument, match="--ip-range"):
+        parse_network_create({"Name": "x", "Driver": "overlay",
+                              "IPAM": {"Config": [{"Subnet": "10.7.0.0/24", "IPRange": "10.7.0.0/28"}]}})

@@ -172,7 +172,8 @@ def parse_network_create(body: Mapping[str, Any]) -> NetworkSpec:
     if len(configs) > 1:
         raise InvalidArgument("only one subnet per network is supported")
     for c in configs:
-        if not isinstance(c, Mapping) or {str(k).lower() for k in c} - {"subnet", "gateway"}:
+        if not isinstance(c, Mapping) or \
+                {str(k).lower() for k, v in c.items() if v} - {"subnet", "gateway"}:
             raise InvalidArgument("IPAM config supports Subnet and Gateway only "
                                   "(--ip-range and --aux-address are not supported)")
     try:
@@ -180,7 +181,7 @@ def parse_network_create(body: Mapping[str, Any]) -> NetworkSpec:
             name=name, labels=raw.get("labels") or {}, driver="overlay",
             options=dict(options), attachable=bool(raw.get("attachable")),
             internal=bool(raw.get("internal")), ingress=bool(raw.get("ingress")),
-            ipam=[IPAMConfig.model_validate(dict(c)) for c in configs],
+            ipam=[IPAMConfig.model_validate({k: v for k, v in c.items() if v}) for c in configs],
         )
     except ValidationError as exc:
         raise InvalidArgument(f"invalid network config: {describe_validation(exc)}",
