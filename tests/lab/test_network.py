@@ -16,7 +16,6 @@ one manager + 3 workers -> with the real docker CLI and curl, as a user would:
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -26,16 +25,10 @@ from pathlib import Path
 import docker
 import pytest
 
-from swarmkit_py.deploy.lab import Lab
+from tests.labkit import LAB_MARKS, invoke, operator_env, running_lab
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (namespaces, bridge, iptables, cgroups)"),
-    pytest.mark.timeout(1200),
-]
+pytestmark = [*LAB_MARKS, pytest.mark.timeout(1200)]
 
-REPO = Path(__file__).resolve().parents[2]
-INVOKE = str(REPO / ".venv" / "bin" / "invoke")
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 IMAGE = "swarmkit-py/busybox:latest"
 HTTPD = "mkdir -p /tmp/www && hostname > /tmp/www/index.html && exec httpd -f -p {port} -h /tmp/www"
@@ -43,28 +36,17 @@ HTTPD = "mkdir -p /tmp/www && hostname > /tmp/www/index.html && exec httpd -f -p
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, lab_name):
-    tmp = tmp_path_factory.mktemp("net")
-    lab = Lab(lab_name("net"), state_dir=tmp / "lab", inventory_path=tmp / "hosts.yml")
-    try:
-        lab.up(4, docker=True)
+    with running_lab(tmp_path_factory.mktemp("net"), lab_name("net"), 4) as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 @pytest.fixture(scope="module")
 def env(lab, tmp_path_factory):
-    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
-                          text=True, check=True).stdout.strip()
-    deploy = tmp_path_factory.mktemp("operator")
-    base = {**os.environ, "SWARMKIT_BUILD_REF": head, "SWARMKIT_DEPLOY_DIR": str(deploy)}
-    r = subprocess.run([INVOKE, "bootstrap", "--managers", "1", "--inventory",
-                        str(lab.inventory_path)], cwd=REPO, env=base, capture_output=True,
-                       text=True, timeout=900)
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
-    out = subprocess.run([INVOKE, "docker-env", "--inventory", str(lab.inventory_path)],
-                         cwd=REPO, env=base, capture_output=True, text=True, check=True).stdout
-    denv = {**base, "DOCKER_CONFIG": str(deploy / "docker-config")}
+    tmp = tmp_path_factory.mktemp("operator")
+    base = operator_env(tmp)
+    invoke(base, "bootstrap", "--managers", "1", inventory=lab.inventory_path, timeout=900)
+    out = invoke(base, "docker-env", inventory=lab.inventory_path).stdout
+    denv = {**base, "DOCKER_CONFIG": str(Path(base["SWARMKIT_DEPLOY_DIR"]) / "docker-config")}
     for k, v in re.findall(r"^export (\w+)=(.*)$", out, re.M):
         denv[k] = v.strip("'\"")
     return denv
