@@ -259,3 +259,27 @@ def test_offline_commands_read_encrypted_and_locked_state(tmp_path, capsys, monk
     monkeypatch.setattr("sys.stdin", io.StringIO(format_unlock_key(key) + "\n"))
     assert main(["log-position", "--state-dir", str(tmp_path), "--unlock-key-stdin"]) == 0
     assert json.loads(capsys.readouterr().out)["index"] == 12
+
+
+def test_force_new_cluster_reads_and_writes_encrypted_state(tmp_path):
+    """`swarmkit-py recover --force-new-cluster` on an auto-locked manager: refused without the
+    key, done with it; the new state is encrypted too (a local key file until the agent re-seals
+    it with the cluster's unlock key)."""
+    from swarmkit_py.agent.state import NodeState
+    from swarmkit_py.manager.recover import force_new_cluster
+
+    NodeState(node_id="n1", cluster_id="c1", role="manager", raft_id=7, managers=["10.0.0.1:2377"]).save(tmp_path)
+    key = new_key()
+    with DiskStorage(tmp_path / "raft", encrypted=True) as s:
+        s.load()
+        s.save(HardState(3, 7, 2), [Entry(3, 1, data=b""), Entry(3, 2, data=b"")])
+        s.set_kek(key)
+    with pytest.raises(SwarmLockedError):
+        force_new_cluster(tmp_path, "10.0.0.1:2377")
+    summary = force_new_cluster(tmp_path, "10.0.0.1:2377", unlock_key=key)
+    assert "recovered a one-manager cluster from index 2 (term 3)" in summary
+    st = reopen(tmp_path / "raft")
+    assert st.snapshot.meta.index == 2 and st.hard_state.term == 4
+    assert (tmp_path / "raft" / KEK_FILE).exists()
+    (aside,) = tmp_path.glob("raft.before-recover-*")
+    assert reopen(aside, unlock_key=key).hard_state == HardState(3, 7, 2)
