@@ -21,8 +21,8 @@ def autolock(c, on=False, off=False, rotate=False, key_file=None, inventory=None
     --key-file (0600) and never printed or logged."""
     from swarmkit_py.deploy.autolock import set_autolock
 
-    if on and off:
-        raise Exit("autolock: --on and --off exclude each other", code=2)
+    if off and (on or rotate):
+        raise Exit("autolock: --off excludes --on and --rotate", code=2)
     print(op(lambda cl, r: set_autolock(cl, not off, key_file, rotate=rotate), "autolock", inventory))
 
 
