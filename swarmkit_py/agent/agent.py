@@ -230,6 +230,8 @@ class Agent:
             verify_peer=expect_manager(st.cluster_id),
             describe=lambda: describe_node(docker_host, hostname=self.hostname),
             addr=self.advertise_addr.rpartition(":")[0],
+            # a manager's own member is the standby that survives any other host's crash
+            standby=self.advertise_addr if st.role == "manager" else None,
         )
         self.renewer = CertRenewer(
             certs_dir(self.state_dir), lambda: list(self.session.managers), on_renewed=self._on_renewed

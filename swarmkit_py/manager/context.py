@@ -7,6 +7,7 @@ a Raft group, and keeps the arrows pointing down (api -> manager -> store/raft).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,6 +40,13 @@ class ClusterContext(Protocol):
         """Node id of the current Raft leader, None when there is none (no quorum)."""
 
     def raft_members(self) -> list[RaftMember]: ...
+
+    def last_contact(self, node_id: str) -> float | None:
+        """Seconds since this manager's Raft member last heard from the Raft member of
+        ``node_id``; None when that node is not a manager."""
+
+    def add_leader_listener(self, listener: Callable[[int, int], None]) -> None:
+        """``listener(leader_raft_id, term)`` each time the Raft leader changes (or is lost)."""
 
     async def read_barrier(self) -> None:
         """Wait until the local store reflects every committed write (ReadIndex); raises

@@ -89,6 +89,7 @@ class Manager:
         self._leading = False
         self._leadership_task: asyncio.Task | None = None
         self._leader_event = asyncio.Event()
+        self._leader_listeners: list[Callable[[int, int], None]] = []
         self.raft.on_leader_change = self._on_leader_change
 
     def _verify_raft_server(self, raft_id: int, server) -> None:
@@ -142,6 +143,18 @@ class Manager:
             )
         return out
 
+    def last_contact(self, node_id: str) -> float | None:
+        """Seconds since this manager's Raft member last heard from the Raft member of
+        ``node_id``; None when that node is not a Raft member (a worker) or Raft is not
+        running. See RaftNode.last_contact."""
+        if node_id == self._node_id:
+            return 0.0
+        node = self.store.view().get_node(node_id)
+        raft_id = getattr(node, "raft_id", 0) if node is not None else 0
+        if not raft_id or raft_id not in self.raft.peers:
+            return None
+        return self.raft.last_contact(raft_id)
+
     async def read_barrier(self) -> None:
         await self.raft.read_index()
 
@@ -180,8 +193,18 @@ class Manager:
         await self._stop_loops()
         await self.raft.stop()
 
+    def add_leader_listener(self, listener: Callable[[int, int], None]) -> None:
+        """``listener(leader_raft_id, term)`` on every leader change seen by this member, in
+        any role (the dispatcher tells watching workers where the new leader is)."""
+        self._leader_listeners.append(listener)
+
     def _on_leader_change(self, leader: int, term: int) -> None:
         self._leader_event.set()
+        for listener in self._leader_listeners:
+            try:
+                listener(leader, term)
+            except Exception:
+                log.exception("leader change listener failed")
 
     async def _leadership(self) -> None:
         """Start the leader-only loops on winning an election, stop them on losing it.

@@ -38,10 +38,12 @@ from .codes import (
 from .dispatcher import (
     ASSIGNMENTS,
     HEARTBEAT,
+    LEADER_PUSH,
     MANAGERS_PUSH,
     NETMAP,
     SESSION,
     TASK_STATUS,
+    WATCH,
     AssignedTask,
     NetAttachment,
     leader_hint,
@@ -50,7 +52,7 @@ from .dispatcher import (
     state_or_new,
     status_update,
 )
-from .membership import RAFT_JOIN, RAFT_MEMBERS
+from .membership import RAFT_JOIN, RAFT_MEMBERS, RAFT_TRANSFER
 
 __all__ = [
     "ASSIGNMENTS",
@@ -65,6 +67,7 @@ __all__ = [
     "INTERNAL",
     "INVALID_ARGUMENT",
     "INVALID_JOIN_TOKEN",
+    "LEADER_PUSH",
     "MANAGERS_PUSH",
     "NETMAP",
     "NetAttachment",
@@ -75,12 +78,14 @@ __all__ = [
     "PERMISSION_DENIED",
     "RAFT_JOIN",
     "RAFT_MEMBERS",
+    "RAFT_TRANSFER",
     "SESSION",
     "SESSION_INVALID",
     "TASK_STATUS",
     "UNAUTHENTICATED",
     "UNAVAILABLE",
     "UNKNOWN_METHOD",
+    "WATCH",
     "leader_hint",
     "not_leader_message",
     "parse_status_update",

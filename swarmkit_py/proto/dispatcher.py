@@ -20,6 +20,14 @@ Requests (worker -> leader):
   {"container_id", "pid", "exit_code"}, "timestamp"?: float (unix seconds) | RFC 3339 str}``
   (``status_update`` writes one, ``parse_status_update`` reads one).
 
+- ``dispatcher.watch`` ``{}`` -> ``{"leader_addr": str | None, "term": int}``: served by every
+  manager, leader or not; subscribes the calling connection to ``dispatcher.leader`` pushes.
+  Workers call it on a standby connection (a manager other than their session's) once per
+  heartbeat period, which doubles as a liveness check of the standby.
+
+Pushes (manager -> worker, on a watching connection): ``dispatcher.leader``
+``{"leader_addr": str, "term": int}`` as soon as that manager's Raft member sees a new leader.
+
 Pushes (leader -> worker, notifications on the connection that opened the session):
 
 - ``dispatcher.assignments`` ``{"seq": int, "tasks": [task, ...]}``: the node's full set, one
@@ -50,6 +58,9 @@ ASSIGNMENTS = "dispatcher.assignments"
 MANAGERS_PUSH = "dispatcher.managers"
 NETMAP = "dispatcher.netmap"
 """Leader -> every worker: the cluster's network map (manager/dispatcher/netmap.py)."""
+WATCH = "dispatcher.watch"
+"""Worker -> any manager: subscribe to LEADER_PUSH (see the module docstring)."""
+LEADER_PUSH = "dispatcher.leader"
 
 _HINT = re.compile(r"\bleader_addr=(\S*)$")
 

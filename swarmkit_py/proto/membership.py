@@ -1,4 +1,5 @@
-"""Managers entering the Raft group (served and called by ``manager/raftjoin.py``).
+"""Managers entering the Raft group (served and called by ``manager/raftjoin.py``), and moving
+its leadership (``manager/manager.py``).
 
 A ``not_leader`` answer to ``raft.join`` carries the leader's ``host:port`` as its whole
 message (older than the dispatcher's ``leader_addr=`` tail, and kept so that managers of the
@@ -11,3 +12,7 @@ RAFT_MEMBERS = "raft.members"
 """``{}`` -> ``{"members": {raft_id: "host:port"}, "leader": raft_id | None}``."""
 RAFT_JOIN = "raft.join"
 """``{raft_id, addr, timeout}`` -> ``{"members": {...}}``; the leader adds the caller."""
+RAFT_TRANSFER = "raft.transfer_leadership"
+"""``{"to": node_id | None, "timeout": float}`` -> ``{"leader": node_id}``; manager certificates
+only. Any manager accepts the request from its API; a follower forwards it with this call to the
+leader, which hands leadership over (Raft's TimeoutNow) and answers once the target leads."""

@@ -126,6 +126,7 @@ class RaftNode:
         self.core: RaftCore | None = None
         self._order = ReadyOrder(HardState())
         self._last_heard: dict[int, float] = {}
+        self._started_at: float | None = None
         self.peers: dict[int, str] = {}
         self._inbox: list = []
         self._props: list[tuple[bytes, asyncio.Future]] = []
@@ -188,6 +189,7 @@ class RaftNode:
                 self.transport.add_peer(nid, a)
         await self.transport.start()
         self._started = True
+        self._started_at = time.monotonic()
         self._tasks = [
             asyncio.create_task(self._run(), name=f"raft-{self.id}-loop"),
             asyncio.create_task(self._ticker(), name=f"raft-{self.id}-ticker"),
@@ -252,6 +254,20 @@ class RaftNode:
                 reach = self.transport.is_reachable(nid)
             out.append(MemberStatus(nid, self.peers.get(nid, ""), nid in c.conf.voters, reach, pr.match if pr else None))
         return out
+
+    def last_contact(self, nid: int) -> float | None:
+        """Seconds since this member last received any Raft message from member ``nid``
+        (0 for itself; since this member started when it never heard from it; None before
+        start). Raft traffic is dense (the leader sends heartbeats every ``heartbeat_ticks``
+        and every follower answers), so on the leader this is fresh evidence that a manager's
+        process is alive; a new leader also remembers when the old leader last spoke, which
+        is how the old leader's host is judged after an election (manager/dispatcher)."""
+        if self._started_at is None:
+            return None
+        if nid == self.id:
+            return 0.0
+        now = time.monotonic()
+        return now - self._last_heard.get(nid, self._started_at)
 
     # ================================================================ requests
     async def propose(self, data: bytes, timeout: float | None = None) -> Any:

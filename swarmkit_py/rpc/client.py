@@ -138,6 +138,13 @@ class RpcClient:
         if conn is not None:
             await conn.aclose()
 
+    def abort(self) -> None:
+        """Close without waiting for the peer (see Connection.abort); calls in flight fail."""
+        self._closed = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.abort()
+
     async def __aenter__(self) -> RpcClient:
         return self
 

@@ -129,9 +129,10 @@ class Connection:
     def close(self, reason: str = "closed locally") -> None:
         self._shutdown(reason)
 
-    def abort(self, reason: str) -> None:
-        """Close without the TLS goodbye: for peers we are throwing out. A graceful close waits
-        (up to 30 s) for a peer that may never read, holding the connection's buffers."""
+    def abort(self, reason: str = "aborted locally") -> None:
+        """Close without the TLS goodbye: for peers we are throwing out, or believed dead (a
+        host that lost power answers nothing). A graceful close waits (up to 30 s) for a peer
+        that may never read, holding the connection's buffers."""
         self._shutdown(reason)
         try:
             self._writer.transport.abort()

@@ -10,7 +10,15 @@ Swarm's doubled wait). Everything here is shaped by that budget:
 - after a failure every known manager is tried right away, and a ``not_leader`` answer is
   followed to the leader it names, so a worker usually needs one or two round trips;
 - back-off between whole failed rounds is jittered (a thousand workers must not stampede the
-  new leader in lock-step) and capped at one heartbeat period.
+  new leader in lock-step) and capped at one heartbeat period;
+- a warm standby: a second connection to another manager (the local one on a manager host)
+  watches for leader changes (``dispatcher.watch``). When the leader's host loses power its
+  session goes silent (no FIN, no RST), and without the standby the worker would need a
+  heartbeat timeout plus a connect timeout to the dead host before trying elsewhere; with it a
+  survivor tells the worker where the new leader is within milliseconds of the election, and
+  the worker drops the dead session at once (abort, not a graceful TLS close to a host that
+  will never answer) and opens one with the new leader. The standby is pinged once a period
+  with the same call, so a dead standby is replaced too.
 
 The manager list comes from the dispatcher's answers, so a worker started with one seed address
 learns the others and can fail over when that one dies. The wire contract is
@@ -30,10 +38,12 @@ from typing import Any
 from ..ca import expect_manager
 from ..proto import (
     HEARTBEAT,
+    LEADER_PUSH,
     MANAGERS_PUSH,
     NOT_LEADER,
     SESSION,
     SESSION_INVALID,
+    WATCH,
     leader_hint,
 )
 from ..rpc import HandlerRegistry, PeerInfo, RpcClient, RpcError
@@ -44,6 +54,11 @@ log = logging.getLogger(__name__)
 
 PushHandler = Callable[[Any], Any]
 SessionListener = Callable[[dict[str, Any]], Any]
+
+
+# A leader whose dispatcher is still starting is asked again every STARTING_WAIT, this often.
+STARTING_WAIT = 0.05
+STARTING_RETRIES = 20
 
 
 class NoManagerAvailable(Exception):
@@ -83,7 +98,11 @@ class WorkerSession:
         backoff_initial: float = 0.05,
         backoff_max: float = 1.0,
         rng: random.Random | None = None,
+<<<<<<< HEAD
         verify_peer: VerifyPeer | None = None,
+=======
+        standby: str | None = None,
+>>>>>>> c75621d (dispatcher/session: no live node marked Down after a leader change)
     ) -> None:
         if not managers:
             raise ValueError("at least one manager address is needed")
@@ -103,7 +122,19 @@ class WorkerSession:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self._rng = rng or random.Random()
+        if standby is not None:
+            split_addr(standby)
+        self.standby_pref = standby
         self._registry = HandlerRegistry()  # shared by every connection this session makes
+        self._standby_registry = HandlerRegistry()
+        self._standby_registry.add_notification_handler(LEADER_PUSH, self._on_leader_push)
+        self._standby_client: RpcClient | None = None
+        self._standby_task: asyncio.Task | None = None
+        self._bad_standbys: list[str] = []
+        self.standby_addr: str | None = None
+        self._leader_term = 0
+        self._next_leader: str | None = None  # named by a standby: tried first on re-open
+        self._kick = asyncio.Event()  # cuts a back-off short when a standby names the leader
         self._session_listeners: list[SessionListener] = []
         self._client: RpcClient | None = None
         self._preferred: str | None = None
@@ -113,7 +144,8 @@ class WorkerSession:
         self.heartbeat_period: float | None = None
         self.last_error: str | None = None
         self.connected = asyncio.Event()
-        self.stats = {"sessions_opened": 0, "heartbeats": 0, "failed_rounds": 0}
+        self.stats = {"sessions_opened": 0, "heartbeats": 0, "failed_rounds": 0,
+                      "leader_pushes": 0, "moved_by_push": 0, "standby_failures": 0}
         # the leader pushes the manager list whenever it changes (promotions, demotions)
         self.on_push(MANAGERS_PUSH, lambda params: self._learn_managers((params or {}).get("managers")))
 
@@ -131,17 +163,24 @@ class WorkerSession:
         self._session_listeners.append(listener)
 
     def start(self) -> None:
+        loop = asyncio.get_running_loop()
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"worker-session {self.node_id}"
+            self._task = loop.create_task(self._run(), name=f"worker-session {self.node_id}")
+        if self._standby_task is None or self._standby_task.done():
+            self._standby_task = loop.create_task(
+                self._standby_loop(), name=f"worker-standby {self.node_id}"
             )
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
+        tasks = [t for t in (self._task, self._standby_task) if t is not None]
+        self._task = self._standby_task = None
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._drop_client()
+        standby, self._standby_client = self._standby_client, None
+        if standby is not None:
+            await standby.close()
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         async with asyncio.timeout(timeout):
@@ -167,7 +206,12 @@ class WorkerSession:
                 self.last_error = str(e)
                 delay = self._backoff(failures)
                 log.info("no dispatcher session (%s); retrying in %.2fs", e, delay)
-                await asyncio.sleep(delay)
+                self._kick.clear()
+                try:
+                    async with asyncio.timeout(delay):
+                        await self._kick.wait()
+                except TimeoutError:
+                    pass
                 continue
             failures = 0
             try:
@@ -175,7 +219,11 @@ class WorkerSession:
             finally:
                 self.connected.clear()
                 self.session_id = None
-                await self._drop_client()
+                # abort: the manager is dead or no longer leads; a graceful TLS close to a
+                # host that lost power would hold up the next session for CLOSE_WAIT
+                client, self._client = self._client, None
+                if client is not None:
+                    client.abort()
 
     def _backoff(self, failures: int) -> float:
         cap = self.backoff_max
@@ -185,8 +233,9 @@ class WorkerSession:
         return delay * self._rng.uniform(0.5, 1.0)
 
     def _candidates(self) -> list[str]:
-        order = ([self._preferred] if self._preferred else []) + self.managers + self._seeds
-        return list(dict.fromkeys(order))
+        first = [a for a in (self._next_leader, self._preferred) if a]
+        self._next_leader = None
+        return list(dict.fromkeys(first + self.managers + self._seeds))
 
     async def _open(self) -> None:
         """Try the preferred manager, then the others; follow ``not_leader`` hints."""
@@ -199,6 +248,7 @@ class WorkerSession:
         queue = self._candidates()
         tried: set[str] = set()
         errors: list[str] = []
+        starting = 0
         while queue:
             addr = queue.pop(0)
             if addr in tried:
@@ -231,7 +281,15 @@ class WorkerSession:
                 errors.append(f"{addr}: {e}")
                 if e.code == NOT_LEADER:
                     hint = leader_hint(e.message)
-                    if hint and hint not in tried:
+                    if hint == addr and starting < STARTING_RETRIES:
+                        # it leads but its dispatcher is not serving yet (it starts right
+                        # after the election): ask it again shortly rather than dial the
+                        # others, some of which may be dead hosts that cost a connect timeout
+                        starting += 1
+                        tried.discard(addr)
+                        queue.insert(0, addr)
+                        await asyncio.sleep(STARTING_WAIT)
+                    elif hint and hint not in tried:
                         queue.insert(0, hint)
                 continue
             except (KeyError, TypeError, ValueError) as e:
@@ -324,6 +382,91 @@ class WorkerSession:
             if set(new) != set(self.managers):
                 log.info("managers: %s", ", ".join(new))
             self.managers = new
+
+    # -- the warm standby -------------------------------------------------------------------------
+
+    def _pick_standby(self) -> str | None:
+        """A manager other than the session's: the preferred one (the local manager on a
+        manager host) if it is not the session's, else the first known one that has not
+        failed as a standby lately."""
+        order = ([self.standby_pref] if self.standby_pref else []) + self.managers + self._seeds
+        cands = [a for a in dict.fromkeys(order) if a != self.manager_addr]
+        fresh = [a for a in cands if a not in self._bad_standbys]
+        if not fresh:
+            self._bad_standbys.clear()
+            fresh = cands
+        return fresh[0] if fresh else None
+
+    async def _standby_loop(self) -> None:
+        """Keep one watching connection to a manager other than the session's; ping it once
+        a period (the same call), and move on to another manager when it fails."""
+        while True:
+            period = self.heartbeat_period or 1.0
+            addr = self._pick_standby()
+            if addr is None:  # a single manager, or no session yet
+                await asyncio.sleep(period)
+                continue
+            host, port = split_addr(addr)
+            client = RpcClient(
+                host,
+                port,
+                ssl=self._ssl,
+                server_hostname=self._server_hostname,
+                timeout=max(period, self.min_heartbeat_timeout),
+                connect_timeout=self.connect_timeout,
+                handlers=self._standby_registry,
+            )
+            self._standby_client, self.standby_addr = client, addr
+            try:
+                while addr != self.manager_addr:  # the standby became the session's manager
+                    answer = await client.call(WATCH, {"node_id": self.node_id})
+                    self._leader_news(answer, push=False)
+                    await asyncio.sleep(self.heartbeat_period or period)
+            except RpcError as e:
+                self.stats["standby_failures"] += 1
+                log.info("standby %s failed (%s); picking another", addr, e)
+                self._bad_standbys = [a for a in self._bad_standbys if a != addr] + [addr]
+                await asyncio.sleep(self._backoff(1))
+            finally:
+                self._standby_client = self.standby_addr = None
+                client.abort()
+
+    def _on_leader_push(self, peer: PeerInfo, params: Any) -> None:
+        client = self._standby_client
+        if client is None or client.connection is not peer.connection:
+            return  # from a standby we have since dropped
+        self.stats["leader_pushes"] += 1
+        self._leader_news(params, push=True)
+
+    def _leader_news(self, news: Any, push: bool) -> None:
+        """A standby's view of the leader. A push (the standby's Raft saw a new leader) moves
+        the session at once; a ping answer only tells a session being re-opened where to go.
+        Older terms are ignored, so a stale standby cannot send the worker back."""
+        if not isinstance(news, dict):
+            return
+        leader, term = news.get("leader_addr"), news.get("term")
+        if not isinstance(leader, str) or not isinstance(term, int) or term < self._leader_term:
+            return
+        try:
+            split_addr(leader)
+        except ValueError:
+            return
+        self._leader_term = term
+        if leader == self.manager_addr and self.session_id is not None:
+            return
+        if self.session_id is None:
+            self._next_leader = leader
+            self._kick.set()
+            return
+        if not push:
+            return
+        log.info("standby %s: the leader is now %s (term %d); moving the session",
+                 self.standby_addr, leader, term)
+        self.stats["moved_by_push"] += 1
+        self._next_leader = leader
+        client = self._client
+        if client is not None:
+            client.abort()  # the heartbeat loop sees the loss and re-opens
 
     async def _description(self) -> Any:
         if self._describe is None:

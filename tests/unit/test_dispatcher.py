@@ -18,13 +18,15 @@ from swarmkit_py.manager.proposer import LocalProposer
 from swarmkit_py.proto import (
     HEARTBEAT,
     INVALID_ARGUMENT,
+    LEADER_PUSH,
     NODE_NOT_FOUND,
     NOT_LEADER,
     SESSION,
     SESSION_INVALID,
+    WATCH,
     leader_hint,
 )
-from swarmkit_py.rpc import RpcClient, RpcError, RpcServer
+from swarmkit_py.rpc import HandlerRegistry, RpcClient, RpcError, RpcServer
 from swarmkit_py.store import (
     MemoryStore,
     Node,
@@ -252,7 +254,8 @@ async def test_many_expiries_are_one_transaction(proposer, manager):
     await wait_until(
         lambda: all(state_of(proposer, n) == NodeState.DOWN for n in ids), what="all down"
     )
-    assert proposer.sizes[before:] == [25]
+    # after an election: all Unknown in one entry, then all Down in one entry
+    assert proposer.sizes[before:] == [25, 25]
     assert manager.dispatcher.node_down_count() == 26
 
 
@@ -276,28 +279,31 @@ async def test_concurrent_session_opens_share_transactions():
         await m.down()
 
 
-async def test_new_leader_gives_one_grace_from_its_start(proposer, manager):
-    """A node Ready in the store that never talks to the new leader is Down about one grace
-    after the new leader started, while a node that keeps heartbeating is never marked Down."""
+def _states(watcher) -> list[tuple[str, NodeState]]:
+    return [(e.new.id, e.new.status.state) for e in watcher.drain() if e.new is not None]
+
+
+async def test_after_an_election_a_silent_worker_is_unknown_then_down(proposer, manager):
+    """A worker Ready in the store that never talks to the new leader is shown Unknown one
+    grace after the new leader started and Down after the reconnect grace (2 x), while a
+    worker that reconnects and keeps heartbeating is never anything but Ready."""
     live = await add_node(proposer)
     dead = await add_node(proposer)
     c_live = RpcClient(LOOPBACK, manager.server.bound_port, timeout=5)
     c_dead = RpcClient(LOOPBACK, manager.server.bound_port, timeout=5)
     await open_session(c_live, live)
     await open_session(c_dead, dead)
-    await c_dead.close()  # the old leader's host: gone with the old leader
+    await c_dead.close()  # crashed together with the old leader
     await manager.dispatcher.stop()  # old leader deposed before the dead node expired
     assert state_of(proposer, dead) == NodeState.READY
 
-    downs: list[str] = []
-    watcher = proposer.store.watch(
-        "node", filter=lambda e: e.new is not None and e.new.status.state == NodeState.DOWN
-    )
+    watcher = proposer.store.watch("node")
     new = await Manager(proposer).up(lead=False)
     try:
         await asyncio.sleep(2 * GRACE)  # an election long compared with the grace
         started = time.monotonic()
         await new.dispatcher.start()
+        await asyncio.sleep(GRACE / 2)  # the live worker reconnects late, but within a grace
         answer = await open_session(
             c_live := RpcClient(LOOPBACK, new.server.bound_port, timeout=5), live
         )
@@ -309,18 +315,88 @@ async def test_new_leader_gives_one_grace_from_its_start(proposer, manager):
                 await asyncio.sleep(PERIOD)
 
         beater = asyncio.create_task(beat())
+        unknown_at = await wait_until(lambda: state_of(proposer, dead) == NodeState.UNKNOWN)
+        assert GRACE * 0.9 <= unknown_at - started <= GRACE + 0.25, unknown_at - started
         down_at = await wait_until(lambda: state_of(proposer, dead) == NodeState.DOWN)
-        assert GRACE * 0.9 <= down_at - started <= GRACE + 0.25, down_at - started
+        assert 2 * GRACE * 0.9 <= down_at - started <= 2 * GRACE + 0.25, down_at - started
         await asyncio.sleep(3 * GRACE)
         beating = False
         await beater
-        downs = [e.new.id for e in watcher.drain()]
-        assert downs == [dead]
+        assert _states(watcher) == [(dead, NodeState.UNKNOWN), (dead, NodeState.DOWN)]
         assert state_of(proposer, live) == NodeState.READY
+        m = new.dispatcher.metrics()
+        assert m["nodes_declared_unknown"] == 1 and m["nodes_declared_down"] == 1
     finally:
         watcher.close()
         await c_live.close()
         await new.down()
+
+
+async def test_managers_are_judged_by_raft_contact(proposer, manager):
+    """After an election: the old leader's host is Down one grace after Raft last heard from
+    it (earlier than one grace after the election), and a manager whose worker session has not
+    moved yet but whose Raft member keeps talking is never touched."""
+    old_leader = await add_node(proposer, NodeState.READY)
+    follower = await add_node(proposer, NodeState.READY)
+    await manager.dispatcher.stop()
+    directory = StaticDirectory()
+    crashed_at = time.monotonic()
+    directory.contact = {old_leader: crashed_at, follower: crashed_at}
+    watcher = proposer.store.watch("node")
+    new = await Manager(proposer, directory).up(lead=False)
+
+    async def raft_traffic():
+        while True:
+            directory.contact[follower] = time.monotonic()
+            await asyncio.sleep(PERIOD / 2)
+
+    raft = asyncio.create_task(raft_traffic())
+    try:
+        await asyncio.sleep(GRACE / 2)  # the election
+        started = time.monotonic()
+        await new.dispatcher.start()
+        down_at = await wait_until(lambda: state_of(proposer, old_leader) == NodeState.DOWN)
+        assert GRACE * 0.9 <= down_at - crashed_at <= GRACE + 0.25, down_at - crashed_at
+        assert down_at - started < GRACE * 0.9  # the election's time is not added
+        await asyncio.sleep(3 * GRACE)
+        assert _states(watcher) == [(old_leader, NodeState.DOWN)]  # never Unknown first
+        assert state_of(proposer, follower) == NodeState.READY
+        assert new.dispatcher.metrics()["kept_ready_by_raft"] >= 1
+        # Raft goes silent (the follower's host lost power too): Down one grace later
+        raft.cancel()
+        silent_at = directory.contact[follower]
+        down_at = await wait_until(lambda: state_of(proposer, follower) == NodeState.DOWN)
+        assert GRACE * 0.9 <= down_at - silent_at <= GRACE + 0.25, down_at - silent_at
+    finally:
+        raft.cancel()
+        watcher.close()
+        await new.down()
+
+
+async def test_watch_pushes_leader_changes_from_any_manager(proposer, manager):
+    """A non-leading manager answers dispatcher.watch with the leader it knows and pushes
+    dispatcher.leader to the watching connection when Raft names another leader."""
+    follower = await Manager(proposer).up(lead=False)
+    follower.directory.leader = manager.addr
+    follower.dispatcher.leader_changed(4)
+    got: asyncio.Queue = asyncio.Queue()
+    registry = HandlerRegistry()
+    registry.add_notification_handler(LEADER_PUSH, lambda peer, params: got.put_nowait(params))
+    client = RpcClient(LOOPBACK, follower.server.bound_port, timeout=5, handlers=registry)
+    try:
+        node_id = await add_node(proposer)
+        answer = await client.call(WATCH, {"node_id": node_id})
+        assert answer == {"leader_addr": manager.addr, "term": 4}
+        follower.directory.set_leader("10.0.0.9:2377", 5)
+        params = await asyncio.wait_for(got.get(), 2)
+        assert params == {"leader_addr": "10.0.0.9:2377", "term": 5}
+        assert follower.dispatcher.metrics()["leader_pushes"] == 1
+        follower.directory.set_leader("10.0.0.9:2377", 5)  # no change: no push
+        await asyncio.sleep(0.1)
+        assert got.empty()
+    finally:
+        await client.close()
+        await follower.down()
 
 
 async def test_node_removed_loses_its_session(proposer, manager):

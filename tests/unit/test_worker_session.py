@@ -149,6 +149,82 @@ async def test_worker_fails_over_when_the_leader_process_dies(cluster):
         assert w.managers[-1] == old_addr  # the failed manager is tried last from now on
 
 
+class SilentProxy:
+    """A TCP relay to a manager that can go silent like a host that lost power: bytes are
+    dropped and no connection is closed (no FIN, no RST), new connections are accepted and
+    never answered."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.silent = False
+        self._writers: list[asyncio.StreamWriter] = []
+        self._tasks: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._accept, LOOPBACK, 0)
+
+    @property
+    def addr(self) -> str:
+        return f"{LOOPBACK}:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _accept(self, reader, writer) -> None:
+        self._writers.append(writer)
+        if self.silent:
+            return
+        ur, uw = await asyncio.open_connection(LOOPBACK, self.target_port)
+        self._writers.append(uw)
+        for src, dst in ((reader, uw), (ur, writer)):
+            t = asyncio.create_task(self._pipe(src, dst))
+            self._tasks.add(t)
+
+    async def _pipe(self, src, dst) -> None:
+        while data := await src.read(65536):
+            if not self.silent:
+                dst.write(data)
+                await dst.drain()
+
+    async def close(self) -> None:
+        self.server.close()
+        for t in self._tasks:
+            t.cancel()
+        for w in self._writers:
+            w.transport.abort()
+
+
+async def test_standby_moves_the_session_when_the_leaders_host_goes_silent(cluster):
+    """Power cut of the leader's host: its connections go silent. A surviving manager (the
+    worker's standby) pushes the new leader, and the worker is there long before its heartbeat
+    to the dead one would even time out; it is never anything but Ready."""
+    proposer, directory, (old, new) = cluster
+    proxy = SilentProxy(old.server.bound_port)
+    await proxy.start()
+    directory.manager_list = [{"node_id": "m0", "addr": proxy.addr}, {"node_id": "m1", "addr": new.addr}]
+    directory.leader = proxy.addr
+    node_id = await add_node(proposer)
+    states = proposer.store.watch("node", filter=lambda e: e.new is not None and e.new.id == node_id)
+    try:
+        async with worker(node_id, [proxy.addr], min_heartbeat_timeout=1.0) as w:
+            await w.wait_connected(5)
+            await wait_until(lambda: w.standby_addr == new.addr and w.stats["heartbeats"] >= 3,
+                             what="standby on the follower")
+            await wait_until(lambda: new.dispatcher._watchers, what="standby watching")
+            proxy.silent = True  # the power cut
+            await old.dispatcher.stop()
+            await new.dispatcher.start()
+            pushed = time.monotonic()
+            directory.set_leader(new.addr, 2)  # the follower's Raft sees the new leader
+            moved = await wait_until(lambda: new.dispatcher.has_session(node_id), what="moved")
+            assert moved - pushed < 0.5, moved - pushed  # the heartbeat timeout is 1 s
+            assert w.manager_addr == new.addr and w.stats["moved_by_push"] == 1
+            assert w.managers[-1] == proxy.addr  # the dead one is tried last from now on
+            await asyncio.sleep(3 * GRACE)
+            assert {e.new.status.state for e in states.drain()} == {NodeState.READY}
+            await wait_until(lambda: w.standby_addr == proxy.addr, what="a new standby")
+    finally:
+        states.close()
+        await proxy.close()
+
+
 async def test_worker_retries_with_backoff_until_a_manager_appears(cluster):
     proposer, directory, (leader, follower) = cluster
     await leader.dispatcher.stop()

@@ -8,6 +8,8 @@ takes a small directory object; tests pass a :class:`StaticDirectory`.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -21,6 +23,13 @@ class ManagerDirectory(Protocol):
 
     def leader_addr(self) -> str | None:
         """The leader's dialable address, None when no leader is known."""
+
+    def last_contact(self, node_id: str) -> float | None:
+        """Seconds since this manager's Raft member last heard from ``node_id``'s Raft member,
+        None when ``node_id`` is not a manager (no evidence either way)."""
+
+    def on_leader_change(self, callback: Callable[[int], None]) -> None:
+        """``callback(term)`` whenever this manager's Raft member sees the leader change."""
 
 
 class ClusterDirectory:
@@ -39,6 +48,12 @@ class ClusterDirectory:
             if m.leader and m.addr:
                 return m.addr
         return None
+
+    def last_contact(self, node_id: str) -> float | None:
+        return self._cluster.last_contact(node_id)
+
+    def on_leader_change(self, callback: Callable[[int], None]) -> None:
+        self._cluster.add_leader_listener(lambda _leader, term: callback(term))
 
 
 class StoreDirectory:
@@ -63,6 +78,12 @@ class StoreDirectory:
                 return ms.addr
         return None
 
+    def last_contact(self, node_id: str) -> float | None:
+        return None  # no Raft here: node liveness rests on heartbeats alone
+
+    def on_leader_change(self, callback: Callable[[int], None]) -> None:
+        pass  # leadership is not stored: nothing to follow
+
 
 @dataclass
 class StaticDirectory:
@@ -70,9 +91,25 @@ class StaticDirectory:
 
     manager_list: list[dict[str, str]] = field(default_factory=list)
     leader: str | None = None
+    contact: dict[str, float] = field(default_factory=dict)
+    """node_id -> time.monotonic() of the last Raft contact with it (managers only)."""
+    listeners: list[Callable[[int], None]] = field(default_factory=list)
 
     def managers(self) -> list[dict[str, str]]:
         return list(self.manager_list)
 
     def leader_addr(self) -> str | None:
         return self.leader
+
+    def last_contact(self, node_id: str) -> float | None:
+        t = self.contact.get(node_id)
+        return None if t is None else time.monotonic() - t
+
+    def on_leader_change(self, callback: Callable[[int], None]) -> None:
+        self.listeners.append(callback)
+
+    def set_leader(self, leader: str | None, term: int) -> None:
+        """Change the answer and tell the subscribers, as a Raft leader change would."""
+        self.leader = leader
+        for cb in self.listeners:
+            cb(term)

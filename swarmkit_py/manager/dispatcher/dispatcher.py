@@ -7,22 +7,39 @@ others answer ``not_leader`` with the leader's address so a worker turns around 
 
 Down detection and leader changes
 ---------------------------------
-A node is Down when no heartbeat arrived for ``grace_multiplier * heartbeat_period``. A new
-leader has no heartbeat history, so on ``start()`` it arms every not-Down node's timer with one
-grace period counted from the start (i.e. from the election). Swarm instead marks every node
-Unknown and waits twice its grace, which with its defaults shows a dead leader's host Down about
-30 s after the election (../shared/notes/lab.md). Here a node that never heartbeats to the new
-leader is Down ``grace`` (3 s with the defaults) after the election.
+A node is Down when no heartbeat arrived for ``grace = grace_multiplier * heartbeat_period``
+and nothing else proves it alive. The verdict Down moves the node's tasks at once
+(orchestrator/nodefail.py), so a wrong Down costs healthy replicas; the rules below are about
+never giving it to a live node while still giving it fast to a dead one.
 
-The trade-off, written down because it is a deliberate one: every live worker must notice that
-its old leader is gone and open a session with the new one within that one grace period, or it
-is briefly (and wrongly) marked Down and then Ready again when it arrives. The worker side
-(``worker/session.py``) is built for it: its heartbeat call times out after about one period,
-it then dials every known manager, follows ``not_leader`` hints, and caps its back-off at one
-period, so after an election it reaches the new leader within about one to two periods, well
-inside three. Re-opening costs nothing in the store when nothing changed (see status.py).
-Marking nodes Unknown first, as Swarm does, would only delay the one verdict that matters for
-rescheduling (is the old leader's host gone?) by another 2x grace.
+1. Managers are judged by Raft's own evidence. Raft traffic between the leader and every
+   member flows every 100 ms, so "this manager's Raft member spoke less than ``grace`` ago"
+   (``directory.last_contact``) keeps a manager Ready even while its worker session is moving
+   to a new leader; and a manager silent on Raft for ``grace`` is Down whatever its session
+   says. This includes the one node that matters after an election: the old leader's host.
+   The new leader heard the old leader's heartbeats until it died, so it declares that host
+   Down ``grace`` after its last word, as fast as a crashed worker - not ``grace`` after the
+   election, and not Swarm's 2 x grace after it.
+2. A node whose session moved to the new leader is judged on the new session's clock only:
+   the new leader starts with no sessions, and a session opened here re-arms the timer from
+   the moment it opened.
+3. A worker (no Raft evidence) that has not opened a session with the new leader one grace
+   after the election is shown ``unknown`` (as Swarm does, but only for the nodes actually in
+   doubt) and Down only ``reconnect_multiplier * grace`` after the election. Workers learn the
+   new leader within milliseconds by a push from a surviving manager (``dispatcher.watch``,
+   below, and worker/session.py), so a live worker is normally back long before; the longer
+   grace is for the rare worker that lost its standby too, and costs only a worker that
+   crashed together with the leader a few more seconds.
+
+Leader watch
+------------
+Every manager, leader or not, serves ``dispatcher.watch``: the caller's connection is
+subscribed to leader changes and gets a ``dispatcher.leader`` notification
+``{"leader_addr", "term"}`` as soon as this manager's Raft member learns of a new leader. A
+worker keeps one such warm standby connection to a manager other than its session's, so when
+the leader's host loses power (no FIN, no RST: its session just goes silent) the worker is
+told where the new leader is by a survivor, instead of waiting for a heartbeat timeout and a
+connect timeout to the dead host.
 """
 
 from __future__ import annotations
@@ -39,6 +56,7 @@ from pydantic import ValidationError
 from ...proto import (
     HEARTBEAT,
     INVALID_ARGUMENT,
+    LEADER_PUSH,
     MANAGERS_PUSH,
     NODE_NOT_FOUND,
     NOT_LEADER,
@@ -46,6 +64,7 @@ from ...proto import (
     SESSION,
     SESSION_INVALID,
     TASK_STATUS,
+    WATCH,
     not_leader_message,
 )
 from ...raft.errors import NoQuorum, NotLeader, ProposalDropped, Stopped
@@ -71,6 +90,7 @@ from .taskstatus import TaskStatusWriter, parse_updates
 log = logging.getLogger(__name__)
 
 HEARTBEAT_FAILURE = "heartbeat failure"
+NOT_RECONNECTED = "no session with the new leader since the leader change"
 
 SessionListener = Callable[[str], Any]
 
@@ -89,20 +109,31 @@ class Dispatcher:
         *,
         heartbeat_period: float = 1.0,
         grace_multiplier: float = 3,
+        reconnect_multiplier: float = 2,
         clock: Callable[[], float] = time.monotonic,
         identify: Identify | None = None,
         directory: ManagerDirectory | None = None,
     ) -> None:
-        if heartbeat_period <= 0 or grace_multiplier < 1:
-            raise ValueError("heartbeat_period must be > 0 and grace_multiplier >= 1")
+        if heartbeat_period <= 0 or grace_multiplier < 1 or reconnect_multiplier < 1:
+            raise ValueError(
+                "heartbeat_period must be > 0, grace_multiplier and reconnect_multiplier >= 1"
+            )
         self.proposer = proposer
         self.heartbeat_period = float(heartbeat_period)
         self.grace_multiplier = grace_multiplier
+        self.reconnect_multiplier = reconnect_multiplier
         self._clock = clock
         self._identify = identify or cert_identity()
         self.directory = directory or StoreDirectory(proposer.store)
         self._sessions = SessionTable()
         self._tracker = HeartbeatTracker()
+        # nodes known at the election that have not opened a session with this leader yet
+        self._unconfirmed: set[str] = set()
+        # connections subscribed to leader changes (dispatcher.watch), on every manager
+        self._watchers: set = set()
+        self._push_tasks: set[asyncio.Task] = set()
+        self._leader_seen: tuple[str | None, int] | None = None
+        self._term = 0
         self._writer: StatusWriter | None = None
         self._tasks: set[asyncio.Task] = set()
         self._listeners: list[SessionListener] = []
@@ -112,6 +143,9 @@ class Dispatcher:
             "sessions_opened": 0,
             "heartbeats": 0,
             "nodes_declared_down": 0,
+            "nodes_declared_unknown": 0,
+            "kept_ready_by_raft": 0,
+            "leader_pushes": 0,
         }
         # Status-write totals of writers from earlier terms, so the counters never go back.
         self._past_writes = (0, 0)
@@ -122,10 +156,16 @@ class Dispatcher:
         self.add_session_listener(self.netmap.session_opened)
         self._task_writer: TaskStatusWriter | None = None
         self.add_session_listener(self.assignments.session_opened)
+        self.directory.on_leader_change(self.leader_changed)
 
     @property
     def grace(self) -> float:
         return self.heartbeat_period * self.grace_multiplier
+
+    @property
+    def reconnect_grace(self) -> float:
+        """After an election, how long a node without Raft evidence has to reconnect."""
+        return self.grace * self.reconnect_multiplier
 
     @property
     def running(self) -> bool:
@@ -138,6 +178,7 @@ class Dispatcher:
         server.add_handler(SESSION, self._handle_session)
         server.add_handler(HEARTBEAT, self._handle_heartbeat)
         server.add_handler(TASK_STATUS, self._handle_task_status)
+        server.add_handler(WATCH, self._handle_watch)
 
     def add_session_listener(self, listener: SessionListener) -> None:
         """``listener(node_id)`` after each session opens: where assignments (issue 4) will
@@ -153,7 +194,7 @@ class Dispatcher:
         self._epoch += 1
         self._writer = StatusWriter(self.proposer)
         self.started_at = self._clock()
-        self._seed_timers(self.started_at + self.grace)
+        self._seed_timers(self.started_at, election=True)
         self._spawn(self._sweep_loop(), "dispatcher-sweep")
         self._spawn(self._watch_nodes(), "dispatcher-node-watch")
         self._spawn(self._announce_managers(), "dispatcher-managers")
@@ -161,7 +202,8 @@ class Dispatcher:
         self.assignments.start()
         self.netmap.start()
         log.info(
-            "dispatcher started: %d nodes get until +%.1fs to heartbeat",
+            "dispatcher started: %d nodes get until +%.1fs to reconnect (managers: judged by "
+            "Raft contact)",
             len(self._tracker),
             self.grace,
         )
@@ -186,11 +228,30 @@ class Dispatcher:
         await writer.close(RpcError(NOT_LEADER, not_leader_message(self._leader_addr())))
         self._sessions.clear()
         self._tracker.clear()
+        self._unconfirmed.clear()
 
-    def _seed_timers(self, deadline: float) -> None:
+    def _seed_timers(self, now: float, election: bool = False) -> None:
+        """Arm a timer for every node not Down and not tracked yet. A manager's deadline is
+        set from its last Raft contact (the old leader's host: ``grace`` after it last spoke,
+        but never before one period from now, so live followers have answered our first
+        appends); everyone else gets one grace from now."""
         for node in self.proposer.store.view().list("node"):
-            if node.status.state != NodeState.DOWN and node.id not in self._tracker:
-                self._tracker.set(node.id, deadline)
+            if node.status.state == NodeState.DOWN or node.id in self._tracker:
+                continue
+            deadline = now + self.grace
+            age = self._last_contact(node.id)
+            if age is not None:
+                deadline = now + max(self.heartbeat_period, self.grace - age)
+            self._tracker.set(node.id, deadline)
+            if election:
+                self._unconfirmed.add(node.id)
+
+    def _last_contact(self, node_id: str) -> float | None:
+        try:
+            return self.directory.last_contact(node_id)
+        except Exception:
+            log.exception("manager directory failed to give Raft contact of %s", node_id)
+            return None
 
     def _spawn(self, coro, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -212,6 +273,7 @@ class Dispatcher:
         # Arm the timer before the write: an expiry sweep while the write is in flight would
         # otherwise queue a Down behind this Ready.
         self._tracker.set(node_id, self._clock() + self.grace)
+        self._unconfirmed.discard(node_id)
         change = StatusChange(NodeState.READY, None, addr, description)
         await self._write(writer, node_id, change)
         if epoch != self._epoch:
@@ -331,10 +393,49 @@ class Dispatcher:
             now = self._clock()
             expired = self._tracker.pop_expired(now)
             if expired:
-                self._spawn(self._declare_down(expired), "dispatcher-declare-down")
+                down, unknown = self._judge(expired, now)
+                if down:
+                    self._spawn(self._declare_down(down), "dispatcher-declare-down")
+                if unknown:
+                    self._spawn(self._declare_unknown(unknown), "dispatcher-declare-unknown")
             nxt = self._tracker.next_deadline()
             wait = self.heartbeat_period if nxt is None else nxt - self._clock()
             await asyncio.sleep(min(max(wait, min_sleep), self.heartbeat_period))
+
+    def _judge(self, node_ids: list[str], now: float) -> tuple[list[str], list[str]]:
+        """Expired heartbeat timers -> (Down, Unknown); the rest are re-armed (see the module
+        docstring: Raft evidence for managers, a reconnect grace after an election)."""
+        down, unknown = [], []
+        started = self.started_at if self.started_at is not None else now
+        for node_id in node_ids:
+            age = self._last_contact(node_id)
+            if age is not None:
+                if age < self.grace:
+                    self.counters["kept_ready_by_raft"] += 1
+                    self._tracker.set(node_id, now + self.grace - age)
+                else:
+                    down.append(node_id)
+            elif node_id in self._unconfirmed and now < started + self.reconnect_grace:
+                unknown.append(node_id)
+                self._tracker.set(node_id, started + self.reconnect_grace)
+            else:
+                down.append(node_id)
+        return down, unknown
+
+    async def _declare_unknown(self, node_ids: list[str]) -> None:
+        writer = self._writer
+        if writer is None:
+            return
+        change = StatusChange(NodeState.UNKNOWN, NOT_RECONNECTED, only_if=NodeState.READY)
+        results = await asyncio.gather(
+            *[writer.submit(n, change) for n in node_ids], return_exceptions=True
+        )
+        for node_id, result in zip(node_ids, results, strict=True):
+            if result is True:
+                self.counters["nodes_declared_unknown"] += 1
+                log.warning("node %s is unknown: %s", node_id, NOT_RECONNECTED)
+            elif isinstance(result, BaseException) and not isinstance(result, NotFound):
+                log.warning("could not mark node %s unknown: %s", node_id, result)
 
     async def _declare_down(self, node_ids: list[str]) -> None:
         writer = self._writer
@@ -365,13 +466,14 @@ class Dispatcher:
         store = self.proposer.store
         while True:
             watcher = store.watch("node")
-            self._seed_timers(self._clock() + self.grace)
+            self._seed_timers(self._clock())
             try:
                 async for event in watcher:
                     node = event.obj
                     if event.action == DELETE:
                         self._sessions.drop_node(node.id)
                         self._tracker.discard(node.id)
+                        self._unconfirmed.discard(node.id)
                     elif (
                         node.status.state == NodeState.READY
                         and node.id not in self._tracker
@@ -419,6 +521,40 @@ class Dispatcher:
 
     def session_node_ids(self) -> list[str]:
         return list(self._sessions.node_ids())
+
+    async def _handle_watch(self, peer: PeerInfo, params: Any) -> dict[str, Any]:
+        """Subscribe the caller's connection to leader changes (any manager serves it); the
+        answer is the leader as this manager sees it now, so the call doubles as a ping."""
+        self._identify(peer, _params(params))
+        conn = peer.connection
+        if conn is not None and conn not in self._watchers and not conn.is_closed:
+            self._watchers.add(conn)
+            conn.add_close_callback(lambda: self._watchers.discard(conn))
+        return {"leader_addr": self._leader_addr(), "term": self._term}
+
+    def leader_changed(self, term: int) -> None:
+        """Called (through the directory) when this manager's Raft member sees a new leader
+        or loses it, whatever its own role: every watcher is told at once, from tasks (the
+        caller is Raft's loop)."""
+        self._term = max(self._term, int(term))
+        leader = self._leader_addr()
+        if leader is None or (leader, term) == self._leader_seen or not self._watchers:
+            return
+        self._leader_seen = (leader, term)
+        params = {"leader_addr": leader, "term": term}
+        for conn in list(self._watchers):
+            task = asyncio.get_running_loop().create_task(
+                self._notify_watcher(conn, params), name="dispatcher-leader-push"
+            )
+            self._push_tasks.add(task)
+            task.add_done_callback(self._push_tasks.discard)
+
+    async def _notify_watcher(self, conn, params: dict[str, Any]) -> None:
+        try:
+            await conn.notify(LEADER_PUSH, params)
+            self.counters["leader_pushes"] += 1
+        except RpcUnavailable:
+            self._watchers.discard(conn)
 
     def has_session(self, node_id: str) -> bool:
         return self._sessions.for_node(node_id) is not None
