@@ -60,6 +60,14 @@ async def update_swarm(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+async def transfer_leader(request: web.Request) -> web.Response:
+    """swarmkit-py extension (Docker has no such call): ``POST /swarm/leader?to=<node>`` moves
+    Raft leadership to that manager (ID, hostname or prefix; without ``to``, to the most
+    caught-up other manager) and answers the new leader's node once it leads."""
+    node = await request.app[CONTROL].transfer_leadership(request.query.get("to") or None)
+    return web.json_response(node.to_api())
+
+
 async def init_or_join(request: web.Request) -> web.Response:
     raise APIError(503, ALREADY_IN_SWARM)
 
@@ -73,6 +81,7 @@ def setup(app: web.Application) -> None:
     add_route(app, "POST", "/swarm/update", update_swarm)
     add_route(app, "GET", "/swarm/unlockkey", unlock_key)
     add_route(app, "POST", "/swarm/unlock", unlock)
+    add_route(app, "POST", "/swarm/leader", transfer_leader)
     add_route(app, "POST", "/swarm/init", init_or_join)
     add_route(app, "POST", "/swarm/join", init_or_join)
     add_route(app, "POST", "/swarm/leave", leave)

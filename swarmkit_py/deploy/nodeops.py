@@ -66,6 +66,24 @@ def demote(cl: Cluster, name: str) -> str:
     return f"{name} demoted: now a worker"
 
 
+def transfer_leader(cl: Cluster, to: str | None = None, timeout: float = 15.0) -> str:
+    """Move Raft leadership to manager `to` (None: the most caught-up other manager) through
+    the API's `POST /swarm/leader`; returns the new leader's name once the cluster shows it.
+    A planned restart of the leader's host does this first, so writes wait for one round trip
+    instead of an election timeout."""
+    c = cl.client()
+    params = {"to": cl.node(to)["ID"]} if to else {}
+    try:
+        node = c.api._result(c.api._post(c.api._url("/swarm/leader"), params=params), json=True)
+    except Exception as e:
+        raise ClusterError(f"leadership transfer{' to ' + to if to else ''} refused: {api.explain(e)}") from None
+    name = node.get("Description", {}).get("Hostname") or node.get("ID")
+    wait_for(f"{name} to be shown as leader", lambda: any(
+        row(n)["manager"] == "Leader" and n.get("Description", {}).get("Hostname") == name for n in cl.nodes()),
+        timeout, 0.05)
+    return name
+
+
 def availability(cl: Cluster, name: str, value: str) -> str:
     before = row(cl.node(name))["availability"].lower()
     if before == value:

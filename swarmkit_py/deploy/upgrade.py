@@ -9,10 +9,11 @@ Order and why:
    restart the agent, health check, activate. Workers hold no Raft vote, so N at once is safe.
 3. Managers ONE at a time, followers first, the leader LAST: each restart of a follower costs
    the voter set one member for a moment, never two. The leader goes last so leadership moves
-   once, not once per manager. The runtime has Raft leadership transfer but the cluster API
-   exposes none (neither does Docker's), so the leader's agent is simply restarted; its clean
-   stop ends its heartbeats and a follower is elected within one election timeout. The time
-   without a leader is measured and printed.
+   once, not once per manager, and before its agent restarts, leadership is handed to an
+   upgraded manager (`POST /swarm/leader`, Raft's leadership transfer): writes pause for one
+   round trip instead of an election timeout plus the time for everyone to notice the old
+   leader stopped. If the transfer is refused, the agent is restarted anyway and a follower is
+   elected. The handover (or leaderless) time is measured and printed.
 4. Health check, per host, within `--timeout`: the new agent process runs the new release,
    stays up, opened a session with a dispatcher (its log says so after the restart; the
    cluster's node status alone would still say Ready from before the restart), and the node is
@@ -40,7 +41,7 @@ from . import agentctl as ac
 from . import modules, wheelhouse
 from .cluster import Cluster, ClusterError, wait_for
 from .inventory import Host
-from .nodeops import update_node
+from .nodeops import transfer_leader, update_node
 from .runner import StepResult
 from .ssh import fan_out
 from .wheelhouse import Wheelhouse
@@ -103,7 +104,7 @@ def upgrade(cl: Cluster, wh: Wheelhouse, batch: int = 1, timeout: float = 60.0, 
         figures["upgraded"] += done
         if leaderless is not None:
             figures["leaderless_s"] = round(leaderless, 2)
-            r.log(f"leader {h.name} restarted; new leader after {leaderless:.2f}s; host done in {time.monotonic() - lt:.1f}s")
+            r.log(f"leadership moved off {h.name} in {leaderless:.2f}s; host done in {time.monotonic() - lt:.1f}s")
     figures["seconds"] = round(time.monotonic() - t0, 1)
     gap = f"; without a leader {figures['leaderless_s']:.2f}s" if figures["leaderless_s"] is not None else ""
     r.console.print(f"upgrade to {wh.version}: {len(figures['upgraded'])} host(s) upgraded, "
@@ -149,6 +150,15 @@ def _roll(cl: Cluster, hosts: list[Host], wh: Wheelhouse, timeout: float,
         if any(cl.entry is h for h in todo):  # talk to a manager that stays up
             cl.client(prefer=next(m for m in _managers(cl) if m not in todo))
         marks = dict(zip([h.name for h in todo], fan_out(todo, lambda h: ac.log_mark(ac.ctx(cl, h)), r.forks), strict=True))
+        if was_leader:
+            t_handover = time.monotonic()
+            try:
+                new = transfer_leader(cl, next(m for m in _managers(cl) if m not in todo).name)
+                leaderless = time.monotonic() - t_handover
+                r.log(f"leadership handed from {todo[0].name} to {new} in {leaderless:.2f}s")
+                was_leader = False
+            except (ClusterError, StopIteration) as e:
+                r.log(f"no leadership handover before restarting {todo[0].name} ({e}); restarting it anyway")
         for h in todo:
             _switch(cl, h, wh.version)
         t_restart = time.monotonic()

@@ -48,6 +48,11 @@ class ClusterContext(Protocol):
     def add_leader_listener(self, listener: Callable[[int, int], None]) -> None:
         """``listener(leader_raft_id, term)`` each time the Raft leader changes (or is lost)."""
 
+    async def transfer_leadership(self, to: str | None = None, timeout: float = 10.0) -> str:
+        """Move Raft leadership to manager node ``to`` (None: the best other voter); returns
+        the new leader's node id. ValueError for a target that cannot lead; raft's NoQuorum
+        when there is no leader or the transfer did not complete."""
+
     async def read_barrier(self) -> None:
         """Wait until the local store reflects every committed write (ReadIndex); raises
         raft's NoQuorum when there is no leader."""

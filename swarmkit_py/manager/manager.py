@@ -13,14 +13,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from ..ca import require_manager_cert
+from ..ca import PermissionDeniedError, require_manager_cert
+from ..proto import INVALID_ARGUMENT, NOT_LEADER, PERMISSION_DENIED, RAFT_TRANSFER, UNAVAILABLE
 from ..raft.config import RaftConfig
-from ..raft.errors import NoQuorum
+from ..raft.errors import NoQuorum, NotLeader, RaftError
 from ..raft.node import RaftNode
 from ..raft.storage import DiskStorage
 from ..raft.storage.snapshots import KEEP
 from ..raft.transport import Transport
-from ..rpc import RpcServer
+from ..rpc import PeerInfo, RpcClient, RpcError, RpcServer
 from ..store import MemoryStore, Node, NodeState
 from .autolock import KEKWatcher
 from .context import RaftMember
@@ -85,6 +86,8 @@ class Manager:
         )
         self.proposer = RaftProposer(self.raft, self.store)
         self.kek_watcher = KEKWatcher(self.store, storage, ca_key_path)
+        self._client_ssl = client_ssl
+        rpc_server.add_handler(RAFT_TRANSFER, self._handle_transfer)
         self._leader_loops: list[tuple[str, LoopFn, LoopFn]] = []
         self._leading = False
         self._leadership_task: asyncio.Task | None = None
@@ -154,6 +157,64 @@ class Manager:
         if not raft_id or raft_id not in self.raft.peers:
             return None
         return self.raft.last_contact(raft_id)
+
+    async def transfer_leadership(self, to: str | None = None, timeout: float = 10.0) -> str:
+        """Hand Raft leadership to the manager node ``to`` (None: the most caught-up other
+        voter) and return the new leader's node id once it leads. Any manager may be asked: a
+        follower forwards the request to the leader over the cluster port. Raises ValueError
+        for a target that cannot lead (not a manager, not a voter, unreachable, itself when
+        there is no other), NoQuorum when no leader is known or the transfer did not finish."""
+        if not self.raft.is_leader:
+            addr = self.raft.leader_addr()
+            if addr is None:
+                raise NoQuorum("no leader to transfer leadership from (election under way?)")
+            host, _, port = addr.rpartition(":")
+            client = RpcClient(host, int(port), ssl=self._client_ssl, timeout=timeout + 2,
+                               server_hostname="swarm-manager" if self._client_ssl else None)
+            try:
+                if self._client_ssl is not None:  # the leader's certificate, not just the CA's
+                    conn = await client.connect()
+                    cluster = self.store.view().cluster()
+                    require_manager_cert(conn.peer.cert, cluster_id=cluster.id if cluster else None)
+                answer = await client.call(RAFT_TRANSFER, {"to": to, "timeout": timeout})
+            except PermissionDeniedError as e:
+                raise NoQuorum(f"the leader at {addr} is not a manager of this cluster: {e}") from None
+            except RpcError as e:
+                if e.code == INVALID_ARGUMENT:
+                    raise ValueError(e.message) from None
+                raise NoQuorum(f"leadership transfer through the leader at {addr} failed: {e}") from None
+            finally:
+                await client.close()
+            return answer["leader"]
+        raft_id = 0
+        if to is not None:
+            if to == self._node_id:
+                return to  # already leads
+            member = next((m for m in self.raft_members() if m.node_id == to), None)
+            if member is None or not member.voter:
+                raise ValueError(f"node {to} is not a voting manager: only a manager can lead")
+            if not member.reachable:
+                raise ValueError(f"manager {to} is not reachable: it cannot take over leadership")
+            raft_id = member.raft_id
+        new = await self.raft.transfer_leadership(raft_id, timeout=timeout)
+        node = self._node_by_raft_id().get(new)
+        return node.id if node else str(new)
+
+    async def _handle_transfer(self, peer: PeerInfo, params) -> dict:
+        if not self.revocation.is_current_manager(peer):
+            raise RpcError(PERMISSION_DENIED, "only managers may move leadership")
+        params = params if isinstance(params, dict) else {}
+        to, timeout = params.get("to"), params.get("timeout", 10.0)
+        if (to is not None and not isinstance(to, str)) or not isinstance(timeout, (int, float)):
+            raise RpcError(INVALID_ARGUMENT, "to must be a node id or null, timeout a number")
+        if not self.raft.is_leader:
+            raise RpcError(NOT_LEADER, "this manager no longer leads; ask again")
+        try:
+            return {"leader": await self.transfer_leadership(to, float(min(timeout, 60.0)))}
+        except ValueError as e:
+            raise RpcError(INVALID_ARGUMENT, str(e)) from None
+        except (NotLeader, RaftError) as e:
+            raise RpcError(UNAVAILABLE, f"leadership transfer failed: {e}") from None
 
     async def read_barrier(self) -> None:
         await self.raft.read_index()

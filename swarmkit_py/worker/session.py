@@ -98,11 +98,8 @@ class WorkerSession:
         backoff_initial: float = 0.05,
         backoff_max: float = 1.0,
         rng: random.Random | None = None,
-<<<<<<< HEAD
         verify_peer: VerifyPeer | None = None,
-=======
         standby: str | None = None,
->>>>>>> c75621d (dispatcher/session: no live node marked Down after a leader change)
     ) -> None:
         if not managers:
             raise ValueError("at least one manager address is needed")
@@ -415,6 +412,7 @@ class WorkerSession:
                 timeout=max(period, self.min_heartbeat_timeout),
                 connect_timeout=self.connect_timeout,
                 handlers=self._standby_registry,
+                verify_peer=self._verify_peer,  # a standby's word moves the session: a manager's only
             )
             self._standby_client, self.standby_addr = client, addr
             try:

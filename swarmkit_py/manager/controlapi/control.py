@@ -143,6 +143,23 @@ class ControlAPI(ServiceMethods, TaskMethods, NetworkMethods):
         stored = next((o for o in result.objects if o.kind == "node" and o.id == node.id), updated)
         return with_manager_status(stored, self._members())
 
+    async def transfer_leadership(self, ref: str | None = None) -> Node:
+        """Make node `ref` (ID, hostname or prefix; None: the best other manager) the Raft
+        leader, from any manager; returns the new leader's node once it leads. Used before
+        restarting the leader's agent (rolling upgrade) so the cluster never waits for an
+        election timeout."""
+        target = None
+        if ref:
+            node: Node = self.store.view().lookup("node", ref)
+            if actual_role(node) != NodeRole.MANAGER:
+                raise FailedPrecondition(f"node {node.id} is not a manager: only a manager can lead")
+            target = node.id
+        try:
+            leader = await self.ctx.transfer_leadership(target)
+        except ValueError as e:
+            raise FailedPrecondition(str(e)) from None
+        return with_manager_status(self.store.view().lookup("node", leader), self._members())
+
     def _desired_managers(self) -> int:
         return self.store.view().count("node", role=NodeRole.MANAGER)
 
