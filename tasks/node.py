@@ -39,3 +39,19 @@ def activate(c, host, inventory=None):
     from swarmkit_py.deploy.nodeops import availability
 
     print(op(lambda cl, r: availability(cl, host, "active"), "activate", inventory))
+
+
+@task(help={"to": "the manager to lead (inventory host name); default: the most caught-up other manager",
+            "inventory": INV_HELP})
+def leader(c, to=None, inventory=None):
+    """Move Raft leadership to manager TO (Raft leadership transfer; writes pause for about one
+    round trip, not an election timeout). Do it before taking the leader's host down."""
+    from swarmkit_py.deploy.nodeops import transfer_leader
+
+    def run(cl, r):
+        before = next((n["Description"]["Hostname"] for n in cl.nodes()
+                       if (n.get("ManagerStatus") or {}).get("Leader")), None)
+        new = transfer_leader(cl, to)
+        return f"leader: {before} -> {new}" if before != new else f"{new} already leads"
+
+    print(op(run, "leader", inventory))
