@@ -91,6 +91,49 @@ def test_init_join_promote_and_leader_crash(cluster):
     assert "zone" in c.docker(w0, "node", "inspect", "w2", "--format", "{{.Spec.Labels}}").stdout
 
 
+def _transfer(client, to=None):
+    params = {"to": to} if to else {}
+    return client.api._result(client.api._post(client.api._url("/swarm/leader"), params=params), json=True)
+
+
+def test_leader_transfer_through_the_api_from_any_manager(cluster):
+    """POST /swarm/leader (what `invoke leader --to` calls) moves leadership at once, asked of a
+    follower as well as of the leader; a worker is refused with the reason; no node is shown
+    anything but Ready while leadership moves."""
+    import docker
+
+    c = cluster
+    m1, (w0, w1, w2) = _found(c, None, nworkers=3)
+    c.docker(m1, "node", "promote", "w0", "w1")
+    c.wait_for(lambda: sorted(r[1] for r in _rows(c, m1).values() if len(r) > 1) == ["Leader", "Reachable", "Reachable"],
+               40, "3 managers: one Leader, two Reachable")
+    follower = c.sdk(w0)
+    seen: set[str] = set()
+
+    def leader_is(name):
+        rows = _rows(c, w0)
+        seen.update(r[0] for r in rows.values())
+        return rows[name][1:] == ["Leader"]
+
+    t0 = time.monotonic()
+    answer = _transfer(follower, "w1")  # asked of a follower: forwarded to the leader
+    took = time.monotonic() - t0
+    assert answer["Description"]["Hostname"] == "w1" and answer["ManagerStatus"]["Leader"] is True
+    assert took < 3, took
+    c.wait_for(lambda: leader_is("w1"), 10, "w1 shown as leader")
+    answer = _transfer(c.sdk(w1))  # no target: the most caught-up other manager
+    assert answer["Description"]["Hostname"] in ("m1", "w0")
+    with pytest.raises(docker.errors.APIError) as err:
+        _transfer(follower, "w2")
+    assert "not a manager" in str(err.value), err.value
+    # writes go on under the new leader, and nobody was ever shown Down or Unknown
+    c.docker(w0, "node", "update", "--label-add", "moved=yes", "w2")
+    for _ in range(20):
+        leader_is(answer["Description"]["Hostname"])
+        time.sleep(0.1)
+    assert seen == {"Ready"}, seen
+
+
 def test_join_tokens_and_certificates_are_checked(cluster, tmp_path):
     c = cluster
     m1, (w0,) = _found(c, None, nworkers=1)
