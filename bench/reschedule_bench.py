@@ -1,6 +1,10 @@
 """Rescheduling after a host crash: SIGKILL a host, time until 3 replicas run again elsewhere.
 
     python bench/reschedule_bench.py --trials 10 --victim worker|leader [--layout 3m2w|5m] [--out F]
+    python bench/reschedule_bench.py --lab --trials 30 --victim worker|leader [--layout readme|seed]
+        [--lab-name NAME] [--out F]     # power cuts in the local lab: the reference figure
+
+`--lab` (needs root) is described in bench/_lab_reschedule.py; what follows is the loopback mode.
 
 Prints ONE JSON line: victim, layout, trials, median_s, max_s, samples (seconds from the kill to
 3 tasks Running on surviving nodes, one per trial), healthy_tasks_rescheduled (must be 0), and
@@ -293,7 +297,15 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--victim", choices=["worker", "leader"], required=True)
-    ap.add_argument("--layout", choices=["3m2w", "5m"], default="3m2w")
+    ap.add_argument("--layout", choices=["3m2w", "5m", "readme", "seed"], default=None,
+                    help="loopback: 3m2w (default) or 5m; --lab: readme (7 hosts, 5 managers; default) "
+                         "or seed (5 hosts, 3 managers promoted after the service)")
+    ap.add_argument("--lab", action="store_true", help="power cuts of lab hosts, one Docker engine per host")
+    ap.add_argument("--lab-name", default="bench", help="--lab: the lab to use (made and removed here)")
+    ap.add_argument("--fresh", action="store_true", help="--lab: rebuild the lab even if it runs")
+    ap.add_argument("--keep-lab", action="store_true", help="--lab: leave the lab up afterwards")
+    ap.add_argument("--quiet", type=float, default=2.0,
+                    help="--lab: seconds of quiet before each power cut (sessions settled)")
     ap.add_argument("--settle", type=float, default=3.0,
                     help="seconds to keep watching after convergence for wrongful rescheduling")
     ap.add_argument("--out", help="also append the JSON line to this JSONL file")
@@ -301,6 +313,17 @@ def main(argv=None) -> None:
     ap.add_argument("--no-heartbeat-wait", action="store_true",
                     help="crash as soon as the promotion is done, not after 2 heartbeats of every node")
     a = ap.parse_args(argv)
+    if a.lab:
+        a.layout = a.layout or "readme"
+        if a.layout not in ("readme", "seed"):
+            ap.error("--lab layouts are readme and seed")
+        import _lab_reschedule
+
+        emit(_lab_reschedule.run(a, {"commit": git_commit(), **source_id()}), a.out)
+        return
+    a.layout = a.layout or "3m2w"
+    if a.layout not in ("3m2w", "5m"):
+        ap.error("loopback layouts are 3m2w and 5m (readme and seed need --lab)")
     global KEEP, WAIT_HEARTBEATS
     KEEP = a.keep_logs
     WAIT_HEARTBEATS = not a.no_heartbeat_wait
