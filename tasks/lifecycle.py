@@ -24,18 +24,22 @@ def scale(c, add, inventory=None, forks=10):
             "batch": "workers upgraded at once (default 1); managers always go one at a time",
             "timeout": "seconds a host has to pass its health check before it is rolled back (default 60)",
             "drain": "drain each host first (default); --no-drain restarts agents under running tasks (not yet safe)",
+            "handover": "move leadership off the leader before restarting its agent (default); "
+                        "--no-handover restarts it and lets the followers elect (writes pause longer)",
             "inventory": INV_HELP, "forks": "hosts installed in parallel (default 10)"})
-def upgrade(c, version=None, wheel=None, batch=1, timeout=60, drain=True, inventory=None, forks=10):
+def upgrade(c, version=None, wheel=None, batch=1, timeout=60, drain=True, handover=True, inventory=None,
+            forks=10):
     """Rolling upgrade with no loss of quorum or replicas: install the release everywhere, then
     workers in batches (drain, switch `current`, restart, health check, activate), then the
-    managers one at a time, the leader last. A host failing its health check is switched back
-    to its previous release and the rollout stops."""
+    managers one at a time, the leader last, after handing its leadership to an upgraded
+    manager. A host failing its health check is switched back to its previous release and the
+    rollout stops."""
     from swarmkit_py.deploy.upgrade import resolve
     from swarmkit_py.deploy.upgrade import upgrade as run
 
     def go(cl, r):
         wh = resolve(version, wheel, log=r.log)
-        return run(cl, wh, int(batch), float(timeout), bool(drain))
+        return run(cl, wh, int(batch), float(timeout), bool(drain), handover=bool(handover))
 
     op(go, "upgrade", inventory, recap=True, forks=forks)
 

@@ -75,7 +75,8 @@ def resolve(version: str | None = None, wheel: str | None = None, log=print) -> 
     return wheelhouse.build(log=log)
 
 
-def upgrade(cl: Cluster, wh: Wheelhouse, batch: int = 1, timeout: float = 60.0, drain: bool = True) -> dict:
+def upgrade(cl: Cluster, wh: Wheelhouse, batch: int = 1, timeout: float = 60.0, drain: bool = True,
+            handover: bool = True) -> dict:
     """Roll the swarm to `wh`; returns figures (seconds, hosts upgraded, leaderless gap)."""
     r = cl.runner
     t0 = time.monotonic()
@@ -100,7 +101,7 @@ def upgrade(cl: Cluster, wh: Wheelhouse, batch: int = 1, timeout: float = 60.0, 
         figures["upgraded"] += _roll(cl, workers[i:i + max(1, int(batch))], wh, timeout, False, drain)[0]
     for h in order:
         lt = time.monotonic()
-        done, leaderless = _roll(cl, [h], wh, timeout, True, drain)
+        done, leaderless = _roll(cl, [h], wh, timeout, True, drain, handover)
         figures["upgraded"] += done
         if leaderless is not None:
             figures["leaderless_s"] = round(leaderless, 2)
@@ -126,7 +127,7 @@ def _install(cl: Cluster, hosts: list[Host], wh: Wheelhouse) -> None:
 
 
 def _roll(cl: Cluster, hosts: list[Host], wh: Wheelhouse, timeout: float,
-          manager: bool, drain: bool = True) -> tuple[list[str], float | None]:
+          manager: bool, drain: bool = True, handover: bool = True) -> tuple[list[str], float | None]:
     """Upgrade one batch: drain, switch, restart, health check, activate. Returns the names
     upgraded and, when the batch was the leader, the seconds the cluster had no leader."""
     r = cl.runner
@@ -150,7 +151,7 @@ def _roll(cl: Cluster, hosts: list[Host], wh: Wheelhouse, timeout: float,
         if any(cl.entry is h for h in todo):  # talk to a manager that stays up
             cl.client(prefer=next(m for m in _managers(cl) if m not in todo))
         marks = dict(zip([h.name for h in todo], fan_out(todo, lambda h: ac.log_mark(ac.ctx(cl, h)), r.forks), strict=True))
-        if was_leader:
+        if was_leader and handover:
             t_handover = time.monotonic()
             try:
                 new = transfer_leader(cl, next(m for m in _managers(cl) if m not in todo).name)
