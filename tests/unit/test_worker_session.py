@@ -203,7 +203,8 @@ async def test_standby_moves_the_session_when_the_leaders_host_goes_silent(clust
     node_id = await add_node(proposer)
     states = proposer.store.watch("node", filter=lambda e: e.new is not None and e.new.id == node_id)
     try:
-        async with worker(node_id, [proxy.addr], min_heartbeat_timeout=1.0) as w:
+        # a 5 s heartbeat timeout: only the push can explain a move within a couple of seconds
+        async with worker(node_id, [proxy.addr], min_heartbeat_timeout=5.0) as w:
             await w.wait_connected(5)
             await wait_until(lambda: w.standby_addr == new.addr and w.stats["heartbeats"] >= 3,
                              what="standby on the follower")
@@ -214,7 +215,7 @@ async def test_standby_moves_the_session_when_the_leaders_host_goes_silent(clust
             pushed = time.monotonic()
             directory.set_leader(new.addr, 2)  # the follower's Raft sees the new leader
             moved = await wait_until(lambda: new.dispatcher.has_session(node_id), what="moved")
-            assert moved - pushed < 0.5, moved - pushed  # the heartbeat timeout is 1 s
+            assert moved - pushed < 2.5, moved - pushed
             assert w.manager_addr == new.addr and w.stats["moved_by_push"] == 1
             assert w.managers[-1] == proxy.addr  # the dead one is tried last from now on
             await asyncio.sleep(3 * GRACE)
