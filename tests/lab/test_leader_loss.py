@@ -16,9 +16,7 @@ leader hands leadership over first and nobody is marked Down by that either.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -26,46 +24,29 @@ import pytest
 
 from swarmkit_py.deploy import api
 from swarmkit_py.deploy.inventory import load
-from swarmkit_py.deploy.lab import Lab
+from tests.labkit import LAB_MARKS, operator_env, running_lab
+from tests.labkit import invoke as run_invoke
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (namespaces, bridge, iptables, cgroups)"),
-    pytest.mark.timeout(900),
-]
+pytestmark = LAB_MARKS
 
-REPO = Path(__file__).resolve().parents[2]
-INVOKE = str(REPO / ".venv" / "bin" / "invoke")
 IMAGE = "swarmkit-py/busybox:latest"
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, lab_name):
-    tmp = tmp_path_factory.mktemp("leaderloss")
-    lab = Lab(lab_name("leaderloss"), state_dir=tmp / "lab", inventory_path=tmp / "hosts.yml")
-    try:
-        lab.up(5, docker=True)
+    with running_lab(tmp_path_factory.mktemp("leaderloss"), lab_name("leaderloss"), 5) as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
-    e = {**os.environ, "SWARMKIT_BUILD_REF": head, "SWARMKIT_DEPLOY_DIR": str(tmp_path_factory.mktemp("operator"))}
-    e.pop("SWARMKIT_RELEASE_SUFFIX", None)
-    return e
+    env = operator_env(tmp_path_factory.mktemp("operator"))
+    env.pop("SWARMKIT_RELEASE_SUFFIX", None)
+    return env
 
 
-def invoke(env, lab, *args, timeout=600) -> str:
-    cmd = [INVOKE, *args]
-    if not args[0].startswith("lab."):
-        cmd += ["--inventory", str(lab.inventory_path)]
-    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    assert r.returncode == 0, f"{' '.join(cmd)} exited {r.returncode}:\n{r.stdout[-4000:]}\n{r.stderr[-3000:]}"
-    return r.stdout
+def invoke(env, lab, *args) -> str:
+    return run_invoke(env, *args, inventory=lab.inventory_path).stdout
 
 
 class Api:
