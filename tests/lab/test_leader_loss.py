@@ -3,8 +3,8 @@
 The seed's layout, built the way an operator does it: 5 hosts, `invoke bootstrap --managers 1`,
 a 3-replica service, then the two task-less workers promoted (`invoke promote`), so 3 managers
 and two task-holding workers. Then, twice: if the leader holds no task, `invoke leader --to` a
-manager that does; power cut of the leader's host (`invoke lab.crash`: link down first, so
-peers hear no FIN/RST); a surviving manager's API is read every 100 ms for 10 s.
+manager that does; power cut of the leader's host (link down first, so peers hear no FIN/RST: `Lab.crash`, which
+`invoke lab.crash` runs); a surviving manager's API is read every 100 ms for 10 s.
 
 Checked at every read: no surviving node ever shown anything but `ready` (the bug showed five
 of six live nodes Down, the new leader included). At the end: 3 replicas running on survivors
@@ -116,7 +116,7 @@ def test_power_cut_of_the_leaders_host_marks_nobody_healthy_down(lab, env):
         via = next(m for m in managers if m != leader)
         healthy = {t for t, h in running.items() if h != leader}
         time.sleep(2)  # sessions settled on the current leader
-        invoke(env, lab, "lab.crash", "--name", lab.name, leader)
+        lab.crash(leader)  # what `invoke lab.crash` does (this lab's state is in a temp dir)
         t0 = time.monotonic()
         not_ready: set[str] = set()
         while time.monotonic() - t0 < 10:
@@ -133,7 +133,7 @@ def test_power_cut_of_the_leaders_host_marks_nobody_healthy_down(lab, env):
         after = a.running(via)
         assert healthy <= set(after), f"healthy tasks moved: {healthy - set(after)}"
         assert a.nodes(via)[leader]["Status"]["State"] == "down"
-        invoke(env, lab, "lab.restart", "--name", lab.name, leader)
+        lab.restart(leader)
         a.clients.pop(leader, None)
         wait(lambda via=via: all(n["Status"]["State"] == "ready" for n in a.nodes(via).values()), 90,
              f"{leader} Ready again after its reboot")
