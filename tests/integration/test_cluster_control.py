@@ -107,6 +107,8 @@ def test_leader_transfer_through_the_api_from_any_manager(cluster):
     c.docker(m1, "node", "promote", "w0", "w1")
     c.wait_for(lambda: sorted(r[1] for r in _rows(c, m1).values() if len(r) > 1) == ["Leader", "Reachable", "Reachable"],
                40, "3 managers: one Leader, two Reachable")
+    for n in (w0, w1):  # a promoted node serves the API once its manager half is up
+        c.wait_for(lambda n=n: _rows(c, n).get("m1", [None, None])[1] == "Leader", 30, f"{n.name} serves node ls")
     follower = c.sdk(w0)
     seen: set[str] = set()
 
