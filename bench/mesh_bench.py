@@ -15,8 +15,8 @@ one new TCP connection per request (the mesh balances connections), reporting re
 p50/p99 latency. Then --deaths times: `docker kill` of the task's container on B; the clock
 starts at the kill; A's nat table is polled (every 5 ms) until the DNAT rule to the task is
 gone. Reported: kill issued (before the `docker kill` runs over SSH on B, so SSH's own
-latency is in it) -> rule gone, and manager knowing (the task's failed status timestamp,
-written by the leader when B's worker reported it) -> rule gone on A.
+latency is in it) -> rule gone, and manager knowing (the first moment the manager's API, polled
+every 10 ms over TLS, no longer shows the task running) -> rule gone on A.
 
 Only lab namespaces this machine's lab made are touched; the service is removed at the end.
 """
@@ -31,8 +31,8 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
-from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,6 +136,35 @@ def client(lab, host: str, target: str, port: int, a) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+class ManagerWatch(threading.Thread):
+    """Polls the manager's API (SDK over TLS, every 10 ms) for the moment the task is no longer
+    running there: when the manager knows (to within a poll)."""
+
+    def __init__(self, api, task_id: str) -> None:
+        super().__init__(daemon=True)
+        self.api, self.task_id = api, task_id
+        self.seen_at = float("nan")
+
+    def run(self) -> None:
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            state = self.api.inspect_task(self.task_id)["Status"]["State"]
+            if state != "running":
+                self.seen_at = time.time()
+                return
+            time.sleep(0.01)
+
+
+def sdk(env):
+    import docker
+    cert = env["DOCKER_CERT_PATH"]
+    tls = docker.tls.TLSConfig(client_cert=(f"{cert}/cert.pem", f"{cert}/key.pem"),
+                               ca_cert=f"{cert}/ca.pem", verify=True)
+    client = docker.APIClient(base_url=env["DOCKER_HOST"], tls=tls, version="1.41")
+    client.trust_env = False
+    return client
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lab", default="lab")
@@ -164,6 +193,7 @@ def main() -> None:
     addr = {h: v["ansible_host"] for h, v in inv.items()}
     entry, loadgen, backend = hosts[1], hosts[2], hosts[-1]
     env = docker_env(lab)
+    api = sdk(env)
     sh("docker", "service", "rm", SERVICE, env=env, check=False)
     try:
         sh("docker", "service", "create", "--name", SERVICE, "--detach=false",
@@ -186,16 +216,16 @@ def main() -> None:
                 time.sleep(0.02)
             cid = task["Status"]["ContainerStatus"]["ContainerID"]
             t_kill = time.time()
-            in_netns(lab, backend, "true")  # warm nsenter
+            watch = ManagerWatch(api, task["ID"])
+            watch.start()
             sh(str(REPO / ".venv/bin/invoke"), "lab.ssh", "--name", a.lab, backend,
                f"docker kill {cid}")
             while rule_present(lab, entry, ip):
                 time.sleep(0.005)
             t_gone = time.time()
-            dead = json.loads(sh("docker", "inspect", task["ID"], env=env))[0]
-            known = datetime.fromisoformat(dead["Status"]["Timestamp"].replace("Z", "+00:00"))
+            watch.join()
             kill_to_gone.append(t_gone - t_kill)
-            known_to_gone.append(t_gone - known.timestamp())
+            known_to_gone.append(t_gone - watch.seen_at)
             wait_task(env, not_id=task["ID"])
         load_avg = os.getloadavg()
         ratio = mesh["rps"] / direct["rps"] if direct["rps"] else None

@@ -84,6 +84,9 @@ class NetworkPlane:
         self._engine_networks: set[str] = set()
         """Networks known to exist on the engine (checked once; re-checked after an error)."""
         self._known_networks: set[str] | None = None
+        self._links_applied: dict[str, tuple] = {}
+        """Per network, the inputs its links were last programmed from (skip when equal)."""
+        self._rules_applied: mesh.MeshRules | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -136,6 +139,8 @@ class NetworkPlane:
             except Exception:
                 log.exception("applying the network map failed; retrying on the next one")
                 self._engine_networks.clear()
+                self._links_applied.clear()
+                self._rules_applied = None
                 mesh.forget_jumps()
                 await asyncio.sleep(0.5)
                 if self._latest is netmap:
@@ -170,10 +175,8 @@ class NetworkPlane:
             if not self.kernel:
                 continue
             bridge = links.bridge_name(nid)
-            links.ensure_vxlan(bridge, n["vni"], self.local_addr)
             my_addr = n["node_addresses"].get(me)
             if my_addr:
-                links.set_bridge_identity(bridge, my_addr, n["subnet"])
                 rules.snat[bridge] = my_addr
             gateways.add(n["gateway"])
             peers = {t["addrs"][nid]: nodes[t["node_id"]] for t in tasks
@@ -185,7 +188,6 @@ class NetworkPlane:
                 if node_id != me and node_id in nodes:
                     for a in ipaddress.ip_network(block):
                         peers[str(a)] = nodes[node_id]
-            links.program_peers(n["vni"], peers)
             vips = []
             for s in services.values():
                 vip = s["vips"].get(nid)
@@ -195,15 +197,25 @@ class NetworkPlane:
                 rules.vips[(vip, bridge)] = [t["addrs"][nid] for t in tasks
                                              if t["up"] and t["service_id"] == s["id"]
                                              and nid in t["addrs"]]
+            state = (n["vni"], n["subnet"], my_addr, tuple(sorted(peers.items())),
+                     tuple(sorted(vips)))
+            if self._links_applied.get(nid) == state:
+                continue  # a task changed state elsewhere: only the NAT rules differ
+            links.ensure_vxlan(bridge, n["vni"], self.local_addr)
+            if my_addr:
+                links.set_bridge_identity(bridge, my_addr, n["subnet"])
+            links.program_peers(n["vni"], peers)
             links.set_extra_addresses(bridge, [n["gateway"], my_addr or ""], vips)
+            self._links_applied[nid] = state
         if self.kernel and ingress is not None and ingress["id"] in local:
             for s in services.values():
                 for published, target, proto in s["ports"]:
                     rules.ingress[(published, proto)] = [
                         f"{t['addrs'][ingress['id']]}:{target}" for t in tasks
                         if t["up"] and t["service_id"] == s["id"] and ingress["id"] in t["addrs"]]
-        if self.kernel:
+        if self.kernel and rules != self._rules_applied:
             mesh.apply(rules)
+            self._rules_applied = rules
         return gateways
 
     def _engine_network(self, client, nid, name, subnet, gateway, internal, ip_range) -> None:
@@ -214,6 +226,7 @@ class NetworkPlane:
 
     def _remove_gone(self, client, known: set[str]) -> None:
         self._engine_networks &= known
+        self._links_applied = {k: v for k, v in self._links_applied.items() if k in known}
         for net in client.networks.list(filters={"label": LABEL_NETWORK_ID}):
             nid = (net.attrs.get("Labels") or {}).get(LABEL_NETWORK_ID)
             if nid in known:
