@@ -13,6 +13,7 @@ transaction leaves no trace, and it returns (never raises) its verdict.
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -73,6 +74,8 @@ class TxApplied:
 TxResult = TxApplied | StoreError
 
 
+log = logging.getLogger(__name__)
+
 class MemoryStore:
     """Implements `swarmkit_py.raft.fsm.StateMachine`. Single-threaded by design: apply,
     reads and watch delivery all happen on the agent's event loop thread."""
@@ -93,7 +96,17 @@ class MemoryStore:
             except InvalidTransaction as err:
                 self.applied_index = max(self.applied_index, index)
                 return err
-            result = self._apply_tx(index, tx)
+            try:
+                result = self._apply_tx(index, tx)
+            except Exception as exc:
+                # Every manager applies the same entry: one that raised here would stop them
+                # all on it, for ever (issue 9, hole 7c). _apply_tx changes nothing before
+                # its verdict and checks every index key before committing, so the store is
+                # as it was; the same bytes fail the same way everywhere, so refusing the
+                # entry is deterministic.
+                log.error("refusing the transaction at index %d: applying it raised %s: %s",
+                          index, type(exc).__name__, exc)
+                result = InvalidTransaction(f"transaction could not be applied: {type(exc).__name__}: {exc}")
         self.applied_index = max(self.applied_index, index)
         return result
 
@@ -209,6 +222,9 @@ class MemoryStore:
             staged[key] = new
             events.append(Event(op.kind, op.action, old, new, index))
 
+        for (kind, _), obj in staged.items():
+            if obj is not _DELETED:
+                self._tables[kind].check(obj)
         # Verdict reached: commit every staged change at once.
         for (kind, id), obj in staged.items():
             table = self._tables[kind]

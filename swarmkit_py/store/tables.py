@@ -100,6 +100,14 @@ class Table:
     def ids_where(self, index: str, key: Hashable) -> Iterable[str]:
         return self.indexes[index].get(key, {}).keys()
 
+    def check(self, obj: StoreObject) -> None:
+        """Compute (and hash) every index key of `obj` without storing anything: what apply
+        does for each staged object before it commits any, so that a key that cannot be
+        computed fails the whole transaction instead of leaving half of it in the tables."""
+        hash(name_index_key(obj))
+        for fn in self.schema.indexes.values():
+            hash(fn(obj))
+
     def _index(self, obj: StoreObject) -> None:
         name = name_index_key(obj)
         if name is not None:

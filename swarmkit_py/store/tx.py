@@ -99,14 +99,24 @@ class Transaction:
         return len(self.ops)
 
     def encode(self) -> bytes:
-        ops: list[list[Any]] = []
-        for op in self.ops:
-            payload = op.id if op.obj is None else op.obj.to_wire()
-            ops.append([op.action, op.kind, payload])
-        return msgpack.packb(
-            {"v": WIRE_VERSION, "ts": format_rfc3339(self.timestamp), "ops": ops},
-            use_bin_type=True,
-        )
+        """The wire bytes; an object that cannot be stored (an integer beyond 64 bits, text that
+        is not valid Unicode, nesting deeper than msgpack and pydantic allow: all things a
+        client's JSON can carry) is an `InvalidTransaction` here, before it is proposed, and
+        never a Raft entry that apply could choke on (issue 9, hole 7c)."""
+        try:
+            ops: list[list[Any]] = []
+            for op in self.ops:
+                payload = op.id if op.obj is None else op.obj.to_wire()
+                ops.append([op.action, op.kind, payload])
+            return msgpack.packb(
+                {"v": WIRE_VERSION, "ts": format_rfc3339(self.timestamp), "ops": ops},
+                use_bin_type=True,
+            )
+        except (OverflowError, ValueError, TypeError) as exc:  # UnicodeEncodeError is a ValueError
+            raise InvalidTransaction(
+                f"the change cannot be stored: {exc} (numbers must fit in 64 bits, text must be "
+                "valid Unicode, values may nest at most a few hundred levels)"
+            ) from None
 
     @classmethod
     def decode(cls, data: bytes) -> Transaction:
