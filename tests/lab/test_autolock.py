@@ -10,7 +10,6 @@ the canary intact.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -19,17 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from swarmkit_py.deploy.lab import Lab
 from swarmkit_py.testing.agents import AgentCluster
+from tests.labkit import LAB_MARKS, invoke, operator_env, running_lab
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (namespaces, bridge, iptables, cgroups)"),
-    pytest.mark.timeout(900),
-]
+pytestmark = LAB_MARKS
 
-REPO = Path(__file__).resolve().parents[2]
-INVOKE = str(REPO / ".venv" / "bin" / "invoke")
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 CANARY = "lab-autolock-canary-51d2"
 LOCKED = "Swarm is encrypted and needs to be unlocked before it can be used."
@@ -39,30 +32,13 @@ MANAGERS = ("h1", "h2", "h3")
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, lab_name):
-    tmp = tmp_path_factory.mktemp("autolock")
-    lab = Lab(lab_name("autolock"), state_dir=tmp / "lab", inventory_path=tmp / "hosts.yml")
-    try:
-        lab.up(3, docker=True)
+    with running_lab(tmp_path_factory.mktemp("autolock"), lab_name("autolock"), 3) as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 @pytest.fixture(scope="module")
 def env(lab, tmp_path_factory):
-    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
-    return {**os.environ, "SWARMKIT_BUILD_REF": head, "COLUMNS": "200",
-            "SWARMKIT_DEPLOY_DIR": str(tmp_path_factory.mktemp("operator"))}
-
-
-def invoke(env, *args, inventory=None, check=True, timeout=600) -> subprocess.CompletedProcess:
-    cmd = [INVOKE, *args] + (["--inventory", str(inventory)] if inventory else [])
-    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
-                       stdin=subprocess.DEVNULL)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {r.returncode}:\n{r.stdout[-6000:]}\n{r.stderr[-3000:]}")
-    return r
+    return operator_env(tmp_path_factory.mktemp("operator"))
 
 
 def log_text(r: subprocess.CompletedProcess) -> str:
