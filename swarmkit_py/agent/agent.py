@@ -306,7 +306,7 @@ class Agent:
         disp.register(self.rpc)
         mgr.add_leader_loop("dispatcher", disp.start, disp.stop)
         self.components["dispatcher"] = disp
-        alloc = Allocator(mgr.proposer)
+        alloc = _LeaderTask("allocator", Allocator(mgr.proposer).run)
         mgr.add_leader_loop("allocator", alloc.start, alloc.stop)
         sched = SchedulerLoop(mgr.proposer)
         mgr.add_leader_loop("scheduler", sched.start, sched.stop)
@@ -421,9 +421,6 @@ class _LeaderTask:
             self.task = None
 
 
-__all__ = ["Agent"]
-
-
 def _client_once(docker_host: str | None):
     """A Docker client made on first use (the engine may come up after the agent)."""
     holder: list = []
@@ -434,3 +431,6 @@ def _client_once(docker_host: str | None):
         return holder[0]
 
     return get
+
+
+__all__ = ["Agent"]

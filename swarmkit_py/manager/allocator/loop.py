@@ -65,21 +65,11 @@ class Allocator:
         self.proposer = proposer
         self.store = proposer.store
         self.debounce = debounce
-        self._task: asyncio.Task | None = None
         self._cursors: dict[str, str] = {}
         self.passes = 0
 
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="allocator")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """The loop, for as long as this manager leads (the agent cancels it on losing)."""
         while True:
             watcher = self.store.watch(("network", "service", "task", "node"))
             try:
