@@ -22,6 +22,7 @@ from ..manager.controlapi import ControlAPI
 from . import (
     routes_networks,
     routes_nodes,
+    routes_secrets,
     routes_services,
     routes_swarm,
     routes_system,
@@ -93,4 +94,5 @@ def make_app(
     routes_services.setup(app)
     routes_tasks.setup(app)
     routes_networks.setup(app)
+    routes_secrets.setup(app)
     return app

@@ -32,6 +32,7 @@ Pushes (leader -> worker, notifications on the connection that opened the sessio
 
 - ``dispatcher.assignments`` ``{"seq": int, "tasks": [task, ...]}``: the node's full set, one
   ``AssignedTask`` per entry (``to_wire`` / ``from_wire``).
+  A task referencing secrets or configs carries their bytes in ``files`` (``TaskFile``).
 - ``dispatcher.managers`` ``{"managers": [{"node_id", "addr"}]}``: the manager list changed.
 
 Error codes: ``codes.NOT_LEADER`` (with ``not_leader_message``), ``SESSION_INVALID``,
@@ -42,7 +43,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -131,6 +132,41 @@ class NetAttachment:
 
 
 @dataclass(frozen=True)
+class TaskFile:
+    """A secret's or config's bytes for one task, with where they go in its container.
+
+    Only the tasks that reference an object carry its data, so a node learns a secret only
+    while it has an assigned task using it (swarmkit's rule). ``path`` is absolute (relative
+    targets already resolved); ``data`` is raw bytes (msgpack bin) and a worker keeps it in
+    memory only."""
+
+    kind: str  # "secret" | "config"
+    id: str
+    name: str
+    path: str
+    uid: int
+    gid: int
+    mode: int
+    data: bytes = field(repr=False)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": self.kind, "id": self.id, "name": self.name, "path": self.path,
+                "uid": self.uid, "gid": self.gid, "mode": self.mode, "data": self.data}
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> TaskFile:
+        """Raises KeyError/TypeError/ValueError for a malformed entry."""
+        data = d["data"]
+        if not isinstance(data, bytes):
+            raise TypeError("data must be bytes")
+        path = str(d["path"])
+        if not path.startswith("/"):
+            raise ValueError(f"path {path!r} is not absolute")
+        return cls(kind=str(d["kind"]), id=str(d["id"]), name=str(d["name"]), path=path,
+                   uid=int(d["uid"]), gid=int(d["gid"]), mode=int(d["mode"]), data=data)
+
+
+@dataclass(frozen=True)
 class AssignedTask:
     """One task of a ``dispatcher.assignments`` push: what a worker needs to run it.
 
@@ -155,6 +191,8 @@ class AssignedTask:
     ports: tuple[PortConfig, ...] = ()
     networks: tuple[NetAttachment, ...] = ()
     name: str | None = None
+    files: tuple[TaskFile, ...] = ()
+    """The task's secrets and configs with their data (none when it references none)."""
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -169,6 +207,7 @@ class AssignedTask:
             "spec": self.spec.to_wire(),
             "ports": [p.to_wire() for p in self.ports],
             "networks": [n.to_wire() for n in self.networks],
+            "files": [f.to_wire() for f in self.files],
         }
 
     @classmethod
@@ -189,6 +228,10 @@ class AssignedTask:
             networks = tuple(NetAttachment.from_wire(n) for n in raw.get("networks") or ())
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"invalid network attachment: {e!r}") from None
+        try:
+            files = tuple(TaskFile.from_wire(f) for f in raw.get("files") or ())
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"invalid secret/config file: {e!r}") from None
         slot = raw.get("slot")
         return cls(
             id=str(raw["id"]),
@@ -202,6 +245,7 @@ class AssignedTask:
             ports=ports,
             networks=networks,
             name=raw.get("name"),
+            files=files,
         )
 
 

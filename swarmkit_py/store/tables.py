@@ -32,6 +32,8 @@ SCHEMAS: dict[str, TableSchema] = {
     "cluster": TableSchema("cluster", unique_names=True),
     "service": TableSchema("service", unique_names=True),
     "network": TableSchema("network", unique_names=True),
+    "secret": TableSchema("secret", unique_names=True),
+    "config": TableSchema("config", unique_names=True),
     "node": TableSchema(
         "node",
         unique_names=False,

@@ -14,6 +14,7 @@ from .control import (
 from .errors import FailedPrecondition, Internal, InvalidArgument, NotInSwarm
 from .networks import NETWORK_FILTERS, network_json
 from .nodes import NODE_FILTERS
+from .secrets import file_path, object_json
 from .quorum import can_remove_member, member_for
 from .services import SERVICE_FILTERS, service_json
 from .tasks import TASK_FILTERS, task_json
@@ -33,6 +34,8 @@ __all__ = [
     "NotInSwarm",
     "can_remove_member",
     "cluster_json",
+    "file_path",
+    "object_json",
     "member_for",
     "network_json",
     "service_json",

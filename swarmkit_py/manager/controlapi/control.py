@@ -48,6 +48,7 @@ from .errors import FailedPrecondition, InvalidArgument, NotInSwarm
 from .networks import NetworkMethods
 from .nodes import actual_role, node_filter, parse_node_spec, with_manager_status
 from .quorum import can_remove_member, member_for
+from .secrets import SecretConfigMethods
 from .services import ServiceMethods
 from .tasks import TaskMethods
 
@@ -63,7 +64,7 @@ QUORUM_LOSS_MESSAGE = "can't remove member from the raft: this would result in a
 LAST_MANAGER_MESSAGE = "attempting to demote the last manager of the swarm"
 
 
-class ControlAPI(ServiceMethods, TaskMethods, NetworkMethods):
+class ControlAPI(ServiceMethods, TaskMethods, NetworkMethods, SecretConfigMethods):
     def __init__(self, ctx: ClusterContext) -> None:
         self.ctx = ctx
         self._role_lock = asyncio.Lock()

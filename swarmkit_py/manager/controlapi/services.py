@@ -132,6 +132,7 @@ class ServiceMethods:
     def _resolve_service_networks(self, spec: ServiceSpec, service_id: str = "") -> None:
         tt = spec.task_template
         tt.networks = self.resolve_networks(tt.networks)
+        self.resolve_file_refs(spec)
         if spec.model_extra and spec.model_extra.get("Networks"):
             raise InvalidArgument("ServiceSpec.Networks is deprecated and not supported: "
                                   "put the networks in TaskTemplate.Networks")

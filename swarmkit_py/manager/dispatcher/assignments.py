@@ -25,9 +25,12 @@ from typing import Any
 
 import msgpack
 
-from ...proto import ASSIGNMENTS, AssignedTask, NetAttachment
+import base64
+
+from ...proto import ASSIGNMENTS, AssignedTask, NetAttachment, TaskFile
 from ...store import WatchClosed
 from ...store.objects import PortConfig, Task, TaskState
+from ...store.objects.secret import file_path
 from ...store.view import View
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,26 @@ def task_networks(view: View, task: Task) -> tuple[NetAttachment, ...]:
     return tuple(out)
 
 
+def task_files(view: View, task: Task) -> tuple[TaskFile, ...]:
+    """The secrets and configs the task references, with their bytes. One the store no longer
+    has is left out: the worker rejects a task whose references it cannot satisfy."""
+    cs = task.spec.container_spec
+    if cs is None:
+        return ()
+    out = []
+    for kind, refs in (("secret", cs.secrets or []), ("config", cs.configs or [])):
+        for ref in refs:
+            obj = view.get(kind, getattr(ref, f"{kind}_id"))
+            if obj is None or ref.file is None:
+                continue
+            raw = obj.data if kind == "secret" else obj.spec.data
+            out.append(TaskFile(
+                kind=kind, id=obj.id, name=obj.spec.name, path=file_path(kind, ref.file.name),
+                uid=int(ref.file.uid or 0), gid=int(ref.file.gid or 0), mode=ref.file.mode,
+                data=base64.b64decode(raw)))
+    return tuple(out)
+
+
 def service_name(view: View, task: Task) -> str:
     """The service's name, which names the container; from the task's own name (``web.1``)
     or the service id when the service has been removed meanwhile."""
@@ -98,6 +121,7 @@ def assigned_task(view: View, task: Task) -> AssignedTask:
         ports=host_ports(task),
         networks=task_networks(view, task),
         name=task.name,
+        files=task_files(view, task),
     )
 
 

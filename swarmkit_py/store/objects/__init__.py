@@ -48,6 +48,15 @@ from .service import (
     UpdateConfig,
     UpdateStatus,
 )
+from .secret import (
+    Config,
+    ConfigReference,
+    ConfigSpec,
+    FileTarget,
+    Secret,
+    SecretReference,
+    SecretSpec,
+)
 from .task import ContainerStatus, Task, TaskStatus
 from .taskspec import (
     ContainerSpec,
@@ -68,6 +77,8 @@ KINDS: dict[str, type[StoreObject]] = {
     "service": Service,
     "task": Task,
     "network": Network,
+    "secret": Secret,
+    "config": Config,
 }
 """Kind name -> model class; the kind names are what transactions and events carry."""
 
@@ -75,6 +86,13 @@ __all__ = [
     "KINDS",
     "CAConfig",
     "BlacklistedCertificate",
+    "Config",
+    "ConfigReference",
+    "ConfigSpec",
+    "FileTarget",
+    "Secret",
+    "SecretReference",
+    "SecretSpec",
     "Cluster",
     "ClusterSpec",
     "ContainerSpec",

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from .base import DockerModel
 from .enums import RestartCondition
+from .secret import ConfigReference, SecretReference
 
 SECOND = 1_000_000_000
 """One second in the unit of every duration here (and on the wire, and to the engine)."""
@@ -41,6 +42,8 @@ class ContainerSpec(DockerModel):
     stop_signal: str | None = None
     stop_grace_period: int | None = None
     healthcheck: HealthConfig | None = None
+    secrets: list[SecretReference] | None = None
+    configs: list[ConfigReference] | None = None
 
 
 class ResourceLimits(DockerModel):

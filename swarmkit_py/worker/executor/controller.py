@@ -20,6 +20,7 @@ from ...proto import AssignedTask
 from ...store.objects import ContainerStatus, TaskState, TaskStatus
 from . import docker_adapter as adapter
 from .errors import InvalidTransition
+from .files import TaskFiles
 
 ERR_UNHEALTHY = "unhealthy container"
 ERR_REMOVED = "task: container removed"
@@ -64,6 +65,7 @@ class Controller:
         self._pid = 0
         self._exit_code: int | None = None
         self._stopping = False
+        self._files = TaskFiles(client, task)
 
     @classmethod
     def adopt(cls, client: docker.DockerClient, task: AssignedTask, container: Container,
@@ -77,7 +79,10 @@ class Controller:
         ctl._container = container
         state = container.attrs.get("State") or {}
         status = state.get("Status", "")
-        if status == "created":
+        if status == "created" and task.files:
+            # Its files' holder did not outlive the earlier worker: prepare again.
+            ctl._container = None
+        elif status == "created":
             ctl._set(TaskState.READY)
         elif status in ("exited", "dead"):
             ctl._finish(int(state.get("ExitCode", 0)))
@@ -118,15 +123,29 @@ class Controller:
                 await self.networks.ensure(self.task.networks)
             except Exception as exc:  # noqa: BLE001 - the task's outcome, with the reason
                 return self._reject(f"network setup failed: {exc}")
+        missing = _missing_files(self.task)
+        if missing:
+            return self._reject(f"{missing} not found: it was removed after the task was "
+                                "created")
         try:
-            self._container = await adapter.call(
-                self.client.containers.create, **adapter.create_args(self.task))
+            mounts = await self._files.prepare()
+        except docker.errors.APIError as exc:
+            await self._files.release()
+            return self._reject(f"secrets/configs setup failed: {_explain(exc)}")
+        try:
+            args = adapter.create_args(self.task)
+            if mounts:
+                args["mounts"] = mounts
+                # An earlier attempt's container points at files that are gone: make it anew.
+                await self._remove_container()
+            self._container = await adapter.call(self.client.containers.create, **args)
             for net in self.task.networks[1:]:
                 await adapter.call(self.client.api.connect_container_to_network,
                                    self._container.id, net.name, ipv4_address=net.ip,
                                    aliases=list(net.aliases) or None)
         except docker.errors.APIError as exc:
             if exc.status_code != 409:
+                await self._files.release()
                 return self._reject(_explain(exc))
             # Created by an earlier attempt whose answer was lost: the name holds the task ID.
             self._container = await adapter.call(self.client.containers.get, self._name)
@@ -145,6 +164,8 @@ class Controller:
                 await adapter.call(self._c.start)
             except docker.errors.APIError as exc:
                 return self._fail(_explain(exc))
+            finally:
+                await self._files.release()
         if self._state == TaskState.STARTING:
             await self._until_running()
         return self.status()
@@ -194,7 +215,12 @@ class Controller:
         return self.status()
 
     async def remove(self) -> None:
-        """Remove the container if there is one; by name covers a create whose answer was lost."""
+        """Remove the container if there is one, and what was kept for its files."""
+        await self._remove_container()
+        await self._files.release()
+
+    async def _remove_container(self) -> None:
+        """By name, when we hold none, covers a create whose answer was lost."""
         ref = self._container.id if self._container is not None else self._name
         try:
             await adapter.call(self.client.api.remove_container, ref, force=True)
@@ -286,6 +312,18 @@ def _wait_chunk(container: Container, timeout: float) -> dict[str, Any] | None:
         if "timed out" in str(exc).lower():
             return None
         raise
+
+
+def _missing_files(task: AssignedTask) -> str:
+    """The first secret/config the spec references that the assignment brought no data for."""
+    cs = task.spec.container_spec
+    have = {(f.kind, f.id) for f in task.files}
+    for kind, refs in (("secret", cs.secrets if cs else None),
+                       ("config", cs.configs if cs else None)):
+        for ref in refs or []:
+            if (kind, getattr(ref, f"{kind}_id")) not in have:
+                return f"{kind} {getattr(ref, f'{kind}_name') or getattr(ref, f'{kind}_id')}"
+    return ""
 
 
 def _explain(exc: docker.errors.APIError) -> str:

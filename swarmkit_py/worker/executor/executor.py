@@ -17,6 +17,7 @@ from ...proto import AssignedTask
 from ...store.objects import TaskStatus
 from . import docker_adapter as adapter
 from .controller import Controller
+from .files import sweep
 from .docker_adapter import connect
 from .errors import EngineUnavailable
 
@@ -71,6 +72,8 @@ class DockerExecutor:
 
     async def containers(self, node_id: str) -> dict[str, Any]:
         client = await self.client()
+        # Holders of secrets/configs an earlier worker process left between prepare and start.
+        await asyncio.to_thread(sweep, client, node_id, set())
         for _attempt in range(5):
             try:
                 return await asyncio.to_thread(adapter.list_task_containers, client, node_id)
