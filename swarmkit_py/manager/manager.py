@@ -90,6 +90,8 @@ class Manager:
         rpc_server.add_handler(RAFT_TRANSFER, self._handle_transfer)
         self._leader_loops: list[tuple[str, LoopFn, LoopFn]] = []
         self._leading = False
+        self._leading_term = 0
+        """The term the running leader loops were started in."""
         self._leadership_task: asyncio.Task | None = None
         self._leader_event = asyncio.Event()
         self._leader_listeners: list[Callable[[int, int], None]] = []
@@ -276,22 +278,34 @@ class Manager:
         while True:
             await self._leader_event.wait()
             self._leader_event.clear()
+            if self.raft.is_leader and self._leading and self.raft.term != self._leading_term:
+                # Lost and won again before this loop ran (issue 9, hole 7b): the loops still
+                # run on the old term's view, and another leader may have committed in
+                # between. Stop them and start afresh, behind a new read barrier.
+                log.info("manager %s: leadership changed hands and came back (term %d -> %d); "
+                         "restarting control loops", self.node_id, self._leading_term, self.raft.term)
+                await self._stop_loops()
             if self.raft.is_leader and not self._leading:
+                term = self.raft.term
                 try:
                     await self.raft.read_index(timeout=5.0)
                 except NoQuorum:
                     self._leader_event.set()
                     await asyncio.sleep(0.05)
                     continue
-                if not self.raft.is_leader:
+                if not self.raft.is_leader or self.raft.term != term:
+                    self._leader_event.set()  # look again at what leadership is now
                     continue
                 self._leading = True
+                self._leading_term = term
                 log.info("manager %s: became leader (term %d); starting control loops", self.node_id, self.raft.term)
                 for name, start, _ in self._leader_loops:
                     try:
                         await start()
                     except Exception:
                         log.exception("leader loop %s failed to start", name)
+                if not self.raft.is_leader or self.raft.term != term:
+                    self._leader_event.set()  # it changed while the loops were starting
             elif not self.raft.is_leader and self._leading:
                 log.info("manager %s: lost leadership; stopping control loops", self.node_id)
                 await self._stop_loops()
