@@ -131,3 +131,15 @@ def test_the_sdks_null_ipam_fields_are_absent_fields():
     with pytest.raises(InvalidArgument, match="--ip-range"):
         parse_network_create({"Name": "x", "Driver": "overlay",
                               "IPAM": {"Config": [{"Subnet": "10.7.0.0/24", "IPRange": "10.7.0.0/28"}]}})
+
+
+def test_network_list_filters():
+    from swarmkit_py.manager.controlapi.networks import network_filter
+    view = MemoryStore().view()
+    n = ipam.allocate_network([], parse_network_create(
+        {"Name": "back", "Driver": "overlay", "Labels": {"a": "b"}}), "id1")
+    assert network_filter({"dangling": ["true"], "label": ["a=b"], "name": ["ac"]}, view)(n)
+    assert not network_filter({"dangling": ["false"]}, view)(n)
+    assert not network_filter({"type": ["builtin"]}, view)(n)
+    with pytest.raises(InvalidArgument, match="dangling"):
+        network_filter({"dangling": ["maybe"]}, view)

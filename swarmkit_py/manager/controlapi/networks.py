@@ -67,7 +67,7 @@ class NetworkMethods:
         return next((o for o in result.objects if o.kind == "network"), network)
 
     async def list_networks(self, filters: Mapping[str, Sequence[str]] | None = None) -> list[Network]:
-        where = network_filter(filters, self)
+        where = network_filter(filters, self.store.view())
         networks = self._swarm_view().list("network")
         return [n for n in networks if where(n)] if where else networks
 
@@ -195,7 +195,7 @@ def allocate_network(existing: list[Network], spec: NetworkSpec, network_id: str
         raise InvalidArgument(str(exc)) from None
 
 
-def network_filter(filters: Mapping[str, Sequence[str]] | None, api: Any):
+def network_filter(filters: Mapping[str, Sequence[str]] | None, view: Any):
     f = validate_filters(filters, NETWORK_FILTERS)
     if not f:
         return None
@@ -203,6 +203,11 @@ def network_filter(filters: Mapping[str, Sequence[str]] | None, api: Any):
     for t in f.get("type", []):
         if t not in ("custom", "builtin"):
             raise InvalidArgument(f"Invalid filter: 'type'='{t}'", plain=True)
+    wanted_dangling = set()
+    for d in f.get("dangling", []):
+        if d.lower() not in ("true", "1", "false", "0"):
+            raise InvalidArgument(f"Invalid filter 'dangling=[{d}]'", plain=True)
+        wanted_dangling.add(d.lower() in ("true", "1"))
 
     def match(n: Network) -> bool:
         if f.get("id") and not any(n.id.startswith(p) for p in f["id"]):
@@ -216,9 +221,8 @@ def network_filter(filters: Mapping[str, Sequence[str]] | None, api: Any):
         if f.get("type") and ("builtin" if n.spec.ingress else "custom") not in f["type"]:
             return False
         if f.get("dangling"):
-            dangling = not network_users(api.store.view(), n)
-            if str(dangling).lower() not in [v.lower() for v in f["dangling"]] and \
-                    ("1" if dangling else "0") not in f["dangling"]:
+            dangling = not network_users(view, n)
+            if dangling not in wanted_dangling:
                 return False
         return _labels_match(n.spec.labels, labels)
 
