@@ -1,4 +1,4 @@
-"""The allocator and the /networks rules on a local store (no Raft, no engine)."""
+"""Networks: the allocator, IPAM and the /networks rules, on a local store (no Raft, no engine)."""
 
 from __future__ import annotations
 
