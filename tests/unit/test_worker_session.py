@@ -219,7 +219,9 @@ async def test_standby_moves_the_session_when_the_leaders_host_goes_silent(clust
             assert w.manager_addr == new.addr and w.stats["moved_by_push"] == 1
             assert w.managers[-1] == proxy.addr  # the dead one is tried last from now on
             await asyncio.sleep(3 * GRACE)
-            assert {e.new.status.state for e in states.drain()} == {NodeState.READY}
+            # never Down (a 0.3 s grace on a loaded machine may show it Unknown for a moment)
+            assert NodeState.DOWN not in {e.new.status.state for e in states.drain()}
+            assert state_of(proposer, node_id) == NodeState.READY
             await wait_until(lambda: w.standby_addr == proxy.addr, what="a new standby")
     finally:
         states.close()

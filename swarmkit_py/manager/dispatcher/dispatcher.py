@@ -12,14 +12,17 @@ and nothing else proves it alive. The verdict Down moves the node's tasks at onc
 (orchestrator/nodefail.py), so a wrong Down costs healthy replicas; the rules below are about
 never giving it to a live node while still giving it fast to a dead one.
 
-1. Managers are judged by Raft's own evidence. Raft traffic between the leader and every
-   member flows every 100 ms, so "this manager's Raft member spoke less than ``grace`` ago"
-   (``directory.last_contact``) keeps a manager Ready even while its worker session is moving
-   to a new leader; and a manager silent on Raft for ``grace`` is Down whatever its session
-   says. This includes the one node that matters after an election: the old leader's host.
-   The new leader heard the old leader's heartbeats until it died, so it declares that host
-   Down ``grace`` after its last word, as fast as a crashed worker - not ``grace`` after the
-   election, and not Swarm's 2 x grace after it.
+1. Managers are judged by Raft's own evidence as well. Raft traffic between the leader and
+   every member flows every 100 ms, so a manager whose heartbeat timer expired is still alive
+   if its Raft member spoke within the last heartbeat period (``directory.last_contact``, ten
+   Raft heartbeats): it stays Ready while its worker session moves to a new leader. When both
+   are silent (no session heartbeat for ``grace``, no Raft message for a period) it is Down,
+   on the heartbeat clock like any worker. After an election the new leader has no heartbeat
+   history, but it heard the old leader's Raft heartbeats until it died, so every manager's
+   first deadline is ``grace`` after its last Raft word (never earlier than one period from the
+   election, so live followers have answered the new leader's first appends): the old
+   leader's host, the one node that matters then, is Down ``grace`` after it last spoke - as
+   fast as a crashed worker, not ``grace`` after the election, nor Swarm's 2 x grace.
 2. A node whose session moved to the new leader is judged on the new session's clock only:
    the new leader starts with no sessions, and a session opened here re-arms the timer from
    the moment it opened.
@@ -410,9 +413,9 @@ class Dispatcher:
         for node_id in node_ids:
             age = self._last_contact(node_id)
             if age is not None:
-                if age < self.grace:
+                if age < self.heartbeat_period:
                     self.counters["kept_ready_by_raft"] += 1
-                    self._tracker.set(node_id, now + self.grace - age)
+                    self._tracker.set(node_id, now + self.heartbeat_period - age)
                 else:
                     down.append(node_id)
             elif node_id in self._unconfirmed and now < started + self.reconnect_grace:
