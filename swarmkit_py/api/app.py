@@ -20,6 +20,7 @@ from aiohttp import web
 
 from ..manager.controlapi import ControlAPI
 from . import (
+    routes_events,
     routes_networks,
     routes_nodes,
     routes_secrets,
@@ -29,18 +30,11 @@ from . import (
     routes_tasks,
 )
 from .errors import json_error, status_and_message
-from .keys import CONTROL, SERVER, Authorize, ServerInfo
+from .keys import CONTROL, SERVER, Authorize, ServerInfo, common_headers
 from .params import MAX_BODY_BYTES, MAX_BODY_KEY
-from .versioning import API_VERSION, VersionError, check_client_version, is_public
+from .versioning import VersionError, check_client_version, is_public
 
 AUTHORIZE = web.AppKey("authorize", object)
-
-
-def _common_headers(response: web.StreamResponse, server: ServerInfo) -> None:
-    response.headers["Api-Version"] = API_VERSION
-    response.headers["Docker-Experimental"] = "false"
-    response.headers["Ostype"] = "linux"
-    response.headers["Server"] = f"swarmkit-py/{server.engine_version} (linux)"
 
 
 @web.middleware
@@ -64,7 +58,8 @@ async def docker_middleware(request: web.Request, handler) -> web.StreamResponse
         response = json_error(*status_and_message(exc))
     except Exception as exc:
         response = json_error(*status_and_message(exc))
-    _common_headers(response, server)
+    if not response.prepared:  # a stream (events, logs) stamped its own before sending them
+        common_headers(response, server)
     return response
 
 
@@ -95,4 +90,5 @@ def make_app(
     routes_tasks.setup(app)
     routes_networks.setup(app)
     routes_secrets.setup(app)
+    routes_events.setup(app)
     return app

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from ..manager.controlapi import ControlAPI
+from .versioning import API_VERSION
 
 Authorize = Callable[[web.Request], Awaitable[None] | None]
 
@@ -21,3 +22,12 @@ class ServerInfo:
 
 CONTROL = web.AppKey("control", ControlAPI)
 SERVER = web.AppKey("server", ServerInfo)
+
+
+def common_headers(response: web.StreamResponse, server: ServerInfo) -> None:
+    """dockerd's headers, on every response (errors included: the CLI negotiates from
+    `Api-Version` even when the ping fails)."""
+    response.headers["Api-Version"] = API_VERSION
+    response.headers["Docker-Experimental"] = "false"
+    response.headers["Ostype"] = "linux"
+    response.headers["Server"] = f"swarmkit-py/{server.engine_version} (linux)"
