@@ -113,7 +113,7 @@ def _build(c, layout: str):
     """Found the cluster, run the service, promote.
 
     Returns (leader AgentProc, node ids by name, names of the managers, names of the task holders)."""
-    from swarmkit_py.worker.image import TASK_IMAGE
+    from swarmkit_py.taskimage import TASK_IMAGE
 
     m1 = c.add("m1")
     c.init(m1)

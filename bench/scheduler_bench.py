@@ -125,7 +125,7 @@ async def bench_loop(
     loop = SchedulerLoop(proposer)
     gc.collect()
     t0 = time.perf_counter()
-    await loop.start()
+    loop.start()
     assigned = 0
     deadline = asyncio.get_running_loop().time() + timeout
     try:

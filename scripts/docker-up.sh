@@ -59,4 +59,4 @@ if ! engine_up; then
   exec 9>&-
 fi
 
-"$PY" -m swarmkit_py.worker.image
+"$PY" -m swarmkit_py.taskimage

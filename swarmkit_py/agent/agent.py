@@ -17,8 +17,9 @@ from pathlib import Path
 from .. import __version__
 from ..api import make_app, serve_tcp, serve_unix
 from ..api.locked import make_locked_app
+from ..background import Background
 from ..ca import (
-    Role,
+    CertRole,
     RootCA,
     client_context,
     expect_manager,
@@ -28,16 +29,9 @@ from ..ca import (
 )
 from ..ca.optional_tls import server_context_optional_client
 from ..manager.admission import cluster_port_policy
-from ..manager.allocator import Allocator
 from ..manager.bootstrap import initial_transaction
-from ..manager.caserver import CAServer
 from ..manager.controlapi import ControlAPI
-from ..manager.dispatcher import ClusterDirectory, Dispatcher, cert_identity
 from ..manager.manager import Manager
-from ..manager.orchestrator import orchestration_loops
-from ..manager.raftjoin import RaftMembership, fetch_members, request_join
-from ..manager.rolemanager import RoleManager
-from ..manager.scheduler import SchedulerLoop
 from ..proto import CA_RENEW_NOW, NETMAP
 from ..raft.storage import SWARM_LOCKED_MESSAGE, InvalidUnlockKeyError, Keyring, parse_unlock_key
 from ..rpc import RpcServer
@@ -50,7 +44,7 @@ from ..worker.session import WorkerSession
 from .config import AgentConfig
 from .identity import new_raft_id
 from .metrics import metrics_app
-from .state import ROOT_CA_CERT, ROOT_CA_KEY, NodeState, certs_dir
+from .state import ROOT_CA_CERT, ROOT_CA_KEY, LocalNode, certs_dir
 
 log = logging.getLogger("swarmkit_py.agent")
 
@@ -60,13 +54,16 @@ class Agent:
         self.cfg = cfg
         self.state_dir = Path(cfg.state_dir)
         self.hostname = cfg.hostname or socket.gethostname()
-        self.state: NodeState | None = None
+        self.state: LocalNode | None = None
         self.rpc: RpcServer | None = None
         self.manager: Manager | None = None
         self._api_runners: list = []
         self._stop = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
-        self.components: dict[str, object] = {}
+        self._jobs: list[Background] = []
+        """The agent's own background jobs (certificate renewal, CA key export)."""
+        self._restarter: Background | None = None
+        self.failure: BaseException | None = None
+        """Why the agent stopped itself (a job died of something a restart cannot fix)."""
         self.session: WorkerSession | None = None
         self._metrics_runner = None
         self.renewer: CertRenewer | None = None
@@ -102,7 +99,7 @@ class Agent:
         ident = api_identity(request)
         if ident is None:
             return
-        if ident.role not in (Role.CLIENT, Role.MANAGER):
+        if ident.role not in (CertRole.CLIENT, CertRole.MANAGER):
             raise PermissionError(
                 f"node {ident.node_id} has role {ident.role}: worker certificates can't be used to view or modify "
                 "cluster state; use a client bundle (swarmkit-py client-cert) or a manager"
@@ -132,14 +129,20 @@ class Agent:
     def request_stop(self) -> None:
         self._stop.set()
 
-    async def _wait_for_state(self) -> NodeState:
+    def _fatal(self, name: str, exc: BaseException) -> None:
+        """A job died of something restarting it cannot fix: stop the agent (non-zero exit)."""
+        log.critical("stopping the agent: %s failed: %s", name, exc)
+        self.failure = exc
+        self.request_stop()
+
+    async def _wait_for_state(self) -> LocalNode:
         said = False
         while True:
-            st = NodeState.load(self.state_dir)
+            st = LocalNode.load(self.state_dir)
             if st is not None:
                 return st
             if not said:
-                log.warning("not part of a swarm yet (no %s): waiting for `swarmkit-py init` or `join`", NodeState.path(self.state_dir))
+                log.warning("not part of a swarm yet (no %s): waiting for `swarmkit-py init` or `join`", LocalNode.path(self.state_dir))
                 said = True
             await asyncio.sleep(0.5)
 
@@ -201,9 +204,9 @@ class Agent:
         return unlocked.is_set()
 
     async def shutdown(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        self._tasks = []
+        jobs, self._jobs = self._jobs, []
+        for job in jobs:
+            await job.stop()
         if self.task_worker is not None:
             await self.task_worker.stop()  # leaves containers running: a restart adopts them
             if getattr(self, "network_plane", None) is not None:
@@ -247,7 +250,13 @@ class Agent:
         self.session.start()
         self.task_worker.start()
         self.network_plane.start()
-        self._tasks.append(asyncio.create_task(self.renewer.run(), name="cert-renewer"))
+        self._spawn("cert-renewer", self.renewer.run)
+
+    def _spawn(self, name: str, fn) -> None:
+        """A job of this agent run; one that dies stops the agent (see `_fatal`)."""
+        job = Background(name, fn, on_death=self._fatal)
+        self._jobs.append(job)
+        job.start()
 
     def _remember_managers(self, answer) -> None:
         addrs = [m["addr"] for m in (answer or {}).get("managers", []) if m.get("addr")]
@@ -268,7 +277,10 @@ class Agent:
         else:
             self.state.raft_id = 0
         self.state.save(self.state_dir)
-        asyncio.get_running_loop().create_task(self._restart(demoted=role != "manager"))
+        # Not awaited here: the restart stops the renewer, which is what called us.
+        demoted = role != "manager"
+        self._restarter = Background("agent-restart", lambda: self._restart(demoted), on_death=self._fatal)
+        self._restarter.start()
 
     async def _restart(self, demoted: bool) -> None:
         await self.shutdown()
@@ -281,9 +293,6 @@ class Agent:
     # ---------------------------------------------------------------- manager half
     async def start_manager(self) -> None:
         st = self.state
-        raft_dir = self.state_dir / "raft"
-        # Fresh = no log and no snapshot yet (the lock and key files alone hold no state).
-        fresh = not any(raft_dir.glob("wal-*.log")) and not any(raft_dir.glob("snap-*.snap"))
         mgr = Manager(
             node_id=st.node_id,
             raft_id=st.raft_id,
@@ -294,40 +303,17 @@ class Agent:
             raft_config=self.cfg.raft,
             unlock_key=self._unlock_key,
             ca_key_path=certs_dir(self.state_dir) / ROOT_CA_KEY,
+            cluster_id=st.cluster_id,
+            heartbeat_period=self.cfg.heartbeat_period_s,
         )
         self.manager = mgr
-        RaftMembership(mgr)
-        disp = Dispatcher(
-            mgr.proposer,
-            heartbeat_period=self.cfg.heartbeat_period_s,
-            identify=cert_identity(st.cluster_id),
-            directory=ClusterDirectory(mgr),
-        )
-        disp.register(self.rpc)
-        mgr.add_leader_loop("dispatcher", disp.start, disp.stop)
-        self.components["dispatcher"] = disp
-        alloc = _LeaderTask("allocator", Allocator(mgr.proposer).run)
-        mgr.add_leader_loop("allocator", alloc.start, alloc.stop)
-        sched = SchedulerLoop(mgr.proposer)
-        mgr.add_leader_loop("scheduler", sched.start, sched.stop)
-        for name, loop in orchestration_loops(mgr.proposer):
-            mgr.add_leader_loop(f"orchestrator-{name}", loop.start, loop.stop)
-        ca = CAServer(mgr.proposer)
-        ca.register(self.rpc)
-        roles = RoleManager(mgr)
-        mgr.add_leader_loop("roles", roles.start, roles.stop)
-        renewals = _LeaderTask("ca-role-watch", ca.watch_role_changes)
-        mgr.add_leader_loop("ca-role-watch", renewals.start, renewals.stop)
-        self.components.update(roles=roles, ca=ca)
-        if st.bootstrap and fresh:
-            await mgr.start(bootstrap=True)
-            await self._write_initial_state(mgr)
-        elif fresh:
-            others = [a for a in st.managers if a != self.advertise_addr]
-            peers = await fetch_members(others, self.client_ssl(), st.cluster_id)
-            await mgr.start(peers=peers)
-            await request_join(others, self.client_ssl(), st.raft_id, self.advertise_addr,
-                               cluster_id=st.cluster_id)
+        if st.bootstrap and mgr.fresh:
+            await mgr.found(self._initial_transaction())
+            st.bootstrap = False
+            st.save(self.state_dir)
+            log.info("founded swarm %s as node %s", st.cluster_id, st.node_id)
+        elif mgr.fresh:
+            await mgr.join(st.managers, self.client_ssl())
         else:
             await mgr.start()
         await self._start_api(mgr)
@@ -340,28 +326,19 @@ class Agent:
             await self.manager.stop()
             self.manager = None
 
-    async def _write_initial_state(self, mgr: Manager) -> None:
+    def _initial_transaction(self):
+        """The new swarm's first state: its cluster object (with the CA `init` made in the
+        certs directory) and this node."""
         cdir = certs_dir(self.state_dir)
         ca = RootCA.from_pem((cdir / ROOT_CA_CERT).read_bytes(), (cdir / ROOT_CA_KEY).read_bytes())
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        while not mgr.raft.is_leader:
-            if loop.time() > deadline:
-                raise SystemExit("the founding manager did not become leader of its own cluster")
-            await asyncio.sleep(0.02)
-        if mgr.store.view().cluster() is None:
-            tx = initial_transaction(
-                cluster_id=self.state.cluster_id,
-                node_id=self.state.node_id,
-                raft_id=self.state.raft_id,
-                hostname=self.hostname,
-                advertise_addr=self.advertise_addr,
-                ca=ca,
-            )
-            await mgr.proposer.propose(tx)
-        self.state.bootstrap = False
-        self.state.save(self.state_dir)
-        log.info("founded swarm %s as node %s", self.state.cluster_id, self.state.node_id)
+        return initial_transaction(
+            cluster_id=self.state.cluster_id,
+            node_id=self.state.node_id,
+            raft_id=self.state.raft_id,
+            hostname=self.hostname,
+            advertise_addr=self.advertise_addr,
+            ca=ca,
+        )
 
     async def _start_api(self, mgr: Manager) -> None:
         app = make_app(ControlAPI(mgr), engine_version=__version__, hostname=self.hostname, authorize=self._api_authorize)
@@ -402,23 +379,7 @@ def api_identity(request):
     return identity_from_cert(der)
 
 
-class _LeaderTask:
-    """Runs a coroutine function as a task while this manager leads."""
-
-    def __init__(self, name: str, fn):
-        self.name, self.fn, self.task = name, fn, None
-
-    async def start(self) -> None:
-        self.task = asyncio.create_task(self.fn(), name=self.name)
-
-    async def stop(self) -> None:
-        if self.task:
-            self.task.cancel()
-            try:
-                await self.task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self.task = None
+__all__ = ["Agent"]
 
 
 def _client_once(docker_host: str | None):
@@ -433,4 +394,3 @@ def _client_once(docker_host: str | None):
     return get
 
 
-__all__ = ["Agent"]

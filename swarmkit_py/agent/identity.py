@@ -19,9 +19,9 @@ from ..ca import (
     save_node_credentials,
     write_atomic,
 )
-from ..ca.identity import Role
+from ..ca.identity import CertRole
 from ..store import new_id
-from .state import ROOT_CA_CERT, ROOT_CA_KEY, NodeState, certs_dir
+from .state import ROOT_CA_CERT, ROOT_CA_KEY, LocalNode, certs_dir
 
 
 def new_raft_id() -> int:
@@ -39,10 +39,10 @@ def san_for(advertise_addr: str, hostname: str) -> tuple[list[str], list[str]]:
     return dns, ips
 
 
-def init_state(state_dir: Path, advertise_addr: str, hostname: str | None = None) -> NodeState:
+def init_state(state_dir: Path, advertise_addr: str, hostname: str | None = None) -> LocalNode:
     """Prepare a founding manager: root CA, its own manager certificate, node.json."""
     state_dir = Path(state_dir)
-    existing = NodeState.load(state_dir)
+    existing = LocalNode.load(state_dir)
     if existing is not None:
         raise SystemExit(
             f"this node is already part of a swarm (node {existing.node_id}, state in {state_dir}); "
@@ -53,12 +53,12 @@ def init_state(state_dir: Path, advertise_addr: str, hostname: str | None = None
     cluster_id, node_id = new_id(), new_id()
     key_pem, csr_pem = generate_key_and_csr(node_id)
     dns, ips = san_for(advertise_addr, hostname)
-    issued = ca.issue_node_certificate(csr_pem, node_id, Role.MANAGER, cluster_id, dns_names=dns, ip_addresses=ips)
+    issued = ca.issue_node_certificate(csr_pem, node_id, CertRole.MANAGER, cluster_id, dns_names=dns, ip_addresses=ips)
     cdir = certs_dir(state_dir)
     save_node_credentials(cdir, issued.cert_pem, key_pem)
     write_atomic(cdir / ROOT_CA_CERT, ca.cert_pem, mode=0o644)
     write_atomic(cdir / ROOT_CA_KEY, ca.key_pem, mode=0o600)  # moved into the store at bootstrap
-    st = NodeState(node_id=node_id, cluster_id=cluster_id, role="manager", raft_id=new_raft_id(),
+    st = LocalNode(node_id=node_id, cluster_id=cluster_id, role="manager", raft_id=new_raft_id(),
                    managers=[advertise_addr], bootstrap=True)
     st.save(state_dir)
     return st
@@ -68,7 +68,7 @@ def write_client_cert(state_dir: Path, out_dir: Path, name: str = "operator") ->
     """A DOCKER_CERT_PATH bundle (ca.pem, cert.pem, key.pem) signed by the cluster CA, for
     the operator's docker CLI. Needs the CA key, which managers hold in the replicated store;
     the agent exports it to certs/ while it runs and auto-lock is off (manager/autolock.py)."""
-    st = NodeState.load(Path(state_dir))
+    st = LocalNode.load(Path(state_dir))
     if st is None:
         raise SystemExit(f"no swarm state in {state_dir}: this node is not part of a swarm")
     cdir = certs_dir(Path(state_dir))

@@ -62,15 +62,13 @@ def render(agent) -> str:
         o.lines.append(f'{name}_bucket{{le="+Inf"}} {h.count}')
         o.lines.append(f"{name}_sum {h.sum:.6f}")
         o.lines.append(f"{name}_count {h.count}")
-        disp = agent.components.get("dispatcher")
-        if disp is not None:
-            m = disp.metrics()
-            o.metric("dispatcher_heartbeats_total", "counter", "Heartbeats received (leader).", m.get("heartbeats", 0))
-            o.metric("dispatcher_sessions", "gauge", "Open worker sessions (leader).", m.get("sessions", 0))
-            o.metric("dispatcher_nodes_declared_down_total", "counter", "Nodes declared down for missed heartbeats.",
-                     m.get("nodes_declared_down", 0))
-            for state, n in m.get("nodes", {}).items():
-                o.metric("nodes", "gauge", "Nodes by state, as stored.", n, {"state": state})
+        m = mgr.dispatcher.metrics()
+        o.metric("dispatcher_heartbeats_total", "counter", "Heartbeats received (leader).", m.get("heartbeats", 0))
+        o.metric("dispatcher_sessions", "gauge", "Open worker sessions (leader).", m.get("sessions", 0))
+        o.metric("dispatcher_nodes_declared_down_total", "counter", "Nodes declared down for missed heartbeats.",
+                 m.get("nodes_declared_down", 0))
+        for state, n in m.get("nodes", {}).items():
+            o.metric("nodes", "gauge", "Nodes by state, as stored.", n, {"state": state})
     return "\n".join(o.lines) + "\n"
 
 

@@ -20,7 +20,10 @@ ROOT_CA_KEY = "swarm-root-ca.key"
 
 
 @dataclass
-class NodeState:
+class LocalNode:
+    """This host's own record of its swarm membership (node.json). Not the store's
+    `NodeState` (ready/down, the cluster's view of a node's health)."""
+
     node_id: str
     cluster_id: str
     role: str  # "manager" | "worker": what this node currently acts as
@@ -33,7 +36,7 @@ class NodeState:
         return Path(state_dir) / "node.json"
 
     @classmethod
-    def load(cls, state_dir: Path) -> NodeState | None:
+    def load(cls, state_dir: Path) -> LocalNode | None:
         p = cls.path(state_dir)
         if not p.exists():
             return None

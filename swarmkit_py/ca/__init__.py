@@ -32,8 +32,8 @@ from .errors import (
 )
 from .files import load_node_credentials, save_node_credentials, write_atomic
 from .identity import (
+    CertRole,
     NodeIdentity,
-    Role,
     authorize,
     expect_manager,
     identity_from_cert,
@@ -69,7 +69,7 @@ __all__ = [
     "PermissionDeniedError",
     "ROOT_CA_COMMON_NAME",
     "ROOT_CA_VALIDITY",
-    "Role",
+    "CertRole",
     "RootCA",
     "TOKEN_PATTERN",
     "authorize",

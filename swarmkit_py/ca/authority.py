@@ -44,7 +44,7 @@ from .files import (
     ensure_private_dir,
     write_atomic,
 )
-from .identity import NODE_ROLES, Role, address_names, identity_from_cert
+from .identity import NODE_ROLES, CertRole, address_names, identity_from_cert
 
 ROOT_CA_COMMON_NAME = "swarm-ca"
 # Swarm's defaults: a root that outlives any cluster (20 years), node certs short enough that a
@@ -216,7 +216,7 @@ class RootCA:
         self,
         csr_pem: bytes | str,
         node_id: str,
-        role: Role | str,
+        role: CertRole | str,
         cluster_id: str,
         dns_names: Iterable[str] = (),
         ip_addresses: Iterable[str | ipaddress.IPv4Address | ipaddress.IPv6Address] = (),
@@ -234,7 +234,7 @@ class RootCA:
         (`identity.is_reserved_name`); callers taking names from a requester refuse them first.
         """
         csr = load_csr(csr_pem)
-        role = Role(role)
+        role = CertRole(role)
         if role not in NODE_ROLES:
             raise CAError(f"role {role} is not a node role; use issue_client_certificate")
         return self._sign(
@@ -263,7 +263,7 @@ class RootCA:
         return self._sign(
             public_key=csr.public_key(),
             common_name=client_name,
-            role=Role.CLIENT,
+            role=CertRole.CLIENT,
             cluster_id=cluster_id,
             dns_names=(),
             ip_addresses=(),
@@ -275,7 +275,7 @@ class RootCA:
     def reissue(
         self,
         cert_pem: bytes | str | x509.Certificate,
-        role: Role | str | None = None,
+        role: CertRole | str | None = None,
         now: datetime | None = None,
         validity: timedelta = NODE_CERT_VALIDITY,
     ) -> IssuedCertificate:
@@ -288,7 +288,7 @@ class RootCA:
         old = load_certificate(cert_pem)
         self.verify(old, now=None)  # any time: renewing an expired cert is allowed
         ident = identity_from_cert(old)
-        new_role = Role(role) if role is not None else ident.role
+        new_role = CertRole(role) if role is not None else ident.role
         if (ident.role in NODE_ROLES) != (new_role in NODE_ROLES):
             raise CAError(f"cannot turn a {ident.role} certificate into a {new_role} one")
         try:
@@ -333,7 +333,7 @@ class RootCA:
         *,
         public_key: object,
         common_name: str,
-        role: Role,
+        role: CertRole,
         cluster_id: str,
         dns_names: Iterable[str],
         ip_addresses: Iterable[str | ipaddress.IPv4Address | ipaddress.IPv6Address],

@@ -22,7 +22,7 @@ from .certs import load_certificate
 from .errors import InvalidCertificateError, PermissionDeniedError
 
 
-class Role(StrEnum):
+class CertRole(StrEnum):
     """The OU values. MANAGER and WORKER are Swarm's own strings.
 
     CLIENT is ours: Swarm has no operator certificates (the Docker daemon's TLS is separate),
@@ -36,10 +36,10 @@ class Role(StrEnum):
     CLIENT = "swarm-client"
 
 
-_ROLE_NAMES = frozenset(r.value for r in Role)
+_ROLE_NAMES = frozenset(r.value for r in CertRole)
 
 
-NODE_ROLES = frozenset({Role.MANAGER, Role.WORKER})
+NODE_ROLES = frozenset({CertRole.MANAGER, CertRole.WORKER})
 
 NODE_ID_LENGTH = 25
 _NODE_ID_ALPHABET = frozenset("0123456789abcdefghijklmnopqrstuvwxyz")
@@ -69,12 +69,12 @@ def address_names(names: Iterable[str], node_id: str) -> list[str]:
 @dataclass(frozen=True, slots=True)
 class NodeIdentity:
     node_id: str
-    role: Role
+    role: CertRole
     cluster_id: str
 
     @property
     def is_manager(self) -> bool:
-        return self.role is Role.MANAGER
+        return self.role is CertRole.MANAGER
 
 
 def _single_attribute(name: x509.Name, oid: x509.ObjectIdentifier, label: str) -> str:
@@ -102,7 +102,7 @@ def identity_from_cert(der_or_pem: bytes | str | x509.Certificate) -> NodeIdenti
     ou = _single_attribute(subject, NameOID.ORGANIZATIONAL_UNIT_NAME, "organizational unit (role)")
     cluster_id = _single_attribute(subject, NameOID.ORGANIZATION_NAME, "organization (cluster ID)")
     try:
-        role = Role(ou)
+        role = CertRole(ou)
     except ValueError:
         raise InvalidCertificateError(f"certificate has unknown role {ou!r}") from None
     return NodeIdentity(node_id=node_id, role=role, cluster_id=cluster_id)
@@ -124,13 +124,13 @@ def peer_identity(conn: Any) -> NodeIdentity:
 
 def authorize(
     identity: NodeIdentity,
-    allowed_roles: Iterable[Role | str],
+    allowed_roles: Iterable[CertRole | str],
     cluster_id: str | None = None,
     action: str = "this call",
 ) -> None:
     """Raise PermissionDeniedError unless the caller's role is allowed (and, if given, it
     belongs to our cluster: a cert from a CA we trust for another reason must not get in)."""
-    allowed = {Role(r) for r in allowed_roles}
+    allowed = {CertRole(r) for r in allowed_roles}
     if cluster_id is not None and identity.cluster_id != cluster_id:
         raise PermissionDeniedError(
             f"node {identity.node_id} belongs to cluster {identity.cluster_id}, not {cluster_id}"
@@ -159,7 +159,7 @@ def require_manager_cert(
         raise PermissionDeniedError(
             f"the server's certificate is for cluster {ident.cluster_id}, not {cluster_id}"
         )
-    if ident.role is not Role.MANAGER:
+    if ident.role is not CertRole.MANAGER:
         raise PermissionDeniedError(
             f"the server's certificate is node {ident.node_id}'s with role {ident.role}, "
             "not a manager's: refusing to talk to it as a manager"

@@ -16,7 +16,7 @@ from datetime import datetime
 from cryptography import x509
 
 from .certs import as_utc, load_certificate
-from .identity import Role, identity_from_cert
+from .identity import CertRole, identity_from_cert
 
 RENEW_LOWER_FRACTION = 0.5
 RENEW_UPPER_FRACTION = 0.8
@@ -41,12 +41,12 @@ def needs_renewal(
     cert: bytes | str | x509.Certificate,
     now: datetime,
     fraction: float,
-    desired_role: Role | str | None = None,
+    desired_role: CertRole | str | None = None,
 ) -> bool:
     """True once `fraction` of the lifetime has passed (or the cert expired), or at once when
     the cluster wants this node in a different role than its certificate says: a promotion
     must not wait weeks for the next scheduled renewal."""
     c = load_certificate(cert)
-    if desired_role is not None and identity_from_cert(c).role != Role(desired_role):
+    if desired_role is not None and identity_from_cert(c).role != CertRole(desired_role):
         return True
     return as_utc(now) >= renewal_time(c, fraction)

@@ -24,7 +24,7 @@ from cryptography import x509
 
 from .certs import certificate_to_der, load_certificate
 from .errors import CADigestMismatchError, InvalidCertificateError, InvalidJoinTokenError
-from .identity import Role
+from .identity import CertRole
 
 TOKEN_PREFIX = "SWMTKN"
 TOKEN_VERSION = "1"
@@ -163,12 +163,12 @@ def secrets_match(presented: str | JoinToken, expected: str | JoinToken) -> bool
     return digest_ok & secret_ok
 
 
-def role_for_token(presented: str, tokens: Mapping[Role, str]) -> Role | None:
+def role_for_token(presented: str, tokens: Mapping[CertRole, str]) -> CertRole | None:
     """Which role a presented token admits, given the cluster's current token per role, or
     None. Every token is compared, even after a match, so timing does not reveal which role's
     token was close."""
-    found: Role | None = None
+    found: CertRole | None = None
     for role, expected in tokens.items():
         if secrets_match(presented, expected) and found is None:
-            found = Role(role)
+            found = CertRole(role)
     return found

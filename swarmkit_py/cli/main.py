@@ -60,7 +60,7 @@ def cmd_agent(args) -> int:
         await agent.run()
 
     asyncio.run(main())
-    return 0
+    return 1 if agent.failure is not None else 0
 
 
 def cmd_init(args) -> int:
@@ -86,9 +86,9 @@ def cmd_join(args) -> int:
         print("join: --advertise-addr is required (the address other nodes reach this one at)", file=sys.stderr)
         return 2
     from ..agent.identity import new_raft_id
-    from ..agent.state import NodeState, certs_dir
+    from ..agent.state import LocalNode, certs_dir
 
-    if NodeState.load(cfg.state_dir) is not None:
+    if LocalNode.load(cfg.state_dir) is not None:
         print("join: This node is already part of a swarm. Use `swarmkit-py leave` to leave this swarm "
               "and join another one.", file=sys.stderr)
         return 1
@@ -100,7 +100,7 @@ def cmd_join(args) -> int:
         return 1
     role = str(getattr(res.role, "value", res.role))
     managers = [m["addr"] if isinstance(m, dict) else m.addr for m in res.managers] or [args.manager]
-    NodeState(node_id=res.node_id, cluster_id=res.cluster_id, role=role,
+    LocalNode(node_id=res.node_id, cluster_id=res.cluster_id, role=role,
               raft_id=new_raft_id() if role == "manager" else 0, managers=managers).save(cfg.state_dir)
     print(f"This node joined a swarm as a {role}.")
     return 0
@@ -108,10 +108,10 @@ def cmd_join(args) -> int:
 
 def cmd_leave(args) -> int:
     from ..agent.agent import Agent
-    from ..agent.state import NodeState
+    from ..agent.state import LocalNode
 
     cfg = _config(args)
-    st = NodeState.load(cfg.state_dir)
+    st = LocalNode.load(cfg.state_dir)
     if st is None:
         print("This node is not part of a swarm.", file=sys.stderr)
         return 1
@@ -148,7 +148,7 @@ def _locked_hint(e: Exception) -> str:
 
 
 def cmd_recover(args) -> int:
-    from ..manager.recover import force_new_cluster
+    from ..agent.recover import force_new_cluster
 
     cfg = _config(args)
     if not args.force_new_cluster:
@@ -175,10 +175,10 @@ def cmd_client_cert(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from ..agent.state import NodeState
+    from ..agent.state import LocalNode
 
     cfg = _config(args)
-    st = NodeState.load(cfg.state_dir)
+    st = LocalNode.load(cfg.state_dir)
     if st is None:
         print(json.dumps({"LocalNodeState": "inactive"}))
         return 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..ca import Role, identity_from_cert
+from ..ca import CertRole, identity_from_cert
 from ..ca.errors import CAError
 from ..proto.ca import ANONYMOUS_METHODS
 from ..rpc import ANONYMOUS, WORKER, DecodeLimits, PeerInfo, ServerPolicy, trusted_limits
@@ -30,7 +30,7 @@ def peer_limits(peer: PeerInfo) -> DecodeLimits:
         role = identity_from_cert(peer.cert).role
     except CAError:
         return ANONYMOUS
-    return MANAGER_LIMITS if role is Role.MANAGER else WORKER
+    return MANAGER_LIMITS if role is CertRole.MANAGER else WORKER
 
 
 def cluster_port_policy(admit: Callable[[PeerInfo], str | None] | None = None) -> ServerPolicy:

@@ -25,9 +25,11 @@ import asyncio
 import logging
 from pathlib import Path
 
+from ..background import Background
 from ..ca import write_atomic
 from ..raft.storage import DiskStorage, InvalidUnlockKeyError, parse_unlock_key
 from ..store import MemoryStore
+from ..store.follow import StoreFollower
 
 log = logging.getLogger(__name__)
 RECHECK_S = 5.0
@@ -38,42 +40,19 @@ class KEKWatcher:
         self.store = store
         self.storage = storage
         self.ca_key_path = ca_key_path
-        self._task: asyncio.Task | None = None
+        self._loop = Background("kek-watcher", self._run)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="kek-watcher")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
+        await self._loop.stop()
 
     async def _run(self) -> None:
-        watcher = self.store.watch(kinds="cluster")
-        try:
-            while True:
-                try:
-                    await self.reconcile()
-                except Exception:
-                    log.exception("could not apply the cluster's auto-lock setting to the Raft keys")
-                try:
-                    # Also every few seconds: a snapshot installed from the leader replaces the
-                    # store wholesale, and the cheap re-check covers it whatever it emits.
-                    await asyncio.wait_for(watcher.get(), RECHECK_S)
-                    watcher.drain()
-                except TimeoutError:
-                    pass
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # overflow: re-read the store and watch again
-                    watcher.close()
-                    watcher = self.store.watch(kinds="cluster")
-        finally:
-            watcher.close()
+        # Also every few seconds: a snapshot installed from the leader replaces the store
+        # wholesale, and the cheap re-check covers it whatever it emits.
+        follower = StoreFollower(self.store, "cluster", name="applying the auto-lock setting to the Raft keys")
+        await follower.repeat(self.reconcile, every=RECHECK_S)
 
     def desired_kek(self) -> bytes | None:
         """The unlock key while the cluster is auto-locked, None for a local key file."""

@@ -52,11 +52,11 @@ from cryptography import x509
 
 from ..ca import (
     CAError,
+    CertRole,
     InvalidCertificateError,
     InvalidCSRError,
     NodeIdentity,
     PermissionDeniedError,
-    Role,
     RootCA,
     authorize,
     identity_from_cert,
@@ -94,9 +94,9 @@ from ..store import (
     SequenceError,
     StoreError,
     Transaction,
-    WatchClosed,
     new_id,
 )
+from ..store.follow import StoreFollower
 from .proposer import Proposer
 
 log = logging.getLogger(__name__)
@@ -106,31 +106,31 @@ MAX_HOSTNAME = 253
 MAX_CSR_BYTES = 16 * 1024
 RENEW_WRITE_ATTEMPTS = 5
 
-_NODE_TO_CA = {NodeRole.WORKER: Role.WORKER, NodeRole.MANAGER: Role.MANAGER}
+_NODE_TO_CA = {NodeRole.WORKER: CertRole.WORKER, NodeRole.MANAGER: CertRole.MANAGER}
 _CA_TO_NODE = {v: k for k, v in _NODE_TO_CA.items()}
 
 
-def ca_role(role: NodeRole | Role | str) -> Role:
+def ca_role(role: NodeRole | CertRole | str) -> CertRole:
     """The certificate OU for a store role ("manager" -> "swarm-manager"); idempotent."""
-    if isinstance(role, Role):
+    if isinstance(role, CertRole):
         return role
     with contextlib.suppress(ValueError):
-        return Role(role)
+        return CertRole(role)
     return _NODE_TO_CA[NodeRole(role)]
 
 
-def node_role(role: NodeRole | Role | str) -> NodeRole:
+def node_role(role: NodeRole | CertRole | str) -> NodeRole:
     """The store/API role for a certificate OU ("swarm-worker" -> "worker"); idempotent."""
     if isinstance(role, NodeRole):
         return role
     with contextlib.suppress(ValueError):
-        return _CA_TO_NODE[Role(role)]
+        return _CA_TO_NODE[CertRole(role)]
     return NodeRole(role)
 
 
 def require_identity(
     peer: PeerInfo,
-    roles: Iterable[Role | NodeRole | str],
+    roles: Iterable[CertRole | NodeRole | str],
     cluster_id: str | None = None,
     action: str = "this call",
 ) -> NodeIdentity:
@@ -141,7 +141,7 @@ def require_identity(
     `peer.cert` is trusted as verified because the only server contexts we build (strict or
     optional-client) make OpenSSL fail the handshake on a certificate the cluster CA did not
     sign; a plain-TCP server has no certificate at all and is therefore refused here.
-    Roles may be given as certificate roles (`Role.MANAGER`) or store roles ("manager").
+    Roles may be given as certificate roles (`CertRole.MANAGER`) or store roles ("manager").
     """
     if peer.cert is None:
         raise RpcError(
@@ -298,11 +298,11 @@ class CAServer:
         an operator can act on."""
         if not isinstance(token, str) or not token:
             raise RpcError(INVALID_JOIN_TOKEN, "invalid join token: no token given")
-        current: dict[Role, str] = {}
+        current: dict[CertRole, str] = {}
         if cluster.join_tokens.worker:
-            current[Role.WORKER] = cluster.join_tokens.worker
+            current[CertRole.WORKER] = cluster.join_tokens.worker
         if cluster.join_tokens.manager:
-            current[Role.MANAGER] = cluster.join_tokens.manager
+            current[CertRole.MANAGER] = cluster.join_tokens.manager
         try:
             matched = role_for_token(token, current)
         except CAError:
@@ -417,23 +417,20 @@ class CAServer:
         """Run until cancelled: push `ca.renew_now` to every node whose role in the store no
         longer matches its last issued certificate.
 
-        After a watch overflow (events lost) the store is rescanned, so no change is missed.
+        After a lost watch (events dropped) the store is rescanned, so no change is missed.
         """
-        while True:
-            watcher = self.store.watch("node", actions=[UPDATE])
-            try:
-                for node in self.store.view().list("node"):
-                    if _needs_reissue(node):
-                        await self.push_renew(node.id)
-                while True:
-                    event = await watcher.get()
-                    node = event.new
-                    if isinstance(node, Node) and _needs_reissue(node):
-                        await self.push_renew(node.id)
-            except WatchClosed as exc:
-                log.warning("CA role watch closed (%s); rescanning the store", exc.reason)
-            finally:
-                watcher.close()
+        follower = StoreFollower(self.store, "node", actions=[UPDATE], name="CA role watch")
+        await follower.follow(self._renew_all_changed, self._on_node_update)
+
+    async def _renew_all_changed(self) -> None:
+        for node in self.store.view().list("node"):
+            if _needs_reissue(node):
+                await self.push_renew(node.id)
+
+    async def _on_node_update(self, event) -> None:
+        node = event.new
+        if isinstance(node, Node) and _needs_reissue(node):
+            await self.push_renew(node.id)
 
     # -- helpers --------------------------------------------------------------------------
 

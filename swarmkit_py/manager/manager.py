@@ -1,16 +1,20 @@
 """One manager: a Raft member replicating the store, plus the control plane on top of it.
 
+`Manager` builds its own components (as swarmkit's manager.go does): Raft membership, the
+dispatcher, CA server, allocator, scheduler, orchestrators and role manager; the agent only
+says where its state lives and how it joins (`found`, `join`, or `start` on a restart).
+
 Every manager serves reads from its own store and forwards writes to the leader (through
-Raft's proposal forwarding). Control loops that make decisions — dispatcher, role manager and,
-later, orchestrators and scheduler — run only on the leader; they are started when this member
-wins an election and stopped when it loses leadership, and meet each other only via the store.
+Raft's proposal forwarding). Control loops that make decisions — dispatcher, role manager,
+orchestrators, scheduler — run only on the leader (leadership.py starts and stops them), and
+meet each other only via the store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 from ..ca import PermissionDeniedError, require_manager_cert
@@ -22,16 +26,23 @@ from ..raft.storage import DiskStorage
 from ..raft.storage.snapshots import KEEP
 from ..raft.transport import Transport
 from ..rpc import PeerInfo, RpcClient, RpcError, RpcServer
-from ..store import MemoryStore, Node, NodeState
+from ..store import MemoryStore, Node, NodeState, Transaction
+from .allocator import Allocator
 from .autolock import KEKWatcher
+from .caserver import CAServer
 from .context import RaftMember
+from .dispatcher import ClusterDirectory, Dispatcher, cert_identity
+from .leadership import LeaderLoops, Loop
+from .orchestrator import orchestration_loops
 from .proposer import RaftProposer
+from .raftjoin import RaftMembership, fetch_members, request_join
 from .revocation import Revocation
+from .rolemanager import RoleManager
+from .scheduler import SchedulerLoop
 
 log = logging.getLogger("swarmkit_py.manager")
 
 
-LoopFn = Callable[[], Awaitable[None]]
 
 
 def _down(node: Node | None) -> bool:
@@ -53,11 +64,17 @@ class Manager:
         raft_config: RaftConfig | None = None,
         unlock_key: bytes | None = None,
         ca_key_path: Path | None = None,
+        cluster_id: str | None = None,
+        heartbeat_period: float = 1.0,
     ):
         """Opens the Raft state encrypted (migrating a plaintext one): raises raft.storage's
         SwarmLockedError when it is auto-locked and no `unlock_key` is given, and
         InvalidUnlockKeyError when the key is wrong. `ca_key_path`: where the CA signing key is
-        exported for `client-cert` while auto-lock is off (see autolock.KEKWatcher)."""
+        exported for `client-cert` while auto-lock is off (see autolock.KEKWatcher).
+        `cluster_id` is the swarm this manager belongs to (the dispatcher and the join calls
+        refuse certificates of any other); `heartbeat_period` is the one the dispatcher asks
+        workers for."""
+        self.cluster_id = cluster_id
         self._node_id = node_id
         self.raft_id = raft_id
         self.advertise_addr = advertise_addr
@@ -70,6 +87,8 @@ class Manager:
         self.revocation = Revocation(self.store, rpc_server)
         host, _, port = advertise_addr.rpartition(":")
         raft_dir = Path(state_dir) / "raft"
+        # Fresh = no log and no snapshot yet (the lock and key files alone hold no state).
+        self.fresh = not any(raft_dir.glob("wal-*.log")) and not any(raft_dir.glob("snap-*.snap"))
         storage = DiskStorage(raft_dir, encrypted=True, unlock_key=unlock_key)
         self.raft = RaftNode(
             raft_id,
@@ -88,14 +107,33 @@ class Manager:
         self.kek_watcher = KEKWatcher(self.store, storage, ca_key_path)
         self._client_ssl = client_ssl
         rpc_server.add_handler(RAFT_TRANSFER, self._handle_transfer)
-        self._leader_loops: list[tuple[str, LoopFn, LoopFn]] = []
-        self._leading = False
-        self._leading_term = 0
-        """The term the running leader loops were started in."""
-        self._leadership_task: asyncio.Task | None = None
-        self._leader_event = asyncio.Event()
+        self.leader_loops = LeaderLoops(self.raft, f"manager {node_id}")
         self._leader_listeners: list[Callable[[int, int], None]] = []
         self.raft.on_leader_change = self._on_leader_change
+        self._build_control_plane(cluster_id, heartbeat_period)
+
+    def _build_control_plane(self, cluster_id: str | None, heartbeat_period: float) -> None:
+        """Every manager registers the RPC handlers (a follower answers with a pointer to the
+        leader); the decisions are leader loops. Registration order is start order: the
+        dispatcher first, so a new leader's grace period for the nodes begins at once."""
+        self.membership = RaftMembership(self)
+        self.dispatcher = Dispatcher(
+            self.proposer,
+            heartbeat_period=heartbeat_period,
+            identify=cert_identity(cluster_id),
+            directory=ClusterDirectory(self),
+        )
+        self.dispatcher.register(self.rpc)
+        self.add_leader_loop("dispatcher", self.dispatcher)
+        self.leader_loops.add_task("allocator", Allocator(self.proposer).run)
+        self.add_leader_loop("scheduler", SchedulerLoop(self.proposer))
+        for name, loop in orchestration_loops(self.proposer):
+            self.add_leader_loop(f"orchestrator-{name}", loop)
+        self.ca = CAServer(self.proposer)
+        self.ca.register(self.rpc)
+        self.roles = RoleManager(self)
+        self.add_leader_loop("roles", self.roles)
+        self.leader_loops.add_task("ca-role-watch", self.ca.watch_role_changes)
 
     def _verify_raft_server(self, raft_id: int, server) -> None:
         """Raft appends and snapshots carry the whole store, the CA key included: send them
@@ -234,26 +272,42 @@ class Manager:
         }
 
     # ---------------------------------------------------------------- life cycle
-    def add_leader_loop(self, name: str, start: LoopFn, stop: LoopFn) -> None:
-        """Register a control loop that runs only while this manager leads."""
-        self._leader_loops.append((name, start, stop))
+    def add_leader_loop(self, name: str, loop: Loop) -> None:
+        """Register a control loop (`start()`, `async stop()`) that runs only while this
+        manager leads."""
+        self.leader_loops.add(name, loop)
+
+    async def found(self, initial: Transaction, timeout: float = 30.0) -> None:
+        """Start as the only member of a new swarm and write its first state (`initial`, see
+        bootstrap.py) once leading; nothing is written if a cluster object exists already."""
+        await self.start(bootstrap=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.raft.is_leader:
+            if loop.time() > deadline:
+                raise SystemExit("the founding manager did not become leader of its own cluster")
+            await asyncio.sleep(0.02)
+        if self.store.view().cluster() is None:
+            await self.proposer.propose(initial)
+
+    async def join(self, managers: list[str], client_ssl) -> None:
+        """Start with a fresh log as a new member: learn the members from `managers`, then ask
+        the leader to add us (the log arrives by replication)."""
+        others = [a for a in managers if a != self.advertise_addr]
+        peers = await fetch_members(others, client_ssl, self.cluster_id)
+        await self.start(peers=peers)
+        await request_join(others, client_ssl, self.raft_id, self.advertise_addr, cluster_id=self.cluster_id)
 
     async def start(self, *, bootstrap: bool = False, peers: dict[int, str] | None = None) -> None:
         await self.raft.start(bootstrap=bootstrap, peers=peers)
-        self._leadership_task = asyncio.create_task(self._leadership(), name="manager-leadership")
+        self.leader_loops.start()
         self.kek_watcher.start()
-        await self.revocation.start()
+        self.revocation.start()
 
     async def stop(self) -> None:
         await self.revocation.stop()
         await self.kek_watcher.stop()
-        if self._leadership_task:
-            self._leadership_task.cancel()
-            try:
-                await self._leadership_task
-            except (asyncio.CancelledError, Exception):
-                pass
-        await self._stop_loops()
+        await self.leader_loops.stop()
         await self.raft.stop()
 
     def add_leader_listener(self, listener: Callable[[int, int], None]) -> None:
@@ -262,60 +316,9 @@ class Manager:
         self._leader_listeners.append(listener)
 
     def _on_leader_change(self, leader: int, term: int) -> None:
-        self._leader_event.set()
+        self.leader_loops.leader_changed()
         for listener in self._leader_listeners:
             try:
                 listener(leader, term)
             except Exception:
                 log.exception("leader change listener failed")
-
-    async def _leadership(self) -> None:
-        """Start the leader-only loops on winning an election, stop them on losing it.
-
-        A new leader first waits until its store has applied everything committed before its
-        term (its no-op entry applied), so loops never act on a stale view of the cluster.
-        """
-        while True:
-            await self._leader_event.wait()
-            self._leader_event.clear()
-            if self.raft.is_leader and self._leading and self.raft.term != self._leading_term:
-                # Lost and won again before this loop ran (issue 9, hole 7b): the loops still
-                # run on the old term's view, and another leader may have committed in
-                # between. Stop them and start afresh, behind a new read barrier.
-                log.info("manager %s: leadership changed hands and came back (term %d -> %d); "
-                         "restarting control loops", self.node_id, self._leading_term, self.raft.term)
-                await self._stop_loops()
-            if self.raft.is_leader and not self._leading:
-                term = self.raft.term
-                try:
-                    await self.raft.read_index(timeout=5.0)
-                except NoQuorum:
-                    self._leader_event.set()
-                    await asyncio.sleep(0.05)
-                    continue
-                if not self.raft.is_leader or self.raft.term != term:
-                    self._leader_event.set()  # look again at what leadership is now
-                    continue
-                self._leading = True
-                self._leading_term = term
-                log.info("manager %s: became leader (term %d); starting control loops", self.node_id, self.raft.term)
-                for name, start, _ in self._leader_loops:
-                    try:
-                        await start()
-                    except Exception:
-                        log.exception("leader loop %s failed to start", name)
-                if not self.raft.is_leader or self.raft.term != term:
-                    self._leader_event.set()  # it changed while the loops were starting
-            elif not self.raft.is_leader and self._leading:
-                log.info("manager %s: lost leadership; stopping control loops", self.node_id)
-                await self._stop_loops()
-
-    async def _stop_loops(self) -> None:
-        if not self._leading:
-            return
-        self._leading = False
-        for name, _, stop in reversed(self._leader_loops):
-            try:
-                await stop()
-            except Exception:
-                log.exception("leader loop %s failed to stop", name)

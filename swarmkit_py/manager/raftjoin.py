@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from ..ca import Role, expect_manager
+from ..ca import CertRole, expect_manager
 from ..proto import (
     NO_QUORUM,
     NOT_FOUND,
@@ -90,7 +90,7 @@ def _manager_client(addr: str, ssl, cluster_id: str | None, timeout: float) -> R
     host, _, port = addr.rpartition(":")
     return RpcClient(
         host.strip("[]"), int(port), ssl=ssl, timeout=timeout, connect_timeout=2,
-        server_hostname=Role.MANAGER.value if ssl is not None else None,
+        server_hostname=CertRole.MANAGER.value if ssl is not None else None,
         verify_peer=expect_manager(cluster_id) if ssl is not None else None,
     )
 

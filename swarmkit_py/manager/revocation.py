@@ -22,13 +22,14 @@ takes rights away.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime
 
-from ..ca import CAError, NodeIdentity, Role, identity_from_cert
+from ..background import Background
+from ..ca import CAError, CertRole, NodeIdentity, identity_from_cert
 from ..rpc import PeerInfo, RpcServer
-from ..store import DELETE, UPDATE, MemoryStore, Node, NodeRole, WatchClosed
+from ..store import DELETE, UPDATE, MemoryStore, Node, NodeRole
+from ..store.follow import StoreFollower
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class Revocation:
     def __init__(self, store: MemoryStore, rpc: RpcServer | None = None) -> None:
         self.store = store
         self.rpc = rpc
-        self._task: asyncio.Task | None = None
+        self._loop = Background("revocation", self.run)
 
     # -- checks ---------------------------------------------------------------------------
 
@@ -50,7 +51,7 @@ class Revocation:
 
     def refusal(self, ident: NodeIdentity) -> str | None:
         """Why this certificate has no rights at all any more, or None."""
-        if ident.role is Role.CLIENT:
+        if ident.role is CertRole.CLIENT:
             return None  # operator bundles name no node
         if self.removed(ident.node_id):
             return (
@@ -64,7 +65,7 @@ class Revocation:
         reason = self.refusal(ident)
         if reason is not None:
             return reason
-        if ident.role is not Role.MANAGER:
+        if ident.role is not CertRole.MANAGER:
             return f"node {ident.node_id} has role {ident.role}, not a manager's"
         node = self.store.view().get_node(ident.node_id)
         if node is not None and node.role != NodeRole.MANAGER:
@@ -95,42 +96,34 @@ class Revocation:
 
     def api_refusal(self, ident: NodeIdentity) -> str | None:
         """For the Docker API: client bundles and current managers only."""
-        if ident.role is Role.CLIENT:
+        if ident.role is CertRole.CLIENT:
             return None
         return self.manager_refusal(ident)
 
     # -- cutting live connections -----------------------------------------------------------
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self.run(), name="revocation")
+    def start(self) -> None:
+        self._loop.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._loop.stop()
 
     async def run(self) -> None:
         """Until cancelled: when a node is removed or demoted, close its connections to this
         manager, so that whatever it reconnects for is judged by the store's new word."""
-        while True:
-            watcher = self.store.watch("node", actions=[UPDATE, DELETE])
-            try:
-                while True:
-                    event = await watcher.get()
-                    old, new = event.old, event.new
-                    if not isinstance(old, Node):
-                        continue
-                    if new is None:
-                        self._cut(old.id, None, "removed from the swarm")
-                    elif old.role == NodeRole.MANAGER and new.role != NodeRole.MANAGER:
-                        self._cut(old.id, Role.MANAGER, "demoted")
-            except WatchClosed as exc:
-                log.warning("revocation watch closed (%s); watching again", exc.reason)
-            finally:
-                watcher.close()
+        follower = StoreFollower(self.store, "node", actions=[UPDATE, DELETE], name="revocation")
+        await follower.follow(lambda: None, self._on_node_event)
 
-    def _cut(self, node_id: str, role: Role | None, why: str) -> None:
+    def _on_node_event(self, event) -> None:
+        old, new = event.old, event.new
+        if not isinstance(old, Node):
+            return
+        if new is None:
+            self._cut(old.id, None, "removed from the swarm")
+        elif old.role == NodeRole.MANAGER and new.role != NodeRole.MANAGER:
+            self._cut(old.id, CertRole.MANAGER, "demoted")
+
+    def _cut(self, node_id: str, role: CertRole | None, why: str) -> None:
         if self.rpc is None:
             return
 

@@ -14,11 +14,12 @@ what could not be done yet (a quorum that was not there, a transfer that failed)
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
+from ..background import Background
 from ..raft.errors import RaftError
 from ..store import StoreError, Transaction
+from ..store.follow import StoreFollower
 from ..store.objects.enums import NodeRole
 
 log = logging.getLogger("swarmkit_py.manager.roles")
@@ -37,39 +38,21 @@ class RoleManager:
     def __init__(self, manager, period: float = 1.0):
         self.m = manager
         self.period = period
-        self._task: asyncio.Task | None = None
+        self._loop = Background("role-manager", self._run)
         self._last_count = 0
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="role-manager")
+    @property
+    def running(self) -> bool:
+        return self._loop.running
+
+    def start(self) -> None:
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
+        await self._loop.stop()
 
     async def _run(self) -> None:
-        watcher = self.m.store.watch(kinds="node")
-        try:
-            while True:
-                try:
-                    await self.reconcile()
-                except Exception:
-                    log.exception("role manager pass failed; retrying")
-                try:
-                    await asyncio.wait_for(watcher.get(), self.period)
-                    watcher.drain()
-                except TimeoutError:
-                    pass
-                except Exception:
-                    watcher.close()
-                    watcher = self.m.store.watch(kinds="node")
-        finally:
-            watcher.close()
+        await StoreFollower(self.m.store, "node", name="role manager").repeat(self.reconcile, every=self.period)
 
     async def reconcile(self) -> None:
         m = self.m

@@ -37,7 +37,16 @@ from .core import RaftCore, ReadyOrder
 from .errors import NoQuorum, NotLeader, ProposalDropped, Stopped
 from .fsm import StateMachine
 from .storage import DiskStorage
-from .types import ConfChange, ConfChangeType, Entry, EntryType, HardState, Ready, Role, Snapshot
+from .types import (
+    ConfChange,
+    ConfChangeType,
+    Entry,
+    EntryType,
+    HardState,
+    RaftRole,
+    Ready,
+    Snapshot,
+)
 
 log = logging.getLogger("swarmkit_py.raft")
 
@@ -224,7 +233,7 @@ class RaftNode:
 
     @property
     def is_leader(self) -> bool:
-        return self.core is not None and self.core.role == Role.LEADER
+        return self.core is not None and self.core.role == RaftRole.LEADER
 
     @property
     def term(self) -> int:
@@ -243,7 +252,7 @@ class RaftNode:
         now = time.monotonic()
         window = 2 * self.cfg.election_timeout_s
         for nid in c.conf.voters + c.conf.learners:
-            pr = c.prs.get(nid) if c.role == Role.LEADER else None
+            pr = c.prs.get(nid) if c.role == RaftRole.LEADER else None
             if nid == self.id:
                 reach = True
             elif pr is not None or nid == c.leader:
@@ -512,14 +521,14 @@ class RaftNode:
     async def _handle_ready(self, rd: Ready) -> None:
         c = self.core
         if rd.soft_state is not None:
-            log.info("raft member %d: %s in term %d (leader %d)", self.id, Role(rd.soft_state.role).name.lower(),
+            log.info("raft member %d: %s in term %d (leader %d)", self.id, RaftRole(rd.soft_state.role).name.lower(),
                      c.term, rd.soft_state.leader)
             self.metrics["leader_changes"] += 1
             self._leader_changed.set()
             if self.on_leader_change:
                 self.on_leader_change(rd.soft_state.leader, c.term)
         # The order (and what may skip the fsync) is core/order.py's, shared with tests/sim.
-        step = self._order.plan(rd, c.role == Role.LEADER)
+        step = self._order.plan(rd, c.role == RaftRole.LEADER)
         send = self.transport.send
         for m in step.early:
             send(m)

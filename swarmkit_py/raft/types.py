@@ -109,7 +109,7 @@ class ReadState:
     context: bytes
 
 
-class Role(IntEnum):
+class RaftRole(IntEnum):
     FOLLOWER = 0
     PRE_CANDIDATE = 1
     CANDIDATE = 2
@@ -119,7 +119,7 @@ class Role(IntEnum):
 @dataclass(slots=True)
 class SoftState:
     leader: int = 0
-    role: Role = Role.FOLLOWER
+    role: RaftRole = RaftRole.FOLLOWER
 
 
 @dataclass(slots=True)

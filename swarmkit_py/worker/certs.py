@@ -53,7 +53,7 @@ from ..ca import (
 )
 from ..ca.certs import utcnow
 from ..ca.files import CERT_MODE, NODE_CERT_FILE, ROOT_CA_CERT_FILE
-from ..ca.identity import NODE_ROLES, Role
+from ..ca.identity import NODE_ROLES, CertRole
 from ..proto import CA_RENEW, CA_RENEW_NOW, NOT_FOUND, PERMISSION_DENIED, UNAUTHENTICATED
 from ..rpc import HandlerRegistry, PeerInfo, RpcClient, RpcError, RpcUnavailable
 from ..store import NodeRole
@@ -129,7 +129,7 @@ class CertRenewer:
         log.info("certificate renewal requested: %s", reason)
         self._wake.set()
 
-    def notice_role(self, role: NodeRole | Role | str) -> bool:
+    def notice_role(self, role: NodeRole | CertRole | str) -> bool:
         """Request a renewal if the cluster's `role` for this node differs from the
         certificate's; returns whether it did."""
         want = _as_node_role(role)
@@ -151,7 +151,7 @@ class CertRenewer:
             if peer.cert is None:
                 return
             try:
-                if identity_from_cert(peer.cert).role is not Role.MANAGER:
+                if identity_from_cert(peer.cert).role is not CertRole.MANAGER:
                     return
             except InvalidCertificateError:
                 return
@@ -277,11 +277,11 @@ class CertRenewer:
         )
 
 
-def _as_node_role(role: NodeRole | Role | str) -> NodeRole:
+def _as_node_role(role: NodeRole | CertRole | str) -> NodeRole:
     if isinstance(role, NodeRole):
         return role
-    if role in (Role.MANAGER, Role.MANAGER.value):
+    if role in (CertRole.MANAGER, CertRole.MANAGER.value):
         return NodeRole.MANAGER
-    if role in (Role.WORKER, Role.WORKER.value):
+    if role in (CertRole.WORKER, CertRole.WORKER.value):
         return NodeRole.WORKER
     return NodeRole(role)

@@ -45,14 +45,14 @@ from ..ca import (
     save_node_credentials,
 )
 from ..ca.files import NODE_CERT_FILE
-from ..ca.identity import NODE_ROLES, Role
+from ..ca.identity import NODE_ROLES, CertRole
 from ..ca.optional_tls import bootstrap_client_context
 from ..proto import CA_JOIN, CA_ROOT
 from ..rpc import RpcClient, RpcError, RpcUnavailable
 from ..store import NodeRole
 
 DEFAULT_PORT = 2377
-MANAGER_SERVER_NAME = Role.MANAGER.value
+MANAGER_SERVER_NAME = CertRole.MANAGER.value
 """Verify the manager against this DNS SAN: every manager certificate has it, no worker's."""
 
 
@@ -267,7 +267,7 @@ def _check_answer(answer: Any, root: RootCA, key_pem: bytes, where: str) -> dict
         "cert": cert_pem,
         # From the certificate, not the answer's fields: it is what peers will believe.
         "node_id": ident.node_id,
-        "role": NodeRole.MANAGER if ident.role is Role.MANAGER else NodeRole.WORKER,
+        "role": NodeRole.MANAGER if ident.role is CertRole.MANAGER else NodeRole.WORKER,
         "cluster_id": ident.cluster_id,
         "managers": managers,
     }

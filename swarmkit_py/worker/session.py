@@ -35,6 +35,7 @@ import ssl as _ssl
 from collections.abc import Callable
 from typing import Any
 
+from ..background import Background
 from ..ca import expect_manager
 from ..proto import (
     HEARTBEAT,
@@ -126,7 +127,7 @@ class WorkerSession:
         self._standby_registry = HandlerRegistry()
         self._standby_registry.add_notification_handler(LEADER_PUSH, self._on_leader_push)
         self._standby_client: RpcClient | None = None
-        self._standby_task: asyncio.Task | None = None
+        self._standby = Background(f"worker-standby {node_id}", self._standby_loop)
         self._bad_standbys: list[str] = []
         self.standby_addr: str | None = None
         self._leader_term = 0
@@ -135,7 +136,7 @@ class WorkerSession:
         self._session_listeners: list[SessionListener] = []
         self._client: RpcClient | None = None
         self._preferred: str | None = None
-        self._task: asyncio.Task | None = None
+        self._loop = Background(f"worker-session {node_id}", self._run)
         self.session_id: str | None = None
         self.manager_addr: str | None = None
         self.heartbeat_period: float | None = None
@@ -160,20 +161,12 @@ class WorkerSession:
         self._session_listeners.append(listener)
 
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._run(), name=f"worker-session {self.node_id}")
-        if self._standby_task is None or self._standby_task.done():
-            self._standby_task = loop.create_task(
-                self._standby_loop(), name=f"worker-standby {self.node_id}"
-            )
+        self._loop.start()
+        self._standby.start()
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._task, self._standby_task) if t is not None]
-        self._task = self._standby_task = None
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._loop.stop()
+        await self._standby.stop()
         await self._drop_client()
         standby, self._standby_client = self._standby_client, None
         if standby is not None:

@@ -14,9 +14,9 @@ import pytest
 
 from swarmkit_py.proto import AssignedTask
 from swarmkit_py.store.objects import TaskState
+from swarmkit_py.taskimage import TASK_IMAGE, ensure_task_image
 from swarmkit_py.worker.executor import Controller, list_task_containers
 from swarmkit_py.worker.executor.docker_adapter import LABEL_NODE_ID, LABEL_TASK_ID
-from swarmkit_py.worker.image import TASK_IMAGE, ensure_task_image
 from tests.unit.test_executor_fixtures import SECOND, assigned
 
 pytestmark = pytest.mark.slow

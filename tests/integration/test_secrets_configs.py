@@ -14,9 +14,9 @@ import subprocess
 
 import pytest
 
+from swarmkit_py.taskimage import TASK_IMAGE
 from swarmkit_py.testing.agents import AgentCluster
 from swarmkit_py.worker.executor.files import LABEL_FILES_TASK
-from swarmkit_py.worker.image import TASK_IMAGE
 
 pytestmark = pytest.mark.slow
 

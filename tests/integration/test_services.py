@@ -10,8 +10,8 @@ import time
 
 import pytest
 
+from swarmkit_py.taskimage import TASK_IMAGE
 from swarmkit_py.testing.agents import NODE_LABEL, SERVICE_LABEL, AgentCluster
-from swarmkit_py.worker.image import TASK_IMAGE
 
 pytestmark = pytest.mark.slow
 

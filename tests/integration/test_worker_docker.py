@@ -31,9 +31,9 @@ from swarmkit_py.store import (
     Transaction,
     new_id,
 )
+from swarmkit_py.taskimage import TASK_IMAGE, ensure_task_image
 from swarmkit_py.worker.executor import DockerExecutor
 from swarmkit_py.worker.executor.docker_adapter import LABEL_NODE_ID, LABEL_TASK_ID
-from swarmkit_py.worker.image import TASK_IMAGE, ensure_task_image
 from swarmkit_py.worker.reconcile import TaskWorker
 from swarmkit_py.worker.session import WorkerSession
 
@@ -71,7 +71,7 @@ class Cluster:
 
     async def up(self):
         await self.server.start()
-        await self.dispatcher.start()
+        self.dispatcher.start()
         node = Node(id=self.node_id, spec=NodeSpec(role=NodeRole.WORKER), role=NodeRole.WORKER,
                     status=NodeStatus())
         await self.proposer.propose(Transaction().create(node).create(self.service))

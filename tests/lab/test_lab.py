@@ -15,7 +15,8 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from swarmkit_py.deploy.lab import IMAGE, Lab, cgroups, net
+from swarmkit_py.deploy.lab import Lab, cgroups, net
+from swarmkit_py.taskimage import TASK_IMAGE
 
 pytestmark = [
     pytest.mark.slow,
@@ -96,14 +97,14 @@ def test_hosts_have_no_route_out(lab):
 
 
 def test_each_host_sees_only_its_own_containers(lab):
-    rc, out, err = lab.ssh("h1", f"docker run -d --name only-on-h1 {IMAGE} sleep 600")
+    rc, out, err = lab.ssh("h1", f"docker run -d --name only-on-h1 {TASK_IMAGE} sleep 600")
     assert rc == 0, err
     _, ps1, _ = lab.ssh("h1", "docker ps --format '{{.Names}}'")
     _, ps2, _ = lab.ssh("h2", "docker ps -a --format '{{.Names}}'")
     assert ps1.split() == ["only-on-h1"]
     assert ps2.split() == []
     # every engine has the same image, as if pulled from one digest
-    ids = {lab.ssh(h, f"docker image inspect -f '{{{{.Id}}}}' {IMAGE}")[1].strip() for h in lab.host_names()}
+    ids = {lab.ssh(h, f"docker image inspect -f '{{{{.Id}}}}' {TASK_IMAGE}")[1].strip() for h in lab.host_names()}
     assert len(ids) == 1
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from cryptography import x509
 
 from swarmkit_py.ca import RootCA, client_context, generate_key_and_csr
-from swarmkit_py.ca.identity import Role
+from swarmkit_py.ca.identity import CertRole
 from swarmkit_py.rpc import RpcServer
 from swarmkit_py.testing.agents import AgentCluster, AgentProc
 
@@ -90,8 +90,8 @@ def forged_worker_cert(m: AgentProc, worker: AgentProc, extra_dns: list[str]) ->
     # the certificate an attacker may still hold from before it.
     issued = ca._sign(
         public_key=x509.load_pem_x509_csr(csr_pem).public_key(), common_name=node_id(worker),
-        role=Role.WORKER, cluster_id=worker.node_state()["cluster_id"],
-        dns_names=[node_id(worker), Role.WORKER.value, *extra_dns], ip_addresses=["127.0.0.1"],
+        role=CertRole.WORKER, cluster_id=worker.node_state()["cluster_id"],
+        dns_names=[node_id(worker), CertRole.WORKER.value, *extra_dns], ip_addresses=["127.0.0.1"],
         server_auth=True, now=None, validity=timedelta(days=1),
     )
     return issued.cert_pem, key_pem

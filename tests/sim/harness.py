@@ -57,7 +57,7 @@ from swarmkit_py.raft.types import (
     HardState,
     Message,
     MsgType,
-    Role,
+    RaftRole,
     Snapshot,
     SnapshotMeta,
 )
@@ -161,7 +161,7 @@ class SimNode:
             if rounds > 1000:
                 raise SimFailure(f"node {self.id}: has_ready() stays true (livelock in the core)")
             rd = core.ready()
-            step = self.order.plan(rd, core.role == Role.LEADER)
+            step = self.order.plan(rd, core.role == RaftRole.LEADER)
             for m in step.early:
                 self._send(m)
             if self.torn_next:
@@ -328,7 +328,7 @@ class Checker:
         self.max_commit = 0
         self.applied: dict[int, tuple[int, int, bytes, int]] = {}  # index -> (term, type, data, chain after it)
         self.last_commit: dict[int, int] = {}
-        self.last_role: dict[int, Role] = {}
+        self.last_role: dict[int, RaftRole] = {}
         self.acked: list[bytes] = []  # client writes in the order they were first applied
         self.acked_set: set[bytes] = set()
         self.proposed: set[bytes] = set()
@@ -470,11 +470,11 @@ class Checker:
             self.max_commit = max(self.max_commit, commit)
         self.last_commit[node.id] = commit
         role = core.role
-        if role == Role.LEADER:
+        if role == RaftRole.LEADER:
             holder = self.leaders.setdefault(core.term, node.id)
             if holder != node.id:
                 self.fail(f"election safety: n{node.id} and n{holder} both lead term {core.term}")
-            if self.last_role.get(node.id) != Role.LEADER:
+            if self.last_role.get(node.id) != RaftRole.LEADER:
                 self.sim.trace(f"n{node.id} leads term {core.term}")
                 self._leader_complete(node)
         self.last_role[node.id] = role
@@ -585,7 +585,7 @@ class Sim:
         """The live leader of the highest term, if any."""
         best = None
         for n in self.live():
-            if n.core.role == Role.LEADER and (best is None or n.core.term > best.core.term):
+            if n.core.role == RaftRole.LEADER and (best is None or n.core.term > best.core.term):
                 best = n
         return best
 
@@ -945,7 +945,7 @@ class Cluster:
         return self.sim.net.msgs
 
     def leaders(self) -> list[int]:
-        return [n.id for n in self.sim.live() if n.core.role == Role.LEADER]
+        return [n.id for n in self.sim.live() if n.core.role == RaftRole.LEADER]
 
     # ---- driving ----------------------------------------------------------------------------
     def tick(self, nid: int, times: int = 1) -> None:
@@ -1006,7 +1006,7 @@ class Cluster:
     def elect(self, nid: int) -> None:
         self.campaign(nid)
         self.deliver()
-        assert self.core(nid).role == Role.LEADER, f"n{nid} did not win: {self.core(nid).role.name}"
+        assert self.core(nid).role == RaftRole.LEADER, f"n{nid} did not win: {self.core(nid).role.name}"
 
     def propose(self, nid: int, data: bytes) -> int:
         self.sim.checker.proposed.add(data)

@@ -8,7 +8,7 @@ watches every step.
 
 from __future__ import annotations
 
-from swarmkit_py.raft.types import MsgType, Role
+from swarmkit_py.raft.types import MsgType, RaftRole
 from tests.sim.harness import Cluster
 
 VOTERS7 = [1, 2, 3, 4, 5, 6, 7]
@@ -38,7 +38,7 @@ def test_figure7_new_leader_brings_every_follower_in_line():
         c.add_restored(nid, term=7, entries=_entries(FIG7_FOLLOWERS[name]), voters=VOTERS7)
     c.campaign(1)
     c.deliver()
-    assert c.core(1).role == Role.LEADER and c.core(1).term == 8
+    assert c.core(1).role == RaftRole.LEADER and c.core(1).term == 8
     # (d) has term-7 entries, so it must have refused its vote; a, b, c, e, f granted
     c.tick_all(5)
     want = FIG7_LEADER + [8]  # the new leader's no-op
@@ -61,7 +61,7 @@ def test_figure7_follower_d_cannot_lead():
         c.add_restored(nid, term=7, entries=_entries(FIG7_FOLLOWERS[name]), voters=VOTERS7)
     c.campaign(5)  # (d)
     c.deliver()
-    assert c.core(5).role == Role.LEADER
+    assert c.core(5).role == RaftRole.LEADER
     c.tick_all(5)
     want = FIG7_FOLLOWERS["d"] + [8]
     for nid in range(1, 8):
@@ -104,7 +104,7 @@ def test_figure8_old_term_entry_on_a_majority_is_not_committed_by_counting():
     c.tick_all(3, deliver=False, only={1})
     c.deliver(where=_strip_term(4))
     s1 = c.core(1)
-    assert s1.role == Role.LEADER and s1.term == 4
+    assert s1.role == RaftRole.LEADER and s1.term == 4
     assert c.log_terms(2) == [1, 2] and c.log_terms(3) == [1, 2]
     assert s1.prs[2].match >= 2 and s1.prs[3].match >= 2  # index 2 is on a majority ...
     assert s1.commit < 2, "Figure 8: a term-2 entry was committed by counting replicas in term 4"
@@ -114,11 +114,11 @@ def test_figure8_old_term_entry_on_a_majority_is_not_committed_by_counting():
     c.drop_all()
     c.restart(5)
     for _ in range(5):
-        if c.core(5).role == Role.LEADER:
+        if c.core(5).role == RaftRole.LEADER:
             break
         c.campaign(5)
         c.deliver(where=lambda m: m.to != 1)
-    assert c.core(5).role == Role.LEADER, "S5 should win with its term-3 entry"
+    assert c.core(5).role == RaftRole.LEADER, "S5 should win with its term-3 entry"
     c.tick_all(3, only={2, 3, 4, 5})
     for nid in (2, 3, 4, 5):
         assert c.log_terms(nid)[:2] == [1, 3], f"S{nid}: {c.log_terms(nid)}"
@@ -133,7 +133,7 @@ def test_figure8_entry_commits_once_a_current_term_entry_does():
     c.campaign(1)
     c.deliver(where=lambda m: m.to != 4 or m.type != MsgType.APP)  # S4 stays behind
     s1 = c.core(1)
-    assert s1.role == Role.LEADER and s1.commit == 3
+    assert s1.role == RaftRole.LEADER and s1.commit == 3
     assert s1.log.term(2) == 2
     c.crash(1)
     c.drop_all()
@@ -141,7 +141,7 @@ def test_figure8_entry_commits_once_a_current_term_entry_does():
     for _ in range(10):
         c.campaign(5)
         c.deliver(where=lambda m: m.to != 1)
-        assert c.core(5).role != Role.LEADER, "S5 won without the committed entries"
+        assert c.core(5).role != RaftRole.LEADER, "S5 won without the committed entries"
     # one of S2, S3 becomes leader and index 2 keeps term 2 everywhere
     for _ in range(60):
         c.tick_all(1, only={2, 3, 4, 5})

@@ -13,7 +13,7 @@ from swarmkit_py.raft.types import (
     EntryType,
     Message,
     MsgType,
-    Role,
+    RaftRole,
 )
 from tests.sim.harness import Cluster
 
@@ -34,7 +34,7 @@ def test_pre_vote_keeps_a_healed_follower_from_disrupting_the_leader():
     c.isolate(3)
     c.tick_all(5 * ET)  # 3 times out again and again while cut off
     assert c.core(3).term == term, "pre-vote must not raise the term of a cut-off member"
-    assert c.core(3).role in (Role.PRE_CANDIDATE, Role.FOLLOWER)
+    assert c.core(3).role in (RaftRole.PRE_CANDIDATE, RaftRole.FOLLOWER)
     c.heal()
     c.tick_all(3 * ET)
     assert c.leaders() == [1] and c.core(1).term == term
@@ -70,10 +70,10 @@ def test_check_quorum_steps_down_an_isolated_leader_within_an_election_timeout()
     c = settled(5)
     c.isolate(1)
     ticks = 0
-    while c.core(1).role == Role.LEADER and ticks < 2 * ET:
+    while c.core(1).role == RaftRole.LEADER and ticks < 2 * ET:
         c.tick(1)
         ticks += 1
-    assert c.core(1).role == Role.FOLLOWER, f"an isolated leader kept leading for {ticks} ticks"
+    assert c.core(1).role == RaftRole.FOLLOWER, f"an isolated leader kept leading for {ticks} ticks"
     # meanwhile the majority elects a new leader, and the old one follows it after healing
     c.tick_all(4 * ET, only={2, 3, 4, 5})
     new = c.leaders()
@@ -142,7 +142,7 @@ def test_read_index_waits_until_the_new_leader_commits_in_its_term():
     c.drop_all()
     c.campaign(2)
     c.deliver(where=lambda m: m.type != MsgType.APP)  # elected, its no-op not yet replicated
-    assert c.core(2).role == Role.LEADER
+    assert c.core(2).role == RaftRole.LEADER
     _read(c, 2, b"r")
     c.tick_all(2, only={2, 3}, deliver=False)
     c.deliver(hold=lambda m: m.type == MsgType.APP)  # heartbeats answered, no-op still held
@@ -165,7 +165,7 @@ def test_removed_leader_steps_down_and_the_rest_elect_a_new_one():
     c.nodes[1].drain()
     c.deliver()
     c.tick_all(1)
-    assert c.core(1).removed and c.core(1).role == Role.FOLLOWER
+    assert c.core(1).removed and c.core(1).role == RaftRole.FOLLOWER
     assert 1 not in c.core(1).conf.voters
     c.crash(1)  # a removed member shuts down
     c.tick_all(4 * ET, only={2, 3})
@@ -190,7 +190,7 @@ def test_learner_gets_the_log_does_not_vote_and_is_promoted():
     assert c.applied_values(4) >= {b"w%d" % i for i in range(5)}
     # a learner never campaigns, and its vote does not count
     c.tick_all(5 * ET, only={4}, deliver=False)
-    assert c.core(4).role == Role.FOLLOWER and c.core(4).term == c.core(1).term
+    assert c.core(4).role == RaftRole.FOLLOWER and c.core(4).term == c.core(1).term
     c.drop_all()
     c.core(4).campaign()
     assert not [m for m in c.queue if m.frm == 4]

@@ -162,7 +162,7 @@ class Harness:
 
     async def up(self):
         await self.server.start()
-        await self.dispatcher.start()
+        self.dispatcher.start()
         return self
 
     async def down(self):

@@ -16,12 +16,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from swarmkit_py.ca import (
     CERT_BACKDATE,
     CAError,
+    CertRole,
     InvalidCAError,
     InvalidCertificateError,
     InvalidCSRError,
     NodeIdentity,
     PermissionDeniedError,
-    Role,
     RootCA,
     authorize,
     generate_key_and_csr,
@@ -136,7 +136,7 @@ def test_worker_copy_of_root_has_no_key_and_cannot_sign(tmp_path, root):
     assert not verify_only.can_sign
     _, csr = generate_key_and_csr()
     with pytest.raises(CAError, match="no private key"):
-        verify_only.issue_node_certificate(csr, "n1", Role.WORKER, "c1", now=NOW)
+        verify_only.issue_node_certificate(csr, "n1", CertRole.WORKER, "c1", now=NOW)
 
 
 def test_key_file_is_0600_even_with_a_permissive_umask(tmp_path, root):
@@ -162,7 +162,7 @@ def test_operator_supplied_rsa_ca_is_accepted_and_signs(root):
     cert_pem, key_pem = operator_ca()
     ca = RootCA.from_pem(cert_pem, key_pem, now=NOW)
     key_pem_node, csr = generate_key_and_csr()
-    issued = ca.issue_node_certificate(csr, "node1", Role.MANAGER, "clusterA", now=NOW)
+    issued = ca.issue_node_certificate(csr, "node1", CertRole.MANAGER, "clusterA", now=NOW)
     ca.verify(issued.cert_pem, now=NOW)
     with pytest.raises(InvalidCertificateError, match="not issued by this root CA"):
         root.verify(issued.cert_pem, now=NOW)
@@ -170,7 +170,7 @@ def test_operator_supplied_rsa_ca_is_accepted_and_signs(root):
 
 def test_non_ca_certificate_is_refused_as_root(root):
     key_pem, csr = generate_key_and_csr()
-    node_cert = root.issue_node_certificate(csr, "n1", Role.MANAGER, "c1", now=NOW).cert_pem
+    node_cert = root.issue_node_certificate(csr, "n1", CertRole.MANAGER, "c1", now=NOW).cert_pem
     with pytest.raises(InvalidCAError, match="not a CA"):
         RootCA.from_pem(node_cert, key_pem, now=NOW)
     cert_pem, key_pem = operator_ca(ca=False, key_cert_sign=False)
@@ -210,7 +210,7 @@ def test_csr_to_certificate_carries_node_id_role_cluster_and_sans(root):
     issued = root.issue_node_certificate(
         csr,
         node_id="abcdefghijklmnopqrstuvwxy",
-        role=Role.WORKER,
+        role=CertRole.WORKER,
         cluster_id="cluster123",
         dns_names=["host1.example"],
         ip_addresses=["10.0.0.5", "::1"],
@@ -252,36 +252,36 @@ def test_csr_subject_is_ignored_the_ca_decides_the_role(root):
         .public_bytes(serialization.Encoding.PEM)
     )
     issued = root.issue_node_certificate(csr, "n7", "swarm-worker", "c1", now=NOW)
-    assert identity_from_cert(issued.cert_pem) == NodeIdentity("n7", Role.WORKER, "c1")
+    assert identity_from_cert(issued.cert_pem) == NodeIdentity("n7", CertRole.WORKER, "c1")
 
 
 def test_validity_is_configurable_and_clamped_to_the_root(root):
     _, csr = generate_key_and_csr()
     short = root.issue_node_certificate(
-        csr, "n1", Role.WORKER, "c", now=NOW, validity=timedelta(hours=6)
+        csr, "n1", CertRole.WORKER, "c", now=NOW, validity=timedelta(hours=6)
     )
     assert load_certificate(short.cert_pem).not_valid_after_utc == NOW + timedelta(hours=6)
     young_root = RootCA.create(now=NOW, validity=timedelta(days=30))
-    clamped = young_root.issue_node_certificate(csr, "n1", Role.WORKER, "c", now=NOW)
+    clamped = young_root.issue_node_certificate(csr, "n1", CertRole.WORKER, "c", now=NOW)
     assert (
         load_certificate(clamped.cert_pem).not_valid_after_utc
         == young_root.certificate.not_valid_after_utc
     )
     with pytest.raises(CAError, match="shorter than"):
         root.issue_node_certificate(
-            csr, "n1", Role.WORKER, "c", now=NOW, validity=timedelta(seconds=5)
+            csr, "n1", CertRole.WORKER, "c", now=NOW, validity=timedelta(seconds=5)
         )
 
 
 def test_bad_csrs_and_bad_requests_are_refused(root):
     _, csr = generate_key_and_csr()
     with pytest.raises(InvalidCSRError, match="cannot parse"):
-        root.issue_node_certificate(b"garbage", "n1", Role.WORKER, "c", now=NOW)
+        root.issue_node_certificate(b"garbage", "n1", CertRole.WORKER, "c", now=NOW)
     # flip a byte in the signature: the requester no longer proves key possession
     der = x509.load_pem_x509_csr(csr).public_bytes(serialization.Encoding.DER)
     tampered = der[:-3] + bytes([der[-3] ^ 0x01]) + der[-2:]
     with pytest.raises(InvalidCSRError):
-        root.issue_node_certificate(tampered, "n1", Role.WORKER, "c", now=NOW)
+        root.issue_node_certificate(tampered, "n1", CertRole.WORKER, "c", now=NOW)
     weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     weak_csr = (
         x509.CertificateSigningRequestBuilder()
@@ -290,41 +290,41 @@ def test_bad_csrs_and_bad_requests_are_refused(root):
         .public_bytes(serialization.Encoding.PEM)
     )
     with pytest.raises(InvalidCSRError, match="too weak"):
-        root.issue_node_certificate(weak_csr, "n1", Role.WORKER, "c", now=NOW)
+        root.issue_node_certificate(weak_csr, "n1", CertRole.WORKER, "c", now=NOW)
     with pytest.raises(ValueError):
         root.issue_node_certificate(csr, "n1", "swarm-admin", "c", now=NOW)
     with pytest.raises(CAError, match="not a node role"):
-        root.issue_node_certificate(csr, "n1", Role.CLIENT, "c", now=NOW)
+        root.issue_node_certificate(csr, "n1", CertRole.CLIENT, "c", now=NOW)
     with pytest.raises(CAError, match="empty"):
-        root.issue_node_certificate(csr, "", Role.WORKER, "c", now=NOW)
+        root.issue_node_certificate(csr, "", CertRole.WORKER, "c", now=NOW)
     with pytest.raises(CAError, match="invalid IP"):
         root.issue_node_certificate(
-            csr, "n1", Role.WORKER, "c", ip_addresses=["10.0.0.300"], now=NOW
+            csr, "n1", CertRole.WORKER, "c", ip_addresses=["10.0.0.300"], now=NOW
         )
 
 
 def test_role_change_reissues_same_key_new_role(root):
     _, csr = generate_key_and_csr()
     worker = root.issue_node_certificate(
-        csr, "n1", Role.WORKER, "c1", ip_addresses=["10.0.0.9"], dns_names=["h1"], now=NOW
+        csr, "n1", CertRole.WORKER, "c1", ip_addresses=["10.0.0.9"], dns_names=["h1"], now=NOW
     )
     later = NOW + timedelta(days=10)
-    manager = root.reissue(worker.cert_pem, role=Role.MANAGER, now=later)
+    manager = root.reissue(worker.cert_pem, role=CertRole.MANAGER, now=later)
     old, new = load_certificate(worker.cert_pem), load_certificate(manager.cert_pem)
-    assert identity_from_cert(new) == NodeIdentity("n1", Role.MANAGER, "c1")
+    assert identity_from_cert(new) == NodeIdentity("n1", CertRole.MANAGER, "c1")
     assert new.public_key().public_numbers() == old.public_key().public_numbers()
     assert sans(new) == (["n1", "swarm-manager", "h1"], ["10.0.0.9"])
     assert new.not_valid_after_utc == later + timedelta(days=90)
     assert new.serial_number != old.serial_number
     # a plain renewal keeps the role
     assert (
-        identity_from_cert(root.reissue(manager.cert_pem, now=later).cert_pem).role is Role.MANAGER
+        identity_from_cert(root.reissue(manager.cert_pem, now=later).cert_pem).role is CertRole.MANAGER
     )
     # a certificate from another CA is not ours to re-sign
     other = RootCA.create(now=NOW)
-    foreign = other.issue_node_certificate(csr, "n1", Role.WORKER, "c1", now=NOW)
+    foreign = other.issue_node_certificate(csr, "n1", CertRole.WORKER, "c1", now=NOW)
     with pytest.raises(InvalidCertificateError, match="not issued by this root CA"):
-        root.reissue(foreign.cert_pem, role=Role.MANAGER, now=later)
+        root.reissue(foreign.cert_pem, role=CertRole.MANAGER, now=later)
 
 
 # -- identity -----------------------------------------------------------------------------
@@ -332,7 +332,7 @@ def test_role_change_reissues_same_key_new_role(root):
 
 def test_identity_roundtrip_from_pem_and_der(root):
     _, csr = generate_key_and_csr()
-    for role in (Role.MANAGER, Role.WORKER):
+    for role in (CertRole.MANAGER, CertRole.WORKER):
         issued = root.issue_node_certificate(csr, f"id-{role}", role, "clusterX", now=NOW)
         der = certificate_to_der(load_certificate(issued.cert_pem))
         expected = NodeIdentity(node_id=f"id-{role}", role=role, cluster_id="clusterX")
@@ -350,13 +350,13 @@ def test_identity_from_a_non_swarm_certificate_is_refused(root):
 
 
 def test_authorize_by_role_and_cluster():
-    worker = NodeIdentity("w1", Role.WORKER, "c1")
-    manager = NodeIdentity("m1", Role.MANAGER, "c1")
-    authorize(manager, [Role.MANAGER], cluster_id="c1")
+    worker = NodeIdentity("w1", CertRole.WORKER, "c1")
+    manager = NodeIdentity("m1", CertRole.MANAGER, "c1")
+    authorize(manager, [CertRole.MANAGER], cluster_id="c1")
     with pytest.raises(
         PermissionDeniedError, match="w1 has role swarm-worker; raft requires swarm-manager"
     ):
-        authorize(worker, [Role.MANAGER], action="raft")
+        authorize(worker, [CertRole.MANAGER], action="raft")
     with pytest.raises(PermissionDeniedError, match="belongs to cluster c1, not c2"):
         authorize(manager, ["swarm-manager"], cluster_id="c2")
 
@@ -366,7 +366,7 @@ def test_authorize_by_role_and_cluster():
 
 def test_node_credentials_saved_with_private_key_and_checked_on_load(tmp_path, root):
     key_pem, csr = generate_key_and_csr()
-    issued = root.issue_node_certificate(csr, "n1", Role.WORKER, "c1", now=NOW)
+    issued = root.issue_node_certificate(csr, "n1", CertRole.WORKER, "c1", now=NOW)
     save_node_credentials(tmp_path, issued.cert_pem, key_pem)
     assert mode(tmp_path / "swarm-node.key") == 0o600
     assert load_node_credentials(tmp_path) == (issued.cert_pem, key_pem)
@@ -388,7 +388,7 @@ def test_renewal_fraction_is_between_half_and_eighty_percent_and_seedable():
 
 def test_needs_renewal_timing(root):
     _, csr = generate_key_and_csr()
-    cert = root.issue_node_certificate(csr, "n1", Role.WORKER, "c1", now=NOW).cert_pem
+    cert = root.issue_node_certificate(csr, "n1", CertRole.WORKER, "c1", now=NOW).cert_pem
     lifetime = timedelta(days=90) + CERT_BACKDATE
     start = NOW - CERT_BACKDATE
     at = renewal_time(cert, 0.5)
@@ -407,8 +407,8 @@ def test_needs_renewal_timing(root):
 
 def test_role_change_triggers_renewal_at_once(root):
     _, csr = generate_key_and_csr()
-    cert = root.issue_node_certificate(csr, "n1", Role.WORKER, "c1", now=NOW).cert_pem
-    assert not needs_renewal(cert, NOW, 0.8, desired_role=Role.WORKER)
+    cert = root.issue_node_certificate(csr, "n1", CertRole.WORKER, "c1", now=NOW).cert_pem
+    assert not needs_renewal(cert, NOW, 0.8, desired_role=CertRole.WORKER)
     assert needs_renewal(cert, NOW, 0.8, desired_role="swarm-manager")
 
 
@@ -424,12 +424,12 @@ def test_client_bundle_files_permissions_and_client_auth_cert(tmp_path, root):
     root.verify(cert, now=NOW)
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
-    assert identity_from_cert(cert) == NodeIdentity("admin", Role.CLIENT, "c1")
+    assert identity_from_cert(cert) == NodeIdentity("admin", CertRole.CLIENT, "c1")
     key = serialization.load_pem_private_key((d / "key.pem").read_bytes(), None)
     assert key.public_key().public_numbers() == cert.public_key().public_numbers()
     # a client certificate can be renewed but never becomes a node certificate
     with pytest.raises(CAError, match="cannot turn"):
-        root.reissue(cert, role=Role.MANAGER, now=NOW)
+        root.reissue(cert, role=CertRole.MANAGER, now=NOW)
 
 
 def test_role_names_and_other_node_ids_never_become_address_sans():
@@ -438,7 +438,7 @@ def test_role_names_and_other_node_ids_never_become_address_sans():
     from cryptography import x509 as _x509
 
     from swarmkit_py.ca import RootCA, generate_key_and_csr
-    from swarmkit_py.ca.identity import Role as _Role
+    from swarmkit_py.ca.identity import CertRole as _Role
 
     ca = RootCA.create()
     me, other = "a" * 25, "b" * 25

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from swarmkit_py.ca import (
+    CertRole,
     InvalidCertificateError,
     PermissionDeniedError,
-    Role,
     RootCA,
     authorize,
     client_context,
@@ -32,7 +32,7 @@ class Creds:
     ca_pem: bytes
 
 
-def node(root: RootCA, node_id: str, role: Role) -> Creds:
+def node(root: RootCA, node_id: str, role: CertRole) -> Creds:
     key_pem, csr = generate_key_and_csr()
     issued = root.issue_node_certificate(csr, node_id, role, CLUSTER, ip_addresses=["127.0.0.1"])
     return Creds(issued.cert_pem, key_pem, issued.ca_cert_pem)
@@ -50,12 +50,12 @@ def foreign_root() -> RootCA:
 
 @pytest.fixture(scope="module")
 def manager(root) -> Creds:
-    return node(root, "manager0000000000000000001", Role.MANAGER)
+    return node(root, "manager0000000000000000001", CertRole.MANAGER)
 
 
 @pytest.fixture(scope="module")
 def worker(root) -> Creds:
-    return node(root, "worker00000000000000000001", Role.WORKER)
+    return node(root, "worker00000000000000000001", CertRole.WORKER)
 
 
 @dataclass
@@ -88,7 +88,7 @@ async def exchange(server_ctx, client_ctx, server_hostname: str | None) -> Outco
             outcome.seen_by_server.append(ident)
             await reader.readline()
             try:
-                authorize(ident, [Role.MANAGER], cluster_id=CLUSTER, action="raft message")
+                authorize(ident, [CertRole.MANAGER], cluster_id=CLUSTER, action="raft message")
                 writer.write(f"ok {ident.node_id} {ident.role}\n".encode())
             except PermissionDeniedError as exc:
                 writer.write(f"denied {exc}\n".encode())
@@ -122,7 +122,7 @@ def srv(c: Creds) -> ssl.SSLContext:
 
 
 async def test_manager_to_manager_mutual_tls_succeeds(root, manager):
-    peer = node(root, "manager0000000000000000002", Role.MANAGER)
+    peer = node(root, "manager0000000000000000002", CertRole.MANAGER)
     client = client_context(peer.ca_pem, peer.cert_pem, peer.key_pem)
     out = await exchange(srv(manager), client, "swarm-manager")
     assert out.error is None
@@ -135,7 +135,7 @@ async def test_worker_certificate_handshakes_but_cannot_send_raft_messages(manag
     out = await exchange(srv(manager), client, "swarm-manager")
     assert out.error is None
     assert out.reply.startswith(b"denied node worker00000000000000000001 has role swarm-worker")
-    assert out.seen_by_server[0].role is Role.WORKER
+    assert out.seen_by_server[0].role is CertRole.WORKER
 
 
 async def test_client_without_certificate_is_rejected(manager):
@@ -146,7 +146,7 @@ async def test_client_without_certificate_is_rejected(manager):
 
 
 async def test_client_with_certificate_from_another_ca_is_rejected(manager, foreign_root):
-    impostor = node(foreign_root, "manager0000000000000000009", Role.MANAGER)
+    impostor = node(foreign_root, "manager0000000000000000009", CertRole.MANAGER)
     # it trusts our CA (it fetched it) but its own cert is signed by a different one
     client = client_context(manager.ca_pem, impostor.cert_pem, impostor.key_pem)
     out = await exchange(srv(manager), client, "swarm-manager")
@@ -155,7 +155,7 @@ async def test_client_with_certificate_from_another_ca_is_rejected(manager, fore
 
 
 async def test_client_refuses_a_server_from_another_ca(manager, foreign_root):
-    impostor = node(foreign_root, "manager0000000000000000009", Role.MANAGER)
+    impostor = node(foreign_root, "manager0000000000000000009", CertRole.MANAGER)
     client = client_context(manager.ca_pem, manager.cert_pem, manager.key_pem)
     out = await exchange(srv(impostor), client, "swarm-manager")
     assert isinstance(out.error, ssl.SSLCertVerificationError)
@@ -170,7 +170,7 @@ async def test_worker_cannot_pose_as_a_manager_server(manager, worker):
 
 
 async def test_hostname_check_by_node_id_pins_one_peer(root, manager):
-    peer = node(root, "manager0000000000000000003", Role.MANAGER)
+    peer = node(root, "manager0000000000000000003", CertRole.MANAGER)
     client = client_context(peer.ca_pem, peer.cert_pem, peer.key_pem)
     good = await exchange(srv(manager), client, "manager0000000000000000001")
     assert good.ok
@@ -195,7 +195,7 @@ async def test_docker_client_bundle_works_as_tls_client(tmp_path, root, manager)
     out = await exchange(srv(manager), client, "127.0.0.1")
     assert out.error is None
     # the handshake succeeds (client auth EKU) and the server sees a client, not a node
-    assert out.seen_by_server[0].role is Role.CLIENT
+    assert out.seen_by_server[0].role is CertRole.CLIENT
     assert out.reply.startswith(b"denied node admin has role swarm-client")
 
 

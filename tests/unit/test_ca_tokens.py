@@ -10,8 +10,8 @@ import pytest
 from swarmkit_py.ca import (
     TOKEN_PATTERN,
     CADigestMismatchError,
+    CertRole,
     InvalidJoinTokenError,
-    Role,
     RootCA,
     ca_digest,
     ca_digest_matches,
@@ -135,17 +135,17 @@ def test_non_string_token_is_refused():
 def test_secret_comparison_and_role_lookup(root, other_root):
     worker = generate_join_token(root.cert_pem)
     manager = generate_join_token(root.cert_pem)
-    tokens = {Role.WORKER: worker, Role.MANAGER: manager}
+    tokens = {CertRole.WORKER: worker, CertRole.MANAGER: manager}
     assert secrets_match(worker, worker)
     assert not secrets_match(worker, manager)
     assert not secrets_match("garbage", worker)
     # same secret, digest of another CA: not the same token
     digest_swapped = f"SWMTKN-1-{ca_digest(other_root.cert_pem)}-{worker.split('-')[3]}"
     assert not secrets_match(digest_swapped, worker)
-    assert role_for_token(worker, tokens) is Role.WORKER
-    assert role_for_token(manager, tokens) is Role.MANAGER
+    assert role_for_token(worker, tokens) is CertRole.WORKER
+    assert role_for_token(manager, tokens) is CertRole.MANAGER
     assert role_for_token(digest_swapped, tokens) is None
     # rotation: the old worker token no longer admits anyone, the manager one still works
-    rotated = {**tokens, Role.WORKER: generate_join_token(root.cert_pem)}
+    rotated = {**tokens, CertRole.WORKER: generate_join_token(root.cert_pem)}
     assert role_for_token(worker, rotated) is None
-    assert role_for_token(manager, rotated) is Role.MANAGER
+    assert role_for_token(manager, rotated) is CertRole.MANAGER

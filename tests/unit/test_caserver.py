@@ -10,7 +10,7 @@ from cryptography import x509
 from test_caserver_harness import MANAGER_ONLY, Creds, start_swarm
 
 from swarmkit_py.ca import (
-    Role,
+    CertRole,
     RootCA,
     ca_digest_matches,
     generate_join_token,
@@ -57,7 +57,7 @@ async def test_root_is_anonymous_and_matches_the_token_digest(swarm):
 
 
 async def test_manager_only_method_refuses_worker_and_anonymous_callers(swarm):
-    worker = swarm.issue(Role.WORKER)
+    worker = swarm.issue(CertRole.WORKER)
     with pytest.raises(RpcError) as err:
         await call(swarm, MANAGER_ONLY, {}, worker)
     assert err.value.code == PERMISSION_DENIED
@@ -67,12 +67,12 @@ async def test_manager_only_method_refuses_worker_and_anonymous_callers(swarm):
         await call(swarm, MANAGER_ONLY, {})
     assert err.value.code == UNAUTHENTICATED
 
-    manager = swarm.issue(Role.MANAGER, node_id="m" * 25)
+    manager = swarm.issue(CertRole.MANAGER, node_id="m" * 25)
     assert await call(swarm, MANAGER_ONLY, {}, manager) == {"caller": "m" * 25}
 
 
 async def test_cert_from_another_ca_fails_the_handshake_even_though_certs_are_optional(swarm):
-    foreign = swarm.issue(Role.MANAGER, root=RootCA.create())
+    foreign = swarm.issue(CertRole.MANAGER, root=RootCA.create())
     with pytest.raises(RpcUnavailable):
         await call(swarm, MANAGER_ONLY, {}, foreign)
     assert swarm.calls[MANAGER_ONLY] == 0
@@ -187,16 +187,16 @@ async def test_renew_signs_the_role_in_the_store_not_the_role_in_the_old_cert(sw
     await swarm.set_role(node_id, NodeRole.MANAGER)
     renewed = await call(swarm, "ca.renew", {}, creds)
     assert renewed["role"] == "manager"
-    assert identity_from_cert(renewed["cert"]).role is Role.MANAGER
+    assert identity_from_cert(renewed["cert"]).role is CertRole.MANAGER
     # with a CSR: a fresh key certified, same node id and address SANs
     new_key, new_csr = generate_key_and_csr()
     rekeyed = await call(swarm, "ca.renew", {"csr": new_csr.decode()}, creds)
     ident = identity_from_cert(rekeyed["cert"])
-    assert (ident.node_id, ident.role) == (node_id, Role.MANAGER)
+    assert (ident.node_id, ident.role) == (node_id, CertRole.MANAGER)
     assert rekeyed["cert"] != renewed["cert"]
 
 
 def test_role_mapping_both_ways():
-    assert ca_role("manager") is Role.MANAGER and ca_role(Role.WORKER) is Role.WORKER
-    assert ca_role(NodeRole.WORKER) is Role.WORKER
+    assert ca_role("manager") is CertRole.MANAGER and ca_role(CertRole.WORKER) is CertRole.WORKER
+    assert ca_role(NodeRole.WORKER) is CertRole.WORKER
     assert node_role("swarm-manager") is NodeRole.MANAGER and node_role("worker") is NodeRole.WORKER

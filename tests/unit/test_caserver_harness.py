@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from swarmkit_py.ca import (
-    Role,
+    CertRole,
     RootCA,
     client_context,
     generate_join_token,
@@ -116,12 +116,12 @@ class Swarm:
             LOOPBACK,
             self.server.bound_port,
             ssl=ctx,
-            server_hostname=Role.MANAGER.value,
+            server_hostname=CertRole.MANAGER.value,
             timeout=10.0,
             handlers=handlers,
         )
 
-    def issue(self, role: Role, node_id: str | None = None, root: RootCA | None = None) -> Creds:
+    def issue(self, role: CertRole, node_id: str | None = None, root: RootCA | None = None) -> Creds:
         """A node certificate straight from a CA (this swarm's unless `root` is given)."""
         key_pem, csr = generate_key_and_csr()
         issued = (root or self.root).issue_node_certificate(
@@ -147,7 +147,7 @@ async def start_swarm() -> Swarm:
     manager_id = new_id()
     key_pem, csr = generate_key_and_csr()
     issued = root.issue_node_certificate(
-        csr, manager_id, Role.MANAGER, cluster_id, ip_addresses=[LOOPBACK]
+        csr, manager_id, CertRole.MANAGER, cluster_id, ip_addresses=[LOOPBACK]
     )
     manager = Creds(issued.cert_pem, key_pem)
 
@@ -176,7 +176,7 @@ async def start_swarm() -> Swarm:
     caserver.register(server)
 
     async def manager_only(peer: PeerInfo, params):
-        ident = require_identity(peer, {Role.MANAGER}, cluster_id=cluster_id, action=MANAGER_ONLY)
+        ident = require_identity(peer, {CertRole.MANAGER}, cluster_id=cluster_id, action=MANAGER_ONLY)
         return {"caller": ident.node_id}
 
     server.add_handler(MANAGER_ONLY, manager_only)

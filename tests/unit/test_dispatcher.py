@@ -111,7 +111,7 @@ class Manager:
     async def up(self, lead: bool = True) -> Manager:
         await self.server.start()
         if lead:
-            await self.dispatcher.start()
+            self.dispatcher.start()
         return self
 
     async def down(self) -> None:
@@ -250,7 +250,7 @@ async def test_many_expiries_are_one_transaction(proposer, manager):
     ids = [await add_node(proposer, NodeState.READY) for _ in range(25)]
     await add_node(proposer, NodeState.DOWN)  # already down: not tracked, not rewritten
     before = len(proposer.sizes)
-    await manager.dispatcher.start()
+    manager.dispatcher.start()
     await wait_until(
         lambda: all(state_of(proposer, n) == NodeState.DOWN for n in ids), what="all down"
     )
@@ -302,7 +302,7 @@ async def test_after_an_election_a_silent_worker_is_unknown_then_down(proposer, 
     try:
         await asyncio.sleep(2 * GRACE)  # an election long compared with the grace
         started = time.monotonic()
-        await new.dispatcher.start()
+        new.dispatcher.start()
         await asyncio.sleep(GRACE / 2)  # the live worker reconnects late, but within a grace
         answer = await open_session(
             c_live := RpcClient(LOOPBACK, new.server.bound_port, timeout=5), live

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from swarmkit_py.ca import Role, RootCA, client_context, generate_key_and_csr
+from swarmkit_py.ca import CertRole, RootCA, client_context, generate_key_and_csr
 from swarmkit_py.ca.optional_tls import server_context_optional_client
 from swarmkit_py.manager.dispatcher import (
     Dispatcher,
@@ -22,7 +22,7 @@ from swarmkit_py.worker.session import WorkerSession
 CLUSTER = "cluster-1"
 
 
-def creds(root: RootCA, node_id: str, role: Role | None):
+def creds(root: RootCA, node_id: str, role: CertRole | None):
     key_pem, csr = generate_key_and_csr()
     if role is None:
         issued = root.issue_client_certificate(csr, "operator", CLUSTER)
@@ -41,14 +41,14 @@ def root() -> RootCA:
 @pytest.fixture
 async def tls_manager(root):
     proposer = LocalProposer()
-    cert, key = creds(root, new_id(), Role.MANAGER)
+    cert, key = creds(root, new_id(), CertRole.MANAGER)
     server = RpcServer("127.0.0.1", 0, ssl=server_context_optional_client(cert, key, root.cert_pem))
     dispatcher = Dispatcher(
         proposer, heartbeat_period=0.1, identify=cert_identity(CLUSTER), directory=StaticDirectory()
     )
     dispatcher.register(server)
     await server.start()
-    await dispatcher.start()
+    dispatcher.start()
     yield proposer, server
     await dispatcher.stop()
     await server.stop()
@@ -63,7 +63,7 @@ async def add_node(proposer) -> str:
 async def test_worker_certificate_opens_its_own_session(root, tls_manager):
     proposer, server = tls_manager
     node_id = await add_node(proposer)
-    cert, key = creds(root, node_id, Role.WORKER)
+    cert, key = creds(root, node_id, CertRole.WORKER)
     ctx = client_context(root.cert_pem, cert, key)
     addr = f"127.0.0.1:{server.bound_port}"
     async with WorkerSession(node_id, [addr], ssl_context=ctx, describe=None) as w:

@@ -3,11 +3,11 @@
 import io
 import tarfile
 
-from swarmkit_py.worker.image import build_rootfs_tar
+from swarmkit_py.taskimage import rootfs_tar
 
 
 def test_rootfs_has_busybox_and_the_applets_tasks_use():
-    data = build_rootfs_tar()
+    data = rootfs_tar()
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         members = {m.name: m for m in tar.getmembers()}
     assert members["bin/busybox"].isfile() and members["bin/busybox"].mode & 0o111
@@ -20,4 +20,4 @@ def test_rootfs_has_busybox_and_the_applets_tasks_use():
 
 
 def test_rootfs_is_reproducible():
-    assert build_rootfs_tar() == build_rootfs_tar()
+    assert rootfs_tar() == rootfs_tar()

@@ -13,8 +13,8 @@ from test_caserver_harness import LOOPBACK, Creds, closed_port, start_swarm, wai
 
 from swarmkit_py.ca import (
     CADigestMismatchError,
+    CertRole,
     InvalidJoinTokenError,
-    Role,
     RootCA,
     generate_join_token,
     identity_from_cert,
@@ -59,7 +59,7 @@ async def test_worker_token_gives_worker_cert_and_node_in_store(swarm, tmp_path)
     cert_pem, key_pem = load_node_credentials(state)  # also checks key and cert match
     ident = identity_from_cert(cert_pem)
     assert (ident.node_id, ident.role, ident.cluster_id) == (
-        result.node_id, Role.WORKER, swarm.cluster_id,
+        result.node_id, CertRole.WORKER, swarm.cluster_id,
     )
     san = load_certificate(cert_pem).extensions.get_extension_for_class(
         x509.SubjectAlternativeName
@@ -97,7 +97,7 @@ async def test_manager_token_gives_manager_role(swarm, tmp_path):
     )
     assert result.role is NodeRole.MANAGER
     cert_pem, _ = load_node_credentials(tmp_path / "m")
-    assert identity_from_cert(cert_pem).role is Role.MANAGER
+    assert identity_from_cert(cert_pem).role is CertRole.MANAGER
     node = swarm.node(result.node_id)
     assert node.spec.role is NodeRole.MANAGER and node.role is NodeRole.MANAGER
     assert node.spec.availability is NodeAvailability.DRAIN
@@ -210,7 +210,7 @@ async def test_renew_keeps_node_id_and_key_and_picks_up_role_change(swarm, tmp_p
     cert_pem, key_after = load_node_credentials(state)
     assert key_after == key
     ident = identity_from_cert(cert_pem)
-    assert (ident.node_id, ident.role) == (joined.node_id, Role.MANAGER)
+    assert (ident.node_id, ident.role) == (joined.node_id, CertRole.MANAGER)
     san = load_certificate(cert_pem).extensions.get_extension_for_class(
         x509.SubjectAlternativeName
     ).value
@@ -283,7 +283,7 @@ async def test_role_change_is_pushed_and_renewed_on_demand(swarm, tmp_path):
             return identity_from_cert((state / NODE_CERT_FILE).read_bytes()).role
 
         await wait_until(lambda: renewer.renewals == 1, what="pushed renewal")
-        assert cert_role() is Role.MANAGER
+        assert cert_role() is CertRole.MANAGER
         assert await swarm.caserver.push_renew(joined.node_id) == 1
         assert await swarm.caserver.push_renew("nobody") == 0
     finally:

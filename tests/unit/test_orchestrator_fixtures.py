@@ -72,7 +72,7 @@ class Harness:
         for cls in classes:
             loop = cls(self.proposer, **self.kw(), **extra.get(cls.__name__, {}))
             self.loops.append(loop)
-            await loop.start()
+            loop.start()
         await settle()
         return self.loops[-len(classes):]
 

@@ -16,7 +16,7 @@ from swarmkit_py.raft.types import (
     HardState,
     Message,
     MsgType,
-    Role,
+    RaftRole,
     Snapshot,
     SnapshotMeta,
 )
@@ -90,7 +90,7 @@ def test_won_pre_vote_does_not_force_the_real_vote():
     assert {m.type for m in c.queue} == {MsgType.PRE_VOTE}
     c.deliver(hold=lambda m: m.type == MsgType.VOTE)
     votes = [m for m in c.queue if m.type == MsgType.VOTE]
-    assert c.core(2).role == Role.CANDIDATE and votes
+    assert c.core(2).role == RaftRole.CANDIDATE and votes
     assert all(m.context != TRANSFER_CONTEXT for m in votes)
 
 

@@ -315,10 +315,20 @@ class TestExplain:
 
 
 def test_two_tasks_with_the_same_host_port_never_share_a_node():
-    from swarmkit_py.store import Endpoint, EndpointSpec, PortConfig
     from swarmkit_py.manager.scheduler.core import schedule_tasks
     from swarmkit_py.manager.scheduler.nodeinfo import NodeSet
-    from swarmkit_py.store import Node, NodeSpec, NodeStatus, NodeState, Task, TaskState, TaskStatus
+    from swarmkit_py.store import (
+        Endpoint,
+        EndpointSpec,
+        Node,
+        NodeSpec,
+        NodeState,
+        NodeStatus,
+        PortConfig,
+        Task,
+        TaskState,
+        TaskStatus,
+    )
 
     ep = Endpoint(spec=EndpointSpec(ports=[PortConfig(target_port=80, published_port=8080,
                                                       publish_mode="host")]))

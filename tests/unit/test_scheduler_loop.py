@@ -41,7 +41,7 @@ async def env():
     async def start(p=None, **kw) -> SchedulerLoop:
         loop = SchedulerLoop(p or proposer, **kw)
         loops.append(loop)
-        await loop.start()
+        loop.start()
         return loop
 
     yield store, proposer, start

@@ -265,10 +265,10 @@ def test_force_new_cluster_reads_and_writes_encrypted_state(tmp_path):
     """`swarmkit-py recover --force-new-cluster` on an auto-locked manager: refused without the
     key, done with it; the new state is encrypted too (a local key file until the agent re-seals
     it with the cluster's unlock key)."""
-    from swarmkit_py.agent.state import NodeState
-    from swarmkit_py.manager.recover import force_new_cluster
+    from swarmkit_py.agent.recover import force_new_cluster
+    from swarmkit_py.agent.state import LocalNode
 
-    NodeState(node_id="n1", cluster_id="c1", role="manager", raft_id=7, managers=["10.0.0.1:2377"]).save(tmp_path)
+    LocalNode(node_id="n1", cluster_id="c1", role="manager", raft_id=7, managers=["10.0.0.1:2377"]).save(tmp_path)
     key = new_key()
     with DiskStorage(tmp_path / "raft", encrypted=True) as s:
         s.load()

@@ -61,7 +61,7 @@ async def cluster():
         await m.server.start()
     directory.manager_list = [{"node_id": f"m{i}", "addr": m.addr} for i, m in enumerate(managers)]
     directory.leader = managers[0].addr
-    await managers[0].dispatcher.start()
+    managers[0].dispatcher.start()
     yield proposer, directory, managers
     for m in managers:
         await m.dispatcher.stop()
@@ -125,7 +125,7 @@ async def test_worker_survives_leader_change_without_being_marked_down(cluster):
         directory.leader = None
         await asyncio.sleep(PERIOD)
         directory.leader = new.addr
-        await new.dispatcher.start()
+        new.dispatcher.start()
         await wait_until(lambda: new.dispatcher.has_session(node_id), what="session on new leader")
         assert w.manager_addr == new.addr
         await asyncio.sleep(3 * GRACE)
@@ -143,7 +143,7 @@ async def test_worker_fails_over_when_the_leader_process_dies(cluster):
         await old.server.stop()  # connections reset: the worker notices at once
         await old.dispatcher.stop()
         directory.leader = new.addr
-        await new.dispatcher.start()
+        new.dispatcher.start()
         await wait_until(lambda: new.dispatcher.has_session(node_id), what="failover")
         assert state_of(proposer, node_id) == NodeState.READY
         assert w.managers[-1] == old_addr  # the failed manager is tried last from now on
@@ -238,7 +238,7 @@ async def test_worker_retries_with_backoff_until_a_manager_appears(cluster):
         assert not w.connected.is_set()
         assert "not the leader" in (w.last_error or "")
         directory.leader = follower.addr
-        await follower.dispatcher.start()
+        follower.dispatcher.start()
         await w.wait_connected(5)
         assert w.manager_addr == follower.addr
 

@@ -33,7 +33,6 @@ Python API: `Lab(name, state_dir=None, subnet=None)` with `up(n)`, `down()`, `cr
 `restart(h)`, `partition(*hs)`, `heal()`, `hosts()`, `connection(h)`, `ssh(h, cmd)`.
 """
 
-from .image import IMAGE
 from .lab import Host, Lab, LabError
 
-__all__ = ["IMAGE", "Host", "Lab", "LabError"]
+__all__ = ["Host", "Lab", "LabError"]

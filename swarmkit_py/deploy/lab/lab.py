@@ -22,7 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import boot, cgroups, image, inventory, net, ssh
+from ... import taskimage
+from . import boot, cgroups, inventory, net, ssh
 from .names import (
     DEFAULT_LAB,
     MAX_HOSTS,
@@ -388,14 +389,14 @@ class Lab:
         dockers = [h for h in hosts if cfg["hosts"][h].get("docker", True)]
         if not dockers:
             return
-        archive = image.build(self.image_archive)
+        archive = taskimage.build(self.image_archive)
 
         def engine(h: str) -> str:
             pid = _wait(f"{h} to be running", lambda: self.init_pid(h), timeout)
             sock = f"/proc/{pid}/root/run/docker.sock"
             _wait(f"dockerd on {h}; see {self.host_dir(h) / 'upper/var/log/dockerd.log'}",
                   lambda: _docker_ping(sock), timeout, interval=0.05)
-            return image.load(f"unix://{sock}", archive)
+            return taskimage.load(f"unix://{sock}", archive)
 
         with ThreadPoolExecutor(max_workers=len(dockers)) as ex:
             list(ex.map(engine, dockers))

@@ -32,9 +32,9 @@ from ...store import (
     TaskState,
     Transaction,
     VirtualIP,
-    WatchClosed,
     new_id,
 )
+from ...store.follow import StoreFollower
 from ...store.view import View
 from ..proposer import Proposer
 from . import ipam
@@ -69,19 +69,9 @@ class Allocator:
         self.passes = 0
 
     async def run(self) -> None:
-        """The loop, for as long as this manager leads (the agent cancels it on losing)."""
-        while True:
-            watcher = self.store.watch(("network", "service", "task", "node"))
-            try:
-                await self._pass_until_quiet()
-                async for _ in watcher:
-                    await asyncio.sleep(self.debounce)
-                    watcher.drain()
-                    await self._pass_until_quiet()
-            except WatchClosed as e:
-                log.info("allocator watch closed (%s); starting over", e.reason)
-            finally:
-                watcher.close()
+        """The loop, for as long as this manager leads (a leader task: manager.py)."""
+        follower = StoreFollower(self.store, ("network", "service", "task", "node"), name="allocator")
+        await follower.repeat(self._pass_until_quiet, settle=self.debounce)
 
     async def _pass_until_quiet(self) -> None:
         delay = 0.05

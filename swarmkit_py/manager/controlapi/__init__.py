@@ -14,8 +14,8 @@ from .control import (
 from .errors import FailedPrecondition, Internal, InvalidArgument, NotInSwarm
 from .networks import NETWORK_FILTERS, network_json
 from .nodes import NODE_FILTERS
-from .secrets import file_path, object_json
 from .quorum import can_remove_member, member_for
+from .secrets import file_path, object_json
 from .services import SERVICE_FILTERS, service_json
 from .tasks import TASK_FILTERS, task_json
 

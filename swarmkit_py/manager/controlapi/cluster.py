@@ -22,8 +22,7 @@ from pydantic import ValidationError
 from ...ca import generate_join_token
 from ...ca.certs import load_certificate
 from ...store import Cluster, ClusterSpec
-from .errors import Internal, InvalidArgument
-from .nodes import _json_type, describe_validation
+from .errors import Internal, InvalidArgument, describe_validation, json_type
 
 MIN_NODE_CERT_EXPIRY_NS = 3600 * 10**9
 """swarmkit's ca.MinNodeCertExpiration (1 hour), in nanoseconds like every Docker duration."""
@@ -39,7 +38,7 @@ def parse_cluster_spec(spec: Any, current: Cluster) -> ClusterSpec:
     else:
         if not isinstance(spec, Mapping):
             raise InvalidArgument(
-                f"invalid swarm spec: expected a JSON object, got {_json_type(spec)}", plain=True
+                f"invalid swarm spec: expected a JSON object, got {json_type(spec)}", plain=True
             )
         try:
             parsed = ClusterSpec.model_validate(dict(spec))

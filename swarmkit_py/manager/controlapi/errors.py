@@ -7,6 +7,10 @@ messages come out the same whether a rule or the store refused the request.
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import ValidationError
+
 from ...store import StoreError
 
 
@@ -47,3 +51,30 @@ class NotInSwarm(StoreError):
             'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" '
             "to connect this node to swarm and try again."
         )
+
+
+def describe_validation(exc: ValidationError) -> str:
+    """pydantic's errors as one line: `Labels.a: Input should be a valid string; ...`."""
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "(body)"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    more = len(exc.errors()) - 5
+    if more > 0:
+        parts.append(f"and {more} more")
+    return "; ".join(parts)
+
+
+def json_type(value: Any) -> str:
+    """JSON's name for the type of a decoded value, for "expected an object, got ..." errors."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    return type(value).__name__

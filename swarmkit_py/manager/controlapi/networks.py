@@ -28,8 +28,8 @@ from ...store import (
 )
 from ..allocator import ipam
 from ..allocator.needs import network_users
-from .errors import FailedPrecondition, InvalidArgument
-from .nodes import _labels_match, _parse_labels, describe_validation, validate_filters
+from .errors import FailedPrecondition, InvalidArgument, describe_validation
+from .filters import labels_match, parse_labels, validate_filters
 
 NETWORK_FILTERS = frozenset({"driver", "id", "label", "name", "scope", "type", "dangling"})
 LOCAL_DRIVERS = frozenset({"bridge", "host", "macvlan", "ipvlan", "null", "none"})
@@ -95,11 +95,11 @@ class NetworkMethods:
         if f.get("until"):
             raise InvalidArgument("the 'until' filter is not supported for swarm networks",
                                   plain=True)
-        labels = _parse_labels(f.get("label", []))
+        labels = parse_labels(f.get("label", []))
         view = self._swarm_view()
         doomed = [n for n in view.list("network")
                   if not n.spec.ingress and not network_users(view, n)
-                  and _labels_match(n.spec.labels, labels)
+                  and labels_match(n.spec.labels, labels)
                   and not any(not t.status.state.terminal and any(
                       a.network_id == n.id for a in t.networks_attachments or [])
                       for t in view.list("task"))]
@@ -199,7 +199,7 @@ def network_filter(filters: Mapping[str, Sequence[str]] | None, view: Any):
     f = validate_filters(filters, NETWORK_FILTERS)
     if not f:
         return None
-    labels = _parse_labels(f.get("label", []))
+    labels = parse_labels(f.get("label", []))
     for t in f.get("type", []):
         if t not in ("custom", "builtin"):
             raise InvalidArgument(f"Invalid filter: 'type'='{t}'", plain=True)
@@ -224,7 +224,7 @@ def network_filter(filters: Mapping[str, Sequence[str]] | None, view: Any):
             dangling = not network_users(view, n)
             if dangling not in wanted_dangling:
                 return False
-        return _labels_match(n.spec.labels, labels)
+        return labels_match(n.spec.labels, labels)
 
     return match
 

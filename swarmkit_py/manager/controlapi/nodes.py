@@ -16,42 +16,11 @@ from pydantic import ValidationError
 
 from ...store import ManagerStatus, Node, NodeAvailability, NodeRole, NodeSpec, Reachability
 from ..context import RaftMember
-from .errors import InvalidArgument
+from .errors import InvalidArgument, describe_validation, json_type
+from .filters import Filters, labels_match, parse_labels, validate_filters
 
 NODE_FILTERS = frozenset({"id", "name", "label", "node.label", "role", "membership"})
 MEMBERSHIPS = ("accepted", "pending")
-
-Filters = Mapping[str, Sequence[str]]
-
-
-def validate_filters(filters: Filters | None, accepted: frozenset[str]) -> dict[str, list[str]]:
-    """Copy of `filters` with every key checked; Docker's wording for unknown keys."""
-    out: dict[str, list[str]] = {}
-    for key, values in (filters or {}).items():
-        if key not in accepted:
-            raise InvalidArgument(f"Invalid filter '{key}'", plain=True)
-        out[key] = [str(v) for v in values]
-    return out
-
-
-def _parse_labels(values: Sequence[str]) -> dict[str, str | None]:
-    """`key=value` must match exactly; a bare `key` only needs the key present."""
-    out: dict[str, str | None] = {}
-    for v in values:
-        key, sep, value = v.partition("=")
-        out[key] = value if sep else None
-    return out
-
-
-def _labels_match(have: Mapping[str, str] | None, want: Mapping[str, str | None]) -> bool:
-    have = have or {}
-    for key, value in want.items():
-        if key not in have:
-            return False
-        if value is not None and have[key] != value:
-            return False
-    return True
-
 
 def actual_role(node: Node) -> NodeRole:
     """swarmkit's `Node.Role` (set by the role manager); until then, the desired role."""
@@ -76,8 +45,8 @@ def node_filter(filters: Filters | None):
         memberships.add(m.lower())
     ids = f.get("id", [])
     names = f.get("name", [])
-    engine_labels = _parse_labels(f.get("label", []))
-    node_labels = _parse_labels(f.get("node.label", []))
+    engine_labels = parse_labels(f.get("label", []))
+    node_labels = parse_labels(f.get("node.label", []))
 
     def match(node: Node) -> bool:
         if ids and not any(node.id.startswith(p) for p in ids):
@@ -93,9 +62,9 @@ def node_filter(filters: Filters | None):
             return False
         if engine_labels:
             engine = node.description.engine if node.description else None
-            if not _labels_match(engine.labels if engine else None, engine_labels):
+            if not labels_match(engine.labels if engine else None, engine_labels):
                 return False
-        if node_labels and not _labels_match(node.spec.labels, node_labels):
+        if node_labels and not labels_match(node.spec.labels, node_labels):
             return False
         return True
 
@@ -109,7 +78,7 @@ def parse_node_spec(spec: Any) -> NodeSpec:
         return spec
     if not isinstance(spec, Mapping):
         raise InvalidArgument(
-            f"invalid node spec: expected a JSON object, got {_json_type(spec)}", plain=True
+            f"invalid node spec: expected a JSON object, got {json_type(spec)}", plain=True
         )
     folded = {str(k).lower(): v for k, v in spec.items()}
     for key, enum in (("role", NodeRole), ("availability", NodeAvailability)):
@@ -125,32 +94,6 @@ def parse_node_spec(spec: Any) -> NodeSpec:
         raise InvalidArgument(
             f"invalid node spec: {describe_validation(exc)}", plain=True
         ) from None
-
-
-def describe_validation(exc: ValidationError) -> str:
-    """pydantic's errors as one line: `Labels.a: Input should be a valid string; ...`."""
-    parts = []
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err.get("loc", ())) or "(body)"
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
-    more = len(exc.errors()) - 5
-    if more > 0:
-        parts.append(f"and {more} more")
-    return "; ".join(parts)
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, (list, tuple)):
-        return "array"
-    return type(value).__name__
 
 
 def with_manager_status(node: Node, members: Sequence[RaftMember]) -> Node:

@@ -32,8 +32,8 @@ from ...store import (
     new_id,
 )
 from ...store.objects.secret import file_path
-from .errors import InvalidArgument
-from .nodes import _labels_match, _parse_labels, describe_validation, validate_filters
+from .errors import InvalidArgument, describe_validation
+from .filters import labels_match, parse_labels, validate_filters
 
 FILTERS = frozenset({"id", "label", "name", "names"})
 _NAME = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?$")
@@ -121,7 +121,7 @@ def object_filter(filters: Mapping[str, Sequence[str]] | None):
     f = validate_filters(filters, FILTERS)
     if not f:
         return None
-    labels = _parse_labels(f.get("label", []))
+    labels = parse_labels(f.get("label", []))
 
     def match(obj) -> bool:
         if f.get("id") and not any(obj.id.startswith(p) for p in f["id"]):
@@ -130,7 +130,7 @@ def object_filter(filters: Mapping[str, Sequence[str]] | None):
             return False
         if f.get("name") and not any(obj.spec.name.startswith(p) for p in f["name"]):
             return False
-        return _labels_match(obj.spec.labels, labels)
+        return labels_match(obj.spec.labels, labels)
 
     return match
 

@@ -35,7 +35,7 @@ from ...store import (
 )
 from ..orchestrator.uptodate import endpoint_key
 from .errors import FailedPrecondition, InvalidArgument, NotInSwarm
-from .nodes import _labels_match, _parse_labels, validate_filters
+from .filters import labels_match, parse_labels, validate_filters
 from .servicespec import (
     canonical_spec,
     parse_service_spec,
@@ -229,7 +229,7 @@ def service_filter(filters: Mapping[str, Sequence[str]] | None):
         if r != "container":
             raise InvalidArgument(f"Invalid filter: 'runtime'='{r}'", plain=True)
     ids, names = f.get("id", []), f.get("name", [])
-    labels = _parse_labels(f.get("label", []))
+    labels = parse_labels(f.get("label", []))
 
     def match(svc: Service) -> bool:
         if ids and not any(svc.id.startswith(p) for p in ids):
@@ -238,7 +238,7 @@ def service_filter(filters: Mapping[str, Sequence[str]] | None):
             return False
         if modes and ("global" if svc.spec.mode.is_global else "replicated") not in modes:
             return False
-        return not labels or _labels_match(svc.spec.labels, labels)
+        return not labels or labels_match(svc.spec.labels, labels)
 
     return match
 

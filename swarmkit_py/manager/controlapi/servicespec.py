@@ -28,8 +28,7 @@ from pydantic import ValidationError
 from ...store import ServiceSpec, TaskSpec, UpdateConfig
 from ...store.objects.taskspec import DEFAULT_STOP_GRACE_PERIOD, SECOND
 from ..scheduler import constraints as scheduler_constraints
-from .errors import InvalidArgument
-from .nodes import _json_type, describe_validation
+from .errors import InvalidArgument, describe_validation, json_type
 
 MAX_REPLICAS = 100_000
 """Far above any cluster this runs; low enough that a typo cannot make the orchestrator try
@@ -71,7 +70,7 @@ def parse_service_spec(raw: Any) -> ServiceSpec:
     else:
         if not isinstance(raw, Mapping):
             raise InvalidArgument(
-                f"invalid service spec: expected a JSON object, got {_json_type(raw)}",
+                f"invalid service spec: expected a JSON object, got {json_type(raw)}",
                 plain=True,
             )
         try:

@@ -23,7 +23,7 @@ from typing import Any
 from ...store import Service, Task, TaskState, format_rfc3339
 from ..orchestrator.uptodate import is_up_to_date
 from .errors import InvalidArgument
-from .nodes import _labels_match, _parse_labels, validate_filters
+from .filters import labels_match, parse_labels, validate_filters
 
 TASK_FILTERS = frozenset(
     {"id", "name", "label", "service", "node", "desired-state", "_up-to-date", "runtime"}
@@ -64,7 +64,7 @@ class TaskMethods:
         else:
             candidates = view.list("task")
         ids, names = f.get("id", []), f.get("name", [])
-        labels = _parse_labels(f.get("label", []))
+        labels = parse_labels(f.get("label", []))
         up_to_date = "_up-to-date" in f
         services: dict[str, Service | None] = {}
 
@@ -85,7 +85,7 @@ class TaskMethods:
                 continue
             if desired and not _desired_matches(task.desired_state, desired):
                 continue
-            if labels and not _labels_match(task.labels, labels):
+            if labels and not labels_match(task.labels, labels):
                 continue
             if names:
                 name = task_name(task, service_of(task))

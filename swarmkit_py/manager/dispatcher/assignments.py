@@ -18,20 +18,18 @@ report coming back) does not re-push, as in swarmkit: the worker knows it alread
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import hashlib
 import logging
 from typing import Any
 
 import msgpack
 
-import base64
-
 from ...proto import ASSIGNMENTS, AssignedTask, NetAttachment, TaskFile
-from ...store import WatchClosed
 from ...store.objects import PortConfig, Task, TaskState
 from ...store.objects.secret import file_path
 from ...store.view import View
+from .push import StorePusher
 
 log = logging.getLogger(__name__)
 
@@ -137,88 +135,54 @@ def stable_digest(tasks: list[dict[str, Any]]) -> bytes:
     return hashlib.blake2b(msgpack.packb(stable, use_bin_type=True), digest_size=16).digest()
 
 
-class AssignmentPusher:
+class AssignmentPusher(StorePusher):
     """Watches tasks and pushes each connected node its set when it changes.
 
     ``dispatcher`` supplies ``proposer.store``, ``has_session(node_id)`` and
-    ``push(node_id, method, params)``. One flusher task does every push, so two pushes to the
-    same node never race each other out of order.
+    ``push(node_id, method, params)``. One sender does every push (push.py), so two pushes to
+    the same node never race each other out of order; a session that just opened skips the
+    debounce.
     """
 
+    name = "assignments"
+    kinds = ("task",)
+
     def __init__(self, dispatcher: Any, *, debounce: float = DEBOUNCE) -> None:
-        self._dispatcher = dispatcher
-        self.debounce = debounce
         self._dirty: set[str] = set()
         self._forced: set[str] = set()
         self._pushed: dict[str, bytes] = {}
-        self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
-        self.pushes = 0
-        """Sets sent (for tests and metrics)."""
+        super().__init__(dispatcher, debounce=debounce)
 
-    @property
-    def running(self) -> bool:
-        return bool(self._tasks)
-
-    def start(self) -> None:
-        if self._tasks:
-            return
-        loop = asyncio.get_running_loop()
-        self._pushed.clear()
-        self._tasks = [
-            loop.create_task(self._watch(), name="dispatcher-assignments-watch"),
-            loop.create_task(self._flush_loop(), name="dispatcher-assignments-push"),
-        ]
-
-    async def stop(self) -> None:
-        tasks, self._tasks = self._tasks, []
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    def _reset(self) -> None:
         self._dirty.clear()
         self._forced.clear()
         self._pushed.clear()
 
     def session_opened(self, node_id: str) -> None:
         """A (re)opened session gets its full set at once, whatever was pushed before."""
-        if not self._tasks:
+        if not self.running:
             return
         self._forced.add(node_id)
         self._wake.set()
 
     # -- internals ------------------------------------------------------------------------
 
-    async def _watch(self) -> None:
-        store = self._dispatcher.proposer.store
-        while True:
-            watcher = store.watch("task")
-            # Anything may have changed while no watch was open: look at every node again.
-            self._dirty.update(self._dispatcher_nodes())
-            self._wake.set()
-            try:
-                async for event in watcher:
-                    for obj in (event.old, event.new):
-                        if obj is not None and obj.node_id:
-                            self._dirty.add(obj.node_id)
-                    self._wake.set()
-                return
-            except WatchClosed as e:
-                log.info("assignment watch closed (%s); re-reading tasks", e.reason)
-            finally:
-                watcher.close()
+    def _resync(self) -> None:
+        # Anything may have changed while no watch was open: look at every node again.
+        self._dirty.update(self._dispatcher_nodes())
+        self._wake.set()
+
+    def _on_event(self, event) -> None:
+        for obj in (event.old, event.new):
+            if obj is not None and obj.node_id:
+                self._dirty.add(obj.node_id)
+        self._wake.set()
 
     def _dispatcher_nodes(self) -> set[str]:
         return {n.id for n in self._dispatcher.proposer.store.view().list("node")}
 
-    async def _flush_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if not self._forced:
-                # Let the rest of a burst (a batch of scheduler transactions) arrive first.
-                await asyncio.sleep(self.debounce)
-                self._wake.clear()
-            await self._flush()
+    def _urgent(self) -> bool:
+        return bool(self._forced)
 
     async def _flush(self) -> None:
         forced, self._forced = self._forced, set()
@@ -234,18 +198,5 @@ class AssignmentPusher:
             if node_id not in forced and self._pushed.get(node_id) == digest:
                 continue
             sends.append((node_id, digest, {"seq": view.index, "tasks": tasks}))
-        if not sends:
-            return
-        results = await asyncio.gather(
-            *(self._dispatcher.push(n, ASSIGNMENTS, params) for n, _, params in sends),
-            return_exceptions=True,
-        )
-        for (node_id, digest, _), ok in zip(sends, results, strict=True):
-            if ok is True:
-                self._pushed[node_id] = digest
-                self.pushes += 1
-            else:
-                # No session any more: the next session_opened sends the set again.
-                self._pushed.pop(node_id, None)
-                if isinstance(ok, BaseException):
-                    log.warning("pushing assignments to %s failed: %s", node_id, ok)
+        if sends:
+            await self._push(ASSIGNMENTS, sends, self._pushed)

@@ -56,6 +56,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ...background import Background
 from ...proto import (
     HEARTBEAT,
     INVALID_ARGUMENT,
@@ -78,8 +79,8 @@ from ...store import (
     NodeState,
     NotFound,
     StoreError,
-    WatchClosed,
 )
+from ...store.follow import StoreFollower
 from ..proposer import Proposer
 from .assignments import AssignmentPusher
 from .directory import ManagerDirectory, StoreDirectory
@@ -139,6 +140,16 @@ class Dispatcher:
         self._term = 0
         self._writer: StatusWriter | None = None
         self._tasks: set[asyncio.Task] = set()
+        """Short-lived jobs (declaring nodes down, session listeners), cancelled on stop."""
+        self._node_follower = StoreFollower(proposer.store, "node", name="dispatcher nodes")
+        self._loops = (
+            Background("dispatcher-sweep", self._sweep_loop),
+            Background(
+                "dispatcher-node-watch",
+                lambda: self._node_follower.follow(self._seed_all, self._on_node_event),
+            ),
+            Background("dispatcher-managers", self._announce_managers),
+        )
         self._listeners: list[SessionListener] = []
         self._epoch = 0  # bumped on every start/stop, so a handler can see it straddled one
         self.started_at: float | None = None
@@ -190,7 +201,7 @@ class Dispatcher:
 
     # -- leadership ---------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    def start(self) -> None:
         """Become the serving dispatcher (call on winning an election)."""
         if self.running:
             return
@@ -198,9 +209,8 @@ class Dispatcher:
         self._writer = StatusWriter(self.proposer)
         self.started_at = self._clock()
         self._seed_timers(self.started_at, election=True)
-        self._spawn(self._sweep_loop(), "dispatcher-sweep")
-        self._spawn(self._watch_nodes(), "dispatcher-node-watch")
-        self._spawn(self._announce_managers(), "dispatcher-managers")
+        for loop in self._loops:
+            loop.start()
         self._task_writer = TaskStatusWriter(self.proposer)
         self.assignments.start()
         self.netmap.start()
@@ -218,6 +228,8 @@ class Dispatcher:
         if writer is None:
             return
         self._epoch += 1
+        for loop in self._loops:
+            await loop.stop()
         tasks, self._tasks = self._tasks, set()
         for t in tasks:
             t.cancel()
@@ -259,7 +271,12 @@ class Dispatcher:
     def _spawn(self, coro, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._job_done)
+
+    def _job_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
 
     # -- RPC handlers -------------------------------------------------------------------------
 
@@ -462,32 +479,25 @@ class Dispatcher:
                 if node_id not in self._tracker:
                     self._tracker.set(node_id, self._clock() + self.heartbeat_period)
 
-    async def _watch_nodes(self) -> None:
-        """Follow node changes the dispatcher did not make: a removed node loses its session,
-        and a node that shows up Ready without a session (applied after our start, restored
-        from a snapshot) gets a grace period like any other, so it cannot stay Ready forever."""
-        store = self.proposer.store
-        while True:
-            watcher = store.watch("node")
-            self._seed_timers(self._clock())
-            try:
-                async for event in watcher:
-                    node = event.obj
-                    if event.action == DELETE:
-                        self._sessions.drop_node(node.id)
-                        self._tracker.discard(node.id)
-                        self._unconfirmed.discard(node.id)
-                    elif (
-                        node.status.state == NodeState.READY
-                        and node.id not in self._tracker
-                        and self._sessions.for_node(node.id) is None
-                    ):
-                        self._tracker.set(node.id, self._clock() + self.grace)
-                return
-            except WatchClosed as e:
-                log.info("dispatcher node watch closed (%s); re-reading nodes", e.reason)
-            finally:
-                watcher.close()
+    # Following node changes the dispatcher did not make: a removed node loses its session,
+    # and a node that shows up Ready without a session (applied after our start, restored from
+    # a snapshot) gets a grace period like any other, so it cannot stay Ready forever.
+
+    def _seed_all(self) -> None:
+        self._seed_timers(self._clock())
+
+    def _on_node_event(self, event) -> None:
+        node = event.obj
+        if event.action == DELETE:
+            self._sessions.drop_node(node.id)
+            self._tracker.discard(node.id)
+            self._unconfirmed.discard(node.id)
+        elif (
+            node.status.state == NodeState.READY
+            and node.id not in self._tracker
+            and self._sessions.for_node(node.id) is None
+        ):
+            self._tracker.set(node.id, self._clock() + self.grace)
 
     # -- pushes and metrics -------------------------------------------------------------------
 

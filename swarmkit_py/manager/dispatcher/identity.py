@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...ca.errors import CAError
-from ...ca.identity import Role, authorize, identity_from_cert
+from ...ca.identity import CertRole, authorize, identity_from_cert
 from ...proto import INVALID_ARGUMENT, PERMISSION_DENIED
 from ...rpc import PeerInfo, RpcError
 
@@ -33,7 +33,7 @@ def cert_identity(cluster_id: str | None = None) -> Identify:
             raise RpcError(PERMISSION_DENIED, "a dispatcher session needs a node certificate")
         try:
             ident = identity_from_cert(peer.cert)
-            authorize(ident, (Role.MANAGER, Role.WORKER), cluster_id, "a dispatcher session")
+            authorize(ident, (CertRole.MANAGER, CertRole.WORKER), cluster_id, "a dispatcher session")
         except (CAError, PermissionError) as e:
             raise RpcError(PERMISSION_DENIED, str(e)) from None
         claimed = params.get("node_id")

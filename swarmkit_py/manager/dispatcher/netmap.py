@@ -26,7 +26,6 @@ still listed, so their nodes keep forwarding entries for containers that are sta
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from typing import Any
@@ -34,10 +33,11 @@ from typing import Any
 import msgpack
 
 from ...proto import NETMAP
-from ...store import NodeState, TaskState, WatchClosed
+from ...store import NodeState, TaskState
 from ...store.view import View
 from ..allocator.needs import ingress_network
 from ..controlapi.services import ingress_ports
+from .push import StorePusher
 
 log = logging.getLogger(__name__)
 
@@ -104,76 +104,30 @@ def digest(netmap: dict[str, Any]) -> bytes:
     return hashlib.blake2b(msgpack.packb(netmap, use_bin_type=True), digest_size=16).digest()
 
 
-class NetmapPusher:
+class NetmapPusher(StorePusher):
     """``dispatcher`` supplies ``proposer.store``, ``session_node_ids()`` and
     ``push(node_id, method, params)``."""
 
+    name = "netmap"
+    kinds = ("network", "service", "task", "node")  # any change: rebuild the map
+
     def __init__(self, dispatcher: Any, *, debounce: float = DEBOUNCE) -> None:
-        self._dispatcher = dispatcher
-        self.debounce = debounce
-        self._wake = asyncio.Event()
-        self._fresh: set[str] = set()
         self._sent: dict[str, bytes] = {}
-        self._tasks: list[asyncio.Task] = []
-        self.pushes = 0
         self.last_change_pushed_at: float | None = None
+        super().__init__(dispatcher, debounce=debounce)
 
-    def start(self) -> None:
-        if self._tasks:
-            return
-        loop = asyncio.get_running_loop()
+    def _reset(self) -> None:
         self._sent.clear()
-        self._tasks = [loop.create_task(self._watch(), name="dispatcher-netmap-watch"),
-                       loop.create_task(self._flush_loop(), name="dispatcher-netmap-push")]
-
-    async def stop(self) -> None:
-        tasks, self._tasks = self._tasks, []
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
     def session_opened(self, node_id: str) -> None:
-        self._fresh.add(node_id)
         self._sent.pop(node_id, None)
         self._wake.set()
-
-    async def _watch(self) -> None:
-        store = self._dispatcher.proposer.store
-        while True:
-            watcher = store.watch(("network", "service", "task", "node"))
-            self._wake.set()
-            try:
-                async for _ in watcher:
-                    self._wake.set()
-                return
-            except WatchClosed:
-                pass
-            finally:
-                watcher.close()
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            await asyncio.sleep(self.debounce)
-            self._wake.clear()
-            try:
-                await self._flush()
-            except Exception:
-                log.exception("pushing the network map failed")
 
     async def _flush(self) -> None:
         view = self._dispatcher.proposer.store.view()
         netmap = build_netmap(view)
         d = digest(netmap)
         params = {"seq": view.index, **netmap}
-        targets = [n for n in self._dispatcher.session_node_ids() if self._sent.get(n) != d]
-        if not targets:
-            return
-        results = await asyncio.gather(
-            *(self._dispatcher.push(n, NETMAP, params) for n in targets), return_exceptions=True)
-        for node_id, ok in zip(targets, results, strict=True):
-            if ok is True:
-                self._sent[node_id] = d
-                self.pushes += 1
-            else:
-                self._sent.pop(node_id, None)
+        sends = [(n, d, params) for n in self._dispatcher.session_node_ids() if self._sent.get(n) != d]
+        if sends:
+            await self._push(NETMAP, sends, self._sent)

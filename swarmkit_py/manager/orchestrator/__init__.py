@@ -15,7 +15,7 @@ uptodate.py (the up-to-date rule, also used by the API's `_up-to-date` filter), 
 plan.py, placement.py, defaults.py (Swarm's defaults), clock.py (injectable time).
 
 Every loop is `Loop(proposer, *, clock=utcnow, sleep=asyncio_sleep, rng=None)` with
-`async start()` / `async stop()`; `orchestration_loops()` builds the set for
+`start()` / `async stop()`; `orchestration_loops()` builds the set for
 `Manager.add_leader_loop`.
 """
 
@@ -44,7 +44,7 @@ LOOP_CLASSES = (
 
 def orchestration_loops(proposer, **kw) -> list[tuple[str, StoreLoop]]:
     """(name, loop) for every orchestration loop, sharing clock/sleep/rng keyword arguments.
-    Register with `manager.add_leader_loop(f"orchestrator-{name}", loop.start, loop.stop)`;
+    Register with `manager.add_leader_loop(f"orchestrator-{name}", loop)`;
     `orphan_after` (seconds) goes to the node-failure loop."""
     orphan_after = kw.pop("orphan_after", None)
     loops = []

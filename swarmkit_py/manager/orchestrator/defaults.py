@@ -55,7 +55,7 @@ def restart_policy(task: Task) -> Restart:
 
 
 @dataclass(frozen=True)
-class Rollout:
+class RolloutConfig:
     """An UpdateConfig or RollbackConfig with every field resolved."""
 
     parallelism: int
@@ -66,11 +66,11 @@ class Rollout:
     order: UpdateOrder
 
 
-def rollout_config(cfg: UpdateConfig | None) -> Rollout:
+def rollout_config(cfg: UpdateConfig | None) -> RolloutConfig:
     """Update and rollback share Swarm's defaults: one task at a time, no delay, pause on
     failure, 5 s monitor, no failures tolerated, stop-first."""
     cfg = cfg or UpdateConfig()
-    return Rollout(
+    return RolloutConfig(
         parallelism=1 if cfg.parallelism is None else max(0, cfg.parallelism),
         delay=seconds(cfg.delay, 0.0),
         failure_action=cfg.failure_action or FailureAction.PAUSE,

@@ -6,8 +6,10 @@ Why it is built this way:
   everything, on start and after a lost watch) and writes what is missing. Events only say
   *where* to look, so a lost event, a leader change or a retry can never leave a loop
   believing something false; the next pass simply recomputes.
-- `start()` takes the watch before the first read, with no `await` in between, so no change
-  slips between the initial full pass and the stream.
+- `start()` takes the watch (a `StoreFollower`) before the first read, with no `await` in
+  between, so no change slips between the initial full pass and the stream; a lost stream
+  means another full pass. The task is a `Background`: a loop that dies is logged and
+  restarted.
 - One transaction per pass (chunked at `MAX_OPS` so a Raft entry stays reasonable): a
   1,000-replica scale is one or two proposals, not a thousand.
 - Optimistic concurrency. Every write of an existing object carries the version it was read
@@ -27,7 +29,9 @@ import random
 from collections.abc import Callable, Hashable, Iterable
 from datetime import datetime
 
-from ...store import Event, StoreError, Transaction, View, WatchClosed, new_id
+from ...background import Background
+from ...store import Event, StoreError, Transaction, View, new_id
+from ...store.follow import StoreFollower
 from ...store.objects import StoreObject
 from .clock import Clock, Sleep, asyncio_sleep, utcnow
 
@@ -111,9 +115,8 @@ class StoreLoop:
         self.sleep = sleep
         self.rng = rng
         self.retry_delay = retry_delay
-        self._task: asyncio.Task | None = None
-        self._watcher = None
-        self._kick: asyncio.Event | None = None
+        self.follower = StoreFollower(self.store, self.kinds or None, name=f"orchestrator {self.name}")
+        self._loop = Background(f"orchestrator-{self.name}", self._run)
         self._timers: dict[Hashable, tuple[datetime, asyncio.Task]] = {}
         self.due: set[Hashable] = set()
         """Timer keys that fired and wait for a pass."""
@@ -133,39 +136,27 @@ class StoreLoop:
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._loop.running
 
-    async def start(self) -> None:
+    def start(self) -> None:
         if self.running:
             return
-        self._kick = asyncio.Event()
-        self._watcher = self.store.watch(self.kinds or None)
-        self._task = asyncio.create_task(self._run(), name=f"orchestrator-{self.name}")
+        self.follower.open()
+        self._loop.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-            except Exception:
-                log.exception("%s loop ended with an error", self.name)
+        await self._loop.stop()
         for _, timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
-        if self._watcher is not None:
-            self._watcher.close()
-            self._watcher = None
+        self.follower.close()
         await self.on_stop()
 
     async def on_stop(self) -> None:
         """Subclass hook: cancel work of its own (rollouts)."""
 
     def kick(self) -> None:
-        if self._kick is not None:
-            self._kick.set()
+        self.follower.kick()
 
     # -- timers -------------------------------------------------------------------------------
 
@@ -200,19 +191,12 @@ class StoreLoop:
         while True:
             try:
                 await self.run_pass(events)
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 log.exception("%s pass failed; full pass after %.1fs", self.name, self.retry_delay)
                 await self.sleep(self.retry_delay)
                 events = None
                 continue
-            try:
-                events = await self._next_events()
-            except WatchClosed as closed:
-                log.info("%s watch closed (%s); re-reading the store", self.name, closed.reason)
-                self._watcher = self.store.watch(self.kinds or None)
-                events = None
+            events = await self.follower.next()
 
     async def run_pass(self, events: list[Event] | None) -> None:
         """Build the pass's batch from a fresh view and propose it; rebuild on conflicts."""
@@ -247,28 +231,6 @@ class StoreLoop:
 
     def reconcile(self, view: View, batch: Batch, events: list[Event] | None) -> None:
         raise NotImplementedError
-
-    async def _next_events(self) -> list[Event]:
-        w, kick = self._watcher, self._kick
-        assert w is not None and kick is not None
-        while True:
-            events = w.drain()
-            if events or kick.is_set():
-                kick.clear()
-                return events
-            get = asyncio.ensure_future(w.get())
-            wait = asyncio.ensure_future(kick.wait())
-            try:
-                done, _ = await asyncio.wait({get, wait}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                get.cancel()
-                wait.cancel()
-            if get in done and not get.cancelled():
-                exc = get.exception()
-                if exc is not None:
-                    raise exc
-                kick.clear()
-                return [get.result(), *w.drain()]
 
 
 def touched(events: Iterable[Event] | None, kind: str, key: Callable[[StoreObject], Hashable]) -> set:

@@ -94,6 +94,14 @@ class Rollout:
 
     def start(self) -> None:
         self.task = asyncio.create_task(self.run(), name=f"rollout-{self.service_id}")
+        self.task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task) -> None:
+        """A rollout that raised is logged (never dropped with its task) and the update
+        supervisor gets a pass, which plans the service again."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("rollout of service %s failed", self.service_id, exc_info=task.exception())
+            self.loop.kick()
 
     def cancel(self) -> None:
         if self.task is not None and not self.task.done():

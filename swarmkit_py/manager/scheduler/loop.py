@@ -15,7 +15,8 @@ writes the decisions back through the proposer (docs/design/tasks.md, step 2).
 - A `SequenceError` (someone changed a task between our read and our write, typically the
   orchestrator shutting it down) undoes the batch's tentative placements, re-reads those
   tasks and schedules again. Other failures (lost leadership, no quorum) are retried with a
-  capped exponential back-off until `stop()`.
+  capped exponential back-off until `stop()`; the loop itself is a `Background` (a crash is
+  logged and the loop restarted).
 - Placements never go to Down, paused or drained nodes: the ready filter refuses them.
 """
 
@@ -26,7 +27,9 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from ...store import DELETE, Event, StoreError, Task, Transaction, WatchClosed
+from ...background import Background
+from ...store import DELETE, Event, StoreError, Task, Transaction
+from ...store.follow import StoreFollower
 from ...store.objects import TaskState, TaskStatus
 from ...store.timefmt import utcnow
 from ..proposer import Proposer
@@ -68,38 +71,30 @@ class SchedulerLoop:
             "errors_written": 0,
             "conflicts": 0,
         }
-        self._watcher = None
+        self.follower = StoreFollower(self.store, ("task", "node"), name="scheduler")
         self._dirty = False
-        self._task: asyncio.Task | None = None
+        self._loop = Background("scheduler", self._run)
 
     # -- life cycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        if self._task is not None:
+    @property
+    def running(self) -> bool:
+        return self._loop.running
+
+    def start(self) -> None:
+        if self.running:
             return
         self._resync()
-        self._task = asyncio.create_task(self._run(), name="scheduler")
+        self._loop.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-            except Exception:
-                log.exception("scheduler loop ended with an error")
-        if self._watcher is not None:
-            self._watcher.close()
-            self._watcher = None
+        await self._loop.stop()
+        self.follower.close()
 
     def _resync(self) -> None:
         """Start over from the store: at start, and when the watch stream broke."""
-        if self._watcher is not None:
-            self._watcher.close()
-        view = self.store.view()
-        self._watcher = self.store.watch(("task", "node"))  # no await in between: no gap
+        self.follower.open()
+        view = self.store.view()  # no await since the watch was taken: no gap
         self.nodes = NodeSet()
         self.pending = {}
         for node in view.nodes():
@@ -148,12 +143,12 @@ class SchedulerLoop:
                 if self.pending:
                     self._dirty = True
 
-    def _drain(self) -> None:
-        assert self._watcher is not None
-        while True:
-            ev = self._watcher.get_nowait()
-            if ev is None:
-                return
+    def _absorb(self, events) -> None:
+        """Handle a batch from the follower; None means the stream was lost: start over."""
+        if events is None:
+            self._resync()
+            return
+        for ev in events:
             self._handle(ev)
 
     # -- the loop -----------------------------------------------------------------------------
@@ -163,17 +158,11 @@ class SchedulerLoop:
         while True:
             try:
                 if not self._dirty:
-                    assert self._watcher is not None
-                    self._handle(await self._watcher.get())
+                    self._absorb(await self.follower.next())
                     continue
                 await self._debounce()
                 await self.tick()
                 backoff = self.retry_delay
-            except asyncio.CancelledError:
-                raise
-            except WatchClosed as exc:
-                log.warning("scheduler watch closed (%s); re-reading the store", exc.reason)
-                self._resync()
             except Exception:
                 log.exception("scheduling batch failed; retrying in %.2fs", backoff)
                 self._dirty = True
@@ -182,19 +171,17 @@ class SchedulerLoop:
 
     async def _debounce(self) -> None:
         """Absorb events until `debounce` seconds pass without one (at most `max_delay`)."""
-        assert self._watcher is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_delay
         while True:
-            self._drain()
+            self._absorb(self.follower.poll())
             remaining = min(self.debounce, deadline - loop.time())
             if remaining <= 0:
                 return
-            try:
-                ev = await asyncio.wait_for(self._watcher.get(), remaining)
-            except TimeoutError:
+            events = await self.follower.next(timeout=remaining)
+            if events == []:
                 return
-            self._handle(ev)
+            self._absorb(events)
 
     async def tick(self) -> None:
         """Schedule everything pending now and write the outcome (public for tests)."""

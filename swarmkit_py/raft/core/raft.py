@@ -27,9 +27,9 @@ from ..types import (
     HardState,
     Message,
     MsgType,
+    RaftRole,
     ReadState,
     Ready,
-    Role,
     Snapshot,
     SnapshotMeta,
     SoftState,
@@ -87,7 +87,7 @@ class RaftCore:
         self.log.committed = max(self.log.committed, min(hs.commit, self.log.last_index()))
         self.term = hs.term
         self.vote = hs.vote
-        self.role = Role.FOLLOWER
+        self.role = RaftRole.FOLLOWER
         self.leader = 0
         self.prs: dict[int, Progress] = {}
         self.votes: dict[int, bool] = {}
@@ -105,7 +105,7 @@ class RaftCore:
         self.removed = False
         self._need_bcast = False
         self._prev_hs = HardState(hs.term, hs.vote, self.log.committed)
-        self._prev_ss = SoftState(0, Role.FOLLOWER)
+        self._prev_ss = SoftState(0, RaftRole.FOLLOWER)
         self._reset_randomized_timeout()
 
     @staticmethod
@@ -192,13 +192,13 @@ class RaftCore:
 
     def become_follower(self, term: int, leader: int) -> None:
         self._reset(term)
-        self.role = Role.FOLLOWER
+        self.role = RaftRole.FOLLOWER
         self.leader = leader
 
     def _become_pre_candidate(self) -> None:
         # Pre-vote changes neither term nor vote: a member cut off from the rest cannot
         # inflate its term and depose a healthy leader when it comes back.
-        self.role = Role.PRE_CANDIDATE
+        self.role = RaftRole.PRE_CANDIDATE
         self._reset_randomized_timeout()
         self.votes = {}
         self.leader = 0
@@ -207,11 +207,11 @@ class RaftCore:
     def _become_candidate(self) -> None:
         self._reset(self.term + 1)
         self.vote = self.id
-        self.role = Role.CANDIDATE
+        self.role = RaftRole.CANDIDATE
 
     def _become_leader(self) -> None:
         self._reset(self.term)
-        self.role = Role.LEADER
+        self.role = RaftRole.LEADER
         self.leader = self.id
         # A leader may not know whether earlier conf changes in its log are committed.
         self.pending_conf_index = self.log.last_index()
@@ -248,7 +248,7 @@ class RaftCore:
 
     # ================================================================ ticks
     def tick(self) -> None:
-        if self.role == Role.LEADER:
+        if self.role == RaftRole.LEADER:
             self._tick_leader()
         else:
             self.election_elapsed += 1
@@ -279,7 +279,7 @@ class RaftCore:
     def propose(self, data: bytes) -> int:
         """Leader: append and return the entry's index. Follower: forward to the leader and
         return 0 (the caller learns the outcome by watching applied entries)."""
-        if self.role == Role.LEADER:
+        if self.role == RaftRole.LEADER:
             if self.lead_transferee:
                 raise ProposalDropped(f"leadership transfer to {self.lead_transferee} in progress")
             self._append_entries([Entry(0, 0, EntryType.NORMAL, data)])
@@ -290,7 +290,7 @@ class RaftCore:
         return 0
 
     def propose_conf_change(self, cc: ConfChange) -> int:
-        if self.role != Role.LEADER:
+        if self.role != RaftRole.LEADER:
             raise NotLeader(self.leader)
         if self.lead_transferee:
             raise ProposalDropped("leadership transfer in progress")
@@ -315,7 +315,7 @@ class RaftCore:
     def read_index(self, context: bytes) -> None:
         """Ask for a linearizable read point; answered as a ReadState (or a dropped context)."""
         m = Message(MsgType.READ_INDEX, self.id, self.id, context=context)
-        if self.role == Role.LEADER:
+        if self.role == RaftRole.LEADER:
             self._leader_read_index(m)
         elif self.leader:
             m.to = self.leader
@@ -324,7 +324,7 @@ class RaftCore:
             self.dropped_reads.append(context)
 
     def transfer_leadership(self, to: int) -> None:
-        if self.role != Role.LEADER:
+        if self.role != RaftRole.LEADER:
             raise NotLeader(self.leader)
         if to == self.id or to not in self.conf.voters:
             raise ValueError(f"cannot transfer leadership to {to}: not another voter")
@@ -340,12 +340,12 @@ class RaftCore:
 
     def report_unreachable(self, node_id: int) -> None:
         pr = self.prs.get(node_id)
-        if self.role == Role.LEADER and pr and pr.state == ProgressState.REPLICATE:
+        if self.role == RaftRole.LEADER and pr and pr.state == ProgressState.REPLICATE:
             pr.become_probe()
 
     def report_snapshot(self, node_id: int, ok: bool) -> None:
         pr = self.prs.get(node_id)
-        if self.role != Role.LEADER or not pr or pr.state != ProgressState.SNAPSHOT:
+        if self.role != RaftRole.LEADER or not pr or pr.state != ProgressState.SNAPSHOT:
             return
         if not ok:
             pr.pending_snapshot = 0
@@ -393,9 +393,9 @@ class RaftCore:
         if m.type in (MsgType.VOTE, MsgType.PRE_VOTE):
             self._handle_vote_request(m)
             return
-        if self.role == Role.LEADER:
+        if self.role == RaftRole.LEADER:
             self._step_leader(m)
-        elif self.role in (Role.CANDIDATE, Role.PRE_CANDIDATE):
+        elif self.role in (RaftRole.CANDIDATE, RaftRole.PRE_CANDIDATE):
             self._step_candidate(m)
         else:
             self._step_follower(m)
@@ -512,13 +512,13 @@ class RaftCore:
             self.become_follower(m.term, m.frm)
             self._step_follower(m)
             return
-        want = MsgType.PRE_VOTE_RESP if self.role == Role.PRE_CANDIDATE else MsgType.VOTE_RESP
+        want = MsgType.PRE_VOTE_RESP if self.role == RaftRole.PRE_CANDIDATE else MsgType.VOTE_RESP
         if t != want:
             return
         self.votes.setdefault(m.frm, not m.reject)
         res = vote_result(self.conf.voters, self.votes)
         if res is True:
-            if self.role == Role.PRE_CANDIDATE:
+            if self.role == RaftRole.PRE_CANDIDATE:
                 # the real election; not a transfer, so voters in a leader's lease still refuse
                 self._campaign(skip_pre_vote=True, transfer=False)
             else:
@@ -696,7 +696,7 @@ class RaftCore:
                 learners.remove(nid)
             if nid == self.id:
                 self.removed = True
-        if self.role != Role.LEADER:
+        if self.role != RaftRole.LEADER:
             return
         if nid in voters or nid in learners:
             pr = self.prs.get(nid)
@@ -718,7 +718,7 @@ class RaftCore:
 
     # ================================================================ Ready
     def has_ready(self) -> bool:
-        if self._need_bcast and self.role == Role.LEADER:
+        if self._need_bcast and self.role == RaftRole.LEADER:
             return True
         return bool(
             self.msgs
@@ -732,7 +732,7 @@ class RaftCore:
         )
 
     def ready(self) -> Ready:
-        if self._need_bcast and self.role == Role.LEADER:
+        if self._need_bcast and self.role == RaftRole.LEADER:
             self._bcast_append()
         self._need_bcast = False
         rd = Ready()
@@ -763,7 +763,7 @@ class RaftCore:
             self.log.stable_to(last.index, last.term)
         if rd.committed:
             self.log.applied = max(self.log.applied, rd.committed[-1].index)
-        if self.role == Role.LEADER:
+        if self.role == RaftRole.LEADER:
             me = self.prs.get(self.id)
             if me is not None and me.maybe_update(self.log.stable):
                 if self._maybe_commit():

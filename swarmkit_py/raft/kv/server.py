@@ -21,7 +21,7 @@ from ..errors import NoQuorum, NotLeader, RaftError
 from ..node import RaftNode
 from ..storage import DiskStorage
 from ..transport import Transport, parse_address
-from ..types import Role
+from ..types import RaftRole
 from .fsm import KVStateMachine, encode_put
 
 
@@ -79,7 +79,7 @@ class KVServer:
         return {
             "id": self.node.id,
             "pid": os.getpid(),
-            "role": Role(c.role).name.lower(),
+            "role": RaftRole(c.role).name.lower(),
             "leader": c.leader,
             "term": c.term,
             "commit": c.commit,

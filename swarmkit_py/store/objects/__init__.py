@@ -36,6 +36,15 @@ from .node import (
     NodeStatus,
     Platform,
 )
+from .secret import (
+    Config,
+    ConfigReference,
+    ConfigSpec,
+    FileTarget,
+    Secret,
+    SecretReference,
+    SecretSpec,
+)
 from .service import (
     Endpoint,
     EndpointSpec,
@@ -47,15 +56,6 @@ from .service import (
     ServiceSpec,
     UpdateConfig,
     UpdateStatus,
-)
-from .secret import (
-    Config,
-    ConfigReference,
-    ConfigSpec,
-    FileTarget,
-    Secret,
-    SecretReference,
-    SecretSpec,
 )
 from .task import ContainerStatus, Task, TaskStatus
 from .taskspec import (

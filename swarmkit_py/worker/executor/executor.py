@@ -17,9 +17,9 @@ from ...proto import AssignedTask
 from ...store.objects import TaskStatus
 from . import docker_adapter as adapter
 from .controller import Controller
-from .files import sweep
 from .docker_adapter import connect
 from .errors import EngineUnavailable
+from .files import sweep
 
 
 class TaskController(Protocol):

@@ -27,12 +27,13 @@ import asyncio
 import io
 import logging
 import tarfile
+
 import docker
 import docker.errors
 from docker.types import Mount
 
 from ...proto import AssignedTask, TaskFile
-from ..image import TASK_IMAGE, ensure_task_image
+from ...taskimage import TASK_IMAGE, ensure_task_image
 from . import docker_adapter as adapter
 
 LABEL_FILES_TASK = "com.swarmkit-py.files.task.id"

@@ -29,6 +29,7 @@ import docker
 import docker.errors
 from docker.types import IPAMConfig, IPAMPool
 
+from ...background import Background
 from ...proto import NetAttachment
 from . import links, mesh
 from .dns import DNSServer, build_records
@@ -77,7 +78,7 @@ class NetworkPlane:
         self.dns = DNSServer()
         self._latest: dict[str, Any] | None = None
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._loop_job = Background("network-plane", self._loop)
         self._lock = asyncio.Lock()
         self.applied = 0
         self.last_apply_s = 0.0
@@ -89,14 +90,10 @@ class NetworkPlane:
         self._rules_applied: mesh.MeshRules | None = None
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="network-plane")
+        self._loop_job.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._loop_job.stop()
         self.dns.close()
 
     # -- before a container is created ----------------------------------------------------

@@ -23,6 +23,7 @@ import asyncio
 import logging
 from typing import Any
 
+from ...background import Background
 from ...store.objects import TaskState, TaskStatus
 from ..executor import EngineUnavailable, Executor
 from ..executor.controller import ERR_REMOVED
@@ -52,7 +53,7 @@ class Reconciler:
         self._finished: set[str] = set()
         self._latest: list[Assignment] | None = None
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._loop_job = Background(f"reconcile {node_id}", self._loop)
         self.synced = False
         """True once the first set was applied (containers adopted or removed)."""
         self.last_seq: int | None = None
@@ -79,17 +80,11 @@ class Reconciler:
     # -- life -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(
-                self._loop(), name=f"reconcile {self.node_id}"
-            )
+        self._loop_job.start()
 
     async def stop(self) -> None:
         """Stop deciding; containers keep running for the next worker process to adopt."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._loop_job.stop()
         runners, self.runners = self.runners, {}
         await asyncio.gather(*(r.abandon() for r in runners.values()))
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ...background import Background
 from ...proto import INVALID_ARGUMENT, PERMISSION_DENIED, status_update
 from ...rpc import RpcError
 from ...store.objects import TaskStatus
@@ -53,7 +54,7 @@ class StatusReporter:
         self._pending: dict[str, dict[str, Any]] = {}
         self._wake = asyncio.Event()
         self._kick = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._loop = Background("worker-status-reporter", self._run)
         self.calls = 0
         self.dropped = 0
 
@@ -86,16 +87,10 @@ class StatusReporter:
         return len(self._pending)
 
     def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="worker-status-reporter"
-            )
+        self._loop.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._loop.stop()
 
     async def _run(self) -> None:
         failures = 0

@@ -13,11 +13,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..agent.state import NodeState
 from ..raft.node import split_envelope, unwrap_snapshot, wrap_snapshot
 from ..raft.storage import DiskStorage
 from ..raft.types import ConfState, EntryType, HardState, Snapshot, SnapshotMeta
 from ..store import MemoryStore, StoreError
+from .state import LocalNode
 
 
 def force_new_cluster(
@@ -27,7 +27,7 @@ def force_new_cluster(
     fresh data key under a local key file; if the recovered cluster is auto-locked, the agent
     re-seals it with the cluster's unlock key as soon as it applies the cluster object."""
     state_dir = Path(state_dir)
-    st = NodeState.load(state_dir)
+    st = LocalNode.load(state_dir)
     if st is None or st.role != "manager":
         raise SystemExit(f"{state_dir} holds no manager state: run this on a surviving manager")
     raft_dir = state_dir / "raft"
