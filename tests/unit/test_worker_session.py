@@ -211,7 +211,7 @@ async def test_standby_moves_the_session_when_the_leaders_host_goes_silent(clust
             await wait_until(lambda: new.dispatcher._watchers, what="standby watching")
             proxy.silent = True  # the power cut
             await old.dispatcher.stop()
-            await new.dispatcher.start()
+            new.dispatcher.start()
             pushed = time.monotonic()
             directory.set_leader(new.addr, 2)  # the follower's Raft sees the new leader
             moved = await wait_until(lambda: new.dispatcher.has_session(node_id), what="moved")
