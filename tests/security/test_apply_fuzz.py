@@ -21,6 +21,7 @@ from swarmkit_py.manager.controlapi import ControlAPI
 from swarmkit_py.store import MemoryStore, StoreError, TxApplied
 from tests.unit.test_api_fuzz import json_values
 from tests.unit.test_api_services_fuzz import PATHS, odd_values
+from tests.unit.test_api_services_fuzz import mutate as mutate_paths
 from tests.unit.test_controlapi_fixtures import make_swarm
 from tests.unit.test_controlapi_services import CLI_CREATE
 
@@ -61,19 +62,7 @@ class ReplicatingProposer:
 
 
 def mutate(draw, body: dict, paths) -> dict:
-    body = copy.deepcopy(body)
-    for _ in range(draw(st.integers(1, 4))):
-        path = draw(st.sampled_from(paths))
-        node = body
-        for key in path[:-1]:
-            if not isinstance(node.get(key), dict):
-                node[key] = {}
-            node = node[key]
-        if draw(st.booleans()):
-            node[path[-1]] = draw(weird)
-        else:
-            node.pop(path[-1], None)
-    return body
+    return mutate_paths(draw, copy.deepcopy(body), paths, weird)
 
 
 def run_api(call):

@@ -17,6 +17,7 @@ the victim: only the role the CA wrote into the subject can. The manager it impe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 
@@ -64,6 +65,18 @@ class Recorder:
         raise RuntimeError("impostor")
 
 
+@contextlib.asynccontextmanager
+async def impostor(port: int, ca: bytes, cert_key):
+    """The rogue server on a dead manager's port, recording what it is sent."""
+    srv = rogue_server(port, ca, cert_key)
+    rec = Recorder(srv, ca)
+    await srv.start()
+    try:
+        yield rec
+    finally:
+        await srv.stop()
+
+
 def test_worker_posing_as_a_raft_peer_gets_no_raft_messages(cluster):
     c = cluster
     (m1, m2, m3), (w0,) = found(c, managers=3, workers=1)
@@ -71,15 +84,10 @@ def test_worker_posing_as_a_raft_peer_gets_no_raft_messages(cluster):
     c.kill(m3)
 
     async def attack():
-        srv = rogue_server(m3.port, ca_pem(m1), forged)
-        rec = Recorder(srv, ca_pem(m1))
-        await srv.start()
-        try:
+        async with impostor(m3.port, ca_pem(m1), forged) as rec:
             # a write, so that the leader has appends (with store data) to send to "m3"
             await asyncio.to_thread(c.docker, m1, "node", "update", "--label-add", "probe=1", node_id(w0))
             await asyncio.sleep(WATCH)
-        finally:
-            await srv.stop()
         return rec
 
     rec = run(attack())
@@ -97,10 +105,7 @@ def test_worker_posing_as_the_manager_gets_no_session_renewal_or_join(cluster, t
     c.kill(m1)
 
     async def attack():
-        srv = rogue_server(m1.port, ca_pem(m1), forged)
-        rec = Recorder(srv, ca_pem(m1))
-        await srv.start()
-        try:
+        async with impostor(m1.port, ca_pem(m1), forged) as rec:
             joiner = c.add("joiner")
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "swarmkit_py.cli.main", "join", "--state-dir", str(joiner.state_dir),
@@ -108,8 +113,6 @@ def test_worker_posing_as_the_manager_gets_no_session_renewal_or_join(cluster, t
                 "--token", wtoken, m1.addr, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=c.env)
             out, _ = await asyncio.wait_for(proc.communicate(), 60)
             await asyncio.sleep(WATCH)  # the worker's session retries its only manager meanwhile
-        finally:
-            await srv.stop()
         return rec, proc.returncode, out.decode(errors="replace")
 
     rec, join_rc, join_out = run(attack())

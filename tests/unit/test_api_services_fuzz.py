@@ -43,22 +43,27 @@ odd_values = st.one_of(
 )
 
 
-@st.composite
-def mutated_specs(draw) -> bytes:
-    body = copy.deepcopy(CLI_CREATE)
-    body["Name"] = draw(st.sampled_from(["web", "fz", "x" * 70, "a_b", "-"]))
+def mutate(draw, body: dict, paths, values=odd_values) -> dict:
+    """`body` with 1-4 of `paths` set to one of `values` or removed (in place)."""
     for _ in range(draw(st.integers(1, 4))):
-        path = draw(st.sampled_from(PATHS))
+        path = draw(st.sampled_from(paths))
         node = body
         for key in path[:-1]:
             if not isinstance(node.get(key), dict):
                 node[key] = {}
             node = node[key]
         if draw(st.booleans()):
-            node[path[-1]] = draw(odd_values)
+            node[path[-1]] = draw(values)
         else:
             node.pop(path[-1], None)
-    return json.dumps(body).encode()
+    return body
+
+
+@st.composite
+def mutated_specs(draw) -> bytes:
+    body = copy.deepcopy(CLI_CREATE)
+    body["Name"] = draw(st.sampled_from(["web", "fz", "x" * 70, "a_b", "-"]))
+    return json.dumps(mutate(draw, body, PATHS)).encode()
 
 
 service_bodies = st.one_of(
