@@ -3,7 +3,7 @@ task, and how fast a dead task leaves the mesh's backends.
 
     invoke lab.up --hosts 4 --name L && invoke bootstrap --managers 1 --inventory .lab/L/hosts.yml
     python bench/mesh_bench.py --lab L [--requests 3000] [--seconds 20] [--concurrency 8]
-                               [--deaths 5] [--out F]
+                               [--rounds 3] [--deaths 5] [--out F]
 
 Prints ONE JSON line. Set-up (made here, removed at the end): a service `meshbench` of one
 replica of the busybox httpd on the last host (B), publishing 18080 -> 8080 through ingress.
@@ -12,7 +12,7 @@ the network namespace of a host C with no task of the service, and targets eithe
 - mesh: host A's address:18080 (A has no task either: C -> A, A's DNAT -> VXLAN -> B), or
 - direct: the task's own address on the ingress network (C -> VXLAN -> B, no NAT),
 one new TCP connection per request (the mesh balances connections), reporting requests/s and
-p50/p99 latency. Then --deaths times: `docker kill` of the task's container on B; the clock
+p50/p99 latency: the two paths alternate for --rounds rounds and each figure is the median. Then --deaths times: `docker kill` of the task's container on B; the clock
 starts at the kill; A's nat table is polled (every 5 ms) until the DNAT rule to the task is
 gone. Reported: kill issued (before the `docker kill` runs over SSH on B, so SSH's own
 latency is in it) -> rule gone, and manager knowing (the first moment the manager's API, polled
@@ -83,6 +83,16 @@ async def load(host: str, port: int, requests: int, seconds: float, concurrency:
 
 
 # -- the orchestration (runs on the controller) ---------------------------------------------
+
+def _median_run(runs: list[dict]) -> dict:
+    """Per figure, the median over the rounds (errors summed), with every round's req/s."""
+    out = {k: round(statistics.median(r[k] for r in runs), 3)
+           for k in ("rps", "p50_ms", "p99_ms")}
+    out["errors"] = sum(r["errors"] for r in runs)
+    out["requests"] = sum(r["requests"] for r in runs)
+    out["rounds_rps"] = [r["rps"] for r in runs]
+    return out
+
 
 def sh(*args: str, env=None, check=True, input=None) -> str:
     p = subprocess.run(list(args), capture_output=True, text=True, env=env, input=input)
@@ -172,6 +182,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--deaths", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3, help="mesh/direct runs, alternated")
     ap.add_argument("--out")
     ap.add_argument("--client")
     ap.add_argument("--port", type=int, default=PORT)
@@ -205,8 +216,12 @@ def main() -> None:
         ip = task["NetworksAttachments"][0]["Addresses"][0].split("/")[0]
         while not rule_present(lab, entry, ip):
             time.sleep(0.05)
-        mesh = client(lab, loadgen, addr[entry], PORT, a)
-        direct = client(lab, loadgen, ip, 8080, a)
+        # Alternate the two paths so a change in the machine's load hits both alike.
+        runs: dict[str, list[dict]] = {"mesh": [], "direct": []}
+        for _ in range(a.rounds):
+            runs["mesh"].append(client(lab, loadgen, addr[entry], PORT, a))
+            runs["direct"].append(client(lab, loadgen, ip, 8080, a))
+        mesh, direct = (_median_run(runs[k]) for k in ("mesh", "direct"))
 
         kill_to_gone, known_to_gone = [], []
         for _ in range(a.deaths):
