@@ -59,3 +59,39 @@ def test_dns_records_follow_the_map():
     assert rec.lookup("n1", "web.2.t2") == ["10.0.1.6"]
     assert rec.lookup("n2", "db") == ["10.0.2.5"]
     assert rec.lookup("n1", "db") is None  # another network: not visible
+
+
+def test_mesh_bench_load_generator_against_a_loopback_server(tmp_path):
+    """The half of bench/mesh_bench.py that runs inside a lab host, on loopback, so it does
+    not rot between lab runs."""
+    import json
+    import socket
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "index.html").write_text("ok")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",
+                               "127.0.0.1", "--directory", str(tmp_path)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import time
+        for _ in range(100):
+            with socket.socket() as c:
+                if c.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        out = subprocess.run([sys.executable, str(root / "bench" / "mesh_bench.py"), "--client",
+                              "127.0.0.1", "--port", str(port), "--requests", "30",
+                              "--seconds", "10", "--concurrency", "3"],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+        result = json.loads(out.strip().splitlines()[-1])
+        assert result["requests"] == 30 and result["errors"] == 0 and result["rps"] > 0
+        assert result["p99_ms"] >= result["p50_ms"] > 0
+    finally:
+        server.kill()
+        server.wait()
