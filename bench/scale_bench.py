@@ -1,0 +1,345 @@
+"""Scale: N simulated nodes, M real managers, T tasks, on loopback. Prints ONE JSON line.
+
+    python bench/scale_bench.py --nodes N --managers M --tasks T [--services S] [--out F]
+                                [--profile leader.svg] [--skip-failover]
+
+What runs: M real manager agent processes (``swarmkit-py agent``, founded with ``init`` and
+``join`` like an operator would, all drained so tasks go to workers only) and one process of N
+simulated workers (``python -m swarmkit_py.testing.simnodes``: the real join, mutual-TLS
+dispatcher session, heartbeats and task reports, with a fake executor). Everything is driven
+through the Docker API with the Docker SDK over TLS and a client bundle.
+
+Figures (keys of the JSON line):
+- ``all_joined_s``: from starting the fleet to every simulated node holding a session (the
+  fleet's own count), confirmed by ``node ls`` showing N+M Ready;
+- ``all_running_s``: from the first ``service create`` (T replicas over S services) to every
+  task Running as the API reports it (``tasks?desired-state=running`` with state running);
+- ``api_p50_ms`` / ``api_p99_ms``: ``node ls``, ``service ls`` and ``service ps <one>`` issued
+  back to back by one client from the first create to the end of the steady window (so they
+  include the convergence), also split into ``api_converge_p99_ms`` and ``api_steady_p99_ms``
+  and per call (``api_ms``);
+- ``leader_cpu_pct`` / ``leader_rss_mb``: the leader process over the steady window (/proc);
+- ``heartbeats_per_s``, ``raft_entries_per_s``: the leader's /metrics counters over that window
+  (entries: commit index delta, so convergence writes are in ``raft_entries_converge``);
+- failover (M >= 3): SIGKILL the leader (by PID), then ``failover_sessions_back_s`` until every
+  simulated node has opened a new session, ``failover_nodes_marked_down`` nodes other than the
+  killed one seen Down by the new leader at any poll within ``--failover-watch`` s,
+  ``failover_tasks_moved`` tasks desired running before the kill that are not any more.
+
+Only processes started here are signalled, by PID. Load average is recorded with each run
+(``load1``): on a shared machine the figures depend on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import emit, git_commit  # noqa: E402
+
+from swarmkit_py.testing.agents import AgentCluster  # noqa: E402
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Fleet:
+    """The simulated nodes' process; its JSON status lines are read by a thread."""
+
+    def __init__(self, manager: str, token: str, count: int, env: dict, log: Path) -> None:
+        cmd = [sys.executable, "-m", "swarmkit_py.testing.simnodes", "--manager", manager,
+               "--token", token, "--count", str(count), "--status-interval", "0.2"]
+        self.log = open(log, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log,
+                                     stdin=subprocess.DEVNULL, env=env, text=True)
+        self.status: dict = {}
+        self.lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                st = json.loads(line)
+            except ValueError:
+                continue
+            self.status = st
+            if st.get("event") == "error":
+                self.lines.put(st)
+
+    def wait(self, cond, timeout: float, what: str) -> float:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"simulated nodes exited ({self.proc.returncode}): {self.status}")
+            if cond(self.status):
+                return time.monotonic() - t0
+            time.sleep(0.05)
+        raise TimeoutError(f"{what} within {timeout}s; last fleet status {self.status}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+class Prober(threading.Thread):
+    """``node ls``, ``service ls``, ``service ps <svc>`` back to back, latencies recorded."""
+
+    def __init__(self, api, service: str) -> None:
+        super().__init__(daemon=True)
+        self.api, self.service = api, service
+        self.samples: list[tuple[float, str, float]] = []  # (when, call, ms)
+        self.errors = 0
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        calls = [("node ls", lambda: self.api.nodes()),
+                 ("service ls", lambda: self.api.services()),
+                 ("service ps", lambda: self.api.tasks(filters={"service": self.service}))]
+        while not self.halt.is_set():
+            for name, fn in calls:
+                t0 = time.monotonic()
+                try:
+                    fn()
+                except Exception:  # noqa: BLE001 - counted; a failover makes some fail
+                    self.errors += 1
+                    time.sleep(0.1)
+                    continue
+                self.samples.append((t0, name, (time.monotonic() - t0) * 1000))
+            time.sleep(0.05)
+
+    def between(self, a: float, b: float) -> list[float]:
+        return [ms for t, _, ms in self.samples if a <= t < b]
+
+
+def say(msg: str) -> None:
+    print(f"[scale_bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def retrying(fn, what: str, attempts: int = 20):
+    """An API write retried while the swarm has no leader (an election on a loaded machine:
+    503) - the figure is the time to converge, elections included."""
+    import docker.errors
+
+    for i in range(attempts):
+        try:
+            return fn()
+        except docker.errors.APIError as e:
+            if e.status_code != 503 or i == attempts - 1:
+                raise
+            say(f"{what}: {e.explanation}; retrying")
+            time.sleep(0.5)
+
+
+def metrics_of(c: AgentCluster, n) -> dict:
+    try:
+        return c.metrics(n)
+    except Exception:  # noqa: BLE001
+        return {}
+
+
+def leader_of(c: AgentCluster, managers) -> object | None:
+    for n in managers:
+        if n.alive and metrics_of(c, n).get("swarmkit_raft_is_leader") == 1.0:
+            return n
+    return None
+
+
+def metric(m: dict, name: str) -> float:
+    return sum(v for k, v in m.items() if k == name or k.startswith(name + "{"))
+
+
+def running_ids(api) -> set[str]:
+    return {t["ID"] for t in api.tasks(filters={"desired-state": "running"})
+            if t["Status"]["State"] == "running"}
+
+
+def run(args) -> dict:
+    base = Path(tempfile.mkdtemp(prefix="scale-bench-"))
+    env_extra = {}
+    c = AgentCluster(base, env=env_extra)
+    fleet = None
+    prober = None
+    out: dict = {"bench": "scale", "nodes": args.nodes, "managers": args.managers,
+                 "tasks": args.tasks, "commit": git_commit(), "load1_start": os.getloadavg()[0]}
+    try:
+        managers = [c.add(f"m{i + 1}") for i in range(args.managers)]
+        m1 = managers[0]
+        c.init(m1)
+        c.start(m1)
+        c.client_bundle(m1)
+        sdk = c.sdk(m1)
+        sdk.api.timeout = 60
+        tokens = sdk.swarm.attrs["JoinTokens"]
+        for m in managers[1:]:
+            c.join(m, tokens["Manager"], m1)
+            c.start(m)
+        c.wait_for(lambda: sum(n["Status"]["State"] == "ready" for n in sdk.api.nodes()) == args.managers,
+                   120, "managers Ready")
+        for n in sdk.nodes.list():
+            n.update({**n.attrs["Spec"], "Availability": "drain"})
+
+        say(f"{args.managers} managers up; starting {args.nodes} simulated nodes")
+        t0 = time.monotonic()
+        fleet = Fleet(m1.addr, tokens["Worker"], args.nodes, c.env, base / "simnodes.log")
+        fleet.wait(lambda s: s.get("connected") == args.nodes, args.timeout, "every node connected")
+        c.wait_for(lambda: sum(n["Status"]["State"] == "ready" for n in sdk.api.nodes())
+                   == args.nodes + args.managers, args.timeout, "every node Ready", interval=0.5)
+        out["all_joined_s"] = round(time.monotonic() - t0, 2)
+
+        say(f"all joined in {out['all_joined_s']} s; creating {args.tasks} tasks")
+        services = max(1, min(args.services, args.tasks))
+        per = [args.tasks // services + (1 if i < args.tasks % services else 0) for i in range(services)]
+        prober = Prober(sdk.api, "svc0")
+        t_create = time.monotonic()
+        for i, replicas in enumerate(per):
+            retrying(lambda i=i, r=replicas: sdk.api.create_service(
+                {"ContainerSpec": {"Image": "busybox", "Args": ["sleep", "1d"]}},
+                name=f"svc{i}", mode={"Replicated": {"Replicas": r}}), f"create svc{i}")
+            if i == 0:
+                prober.start()
+        fleet.wait(lambda s: s.get("running", 0) >= args.tasks, args.timeout, "every task running on its node")
+        c.wait_for(lambda: len(running_ids(sdk.api)) >= args.tasks, args.timeout,
+                   "every task Running in the API", interval=1.0)
+        t_running = time.monotonic()
+        out["all_running_s"] = round(t_running - t_create, 2)
+
+        say(f"all running in {out['all_running_s']} s; steady window {args.steady} s")
+        # steady state
+        leader = leader_of(c, managers) or m1
+        mt0, cpu0, s0 = metrics_of(c, leader), proc_cpu_seconds(leader.proc.pid), time.monotonic()
+        spy = None
+        if args.profile:
+            spy = subprocess.Popen(["py-spy", "record", "-o", args.profile, "-d", str(int(args.steady)),
+                                    "-r", "50", "-p", str(leader.proc.pid), "--nonblocking"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(args.steady)
+        mt1, cpu1, s1 = metrics_of(c, leader), proc_cpu_seconds(leader.proc.pid), time.monotonic()
+        if spy is not None:
+            spy.wait(60)
+        span = s1 - s0
+        out["leader_cpu_pct"] = round(100 * (cpu1 - cpu0) / span, 1)
+        out["leader_rss_mb"] = round(proc_rss_mb(leader.proc.pid), 1)
+        out["heartbeats_per_s"] = round((metric(mt1, "swarmkit_dispatcher_heartbeats_total")
+                                         - metric(mt0, "swarmkit_dispatcher_heartbeats_total")) / span, 1)
+        out["raft_entries_per_s"] = round((metric(mt1, "swarmkit_raft_commit_index")
+                                           - metric(mt0, "swarmkit_raft_commit_index")) / span, 1)
+        prober.halt.set()
+        prober.join(30)
+        conv, steady = prober.between(t_create, t_running), prober.between(t_running, s1)
+        allms = conv + steady
+        out["api_p50_ms"] = round(pct(allms, 0.5) or 0, 1)
+        out["api_p99_ms"] = round(pct(allms, 0.99) or 0, 1)
+        out["api_converge_p99_ms"] = round(pct(conv, 0.99) or 0, 1)
+        out["api_steady_p99_ms"] = round(pct(steady, 0.99) or 0, 1)
+        out["api_samples"] = len(allms)
+        out["api_ms"] = {name: {"p50": round(pct(v, 0.5), 1), "p99": round(pct(v, 0.99), 1)}
+                         for name in ("node ls", "service ls", "service ps")
+                         if (v := [ms for _, n, ms in prober.samples if n == name])}
+        out["heartbeat_period_s"] = sdk.api.inspect_swarm()["Spec"]["Dispatcher"]["HeartbeatPeriod"] / 1e9
+        out["fleet"] = {k: fleet.status.get(k) for k in ("heartbeats", "sessions_opened", "failed_rounds")}
+
+        out.update(failover_nodes_marked_down=None, failover_tasks_moved=None,
+                   failover_sessions_back_s=None)
+        if args.managers >= 3 and not args.skip_failover:
+            say("failover: killing the leader")
+            out.update(failover(c, managers, leader, fleet, sdk, args))
+    finally:
+        out["load1_end"] = os.getloadavg()[0]
+        if prober is not None:
+            prober.halt.set()
+        if fleet is not None:
+            fleet.stop()
+        c.stop_all()
+    return out
+
+
+def failover(c: AgentCluster, managers, leader, fleet: Fleet, sdk, args) -> dict:
+    before = running_ids(sdk.api)
+    opened0 = fleet.status.get("sessions_opened", 0)
+    killed_id = leader.node_state()["node_id"]
+    c.kill(leader)
+    t_kill = time.monotonic()
+    survivors = [m for m in managers if m is not leader]
+    down: set[str] = set()
+    back_s = None
+    new_api = None
+    while time.monotonic() - t_kill < args.failover_watch or back_s is None:
+        if time.monotonic() - t_kill > args.timeout:
+            break
+        st = fleet.status
+        if back_s is None and st.get("sessions_opened", 0) >= opened0 + args.nodes \
+                and st.get("connected") == args.nodes:
+            back_s = round(time.monotonic() - t_kill, 2)
+        if new_api is None:
+            nl = leader_of(c, survivors)
+            if nl is not None:
+                new_api = c.sdk(nl).api
+                new_api.timeout = 30
+        if new_api is not None:
+            try:
+                down |= {n["ID"] for n in new_api.nodes()
+                         if n["Status"]["State"] == "down" and n["ID"] != killed_id}
+            except Exception:  # noqa: BLE001 - the new leader may still be settling
+                pass
+        time.sleep(0.5)
+    after = running_ids(new_api) if new_api is not None else set()
+    return {"failover_nodes_marked_down": len(down), "failover_tasks_moved": len(before - after),
+            "failover_sessions_back_s": back_s}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nodes", type=int, required=True)
+    p.add_argument("--managers", type=int, default=3)
+    p.add_argument("--tasks", type=int, required=True)
+    p.add_argument("--services", type=int, default=10, help="spread the tasks over this many services")
+    p.add_argument("--steady", type=float, default=20.0, help="seconds of steady-state measurement")
+    p.add_argument("--failover-watch", type=float, default=15.0,
+                   help="seconds after the kill during which Down nodes are looked for")
+    p.add_argument("--skip-failover", action="store_true")
+    p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument("--profile", help="py-spy flame graph of the leader over the steady window (SVG)")
+    p.add_argument("--out", help="append the JSON line (with date) to this JSONL file")
+    args = p.parse_args()
+    if args.nodes < 1 or args.tasks < 1 or args.managers < 1:
+        p.error("--nodes, --tasks and --managers must be at least 1")
+    emit(run(args), args.out)
+
+
+if __name__ == "__main__":
+    main()
