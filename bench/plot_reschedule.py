@@ -54,7 +54,7 @@ def plot(rows: dict, output: str) -> None:
                     f"{r['trials']} trials, load {r['load1_median']:.0f}",
                     (i + 0.32, r["max_s"]), fontsize=7, va="bottom")
     ax.set_xticks(range(len(keys)))
-    ax.set_xticklabels([f"{v} crash\n{LABEL[lay]}" for lay, v in keys])
+    ax.set_xticklabels([f"{'leader' if v == 'leader' else 'non-leader'} crash\n{LABEL[lay]}" for lay, v in keys])
     ax.set_ylabel("seconds from the power cut to 3 replicas running")
     ax.set_ylim(0, max(7.0, max(max(rows[k]["samples"]) for k in keys) + 1))
     moved = sum(rows[k]["healthy_tasks_moved"] for k in keys)
