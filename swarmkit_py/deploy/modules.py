@@ -186,7 +186,9 @@ def overlay_ready(ctx: Ctx) -> Outcome:
         return ("failed", "the Docker engine does not manage iptables here (no nat DOCKER chain): "
                 "start dockerd with its networking defaults (no --iptables=false, no "
                 "--bridge=none) and run the role again", "")
-    busy = ctx.conn.run("ss -Hlun 'sport = :4789' 2>/dev/null | grep -v skvx").stdout.strip()
+    # The kernel's own VXLAN sockets (ours, from an earlier run) have no owning process; a
+    # user-space program holding the port shows up with `users:`.
+    busy = ctx.conn.run("ss -Hlunp 'sport = :4789' 2>/dev/null | grep users:").stdout.strip()
     if busy:
         return "failed", f"UDP 4789 (VXLAN) is taken by another program: {busy}", ""
     if fwd == "1":
