@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 
 from .. import __version__
-from ..api import make_app, serve_tcp, serve_unix
+from ..api import make_app, routes_logs, serve_tcp, serve_unix
 from ..api.locked import make_locked_app
 from ..background import Background
 from ..ca import (
@@ -38,6 +38,7 @@ from ..rpc import RpcServer
 from ..worker.certs import CertRenewer
 from ..worker.describe import describe_node
 from ..worker.executor import DockerExecutor, connect
+from ..worker.logs import LogPublisher, session_sender
 from ..worker.network import NetworkPlane
 from ..worker.reconcile import TaskWorker
 from ..worker.session import WorkerSession
@@ -68,6 +69,7 @@ class Agent:
         self._metrics_runner = None
         self.renewer: CertRenewer | None = None
         self.task_worker: TaskWorker | None = None
+        self.log_publisher: LogPublisher | None = None
         self._unlock_key: bytes | None = None  # the auto-lock key, in memory only
 
     # ---------------------------------------------------------------- TLS material
@@ -209,6 +211,8 @@ class Agent:
             await job.stop()
         if self.task_worker is not None:
             await self.task_worker.stop()  # leaves containers running: a restart adopts them
+            if self.log_publisher is not None:
+                await self.log_publisher.stop()
             if getattr(self, "network_plane", None) is not None:
                 await self.network_plane.stop()
             self.task_worker = None
@@ -245,8 +249,10 @@ class Agent:
             st.node_id, self.advertise_addr.rpartition(":")[0],
             _client_once(docker_host), kernel=self.cfg.overlay_dataplane)
         self.session.on_push(NETMAP, self.network_plane.on_netmap)
-        self.task_worker = TaskWorker(
-            self.session, DockerExecutor(self.cfg.docker_host, networks=self.network_plane))
+        executor = DockerExecutor(self.cfg.docker_host, networks=self.network_plane)
+        self.task_worker = TaskWorker(self.session, executor)
+        self.log_publisher = LogPublisher(self.session, executor.client,
+                                          session_sender(self.session))
         self.session.start()
         self.task_worker.start()
         self.network_plane.start()
@@ -342,6 +348,7 @@ class Agent:
 
     async def _start_api(self, mgr: Manager) -> None:
         app = make_app(ControlAPI(mgr), engine_version=__version__, hostname=self.hostname, authorize=self._api_authorize)
+        routes_logs.setup(app, mgr.logbroker)
         self._api_runners.extend(await self._serve_api(app))
 
     async def _serve_api(self, app) -> list:

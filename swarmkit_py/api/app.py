@@ -21,6 +21,7 @@ from aiohttp import web
 from ..manager.controlapi import ControlAPI
 from . import (
     routes_events,
+    routes_logs,
     routes_networks,
     routes_nodes,
     routes_secrets,
@@ -91,4 +92,5 @@ def make_app(
     routes_networks.setup(app)
     routes_secrets.setup(app)
     routes_events.setup(app)
+    routes_logs.routes(app)
     return app

@@ -33,6 +33,7 @@ from .caserver import CAServer
 from .context import RaftMember
 from .dispatcher import ClusterDirectory, Dispatcher, cert_identity
 from .leadership import LeaderLoops, Loop
+from .logbroker import LogBroker
 from .orchestrator import orchestration_loops
 from .proposer import RaftProposer
 from .raftjoin import RaftMembership, fetch_members, request_join
@@ -125,6 +126,8 @@ class Manager:
         )
         self.dispatcher.register(self.rpc)
         self.add_leader_loop("dispatcher", self.dispatcher)
+        self.logbroker = LogBroker(self.dispatcher)
+        self.logbroker.register(self.rpc)
         self.leader_loops.add_task("allocator", Allocator(self.proposer).run)
         self.add_leader_loop("scheduler", SchedulerLoop(self.proposer))
         for name, loop in orchestration_loops(self.proposer):

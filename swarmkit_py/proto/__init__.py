@@ -13,11 +13,13 @@ below ``manager``, ``worker`` and ``agent``. It does no I/O and holds no state.
 - ``dispatcher`` worker sessions, heartbeats, task assignments and task status reports
 - ``ca``         join, root CA and certificate renewal on the cluster port
 - ``membership`` managers entering the Raft group
+- ``logs``       `docker service logs` streamed from the nodes through their sessions
 
 Raft's own messages (``raft.msg``) are named in ``raft/transport.py``: they are sent and
 received by that one module, and ``raft`` sits below ``store``.
 """
 
+from .logs import LOGS_CANCEL, LOGS_PUBLISH, LOGS_SUBSCRIBE, MAX_BATCH
 from .ca import CA_JOIN, CA_RENEW, CA_RENEW_NOW, CA_ROOT
 from .codes import (
     DEADLINE_EXCEEDED,
@@ -56,6 +58,10 @@ from .dispatcher import (
 from .membership import RAFT_JOIN, RAFT_MEMBERS, RAFT_TRANSFER
 
 __all__ = [
+    "LOGS_CANCEL",
+    "LOGS_PUBLISH",
+    "LOGS_SUBSCRIBE",
+    "MAX_BATCH",
     "ASSIGNMENTS",
     "AssignedTask",
     "CA_JOIN",

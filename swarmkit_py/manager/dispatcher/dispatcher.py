@@ -359,6 +359,12 @@ class Dispatcher:
         except (NoQuorum, ProposalDropped, Stopped, StoreError) as e:
             raise RpcError(UNAVAILABLE, f"cannot record task status: {e}") from None
 
+    def session_node(self, peer: PeerInfo, params: Mapping[str, Any]) -> str:
+        """The node of the caller's open session (raises SESSION_INVALID / NOT_LEADER), for
+        other leader services answering on sessions (the log broker)."""
+        self._require_running()
+        return self._session_node(peer, params)
+
     def _session_node(self, peer: PeerInfo, params: Mapping[str, Any]) -> str:
         """The node of an open session, checked as a heartbeat is (same connection)."""
         session_id = params.get("session_id")

@@ -1,0 +1,202 @@
+"""The worker's half of `docker service logs`: read task containers' logs from the local
+engine and publish them to the leader through the session (contract: proto/logs.py).
+
+Each (subscription, task) gets one reader thread on the blocking SDK stream and a bounded
+buffer between that thread and the event loop: when the leader has no room (a slow
+`docker service logs` reader), the publisher waits and retries, the buffer fills, and only
+that reader thread blocks on its engine stream. The worker's session, heartbeats and task
+reconcile never wait on a log reader.
+
+What is not here: stdout and stderr arrive merged (the SDK's stream gives payloads without
+their stream id), and all lines are sent as stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import docker
+
+from ..proto import LOGS_CANCEL, LOGS_PUBLISH, LOGS_SUBSCRIBE, MAX_BATCH
+from ..store.timefmt import parse_rfc3339
+from .executor.docker_adapter import LABEL_TASK_ID
+
+log = logging.getLogger(__name__)
+
+BUFFER = 512
+"""Lines held per reader before its thread waits."""
+RETRY_MAX = 1.0
+
+
+def parse_line(chunk: bytes) -> tuple[int, bytes]:
+    """`<RFC 3339 nano timestamp> <data>` (the engine's `timestamps=1` form) -> (ns, data)."""
+    head, sep, rest = chunk.partition(b" ")
+    if sep:
+        try:
+            ts = parse_rfc3339(head.decode())
+            ns = int(ts.timestamp()) * 1_000_000_000 + ts.microsecond * 1000
+            frac = head.decode().partition(".")[2].rstrip("Z")
+            if frac.isdigit():
+                ns = int(ts.timestamp()) * 1_000_000_000 + int((frac + "000000000")[:9])
+            return ns, rest
+        except ValueError:
+            pass
+    return 0, chunk
+
+
+class _Reader(threading.Thread):
+    """Pulls one container's log stream into a bounded buffer."""
+
+    def __init__(self, client: docker.DockerClient, container_id: str, opts: dict[str, Any],
+                 loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
+        super().__init__(daemon=True, name=f"logs-{container_id[:12]}")
+        self.client, self.container_id, self.opts = client, container_id, opts
+        self.loop, self.wake = loop, wake
+        self.buf: deque[tuple[int, bytes]] = deque()
+        self.cond = threading.Condition()
+        self.stopped = False
+        self.finished = False
+
+    def run(self) -> None:
+        try:
+            stream = self.client.api.logs(self.container_id, stream=True, timestamps=True,
+                                          **self.opts)
+            for chunk in stream:
+                with self.cond:
+                    while len(self.buf) >= BUFFER and not self.stopped:
+                        self.cond.wait(0.5)
+                    if self.stopped:
+                        break
+                    self.buf.append(parse_line(chunk))
+                self.loop.call_soon_threadsafe(self.wake.set)
+        except Exception as exc:  # noqa: BLE001 - the container went away, engine error
+            log.info("log stream of %s ended: %s", self.container_id[:12], exc)
+        finally:
+            self.finished = True
+            self.loop.call_soon_threadsafe(self.wake.set)
+
+    def take(self, n: int) -> list[tuple[int, bytes]]:
+        with self.cond:
+            out = [self.buf.popleft() for _ in range(min(n, len(self.buf)))]
+            self.cond.notify_all()
+            return out
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()
+
+
+Send = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+class LogPublisher:
+    """Serves the leader's log subscriptions on this node."""
+
+    def __init__(self, session: Any, client: Callable[[], Awaitable[docker.DockerClient]],
+                 send: Send) -> None:
+        self.client = client
+        self.send = send
+        self._subs: dict[str, dict[str, asyncio.Task]] = {}
+        self._readers: dict[str, list[_Reader]] = {}
+        session.on_push(LOGS_SUBSCRIBE, self.on_subscribe)
+        session.on_push(LOGS_CANCEL, self.on_cancel)
+
+    def on_subscribe(self, params: Any) -> None:
+        if not isinstance(params, dict) or not isinstance(params.get("sub"), str):
+            return
+        sub = params["sub"]
+        tasks = self._subs.setdefault(sub, {})
+        for task_id in params.get("tasks") or []:
+            if isinstance(task_id, str) and task_id not in tasks:
+                tasks[task_id] = asyncio.get_running_loop().create_task(
+                    self._publish(sub, task_id, params), name=f"logs-{sub[:8]}-{task_id[:8]}")
+
+    def on_cancel(self, params: Any) -> None:
+        sub = (params or {}).get("sub") if isinstance(params, dict) else None
+        self._cancel(sub)
+
+    def _cancel(self, sub: str | None) -> None:
+        for reader in self._readers.pop(sub or "", []):
+            reader.stop()
+        for task in (self._subs.pop(sub or "", {}) or {}).values():
+            task.cancel()
+
+    async def stop(self) -> None:
+        for sub in list(self._subs):
+            self._cancel(sub)
+
+    async def _publish(self, sub: str, task_id: str, params: dict[str, Any]) -> None:
+        reader = None
+        try:
+            client = await self.client()
+            found = await asyncio.to_thread(
+                client.containers.list, all=True, filters={"label": f"{LABEL_TASK_ID}={task_id}"})
+            if found:
+                opts: dict[str, Any] = {"follow": bool(params.get("follow"))}
+                tail = params.get("tail")
+                opts["tail"] = "all" if tail is None else int(tail)
+                if params.get("since") is not None:
+                    opts["since"] = float(params["since"])
+                wake = asyncio.Event()
+                reader = _Reader(client, found[0].id, opts, asyncio.get_running_loop(), wake)
+                self._readers.setdefault(sub, []).append(reader)
+                reader.start()
+                while True:
+                    await wake.wait()
+                    wake.clear()
+                    while batch := reader.take(MAX_BATCH):
+                        if not await self._send(sub, task_id, batch):
+                            return
+                    if reader.finished and not reader.buf:
+                        break
+            await self._send(sub, task_id, [], done=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("publishing the logs of task %s failed", task_id)
+        finally:
+            if reader is not None:
+                reader.stop()
+
+    async def _send(self, sub: str, task_id: str, batch: list[tuple[int, bytes]],
+                    done: bool = False) -> bool:
+        """Until the leader took the whole batch; False when nobody reads it any more."""
+        pending = [{"task_id": task_id, "ts": ts, "stream": 1, "data": data}
+                   for ts, data in batch]
+        pause = 0.02
+        while True:
+            params = {"sub": sub, "messages": pending, "done": [task_id] if done else []}
+            try:
+                answer = await self.send(params)
+            except Exception as exc:  # noqa: BLE001 - no session right now: try again
+                log.debug("log publish failed (%s); retrying", exc)
+                answer = None
+            if answer is not None:
+                if not answer.get("open", False):
+                    self._cancel(sub)
+                    return False
+                pending = pending[int(answer.get("accepted", 0)):]
+                if not pending:
+                    return True
+                pause = 0.02 if answer.get("accepted") else pause
+            await asyncio.sleep(pause)
+            pause = min(RETRY_MAX, pause * 2)
+
+
+def session_sender(session: Any, timeout: float = 5.0) -> Send:
+    """`logs.publish` on the session's own connection (the one the dispatcher bound it to)."""
+
+    async def send(params: dict[str, Any]) -> Any:
+        client, session_id = session._client, session.session_id
+        if client is None or session_id is None:
+            raise ConnectionError("no dispatcher session")
+        return await client.call(LOGS_PUBLISH, {**params, "session_id": session_id},
+                                 timeout=timeout)
+
+    return send
