@@ -31,6 +31,7 @@ from . import (
     routes_tasks,
 )
 from .errors import json_error, status_and_message
+from .outside import outside_scope
 from .keys import CONTROL, SERVER, Authorize, ServerInfo, common_headers
 from .params import MAX_BODY_BYTES, MAX_BODY_KEY
 from .versioning import VersionError, check_client_version, is_public
@@ -53,6 +54,11 @@ async def docker_middleware(request: web.Request, handler) -> web.StreamResponse
                 if inspect.isawaitable(result):
                     await result
             response = await handler(request)
+    except web.HTTPNotFound as exc:
+        if request.match_info.http_exception is not None:  # no route: not a handler's 404
+            response = json_error(*outside_scope(request.path))
+        else:
+            response = json_error(*status_and_message(exc))
     except web.HTTPException as exc:
         if exc.status < 400:  # a redirect or success raised on purpose: not an error
             raise

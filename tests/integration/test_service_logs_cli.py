@@ -13,7 +13,7 @@ import time
 import pytest
 
 from swarmkit_py.testing.agents import DOCKER, AgentCluster
-from swarmkit_py.worker.image import TASK_IMAGE
+from swarmkit_py.taskimage import TASK_IMAGE
 
 pytestmark = pytest.mark.slow
 

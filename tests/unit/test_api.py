@@ -92,7 +92,7 @@ async def test_distribution_is_404(api):
 async def test_unknown_path_and_method(api):
     _, c = api
     status, msg = await error_of(await c.get("/v1.41/nope"))
-    assert (status, msg) == (404, "page not found")
+    assert status == 404 and msg.startswith("page not found: /nope is not part of")
     status, _ = await error_of(await c.put("/v1.41/nodes"))
     assert status == 405
 
@@ -449,3 +449,16 @@ async def test_one_app_on_two_listeners(tmp_path):
                 assert r.status == 200
     finally:
         await tcp.cleanup()
+
+
+async def test_engine_local_endpoints_say_where_to_go_instead_of_page_not_found(api):
+    _, client = api
+    r = await client.get("/v1.41/containers/json")
+    assert r.status == 501
+    body = await r.json()
+    assert "containers (docker ps" in body["message"] and "DOCKER_HOST" in body["message"]
+    assert r.headers["Api-Version"]
+    r = await client.get("/v1.41/system/df")
+    assert r.status == 501 and "docker system df" in (await r.json())["message"]
+    r = await client.get("/v1.41/nosuch/thing")
+    assert r.status == 404 and "/nosuch/thing" in (await r.json())["message"]
