@@ -93,6 +93,7 @@ def status_and_message(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, StoreError):
         return CODE_STATUS.get(exc.code, 500), store_error_message(exc)
     if isinstance(exc, (NoQuorum, NotLeader, ProposalDropped, asyncio.TimeoutError)):
+        log.warning("answering 'no leader' for %s: %r", type(exc).__name__, exc)
         return 503, NO_LEADER_MESSAGE
     if isinstance(exc, Stopped):
         return 503, WORKER_MESSAGE

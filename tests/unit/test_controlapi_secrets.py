@@ -131,3 +131,16 @@ async def test_assignments_carry_the_bytes_only_to_nodes_running_a_task_using_th
     # a task that ended leaves the set, and with it the secret
     add_task(s, svc, 2, node=w1, state="complete", desired="shutdown")
     assert all(not t["files"] for t in assignment_set(s.store.view(), w1))
+
+
+async def test_update_with_the_same_data_is_no_change_other_data_is_refused():
+    s = make_swarm()
+    sec = await s.control.create_object("secret", {"Name": "db_pw", "Data": b64(b"hunter2")})
+    v = s.store.view().get("secret", sec.id).version.index
+    await s.control.update_object("secret", sec.id, v, {"Name": "db_pw", "Data": b64(b"hunter2"),
+                                                        "Labels": {"x": "y"}})
+    assert s.store.view().get("secret", sec.id).spec.labels == {"x": "y"}
+    v = s.store.view().get("secret", sec.id).version.index
+    with pytest.raises(InvalidArgument, match="secret data differs"):
+        await s.control.update_object("secret", sec.id, v, {"Name": "db_pw",
+                                                            "Data": b64(b"other")})

@@ -175,6 +175,14 @@ class SecretConfigMethods:
         labels = raw.pop("labels", None) or {}
         # The CLI sends the whole spec back; anything but the labels must be unchanged.
         current = {k.lower(): v for k, v in obj.spec.to_api().items()}
+        data = raw.pop("data", None)
+        if data not in (None, ""):
+            stored = obj.data if kind is SECRET else obj.spec.data
+            # `docker stack deploy` sends the value back on every redeploy: the same bytes
+            # are no change (swarmkit compares them too); other bytes are refused.
+            if decode_data(kind, data) != base64.b64decode(stored):
+                raise _invalid(f"only updates to Labels are allowed ({kind.name} data "
+                               "differs: create a new one under another name)")
         for key, value in raw.items():
             if key == "labels" or value in (None, "", {}, []) and not current.get(key):
                 continue
