@@ -32,6 +32,13 @@ import tempfile
 from _common import PySyncObjCluster, emit, git_commit, source_id
 
 
+def _own_cpu() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def _pct(sorted_ms: list[float], q: float) -> float | None:
     return sorted_ms[min(len(sorted_ms) - 1, int(q * len(sorted_ms)))] if sorted_ms else None
 
@@ -53,16 +60,19 @@ async def _connection_load(cluster, leader: int, inflight: int, seconds: float, 
     done = errors = 0
     keys = itertools.count()
 
+    conns = [await cl.connect() for cl in clients]
+    nconns = len(conns)
+
     async def worker(w: int) -> None:
         nonlocal done, errors
-        cl = clients[w % conns]
         while True:
             t0 = loop.time()
             if t0 >= t_end:
                 return
             i = next(keys)
             try:
-                await cl.call("kv.put", {"k": f"k{i % 1000}", "v": values[i % len(values)]})
+                # pipelined, as a client library would: no timer or socket wait per call
+                await conns[w % nconns].call_nowait("kv.put", {"k": f"k{i % 1000}", "v": values[i % len(values)]})
             except (RpcError, OSError):
                 errors += 1
                 await asyncio.sleep(0.01)
@@ -97,12 +107,14 @@ def _members_cpu_s(cluster) -> float:
 async def _run_ours(args, workdir: str) -> dict:
     from swarmkit_py.raft.kv.cluster import LocalCluster
 
-    cluster = LocalCluster(args.nodes, workdir, encrypt=args.encrypt)
+    cluster = LocalCluster(args.nodes, workdir, encrypt=args.encrypt, profile_dir=args.profile)
     try:
         await cluster.start()
         leader = await cluster.wait_leader(timeout=30)
         before = await cluster.status(leader)
         cpu0 = _members_cpu_s(cluster)
+        each0 = {n: (await cluster.status(n))["cpu_s"] for n in cluster.members}
+        me0 = _own_cpu()
         if args.client == "inprocess":
             r = await cluster.call(leader, "kv.bench_load",
                                    {"inflight": args.inflight, "seconds": args.seconds, "size": args.value_size,
@@ -112,7 +124,9 @@ async def _run_ours(args, workdir: str) -> dict:
             r = await _connection_load(cluster, leader, args.inflight, args.seconds, args.value_size,
                                        args.warmup, args.connections)
         cpu = _members_cpu_s(cluster) - cpu0
+        me1 = _own_cpu()
         after = await cluster.status(leader)
+        each1 = {n: (await cluster.status(n))["cpu_s"] for n in cluster.members}
         m0, m1 = before.get("metrics", {}), after.get("metrics", {})
         extra = {
             "leader_kept": after["role"] == "leader" and after["term"] == before["term"],
@@ -125,6 +139,14 @@ async def _run_ours(args, workdir: str) -> dict:
         props = m1.get("proposals", 0) - m0.get("proposals", 0)
         if props and "fsyncs" in m1:
             extra["fsyncs_per_write"] = round((m1["fsyncs"] - m0.get("fsyncs", 0)) / props, 4)
+        if props:
+            # the same split by role (leader, a follower on average) and this client process
+            per = lambda sec: round(sec * 1e6 / props, 2)  # noqa: E731
+            extra["leader_cpu_us_per_write"] = per(each1[leader] - each0[leader])
+            extra["follower_cpu_us_per_write"] = per(
+                sum(each1[n] - each0[n] for n in cluster.members if n != leader) / max(1, len(cluster.members) - 1))
+            if args.client == "connection":
+                extra["client_cpu_us_per_write"] = per(me1 - me0)
         return {**r, **extra}
     finally:
         await cluster.stop()
@@ -161,9 +183,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--journal", action="store_true", help="pysyncobj only: journal + dump files on disk")
     ap.add_argument("--no-batch", action="store_true", help="pysyncobj only: appendEntriesUseBatch=False")
     ap.add_argument("--encrypt", action="store_true", help="swarmkit-py only: WAL and snapshots encrypted at rest")
+    ap.add_argument("--profile", help="swarmkit-py only: cProfile every member, stats in this directory (nN.pstats)")
     ap.add_argument("--out", help="also append the JSON line to this file (e.g. bench/results.jsonl)")
     args = ap.parse_args(argv)
     args.out = os.path.abspath(args.out) if args.out else None  # before the chdir below
+    args.profile = os.path.abspath(args.profile) if args.profile else None
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
     if args.system == "pysyncobj" and args.client != "inprocess":
         ap.error("pysyncobj has no client protocol: only --client inprocess")
     if args.system == "swarmkit-py" and (args.journal or args.no_batch):
@@ -210,6 +236,9 @@ def main(argv: list[str] | None = None) -> None:
         result["cpu_us_per_write"] = r["cpu_us_per_write"]
     if "fsyncs_per_write" in r:
         result["fsyncs_per_write"] = r["fsyncs_per_write"]
+    for k in ("leader_cpu_us_per_write", "follower_cpu_us_per_write", "client_cpu_us_per_write"):
+        if k in r:
+            result[k] = r[k]
     if args.client == "connection":
         result["connections"] = args.connections
     emit(result, args.out)

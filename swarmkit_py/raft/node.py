@@ -139,12 +139,13 @@ class RaftNode:
         self.peers: dict[int, str] = {}
         self._inbox: list = []
         self._props: list[tuple[bytes, asyncio.Future]] = []
-        self._pending: dict[int, tuple[asyncio.Future, float]] = {}
+        self._pending: dict[int, tuple[asyncio.Future, float, float]] = {}  # tag -> (future, deadline, t0)
         self._next_expiry = float("inf")  # no pending write expires before this
         self._reads: dict[bytes, asyncio.Future] = {}
         self._apply_waiters: list[tuple[int, asyncio.Future]] = []
         self._tags = itertools.count(secrets.randbits(64))
         self._ticks = 0
+        self._loop_time = time.monotonic  # the event loop's clock (asyncio's default)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._stopped = False
@@ -166,6 +167,7 @@ class RaftNode:
         when the data dir already holds state); `bootstrap_members` founds a cluster of several
         members statically, like etcd's initial-cluster (ignored once state exists, so the same
         command line restarts a member); `peers` are address hints for a joining member."""
+        self._loop_time = asyncio.get_running_loop().time
         st = await asyncio.to_thread(self.storage.load)
         snap = st.snapshot
         if snap is not None:
@@ -287,22 +289,33 @@ class RaftNode:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout or self.cfg.proposal_timeout_s)
         await self._wait_for_leader(deadline)
+        seq, fut = self._enqueue(data, deadline)
+        try:
+            return await fut
+        finally:
+            self._pending.pop(seq, None)
+
+    def propose_nowait(self, data: bytes, timeout: float | None = None) -> asyncio.Future:
+        """`propose` without a coroutine: the future of the result. With a leader known (the
+        usual case) the write is queued at once; otherwise it waits for one in a task."""
+        if self._stopped or self.leader_id == 0:
+            return asyncio.ensure_future(self.propose(data, timeout))
+        loop = asyncio.get_running_loop()
+        return self._enqueue(data, loop.time() + (timeout or self.cfg.proposal_timeout_s))[1]
+
+    def _enqueue(self, data: bytes, deadline: float) -> tuple[int, asyncio.Future]:
+        # No wait_for per write (a timer and a task each): the ticker expires pending writes,
+        # and _apply removes a write from _pending when it completes it.
+        loop = asyncio.get_running_loop()
         seq = next(self._tags) & _TAG_MASK
         fut = loop.create_future()
-        # No wait_for per write (a timer and a task each): the ticker expires pending writes.
-        self._pending[seq] = (fut, deadline)
+        self._pending[seq] = (fut, deadline, loop.time())
         if deadline < self._next_expiry:
             self._next_expiry = deadline
         self._props.append((_ENVELOPE.pack(self.id, seq) + data, fut))
         self.metrics["proposals"] += 1
         self._wake.set()
-        t0 = loop.time()
-        try:
-            result = await fut
-            self.proposal_latency.observe(loop.time() - t0)
-            return result
-        finally:
-            self._pending.pop(seq, None)
+        return seq, fut
 
     async def read_index(self, timeout: float | None = None) -> None:
         """Return once the local state machine reflects every write committed before the call:
@@ -464,7 +477,7 @@ class RaftNode:
             return
         expired = []
         nxt = float("inf")
-        for seq, (fut, deadline) in self._pending.items():
+        for seq, (fut, deadline, _) in self._pending.items():
             if deadline <= now:
                 expired.append((seq, fut))
             elif deadline < nxt:
@@ -500,13 +513,13 @@ class RaftNode:
             del self._props[: self.cfg.max_batch]
             if self._props:
                 self._wake.set()
-            for data, fut in props:
-                if fut.done():
-                    continue
+            live = [(data, fut) for data, fut in props if not fut.done()]
+            if live:
                 try:
-                    c.propose(data)
+                    c.propose_batch([data for data, _ in live])
                 except ProposalDropped as e:
-                    fut.set_exception(NoQuorum(f"write not accepted: {e}"))
+                    for _, fut in live:
+                        fut.set_exception(NoQuorum(f"write not accepted: {e}"))
             try:
                 while c.has_ready():
                     await self._handle_ready(c.ready())
@@ -578,9 +591,10 @@ class RaftNode:
         result = self.fsm.apply(e.index, e.data[_ENVELOPE.size :])
         self.metrics["applied"] += 1
         if origin == self.id:
-            p = self._pending.get(seq)
+            p = self._pending.pop(seq, None)
             if p is not None and not p[0].done():
                 p[0].set_result(result)
+                self.proposal_latency.observe(self._loop_time() - p[2])
 
     def _wake_appliers(self) -> None:
         applied = self.core.applied

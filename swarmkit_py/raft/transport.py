@@ -38,8 +38,8 @@ from ..rpc import (
     RpcUnavailable,
     open_connection,
 )
-from ..rpc.framing import notification_encoder
-from .codec import message_from_tuple, message_to_tuple
+from ..rpc.framing import notification_framer
+from .codec import MessagePacker, message_from_tuple, message_to_tuple
 from .types import Message, MsgType
 
 log = logging.getLogger(__name__)
@@ -151,6 +151,7 @@ class Transport:
         self._on_snapshot_status = on_snapshot_status
         self._snapshot_timeout = snapshot_timeout
         self._snapshot_sends: set[asyncio.Task] = set()
+        self._packer = MessagePacker()  # shared by the peers' senders: entries packed once
         self._client_ssl = client_ssl
         self._owns_server = rpc_server is None
         self._server = rpc_server or RpcServer(host, port, ssl=server_ssl, max_frame=max_frame)
@@ -364,7 +365,8 @@ class Transport:
     async def _pump(self, peer: _Peer, conn: Connection) -> None:
         """Everything queued since the last wake-up goes out in one write, then one drain."""
         wake = peer.wake
-        encode = notification_encoder(RAFT_METHOD, self._max_frame)
+        frame = notification_framer(RAFT_METHOD, self._max_frame)
+        pack = self._packer.pack
         while True:
             if not peer.queue:
                 wake.clear()
@@ -379,7 +381,7 @@ class Transport:
                     self._spawn_snapshot_send(peer, conn, msg)
                     continue
                 try:
-                    frames.append(encode(message_to_tuple(msg)))
+                    frames.append(frame(pack(msg)))
                 except Exception as e:
                     peer.dropped += 1
                     log.warning("dropping %s to node %d: %s", msg.type.name, peer.node_id, e)

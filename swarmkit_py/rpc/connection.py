@@ -77,6 +77,8 @@ class Connection:
         self._pending: dict[int, asyncio.Future] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
+        self._inline_count = 0  # inline requests (see _serve_inline) not answered yet
+        self._outbox: list[bytes] = []  # see _queue_frame
         self._close_callbacks: list[Callable[[], None]] = []
         self._closed = False
         self._close_reason = ""
@@ -183,6 +185,18 @@ class Connection:
             ) from None
         finally:
             self._pending.pop(rid, None)
+
+    def call_nowait(self, method: str, params: Any = None) -> asyncio.Future:
+        """Send a request and return the future of its answer at once: no timer, no wait for
+        socket space. For a client that pipelines many calls and bounds them itself; the
+        future fails with :class:`RpcUnavailable` if the connection is lost."""
+        self._check_open()
+        rid = next(self._ids)
+        frame = pack_frame((REQUEST, rid, method, params), self._max_frame)
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        self._queue_frame(frame)
+        return fut
 
     def notify_nowait(self, method: str, params: Any = None) -> None:
         """Queue a one-way message on the socket without waiting for buffer space."""
@@ -292,10 +306,13 @@ class Connection:
             except (TypeError, ValueError) as e:
                 raise ProtocolError(f"malformed request: {e}") from e
             self._check_allowed(method)
-            task = asyncio.get_running_loop().create_task(self._serve(rid, method, params))
-            self._tasks.add(task)
-            task.add_done_callback(self._request_done)
-            if len(self._tasks) >= self._limits.max_inflight:
+            if method in self._handlers.inline:
+                self._serve_inline(rid, method, params)
+            else:
+                task = asyncio.get_running_loop().create_task(self._serve(rid, method, params))
+                self._tasks.add(task)
+                task.add_done_callback(self._request_done)
+            if len(self._tasks) + self._inline_count >= self._limits.max_inflight:
                 self._inflight_free.clear()
             return None
         raise ProtocolError(f"unknown frame kind {kind!r}")
@@ -309,8 +326,64 @@ class Connection:
 
     def _request_done(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
-        if len(self._tasks) < self._limits.max_inflight:
+        if len(self._tasks) + self._inline_count < self._limits.max_inflight:
             self._inflight_free.set()
+
+    def _serve_inline(self, rid: int, method: str, params: Any) -> None:
+        """An inline handler (see ``HandlerRegistry.add_handler``): called here, answered now
+        or from its future's callback; counted in flight like a task until answered."""
+        try:
+            result = self._handlers.requests[method](self.peer, params)
+        except Exception as e:
+            self._answer(rid, method, e, None)
+            return
+        if isinstance(result, asyncio.Future):
+            self._inline_count += 1
+            result.add_done_callback(lambda fut: self._inline_done(rid, method, fut))
+        else:
+            self._answer(rid, method, None, result)
+
+    def _inline_done(self, rid: int, method: str, fut: asyncio.Future) -> None:
+        self._inline_count -= 1
+        if len(self._tasks) + self._inline_count < self._limits.max_inflight:
+            self._inflight_free.set()
+        if fut.cancelled():
+            self._answer(rid, method, RpcUnavailable(f"{method} was cancelled"), None)
+        else:
+            exc = fut.exception()
+            self._answer(rid, method, exc, None if exc is not None else fut.result())
+
+    def _answer(self, rid: int, method: str, exc: BaseException | None, result: Any) -> None:
+        """Queue a response without waiting for the socket: the answers of one loop turn
+        leave in one send (a send per answer costs more than the write it answers), and the
+        in-flight cap bounds how many can queue up."""
+        if self._closed:
+            return
+        try:
+            if exc is None:
+                frame = pack_frame((RESPONSE, rid, None, result), self._max_frame)
+            elif isinstance(exc, RpcError):
+                frame = pack_frame((RESPONSE, rid, (exc.code, exc.message), None), self._max_frame)
+            else:
+                raise exc
+        except RpcError as e:  # the answer itself was too large
+            frame = pack_frame((RESPONSE, rid, (e.code, e.message), None), self._max_frame)
+        except Exception as e:
+            log.error("handler for %r failed", method, exc_info=e)
+            frame = pack_frame((RESPONSE, rid, (INTERNAL, f"{type(e).__name__}: {e}"), None), self._max_frame)
+        self._queue_frame(frame)
+
+    def _queue_frame(self, frame: bytes) -> None:
+        """Frames queued here (answers of inline handlers, pipelined calls) are written
+        together at the end of the loop turn: one send instead of one per frame."""
+        if not self._outbox:
+            asyncio.get_running_loop().call_soon(self._flush_outbox)
+        self._outbox.append(frame)
+
+    def _flush_outbox(self) -> None:
+        frames, self._outbox = self._outbox, []
+        if frames and not self._closed:
+            self._writer.write(b"".join(frames))
 
     async def _await_notification(self, pending: Awaitable[Any]) -> None:
         try:

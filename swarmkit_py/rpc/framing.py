@@ -34,6 +34,22 @@ def pack_frame(obj: Any, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
+def notification_framer(method: str, max_frame: int = DEFAULT_MAX_FRAME) -> Callable[[bytes], bytes]:
+    """``packed params -> frame`` for a notification whose params the caller packed itself
+    (the Raft transport packs each entry once for all followers)."""
+    head = b"\x93" + msgpack.packb(NOTIFY) + msgpack.packb(method, use_bin_type=True)
+    header = HEADER.pack
+    head_len = len(head)
+
+    def frame(payload: bytes) -> bytes:
+        size = head_len + len(payload)
+        if size > max_frame:
+            raise FrameTooLarge(size, max_frame)
+        return header(size) + head + payload
+
+    return frame
+
+
 def notification_encoder(method: str, max_frame: int = DEFAULT_MAX_FRAME) -> Callable[[Any], bytes]:
     """A fast ``params -> frame`` function for a hot one-way stream (Raft messages).
 
@@ -41,17 +57,11 @@ def notification_encoder(method: str, max_frame: int = DEFAULT_MAX_FRAME) -> Cal
     is reused, which roughly halves the encoding cost per small message compared with
     :func:`pack_frame`. Not thread-safe: use it from the event loop only.
     """
-    head = b"\x93" + msgpack.packb(NOTIFY) + msgpack.packb(method, use_bin_type=True)
     pack = msgpack.Packer(use_bin_type=True).pack
-    header = HEADER.pack
-    head_len = len(head)
+    frame = notification_framer(method, max_frame)
 
     def encode(params: Any) -> bytes:
-        payload = pack(params)
-        size = head_len + len(payload)
-        if size > max_frame:
-            raise FrameTooLarge(size, max_frame)
-        return header(size) + head + payload
+        return frame(pack(params))
 
     return encode
 

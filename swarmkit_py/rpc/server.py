@@ -53,8 +53,8 @@ class RpcServer:
                         "not_admitted": 0, "anonymous_idle": 0, "anonymous_lifetime": 0}
         self._reported = dict(self.refused)
 
-    def add_handler(self, method: str, handler: RequestHandler) -> None:
-        self.handlers.add_handler(method, handler)
+    def add_handler(self, method: str, handler: RequestHandler, *, inline: bool = False) -> None:
+        self.handlers.add_handler(method, handler, inline=inline)
 
     def add_notification_handler(self, method: str, handler: NotificationHandler) -> None:
         self.handlers.add_notification_handler(method, handler)

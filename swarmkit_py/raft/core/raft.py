@@ -279,14 +279,20 @@ class RaftCore:
     def propose(self, data: bytes) -> int:
         """Leader: append and return the entry's index. Follower: forward to the leader and
         return 0 (the caller learns the outcome by watching applied entries)."""
+        return self.propose_batch([data])
+
+    def propose_batch(self, datas: list[bytes]) -> int:
+        """`propose` for several commands at once, in order: one append (leader) or one
+        forwarded message (follower) for all. Returns the last entry's index, or 0."""
+        ents = [Entry(0, 0, EntryType.NORMAL, d) for d in datas]
         if self.role == RaftRole.LEADER:
             if self.lead_transferee:
                 raise ProposalDropped(f"leadership transfer to {self.lead_transferee} in progress")
-            self._append_entries([Entry(0, 0, EntryType.NORMAL, data)])
+            self._append_entries(ents)
             return self.log.last_index()
         if self.leader == 0:
             raise ProposalDropped("no leader: a proposal cannot be accepted now")
-        self._send(Message(MsgType.PROP, self.id, self.leader, entries=[Entry(0, 0, EntryType.NORMAL, data)]))
+        self._send(Message(MsgType.PROP, self.id, self.leader, entries=ents))
         return 0
 
     def propose_conf_change(self, cc: ConfChange) -> int:

@@ -47,9 +47,10 @@ class Member:
 
 class LocalCluster:
     def __init__(self, n: int, base_dir: str | Path, *, host: str = "127.0.0.1", tick_ms: int = 0, log_level: str = "WARNING",
-                 encrypt: bool = False):
+                 encrypt: bool = False, profile_dir: str | Path | None = None):
         self.base = Path(base_dir)
         self.encrypt = encrypt
+        self.profile_dir = Path(profile_dir) if profile_dir else None  # cProfile of every member
         self.host = host
         self.tick_ms = tick_ms
         self.log_level = log_level
@@ -75,6 +76,8 @@ class LocalCluster:
             cmd += ["--tick-ms", str(self.tick_ms)]
         if self.encrypt:
             cmd += ["--encrypt"]
+        if self.profile_dir is not None:
+            cmd += ["--profile", str(self.profile_dir / f"n{m.id}.pstats")]
         with open(m.log_path, "ab") as logf:
             m.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import random
+import resource
 import signal
 import time
 
@@ -23,6 +24,17 @@ from ..storage import DiskStorage
 from ..transport import Transport, parse_address
 from ..types import RaftRole
 from .fsm import KVStateMachine, encode_put
+
+
+def _settle(answer: asyncio.Future, fut: asyncio.Future) -> None:
+    if answer.done():
+        return
+    if fut.cancelled():
+        answer.cancel()
+    elif (e := fut.exception()) is None:
+        answer.set_result(fut.result())
+    else:
+        answer.set_exception(_raft_error(e) if isinstance(e, RaftError) else e)
 
 
 def _raft_error(e: RaftError) -> RpcError:
@@ -47,8 +59,9 @@ class KVServer:
             addr=listen,
             storage=DiskStorage(data_dir, encrypted=True) if encrypt else None,
         )
-        for name in ("put", "get", "status", "add_member", "remove_member", "transfer", "bench_load"):
+        for name in ("get", "status", "add_member", "remove_member", "transfer", "bench_load"):
             self.rpc.add_handler(f"kv.{name}", getattr(self, f"_h_{name}"))
+        self.rpc.add_handler("kv.put", self._h_put, inline=True)
 
     async def start(self, members: dict[int, str] | None, peers: dict[int, str] | None) -> None:
         await self.rpc.start()
@@ -58,11 +71,13 @@ class KVServer:
         await self.node.stop()
         await self.rpc.stop()
 
-    async def _h_put(self, peer, p):
-        try:
-            return await self.node.propose(encode_put(p["k"], p["v"]), timeout=p.get("timeout"))
-        except RaftError as e:
-            raise _raft_error(e) from None
+    def _h_put(self, peer, p) -> asyncio.Future:
+        """Inline (no task per write): the proposal's future, its Raft errors turned into RPC
+        errors the client can act on."""
+        fut = self.node.propose_nowait(encode_put(p["k"], p["v"]), timeout=p.get("timeout"))
+        answer = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(lambda f: _settle(answer, f))
+        return answer
 
     async def _h_get(self, peer, p):
         try:
@@ -90,6 +105,7 @@ class KVServer:
                 for m in self.node.members()
             ],
             "metrics": self.node.metrics,
+            "cpu_s": _cpu_seconds(),
             "last_index": c.log.last_index(),
             "progress": {str(nid): [pr.match, pr.next, pr.state.name, len(pr.inflight), pr.paused] for nid, pr in c.prs.items()},
             "transport": {str(k): v for k, v in self.node.transport.stats()["peers"].items()},
@@ -154,6 +170,11 @@ class KVServer:
         return {"writes": done, "seconds": seconds, "errors": errors, "p50_ms": pick(0.5), "p99_ms": pick(0.99)}
 
 
+def _cpu_seconds() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def _parse_members(s: str | None) -> dict[int, str] | None:
     if not s:
         return None
@@ -171,10 +192,19 @@ async def _amain(args) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    prof = None
+    if args.profile:
+        import cProfile
+
+        prof = cProfile.Profile(time.thread_time)  # CPU of the event loop, not the wall clock
+        prof.enable()
     await srv.start(_parse_members(args.members), _parse_members(args.peers))
     print(f"ready {args.id} {args.listen}", flush=True)
     await stop.wait()
     await srv.stop()
+    if prof is not None:
+        prof.disable()
+        prof.dump_stats(args.profile)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -187,6 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tick-ms", type=int, default=0)
     ap.add_argument("--log-level", default="WARNING")
     ap.add_argument("--encrypt", action="store_true", help="encrypt the WAL and snapshots at rest")
+    ap.add_argument("--profile", help="run under cProfile and write its stats here on a clean stop")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level, format=f"%(asctime)s n{args.id} %(levelname)s %(name)s: %(message)s")
     asyncio.run(_amain(args))
