@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from swarmkit_py.raft.codec import MessagePacker, decode_message, encode_message
-from swarmkit_py.raft.types import ConfState, Entry, EntryType, Message, MsgType, Snapshot, SnapshotMeta
+from swarmkit_py.raft.types import (
+    ConfState,
+    Entry,
+    EntryType,
+    Message,
+    MsgType,
+    Snapshot,
+    SnapshotMeta,
+)
 
 
 def test_packer_writes_exactly_what_encode_message_writes():
