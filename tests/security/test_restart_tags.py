@@ -36,8 +36,8 @@ async def _put_retrying(c: LocalCluster, node: int, key: str, value: bytes, with
 
 async def test_first_request_after_a_restart_gets_its_own_result(tmp_path):
     c = LocalCluster(3, tmp_path)
-    await c.start()
     try:
+        await c.start()
         leader = await c.wait_leader()
         member = next(n for n in c.members if n != leader)
         old_index = await c.put(member, "old", b"before the restart")  # the result is the entry's index

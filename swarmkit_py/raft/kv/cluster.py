@@ -82,10 +82,16 @@ class LocalCluster:
             m.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
     async def start(self) -> None:
-        for m in self.members.values():
-            self._spawn(m, self.founders, None)
-        for m in self.members.values():
-            await self.wait_up(m.id)
+        """Spawn every member and wait until each answers; if one does not, stop them all
+        (a caller whose start failed has nothing to stop, and the members would run on)."""
+        try:
+            for m in self.members.values():
+                self._spawn(m, self.founders, None)
+            for m in self.members.values():
+                await self.wait_up(m.id)
+        except BaseException:
+            await self.stop()
+            raise
 
     async def add(self, node_id: int, timeout: float = 30.0) -> Member:
         """Start a new, empty member and have the leader add it (learner, then voter)."""
