@@ -111,7 +111,8 @@ class MessagePacker:
     many followers it is sent to: a leader sends the same new entries to every follower, and
     packing them was most of the cost of an append. Entries are keyed by (index, term), which
     names one entry in every log (Raft's log matching), so the cache is safe across leaders
-    and terms. Not thread-safe: one per event loop."""
+    and terms (appends only: other messages' entries have no index yet). Not thread-safe:
+    one per event loop."""
 
     def __init__(self, max_cached: int = 65536):
         self._packer = msgpack.Packer(use_bin_type=True)
@@ -120,7 +121,9 @@ class MessagePacker:
 
     def pack(self, m: Message) -> bytes:
         pack = self._packer.pack
-        if not m.entries:
+        if not m.entries or m.type != MsgType.APP:
+            # only an append's entries are log entries with their (index, term); a forwarded
+            # proposal's are all (0, 0)
             return pack(message_to_tuple(m))
         cache = self._cache
         if len(cache) > self._max:

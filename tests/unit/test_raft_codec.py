@@ -38,3 +38,13 @@ def test_an_entry_is_packed_once_for_every_follower():
     assert len(cached) == 100
     packer.pack(Message(MsgType.APP, 1, 3, term=5, index=0, entries=ents))
     assert all(packer._cache[k] is v for k, v in cached.items()), "re-packed for the second follower"
+
+
+def test_forwarded_proposals_are_never_served_from_the_cache():
+    """A follower forwards proposals as PROP messages whose entries have no index or term yet
+    (all (0, 0)): caching them by (index, term) sent the first proposal's bytes for every later
+    one (found by the SIGKILL process test: writes through a follower never completed)."""
+    packer = MessagePacker()
+    for data in (b"first", b"second", b"third"):
+        m = Message(MsgType.PROP, 2, 1, entries=[Entry(0, 0, EntryType.NORMAL, data)])
+        assert decode_message(packer.pack(m)).entries[0].data == data
