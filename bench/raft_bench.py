@@ -113,7 +113,7 @@ async def _run_ours(args, workdir: str) -> dict:
         leader = await cluster.wait_leader(timeout=30)
         before = await cluster.status(leader)
         cpu0 = _members_cpu_s(cluster)
-        each0 = {n: (await cluster.status(n))["cpu_s"] for n in cluster.members}
+        each0 = {n: (await cluster.status(n)).get("cpu_s") for n in cluster.members}
         me0 = _own_cpu()
         if args.client == "inprocess":
             r = await cluster.call(leader, "kv.bench_load",
@@ -126,7 +126,7 @@ async def _run_ours(args, workdir: str) -> dict:
         cpu = _members_cpu_s(cluster) - cpu0
         me1 = _own_cpu()
         after = await cluster.status(leader)
-        each1 = {n: (await cluster.status(n))["cpu_s"] for n in cluster.members}
+        each1 = {n: (await cluster.status(n)).get("cpu_s") for n in cluster.members}
         m0, m1 = before.get("metrics", {}), after.get("metrics", {})
         extra = {
             "leader_kept": after["role"] == "leader" and after["term"] == before["term"],
@@ -139,7 +139,7 @@ async def _run_ours(args, workdir: str) -> dict:
         props = m1.get("proposals", 0) - m0.get("proposals", 0)
         if props and "fsyncs" in m1:
             extra["fsyncs_per_write"] = round((m1["fsyncs"] - m0.get("fsyncs", 0)) / props, 4)
-        if props:
+        if props and None not in each0.values():  # (a member of an older tree has no cpu_s)
             # the same split by role (leader, a follower on average) and this client process
             per = lambda sec: round(sec * 1e6 / props, 2)  # noqa: E731
             extra["leader_cpu_us_per_write"] = per(each1[leader] - each0[leader])
