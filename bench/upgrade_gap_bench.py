@@ -62,7 +62,7 @@ class Writer(threading.Thread):
         self.ok: list[float] = []
         self.failures = 0
         self.conflicts = 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._clients: dict[str, object] = {}
 
     def client(self, h: str):
@@ -75,7 +75,7 @@ class Writer(threading.Thread):
     def run(self) -> None:
         i = 0
         order = list(self.hosts)
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             h = order[0]
             try:
                 c = self.client(h)
@@ -96,7 +96,7 @@ class Writer(threading.Thread):
                 time.sleep(0.02)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(10)
 
 
