@@ -6,15 +6,18 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..manager.controlapi import task_json
+from .chunked import json_list
 from .filters import parse_filters
-from .keys import CONTROL
+from .keys import CONTROL, SERVER, common_headers
 from .versioning import add_route
 
 
-async def list_tasks(request: web.Request) -> web.Response:
+async def list_tasks(request: web.Request) -> web.StreamResponse:
     filters = parse_filters(request.query.get("filters"))
     tasks = await request.app[CONTROL].list_tasks(filters)
-    return web.json_response([task_json(t) for t in tasks])
+    server = request.app[SERVER]
+    return await json_list(request, tasks, task_json,
+                           headers=lambda resp: common_headers(resp, server))
 
 
 async def get_task(request: web.Request) -> web.Response:

@@ -274,3 +274,32 @@ async def test_lowercase_keys_are_accepted(api):
     sid = await create(c, body)
     got = await inspect(c, sid)
     assert got["Spec"]["Name"] == "low" and got["Spec"]["Mode"] == {"Replicated": {"Replicas": 2}}
+
+
+async def test_a_long_task_list_is_streamed_in_chunks_and_stays_valid_json(api, monkeypatch):
+    """`service ps` on a huge service: sent chunk by chunk (the event loop is handed back in
+    between, api/chunked.py), still one JSON array with dockerd's headers."""
+    import asyncio
+
+    from swarmkit_py.api import chunked
+
+    s, c = api
+    sid = await create(c)
+    svc = s.store.view().get_service(sid)
+    for slot in range(1, 1201):
+        add_task(s, svc, slot, state="pending")
+    yields = 0
+    real_sleep = asyncio.sleep
+
+    async def counting_sleep(delay, *a, **kw):
+        nonlocal yields
+        if delay == 0:
+            yields += 1
+        return await real_sleep(delay, *a, **kw)
+
+    monkeypatch.setattr(chunked.asyncio, "sleep", counting_sleep)
+    r = await c.get("/v1.41/tasks", params={"filters": json.dumps({"service": [sid]})})
+    assert r.status == 200 and r.headers["Api-Version"]
+    tasks = await r.json()
+    assert sorted(t["Slot"] for t in tasks) == list(range(1, 1201))
+    assert yields >= 1200 // chunked.CHUNK

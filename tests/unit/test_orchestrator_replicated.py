@@ -123,3 +123,51 @@ async def test_refills_a_slot_whose_task_stopped_holding_it():
     await until(lambda: slots(h, sid) == [1, 2])
     assert victim.id not in {t.id for t in h.runnable(sid)}
     await h.stop()
+
+
+class SmallBatches(ReplicatedOrchestrator):
+    """The production limits scaled down, so a 'huge' count stays quick to test."""
+
+    create_budget = 100
+    starting_window = 250
+
+
+async def test_a_huge_count_fills_in_bounded_batches_at_the_pace_tasks_start():
+    h = Harness()
+    await h.add_node("n1")
+    await h.start(SmallBatches)
+    before = len(h.proposer.sizes)
+    sid = await h.add_service("typo", 1000)
+    await until(lambda: len(h.runnable(sid)) == 250, what="the first window")
+    await settle()
+    # nothing runs yet: the window is full, the orchestrator waits instead of creating more
+    assert len(h.runnable(sid)) == 250
+    assert slots(h, sid) == list(range(1, 251))  # lowest slots first: progress in order
+    assert max(h.proposer.sizes[before:]) <= 100, h.proposer.sizes[before:]
+    rounds = 0
+    while len(h.running(sid)) < 1000:
+        rounds += 1
+        assert rounds < 20, f"stuck at {len(h.running(sid))} running"
+        await h.work()  # the node starts what it was given; the next batches follow
+        await settle()
+    assert slots(h, sid) == list(range(1, 1001))
+    assert max(h.proposer.sizes[before:]) <= 100
+    await h.stop()
+
+
+async def test_removing_a_service_mid_fill_stops_the_fill_in_bounded_batches():
+    h = Harness()
+    await h.add_node("n1")
+    await h.start(SmallBatches)
+    sid = await h.add_service("typo", 100_000)
+    await until(lambda: len(h.runnable(sid)) == 250)
+    await h.work()
+    await until(lambda: len(h.runnable(sid)) == 500, what="the second window")
+    before = len(h.proposer.sizes)
+    await h.delete_service(sid)
+    await until(lambda: all(t.desired_state == TaskState.REMOVE for t in h.tasks(sid)),
+                what="every task marked remove")
+    await settle()
+    assert len(h.tasks(sid)) <= 500  # no task created after the removal
+    assert max(h.proposer.sizes[before:]) <= 100, h.proposer.sizes[before:]
+    await h.stop()

@@ -14,6 +14,17 @@ the cost that a scale-down may stop a running task while a pending one in a lowe
 That preference is still applied where it is free: when a slot holds several runnable tasks,
 the update supervisor keeps the running, up-to-date one.
 
+Large counts are handled in bounded batches: at most `create_budget` tasks created or
+stopped per pass (one Raft entry's worth), lowest slots first; a service with slots still
+missing is kept in a backlog that the next pass continues (started at once, after the API
+and the dispatcher had their turn on the event loop). And at most `starting_window` of a
+service's tasks are on their way at once (created, not running yet): the next ones are
+created as those start, so a fill goes at the pace the nodes really start tasks. So
+`replicas: 100000` typed by mistake fills in a thousand tasks at a time: `service ps` shows
+them arriving, `service ls` counts them, and a `service rm` or `scale` in between is served
+in milliseconds and stops the filling (the next pass reads the new spec). Making all of them
+in one pass held the event loop for tens of seconds.
+
 Tasks whose service no longer exists (deleted while another leader was in charge) are found
 on the full pass: those with a slot here, global ones (no slot) by the global orchestrator.
 """
@@ -21,30 +32,51 @@ on the full pass: those with a slot here, global ones (no slot) by the global or
 from __future__ import annotations
 
 from ...store import TaskState, View
-from .loop import Batch, StoreLoop, touched
-from .slots import holds, is_replicated, replicas
+from .loop import MAX_OPS, Batch, StoreLoop, touched
+from .slots import holds, is_replicated, replicas, runnable
 from .taskinit import new_task
 
 
 class ReplicatedOrchestrator(StoreLoop):
     name = "replicated"
     kinds = ("service", "task")
+    create_budget = MAX_OPS
+    """Tasks one pass may create or stop (over all services); the rest wait for the next."""
+    starting_window = 2 * MAX_OPS
+    """A service's tasks that may be on their way (created, not yet running) at once; more
+    are created as these start. Bounds the work in flight when replicas is far beyond what
+    the cluster can start in one go, so the store grows at the rate tasks really start."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._backlog: set[str] = set()
+        self._throttled: set[str] = set()
+        self._budget = self.create_budget
 
     def reconcile(self, view: View, batch: Batch, events) -> None:
+        # a conflicted pass is rebuilt from scratch: the budget and backlog with it
+        backlog, self._backlog = self._backlog, set()
+        throttled, self._throttled = self._throttled, set()
+        self._budget = self.create_budget
         if events is None:
             for svc in view.services():
                 if is_replicated(svc):
                     self._service(view, batch, svc)
             alive = {s.id for s in view.services()}
+            orphans: dict[str, list] = {}
             for t in view.find("task", where=lambda t: t.slot is not None and t.service_id not in alive):
-                _remove(batch, t)
+                orphans.setdefault(t.service_id, []).append(t)
+            for sid, tasks in orphans.items():
+                self._remove_all(batch, sid, tasks)
             return
-        for sid in self._dirty(events):
+        # a throttled service is looked at again when one of its tasks moves (starts, fails)
+        moved = {e.new.service_id for e in events
+                 if e.kind == "task" and e.new is not None and e.new.service_id in throttled}
+        self._throttled |= throttled - moved
+        for sid in self._dirty(events) | backlog | moved:
             svc = view.get_service(sid)
             if svc is None:
-                for t in view.tasks(service_id=sid):
-                    if t.slot is not None:
-                        _remove(batch, t)
+                self._remove_all(batch, sid, [t for t in view.tasks(service_id=sid) if t.slot is not None])
             elif is_replicated(svc):
                 self._service(view, batch, svc)
 
@@ -61,25 +93,51 @@ class ReplicatedOrchestrator(StoreLoop):
                 dirty.add((new or old).service_id)
         return dirty
 
+    def _spend(self, sid: str) -> bool:
+        """One op of this pass's budget; False (and the service backlogged) when spent."""
+        if self._budget <= 0:
+            self._backlog.add(sid)
+            return False
+        self._budget -= 1
+        return True
+
+    def _remove_all(self, batch: Batch, sid: str, tasks) -> None:
+        for t in tasks:
+            if t.desired_state < TaskState.REMOVE:
+                if not self._spend(sid):
+                    return
+                batch.updated(t).desired_state = TaskState.REMOVE
+
     def _service(self, view: View, batch: Batch, svc) -> None:
         n = replicas(svc)
         held: set[int] = set()
+        starting = 0
         for t in view.tasks(service_id=svc.id):
             if t.slot is None or not holds(t):
                 continue
             if t.slot > n:
-                batch.updated(t).desired_state = TaskState.SHUTDOWN
+                if self._spend(svc.id):
+                    batch.updated(t).desired_state = TaskState.SHUTDOWN
             else:
                 held.add(t.slot)
+                if runnable(t) and t.status.state < TaskState.RUNNING:
+                    starting += 1
         now = self.clock()
+        room = self.starting_window - starting
         for slot in range(1, n + 1):
-            if slot not in held:
-                batch.create(new_task(svc, self.new_id(), now, slot=slot))
+            if slot in held:
+                continue
+            if room <= 0:
+                self._throttled.add(svc.id)
+                break
+            if not self._spend(svc.id):
+                break
+            batch.create(new_task(svc, self.new_id(), now, slot=slot))
+            room -= 1
 
-
-def _remove(batch: Batch, t) -> None:
-    if t.desired_state < TaskState.REMOVE:
-        batch.updated(t).desired_state = TaskState.REMOVE
+    async def after_pass(self) -> None:
+        if self._backlog:
+            self.kick()  # continue on the next pass, after others had the event loop
 
 
 __all__ = ["ReplicatedOrchestrator"]

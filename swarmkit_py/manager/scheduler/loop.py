@@ -12,6 +12,9 @@ writes the decisions back through the proposer (docs/design/tasks.md, step 2).
   megabyte): `node_id` + `assigned` for placed tasks; for unplaceable ones the pending
   `err`, written only when it changes (a cluster with 1,000 stuck tasks does not rewrite
   them on every node heartbeat).
+- At most `max_batch` pending tasks per batch, oldest first; the rest go in the next batch
+  right after. A 100,000-replica fill is then scheduled a couple of thousand at a time with
+  the event loop free in between, instead of one pass that holds it for many seconds.
 - A `SequenceError` (someone changed a task between our read and our write, typically the
   orchestrator shutting it down) undoes the batch's tentative placements, re-reads those
   tasks and schedules again. Other failures (lost leadership, no quorum) are retried with a
@@ -47,12 +50,14 @@ class SchedulerLoop:
         debounce: float = 0.005,
         max_delay: float = 0.05,
         max_tx_ops: int = 500,
+        max_batch: int = 2000,
         retry_delay: float = 0.05,
         max_retry_delay: float = 2.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        if max_tx_ops < 1:
-            raise ValueError("max_tx_ops must be at least 1")
+        if max_tx_ops < 1 or max_batch < 1:
+            raise ValueError("max_tx_ops and max_batch must be at least 1")
+        self.max_batch = max_batch
         self.proposer = proposer
         self.store = proposer.store
         self.debounce = debounce
@@ -189,7 +194,13 @@ class SchedulerLoop:
         if not self.pending:
             return
         self.stats["batches"] += 1
-        decisions = schedule_tasks(self.nodes, list(self.pending.values()))
+        pending = list(self.pending.values())
+        if len(pending) > self.max_batch:
+            # a bounded batch per tick (the oldest first: dicts keep arrival order) keeps the
+            # event loop, and so the API and the dispatcher, answering during a huge fill
+            pending = pending[: self.max_batch]
+            self._dirty = True
+        decisions = schedule_tasks(self.nodes, pending)
         now = self.clock()
         updates: list[tuple[Decision, Task]] = []
         for d in decisions:
