@@ -462,3 +462,20 @@ async def test_push_reaches_the_session_connection_after_the_answer(proposer, ma
         await client.close()
     await wait_until(lambda: not manager.dispatcher.has_session(node_id))
     assert not await manager.dispatcher.push(node_id, "test.assignments", {})
+
+
+async def test_a_stalled_leader_does_not_declare_live_nodes_down(proposer, manager):
+    """The leader's own process did not run for two graces (a huge transaction, a starved
+    CPU): the silence is its own, not the worker's, so the node stays Ready."""
+    node_id = await add_node(proposer)
+    client = RpcClient(LOOPBACK, manager.server.bound_port, timeout=5)
+    answer = await open_session(client, node_id)
+    await client.call(HEARTBEAT, {"session_id": answer["session_id"]})
+    time.sleep(2 * GRACE)  # blocks the event loop: nobody runs, the dispatcher included
+    for _ in range(5):
+        await client.call(HEARTBEAT, {"session_id": answer["session_id"]})
+        await asyncio.sleep(PERIOD)
+    assert state_of(proposer, node_id) == NodeState.READY
+    assert manager.dispatcher.counters["stalls_forgiven"] >= 1
+    assert manager.dispatcher.metrics()["nodes_declared_down"] == 0
+    await client.close()

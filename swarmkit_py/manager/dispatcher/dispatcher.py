@@ -160,6 +160,7 @@ class Dispatcher:
             "nodes_declared_unknown": 0,
             "kept_ready_by_raft": 0,
             "leader_pushes": 0,
+            "stalls_forgiven": 0,
         }
         # Status-write totals of writers from earlier terms, so the counters never go back.
         self._past_writes = (0, 0)
@@ -413,10 +414,23 @@ class Dispatcher:
 
     async def _sweep_loop(self) -> None:
         """Wake at the earliest deadline (at most once per period/10, at least once per
-        period) and mark every expired node Down in one batch."""
+        period) and mark every expired node Down in one batch.
+
+        A sweep that wakes more than half a period late means this process did not run
+        meanwhile (an overloaded leader: a huge transaction applied, a starved CPU). Heartbeats
+        that arrived then are still unread in the sockets, so the silence says nothing about
+        the workers: every deadline moves by the stall before anyone is judged. Without that,
+        a leader stalled for one grace declared every node Down at once and moved all their
+        tasks (seen with a 100,000-replica service on a loaded machine, issue 13)."""
         min_sleep = self.heartbeat_period / 10
+        expected: float | None = None
         while True:
             now = self._clock()
+            if expected is not None and now - expected > self.heartbeat_period / 2:
+                self._tracker.postpone(now - expected)
+                self.counters["stalls_forgiven"] += 1
+                log.warning("dispatcher did not run for %.1fs (leader overloaded); heartbeat "
+                            "deadlines moved by as much", now - expected)
             expired = self._tracker.pop_expired(now)
             if expired:
                 down, unknown = self._judge(expired, now)
@@ -426,7 +440,9 @@ class Dispatcher:
                     self._spawn(self._declare_unknown(unknown), "dispatcher-declare-unknown")
             nxt = self._tracker.next_deadline()
             wait = self.heartbeat_period if nxt is None else nxt - self._clock()
-            await asyncio.sleep(min(max(wait, min_sleep), self.heartbeat_period))
+            delay = min(max(wait, min_sleep), self.heartbeat_period)
+            expected = self._clock() + delay
+            await asyncio.sleep(delay)
 
     def _judge(self, node_ids: list[str], now: float) -> tuple[list[str], list[str]]:
         """Expired heartbeat timers -> (Down, Unknown); the rest are re-armed (see the module

@@ -38,6 +38,11 @@ class HeartbeatTracker:
         if len(self._heap) > 4 * len(self._deadlines) + 64:
             self._compact()
 
+    def postpone(self, delta: float) -> None:
+        """Move every deadline ``delta`` later (the judge itself was not running meanwhile)."""
+        self._deadlines = {n: d + delta for n, d in self._deadlines.items()}
+        self._compact()
+
     def discard(self, node_id: str) -> None:
         self._deadlines.pop(node_id, None)
 
