@@ -9,7 +9,7 @@ import time
 import pytest
 
 from swarmkit_py.manager.dispatcher import Dispatcher, StaticDirectory, params_identity
-from swarmkit_py.manager.dispatcher.assignments import assignment_set, is_assigned
+from swarmkit_py.manager.dispatcher.assignments import assignment_set, is_assigned, observed_only
 from swarmkit_py.manager.proposer import LocalProposer
 from swarmkit_py.proto import ASSIGNMENTS, TASK_STATUS
 from swarmkit_py.rpc import HandlerRegistry, RpcClient, RpcError, RpcServer
@@ -354,3 +354,22 @@ async def test_not_leader_refuses_task_status():
         assert e.value.code == "not_leader"
     finally:
         await h.down()
+
+
+def test_only_observed_state_changes_skip_the_recompute():
+    t = make_task("n1", state=S.ACCEPTED)
+    running = t.clone()
+    running.status = TaskStatus(state=S.RUNNING, message="started")
+    assert observed_only(t, running)  # the worker's own report
+    for change in (
+        lambda x: setattr(x, "desired_state", S.SHUTDOWN),
+        lambda x: setattr(x, "node_id", "n2"),
+        lambda x: setattr(x.spec.container_spec, "image", "other"),
+        lambda x: setattr(x, "status", TaskStatus(state=S.FAILED)) or setattr(x, "desired_state", S.SHUTDOWN),
+    ):
+        other = t.clone()
+        change(other)
+        assert not observed_only(t, other)
+    assert not observed_only(None, t) and not observed_only(t, None)
+    pending = make_task(None, state=S.PENDING)
+    assert not observed_only(pending, t)  # scheduled: joins a set

@@ -129,6 +129,21 @@ def assignment_set(view: View, node_id: str) -> list[dict[str, Any]]:
     return [assigned_task(view, t).to_wire() for t in sorted(tasks, key=lambda t: t.id)]
 
 
+def observed_only(old: Task | None, new: Task | None) -> bool:
+    """Whether a task change touches only what the digest leaves out (the observed status),
+    so the node's set need not even be recomputed. Status reports are most task writes: with
+    thousands of tasks per node, rebuilding and hashing the whole set on each one was most of
+    the leader's time during a large fill (issue 13)."""
+    if old is None or new is None or old.node_id != new.node_id:
+        return False
+    if old.desired_state != new.desired_state or is_assigned(old) != is_assigned(new):
+        return False
+    if not is_assigned(new):
+        return True
+    return (old.spec == new.spec and old.networks_attachments == new.networks_attachments
+            and old.endpoint == new.endpoint and old.name == new.name)
+
+
 def stable_digest(tasks: list[dict[str, Any]]) -> bytes:
     """Digest of what a worker acts on: everything but the observed state."""
     stable = [{k: v for k, v in t.items() if k != "state"} for t in tasks]
@@ -173,6 +188,8 @@ class AssignmentPusher(StorePusher):
         self._wake.set()
 
     def _on_event(self, event) -> None:
+        if observed_only(event.old, event.new):
+            return  # the worker's own report coming back: its set did not change
         for obj in (event.old, event.new):
             if obj is not None and obj.node_id:
                 self._dirty.add(obj.node_id)
