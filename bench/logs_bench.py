@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from _common import emit, source_id  # noqa: E402
 
-from swarmkit_py.testing.agents import DOCKER, AgentCluster  # noqa: E402
 from swarmkit_py.taskimage import TASK_IMAGE  # noqa: E402
+from swarmkit_py.testing.agents import DOCKER, AgentCluster  # noqa: E402
 
 LINE = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{9})Z (\S+)@\S+\s+\| ")
 
@@ -56,13 +56,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="logs-bench-") as tmp:
         c = AgentCluster(Path(tmp))
         try:
-            m1 = c.add("m1")
-            c.init(m1)
-            c.start(m1)
-            c.client_bundle(m1)
-            env = {**c.env, "DOCKER_CONFIG": str(Path(tmp) / "docker-config"),
-                   "DOCKER_HOST": f"tcp://127.0.0.1:{m1.api_port}", "DOCKER_TLS_VERIFY": "1",
-                   "DOCKER_CERT_PATH": str(c.bundle)}
+            m1 = c.first_manager()
+            env = c.docker_env(m1)
             c.docker(m1, "service", "create", "-d", "--name", "logbench", "--replicas",
                      str(args.tasks), TASK_IMAGE, "sh", "-c", script)
             c.wait_for(lambda: c.docker(m1, "service", "ls", "--format", "{{.Replicas}}")

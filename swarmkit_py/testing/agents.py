@@ -140,14 +140,38 @@ class AgentCluster:
         self.bundle = out
         return out
 
+    def docker_env(self, manager: AgentProc) -> dict[str, str]:
+        """The environment that points the docker CLI at `manager`'s API (for a CLI process a
+        test runs itself, e.g. a `docker service logs -f` it reads while acting)."""
+        assert self.bundle is not None, "call client_bundle() first"
+        return {**self.env, "DOCKER_CONFIG": str(self.base / "docker-config"),
+                "DOCKER_HOST": f"tcp://127.0.0.1:{manager.api_port}", "DOCKER_TLS_VERIFY": "1",
+                "DOCKER_CERT_PATH": str(self.bundle)}
+
+    def first_manager(self, name: str = "m1") -> AgentProc:
+        """A new swarm's first manager, running, with the client bundle made."""
+        m = self.add(name)
+        self.init(m)
+        self.start(m)
+        self.client_bundle(m)
+        return m
+
+    def ready_worker(self, name: str, manager: AgentProc, timeout: float = 60) -> AgentProc:
+        """A worker joined through `manager`, running, and Ready in `docker node ls`."""
+        token = self.docker(manager, "swarm", "join-token", "-q", "worker").stdout.strip()
+        w = self.add(name)
+        self.join(w, token, manager)
+        self.start(w)
+        self.wait_for(lambda: f"{name} Ready" in self.docker(
+            manager, "node", "ls", "--format", "{{.Hostname}} {{.Status}}").stdout,
+            timeout, f"{name} Ready")
+        return w
+
     def docker(self, manager: AgentProc, *args: str, check: bool = True, timeout: float = 30,
                input: str | None = None) -> subprocess.CompletedProcess:
         """The real docker CLI, over TCP with TLS and our client bundle (`input`: its stdin, e.g.
         the key `docker swarm unlock` reads when stdin is not a terminal)."""
-        assert self.bundle is not None, "call client_bundle() first"
-        env = {**self.env, "DOCKER_CONFIG": str(self.base / "docker-config"), "DOCKER_HOST": f"tcp://127.0.0.1:{manager.api_port}",
-               "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(self.bundle)}
-        r = subprocess.run([DOCKER, *args], capture_output=True, text=True, env=env, timeout=timeout,
+        r = subprocess.run([DOCKER, *args], capture_output=True, text=True, env=self.docker_env(manager), timeout=timeout,
                            input=input, stdin=None if input is not None else subprocess.DEVNULL)
         if check and r.returncode != 0:
             raise RuntimeError(f"docker {' '.join(args)} failed ({r.returncode}): {r.stderr}")

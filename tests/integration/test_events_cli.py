@@ -10,18 +10,12 @@ import time
 
 import pytest
 
-from swarmkit_py.testing.agents import DOCKER, AgentCluster
 from swarmkit_py.taskimage import TASK_IMAGE
+from swarmkit_py.testing.agents import DOCKER
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def cluster(tmp_path, docker_engine):
-    c = AgentCluster(tmp_path)
-    yield c
-    c.stop_all()
-    c.remove_task_containers(docker_engine)
 
 
 def _events(c, m, *args):
@@ -29,24 +23,13 @@ def _events(c, m, *args):
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-def test_events_of_services_secrets_and_nodes(cluster, tmp_path):
-    c = cluster
-    m1 = c.add("m1")
-    c.init(m1)
-    c.start(m1)
-    c.client_bundle(m1)
-    token = c.docker(m1, "swarm", "join-token", "-q", "worker").stdout.strip()
-    w1 = c.add("w1")
-    c.join(w1, token, m1)
-    c.start(w1)
-    c.wait_for(lambda: "w1 Ready" in c.docker(m1, "node", "ls", "--format",
-                                              "{{.Hostname}} {{.Status}}").stdout,
-               60, "w1 ready")
+def test_events_of_services_secrets_and_nodes(agent_cluster, tmp_path):
+    c, _ = agent_cluster
+    m1 = c.first_manager()
+    w1 = c.ready_worker("w1", m1)
     t0 = f"{time.time():.9f}"
 
-    env = {**c.env, "DOCKER_CONFIG": str(tmp_path / "docker-config"),
-           "DOCKER_HOST": f"tcp://127.0.0.1:{m1.api_port}", "DOCKER_TLS_VERIFY": "1",
-           "DOCKER_CERT_PATH": str(c.bundle)}
+    env = c.docker_env(m1)
     live = subprocess.Popen([DOCKER, "events", "--format", "{{json .}}", "--filter",
                              "type=service"], stdout=subprocess.PIPE, text=True, env=env)
     try:

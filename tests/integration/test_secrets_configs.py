@@ -15,18 +15,11 @@ import subprocess
 import pytest
 
 from swarmkit_py.taskimage import TASK_IMAGE
-from swarmkit_py.testing.agents import AgentCluster
 from swarmkit_py.worker.executor.files import LABEL_FILES_TASK
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def cluster(tmp_path, docker_engine):
-    c = AgentCluster(tmp_path)
-    yield c, docker_engine
-    c.stop_all()
-    c.remove_task_containers(docker_engine)
 
 
 def _task_container(engine, service: str):
@@ -49,12 +42,9 @@ def _on_engine_disk(needle: bytes, root: str) -> list[str]:
     return r.stdout.split()
 
 
-def test_secret_and_config_life_cycle_with_the_cli(cluster, tmp_path):
-    c, engine = cluster
-    m1 = c.add("m1")
-    c.init(m1)
-    c.start(m1)
-    c.client_bundle(m1)
+def test_secret_and_config_life_cycle_with_the_cli(agent_cluster, tmp_path):
+    c, engine = agent_cluster
+    m1 = c.first_manager()
     value = f"pw-{secrets.token_hex(16)}"
     page = f"<h1>{secrets.token_hex(8)}</h1>"
 

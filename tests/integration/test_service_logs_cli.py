@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from swarmkit_py.testing.agents import DOCKER, AgentCluster
 from swarmkit_py.taskimage import TASK_IMAGE
+from swarmkit_py.testing.agents import DOCKER
 
 pytestmark = pytest.mark.slow
 
@@ -21,26 +21,12 @@ SCRIPT = 'i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.2; done'
 PREFIX = re.compile(r"^(web\.\d\.\w+)@(m1|w1)\s+\| (.*)$")
 
 
-@pytest.fixture
-def cluster(tmp_path, docker_engine):
-    c = AgentCluster(tmp_path)
-    yield c, docker_engine
-    c.stop_all()
-    c.remove_task_containers(docker_engine)
 
 
-def test_service_logs_from_every_node(cluster, tmp_path):
-    c, engine = cluster
-    m1 = c.add("m1")
-    c.init(m1)
-    c.start(m1)
-    c.client_bundle(m1)
-    token = c.docker(m1, "swarm", "join-token", "-q", "worker").stdout.strip()
-    w1 = c.add("w1")
-    c.join(w1, token, m1)
-    c.start(w1)
-    c.wait_for(lambda: "w1 Ready" in c.docker(m1, "node", "ls", "--format",
-                                              "{{.Hostname}} {{.Status}}").stdout, 60, "w1 ready")
+def test_service_logs_from_every_node(agent_cluster):
+    c, engine = agent_cluster
+    m1 = c.first_manager()
+    c.ready_worker("w1", m1)
     c.docker(m1, "service", "create", "-d", "--name", "web", "--replicas", "3",
              "--replicas-max-per-node", "2", TASK_IMAGE, "sh", "-c", SCRIPT)
     c.wait_for(lambda: c.docker(m1, "service", "ls", "--format", "{{.Replicas}}").stdout
@@ -66,9 +52,7 @@ def test_service_logs_from_every_node(cluster, tmp_path):
     assert len(just) == 3 and len({PREFIX.match(x).group(1) for x in just}) == 1
     assert one  # the prefix names a task
 
-    env = {**c.env, "DOCKER_CONFIG": str(tmp_path / "docker-config"),
-           "DOCKER_HOST": f"tcp://127.0.0.1:{m1.api_port}", "DOCKER_TLS_VERIFY": "1",
-           "DOCKER_CERT_PATH": str(c.bundle)}
+    env = c.docker_env(m1)
     follow = subprocess.Popen([DOCKER, "service", "logs", "-f", "--tail", "1", "web"],
                               stdout=subprocess.PIPE, text=True, env=env)
     seen: list[str] = []

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-from swarmkit_py.testing.agents import AgentCluster
-
 pytestmark = pytest.mark.slow
 
 COMPOSE = """
@@ -43,20 +41,11 @@ secrets:
 """
 
 
-@pytest.fixture
-def cluster(tmp_path, docker_engine):
-    c = AgentCluster(tmp_path)
-    yield c, docker_engine
-    c.stop_all()
-    c.remove_task_containers(docker_engine)
 
 
-def test_stack_life_cycle(cluster, tmp_path, monkeypatch):
-    c, engine = cluster
-    m1 = c.add("m1")
-    c.init(m1)
-    c.start(m1)
-    c.client_bundle(m1)
+def test_stack_life_cycle(agent_cluster, tmp_path, monkeypatch):
+    c, engine = agent_cluster
+    m1 = c.first_manager()
     (tmp_path / "compose.yml").write_text(COMPOSE.replace("PAGE", "page"))
     (tmp_path / "index.html").write_text("<h1>stack page</h1>\n")
     (tmp_path / "pw.txt").write_text("s3cr3t\n")
