@@ -85,3 +85,13 @@ def test_health_from_inspect_output():
     assert has_healthcheck({"Config": {"Healthcheck": {"Test": ["CMD-SHELL", "true"]}}})
     assert health_status({"State": {"Running": True}}) == ""
     assert health_status({"State": {"Health": {"Status": "starting"}}}) == "starting"
+
+
+def test_container_spec_fields_reach_the_create_arguments():
+    args = create_args(assigned("t1", Hostname="h1", Dir="/srv", User="1000:1000",
+                                Groups=["audio", "50"], Init=True, StopSignal="SIGINT",
+                                limits={"Pids": 64}))
+    assert (args["hostname"], args["working_dir"], args["user"], args["group_add"],
+            args["init"], args["stop_signal"], args["pids_limit"]) == \
+        ("h1", "/srv", "1000:1000", ["audio", "50"], True, "SIGINT", 64)
+    assert "init" not in create_args(assigned("t2"))

@@ -134,6 +134,19 @@ def create_args(task: AssignedTask) -> dict[str, Any]:
         args["nano_cpus"] = limits.nano_cpus
     if limits is not None and limits.memory_bytes:
         args["mem_limit"] = limits.memory_bytes
+    # The ContainerSpec fields `docker service create` offers that map one to one onto the
+    # engine's create arguments (dockerd's swarm executor passes them the same way).
+    for field, arg in (("hostname", "hostname"), ("dir", "working_dir"), ("user", "user"),
+                       ("stop_signal", "stop_signal")):
+        value = getattr(cs, field)
+        if value:
+            args[arg] = value
+    if cs.groups:
+        args["group_add"] = list(cs.groups)
+    if cs.init is not None:
+        args["init"] = cs.init
+    if limits is not None and limits.pids:
+        args["pids_limit"] = limits.pids
     if cs.healthcheck is not None and cs.healthcheck.test:
         args["healthcheck"] = _healthcheck(cs.healthcheck)
     if task.networks:
