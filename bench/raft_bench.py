@@ -72,7 +72,12 @@ async def _connection_load(cluster, leader: int, inflight: int, seconds: float, 
             i = next(keys)
             try:
                 # pipelined, as a client library would: no timer or socket wait per call
-                await conns[w % nconns].call_nowait("kv.put", {"k": f"k{i % 1000}", "v": values[i % len(values)]})
+                conn = conns[w % nconns]
+                params = {"k": f"k{i % 1000}", "v": values[i % len(values)]}
+                if hasattr(conn, "call_nowait"):
+                    await conn.call_nowait("kv.put", params)
+                else:  # an older tree's client: one timer and one drain per call
+                    await conn.call("kv.put", params, timeout=30.0)
             except (RpcError, OSError):
                 errors += 1
                 await asyncio.sleep(0.01)
@@ -107,7 +112,8 @@ def _members_cpu_s(cluster) -> float:
 async def _run_ours(args, workdir: str) -> dict:
     from swarmkit_py.raft.kv.cluster import LocalCluster
 
-    cluster = LocalCluster(args.nodes, workdir, encrypt=args.encrypt, profile_dir=args.profile)
+    cluster = LocalCluster(args.nodes, workdir, encrypt=args.encrypt,
+                           **({"profile_dir": args.profile} if args.profile else {}))  # older trees lack it
     try:
         await cluster.start()
         leader = await cluster.wait_leader(timeout=30)
