@@ -38,10 +38,7 @@ def _pct(xs: list[float], q: float) -> float | None:
 
 
 def _found(c: AgentCluster, managers: int):
-    m1 = c.add("m1")
-    c.init(m1)
-    c.start(m1)
-    c.client_bundle(m1)
+    m1 = c.first_manager()
     if managers > 1:
         token = c.docker(m1, "swarm", "join-token", "-q", "manager").stdout.strip()
         for i in range(2, managers + 1):

@@ -47,6 +47,13 @@ class Members:
         await node.start(bootstrap_members=members, peers={k: v for k, v in self.addrs.items() if k != nid})
         return node
 
+    async def found(self) -> RaftNode:
+        """Start every member as a founder of one cluster; the leader they elect."""
+        founders = dict(self.addrs)
+        for nid in founders:
+            await self.start(nid, founders)
+        return await self.leader()
+
     async def leader(self, timeout: float = 10.0) -> RaftNode:
         deadline = time.monotonic() + timeout
         while True:
@@ -70,11 +77,8 @@ async def wait_for(pred, what: str, timeout: float = 15.0) -> None:
 
 async def test_lagging_follower_gets_a_snapshot_then_plain_appends(tmp_path):
     ms = Members(tmp_path, 3)
-    founders = dict(ms.addrs)
     try:
-        for nid in ms.addrs:
-            await ms.start(nid, founders)
-        ld = await ms.leader()
+        ld = await ms.found()
         lagger = next(i for i in ms.addrs if i != ld.id)
         await ms.nodes[lagger].stop()
         for i in range(200):  # four snapshots' worth: the lagger's next entry is compacted away
@@ -121,11 +125,8 @@ async def test_a_long_proposal_does_not_hold_back_the_timeout_of_shorter_ones(tm
     from swarmkit_py.raft.errors import NoQuorum
 
     ms = Members(tmp_path, 3)
-    founders = dict(ms.addrs)
     try:
-        for nid in ms.addrs:
-            await ms.start(nid, founders)
-        ld = await ms.leader()
+        ld = await ms.found()
         for nid, n in ms.nodes.items():
             if nid != ld.id:
                 await n.stop()
