@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -243,8 +244,10 @@ def run(args) -> dict:
         mt0, cpu0, s0 = metrics_of(c, leader), proc_cpu_seconds(leader.proc.pid), time.monotonic()
         spy = None
         if args.profile:
-            spy = subprocess.Popen(["py-spy", "record", "-o", args.profile, "-d", str(int(args.steady)),
-                                    "-r", "50", "-p", str(leader.proc.pid), "--nonblocking"],
+            pyspy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+            fmt = ["-f", "raw"] if args.profile.endswith(".txt") else []
+            spy = subprocess.Popen([pyspy, "record", "-o", args.profile, "-d", str(int(args.steady)),
+                                    "-r", "50", "-p", str(leader.proc.pid), "--nonblocking", *fmt],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(args.steady)
         mt1, cpu1, s1 = metrics_of(c, leader), proc_cpu_seconds(leader.proc.pid), time.monotonic()
@@ -269,7 +272,8 @@ def run(args) -> dict:
         out["api_ms"] = {name: {"p50": round(pct(v, 0.5), 1), "p99": round(pct(v, 0.99), 1)}
                          for name in ("node ls", "service ls", "service ps")
                          if (v := [ms for _, n, ms in prober.samples if n == name])}
-        out["heartbeat_period_s"] = sdk.api.inspect_swarm()["Spec"]["Dispatcher"]["HeartbeatPeriod"] / 1e9
+        out["heartbeat_period_s"] = metric(mt1, "swarmkit_dispatcher_heartbeat_period_seconds")
+        out["down_detection_s"] = round(3 * out["heartbeat_period_s"], 1)  # the grace: 3 periods
         out["fleet"] = {k: fleet.status.get(k) for k in ("heartbeats", "sessions_opened", "failed_rounds")}
 
         out.update(failover_nodes_marked_down=None, failover_tasks_moved=None,
@@ -295,9 +299,12 @@ def failover(c: AgentCluster, managers, leader, fleet: Fleet, sdk, args) -> dict
     t_kill = time.monotonic()
     survivors = [m for m in managers if m is not leader]
     down: set[str] = set()
-    back_s = None
+    back_s = leader_down_s = None
     new_api = None
-    while time.monotonic() - t_kill < args.failover_watch or back_s is None:
+    # long enough to see the dead leader's host declared Down (three periods after its last
+    # Raft word): the down-detection time at this cluster size, measured
+    watch = max(args.failover_watch, 3 * fleet_period(c, survivors) + 10)
+    while time.monotonic() - t_kill < watch or back_s is None:
         if time.monotonic() - t_kill > args.timeout:
             break
         st = fleet.status
@@ -311,14 +318,25 @@ def failover(c: AgentCluster, managers, leader, fleet: Fleet, sdk, args) -> dict
                 new_api.timeout = 30
         if new_api is not None:
             try:
-                down |= {n["ID"] for n in new_api.nodes()
-                         if n["Status"]["State"] == "down" and n["ID"] != killed_id}
+                nodes = new_api.nodes()
+                down |= {n["ID"] for n in nodes if n["Status"]["State"] == "down" and n["ID"] != killed_id}
+                if leader_down_s is None and any(n["ID"] == killed_id and n["Status"]["State"] == "down"
+                                                 for n in nodes):
+                    leader_down_s = round(time.monotonic() - t_kill, 2)
             except Exception:  # noqa: BLE001 - the new leader may still be settling
                 pass
         time.sleep(0.5)
     after = running_ids(new_api) if new_api is not None else set()
     return {"failover_nodes_marked_down": len(down), "failover_tasks_moved": len(before - after),
-            "failover_sessions_back_s": back_s}
+            "failover_sessions_back_s": back_s, "failover_dead_leader_down_s": leader_down_s}
+
+
+def fleet_period(c: AgentCluster, managers) -> float:
+    for n in managers:
+        v = metric(metrics_of(c, n), "swarmkit_dispatcher_heartbeat_period_seconds")
+        if v:
+            return v
+    return 1.0
 
 
 def main() -> None:
@@ -332,7 +350,8 @@ def main() -> None:
                    help="seconds after the kill during which Down nodes are looked for")
     p.add_argument("--skip-failover", action="store_true")
     p.add_argument("--timeout", type=float, default=600.0)
-    p.add_argument("--profile", help="py-spy flame graph of the leader over the steady window (SVG)")
+    p.add_argument("--profile", help="py-spy profile of the leader over the steady window "
+                   "(a .svg flame graph, or .txt for py-spy's raw collapsed stacks)")
     p.add_argument("--out", help="append the JSON line (with date) to this JSONL file")
     args = p.parse_args()
     if args.nodes < 1 or args.tasks < 1 or args.managers < 1:

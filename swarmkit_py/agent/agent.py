@@ -311,6 +311,7 @@ class Agent:
             ca_key_path=certs_dir(self.state_dir) / ROOT_CA_KEY,
             cluster_id=st.cluster_id,
             heartbeat_period=self.cfg.heartbeat_period_s,
+            max_heartbeat_rate=self.cfg.max_heartbeats_per_s,
         )
         self.manager = mgr
         if st.bootstrap and mgr.fresh:

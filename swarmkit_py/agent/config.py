@@ -34,6 +34,10 @@ class AgentConfig(BaseModel):
     hostname: str | None = None
     metrics_listen: str | None = Field(None, description="Prometheus /metrics, e.g. 127.0.0.1:9323")
     heartbeat_period_s: float = Field(1.0, gt=0, le=60, description="worker heartbeat period (Swarm: 5 s)")
+    max_heartbeats_per_s: float = Field(
+        250.0, gt=0, description="heartbeats a second the leader serves at most: beyond "
+        "heartbeat_period_s x this many nodes the period grows with the cluster (and so does "
+        "down detection, three periods)")
     log_level: str = "INFO"
     overlay_dataplane: bool = Field(
         default_factory=lambda: os.environ.get("SWARMKIT_PY_OVERLAY_DATAPLANE", "1") != "0",

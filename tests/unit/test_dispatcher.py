@@ -479,3 +479,22 @@ async def test_a_stalled_leader_does_not_declare_live_nodes_down(proposer, manag
     assert manager.dispatcher.counters["stalls_forgiven"] >= 1
     assert manager.dispatcher.metrics()["nodes_declared_down"] == 0
     await client.close()
+
+
+async def test_the_heartbeat_period_grows_with_the_cluster_to_cap_the_leader_load(proposer):
+    """At most `max_heartbeat_rate` beats a second: past rate x period nodes the period the
+    workers are told grows (half-second steps), and the grace (down detection) with it."""
+    d = Dispatcher(proposer, heartbeat_period=PERIOD, max_heartbeat_rate=20,
+                   identify=params_identity, directory=StaticDirectory())
+    assert d.heartbeat_period == PERIOD  # 0 nodes
+    for i in range(2):
+        d._tracker.set(f"n{i}", 100.0)
+    assert d.heartbeat_period == PERIOD  # 2 nodes x 10/s = 20/s: within the budget
+    for i in range(2, 30):
+        d._tracker.set(f"n{i}", 100.0)
+    assert d.heartbeat_period == 1.5  # 30 nodes at 20/s: 1.5 s
+    assert d.grace == 4.5
+    assert Dispatcher(proposer, heartbeat_period=PERIOD, max_heartbeat_rate=None,
+                      identify=params_identity).heartbeat_period == PERIOD
+    with pytest.raises(ValueError):
+        Dispatcher(proposer, max_heartbeat_rate=0)

@@ -4,12 +4,13 @@ See dispatcher.py for the down-detection rules; the wire contract is ``swarmkit_
 """
 
 from .directory import ClusterDirectory, ManagerDirectory, StaticDirectory, StoreDirectory
-from .dispatcher import HEARTBEAT_FAILURE, Dispatcher
+from .dispatcher import DEFAULT_MAX_HEARTBEAT_RATE, HEARTBEAT_FAILURE, Dispatcher
 from .heartbeats import HeartbeatTracker
 from .identity import Identify, cert_identity, params_identity
 from .status import StatusChange, StatusWriter, apply_change
 
 __all__ = [
+    "DEFAULT_MAX_HEARTBEAT_RATE",
     "HEARTBEAT_FAILURE",
     "ClusterDirectory",
     "Dispatcher",

@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -94,6 +95,8 @@ from .taskstatus import TaskStatusWriter, parse_updates
 log = logging.getLogger(__name__)
 
 HEARTBEAT_FAILURE = "heartbeat failure"
+DEFAULT_MAX_HEARTBEAT_RATE = 250.0
+"""Heartbeats per second the leader is asked to serve at most (see ``heartbeat_period``)."""
 NOT_RECONNECTED = "no session with the new leader since the leader change"
 
 SessionListener = Callable[[str], Any]
@@ -112,6 +115,7 @@ class Dispatcher:
         proposer: Proposer,
         *,
         heartbeat_period: float = 1.0,
+        max_heartbeat_rate: float | None = DEFAULT_MAX_HEARTBEAT_RATE,
         grace_multiplier: float = 3,
         reconnect_multiplier: float = 2,
         clock: Callable[[], float] = time.monotonic,
@@ -123,7 +127,10 @@ class Dispatcher:
                 "heartbeat_period must be > 0, grace_multiplier and reconnect_multiplier >= 1"
             )
         self.proposer = proposer
-        self.heartbeat_period = float(heartbeat_period)
+        if max_heartbeat_rate is not None and max_heartbeat_rate <= 0:
+            raise ValueError("max_heartbeat_rate must be > 0 (or None: no limit)")
+        self.base_period = float(heartbeat_period)
+        self.max_heartbeat_rate = max_heartbeat_rate
         self.grace_multiplier = grace_multiplier
         self.reconnect_multiplier = reconnect_multiplier
         self._clock = clock
@@ -172,6 +179,21 @@ class Dispatcher:
         self._task_writer: TaskStatusWriter | None = None
         self.add_session_listener(self.assignments.session_opened)
         self.directory.on_leader_change(self.leader_changed)
+
+    @property
+    def heartbeat_period(self) -> float:
+        """The period workers are asked to beat at: the configured one, or longer once the
+        nodes beating at it would send more than ``max_heartbeat_rate`` heartbeats a second
+        (rounded up to half seconds so it does not change with every join). Every heartbeat
+        costs the leader a TLS record each way and a handler on its one event loop; scaled
+        this way the load stays flat as the cluster grows and down detection (``grace``,
+        three periods) is what grows: 3 s up to 250 nodes, 12 s at 1,000, 24 s at 2,000 with
+        the defaults. Nodes counted are those with an armed deadline (live or in doubt)."""
+        n = len(self._tracker)
+        rate = self.max_heartbeat_rate
+        if rate is None or n <= self.base_period * rate:
+            return self.base_period
+        return math.ceil(2 * n / rate) / 2
 
     @property
     def grace(self) -> float:
@@ -618,6 +640,7 @@ class Dispatcher:
             "leader": self.running,
             "sessions": self.session_count(),
             "tracked_nodes": len(self._tracker),
+            "heartbeat_period": self.heartbeat_period,
             "assignment_pushes": self.assignments.pushes,
             "netmap_pushes": self.netmap.pushes,
             "nodes": self.node_state_counts(),
