@@ -332,11 +332,9 @@ def failover(c: AgentCluster, managers, leader, fleet: Fleet, sdk, args) -> dict
 
 
 def fleet_period(c: AgentCluster, managers) -> float:
-    for n in managers:
-        v = metric(metrics_of(c, n), "swarmkit_dispatcher_heartbeat_period_seconds")
-        if v:
-            return v
-    return 1.0
+    """The period the (new) leader hands out; followers report the configured base."""
+    return max([metric(metrics_of(c, n), "swarmkit_dispatcher_heartbeat_period_seconds")
+                for n in managers] + [1.0])
 
 
 def main() -> None:
