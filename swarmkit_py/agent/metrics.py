@@ -65,6 +65,9 @@ def render(agent) -> str:
         m = mgr.dispatcher.metrics()
         o.metric("dispatcher_heartbeats_total", "counter", "Heartbeats received (leader).", m.get("heartbeats", 0))
         o.metric("dispatcher_sessions", "gauge", "Open worker sessions (leader).", m.get("sessions", 0))
+        o.metric("dispatcher_heartbeat_period_seconds", "gauge",
+                 "Heartbeat period workers are asked for (grows with the cluster).",
+                 m.get("heartbeat_period", 0))
         o.metric("dispatcher_nodes_declared_down_total", "counter", "Nodes declared down for missed heartbeats.",
                  m.get("nodes_declared_down", 0))
         for state, n in m.get("nodes", {}).items():
