@@ -31,8 +31,8 @@ from . import (
     routes_tasks,
 )
 from .errors import json_error, status_and_message
-from .outside import outside_scope
 from .keys import CONTROL, SERVER, Authorize, ServerInfo, common_headers
+from .outside import outside_scope
 from .params import MAX_BODY_BYTES, MAX_BODY_KEY
 from .versioning import VersionError, check_client_version, is_public
 

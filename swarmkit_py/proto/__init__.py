@@ -19,7 +19,6 @@ Raft's own messages (``raft.msg``) are named in ``raft/transport.py``: they are 
 received by that one module, and ``raft`` sits below ``store``.
 """
 
-from .logs import LOGS_CANCEL, LOGS_PUBLISH, LOGS_SUBSCRIBE, MAX_BATCH
 from .ca import CA_JOIN, CA_RENEW, CA_RENEW_NOW, CA_ROOT
 from .codes import (
     DEADLINE_EXCEEDED,
@@ -55,6 +54,7 @@ from .dispatcher import (
     state_or_new,
     status_update,
 )
+from .logs import LOGS_CANCEL, LOGS_PUBLISH, LOGS_SUBSCRIBE, MAX_BATCH
 from .membership import RAFT_JOIN, RAFT_MEMBERS, RAFT_TRANSFER
 
 __all__ = [
