@@ -490,6 +490,9 @@ class Dispatcher:
         writer = self._writer
         if writer is None:
             return
+        # A node whose session opened since the sweep judged it has its Ready queued already:
+        # an Unknown submitted after it would win and stay (heartbeats write nothing).
+        node_ids = [n for n in node_ids if n in self._unconfirmed]
         change = StatusChange(NodeState.UNKNOWN, NOT_RECONNECTED, only_if=NodeState.READY)
         results = await asyncio.gather(
             *[writer.submit(n, change) for n in node_ids], return_exceptions=True
@@ -505,6 +508,8 @@ class Dispatcher:
         writer = self._writer
         if writer is None:
             return
+        # the same for a node that opened a session (re-armed its timer) since the sweep
+        node_ids = [n for n in node_ids if n not in self._tracker]
         for node_id in node_ids:
             self._sessions.drop_node(node_id)
         change = StatusChange(NodeState.DOWN, HEARTBEAT_FAILURE)
