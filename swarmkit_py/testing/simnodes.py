@@ -34,10 +34,18 @@ from typing import Any
 
 from ..ca import client_context, expect_manager, load_node_credentials
 from ..ca.files import ROOT_CA_CERT_FILE
-from ..proto import CA_RENEW_NOW, NETMAP, AssignedTask
+from ..proto import (
+    CA_RENEW_NOW,
+    DEADLINE_EXCEEDED,
+    NETMAP,
+    NO_QUORUM,
+    NOT_LEADER,
+    UNAVAILABLE,
+    AssignedTask,
+)
 from ..store.objects import ContainerStatus, TaskState, TaskStatus
 from ..worker.executor.controller import MESSAGES
-from ..worker.join import join
+from ..worker.join import JoinRejectedError, ManagerUnreachableError, join
 from ..worker.reconcile import TaskWorker
 from ..worker.session import WorkerSession
 
@@ -45,6 +53,9 @@ log = logging.getLogger(__name__)
 
 GIB = 1024**3
 NANO = 10**9
+
+RETRIED = frozenset({UNAVAILABLE, NO_QUORUM, NOT_LEADER, DEADLINE_EXCEEDED})
+"""Join refusals that another try may not meet (no leader right now); any other is final."""
 
 SIM_ENGINE_VERSION = "simulated"
 """The engine version a simulated node reports (``docker node inspect`` shows it)."""
@@ -166,9 +177,20 @@ class SimNode:
             "engine": {"engine_version": SIM_ENGINE_VERSION, "labels": {"sim": "1"}},
         }
 
-    async def join(self, manager_addr: str, token: str, timeout: float = 60.0) -> None:
-        result = await join(manager_addr, token, self.state_dir, self.name, "127.0.0.1",
-                            timeout=timeout)
+    async def join(self, manager_addr: str, token: str, timeout: float = 60.0,
+                   attempts: int = 5) -> None:
+        """``worker.join.join``, re-run (as an operator's script would) when the manager was
+        unreachable or refused for want of a leader, e.g. during an election."""
+        for attempt in range(attempts):
+            try:
+                result = await join(manager_addr, token, self.state_dir, self.name, "127.0.0.1",
+                                    timeout=timeout)
+                break
+            except (ManagerUnreachableError, JoinRejectedError) as e:
+                if attempt == attempts - 1 or getattr(e, "code", UNAVAILABLE) not in RETRIED:
+                    raise
+                log.info("join of %s failed (%s); retrying", self.name, e)
+                await asyncio.sleep(0.5 * 2**attempt)
         self.node_id, self.cluster_id = result.node_id, result.cluster_id
         self.managers = [m.addr for m in result.managers] or [manager_addr]
 
