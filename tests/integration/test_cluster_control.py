@@ -203,8 +203,17 @@ def test_force_new_cluster_after_losing_three_of_five_managers(cluster):
         c.kill(n)
     # no quorum: writes refused with a clear message, reads still answered
     via = alive[0]
-    c.wait_for(lambda: "does not have a leader" in c.docker(via, "node", "update", "--label-add", "x=y", "m1", check=False).stderr,
-               15, "writes refused without quorum")
+    refusals: list[str] = []
+
+    def refused() -> bool:
+        refusals.append(c.docker(via, "node", "update", "--label-add", "x=y", "m1", check=False).stderr)
+        return "does not have a leader" in refusals[-1]
+
+    try:
+        c.wait_for(refused, 30, "writes refused without quorum")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; the last answers: {refusals[-3:]}") from None
+    assert all(r.strip() for r in refusals), f"a write without quorum must fail, not succeed: {refusals}"
     assert "m1" in _rows(c, via)
 
     for n in alive:

@@ -6,7 +6,7 @@ loops (dispatcher, orchestrators, scheduler, CA role watch...) looks at the stat
 to run. If this manager lost its leadership and won it back meanwhile (term T -> T+2, another
 leader may have committed in between), it saw "leader, loops running" and did nothing: the
 loops went on with the old term's view and skipped the new term's read barrier. This drives
-`Manager._leadership` with a scripted Raft member and checks that the loops are stopped and
+`LeaderLoops` (what the manager runs) with a scripted Raft member and checks that the loops are stopped and
 started again, behind a read barrier taken in the new term.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 
-from swarmkit_py.manager.manager import Manager
+from swarmkit_py.manager.leadership import LeaderLoops
 
 
 class ScriptedRaft:
@@ -27,24 +27,23 @@ class ScriptedRaft:
         self.barriers.append(self.term)
 
 
-def manager_with(raft, events):
-    m = Manager.__new__(Manager)
-    m._node_id = "n1"
-    m.raft = raft
-    m._leader_loops = []
-    m._leading = False
-    m._leading_term = 0
-    m._leader_event = asyncio.Event()
-    m._leader_listeners = []
+class Recorder:
+    """A leader-only loop that records when it is started and stopped, and in which term."""
 
-    async def start():
-        events.append(("start", raft.term))
+    def __init__(self, raft, events):
+        self.raft, self.events = raft, events
 
-    async def stop():
-        events.append(("stop", raft.term))
+    def start(self):
+        self.events.append(("start", self.raft.term))
 
-    m.add_leader_loop("dispatcher", start, stop)
-    return m
+    async def stop(self):
+        self.events.append(("stop", self.raft.term))
+
+
+def loops_with(raft, events):
+    loops = LeaderLoops(raft, "n1")
+    loops.add("dispatcher", Recorder(raft, events))
+    return loops
 
 
 async def settle():
@@ -54,24 +53,23 @@ async def settle():
 
 async def scenario():
     raft, events = ScriptedRaft(), []
-    m = manager_with(raft, events)
-    task = asyncio.create_task(m._leadership())
+    m = loops_with(raft, events)
+    m.start()
     try:
         raft.is_leader, raft.term = True, 2
-        m._on_leader_change(1, 2)
+        m.leader_changed()
         await settle()
         assert events == [("start", 2)] and raft.barriers == [2]
 
         # lost (term 3, someone else leads) and won back (term 4) before the loop runs
         raft.is_leader, raft.term = False, 3
-        m._on_leader_change(7, 3)
+        m.leader_changed()
         raft.is_leader, raft.term = True, 4
-        m._on_leader_change(1, 4)
+        m.leader_changed()
         await settle()
-        return events, raft.barriers
+        return list(events), list(raft.barriers)
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await m.stop()
 
 
 def test_leadership_lost_and_regained_restarts_the_control_loops():
