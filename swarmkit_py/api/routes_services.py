@@ -32,9 +32,15 @@ async def get_service(request: web.Request) -> web.Response:
 
 
 async def create_service(request: web.Request) -> web.Response:
+    """dockerd's ServiceCreateResponse: `Warnings` only when there are some (the CLI prints
+    each); here they name the unknown keys that were dropped."""
     spec = await read_json(request)
-    service = await request.app[CONTROL].create_service(spec)
-    return web.json_response({"ID": service.id}, status=201)
+    warnings: list[str] = []
+    service = await request.app[CONTROL].create_service(spec, warnings=warnings)
+    body: dict = {"ID": service.id}
+    if warnings:
+        body["Warnings"] = warnings
+    return web.json_response(body, status=201)
 
 
 async def update_service(request: web.Request) -> web.Response:
@@ -44,10 +50,12 @@ async def update_service(request: web.Request) -> web.Response:
     auth_from = request.query.get("registryAuthFrom", "")
     if auth_from not in REGISTRY_AUTH_FROM:
         raise bad_request(f"unsupported registryAuthFrom '{auth_from}'")
+    warnings: list[str] = []
     await request.app[CONTROL].update_service(
-        request.match_info["ref"], version, spec, rollback=request.query.get("rollback")
+        request.match_info["ref"], version, spec, rollback=request.query.get("rollback"),
+        warnings=warnings,
     )
-    return web.json_response({"Warnings": None})
+    return web.json_response({"Warnings": warnings or None})
 
 
 async def remove_service(request: web.Request) -> web.Response:

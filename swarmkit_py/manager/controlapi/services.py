@@ -15,6 +15,12 @@ store and do the rest (docs/design/tasks.md). What an update writes, and why:
 - `rollback=previous` swaps Spec and PreviousSpec and sets `rollback_started` with
   "manually requested rollback"; the body (the client's current spec) is validated, as
   swarmkit does, but not used.
+- A job (ReplicatedJob/GlobalJob) gets a `JobStatus` at create; every update of it, as in
+  swarmkit, starts the next iteration (`docker service update --force job` runs it again):
+  the job orchestrator retires the old iteration's tasks and runs the new one.
+
+`warnings` (create and update): the unknown keys that were dropped (taskfields.py) are
+appended, for the response's `Warnings`.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...store import (
+    JobStatus,
     NodeState,
     Service,
     ServiceSpec,
@@ -46,6 +53,8 @@ from .servicespec import (
 SERVICE_FILTERS = frozenset({"id", "name", "label", "mode", "runtime"})
 ROLLBACK_MESSAGE = "manually requested rollback"
 _PAUSED = (UpdateState.PAUSED, UpdateState.ROLLBACK_PAUSED)
+_MODE_FILTERS = {"Replicated": "replicated", "Global": "global",
+                 "ReplicatedJob": "replicated-job", "GlobalJob": "global-job"}
 
 
 class ServiceMethods:
@@ -74,22 +83,34 @@ class ServiceMethods:
 
         Running counts tasks observed running that are meant to keep running, on nodes that
         are not down (the CLI's own rule when it counts); desired is the replica count, or
-        for a global service the tasks the orchestrator wants running."""
+        for a global service the tasks the orchestrator wants running. For a job (swarmkit's
+        rules) only the current iteration's tasks count: desired is MaxConcurrent for a
+        replicated job and, for a global job, its tasks not complete yet (the CLI shows
+        "running/desired (completed/total completed)")."""
         view = self.store.view()
         down = {n.id for n in view.nodes(state=NodeState.DOWN)}
         out = {}
         for svc in services:
+            mode = svc.spec.mode
+            iteration = svc.job_status.job_iteration.index if svc.job_status else None
             running = desired = completed = 0
             for task in view.tasks(service_id=svc.id):
+                if iteration is not None and (task.job_iteration is None or
+                                              task.job_iteration.index != iteration):
+                    continue
                 alive = task.desired_state <= TaskState.RUNNING
                 if alive and task.status.state == TaskState.RUNNING and task.node_id not in down:
                     running += 1
                 if task.status.state == TaskState.COMPLETE:
                     completed += 1
-                if svc.spec.mode.is_global and task.desired_state == TaskState.RUNNING:
+                elif mode.global_job is not None and alive:
                     desired += 1
-            if svc.spec.mode.replicated is not None:
-                desired = svc.spec.mode.replicated.replicas
+                if mode.is_global and task.desired_state == TaskState.RUNNING:
+                    desired += 1
+            if mode.replicated is not None:
+                desired = mode.replicated.replicas
+            elif mode.replicated_job is not None:
+                desired = mode.replicated_job.max_concurrent or 0
             out[svc.id] = {
                 "RunningTasks": running,
                 "DesiredTasks": desired,
@@ -97,8 +118,8 @@ class ServiceMethods:
             }
         return out
 
-    async def create_service(self, spec: Any) -> Service:
-        new_spec = parse_service_spec(spec)
+    async def create_service(self, spec: Any, *, warnings: list[str] | None = None) -> Service:
+        new_spec = parse_service_spec(spec, warnings)
         self._resolve_service_networks(new_spec)
         service_id = new_id()
         if not new_spec.name:
@@ -106,17 +127,21 @@ class ServiceMethods:
             # with a user's choice in practice and is still a valid DNS label.
             new_spec.name = f"svc-{service_id[:12]}"
         self._swarm_view()
+        tx = Transaction()
         service = Service(id=service_id, spec=new_spec)
-        result = await self.ctx.proposer.propose(Transaction().create(service))
+        if new_spec.mode.is_job:
+            service.job_status = JobStatus(last_execution=tx.timestamp)
+        result = await self.ctx.proposer.propose(tx.create(service))
         return next((o for o in result.objects if o.kind == "service"), service)
 
     async def update_service(
-        self, ref: str, version: int, spec: Any, *, rollback: str | None = None
+        self, ref: str, version: int, spec: Any, *, rollback: str | None = None,
+        warnings: list[str] | None = None,
     ) -> Service:
         version = self._check_version(version)
         if rollback not in (None, "", "previous"):
             raise InvalidArgument(f"unrecognized rollback option {rollback}", plain=True)
-        new_spec = parse_service_spec(spec)
+        new_spec = parse_service_spec(spec, warnings)
         self._swarm_view()
         service: Service = await self._as_new_as("service", ref, version)
         self._resolve_service_networks(new_spec, service.id)
@@ -125,6 +150,8 @@ class ServiceMethods:
             updated = rolled_back(service, tx)
         else:
             updated = updated_service(service, new_spec)
+        if updated.job_status is not None:
+            updated.job_status = next_iteration(updated.job_status, tx)
         updated.version = Version(index=version)
         result = await self.ctx.proposer.propose(tx.update(updated))
         return next((o for o in result.objects if o.kind == "service"), updated)
@@ -133,9 +160,6 @@ class ServiceMethods:
         tt = spec.task_template
         tt.networks = self.resolve_networks(tt.networks)
         self.resolve_file_refs(spec)
-        if spec.model_extra and spec.model_extra.get("Networks"):
-            raise InvalidArgument("ServiceSpec.Networks is deprecated and not supported: "
-                                  "put the networks in TaskTemplate.Networks")
         check_published_ports(self.store.view(), spec, service_id)
 
     async def remove_service(self, ref: str) -> None:
@@ -159,13 +183,18 @@ def rolled_back(service: Service, tx: Transaction) -> Service:
     )
 
 
+def next_iteration(status: JobStatus, tx: Transaction) -> JobStatus:
+    return JobStatus(job_iteration=Version(index=status.job_iteration.index + 1),
+                     last_execution=tx.timestamp)
+
+
 def updated_service(service: Service, new: ServiceSpec) -> Service:
     old = service.spec
     if not new.name:
         new.name = old.name
     if new.name != old.name:
         raise InvalidArgument("renaming services is not supported")
-    if new.mode.is_global != old.mode.is_global:
+    if new.mode.modes() != old.mode.modes():
         raise InvalidArgument("service mode change is not allowed")
     status = service.update_status
     if status is not None and status.state in _PAUSED:
@@ -216,13 +245,14 @@ def ingress_ports(service: Service) -> list:
 
 def service_filter(filters: Mapping[str, Sequence[str]] | None):
     """Predicate for dockerd's service filters: id and name are prefixes (the CLI matches
-    exactly itself), label is `key` or `key=value`, mode is replicated|global."""
+    exactly itself), label is `key` or `key=value`, mode is replicated|global|replicated-job|
+    global-job."""
     f = validate_filters(filters, SERVICE_FILTERS)
     if not f:
         return None
     modes = set()
     for m in f.get("mode", []):
-        if m not in ("replicated", "global"):
+        if m not in _MODE_FILTERS.values():
             raise InvalidArgument(f"Invalid filter: 'mode'='{m}'", plain=True)
         modes.add(m)
     for r in f.get("runtime", []):
@@ -236,7 +266,7 @@ def service_filter(filters: Mapping[str, Sequence[str]] | None):
             return False
         if names and not any(svc.spec.name.startswith(p) for p in names):
             return False
-        if modes and ("global" if svc.spec.mode.is_global else "replicated") not in modes:
+        if modes and _MODE_FILTERS.get(svc.spec.mode.modes()[0]) not in modes:
             return False
         return not labels or labels_match(svc.spec.labels, labels)
 

@@ -4,9 +4,11 @@ Validation follows swarmkit's `validateServiceSpec` (same checks, same messages,
 searches find them), plus a few refusals where Swarm would accept a service it can never run:
 - constraint keys other than the ones the scheduler knows (Swarm accepts `node.hostnmae==x`
   and leaves the service pending forever); the scheduler's parser is the judge;
-- job modes, which this implementation does not have;
-- more than MAX_REPLICAS replicas (Swarm would try to create 2**63 tasks and take its leader
-  down with it).
+- more than MAX_REPLICAS replicas or job completions (Swarm would try to create 2**63 tasks
+  and take its leader down with it);
+- a replicated job that may run no task at once (MaxConcurrent 0) yet has work to do.
+Keys Docker 1.41 does not define are dropped with a warning, and known fields a Linux worker
+cannot honour refused: taskfields.py has that rule and the per-field checks.
 
 Comparison (`canonical_*`) decides "did the client change the TaskTemplate?" on update. It
 fills Docker's defaults and drops Go's zero values first, because clients echo specs back in
@@ -29,6 +31,7 @@ from ...store import ServiceSpec, TaskSpec, UpdateConfig
 from ...store.objects.taskspec import DEFAULT_STOP_GRACE_PERIOD, SECOND
 from ..scheduler import constraints as scheduler_constraints
 from .errors import InvalidArgument, describe_validation, json_type
+from .taskfields import spec_warnings, validate_task_fields
 
 MAX_REPLICAS = 100_000
 """Far above any cluster this runs; low enough that a typo cannot make the orchestrator try
@@ -62,9 +65,10 @@ def _invalid(message: str) -> InvalidArgument:
     return InvalidArgument(message)
 
 
-def parse_service_spec(raw: Any) -> ServiceSpec:
+def parse_service_spec(raw: Any, warnings: list[str] | None = None) -> ServiceSpec:
     """A client's ServiceSpec (any key case), validated. An empty name is allowed here: create
-    generates one and update keeps the current one."""
+    generates one and update keeps the current one. Keys Docker 1.41 does not define are
+    dropped; what was dropped is appended to `warnings` (the response's `Warnings`)."""
     if isinstance(raw, ServiceSpec):
         spec = raw
     else:
@@ -81,13 +85,22 @@ def parse_service_spec(raw: Any) -> ServiceSpec:
             ) from None
         except (TypeError, ValueError) as exc:
             raise InvalidArgument(f"invalid service spec: {exc}", plain=True) from None
+    _check_mode_keys(spec)
+    dropped = spec_warnings(spec)
+    if warnings is not None:
+        warnings.extend(dropped)
     validate_service_spec(spec)
+    fill_job_defaults(spec)
     return spec
 
 
 def validate_service_spec(spec: ServiceSpec) -> None:
     if spec.name:
         validate_name(spec.name)
+    if spec.networks:
+        raise _invalid("ServiceSpec.Networks is deprecated and not supported: put the "
+                       "networks in TaskTemplate.Networks")
+    spec.networks = None
     _validate_task_spec(spec.task_template)
     _validate_mode(spec)
     for config in (spec.update_config, spec.rollback_config):
@@ -103,20 +116,51 @@ def validate_name(name: str) -> None:
         raise _invalid("name must be valid as a DNS name component")
 
 
-def _validate_mode(spec: ServiceSpec) -> None:
+def _check_mode_keys(spec: ServiceSpec) -> None:
+    """The one place an unknown key is refused rather than dropped: without its mode the
+    service would silently become one replica of something else."""
     mode = spec.mode
     if mode.model_extra:
         other = ", ".join(sorted(mode.model_extra))
-        raise _invalid(
-            f"service mode {other} is not supported: use Replicated or Global"
-        )
-    if mode.replicated is not None and mode.global_ is not None:
-        raise _invalid("a service cannot be both replicated and global")
+        raise _invalid(f"service mode {other} is not supported: use Replicated, Global, "
+                       "ReplicatedJob or GlobalJob")
+
+
+def _validate_mode(spec: ServiceSpec) -> None:
+    mode = spec.mode
+    modes = mode.modes()
+    if len(modes) > 1:
+        raise _invalid(f"must specify only one service mode (got {' and '.join(modes)})")
     if mode.replicated is not None and mode.replicated.replicas > MAX_REPLICAS:
         raise _invalid(f"replicas cannot exceed {MAX_REPLICAS}")
+    job = mode.replicated_job
+    if job is not None:
+        if (job.max_concurrent or 0) < 0:
+            raise _invalid("Maximum concurrent jobs must not be negative")
+        if (job.total_completions or 0) < 0:
+            raise _invalid("Total completed jobs must not be negative")
+        if (job.total_completions or 0) > MAX_REPLICAS:
+            raise _invalid(f"total completions cannot exceed {MAX_REPLICAS}")
+        if job.max_concurrent == 0 and job.total_completions:
+            raise _invalid("MaxConcurrent 0 would never start a task of this job: give at "
+                           "least 1 (--max-concurrent)")
+    if mode.is_job and spec.update_config is not None:
+        raise _invalid("Jobs may not have an update config")
+
+
+def fill_job_defaults(spec: ServiceSpec) -> None:
+    """dockerd's defaults for a replicated job (MaxConcurrent 1, TotalCompletions =
+    MaxConcurrent), stored: the CLI's job progress reads both back and needs them set."""
+    job = spec.mode.replicated_job
+    if job is not None:
+        if job.max_concurrent is None:
+            job.max_concurrent = 1
+        if job.total_completions is None:
+            job.total_completions = job.max_concurrent
 
 
 def _validate_task_spec(ts: TaskSpec) -> None:
+    validate_task_fields(ts)
     cs = ts.container_spec
     if cs is None:
         raise _invalid("TaskSpec: missing runtime")
@@ -164,10 +208,6 @@ def _validate_task_spec(ts: TaskSpec) -> None:
     for entry in ts.networks or []:
         if not isinstance(entry, dict) or not isinstance(entry.get("Target"), str):
             raise _invalid("TaskSpec: each network attachment needs a Target (name or ID)")
-        extra = set(entry) - {"Target", "Aliases"}
-        if extra:
-            raise _invalid(f"TaskSpec: network attachment field {sorted(extra)[0]} is not "
-                           "supported (Target and Aliases are)")
         aliases = entry.get("Aliases") or []
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
             raise _invalid("TaskSpec: network aliases must be a list of names")
@@ -254,7 +294,12 @@ def spec_with_defaults(spec: dict[str, Any]) -> dict[str, Any]:
     out (what `insertDefaults=true` returns). Fields the client set are never overwritten."""
     out = copy.deepcopy(spec)
     out["TaskTemplate"] = template_with_defaults(out.get("TaskTemplate") or {})
-    for key in ("UpdateConfig", "RollbackConfig"):
+    mode = out.get("Mode") or {}
+    # A job takes no UpdateConfig (swarmkit refuses one): a client that echoes this back
+    # must not be refused for a default it never chose.
+    keys = ("RollbackConfig",) if "ReplicatedJob" in mode or "GlobalJob" in mode else \
+        ("UpdateConfig", "RollbackConfig")
+    for key in keys:
         out[key] = {**DEFAULT_UPDATE_CONFIG, **(out.get(key) or {})}
     return out
 

@@ -5,6 +5,7 @@ Each loop watches the store and writes its own part, never calling another loop:
 
 - `ReplicatedOrchestrator` (replicated.py): one held task per slot 1..Replicas.
 - `GlobalOrchestrator` (global_.py): one task per eligible node.
+- `JobOrchestrator` (jobs.py): replicated and global jobs, run to completion per iteration.
 - `RestartSupervisor` (restart.py): replaces stopped tasks per their restart policy.
 - `NodeFailure` (nodefail.py): replaces tasks of `down` nodes at once; orphans after 24 h.
 - `UpdateSupervisor` (update.py, rollout.py): rolling updates and rollbacks, UpdateStatus.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 from .clock import Clock, ManualClock, Sleep, asyncio_sleep
 from .global_ import GlobalOrchestrator
+from .jobs import JobOrchestrator
 from .loop import Batch, StoreLoop
 from .nodefail import NodeFailure
 from .reaper import TaskReaper
@@ -35,6 +37,7 @@ from .uptodate import is_dirty, is_up_to_date
 LOOP_CLASSES = (
     ReplicatedOrchestrator,
     GlobalOrchestrator,
+    JobOrchestrator,
     RestartSupervisor,
     NodeFailure,
     UpdateSupervisor,
@@ -59,6 +62,7 @@ __all__ = [
     "Batch",
     "Clock",
     "GlobalOrchestrator",
+    "JobOrchestrator",
     "ManualClock",
     "NodeFailure",
     "ReplicatedOrchestrator",

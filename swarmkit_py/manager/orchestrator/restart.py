@@ -18,6 +18,11 @@ running/shutdown/remove). The delay counts from the task's status timestamp, so 
 change does not restart the clock. Restart history (for max_attempts) is kept in memory per
 slot, as in Swarm, and forgotten when the slot's spec changes.
 
+Jobs (jobs.py): a job's task that exits 0 is finished whatever the condition (`any` reads as
+`on-failure`, as in swarmkit: restarting a completed job would be nonsense); a failed one is
+replaced in its slot (replicated job) or on its node (global job), in the job's current
+iteration. Tasks of an older iteration are left to the job orchestrator, which retires them.
+
 Not handled here: tasks on `down` nodes (node-failure loop, no delay), slots above Replicas
 (the replicated orchestrator shuts them down), tasks of deleted services.
 """
@@ -31,7 +36,8 @@ from ...store import NodeAvailability, RestartCondition, TaskState, View
 from .defaults import restart_policy
 from .loop import Batch, StoreLoop
 from .placement import keeps
-from .slots import FINISHED, is_global, is_replicated, node_down, replicas, runnable
+from .jobs import current
+from .slots import FINISHED, is_global, is_job, is_replicated, node_down, replicas, runnable
 from .taskinit import new_task
 from .uptodate import spec_key
 
@@ -80,15 +86,19 @@ class RestartSupervisor(StoreLoop):
             return
         if is_replicated(svc) and (t.slot is None or t.slot > replicas(svc)):
             return
+        job = is_job(svc)
+        if job and not current(t, svc):
+            return
         slot_tasks = _slot_tasks(view, t)
-        if any(o.id != t.id and runnable(o) for o in slot_tasks):
+        if any(o.id != t.id and runnable(o) and o.job_iteration == t.job_iteration
+               for o in slot_tasks):
             # Another task already runs this slot (a start-first update in flight): this one
             # is simply retired.
             batch.updated(t).desired_state = TaskState.SHUTDOWN
             return
         policy = restart_policy(t)
         key = (t.service_id, t.slot if t.slot is not None else t.node_id)
-        if not self._should_restart(t, policy, key, now):
+        if not self._should_restart(t, policy, key, now, job):
             batch.updated(t).desired_state = FINISHED
             return
         drained = node is not None and node.spec.availability == NodeAvailability.DRAIN
@@ -101,7 +111,7 @@ class RestartSupervisor(StoreLoop):
             self.wake_at(t.id, due)
             return
         batch.updated(t).desired_state = TaskState.SHUTDOWN
-        if is_global(svc):
+        if is_global(svc) or (job and t.slot is None):
             if not keeps(svc, node):
                 return  # the global orchestrator places a task when the node qualifies again
             batch.create(new_task(svc, self.new_id(), now, node_id=t.node_id))
@@ -110,10 +120,11 @@ class RestartSupervisor(StoreLoop):
         if policy.max_attempts:
             self._pending.append((key, _spec_id(svc.spec.task_template)))
 
-    def _should_restart(self, t, policy, key, now: datetime) -> bool:
+    def _should_restart(self, t, policy, key, now: datetime, job: bool = False) -> bool:
         if policy.condition == RestartCondition.NONE:
             return False
-        if policy.condition == RestartCondition.ON_FAILURE and t.status.state == TaskState.COMPLETE:
+        if (job or policy.condition == RestartCondition.ON_FAILURE) and \
+                t.status.state == TaskState.COMPLETE:
             return False
         if not policy.max_attempts:
             return True

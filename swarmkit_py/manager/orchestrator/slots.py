@@ -41,6 +41,10 @@ def is_global(service: Service) -> bool:
     return service.spec.mode.is_global
 
 
+def is_job(service: Service) -> bool:
+    return service.spec.mode.is_job
+
+
 def replicas(service: Service) -> int:
     r = service.spec.mode.replicated
     return r.replicas if r is not None else 0

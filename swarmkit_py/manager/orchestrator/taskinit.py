@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ...store import Endpoint, Service, Task, TaskState, TaskStatus
+from ...store import Endpoint, Service, Task, TaskState, TaskStatus, Version
 
 PENDING_MESSAGE = "pending task scheduling"
 
@@ -31,7 +31,8 @@ def new_task(
 ) -> Task:
     """A task for `slot` (replicated) or `node_id` (global), born `pending` with desired
     `running` (there is no allocator stage here; see docs/design/tasks.md). Global tasks come
-    with their node preset; the scheduler only checks resources for them."""
+    with their node preset; the scheduler only checks resources for them. A job's task
+    belongs to the job's current iteration."""
     if (slot is None) == (node_id is None):
         raise ValueError("a task needs either a slot (replicated) or a node (global)")
     return Task(
@@ -45,6 +46,8 @@ def new_task(
         status=TaskStatus(timestamp=now, state=TaskState.PENDING, message=PENDING_MESSAGE),
         desired_state=TaskState.RUNNING,
         endpoint=task_endpoint(service),
+        job_iteration=(Version(index=service.job_status.job_iteration.index)
+                       if service.job_status is not None else None),
     )
 
 

@@ -9,7 +9,8 @@ Swarm. A `paused` / `rollback_paused` update stays paused until the service is u
 again (the API resets UpdateStatus on every spec update, as swarmkit's controlapi does).
 
 A pure scale changes no template, so it never starts an update or touches UpdateStatus: the
-replicated orchestrator creates the new slots' tasks from the current template.
+replicated orchestrator creates the new slots' tasks from the current template. Jobs are never
+rolled: an update of a job starts its next iteration, which the job orchestrator runs.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class UpdateSupervisor(StoreLoop):
         if current is not None and current.done:
             del self.rollouts[sid]
             current = None
-        if svc is None:
+        if svc is None or svc.spec.mode.is_job:
             if current is not None:
                 self.rollouts.pop(sid).cancel()
             return

@@ -16,8 +16,6 @@ rejects the node (see explain.py).
 
 from __future__ import annotations
 
-from typing import Any
-
 from ...store.objects import Task, TaskSpec
 from .constraints import Constraint, ConstraintError, parse_constraints
 from .explain import CONSTRAINTS, HOST_PORTS, MAX_REPLICAS, PLATFORM, READY, RESOURCES
@@ -31,27 +29,11 @@ def _norm_arch(arch: str | None) -> str:
     return _ARCH_ALIASES.get(arch, arch)
 
 
-def _extra(model: Any, name: str) -> Any:
-    """A field the model does not declare but keeps (Docker's schema is wider than ours)."""
-    extra = getattr(model, "model_extra", None) or {}
-    for key, value in extra.items():
-        if key.lower() == name.lower():
-            return value
-    return None
-
-
 def task_platforms(spec: TaskSpec) -> list[tuple[str, str]]:
     """`Placement.Platforms` as (os, arch) pairs, empty strings meaning "any"."""
     placement = spec.placement
-    raw = _extra(placement, "platforms") if placement is not None else None
-    out = []
-    for p in raw or ():
-        if isinstance(p, dict):
-            fields = {str(k).lower(): v for k, v in p.items()}
-            out.append(
-                (str(fields.get("os") or "").lower(), _norm_arch(fields.get("architecture")))
-            )
-    return out
+    return [((p.os or "").lower(), _norm_arch(p.architecture))
+            for p in (placement.platforms if placement is not None else None) or ()]
 
 
 class TaskFilter:

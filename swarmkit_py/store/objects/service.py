@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import DockerModel, StoreObject, Timestamp
+from .base import DockerModel, StoreObject, Timestamp, Version, docker_alias
 from .enums import FailureAction, UpdateOrder, UpdateState
 from .network import VirtualIP
 from .taskspec import TaskSpec
@@ -27,21 +27,54 @@ class GlobalService(DockerModel):
     pass
 
 
+class ReplicatedJob(DockerModel):
+    """Run tasks to completion: `total_completions` successful exits, at most
+    `max_concurrent` at a time. The control API fills dockerd's defaults when a client leaves
+    them out (MaxConcurrent 1, TotalCompletions = MaxConcurrent), so the stored spec, and
+    what the CLI's job progress reads back, always has both."""
+
+    max_concurrent: int | None = None
+    total_completions: int | None = None
+
+
+class GlobalJob(DockerModel):
+    """One task to completion on every eligible node (also on nodes that join later)."""
+
+
 class ServiceMode(DockerModel):
     replicated: ReplicatedService | None = None
     global_: GlobalService | None = None
+    replicated_job: ReplicatedJob | None = None
+    global_job: GlobalJob | None = None
 
     @model_validator(mode="after")
     def _default_replicated(self) -> ServiceMode:
-        # dockerd turns a spec with no mode into one replica; job modes (unmodelled) stay
-        # as extra keys and keep the service out of both replicated and global handling.
-        if self.replicated is None and self.global_ is None and not self.model_extra:
+        # dockerd turns a spec with no mode into one replica; an unknown mode (kept as an
+        # extra key until the control API refuses it) is not given one.
+        if self.modes() == [] and not self.model_extra:
             self.replicated = ReplicatedService()
         return self
+
+    def modes(self) -> list[str]:
+        """The Docker names of the modes set (exactly one in a valid spec)."""
+        return [docker_alias(name) for name in ("replicated", "global_", "replicated_job",
+                                                "global_job") if getattr(self, name) is not None]
 
     @property
     def is_global(self) -> bool:
         return self.global_ is not None
+
+    @property
+    def is_job(self) -> bool:
+        return self.replicated_job is not None or self.global_job is not None
+
+
+class JobStatus(DockerModel):
+    """A job's run: the iteration its current tasks belong to (each update of a job starts
+    the next one: `docker service update --force` runs it again) and when it began."""
+
+    job_iteration: Version = Field(default_factory=Version)
+    last_execution: Timestamp | None = None
 
 
 class UpdateConfig(DockerModel):
@@ -90,6 +123,9 @@ class ServiceSpec(DockerModel):
     mode: ServiceMode = Field(default_factory=ServiceMode)
     update_config: UpdateConfig | None = None
     rollback_config: UpdateConfig | None = None
+    networks: list[dict] | None = None
+    """Deprecated since API 1.25 (TaskTemplate.Networks replaced it): known, and refused
+    when not empty."""
     endpoint_spec: EndpointSpec | None = None
 
 
@@ -100,6 +136,8 @@ class Service(StoreObject):
     previous_spec: ServiceSpec | None = None
     endpoint: Endpoint | None = None
     update_status: UpdateStatus | None = None
+    job_status: JobStatus | None = None
+    """Set for job modes only (swarmkit's JobStatus; the CLI tells jobs by its presence)."""
 
     def name_key(self) -> str | None:
         return self.spec.name or None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from .base import DockerModel, StoreObject, Timestamp
+from .base import DockerModel, StoreObject, Timestamp, Version
 from .enums import TaskState
 from .network import NetworkAttachment
 from .service import Endpoint
@@ -46,5 +46,7 @@ class Task(StoreObject):
     """The service's endpoint as it was when the task was made (swarmkit's NewTask copies it):
     the ports a container publishes never change under it, and a task whose endpoint differs
     from its service's is out of date (a `--publish-add` rolls the tasks)."""
+    job_iteration: Version | None = None
+    """For a job's task, the run (Service.JobStatus.JobIteration) it belongs to."""
     networks_attachments: list[NetworkAttachment] | None = None
     """Addresses the allocator gave the task; None until then (for a task that needs any)."""

@@ -135,10 +135,10 @@ class Controller:
         try:
             args = adapter.create_args(self.task)
             if mounts:
-                args["mounts"] = mounts
+                args["mounts"] = [*args.get("mounts", ()), *mounts]
                 # An earlier attempt's container points at files that are gone: make it anew.
                 await self._remove_container()
-            self._container = await adapter.call(self.client.containers.create, **args)
+            self._container = await adapter.call(adapter.create_container, self.client, args)
             for net in self.task.networks[1:]:
                 await adapter.call(self.client.api.connect_container_to_network,
                                    self._container.id, net.name, ipv4_address=net.ip,

@@ -7,6 +7,14 @@ in a thread so one event loop can drive many tasks.
 
 Durations arrive in nanoseconds, as the spec keeps them and as the engine takes a health
 check's; only `docker stop`'s timeout is whole seconds (`stop_timeout`).
+
+Every ContainerSpec field of Docker API 1.41 reaches the engine as dockerd's own swarm
+executor passes it (daemon/cluster/executor/container/container.go), with three additions:
+the stop grace period is also the container's StopTimeout (so a `docker stop` by hand on the
+node waits as long as Swarm would), a memory reservation becomes the container's soft limit
+(MemoryReservation; the CPU reservation is the scheduler's alone, as in Docker), and the
+aliases of a Hosts entry are added too (dockerd drops them). The control API has refused what
+a Linux engine cannot do (controlapi/taskfields.py).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from typing import Any, TypeVar
 import docker
 import docker.errors
 import requests.exceptions
-from docker.models.containers import Container
+from docker.models.containers import Container, _create_container_args
 
 from ...proto import AssignedTask, NetAttachment
 from ...store.objects import ContainerSpec, HealthConfig
@@ -114,10 +122,37 @@ def _port_bindings(task: AssignedTask) -> dict[str, list[dict[str, str]]]:
     return bindings
 
 
+def extra_hosts(entries: list[str] | None) -> list[str]:
+    """Swarm's Hosts (`IP name [aliases...]`, as in /etc/hosts) as the engine's ExtraHosts
+    (`name:IP`), one per name."""
+    out = []
+    for entry in entries or ():
+        ip, *names = entry.split()
+        out += [f"{name}:{ip}" for name in names]
+    return out
+
+
+def security_opts(cs: ContainerSpec) -> list[str]:
+    """Privileges.SELinuxContext as the engine's `label=` options (dockerd's applyPrivileges);
+    the engine applies them where SELinux is enabled."""
+    ctx = cs.privileges.selinux_context if cs.privileges is not None else None
+    if ctx is None:
+        return []
+    out = ["label=disable"] if ctx.disable else []
+    for key in ("user", "role", "type", "level"):
+        value = getattr(ctx, key)
+        if value:
+            out.append(f"label={key}:{value}")
+    return out
+
+
 def create_args(task: AssignedTask) -> dict[str, Any]:
-    """Keyword arguments for `client.containers.create`."""
+    """Keyword arguments for `create_container` (those of `client.containers.create`, plus
+    `stop_timeout`)."""
     cs = container_spec(task)
-    limits = task.spec.resources.limits if task.spec.resources is not None else None
+    resources = task.spec.resources
+    limits = resources.limits if resources is not None else None
+    reservations = resources.reservations if resources is not None else None
     args: dict[str, Any] = {
         "image": cs.image,
         "name": container_name(task),
@@ -134,6 +169,8 @@ def create_args(task: AssignedTask) -> dict[str, Any]:
         args["nano_cpus"] = limits.nano_cpus
     if limits is not None and limits.memory_bytes:
         args["mem_limit"] = limits.memory_bytes
+    if reservations is not None and reservations.memory_bytes:
+        args["mem_reservation"] = reservations.memory_bytes
     # The ContainerSpec fields `docker service create` offers that map one to one onto the
     # engine's create arguments (dockerd's swarm executor passes them the same way).
     for field, arg in (("hostname", "hostname"), ("dir", "working_dir"), ("user", "user"),
@@ -149,6 +186,36 @@ def create_args(task: AssignedTask) -> dict[str, Any]:
         args["pids_limit"] = limits.pids
     if cs.healthcheck is not None and cs.healthcheck.test:
         args["healthcheck"] = _healthcheck(cs.healthcheck)
+    if cs.stop_grace_period is not None:
+        args["stop_timeout"] = stop_timeout(task)
+    for field, arg in (("tty", "tty"), ("open_stdin", "stdin_open"), ("read_only", "read_only")):
+        if getattr(cs, field):
+            args[arg] = True
+    for field, arg in (("capability_add", "cap_add"), ("capability_drop", "cap_drop")):
+        if getattr(cs, field):
+            args[arg] = list(getattr(cs, field))
+    if cs.sysctls:
+        args["sysctls"] = dict(cs.sysctls)
+    if cs.ulimits:
+        args["ulimits"] = [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in cs.ulimits]
+    if cs.mounts:
+        args["mounts"] = [m.to_api() for m in cs.mounts]
+    if cs.hosts:
+        args["extra_hosts"] = extra_hosts(cs.hosts)
+    if security_opts(cs):
+        args["security_opt"] = security_opts(cs)
+    if cs.isolation:
+        args["isolation"] = cs.isolation
+    dns = cs.dns_config
+    if dns is not None and dns.nameservers:
+        args["dns"] = list(dns.nameservers)
+    if dns is not None and dns.search:
+        args["dns_search"] = list(dns.search)
+    if dns is not None and dns.options:
+        args["dns_opt"] = list(dns.options)
+    log = task.spec.log_driver
+    if log is not None and log.name:
+        args["log_config"] = {"Type": log.name, "Config": dict(log.options or {})}
     if task.networks:
         first = task.networks[0]
         args["network"] = first.name
@@ -156,8 +223,24 @@ def create_args(task: AssignedTask) -> dict[str, Any]:
         # The engine derives a container's MAC from its address (02:42 + IPv4); say so
         # explicitly, since peers' forwarding entries are computed by the same rule.
         args["mac_address"] = mac_for(first.ip)
-        args["dns"] = [first.gateway]
+        # The node's service-name resolver first (it forwards other names to the node's
+        # resolvers); the spec's own nameservers after it.
+        args["dns"] = [first.gateway, *args.get("dns", ())]
     return args
+
+
+def create_container(client: docker.DockerClient, args: dict[str, Any]) -> Container:
+    """`client.containers.create(**args)` with the one create option the SDK's high-level
+    call does not take (`stop_timeout`), through the SDK's own argument mapping."""
+    args = dict(args)
+    timeout = args.pop("stop_timeout", None)
+    args.setdefault("command", None)
+    args["version"] = client.api._version
+    create_kwargs = _create_container_args(args)
+    if timeout is not None:
+        create_kwargs["stop_timeout"] = timeout
+    resp = client.api.create_container(**create_kwargs)
+    return client.containers.get(resp["Id"])
 
 
 def endpoint_config(net: NetAttachment) -> dict[str, Any]:
