@@ -22,6 +22,9 @@ from ...store import Network, NetworkSpec
 
 DEFAULT_POOL = ipaddress.IPv4Network("10.0.0.0/8")
 DEFAULT_PREFIX = 24
+DATA_PATH_PORT = 4789
+"""The VXLAN UDP port every node's overlay uses (worker/network/links.py, VXLAN_PORT):
+Docker's DataPathPort default, shown by `GET /swarm`."""
 INGRESS_SUBNET = "10.0.0.0/24"
 INGRESS_NAME = "ingress"
 FIRST_VNI = 4096

@@ -4,6 +4,11 @@ Validation follows swarmkit's `validateClusterSpec`: certificates may not expire
 hour (shorter would have nodes renewing faster than a slow cluster can sign), a heartbeat period
 cannot be negative, and the cluster's name is fixed.
 
+Keys Docker 1.41's SwarmSpec does not define are dropped and logged (the swarm update answer
+has no Warnings for the CLI to print); known fields this swarm cannot honour are refused with
+a 400 that names them: an external or new signing CA and ForceRotate (`docker swarm ca
+--rotate`: the root CA does not rotate here), and a cluster-wide default log driver.
+
 Raft settings: the API shows the ones the answering manager really runs with (its agent.yml
 `raft:` section), and an update that tries to change them is refused: they are per-manager
 process settings here, and storing a spec value no manager applies would show a setting that
@@ -13,6 +18,7 @@ is not in effect. The round trip the CLI makes (read the spec, send it back) pas
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -23,6 +29,9 @@ from ...ca import generate_join_token
 from ...ca.certs import load_certificate
 from ...store import Cluster, ClusterSpec
 from .errors import Internal, InvalidArgument, describe_validation, json_type
+from .taskfields import drop_unknown
+
+log = logging.getLogger(__name__)
 
 MIN_NODE_CERT_EXPIRY_NS = 3600 * 10**9
 """swarmkit's ca.MinNodeCertExpiration (1 hour), in nanoseconds like every Docker duration."""
@@ -46,6 +55,11 @@ def parse_cluster_spec(spec: Any, current: Cluster) -> ClusterSpec:
             raise InvalidArgument(
                 f"invalid swarm spec: {describe_validation(exc)}", plain=True
             ) from None
+    dropped = drop_unknown(parsed)
+    if dropped:
+        log.warning("swarm update: unknown fields ignored (not in Docker API 1.41's "
+                    "SwarmSpec): %s", ", ".join(dropped))
+    _refuse_unsupported(parsed)
     if not parsed.name:
         parsed = parsed.model_copy(update={"name": current.spec.name})
     elif parsed.name != current.spec.name:
@@ -61,6 +75,24 @@ def parse_cluster_spec(spec: Any, current: Cluster) -> ClusterSpec:
     if orch is not None and (orch.task_history_retention_limit or 0) < 0:
         raise InvalidArgument("task history retention limit cannot be negative")
     return parsed
+
+
+def _refuse_unsupported(spec: ClusterSpec) -> None:
+    ca = spec.ca_config
+    if ca is not None:
+        if ca.external_cas:
+            raise InvalidArgument("CAConfig.ExternalCAs: external CAs are not supported: the "
+                                  "managers sign node certificates with the swarm's own CA")
+        if ca.signing_ca_cert or ca.signing_ca_key:
+            raise InvalidArgument("CAConfig.SigningCACert/SigningCAKey: replacing the root CA "
+                                  "is not supported")
+        if ca.force_rotate:
+            raise InvalidArgument("CAConfig.ForceRotate: root CA rotation (docker swarm ca "
+                                  "--rotate) is not supported")
+    defaults = spec.task_defaults
+    if defaults is not None and defaults.log_driver is not None and defaults.log_driver.name:
+        raise InvalidArgument("TaskDefaults.LogDriver: a cluster-wide default log driver is "
+                              "not supported: give each service its own (--log-driver)")
 
 
 RAFT_FIELDS = {

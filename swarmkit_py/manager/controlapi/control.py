@@ -42,6 +42,7 @@ from ...store import (
     Transaction,
     Version,
 )
+from ..allocator.ipam import DATA_PATH_PORT, DEFAULT_POOL, DEFAULT_PREFIX
 from ..context import ClusterContext, RaftMember
 from .cluster import check_raft_settings, cluster_tls_info, parse_cluster_spec, rotated_token
 from .errors import FailedPrecondition, InvalidArgument, NotInSwarm
@@ -332,17 +333,25 @@ def cluster_json(
     cluster: Cluster, *, join_tokens: bool, raft: dict[str, int] | None = None
 ) -> dict[str, Any]:
     """Docker's `Swarm` object (GET /swarm) or, without join tokens, `ClusterInfo` (/info);
-    `raft`: the answering manager's live Raft settings, shown as Spec.Raft."""
+    `raft`: the answering manager's live Raft settings, shown as Spec.Raft. Settings the
+    spec leaves unset are shown with the values in effect (certificate expiry, ForceRotate,
+    the overlay address pool, subnet size and VXLAN port), as dockerd shows them."""
     out = cluster.to_api()
     spec = out.setdefault("Spec", {})
     if raft is not None:
         spec["Raft"] = dict(raft)
+    ca = spec.setdefault("CAConfig", {})
+    ca.setdefault("NodeCertExpiry", int(NODE_CERT_VALIDITY.total_seconds()) * 10**9)
+    ca.setdefault("ForceRotate", 0)
+    spec.setdefault("TaskDefaults", {})
     spec.setdefault("EncryptionConfig", {}).setdefault("AutoLockManagers", False)
     tls = cluster_tls_info(cluster)
     if tls is not None:
         out["TLSInfo"] = tls
     out.setdefault("RootRotationInProgress", False)
-    out.setdefault("DefaultAddrPool", None)
+    out.setdefault("DefaultAddrPool", [str(DEFAULT_POOL)])
+    out.setdefault("SubnetSize", DEFAULT_PREFIX)
+    out.setdefault("DataPathPort", DATA_PATH_PORT)
     if not join_tokens:
         out.pop("JoinTokens", None)
     return out

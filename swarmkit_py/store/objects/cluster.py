@@ -24,12 +24,35 @@ class DispatcherConfig(DockerModel):
     """Nanoseconds, like every Docker duration."""
 
 
+class ExternalCA(DockerModel):
+    protocol: str | None = None
+    url: str | None = Field(default=None, alias="URL")
+    options: dict[str, str] | None = None
+    ca_cert: str | None = None
+
+
 class CAConfig(DockerModel):
+    """Docker 1.41's CAConfig. External CAs, a new signing CA and ForceRotate (root CA
+    rotation) are known and refused by the control API: this CA does not rotate its root."""
+
     node_cert_expiry: int | None = None
+    external_cas: list[ExternalCA] | None = Field(default=None, alias="ExternalCAs")
+    signing_ca_cert: str | None = None
+    signing_ca_key: str | None = None
+    force_rotate: int | None = None
 
 
 class EncryptionConfig(DockerModel):
     auto_lock_managers: bool | None = None
+
+
+class TaskDefaultsLogDriver(DockerModel):
+    name: str | None = None
+    options: dict[str, str] | None = None
+
+
+class TaskDefaults(DockerModel):
+    log_driver: TaskDefaultsLogDriver | None = None
 
 
 class ClusterSpec(DockerModel):
@@ -39,6 +62,7 @@ class ClusterSpec(DockerModel):
     raft: RaftConfig | None = None
     dispatcher: DispatcherConfig | None = None
     ca_config: CAConfig | None = None
+    task_defaults: TaskDefaults | None = None
     encryption_config: EncryptionConfig | None = None
 
 
