@@ -132,6 +132,79 @@ def test_valid_specs_from_real_clients():
     assert parse_service_spec(constrained).task_template.placement.constraints[0] == "node.role==manager"
 
 
+def cs(**fields):
+    return spec(TaskTemplate={"ContainerSpec": {"Image": "x", **fields}})
+
+
+def tt(**fields):
+    return spec(TaskTemplate={"ContainerSpec": {"Image": "x"}, **fields})
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (cs(Isolation="process"), "ContainerSpec.Isolation 'process': process and hyperv isolation are Windows features"),
+        (cs(Privileges={"CredentialSpec": {"File": "a.json"}}), "ContainerSpec.Privileges.CredentialSpec: credential specs are a Windows feature"),
+        (cs(Mounts=[{"Type": "npipe", "Source": "a", "Target": "/a"}]), "ContainerSpec.Mounts[0]: named pipe mounts are a Windows feature"),
+        (cs(Mounts=[{"Target": "/a"}]), "ContainerSpec.Mounts[0]: Type is required"),
+        (cs(Mounts=[{"Type": "cluster", "Target": "/a"}]), "invalid mount type 'cluster'"),
+        (cs(Mounts=[{"Type": "tmpfs", "Target": "a"}]), "invalid mount target 'a': it must be an absolute path"),
+        (cs(Mounts=[{"Type": "volume", "Target": "/a", "BindOptions": {}}]), "BindOptions must not be specified for a volume mount"),
+        (cs(Mounts=[{"Type": "tmpfs", "Source": "x", "Target": "/a"}]), "a tmpfs mount takes no Source"),
+        (cs(Mounts=[{"Type": "volume", "Source": "/srv", "Target": "/a"}]), "a volume mount's Source is a volume name"),
+        (cs(Mounts=[{"Type": "bind", "Source": "/s", "Target": "/a", "BindOptions": {"Propagation": "sideways"}}]), "invalid bind propagation 'sideways'"),
+        (cs(Mounts=[{"Type": "tmpfs", "Target": "/a"}, {"Type": "tmpfs", "Target": "/a"}]), "duplicate mount point: /a"),
+        (cs(Ulimits=[{"Name": "files", "Soft": 1, "Hard": 1}]), "ContainerSpec.Ulimits[0]: invalid ulimit type 'files'"),
+        (cs(Ulimits=[{"Name": "nofile", "Soft": 10, "Hard": 5}]), "soft limit 10 is above the hard limit 5"),
+        (cs(Sysctls={"vm.swappiness": "1"}), "sysctl 'vm.swappiness' is not allowed"),
+        (cs(CapabilityDrop=["CAP_FLY"]), "ContainerSpec.CapabilityDrop: unknown capability 'CAP_FLY'"),
+        (cs(DNSConfig={"Nameservers": ["dns.example"]}), "ContainerSpec.DNSConfig.Nameservers: 'dns.example' is not an IP address"),
+        (cs(Hosts=["db 10.0.0.1"]), "ContainerSpec.Hosts: 'db 10.0.0.1' is not"),
+        (cs(Hosts=["10.0.0.1"]), "needs a valid hostname after the address"),
+        (tt(PluginSpec={"Name": "p"}), "TaskTemplate.PluginSpec: plugin services are not supported"),
+        (tt(NetworkAttachmentSpec={"ContainerID": "c"}), "TaskTemplate.NetworkAttachmentSpec"),
+        (tt(Runtime="plugin"), "TaskTemplate.Runtime 'plugin' is not supported"),
+        (tt(LogDriver={"Options": {"a": "b"}}), "TaskTemplate.LogDriver: Name is required"),
+        (tt(Resources={"Reservations": {"GenericResources": [{"DiscreteResourceSpec": {"Kind": "gpu", "Value": 1}}]}}), "GenericResources: generic resources are not supported"),
+        (spec(Networks=[{"Target": "n"}]), "ServiceSpec.Networks is deprecated and not supported"),
+    ],
+)
+def test_fields_a_linux_worker_cannot_honour_are_refused_naming_them(body, message):
+    with pytest.raises(InvalidArgument) as err:
+        parse_service_spec(body)
+    assert message in err.value.message
+
+
+def test_unknown_keys_are_dropped_and_reported_everywhere_in_the_spec():
+    body = spec(Colour="blue", TaskTemplate={
+        "ContainerSpec": {"Image": "x", "OomScoreAdj": 5, "Mounts": [{"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"Options": [["noexec"]]}}]},
+        "Networks": [{"target": "n1", "Aliases": ["a"], "Weight": 2}],
+        "Resources": {"Limits": {"Pids": 5, "Gpus": 1}}}, UpdateConfig={"Parallelism": 1, "Speed": 2})
+    warnings: list[str] = []
+    parsed = parse_service_spec(body, warnings)
+    paths = [w.split()[2] for w in warnings]
+    assert sorted(paths) == sorted(["Colour", "TaskTemplate.ContainerSpec.OomScoreAdj",
+                                    "TaskTemplate.ContainerSpec.Mounts[0].TmpfsOptions.Options",
+                                    "TaskTemplate.Networks[0].Weight", "TaskTemplate.Resources.Limits.Gpus",
+                                    "UpdateConfig.Speed"])
+    assert all(w.endswith("it is not part of a Docker API 1.41 service spec, so swarmkit-py did not store it") for w in warnings)
+    out = parsed.to_api()
+    assert "Colour" not in out and "OomScoreAdj" not in out["TaskTemplate"]["ContainerSpec"]
+    assert out["TaskTemplate"]["Networks"] == [{"Target": "n1", "Aliases": ["a"]}]
+    assert out["TaskTemplate"]["Resources"]["Limits"] == {"Pids": 5}
+    assert parse_service_spec(spec(Labels={"Colour": "x"}), warnings := []).labels == {"Colour": "x"} and warnings == []
+
+
+def test_replicated_job_gets_dockerds_defaults_and_no_update_config_default():
+    job = parse_service_spec(spec(Mode={"ReplicatedJob": {}}))
+    assert job.to_api()["Mode"] == {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}}
+    three = parse_service_spec(spec(Mode={"ReplicatedJob": {"MaxConcurrent": 3}}))
+    assert three.mode.replicated_job.total_completions == 3
+    shown = spec_with_defaults(job.to_api())
+    assert "UpdateConfig" not in shown and shown["RollbackConfig"]["Parallelism"] == 1
+    parse_service_spec(shown)  # what a client read with insertDefaults can be sent back
+
+
 @pytest.mark.parametrize(
     "ref, ok",
     [

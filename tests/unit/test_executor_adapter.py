@@ -95,3 +95,17 @@ def test_container_spec_fields_reach_the_create_arguments():
             args["init"], args["stop_signal"], args["pids_limit"]) == \
         ("h1", "/srv", "1000:1000", ["audio", "50"], True, "SIGINT", 64)
     assert "init" not in create_args(assigned("t2"))
+
+
+def test_hosts_with_aliases_selinux_labels_and_spec_nameservers_after_the_overlay_resolver():
+    net = {"id": "n1", "name": "front", "subnet": "10.0.1.0/24", "gateway": "10.0.1.1",
+           "vni": 4097, "address": "10.0.1.5/24", "aliases": []}
+    t = assigned("t1", networks=[net], Hosts=["10.9.9.9 api api.local"],
+                 DNSConfig={"Nameservers": ["192.0.2.1"], "Search": ["s"]},
+                 Privileges={"SELinuxContext": {"Disable": True, "Level": "s0"}},
+                 StopGracePeriod=2 * SECOND, ReadOnly=True, OpenStdin=True)
+    args = create_args(t)
+    assert args["extra_hosts"] == ["api:10.9.9.9", "api.local:10.9.9.9"]
+    assert args["security_opt"] == ["label=disable", "label=level:s0"]
+    assert (args["dns"], args["dns_search"]) == (["10.0.1.1", "192.0.2.1"], ["s"])
+    assert (args["stop_timeout"], args["read_only"], args["stdin_open"]) == (2, True, True)

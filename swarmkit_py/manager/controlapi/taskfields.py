@@ -154,8 +154,9 @@ def _validate_container(cs: ContainerSpec) -> None:
     for key in cs.sysctls or {}:
         if not _namespaced_sysctl(key):
             raise _invalid(f"{pre}.Sysctls: sysctl {key!r} is not allowed: only namespaced "
-                           "sysctls (net.*, kernel.msg*/sem/shm*, fs.mqueue.*) can be set per "
-                           "container; the rest would change the node itself")
+                           "sysctls (net.*, kernel.msg*/sem/shm*, fs.mqueue.*, "
+                           "kernel.domainname) can be set per container; the rest would "
+                           "change the node itself")
     for field, caps in (("CapabilityAdd", cs.capability_add), ("CapabilityDrop",
                                                                  cs.capability_drop)):
         for cap in caps or []:
@@ -218,10 +219,11 @@ def _validate_mount(m: Mount, pre: str) -> None:
 
 
 def _namespaced_sysctl(key: str) -> bool:
-    """The engine's rule (ValidateSysctl): IPC, message queue and network sysctls live in
-    the container's own namespaces."""
-    return (key in _IPC_SYSCTLS or key.startswith("fs.mqueue.") or key.startswith("net.")
-            or key.startswith("kernel.msg") or key.startswith("kernel.shm"))
+    """The engine's rule (runc's sysctl validation): IPC, message queue, network and UTS
+    (domain name) sysctls live in the container's own namespaces."""
+    return (key in _IPC_SYSCTLS or key == "kernel.domainname" or key.startswith("fs.mqueue.")
+            or key.startswith("net.") or key.startswith("kernel.msg")
+            or key.startswith("kernel.shm"))
 
 
 def spec_warnings(spec: ServiceSpec) -> list[str]:

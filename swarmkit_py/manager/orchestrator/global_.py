@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from ...store import TaskState, View
 from .loop import Batch, StoreLoop, touched
-from .placement import constraints_of, eligible, keeps
-from .slots import holds, is_global, node_down
+from .placement import PLACE, per_node
+from .slots import holds, is_global
 from .taskinit import new_task
 
 
@@ -53,25 +53,22 @@ class GlobalOrchestrator(StoreLoop):
         return dirty
 
     def _service(self, view: View, batch: Batch, svc) -> None:
-        parsed = constraints_of(svc)
         by_node: dict[str, list] = {}
         for t in view.tasks(service_id=svc.id):
             if t.node_id is not None and t.slot is None:
                 by_node.setdefault(t.node_id, []).append(t)
+        held = {nid: [t for t in tasks if holds(t)] for nid, tasks in by_node.items()}
         now = self.clock()
-        for node in view.nodes():
-            held = [t for t in by_node.pop(node.id, ()) if holds(t)]
-            if node_down(node):
-                continue  # the node-failure loop shuts these down
-            if keeps(svc, node, parsed):
-                if not held and eligible(svc, node, parsed):
-                    batch.create(new_task(svc, self.new_id(), now, node_id=node.id))
+        for node_id, tasks, verdict in per_node(view, svc, held):
+            if verdict == PLACE:
+                batch.create(new_task(svc, self.new_id(), now, node_id=node_id))
             else:
-                for t in held:
+                for t in tasks:
                     batch.updated(t).desired_state = TaskState.SHUTDOWN
-        for tasks in by_node.values():  # nodes that no longer exist
-            for t in tasks:
-                _remove(batch, t)
+        for node_id, tasks in by_node.items():
+            if view.get_node(node_id) is None:  # nodes that no longer exist
+                for t in tasks:
+                    _remove(batch, t)
 
 
 def _remove(batch: Batch, t) -> None:

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 from ...store import Service, TaskState, View
 from .loop import Batch, StoreLoop, touched
-from .placement import constraints_of, eligible, keeps
-from .slots import holds, node_down, runnable
+from .placement import PLACE, per_node
+from .slots import holds, runnable
 from .taskinit import new_task
 
 
@@ -94,21 +94,18 @@ class JobOrchestrator(StoreLoop):
                 room -= 1
 
     def _global(self, view: View, batch: Batch, svc: Service, tasks) -> None:
-        parsed = constraints_of(svc)
-        by_node: dict[str, list] = {}
+        held: dict[str, list] = {}
         for t in tasks:
             if t.node_id is not None and holds(t):
-                by_node.setdefault(t.node_id, []).append(t)
+                held.setdefault(t.node_id, []).append(t)
         now = self.clock()
-        for node in view.nodes():
-            held = by_node.get(node.id, [])
-            if node_down(node):
-                continue  # the node-failure loop shuts these down
-            if keeps(svc, node, parsed):
-                if not held and eligible(svc, node, parsed):
-                    batch.create(new_task(svc, self.new_id(), now, node_id=node.id))
+        for node_id, node_tasks, verdict in per_node(view, svc, held):
+            if verdict == PLACE:
+                batch.create(new_task(svc, self.new_id(), now, node_id=node_id))
             else:
-                for t in held:
+                # a task that finished stays finished: retiring it would run it again
+                # when the node qualifies once more
+                for t in node_tasks:
                     if runnable(t):
                         batch.updated(t).desired_state = TaskState.SHUTDOWN
 

@@ -13,8 +13,13 @@ Two questions, because creating and keeping differ (as in Swarm):
 
 from __future__ import annotations
 
-from ...store import Node, NodeAvailability, NodeState, Service
+from collections.abc import Iterator
+
+from ...store import Node, NodeAvailability, NodeState, Service, View
 from ..scheduler.constraints import ConstraintError, node_matches, parse_constraints
+
+PLACE = "place"
+RETIRE = "retire"
 
 
 def constraints_of(service: Service):
@@ -46,3 +51,20 @@ def keeps(service: Service, node: Node | None, parsed=...) -> bool:
         and node.spec.availability != NodeAvailability.DRAIN
         and matches(service, node, parsed)
     )
+
+
+def per_node(view: View, service: Service, held: dict[str, list]) -> Iterator[tuple[str, list, str]]:
+    """For a per-node service (global, global job): (node ID, the tasks it holds there, what
+    to do) for every node that needs something: PLACE a task where none is held and one may
+    go, RETIRE the held ones where they may not stay. Down nodes are skipped (the node-failure
+    loop's), and so are nodes not in the store (the caller's, from `held`)."""
+    parsed = constraints_of(service)
+    for node in view.nodes():
+        if node.status.state == NodeState.DOWN:
+            continue
+        tasks = held.get(node.id, [])
+        if keeps(service, node, parsed):
+            if not tasks and eligible(service, node, parsed):
+                yield node.id, tasks, PLACE
+        elif tasks:
+            yield node.id, tasks, RETIRE

@@ -34,9 +34,9 @@ from datetime import datetime, timedelta
 
 from ...store import NodeAvailability, RestartCondition, TaskState, View
 from .defaults import restart_policy
+from .jobs import current
 from .loop import Batch, StoreLoop
 from .placement import keeps
-from .jobs import current
 from .slots import FINISHED, is_global, is_job, is_replicated, node_down, replicas, runnable
 from .taskinit import new_task
 from .uptodate import spec_key

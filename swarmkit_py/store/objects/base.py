@@ -8,9 +8,11 @@ Why these choices:
 - Go's `encoding/json` matches keys case-insensitively and the SDK relies on it
   (`{"mode": {"replicated": ...}}`), so incoming keys are folded onto the known aliases.
   Label maps are plain dicts and are never folded: label keys are case-sensitive.
-- Unknown keys are kept (`extra="allow"`): we model the subset of Docker's schema that the
-  control plane reads, but a spec that goes in must come back out whole (Mounts, Hosts,
-  Isolation...), as it does from dockerd.
+- Unknown keys are kept by the models (`extra="allow"`), so an object replicated by a newer
+  member survives a round trip through an older one. Specs from clients are another matter:
+  the service and swarm specs model every field of Docker API 1.41, and the control API
+  drops (with a warning) whatever key is still unknown after parsing, so nothing is stored
+  that nothing honours (manager/controlapi/taskfields.py).
 """
 
 from __future__ import annotations
