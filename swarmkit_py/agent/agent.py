@@ -349,7 +349,7 @@ class Agent:
 
     async def _start_api(self, mgr: Manager) -> None:
         app = make_app(ControlAPI(mgr), engine_version=__version__, hostname=self.hostname, authorize=self._api_authorize)
-        routes_logs.setup(app, mgr.logbroker)
+        routes_logs.setup(app, mgr.logs)
         self._api_runners.extend(await self._serve_api(app))
 
     async def _serve_api(self, app) -> list:

@@ -5,30 +5,28 @@ The stream is Docker's multiplexed format (8-byte header: stream id, 3 zero byte
 length), one frame per line, each line `[timestamp ]<details> <data>` where the details are
 `com.docker.swarm.node.id=..,com.docker.swarm.service.id=..,com.docker.swarm.task.id=..`:
 the CLI parses them to print its `web.1.<task>@<node>    | ` prefix (dockerd's
-WriteLogStream). Only the leader has the nodes' sessions; another manager says so and where
-the leader is.
+WriteLogStream). The stream id is the line's own (1 stdout, 2 stderr): the CLI's stdcopy
+writes them to its stdout and stderr. Any manager answers: manager/logreader.py collects the
+lines from the leader's log broker, wherever the leader is and however often it changes.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
+import contextlib
 from datetime import UTC, datetime
 from urllib.parse import quote_plus
 
 from aiohttp import web
 
-from ..manager.logbroker import LogBroker, LogMessage
+from ..manager.logbroker import LogMessage
+from ..manager.logreader import LogReader, LogRequest
 from .errors import APIError, bad_request
 from .keys import CONTROL, SERVER, common_headers
 from .params import bool_value
 from .routes_events import parse_time
 from .versioning import add_route
 
-LOGS = web.AppKey("logbroker", LogBroker)
-IDLE_END = 30.0
-"""Without --follow: end the stream when no node has said anything for this long (a node
-that lost its session never says `done`)."""
+LOGS = web.AppKey("logreader", LogReader)
 
 
 def format_ts(ns: int) -> str:
@@ -59,7 +57,8 @@ async def _logs(request: web.Request, kind: str) -> web.StreamResponse:
     else:
         task = await control.get_task(ref)
         service_id, task_id = task.service_id, task.id
-    if not (bool_value(request, "stdout") or bool_value(request, "stderr")):
+    stdout, stderr = bool_value(request, "stdout"), bool_value(request, "stderr")
+    if not (stdout or stderr):
         raise bad_request("Bad parameters: you must choose at least one stream")
     follow = bool_value(request, "follow")
     tail_raw = request.query.get("tail", "all")
@@ -72,36 +71,23 @@ async def _logs(request: web.Request, kind: str) -> web.StreamResponse:
     since_ns = parse_time(request.query.get("since"), "since")
     since = since_ns / 1e9 if since_ns else None
     details, timestamps = bool_value(request, "details"), bool_value(request, "timestamps")
-    broker = request.app.get(LOGS)
-    if broker is None or not broker.running:
-        leader_id = control.ctx.leader_node_id()
-        node = control.store.view().get_node(leader_id) if leader_id else None
-        where = node.description.hostname if node is not None and node.description else ""
-        raise APIError(503, "logs are collected by the leader's log broker and this manager "
-                            "is not the leader: run the command against the leader"
-                       + (f" ({where})" if where else ""))
-    sub = await broker.subscribe(service_id, task_id, follow=follow, tail=tail, since=since)
+    reader = request.app.get(LOGS)
+    if reader is None:
+        raise APIError(503, "this API serves no logs: it has no log broker (not a manager)")
+    stream = await reader.open(LogRequest(service_id, task_id, follow, tail, since,
+                                          stdout, stderr))
     response = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream"})
     common_headers(response, request.app[SERVER])
     try:
         await response.prepare(request)
-        last = time.monotonic()
-        while True:
-            if sub.ended.is_set() and sub.queue.empty():
-                break
-            try:
-                msg = await asyncio.wait_for(sub.queue.get(), 0.5)
-            except TimeoutError:
-                if not follow and time.monotonic() - last > IDLE_END:
-                    break
-                continue
-            last = time.monotonic()
-            await response.write(frame(msg, details=details, timestamps=timestamps))
+        async with contextlib.aclosing(stream.messages()) as lines:
+            async for msg in lines:
+                await response.write(frame(msg, details=details, timestamps=timestamps))
         return response
     except ConnectionResetError:
         return response
     finally:
-        await broker.close(sub)
+        await stream.close()
 
 
 async def service_logs(request: web.Request) -> web.StreamResponse:
@@ -112,9 +98,9 @@ async def task_logs(request: web.Request) -> web.StreamResponse:
     return await _logs(request, "task")
 
 
-def setup(app: web.Application, broker: LogBroker) -> None:
-    """Called by the agent with its leader's broker (the API works without one: 503)."""
-    app[LOGS] = broker
+def setup(app: web.Application, reader: LogReader) -> None:
+    """Called by the agent with its manager's log reader (the API works without one: 503)."""
+    app[LOGS] = reader
 
 
 def routes(app: web.Application) -> None:

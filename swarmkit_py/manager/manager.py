@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from ..ca import PermissionDeniedError, require_manager_cert
+from ..ca import require_manager_cert
 from ..proto import INVALID_ARGUMENT, NOT_LEADER, PERMISSION_DENIED, RAFT_TRANSFER, UNAVAILABLE
 from ..raft.config import RaftConfig
 from ..raft.errors import NoQuorum, NotLeader, RaftError
@@ -34,6 +34,7 @@ from .context import RaftMember
 from .dispatcher import DEFAULT_MAX_HEARTBEAT_RATE, ClusterDirectory, Dispatcher, cert_identity
 from .leadership import LeaderLoops, Loop
 from .logbroker import LogBroker
+from .logreader import LogReader
 from .orchestrator import orchestration_loops
 from .proposer import RaftProposer
 from .raftjoin import RaftMembership, fetch_members, request_join
@@ -131,8 +132,9 @@ class Manager:
         )
         self.dispatcher.register(self.rpc)
         self.add_leader_loop("dispatcher", self.dispatcher)
-        self.logbroker = LogBroker(self.dispatcher)
+        self.logbroker = LogBroker(self.dispatcher, authorize=self.revocation.is_current_manager)
         self.logbroker.register(self.rpc)
+        self.logs = LogReader(self.logbroker, self)
         self.leader_loops.add_task("allocator", Allocator(self.proposer).run)
         self.add_leader_loop("scheduler", SchedulerLoop(self.proposer))
         for name, loop in orchestration_loops(self.proposer):
@@ -214,6 +216,26 @@ class Manager:
             return None
         return self.raft.last_contact(raft_id)
 
+    def leader_client(self, timeout: float) -> tuple[str, RpcClient]:
+        """(the leader's address, an RpcClient for its cluster port) for a request only the
+        leader serves. The client accepts only a manager's certificate of this cluster, and the
+        leader's own node's when the store knows it. Raises NoQuorum when no leader is known."""
+        addr = self.raft.leader_addr()
+        if addr is None:
+            raise NoQuorum("no leader known (election under way?)")
+        host, _, port = addr.rpartition(":")
+        verify = None
+        if self._client_ssl is not None:
+            cluster = self.store.view().cluster()
+            cluster_id, node_id = (cluster.id if cluster else None), self.leader_node_id()
+
+            def verify(peer: PeerInfo) -> None:
+                require_manager_cert(peer.cert, node_id=node_id, cluster_id=cluster_id)
+
+        return addr, RpcClient(host, int(port), ssl=self._client_ssl, timeout=timeout,
+                               server_hostname="swarm-manager" if self._client_ssl else None,
+                               verify_peer=verify)
+
     async def transfer_leadership(self, to: str | None = None, timeout: float = 10.0) -> str:
         """Hand Raft leadership to the manager node ``to`` (None: the most caught-up other
         voter) and return the new leader's node id once it leads. Any manager may be asked: a
@@ -221,20 +243,9 @@ class Manager:
         for a target that cannot lead (not a manager, not a voter, unreachable, itself when
         there is no other), NoQuorum when no leader is known or the transfer did not finish."""
         if not self.raft.is_leader:
-            addr = self.raft.leader_addr()
-            if addr is None:
-                raise NoQuorum("no leader to transfer leadership from (election under way?)")
-            host, _, port = addr.rpartition(":")
-            client = RpcClient(host, int(port), ssl=self._client_ssl, timeout=timeout + 2,
-                               server_hostname="swarm-manager" if self._client_ssl else None)
+            addr, client = self.leader_client(timeout + 2)
             try:
-                if self._client_ssl is not None:  # the leader's certificate, not just the CA's
-                    conn = await client.connect()
-                    cluster = self.store.view().cluster()
-                    require_manager_cert(conn.peer.cert, cluster_id=cluster.id if cluster else None)
                 answer = await client.call(RAFT_TRANSFER, {"to": to, "timeout": timeout})
-            except PermissionDeniedError as e:
-                raise NoQuorum(f"the leader at {addr} is not a manager of this cluster: {e}") from None
             except RpcError as e:
                 if e.code == INVALID_ARGUMENT:
                     raise ValueError(e.message) from None

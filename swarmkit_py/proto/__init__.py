@@ -54,11 +54,24 @@ from .dispatcher import (
     state_or_new,
     status_update,
 )
-from .logs import LOGS_CANCEL, LOGS_PUBLISH, LOGS_SUBSCRIBE, MAX_BATCH
+from .logs import (
+    LEASE,
+    LOGS_CANCEL,
+    LOGS_CLOSE,
+    LOGS_NEXT,
+    LOGS_OPEN,
+    LOGS_PUBLISH,
+    LOGS_SUBSCRIBE,
+    MAX_BATCH,
+)
 from .membership import RAFT_JOIN, RAFT_MEMBERS, RAFT_TRANSFER
 
 __all__ = [
+    "LEASE",
     "LOGS_CANCEL",
+    "LOGS_CLOSE",
+    "LOGS_NEXT",
+    "LOGS_OPEN",
     "LOGS_PUBLISH",
     "LOGS_SUBSCRIBE",
     "MAX_BATCH",

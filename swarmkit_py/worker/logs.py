@@ -1,23 +1,28 @@
 """The worker's half of `docker service logs`: read task containers' logs from the local
 engine and publish them to the leader through the session (contract: proto/logs.py).
 
-Each (subscription, task) gets one reader thread on the blocking SDK stream and a bounded
+Each (subscription, task) gets one reader thread on the engine's log stream and a bounded
 buffer between that thread and the event loop: when the leader has no room (a slow
 `docker service logs` reader), the publisher waits and retries, the buffer fills, and only
 that reader thread blocks on its engine stream. The worker's session, heartbeats and task
 reconcile never wait on a log reader.
 
-What is not here: stdout and stderr arrive merged (the SDK's stream gives payloads without
-their stream id), and all lines are sent as stdout.
+The engine's stream is read raw (its multiplexed frames: stream id, length, one log message)
+rather than through the SDK's `logs()`, which drops the stream id: stdout and stderr stay
+apart all the way to the CLI, which prints them on its own stdout and stderr. A task asked for
+again after a leader change carries the last timestamp its reader delivered (``after``), so
+the new subscription starts right after it instead of repeating or skipping lines.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import docker
@@ -31,6 +36,7 @@ log = logging.getLogger(__name__)
 BUFFER = 512
 """Lines held per reader before its thread waits."""
 RETRY_MAX = 1.0
+STDOUT, STDERR = 1, 2
 
 
 def parse_line(chunk: bytes) -> tuple[int, bytes]:
@@ -49,38 +55,111 @@ def parse_line(chunk: bytes) -> tuple[int, bytes]:
     return 0, chunk
 
 
+def engine_since(ns: int) -> str:
+    """The engine's `since` as `seconds.nanoseconds` (a float would round the nanoseconds)."""
+    secs, frac = divmod(int(ns), 1_000_000_000)
+    return f"{secs}.{frac:09d}"
+
+
+def _read_exactly(raw: Any, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = raw.read(n - len(out))
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def demux(raw: Any, tty: bool) -> Iterator[tuple[int, bytes]]:
+    """(stream id, message) from the engine's log response body (`raw`: its decoded body, as
+    a file). Without a TTY each frame is one log message with its stream id (the engine's
+    stdcopy format: 8-byte header, stream, length); with one, the body is the terminal's
+    bytes, cut here into lines (all stdout, as `docker logs` shows them)."""
+    if not tty:
+        while True:
+            header = _read_exactly(raw, 8)
+            if len(header) < 8:
+                return
+            stream, size = struct.unpack(">BxxxL", header)
+            data = _read_exactly(raw, size)
+            if len(data) < size:
+                return
+            yield stream, data
+    read = getattr(raw, "read1", raw.read)  # what has arrived, without waiting for more
+    pending = b""
+    while chunk := read(65536):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield STDOUT, line + b"\n"
+    if pending:
+        yield STDOUT, pending
+
+
+def _shutdown(sock: Any) -> None:
+    """Wake a thread blocked reading `sock` (closing alone does not, on Linux)."""
+    raw = getattr(sock, "_sock", sock)
+    try:
+        raw.shutdown(socket.SHUT_RDWR)
+    except (OSError, AttributeError):
+        pass
+
+
 class _Reader(threading.Thread):
-    """Pulls one container's log stream into a bounded buffer."""
+    """Pulls one container's log stream into a bounded buffer of (ns, stream id, data)."""
 
     def __init__(self, client: docker.DockerClient, container_id: str, opts: dict[str, Any],
-                 loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
+                 after: int | None, loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
         super().__init__(daemon=True, name=f"logs-{container_id[:12]}")
-        self.client, self.container_id, self.opts = client, container_id, opts
+        self.client, self.container_id, self.opts, self.after = client, container_id, opts, after
         self.loop, self.wake = loop, wake
-        self.buf: deque[tuple[int, bytes]] = deque()
+        self.buf: deque[tuple[int, int, bytes]] = deque()
         self.cond = threading.Condition()
         self.stopped = False
         self.finished = False
+        self._sock: Any = None
+
+    def _open(self) -> Iterator[tuple[int, bytes]]:
+        """The engine's own endpoint, its frames read as the SDK's `logs()` reads them but
+        keeping the stream id that `logs()` drops (private SDK helpers: the public API has
+        no demultiplexed log stream)."""
+        api = self.client.api
+        tty = bool((api.inspect_container(self.container_id).get("Config") or {}).get("Tty"))
+        params = {"timestamps": 1, **self.opts}
+        res = api._get(api._url("/containers/{0}/logs", self.container_id), params=params,
+                       stream=True)
+        with self.cond:
+            self._sock = api._get_raw_response_socket(res)  # raises the engine's error
+            if self.stopped:
+                _shutdown(self._sock)
+        api._disable_socket_timeout(self._sock)  # a quiet container is not a dead engine
+        return demux(res.raw, tty)
 
     def run(self) -> None:
         try:
-            stream = self.client.api.logs(self.container_id, stream=True, timestamps=True,
-                                          **self.opts)
-            for chunk in stream:
+            for stream, chunk in self._open():
+                ts, data = parse_line(chunk)
+                if self.after is not None and ts and ts <= self.after:
+                    continue  # delivered through an earlier subscription
                 with self.cond:
                     while len(self.buf) >= BUFFER and not self.stopped:
                         self.cond.wait(0.5)
                     if self.stopped:
                         break
-                    self.buf.append(parse_line(chunk))
+                    self.buf.append((ts, stream, data))
                 self.loop.call_soon_threadsafe(self.wake.set)
         except Exception as exc:  # noqa: BLE001 - the container went away, engine error
-            log.info("log stream of %s ended: %s", self.container_id[:12], exc)
+            if not self.stopped:
+                log.info("log stream of %s ended: %s", self.container_id[:12], exc)
         finally:
             self.finished = True
-            self.loop.call_soon_threadsafe(self.wake.set)
+            try:
+                self.loop.call_soon_threadsafe(self.wake.set)
+            except RuntimeError:
+                pass  # the agent's loop has closed
 
-    def take(self, n: int) -> list[tuple[int, bytes]]:
+    def take(self, n: int) -> list[tuple[int, int, bytes]]:
         with self.cond:
             out = [self.buf.popleft() for _ in range(min(n, len(self.buf)))]
             self.cond.notify_all()
@@ -90,9 +169,23 @@ class _Reader(threading.Thread):
         with self.cond:
             self.stopped = True
             self.cond.notify_all()
+            if self._sock is not None:
+                _shutdown(self._sock)
 
 
 Send = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+def engine_options(params: dict[str, Any]) -> dict[str, Any]:
+    """The engine's query for a `logs.subscribe` (streams, follow, tail, since)."""
+    opts: dict[str, Any] = {"follow": int(bool(params.get("follow"))),
+                            "stdout": int(params.get("stdout", True) is not False),
+                            "stderr": int(params.get("stderr", True) is not False)}
+    tail = params.get("tail")
+    opts["tail"] = "all" if tail is None else int(tail)
+    if params.get("since") is not None:
+        opts["since"] = engine_since(int(float(params["since"]) * 1_000_000_000))
+    return opts
 
 
 class LogPublisher:
@@ -138,13 +231,16 @@ class LogPublisher:
             found = await asyncio.to_thread(
                 client.containers.list, all=True, filters={"label": f"{LABEL_TASK_ID}={task_id}"})
             if found:
-                opts: dict[str, Any] = {"follow": bool(params.get("follow"))}
-                tail = params.get("tail")
-                opts["tail"] = "all" if tail is None else int(tail)
-                if params.get("since") is not None:
-                    opts["since"] = float(params["since"])
+                opts = engine_options(params)
+                after = (params.get("after") or {}).get(task_id)
+                if isinstance(after, int) and after > 0:
+                    # strictly after the last line delivered (the engine's since is inclusive)
+                    opts.update(since=engine_since(after), tail="all")
+                else:
+                    after = None
                 wake = asyncio.Event()
-                reader = _Reader(client, found[0].id, opts, asyncio.get_running_loop(), wake)
+                reader = _Reader(client, found[0].id, opts, after, asyncio.get_running_loop(),
+                                 wake)
                 self._readers.setdefault(sub, []).append(reader)
                 reader.start()
                 while True:
@@ -164,11 +260,11 @@ class LogPublisher:
             if reader is not None:
                 reader.stop()
 
-    async def _send(self, sub: str, task_id: str, batch: list[tuple[int, bytes]],
+    async def _send(self, sub: str, task_id: str, batch: list[tuple[int, int, bytes]],
                     done: bool = False) -> bool:
         """Until the leader took the whole batch; False when nobody reads it any more."""
-        pending = [{"task_id": task_id, "ts": ts, "stream": 1, "data": data}
-                   for ts, data in batch]
+        pending = [{"task_id": task_id, "ts": ts, "stream": stream, "data": data}
+                   for ts, stream, data in batch]
         pause = 0.02
         while True:
             params = {"sub": sub, "messages": pending, "done": [task_id] if done else []}

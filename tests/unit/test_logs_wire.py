@@ -22,3 +22,33 @@ def test_frames_are_one_line_with_header_details_and_timestamp():
     assert out[8:] == (b"2026-12-02T22:50:00.000000001Z com.docker.swarm.node.id=n1,"
                        b"com.docker.swarm.service.id=s1,com.docker.swarm.task.id=t1 hello\n")
     assert frame(msg, details=False, timestamps=False)[8:] == b"hello\n"
+
+
+def test_the_engines_frames_keep_their_stream_and_a_tty_is_cut_into_lines():
+    import io
+    import struct
+
+    from swarmkit_py.worker.logs import demux
+
+    body = b"".join(struct.pack(">BxxxL", stream, len(data)) + data for stream, data in (
+        (1, b"2026-12-02T22:50:00.1Z out\n"), (2, b"2026-12-02T22:50:00.2Z err\n"), (1, b"")))
+    got = [(s, parse_line(d)[1]) for s, d in demux(io.BufferedReader(io.BytesIO(body + b"\x01")),
+                                                   tty=False)]
+    assert got == [(1, b"out\n"), (2, b"err\n"), (1, b"")]  # a torn header at the end: stop
+
+    class Trickle(io.RawIOBase):  # arrives in pieces that cut lines
+        def __init__(self):
+            self.parts = [b"one\ntw", b"o\nthree"]
+
+        def readinto(self, b):
+            if not self.parts:
+                return 0
+            part = self.parts.pop(0)
+            b[:len(part)] = part
+            return len(part)
+
+        def readable(self):
+            return True
+
+    assert list(demux(io.BufferedReader(Trickle()), tty=True)) == [
+        (1, b"one\n"), (1, b"two\n"), (1, b"three")]
