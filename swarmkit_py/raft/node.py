@@ -13,6 +13,12 @@ starts proposing, and a repeated tag would complete a new request with the old e
 (and throw the new entry's own verdict away). So each process counts from a random 64-bit
 starting point (`secrets`, not the injected RNG, which tests seed identically on every start);
 read contexts use the same counter.
+
+Disk work (WAL appends with their fsync, snapshots, loading) runs on this member's own thread,
+never on the event loop's shared default executor: that pool has a handful of threads
+(cores + 4) and the worker's Docker calls block in it too, so a node running a few tasks
+(each waits on its container in a thread) once left every WAL write queued behind them for
+seconds and every API write answered "no leader". One thread also keeps the writes in order.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import secrets
 import struct
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +135,7 @@ class RaftNode:
         self.cfg = config or RaftConfig()
         self.fsm = fsm
         self.storage = storage if storage is not None else DiskStorage(Path(data_dir))
+        self._disk: ThreadPoolExecutor | None = None
         self.transport = transport_factory(
             self._on_message, on_unreachable=self._on_unreachable, on_snapshot_status=self._on_snapshot_status
         )
@@ -168,12 +176,12 @@ class RaftNode:
         members statically, like etcd's initial-cluster (ignored once state exists, so the same
         command line restarts a member); `peers` are address hints for a joining member."""
         self._loop_time = asyncio.get_running_loop().time
-        st = await asyncio.to_thread(self.storage.load)
+        st = await self._io(self.storage.load)
         snap = st.snapshot
         if snap is not None:
             book, fsm_data = self._unwrap_snapshot(snap.data)
             self.peers.update(book)
-            await asyncio.to_thread(self.fsm.restore, fsm_data)
+            await self._io(self.fsm.restore, fsm_data)
         self.core = RaftCore(
             self.id, self.cfg.core(), self._rng, hard_state=st.hard_state, snapshot=snap, entries=st.entries
         )
@@ -223,10 +231,18 @@ class RaftNode:
             await self.transport.stop()
         if self._order.pending is not None:
             try:  # a clean stop keeps the commit index it knew
-                await asyncio.to_thread(self.storage.save, self._order.pending, [])
+                await self._io(self.storage.save, self._order.pending, [])
             except Exception:
                 log.exception("raft member %d: could not save the commit index on stop", self.id)
-        await asyncio.to_thread(self.storage.close)
+        await self._io(self.storage.close)
+        disk, self._disk = self._disk, None
+        disk.shutdown(wait=False)
+
+    async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run blocking disk work on this member's disk thread."""
+        if self._disk is None:
+            self._disk = ThreadPoolExecutor(1, thread_name_prefix=f"raft-{self.id}-disk")
+        return await asyncio.get_running_loop().run_in_executor(self._disk, fn, *args)
 
     # ================================================================ queries
     @property
@@ -546,13 +562,13 @@ class RaftNode:
         for m in step.early:
             send(m)
         if rd.snapshot is not None:
-            await asyncio.to_thread(self.storage.save_snapshot, rd.snapshot)
+            await self._io(self.storage.save_snapshot, rd.snapshot)
             book, fsm_data = self._unwrap_snapshot(rd.snapshot.data)
             for nid, a in book.items():
                 self._set_peer(nid, a)
             self.fsm.restore(fsm_data)
         if step.write:
-            await asyncio.to_thread(self.storage.save, step.hard_state, rd.entries)
+            await self._io(self.storage.save, step.hard_state, rd.entries)
             self._order.written(step)
             self.metrics["fsyncs"] += 1
         for m in step.late:
@@ -634,7 +650,7 @@ class RaftNode:
             book[self.id] = self.addr
         data = wrap_snapshot(book, self.fsm.snapshot())
         snap: Snapshot = c.create_snapshot(data, keep_entries=self.cfg.keep_entries)
-        await asyncio.to_thread(self._persist_snapshot, snap, c.log.offset)
+        await self._io(self._persist_snapshot, snap, c.log.offset)
         log.info("raft member %d: snapshot at %d (%d bytes) in %.1f ms", self.id, snap.meta.index, len(data), (time.perf_counter() - t0) * 1000)
 
     def _persist_snapshot(self, snap: Snapshot, compact_to: int) -> None:

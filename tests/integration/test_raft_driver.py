@@ -146,3 +146,33 @@ async def test_a_long_proposal_does_not_hold_back_the_timeout_of_shorter_ones(tm
         long.cancel()
     finally:
         await ms.stop()
+
+
+async def test_writes_commit_while_the_default_executor_is_busy(tmp_path):
+    """The worker's Docker calls block in threads (a running task waits on its container in
+    one); when they shared the loop's default executor (cores + 4 threads) with the WAL's
+    fsync, a manager running six tasks timed out every write ("no leader"). The WAL has its
+    own thread: a write commits at once with that pool full of blocked calls."""
+    import concurrent.futures
+    import threading
+
+    from swarmkit_py.worker.executor import docker_adapter
+
+    release = threading.Event()
+    ms = Members(tmp_path, 1)
+    busy = concurrent.futures.ThreadPoolExecutor(2)
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(busy)
+    blocked = [asyncio.ensure_future(asyncio.to_thread(release.wait, 30)) for _ in range(4)]
+    try:
+        ld = await ms.found()
+        t0 = loop.time()
+        await ld.propose(encode_put("k", b"v"), timeout=5.0)
+        assert loop.time() - t0 < 2.0
+        # and Docker calls do not queue behind whatever holds the default pool either
+        assert await asyncio.wait_for(docker_adapter.call(lambda: "engine answered"), 2.0) \
+            == "engine answered"
+    finally:
+        release.set()
+        await asyncio.gather(*blocked)
+        await ms.stop()

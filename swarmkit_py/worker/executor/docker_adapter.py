@@ -3,7 +3,10 @@
 Everything engine-specific is here: how a task's spec becomes create arguments, the labels
 that let `docker ps` (and a restarted worker) tell which task a container is, and how transport
 failures become the one retryable EngineUnavailable error. The SDK is blocking; `call` runs it
-in a thread so one event loop can drive many tasks.
+in a thread so one event loop can drive many tasks: threads of its own pool (DOCKER_THREADS),
+not the event loop's default executor, where each running task's wait for its container
+would hold one of the few threads the agent's other blocking work (Raft's WAL on a manager,
+the network plane) needs: with six tasks on a 2-core manager, every API write timed out.
 
 Durations arrive in nanoseconds, as the spec keeps them and as the engine takes a health
 check's; only `docker stop`'s timeout is whole seconds (`stop_timeout`).
@@ -20,8 +23,10 @@ a Linux engine cannot do (controlapi/taskfields.py).
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import docker
@@ -64,8 +69,20 @@ def call_sync(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise EngineUnavailable(f"docker engine unavailable: {exc}") from exc
 
 
+DOCKER_THREADS = 256
+"""Docker calls at once per agent: one per running task waits on its container (in bounded
+chunks, see executor/controller.py), so this bounds the tasks a node can run without their
+starts and stops queueing behind those waits. Threads are made only when that many calls
+are in flight at once."""
+_pool: ThreadPoolExecutor | None = None
+
+
 async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    return await asyncio.to_thread(call_sync, fn, *args, **kwargs)
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(DOCKER_THREADS, thread_name_prefix="docker")
+    return await asyncio.get_running_loop().run_in_executor(
+        _pool, functools.partial(call_sync, fn, *args, **kwargs))
 
 
 def container_spec(task: AssignedTask) -> ContainerSpec:
