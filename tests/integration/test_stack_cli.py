@@ -89,14 +89,15 @@ def test_stack_life_cycle(agent_cluster, tmp_path, monkeypatch):
         filters={"label": "com.docker.swarm.service.name=st_web"})) == 2, 120,
                "both web tasks serve the new config")
 
-    # The first `stack rm` may leave the networks (their tasks are still stopping: the
-    # networks API waits for them); a second one, once the containers are gone, finishes.
-    c.docker(m1, "stack", "rm", "st", check=False)
-    c.wait_for(lambda: not engine.containers.list(
-        all=True, filters={"label": "com.docker.stack.namespace=st"}), 60, "containers gone")
-    c.wait_for(lambda: c.docker(m1, "stack", "rm", "st", check=False).returncode == 0 and
-               c.docker(m1, "stack", "ls", "--format", "{{.Name}}")
-               .stdout.strip() == "", 60, "stack removed")
+    # One `stack rm` removes everything, networks included, as with Swarm: the CLI removes the
+    # services and then at once their networks, while the tasks are still stopping.
+    out = c.docker(m1, "stack", "rm", "st")
+    assert "Removing network st_back" in out.stdout and not out.stderr, out
+    assert c.docker(m1, "stack", "ls", "--format", "{{.Name}}").stdout.strip() == ""
     for kind in ("service", "network", "secret", "config"):
         listed = c.docker(m1, kind, "ls", "--format", "{{.Name}}").stdout.split()
         assert [n for n in listed if n.startswith("st_")] == [], (kind, listed)
+    c.wait_for(lambda: not engine.containers.list(
+        all=True, filters={"label": "com.docker.stack.namespace=st"}) and not [
+        n for n in engine.networks.list(filters={"label": "com.swarmkit-py.network.id"})
+        if n.name.startswith("st_")], 60, "the stack's containers and engine networks gone")

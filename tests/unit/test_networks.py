@@ -16,6 +16,7 @@ from swarmkit_py.manager.proposer import LocalProposer
 from swarmkit_py.store import (
     EndpointSpec,
     MemoryStore,
+    NetworkAttachment,
     Node,
     PortConfig,
     Service,
@@ -143,3 +144,27 @@ def test_network_list_filters():
     assert not network_filter({"type": ["builtin"]}, view)(n)
     with pytest.raises(InvalidArgument, match="dangling"):
         network_filter({"dangling": ["maybe"]}, view)
+
+
+async def test_a_network_is_released_by_tasks_told_to_stop_and_by_a_deleted_services_tasks():
+    """`docker stack rm` removes the services, then at once their networks: the tasks are
+    still stopping. As in Swarm, only tasks meant to run (and not past running) hold a network;
+    a deleted service's tasks are about to be told to stop, so they do not either."""
+    from swarmkit_py.manager.controlapi.networks import tasks_holding
+
+    store, proposer = _store()
+    net = ipam.allocate_network([], parse_network_create({"Name": "back", "Driver": "overlay"}),
+                                "netback")
+    svc = Service(id="s1", spec=ServiceSpec(name="web", task_template=TaskSpec(
+        container_spec={"Image": "x"}, networks=[{"Target": "netback"}])))
+    now = datetime.now(UTC)
+    run, stopping = new_task(svc, "t1", now, slot=1), new_task(svc, "t2", now, slot=2)
+    for t in (run, stopping):
+        t.status = TaskStatus(state=TaskState.RUNNING)
+        t.networks_attachments = [NetworkAttachment(network_id="netback",
+                                                    addresses=["10.0.1.5/24"])]
+    stopping.desired_state = TaskState.SHUTDOWN
+    await proposer.propose(Transaction().create(net).create(svc).create(run).create(stopping))
+    assert [t.id for t in tasks_holding(store.view(), net)] == ["t1"]
+    await proposer.propose(Transaction().delete("service", "s1"))
+    assert tasks_holding(store.view(), net) == []

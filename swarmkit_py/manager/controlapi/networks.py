@@ -23,6 +23,7 @@ from ...store import (
     Network,
     NetworkSpec,
     NotFound,
+    TaskState,
     Transaction,
     new_id,
 )
@@ -82,8 +83,7 @@ class NetworkMethods:
             raise FailedPrecondition(
                 f"network {network.spec.name} is in use by service {', '.join(users)}: "
                 "remove the service or update it with --network-rm first")
-        live = [t for t in view.list("task") if not t.status.state.terminal and any(
-            a.network_id == network.id for a in t.networks_attachments or [])]
+        live = tasks_holding(view, network)
         if live:
             raise FailedPrecondition(
                 f"network {network.spec.name} is in use by task {live[0].name or live[0].id}: "
@@ -99,10 +99,7 @@ class NetworkMethods:
         view = self._swarm_view()
         doomed = [n for n in view.list("network")
                   if not n.spec.ingress and not network_users(view, n)
-                  and labels_match(n.spec.labels, labels)
-                  and not any(not t.status.state.terminal and any(
-                      a.network_id == n.id for a in t.networks_attachments or [])
-                      for t in view.list("task"))]
+                  and labels_match(n.spec.labels, labels) and not tasks_holding(view, n)]
         if not doomed:
             return []
         tx = Transaction()
@@ -129,6 +126,18 @@ class NetworkMethods:
                     f"{network.spec.name!r}: publish a port instead (-p)")
             out.append({**entry, "Target": network.id})
         return out
+
+
+def tasks_holding(view: Any, network: Network) -> list[Any]:
+    """Tasks that still hold the network: meant to run and not past running. As in Swarm, a
+    task told to stop (desired state beyond running) no longer does, and neither does one whose
+    service was deleted (the orchestrator is about to tell it to): its node takes its endpoint
+    down and the network after it, when the container is gone. So `docker stack rm`, which
+    removes the services and then at once the networks, removes them on the first try."""
+    return [t for t in view.list("task")
+            if t.desired_state <= TaskState.RUNNING and t.status.state <= TaskState.RUNNING
+            and view.get_service(t.service_id) is not None
+            and any(a.network_id == network.id for a in t.networks_attachments or [])]
 
 
 def parse_network_create(body: Mapping[str, Any]) -> NetworkSpec:

@@ -37,6 +37,8 @@ from .dns import DNSServer, build_records
 log = logging.getLogger(__name__)
 
 LABEL_NETWORK_ID = "com.swarmkit-py.network.id"
+RETRY_LEFTOVER = 1.0
+"""Seconds between tries to remove an engine network a stopping container still holds."""
 
 
 def engine_network(client: docker.DockerClient, network_id: str, name: str, subnet: str,
@@ -88,6 +90,8 @@ class NetworkPlane:
         self._links_applied: dict[str, tuple] = {}
         """Per network, the inputs its links were last programmed from (skip when equal)."""
         self._rules_applied: mesh.MeshRules | None = None
+        self.leftover: set[str] = set()
+        """Engine networks of removed overlays still held by stopping containers."""
 
     def start(self) -> None:
         self._loop_job.start()
@@ -133,6 +137,8 @@ class NetworkPlane:
                     await self.dns.listen_on(gateways)
                 self.applied += 1
                 self.last_apply_s = time.monotonic() - started
+                if self.leftover:
+                    asyncio.get_running_loop().call_later(RETRY_LEFTOVER, self._wake.set)
             except Exception:
                 log.exception("applying the network map failed; retrying on the next one")
                 self._engine_networks.clear()
@@ -161,6 +167,8 @@ class NetworkPlane:
             if self.kernel:
                 links.remove_vxlans_except({n["vni"] for n in networks.values()})
             self._known_networks = set(networks)
+        elif self.leftover:
+            self._remove_gone(client, set(networks))
         rules = mesh.MeshRules()
         gateways: set[str] = set()
         for nid in sorted(local):
@@ -222,14 +230,24 @@ class NetworkPlane:
         self._engine_networks.add(nid)
 
     def _remove_gone(self, client, known: set[str]) -> None:
+        """Remove the engine networks of overlays the swarm no longer has. One whose last
+        containers are still stopping (the swarm lets a network go once its tasks are told to
+        stop) refuses; it is `leftover` and tried again until it goes (`_loop`), else it would
+        stay on the host for good, and a network of the same name made later would clash."""
         self._engine_networks &= known
         self._links_applied = {k: v for k, v in self._links_applied.items() if k in known}
+        leftover: set[str] = set()
         for net in client.networks.list(filters={"label": LABEL_NETWORK_ID}):
             nid = (net.attrs.get("Labels") or {}).get(LABEL_NETWORK_ID)
             if nid in known:
                 continue
             try:
                 net.remove()
+            except docker.errors.NotFound:
+                continue
             except docker.errors.APIError as exc:
-                log.info("network %s removed from the swarm but still in use here: %s",
-                         net.name, exc)
+                if nid not in self.leftover:
+                    log.info("network %s removed from the swarm but still in use here (its "
+                             "containers are stopping); trying again: %s", net.name, exc)
+                leftover.add(nid)
+        self.leftover = leftover
