@@ -4,4 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 export SIM_SEEDS=${SIM_SEEDS:-1000}
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# Two pytest-xdist workers: most tests wait on real processes, engines and hosts, so two share
+# CI's 2 cores well; the lab tests stay on one worker, one lab at a time (tests/conftest.py).
+# TEST_WORKERS=0 runs everything in this process, one test at a time.
+WORKERS=${TEST_WORKERS:-2}
+XDIST=()
+[ "$WORKERS" = 0 ] || XDIST=(-n "$WORKERS" --dist loadgroup)
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "${XDIST[@]}" "$@"

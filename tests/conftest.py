@@ -35,3 +35,41 @@ def lab_name():
         return os.environ.get("SWARMKIT_TEST_LAB") or f"t-{kind}-{os.getpid() % 10000}"
 
     return name
+
+
+# Tests that bring up a lab (namespaced hosts, each with its own sshd and dockerd) run one after
+# another on one pytest-xdist worker: two labs at once on CI's 2 cores would measure the machine,
+# not the product. Everything else is spread over the workers.
+_LAB_DIRS = ("lab", "infra", "browser")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(ROOT).parts
+        if len(parts) > 1 and parts[0] == "tests" and parts[1] in _LAB_DIRS:
+            item.add_marker(pytest.mark.xdist_group("lab"))
+
+
+# The seeded simulation's summary line (CI greps it). The hooks live here, not in tests/sim/, so
+# that pytest-xdist's controller, which collects nothing, has them: the figures travel from the
+# worker that ran the test as the report's user property "sim".
+def pytest_runtest_logreport(report):
+    for name, value in report.user_properties:
+        if name == "sim" and report.when == "call":
+            from tests.sim import harness
+
+            harness.RESULTS.update(value)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    from tests.sim import harness
+
+    r = harness.RESULTS
+    if not r.get("seeds_run"):
+        return
+    sizes = ", ".join(f"{n} nodes: {c}" for n, c in sorted(r.get("by_size", {}).items()))
+    line = (f"sim: {r['seeds_passed']} seeds passed of {r['seeds_run']} ({sizes}; "
+            f"{r.get('reads', 0)} linearizable reads checked) in {r['seconds']:.1f}s")
+    if r.get("failed"):
+        line += f"; FAILED seeds: {r['failed'][:20]} (replay: SIM_SEED=<n> ./scripts/test.sh tests/sim)"
+    terminalreporter.write_line(line)

@@ -94,6 +94,12 @@ async def test_minority_refuses_writes_with_a_clear_error_in_bounded_time(cluste
     c = cluster5
     leader = await c.wait_leader()
     await c.put(leader, "before", b"1")
+    # An acknowledged write is on a majority, not necessarily on the two members that will be
+    # left: wait until every member has applied it, so the stale read below has it to find.
+    deadline = time.monotonic() + 20
+    while any([await c.call(n, "kv.get", {"k": "before", "linearizable": False}) != b"1" for n in c.members]):
+        assert time.monotonic() < deadline, "the write did not reach every member within 20 s"
+        await asyncio.sleep(0.05)
     victims = [leader] + [n for n in c.members if n != leader][:2]
     for n in victims:
         await c.kill(n)
