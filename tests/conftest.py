@@ -39,15 +39,17 @@ def lab_name():
 
 # Tests that bring up a lab (namespaced hosts, each with its own sshd and dockerd) run one after
 # another on one pytest-xdist worker: two labs at once on CI's 2 cores would measure the machine,
-# not the product. Everything else is spread over the workers.
-_LAB_DIRS = ("lab", "infra", "browser")
+# not the product. The integration tests share the machine's one Docker engine and look up task
+# containers by service name, so they too run one at a time, on their own worker group. The
+# rest (unit, security, sim) is spread over the workers.
+_GROUPS = {"lab": "lab", "infra": "lab", "browser": "lab", "integration": "engine"}
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         parts = Path(str(item.fspath)).relative_to(ROOT).parts
-        if len(parts) > 1 and parts[0] == "tests" and parts[1] in _LAB_DIRS:
-            item.add_marker(pytest.mark.xdist_group("lab"))
+        if len(parts) > 1 and parts[0] == "tests" and parts[1] in _GROUPS:
+            item.add_marker(pytest.mark.xdist_group(_GROUPS[parts[1]]))
 
 
 # The seeded simulation's summary line (CI greps it). The hooks live here, not in tests/sim/, so
