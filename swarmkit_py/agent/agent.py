@@ -12,6 +12,7 @@ import asyncio
 import logging
 import shutil
 import socket
+from collections import Counter
 from pathlib import Path
 
 from .. import __version__
@@ -71,6 +72,10 @@ class Agent:
         self.task_worker: TaskWorker | None = None
         self.log_publisher: LogPublisher | None = None
         self._unlock_key: bytes | None = None  # the auto-lock key, in memory only
+        self.cluster_refused: Counter = Counter()
+        """What port 2377 turned away, by reason (kept across RpcServer restarts)."""
+        self.api_refused: Counter = Counter()
+        """What the Docker API's authorization refused, by reason."""
 
     # ---------------------------------------------------------------- TLS material
     def _creds(self) -> tuple[bytes, bytes, bytes]:
@@ -97,19 +102,21 @@ class Agent:
         """Who may use the Docker API: on TCP, a client bundle (`client-cert`) or the certificate
         of a node that is a manager *now* — never a worker's, a removed node's or a demoted
         manager's (issue 9, hole 5). The unix socket has no certificate and is protected by its
-        file mode (root only)."""
+        file mode (root only). Refusals are counted by reason for /metrics."""
         ident = api_identity(request)
         if ident is None:
             return
+        verdict = None
         if ident.role not in (CertRole.CLIENT, CertRole.MANAGER):
-            raise PermissionError(
+            verdict = "not_manager", (
                 f"node {ident.node_id} has role {ident.role}: worker certificates can't be used to view or modify "
                 "cluster state; use a client bundle (swarmkit-py client-cert) or a manager"
             )
-        if self.manager is not None:
-            reason = self.manager.revocation.api_refusal(ident)
-            if reason is not None:
-                raise PermissionError(reason)
+        elif self.manager is not None:
+            verdict = self.manager.revocation.api_verdict(ident)
+        if verdict is not None:
+            self.api_refused[verdict[0]] += 1
+            raise PermissionError(verdict[1])
 
     @property
     def advertise_addr(self) -> str:
@@ -154,7 +161,8 @@ class Agent:
             if not await self._serve_locked():
                 return  # asked to stop while still locked
         host, _, port = self.cfg.listen_addr.rpartition(":")
-        self.rpc = RpcServer(host, int(port), ssl=self.server_ssl(), policy=cluster_port_policy(admit=self._admit))
+        self.rpc = RpcServer(host, int(port), ssl=self.server_ssl(), policy=cluster_port_policy(admit=self._admit),
+                             refused=self.cluster_refused)
         await self.rpc.start()
         if self.state.role == "manager":
             await self.start_manager()

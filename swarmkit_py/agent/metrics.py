@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..manager.admission import REFUSAL_REASONS
+
 PREFIX = "swarmkit"
+API_REFUSAL_REASONS = ("not_manager", "revoked_certificate", "demoted")
 
 
 class _Out:
@@ -40,6 +43,18 @@ def render(agent) -> str:
         o.metric("worker_heartbeats_total", "counter", "Heartbeats sent to the dispatcher.", sess.stats["heartbeats"])
         o.metric("worker_sessions_opened_total", "counter", "Dispatcher sessions opened.", sess.stats["sessions_opened"])
         o.metric("worker_known_managers", "gauge", "Managers this node can fail over to.", len(sess.managers))
+    # What the trust boundary refused, by port and reason: every known reason is always
+    # exported (a series that appears only after the first attack cannot be alerted on).
+    refusals_help = ("Connections, frames and calls refused by the trust boundary "
+                     "(port 2377: caps, limits, handshakes, revoked certificates, role checks; api: the Docker API's role checks).")
+    cluster = getattr(agent, "cluster_refused", {})
+    for reason in sorted(set(REFUSAL_REASONS) | set(cluster)):
+        o.metric("trust_refusals_total", "counter", refusals_help, cluster.get(reason, 0),
+                 {"port": "cluster", "reason": reason})
+    api = getattr(agent, "api_refused", {})
+    for reason in sorted(set(API_REFUSAL_REASONS) | set(api)):
+        o.metric("trust_refusals_total", "counter", refusals_help, api.get(reason, 0),
+                 {"port": "api", "reason": reason})
     mgr = agent.manager
     if mgr is not None and mgr.raft.core is not None:
         r = mgr.raft

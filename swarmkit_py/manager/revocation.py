@@ -10,7 +10,7 @@ whose certificates are refused on every port, and manager-only operations check 
 `Revocation` is the one place those rules live, used by
 - the cluster port's admission (`admit`): a removed node's connection is refused at once;
 - the Raft transport's inbound check and the manager-only RPCs (`manager_refusal`);
-- the Docker API's per-request check (`api_refusal`);
+- the Docker API's per-request check (`api_verdict`);
 and it closes, the moment the store says so, the connections a node already had open
 (`run`): the Raft transport decides once per connection, so a demoted manager's live
 connection must go for the new verdict to apply.
@@ -30,6 +30,7 @@ from ..ca import CAError, CertRole, NodeIdentity, identity_from_cert
 from ..rpc import PeerInfo, RpcServer
 from ..store import DELETE, UPDATE, MemoryStore, Node, NodeRole
 from ..store.follow import StoreFollower
+from .admission import RAFT_NOT_MANAGER
 
 log = logging.getLogger(__name__)
 
@@ -51,25 +52,32 @@ class Revocation:
 
     def refusal(self, ident: NodeIdentity) -> str | None:
         """Why this certificate has no rights at all any more, or None."""
-        if ident.role is CertRole.CLIENT:
-            return None  # operator bundles name no node
-        if self.removed(ident.node_id):
-            return (
-                f"node {ident.node_id} was removed from the swarm; its certificates are revoked "
-                "(join again with a join token)"
-            )
-        return None
+        verdict = self.verdict(ident, manager_only=False)
+        return verdict[1] if verdict else None
 
     def manager_refusal(self, ident: NodeIdentity) -> str | None:
         """Why this certificate may not act as a manager *now*, or None."""
-        reason = self.refusal(ident)
-        if reason is not None:
-            return reason
+        verdict = self.verdict(ident, manager_only=True)
+        return verdict[1] if verdict else None
+
+    def verdict(self, ident: NodeIdentity, *, manager_only: bool) -> tuple[str, str] | None:
+        """(reason, message) of a refusal, or None: "revoked_certificate" for a removed node,
+        and for manager-only rights "not_manager" (the certificate's role) or "demoted" (the
+        store's)."""
+        if ident.role is CertRole.CLIENT:
+            return None  # operator bundles name no node
+        if self.removed(ident.node_id):
+            return "revoked_certificate", (
+                f"node {ident.node_id} was removed from the swarm; its certificates are revoked "
+                "(join again with a join token)"
+            )
+        if not manager_only:
+            return None
         if ident.role is not CertRole.MANAGER:
-            return f"node {ident.node_id} has role {ident.role}, not a manager's"
+            return "not_manager", f"node {ident.node_id} has role {ident.role}, not a manager's"
         node = self.store.view().get_node(ident.node_id)
         if node is not None and node.role != NodeRole.MANAGER:
-            return (
+            return "demoted", (
                 f"node {ident.node_id} was demoted to {node.role}: its manager certificate no "
                 "longer carries a manager's rights"
             )
@@ -85,20 +93,20 @@ class Revocation:
     def is_current_manager(self, peer: PeerInfo) -> bool:
         """For the Raft transport's inbound check (asked once per connection)."""
         if peer.cert is None:
-            return False
+            return False  # cannot happen: anonymous peers may not send raft.msg at all
         try:
             reason = self.manager_refusal(identity_from_cert(peer.cert))
-        except CAError:
-            return False
+        except CAError as e:
+            reason = f"unreadable certificate: {e}"
         if reason is not None:
             log.warning("refusing raft messages from %s: %s", peer.address_str, reason)
+            if self.rpc is not None:
+                self.rpc.refused[RAFT_NOT_MANAGER] += 1
         return reason is None
 
-    def api_refusal(self, ident: NodeIdentity) -> str | None:
+    def api_verdict(self, ident: NodeIdentity) -> tuple[str, str] | None:
         """For the Docker API: client bundles and current managers only."""
-        if ident.role is CertRole.CLIENT:
-            return None
-        return self.manager_refusal(ident)
+        return self.verdict(ident, manager_only=True)
 
     # -- cutting live connections -----------------------------------------------------------
 

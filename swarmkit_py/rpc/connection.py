@@ -64,8 +64,10 @@ class Connection:
         *,
         max_frame: int = DEFAULT_MAX_FRAME,
         policy: ServerPolicy | None = None,
+        on_refusal: Callable[[str], None] | None = None,
     ) -> None:
         self._reader = reader
+        self._on_refusal = on_refusal
         self._writer = writer
         self._handlers = handlers
         self._max_frame = max_frame
@@ -90,6 +92,7 @@ class Connection:
         self.peer = PeerInfo(address, cert, self)
         self._limits: DecodeLimits = trusted_limits(max_frame)
         self._allowed: frozenset[str] | None = None
+        self._counted_codes = policy.counted_codes if policy is not None else {}
         if policy is not None:
             self._limits = policy.limits_for(self.peer)
             if cert is None:
@@ -254,6 +257,8 @@ class Connection:
                         await self._await_notification(pending)
         except (FrameTooLarge, ProtocolError) as e:
             reason = str(e)
+            self._refused(e.kind if isinstance(e, _Refused) else "frame_too_large" if isinstance(e, FrameTooLarge)
+                          else "bad_frame")
             log.warning("closing connection to %s: %s", self.peer.address_str, e)
         except asyncio.CancelledError:
             reason = self._close_reason or "cancelled"
@@ -270,7 +275,9 @@ class Connection:
             frame = unpack_body(body, **self._unpack_limits)
             kind = frame[0]
         except Exception as e:
-            raise ProtocolError(f"undecodable frame: {e}") from e
+            # msgpack says "... exceeds max_array_len(256)" (and the like) for its limits
+            over = isinstance(e, ValueError) and "exceeds max_" in str(e)
+            raise _Refused("decode_limit" if over else "bad_frame", f"undecodable frame: {e}") from e
         if kind == NOTIFY:
             try:
                 _, method, params = frame
@@ -319,10 +326,22 @@ class Connection:
 
     def _check_allowed(self, method: Any) -> None:
         if self._allowed is not None and method not in self._allowed:
-            raise ProtocolError(
+            raise _Refused(
+                "method_not_open",
                 f"method {str(method)[:64]!r} is not open to this peer (no certificate); "
                 f"only {', '.join(sorted(self._allowed))} are"
             )
+
+    def _refused(self, kind: str) -> None:
+        if self._on_refusal is not None:
+            self._on_refusal(kind)
+
+    def _count_answer(self, code: str) -> None:
+        """An error answer that is a refusal by the trust boundary (the policy's
+        ``counted_codes``: permission denied, a bad join token) is counted."""
+        kind = self._counted_codes.get(code)
+        if kind is not None:
+            self._refused(kind)
 
     def _request_done(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
@@ -363,6 +382,7 @@ class Connection:
             if exc is None:
                 frame = pack_frame((RESPONSE, rid, None, result), self._max_frame)
             elif isinstance(exc, RpcError):
+                self._count_answer(exc.code)
                 frame = pack_frame((RESPONSE, rid, (exc.code, exc.message), None), self._max_frame)
             else:
                 raise exc
@@ -401,6 +421,7 @@ class Connection:
                 result = await result
             frame = pack_frame((RESPONSE, rid, None, result), self._max_frame)
         except RpcError as e:
+            self._count_answer(e.code)
             frame = pack_frame((RESPONSE, rid, (e.code, e.message), None), self._max_frame)
         except Exception as e:
             log.exception("handler for %r failed", method)
@@ -442,3 +463,11 @@ class Connection:
                 cb()
             except Exception:
                 log.exception("close callback failed for %s", where)
+
+
+class _Refused(ProtocolError):
+    """A protocol error that is also a refusal by the trust boundary, with its reason."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind

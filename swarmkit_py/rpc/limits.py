@@ -18,9 +18,14 @@ and blocked the event loop for most of a second (issue 9, hole 3). The defences 
   may be open at once, where a newcomer evicts the longest-silent one rather than being locked
   out by parked sockets (see :class:`ServerPolicy`).
 
-What is left: each connection's socket and TLS buffers (the stream reader may hold up to 2 MiB
-while all of a connection's requests are being served), so the worst case for strangers is
-about ``max_anonymous`` times that.
+- before any of that, the TLS handshake: at most ``max_handshakes`` in progress at once, each
+  with a 16 KiB read buffer instead of asyncio's 256 KiB until the peer presents a certificate
+  (``rpc.tls_accept``).
+
+What is left per idle anonymous connection, measured with tracemalloc (bench/anon_conn_bench.py):
+about 30 KB of Python objects and about 45 KB that OpenSSL allocates in C, so 64 parked
+strangers hold about 5 MB and 256 stalled handshakes about 20 MB; a stranger that sends, up to
+``max_inflight`` frames of 64 KiB (what the stream reader buffers while they are served).
 
 With 64 KiB per anonymous frame, decoding one cannot take more than about a millisecond, far
 below a Raft heartbeat, whatever the frame holds.
@@ -28,8 +33,8 @@ below a Raft heartbeat, whatever the frame holds.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from .framing import DEFAULT_MAX_FRAME
 from .peer import PeerInfo
@@ -110,3 +115,27 @@ class ServerPolicy:
     silent this long (else the newcomer is refused)."""
     anonymous_lifetime: float = 60.0
     sweep_interval: float = 1.0
+    max_handshakes: int = 256
+    """TLS handshakes in progress at once (nobody is identified yet); more are dropped at accept."""
+    counted_codes: Mapping[str, str] = field(default_factory=dict)
+    """Error codes of answers that are refusals (say "permission_denied"), and the reason
+    each is counted under in the server's ``refused``."""
+
+
+REFUSAL_REASONS: dict[str, str] = {
+    "handshakes_over_capacity": "dropped at accept: too many TLS handshakes in progress",
+    "tls_handshake_failed": "TLS handshake failed (certificate not from the cluster CA, not TLS)",
+    "tls_handshake_timeout": "TLS handshake not finished within the handshake timeout",
+    "connections_over_capacity": "refused: the connection cap was reached",
+    "anonymous_over_capacity": "refused: the cap on connections without a certificate was reached",
+    "anonymous_evicted": "closed to make room: the longest-silent connection without a certificate",
+    "anonymous_idle": "closed: no certificate and idle past the idle timeout",
+    "anonymous_lifetime": "closed: no certificate and open past the lifetime limit",
+    "revoked_certificate": "refused at admission: the certificate of a removed node",
+    "frame_too_large": "closed: a frame above the peer's size limit",
+    "decode_limit": "closed: a frame above the peer's msgpack container limits",
+    "bad_frame": "closed: an undecodable or malformed frame",
+    "method_not_open": "closed: a method not open to a peer without a certificate",
+}
+"""Why the RPC layer turned a peer away (keys of the server's ``refused`` counter; the policy's
+``counted_codes`` add the refusals that handlers answer)."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as _ssl
+from collections import Counter
 
 from .connection import STREAM_LIMIT, Connection
 from .framing import DEFAULT_MAX_FRAME
 from .limits import ServerPolicy
 from .registry import HandlerRegistry, NotificationHandler, RequestHandler
+from .tls_accept import LeanTLSServer
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,13 @@ class RpcServer:
     connections, idle time and lifetime of anonymous ones, and a last word on admission
     (revoked certificates). Without it every peer is trusted with ``max_frame`` (tests,
     loopback tools).
+
+    With ``ssl``, connections are accepted by ``tls_accept.LeanTLSServer``: a small read
+    buffer until the peer presents a certificate, and a cap on handshakes in progress.
+
+    ``refused`` counts what the trust boundary turned away, by reason (see
+    :data:`REFUSAL_REASONS`); pass a Counter to keep counting across servers (the agent's
+    /metrics reads it).
     """
 
     def __init__(
@@ -38,6 +47,7 @@ class RpcServer:
         max_frame: int = DEFAULT_MAX_FRAME,
         handshake_timeout: float = 10.0,
         policy: ServerPolicy | None = None,
+        refused: Counter | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -49,9 +59,9 @@ class RpcServer:
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
         self._sweeper: asyncio.Task | None = None
-        self.refused = {"over_capacity": 0, "anonymous_over_capacity": 0, "anonymous_evicted": 0,
-                        "not_admitted": 0, "anonymous_idle": 0, "anonymous_lifetime": 0}
-        self._reported = dict(self.refused)
+        self.refused: Counter = refused if refused is not None else Counter()
+        self._reported = Counter(self.refused)
+        self._tls: LeanTLSServer | None = None
 
     def add_handler(self, method: str, handler: RequestHandler, *, inline: bool = False) -> None:
         self.handlers.add_handler(method, handler, inline=inline)
@@ -76,14 +86,14 @@ class RpcServer:
     async def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("server already started")
-        self._server = await asyncio.start_server(
-            self._on_connect,
-            self.host,
-            self.port,
-            ssl=self._ssl,
-            limit=STREAM_LIMIT,
-            ssl_handshake_timeout=self._handshake_timeout if self._ssl else None,
-        )
+        if self._ssl is not None:
+            max_handshakes = self._policy.max_handshakes if self._policy is not None else 1 << 30
+            self._tls = LeanTLSServer(self._on_connect, self._ssl, limit=STREAM_LIMIT,
+                                      handshake_timeout=self._handshake_timeout,
+                                      max_handshakes=max_handshakes, on_event=self._count)
+            self._server = await self._tls.listen(self.host, self.port)
+        else:
+            self._server = await asyncio.start_server(self._on_connect, self.host, self.port, limit=STREAM_LIMIT)
         if self._policy is not None:
             self._sweeper = asyncio.get_running_loop().create_task(
                 self._sweep(self._policy), name=f"rpc-sweep {self.host}:{self.port}"
@@ -91,7 +101,8 @@ class RpcServer:
 
     def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         policy = self._policy
-        conn = Connection(reader, writer, self.handlers, max_frame=self._max_frame, policy=policy)
+        conn = Connection(reader, writer, self.handlers, max_frame=self._max_frame, policy=policy,
+                          on_refusal=self._count)
         if policy is not None:
             refusal = self._refusal(conn, policy)
             if refusal is not None:
@@ -105,9 +116,12 @@ class RpcServer:
         conn.add_close_callback(lambda: self._connections.discard(conn))
         log.debug("accepted connection from %s", conn.peer.address_str)
 
+    def _count(self, kind: str) -> None:
+        self.refused[kind] += 1
+
     def _refusal(self, conn: Connection, policy: ServerPolicy) -> tuple[str, str] | None:
         if len(self._connections) >= policy.max_connections:
-            return "over_capacity", f"already {len(self._connections)} connections open"
+            return "connections_over_capacity", f"already {len(self._connections)} connections open"
         if conn.is_anonymous:
             anonymous = [c for c in self._connections if c.is_anonymous]
             if len(anonymous) >= policy.max_anonymous:
@@ -129,7 +143,7 @@ class RpcServer:
                 log.exception("admission check failed for %s", conn.peer.address_str)
                 reason = f"admission check failed: {e}"
             if reason is not None:
-                return "not_admitted", reason
+                return "revoked_certificate", reason
         return None
 
     async def _sweep(self, policy: ServerPolicy) -> None:
@@ -140,7 +154,7 @@ class RpcServer:
             await asyncio.sleep(policy.sweep_interval)
             if self.refused != self._reported:
                 delta = {k: v - self._reported[k] for k, v in self.refused.items() if v != self._reported[k]}
-                self._reported = dict(self.refused)
+                self._reported = Counter(self.refused)
                 log.warning("cluster port %s:%s closed or refused connections: %s", self.host, self.port, delta)
             now = loop.time()
             for conn in list(self._connections):

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from swarmkit_py.rpc import ANONYMOUS, RpcClient, RpcServer, RpcUnavailable, ServerPolicy
+from swarmkit_py.rpc import ANONYMOUS, RpcClient, RpcError, RpcServer, RpcUnavailable, ServerPolicy
 
 LOOPBACK = "127.0.0.1"
 
@@ -31,14 +31,43 @@ async def test_a_stranger_calling_a_closed_method_loses_its_connection(server):
         assert await c.call("open") == "ok"
         with pytest.raises(RpcUnavailable):
             await c.call("closed")
+    assert server.refused["method_not_open"] == 1
 
 
-@pytest.mark.parametrize("params", [b"x" * (ANONYMOUS.max_frame + 1), [[]] * (ANONYMOUS.max_array_len + 1),
-                                    {str(i): 0 for i in range(ANONYMOUS.max_map_len + 1)}])
-async def test_oversize_frames_and_containers_close_the_connection(server, params):
+async def test_refusing_answers_are_counted_by_the_policys_codes():
+    policy = ServerPolicy(limits_for=lambda peer: ANONYMOUS, anonymous_methods=frozenset({"deny", "fail"}),
+                          counted_codes={"permission_denied": "permission_denied"})
+    srv = RpcServer(LOOPBACK, 0, policy=policy)
+
+    def deny(peer, params):
+        raise RpcError("permission_denied", "workers may not")
+
+    def fail(peer, params):
+        raise RpcError("invalid_argument", "not a refusal of the caller")
+
+    srv.add_handler("deny", deny)
+    srv.add_handler("fail", fail, inline=True)
+    await srv.start()
+    try:
+        async with RpcClient(LOOPBACK, srv.bound_port, timeout=5) as c:
+            for method in ("deny", "deny", "fail"):
+                with pytest.raises(RpcError):
+                    await c.call(method)
+        assert srv.refused == {"permission_denied": 2}
+    finally:
+        await srv.stop()
+
+
+@pytest.mark.parametrize(("params", "reason"), [
+    (b"x" * (ANONYMOUS.max_frame + 1), "frame_too_large"),
+    ([[]] * (ANONYMOUS.max_array_len + 1), "decode_limit"),
+    ({str(i): 0 for i in range(ANONYMOUS.max_map_len + 1)}, "decode_limit"),
+])
+async def test_oversize_frames_and_containers_close_the_connection(server, params, reason):
     async with RpcClient(LOOPBACK, server.bound_port, timeout=5) as c:
         with pytest.raises(RpcUnavailable):
             await c.call("open", params)
+    assert server.refused == {reason: 1}
 
 
 async def test_strangers_are_capped_the_longest_silent_evicted_and_idle_ones_closed(server):
