@@ -41,8 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from swarmkit_py.ca import CertRole, RootCA, generate_key_and_csr  # noqa: E402
 from swarmkit_py.ca.optional_tls import server_context_optional_client  # noqa: E402
 from swarmkit_py.manager.admission import cluster_port_policy  # noqa: E402
-from swarmkit_py.rpc import RpcServer  # noqa: E402
-from swarmkit_py.rpc import tls_accept  # noqa: E402
+from swarmkit_py.rpc import RpcServer, tls_accept  # noqa: E402
 
 CLIENT = r"""
 import asyncio, ssl, sys
