@@ -25,9 +25,9 @@ from ..ca import (
     client_context,
     expect_manager,
     identity_from_cert,
-    load_node_credentials,
     server_context,
 )
+from ..ca.keyfile import NodeCredentials, load_api_credentials, remove_api_credentials
 from ..ca.optional_tls import server_context_optional_client
 from ..manager.admission import cluster_port_policy
 from ..manager.bootstrap import initial_transaction
@@ -35,6 +35,7 @@ from ..manager.controlapi import ControlAPI
 from ..manager.manager import Manager
 from ..proto import CA_RENEW_NOW, NETMAP
 from ..raft.storage import SWARM_LOCKED_MESSAGE, InvalidUnlockKeyError, Keyring, parse_unlock_key
+from ..raft.storage.crypto import DEKS_FILE
 from ..rpc import RpcServer
 from ..worker.certs import CertRenewer
 from ..worker.describe import describe_node
@@ -72,6 +73,8 @@ class Agent:
         self.task_worker: TaskWorker | None = None
         self.log_publisher: LogPublisher | None = None
         self._unlock_key: bytes | None = None  # the auto-lock key, in memory only
+        self.credentials = NodeCredentials(certs_dir(self.state_dir))
+        """The node's certificate and key; the key sealed by auto-lock on managers."""
         self.cluster_refused: Counter = Counter()
         """What port 2377 turned away, by reason (kept across RpcServer restarts)."""
         self.api_refused: Counter = Counter()
@@ -79,10 +82,25 @@ class Agent:
 
     # ---------------------------------------------------------------- TLS material
     def _creds(self) -> tuple[bytes, bytes, bytes]:
-        cdir = certs_dir(self.state_dir)
-        cert, key = load_node_credentials(cdir)
-        ca = (cdir / ROOT_CA_CERT).read_bytes()
+        """The node's certificate, key (unsealed in memory if auto-lock seals it) and CA."""
+        cert, key = self.credentials.load()
+        ca = (certs_dir(self.state_dir) / ROOT_CA_CERT).read_bytes()
         return cert, key, ca
+
+    def _api_tls(self):
+        """The Docker API's TCP context: the node's key pair, or while auto-lock seals that
+        key, the API's own (ca/keyfile.py); None if neither can be used (then only the unix
+        socket is served)."""
+        cdir = certs_dir(self.state_dir)
+        ca = (cdir / ROOT_CA_CERT).read_bytes()
+        if self.credentials.sealed:
+            pair = load_api_credentials(cdir)
+            if pair is not None:
+                return server_context(pair[0], pair[1], ca)
+            if not self.credentials.unlocked:
+                return None
+        cert, key = self.credentials.load()
+        return server_context(cert, key, ca)
 
     def server_ssl(self):
         cert, key, ca = self._creds()
@@ -157,9 +175,13 @@ class Agent:
 
     async def start(self) -> None:
         self.state = await self._wait_for_state()
-        if self.state.role == "manager" and self._unlock_key is None and Keyring.is_locked(self.state_dir / "raft"):
+        raft_dir = self.state_dir / "raft"
+        locked = Keyring.is_locked(raft_dir) and (self.state.role == "manager" or self.credentials.sealed)
+        if locked and self._unlock_key is None:
             if not await self._serve_locked():
                 return  # asked to stop while still locked
+        if self.credentials.sealed and not self.credentials.unlocked:
+            await asyncio.to_thread(self._open_node_key, raft_dir)
         host, _, port = self.cfg.listen_addr.rpartition(":")
         self.rpc = RpcServer(host, int(port), ssl=self.server_ssl(), policy=cluster_port_policy(admit=self._admit),
                              refused=self.cluster_refused)
@@ -171,6 +193,33 @@ class Agent:
             mhost, _, mport = self.cfg.metrics_listen.rpartition(":")
             self._metrics_runner = await serve_tcp(metrics_app(self), mhost, int(mport))
         log.info("agent %s (%s) up as %s on %s", self.state.node_id, self.hostname, self.state.role, self.cfg.listen_addr)
+
+    def _open_node_key(self, raft_dir: Path) -> None:
+        """The node key is sealed (auto-lock): its password is in the Raft keyring, open now
+        (unlocked, or wrapped by the local key file after auto-lock went off and a crash came
+        before the key was re-written in clear). A node that is no longer a manager (demoted
+        while a crash interrupted the clean-up) gets its key in clear and loses the keyring."""
+        if not (raft_dir / DEKS_FILE).exists():
+            raise SystemExit(
+                f"{self.credentials.key_path} is sealed by auto-lock but {raft_dir / DEKS_FILE}, which holds "
+                "its password, is missing: this node cannot prove who it is; run `swarmkit-py leave --force` "
+                "and join it again"
+            )
+        password = Keyring.open(raft_dir, self._unlock_key).node_key_password()
+        if password is None:
+            raise SystemExit(f"{self.credentials.key_path} is sealed but {raft_dir / DEKS_FILE} holds no password for it")
+        self.credentials.unlock(password)
+        if self.state.role != "manager":
+            self._drop_manager_keys(raft_dir)
+
+    def _drop_manager_keys(self, raft_dir: Path) -> None:
+        """A node that stops being a manager: its key in clear again (auto-lock concerns
+        managers only), no API key pair, no Raft state."""
+        if self.credentials.sealed:
+            self.credentials.seal(None)
+        remove_api_credentials(certs_dir(self.state_dir))
+        if raft_dir.exists():
+            shutil.rmtree(raft_dir)
 
     async def _serve_locked(self) -> bool:
         """Auto-lock: the Raft state cannot be read without the operator's key, so serve only
@@ -249,7 +298,8 @@ class Agent:
             standby=self.advertise_addr if st.role == "manager" else None,
         )
         self.renewer = CertRenewer(
-            certs_dir(self.state_dir), lambda: list(self.session.managers), on_renewed=self._on_renewed
+            certs_dir(self.state_dir), lambda: list(self.session.managers), on_renewed=self._on_renewed,
+            credentials=self.credentials,
         )
         self.session.on_push(CA_RENEW_NOW, lambda params: self.renewer.request_renewal("manager asked"))
         self.session.add_session_listener(self._remember_managers)
@@ -299,9 +349,7 @@ class Agent:
     async def _restart(self, demoted: bool) -> None:
         await self.shutdown()
         if demoted:
-            raft_dir = self.state_dir / "raft"
-            if raft_dir.exists():
-                shutil.rmtree(raft_dir)
+            await asyncio.to_thread(self._drop_manager_keys, self.state_dir / "raft")
         await self.start()
 
     # ---------------------------------------------------------------- manager half
@@ -317,6 +365,7 @@ class Agent:
             raft_config=self.cfg.raft,
             unlock_key=self._unlock_key,
             ca_key_path=certs_dir(self.state_dir) / ROOT_CA_KEY,
+            node_credentials=self.credentials,
             cluster_id=st.cluster_id,
             heartbeat_period=self.cfg.heartbeat_period_s,
             max_heartbeat_rate=self.cfg.max_heartbeats_per_s,
@@ -367,9 +416,13 @@ class Agent:
             Path(self.cfg.api_socket).parent.mkdir(parents=True, exist_ok=True)
             runners.append(await serve_unix(app, str(self.cfg.api_socket)))
         if self.cfg.api_listen:
-            cert, key, ca = self._creds()
-            host, _, port = self.cfg.api_listen.rpartition(":")
-            runners.append(await serve_tcp(app, host, int(port), server_context(cert, key, ca)))
+            tls = await asyncio.to_thread(self._api_tls)
+            if tls is None:
+                log.warning("the node key is sealed and there is no API key pair: the Docker API is served on the "
+                            "unix socket %s only until this manager is unlocked", self.cfg.api_socket)
+            else:
+                host, _, port = self.cfg.api_listen.rpartition(":")
+                runners.append(await serve_tcp(app, host, int(port), tls))
         return runners
 
     # ---------------------------------------------------------------- leaving

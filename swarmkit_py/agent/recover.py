@@ -13,19 +13,22 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..ca.keyfile import NodeCredentials
 from ..raft.node import split_envelope, unwrap_snapshot, wrap_snapshot
 from ..raft.storage import DiskStorage
 from ..raft.types import ConfState, EntryType, HardState, Snapshot, SnapshotMeta
 from ..store import MemoryStore, StoreError
-from .state import LocalNode
+from .state import LocalNode, certs_dir
 
 
 def force_new_cluster(
     state_dir: str | Path, advertise_addr: str | None = None, unlock_key: bytes | None = None
 ) -> str:
     """`unlock_key`: needed when the state is auto-locked. The new state is encrypted with a
-    fresh data key under a local key file; if the recovered cluster is auto-locked, the agent
-    re-seals it with the cluster's unlock key as soon as it applies the cluster object."""
+    fresh data key under a local key file, and the node's TLS key, if auto-lock sealed it, is
+    written in clear (its password lived in the old keyring); if the recovered cluster is
+    auto-locked, the agent seals both again with the cluster's unlock key as soon as it
+    applies the cluster object."""
     state_dir = Path(state_dir)
     st = LocalNode.load(state_dir)
     if st is None or st.role != "manager":
@@ -38,6 +41,13 @@ def force_new_cluster(
     except RuntimeError as e:
         raise SystemExit(f"{e}: stop the agent before recovering") from None
     loaded = old.load()  # refuses (with file and offset) if the log is corrupt
+    creds = NodeCredentials(certs_dir(state_dir))
+    if creds.sealed:
+        password = old.keyring.node_key_password() if old.keyring is not None else None
+        if password is None:
+            raise SystemExit(f"{creds.key_path} is sealed but {raft_dir} holds no password for it")
+        creds.unlock(password)
+        creds.seal(None)
     old.close()
 
     store = MemoryStore()

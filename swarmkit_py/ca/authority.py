@@ -35,7 +35,7 @@ from .certs import (
     load_private_key,
     private_key_to_pem,
 )
-from .errors import CAError, InvalidCAError, InvalidCertificateError
+from .errors import CAError, InvalidCAError, InvalidCertificateError, InvalidCSRError
 from .files import (
     CERT_MODE,
     KEY_MODE,
@@ -272,6 +272,33 @@ class RootCA:
             validity=validity,
         )
 
+    def issue_api_server_certificate(
+        self,
+        public_key: object,
+        node_id: str,
+        cluster_id: str,
+        dns_names: Iterable[str] = (),
+        ip_addresses: Iterable[str | ipaddress.IPv4Address | ipaddress.IPv6Address] = (),
+        now: datetime | None = None,
+        validity: timedelta = NODE_CERT_VALIDITY,
+    ) -> IssuedCertificate:
+        """Sign a manager's Docker API serving key (see `CertRole.API_SERVER`): the host's
+        address SANs, which the Docker CLI checks, but neither the node ID nor a role name as a
+        SAN, no client-auth usage and a role no authorization accepts."""
+        check_key_strength(public_key, InvalidCSRError)
+        return self._sign(
+            public_key=public_key,
+            common_name=node_id,
+            role=CertRole.API_SERVER,
+            cluster_id=cluster_id,
+            dns_names=address_names(dns_names, node_id),
+            ip_addresses=ip_addresses,
+            server_auth=True,
+            client_auth=False,
+            now=now,
+            validity=validity,
+        )
+
     def reissue(
         self,
         cert_pem: bytes | str | x509.Certificate,
@@ -340,6 +367,7 @@ class RootCA:
         server_auth: bool,
         now: datetime | None,
         validity: timedelta,
+        client_auth: bool = True,
     ) -> IssuedCertificate:
         if self._key is None:
             raise CAError("this root CA has no private key and cannot sign certificates")
@@ -381,7 +409,7 @@ class RootCA:
                 x509.NameAttribute(NameOID.COMMON_NAME, common_name),
             ]
         )
-        usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+        usages = [ExtendedKeyUsageOID.CLIENT_AUTH] if client_auth else []
         if server_auth:
             usages.insert(0, ExtendedKeyUsageOID.SERVER_AUTH)
         builder = (

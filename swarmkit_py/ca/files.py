@@ -82,14 +82,27 @@ def save_node_credentials(
     write_atomic(path / NODE_CERT_FILE, cert_pem, CERT_MODE)
 
 
+SEALED_PEM_HEADER = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
+"""A node key sealed by auto-lock (see `ca.keyfile`)."""
+
+
 def load_node_credentials(directory: str | os.PathLike[str]) -> tuple[bytes, bytes]:
     """Return (cert_pem, key_pem) as saved by `save_node_credentials`; raises
-    InvalidCertificateError if they do not belong together (see above)."""
+    InvalidCertificateError if they do not belong together (see above), or if the key is
+    sealed by auto-lock (read it through `ca.keyfile.NodeCredentials` then)."""
     path = Path(directory)
     cert_pem = (path / NODE_CERT_FILE).read_bytes()
     key_pem = (path / NODE_KEY_FILE).read_bytes()
+    if key_pem.lstrip().startswith(SEALED_PEM_HEADER):
+        raise InvalidCertificateError(
+            f"{path / NODE_KEY_FILE} is sealed by the swarm's unlock key (auto-lock); unlock this manager first"
+        )
+    check_node_pair(path, cert_pem, key_pem)
+    return cert_pem, key_pem
+
+
+def check_node_pair(directory: Path, cert_pem: bytes, key_pem: bytes) -> None:
     if not key_matches_certificate(load_private_key(key_pem), load_certificate(cert_pem)):
         raise InvalidCertificateError(
-            f"{path / NODE_KEY_FILE} does not match {path / NODE_CERT_FILE}; renew the certificate"
+            f"{directory / NODE_KEY_FILE} does not match {directory / NODE_CERT_FILE}; renew the certificate"
         )
-    return cert_pem, key_pem

@@ -34,6 +34,10 @@ class CertRole(StrEnum):
     MANAGER = "swarm-manager"
     WORKER = "swarm-worker"
     CLIENT = "swarm-client"
+    API_SERVER = "swarm-api-server"
+    """Ours too: the certificate a manager serves the Docker API with while auto-lock seals its
+    node key (see `ca.keyfile`). Server auth only, and a role that no check accepts, so its
+    key, which stays readable on disk like dockerd's --tlskey, opens nothing."""
 
 
 _ROLE_NAMES = frozenset(r.value for r in CertRole)

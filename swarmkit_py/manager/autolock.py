@@ -17,6 +17,13 @@ The same watcher keeps the exported copy of the CA signing key (certs/swarm-root
 `swarmkit-py client-cert` reads on the host) in step: written 0600 while auto-lock is off (the
 disk opens the Raft state then anyway), removed while it is on, so a locked manager's disk holds
 the CA key only inside the sealed Raft state.
+
+And the node's TLS key (`ca.keyfile`): while auto-lock is on it is sealed by a password kept in
+the Raft keyring under the unlock key, after the Docker API's own key pair has been issued
+(signed here with the CA key from the store) so that a locked restart can still answer
+`docker swarm unlock` over TCP; when auto-lock goes off the node key is written in clear again
+and the API key pair removed. The API pair is re-issued when the root CA, the node's addresses
+or half of its lifetime change.
 """
 
 from __future__ import annotations
@@ -26,7 +33,13 @@ import logging
 from pathlib import Path
 
 from ..background import Background
-from ..ca import write_atomic
+from ..ca import RootCA, write_atomic
+from ..ca.keyfile import (
+    NodeCredentials,
+    api_credentials_current,
+    issue_api_credentials,
+    remove_api_credentials,
+)
 from ..raft.storage import DiskStorage, InvalidUnlockKeyError, parse_unlock_key
 from ..store import MemoryStore
 from ..store.follow import StoreFollower
@@ -36,10 +49,12 @@ RECHECK_S = 5.0
 
 
 class KEKWatcher:
-    def __init__(self, store: MemoryStore, storage: DiskStorage, ca_key_path: Path | None = None) -> None:
+    def __init__(self, store: MemoryStore, storage: DiskStorage, ca_key_path: Path | None = None,
+                 node_credentials: NodeCredentials | None = None) -> None:
         self.store = store
         self.storage = storage
         self.ca_key_path = ca_key_path
+        self.node_credentials = node_credentials
         self._loop = Background("kek-watcher", self._run)
 
     def start(self) -> None:
@@ -85,6 +100,29 @@ class KEKWatcher:
                 log.info("unlock key rotated: Raft data keys re-wrapped")
             else:
                 log.info("auto-lock off: Raft data keys sealed by a local key file again")
+        if self.node_credentials is not None:
+            await asyncio.to_thread(self._reconcile_node_key, cluster, want is not None)
+
+    def _reconcile_node_key(self, cluster, locked: bool) -> None:
+        creds = self.node_credentials
+        if not locked:
+            if creds.seal(None):
+                log.info("auto-lock off: the node's TLS key is stored in clear again (0600)")
+            if remove_api_credentials(creds.directory):
+                log.info("auto-lock off: the Docker API is served with the node's key again")
+            return
+        root = cluster.root_ca
+        if root is None or not root.ca_cert or not root.ca_key:
+            return
+        cert_pem, _ = creds.load()
+        ca = RootCA.from_pem(root.ca_cert.encode(), root.ca_key.encode())
+        # The API's key pair first: a crash right after sealing must still leave a key the
+        # locked manager can serve `docker swarm unlock` with.
+        if not api_credentials_current(creds.directory, ca, cert_pem):
+            issue_api_credentials(creds.directory, ca, cert_pem)
+            log.info("issued the Docker API's own key pair (served while the node key is sealed)")
+        if creds.seal(self.storage.keyring.node_key_password(create=True)):
+            log.info("auto-lock on: the node's TLS key is sealed by the unlock key")
 
     def _export_ca_key(self, cluster, export: bool) -> None:
         path = self.ca_key_path

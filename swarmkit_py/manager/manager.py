@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..ca import require_manager_cert
+from ..ca.keyfile import NodeCredentials
 from ..proto import INVALID_ARGUMENT, NOT_LEADER, PERMISSION_DENIED, RAFT_TRANSFER, UNAVAILABLE
 from ..raft.config import RaftConfig
 from ..raft.errors import NoQuorum, NotLeader, RaftError
@@ -66,13 +67,15 @@ class Manager:
         raft_config: RaftConfig | None = None,
         unlock_key: bytes | None = None,
         ca_key_path: Path | None = None,
+        node_credentials: NodeCredentials | None = None,
         cluster_id: str | None = None,
         heartbeat_period: float = 1.0,
         max_heartbeat_rate: float | None = DEFAULT_MAX_HEARTBEAT_RATE,
     ):
         """Opens the Raft state encrypted (migrating a plaintext one): raises raft.storage's
         SwarmLockedError when it is auto-locked and no `unlock_key` is given, and
-        InvalidUnlockKeyError when the key is wrong. `ca_key_path`: where the CA signing key is
+        InvalidUnlockKeyError when the key is wrong. `node_credentials`: the node's key, sealed
+        and unsealed with auto-lock (autolock.KEKWatcher). `ca_key_path`: where the CA signing key is
         exported for `client-cert` while auto-lock is off (see autolock.KEKWatcher).
         `cluster_id` is the swarm this manager belongs to (the dispatcher and the join calls
         refuse certificates of any other); `heartbeat_period` is the one the dispatcher asks
@@ -109,7 +112,7 @@ class Manager:
             storage=storage,
         )
         self.proposer = RaftProposer(self.raft, self.store)
-        self.kek_watcher = KEKWatcher(self.store, storage, ca_key_path)
+        self.kek_watcher = KEKWatcher(self.store, storage, ca_key_path, node_credentials)
         self._client_ssl = client_ssl
         rpc_server.add_handler(RAFT_TRANSFER, self._handle_transfer)
         self.leader_loops = LeaderLoops(self.raft, f"manager {node_id}")

@@ -45,7 +45,6 @@ from ..ca import (
     identity_from_cert,
     key_matches_certificate,
     load_certificate,
-    load_node_credentials,
     load_private_key,
     renewal_fraction,
     renewal_time,
@@ -54,6 +53,7 @@ from ..ca import (
 from ..ca.certs import utcnow
 from ..ca.files import CERT_MODE, NODE_CERT_FILE, ROOT_CA_CERT_FILE
 from ..ca.identity import NODE_ROLES, CertRole
+from ..ca.keyfile import NodeCredentials
 from ..proto import CA_RENEW, CA_RENEW_NOW, NOT_FOUND, PERMISSION_DENIED, UNAUTHENTICATED
 from ..rpc import HandlerRegistry, PeerInfo, RpcClient, RpcError, RpcUnavailable
 from ..store import NodeRole
@@ -95,7 +95,8 @@ class CertRenewer:
     `managers` is a list of manager addresses or a callable returning the current list (the
     agent updates it from its session). `clock` returns aware UTC datetimes; `rng` draws the
     renewal point. `on_renewed(result)` (sync or async) lets the agent rebuild its TLS
-    contexts with the new certificate.
+    contexts with the new certificate. `credentials`: the agent's reader of the node key, which
+    holds the password while auto-lock seals a manager's key (default: one for `state_dir`).
     """
 
     def __init__(
@@ -109,8 +110,10 @@ class CertRenewer:
         call_timeout: float = 30.0,
         retry_initial: float = 1.0,
         retry_max: float = 300.0,
+        credentials: NodeCredentials | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
+        self._creds = credentials or NodeCredentials(self.state_dir)
         self._managers = managers if callable(managers) else (lambda: list(managers))
         self._rng = rng
         self._clock = clock
@@ -133,7 +136,7 @@ class CertRenewer:
         """Request a renewal if the cluster's `role` for this node differs from the
         certificate's; returns whether it did."""
         want = _as_node_role(role)
-        cert_pem, _ = load_node_credentials(self.state_dir)
+        cert_pem, _ = self._creds.load()
         have = _as_node_role(identity_from_cert(cert_pem).role)
         if want != have:
             self.request_renewal(f"role is {want}, certificate says {have}")
@@ -163,7 +166,7 @@ class CertRenewer:
 
     def next_renewal(self) -> datetime:
         """When the current certificate is due, by its once-drawn random fraction."""
-        cert_pem, _ = load_node_credentials(self.state_dir)
+        cert_pem, _ = self._creds.load()
         cert = load_certificate(cert_pem)
         if self._fraction is None or self._fraction[0] != cert.serial_number:
             self._fraction = (cert.serial_number, renewal_fraction(self._rng))
@@ -199,7 +202,7 @@ class CertRenewer:
 
     async def renew_once(self) -> RenewResult:
         """Ask each manager in turn until one renews; write the new certificate atomically."""
-        cert_pem, key_pem = load_node_credentials(self.state_dir)
+        cert_pem, key_pem = self._creds.load()
         ca_pem = (self.state_dir / ROOT_CA_CERT_FILE).read_bytes()
         me = identity_from_cert(cert_pem)
         ctx = client_context(ca_pem, cert_pem, key_pem)

@@ -1,13 +1,19 @@
 """Encryption at rest and auto-lock end to end: real agent processes on loopback, driven with the
 real docker CLI over TLS (`docker swarm update --autolock`, `unlock-key [-q] [--rotate]`,
-`docker swarm unlock`, `docker info`), restarts with SIGKILL, and the bytes on disk checked."""
+`docker swarm unlock`, `docker info`), restarts with SIGKILL, and the bytes on disk checked:
+the Raft state, and the managers' TLS keys (sealed by the unlock key, as Swarm's; a worker's
+stays as it was)."""
 
 from __future__ import annotations
 
 import json
+import re
+import socket
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
+from swarmkit_py.ca import CertRole, client_context, identity_from_cert
 from swarmkit_py.testing.agents import AgentCluster
 
 pytestmark = pytest.mark.slow
@@ -42,6 +48,29 @@ def _node_ls(c, n):
     return c.docker(n, "node", "ls", check=False)
 
 
+PEM_PRIVATE_KEY = re.compile(rb"-----BEGIN (EC |RSA )?PRIVATE KEY-----")
+
+
+def _key_bytes(n) -> bytes:
+    return (n.state_dir / "certs" / "swarm-node.key").read_bytes()
+
+
+def _key_in_clear(n) -> bool:
+    """A PEM private key header in the key file's bytes (grep, as an intruder would)."""
+    return PEM_PRIVATE_KEY.search(_key_bytes(n)) is not None
+
+
+def _api_server_role(c, n) -> CertRole:
+    """The role in the certificate n's Docker API (TCP) presents, over a TLS handshake made
+    with the operator's client bundle."""
+    b = c.bundle
+    ctx = client_context((b / "ca.pem").read_bytes(), (b / "cert.pem").read_bytes(), (b / "key.pem").read_bytes(),
+                         check_hostname=False)
+    with socket.create_connection(("127.0.0.1", n.api_port), timeout=10) as sock, \
+            ctx.wrap_socket(sock) as tls:
+        return identity_from_cert(tls.getpeercert(binary_form=True)).role
+
+
 def test_autolock_lock_restart_unlock_rotate_and_off(cluster):
     c = cluster
     m1 = c.add("m1")
@@ -52,8 +81,15 @@ def test_autolock_lock_restart_unlock_rotate_and_off(cluster):
     token = c.docker(m1, "swarm", "join-token", "-q", "manager").stdout.strip()
     c.join(m2, token, m1)
     c.start(m2)
+    w1 = c.add("w1")
+    c.join(w1, c.docker(m1, "swarm", "join-token", "-q", "worker").stdout.strip(), m1)
+    c.start(w1)
     c.wait_for(lambda: c.docker(m1, "node", "ls", "--format", "{{.ManagerStatus}}").stdout.split().count("Reachable") == 1,
                40, "m2 joined as a reachable manager")
+    worker_key = _key_bytes(w1)
+    # the positive control of the grep below: keys are in clear without auto-lock
+    assert all(_key_in_clear(n) for n in (m1, m2, w1))
+    secret_scalar = serialization.load_pem_private_key(_key_bytes(m1), None).private_numbers().private_value
     c.docker(m1, "node", "update", "--label-add", f"secret={SECRET}", "m1")
 
     info = c.docker(m1, "info").stdout
@@ -83,6 +119,12 @@ def test_autolock_lock_restart_unlock_rotate_and_off(cluster):
         # The CA key is no longer exported next to the sealed state.
         c.wait_for(lambda n=n: not (n.state_dir / "certs" / "swarm-root-ca.key").exists(), 10,
                    f"{n.name}: CA key file removed", n)
+        # The node's TLS key is sealed too (after the API's own key pair was issued).
+        c.wait_for(lambda n=n: not _key_in_clear(n) and (n.state_dir / "certs" / "swarm-api.crt").exists(), 20,
+                   f"{n.name}: TLS key sealed", n)
+        assert b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in _key_bytes(n)
+    assert secret_scalar.to_bytes(32, "big") not in _key_bytes(m1)
+    assert _key_bytes(w1) == worker_key  # auto-lock concerns managers: the worker's key is untouched
     r = c._cli("client-cert", "--state-dir", str(m1.state_dir), "--out", str(c.base / "b2"), check=False)
     assert r.returncode != 0 and "auto-lock" in r.stderr
 
@@ -92,6 +134,12 @@ def test_autolock_lock_restart_unlock_rotate_and_off(cluster):
                    "the restarted manager says it is locked", m1)
     assert 'Please use "docker swarm unlock" to unlock it.' in r.stderr
     assert "Swarm: locked" in c.docker(m1, "info").stdout
+    # Locked, the manager cannot use its node key: no cluster port at all, the key still
+    # sealed on disk, and the API answers with its own certificate, whose role nothing accepts.
+    assert not _key_in_clear(m1)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", m1.port), timeout=5).close()
+    assert _api_server_role(c, m1) is CertRole.API_SERVER
     assert c.docker(m1, "service", "ls", check=False).returncode == 1
     # A wrong key is refused, and nothing about the right one is said.
     wrong = key[:-6] + ("AAAAAA" if not key.endswith("AAAAAA") else "BBBBBB")
@@ -128,6 +176,9 @@ def test_autolock_lock_restart_unlock_rotate_and_off(cluster):
     assert c.docker(m1, "swarm", "unlock-key", check=False).returncode == 1
     c.wait_for(lambda: (m1.state_dir / "raft" / "kek").exists() and _deks(m1)["kek"] == "local"
                and (m1.state_dir / "certs" / "swarm-root-ca.key").exists(), 20, "m1 local key file and CA key back")
+    c.wait_for(lambda: _key_in_clear(m1) and not (m1.state_dir / "certs" / "swarm-api.crt").exists(), 20,
+               "m1's TLS key in clear again, the API's own key pair removed", m1)
+    assert serialization.load_pem_private_key(_key_bytes(m1), None).private_numbers().private_value == secret_scalar
     _restart(c, m1)
     c.wait_for(lambda: _node_ls(c, m1).returncode == 0, 30, "m1 starts unlocked", m1)
     c.wait_for(lambda: "Autolock Managers: false" in c.docker(m1, "info").stdout, 10, "info after restart", m1)

@@ -11,6 +11,10 @@ The shape is Docker Swarm's (moby/swarmkit manager/deks.go, manager/encryption):
   of the WAL or a snapshot without the key files does not. With autolock the KEK is the
   operator's unlock key (``SWMKEY-1-...``) and is never written to disk: a restarted manager
   cannot read its own state until someone types the key (`docker swarm unlock`).
+- One more secret rides in ``deks.json`` under the same KEK: the password that seals the
+  node's TLS key while auto-lock is on (``node_key_password``; the sealing itself is
+  `ca.keyfile`'s). Opaque bytes here; kept with the data keys so that the unlock key opens
+  both and a KEK change re-wraps both in one atomic write.
 - Rotation: ``rotate()`` adds a *pending* data key; the next snapshot is written with it and
   every other file is re-encrypted with it at the same time (DiskStorage does that), then the
   old key is erased from ``deks.json``. Turning autolock on rotates, because the old data key
@@ -117,6 +121,9 @@ def _wrap_aad(key_id: int) -> bytes:
     return b"swarmkit-py raft data key %d" % key_id
 
 
+_NODE_KEY_AAD = b"swarmkit-py node key password"
+
+
 class Keyring:
     """The data keys of one Raft directory, unwrapped in memory.
 
@@ -135,6 +142,7 @@ class Keyring:
         self.retired: list[int] = []
         self.kek_kind = KEK_LOCAL
         self._kek = b""
+        self._node_key_password: bytes | None = None
 
     # ---- opening ---------------------------------------------------------------------------
 
@@ -167,6 +175,7 @@ class Keyring:
             ring.pending = None if doc.get("pending") is None else int(doc["pending"])
             ring.retired = [int(k) for k in doc.get("retired", [])]
             wrapped = {int(k): base64.b64decode(v) for k, v in doc["keys"].items()}
+            wrapped_node_key = base64.b64decode(doc["node_key"]) if doc.get("node_key") is not None else None
         except (KeyError, ValueError, TypeError) as exc:
             raise KeyringError(f"{path} is damaged ({exc}); the Raft state cannot be decrypted") from None
         if ring.kek_kind == KEK_LOCAL:
@@ -189,6 +198,11 @@ class Keyring:
                 ) from None
         if ring.current not in ring._keys:
             raise KeyringError(f"{path}: the current data key {ring.current} is missing")
+        if wrapped_node_key is not None:
+            try:
+                ring._node_key_password = unseal(kek, _NODE_KEY_AAD, wrapped_node_key)
+            except (InvalidTag, ValueError):
+                raise KeyringError(f"{path}: the node key password does not open with the key that opened the data keys") from None
         return ring
 
     def _read_local_kek(self) -> bytes:
@@ -229,6 +243,8 @@ class Keyring:
                 for k, v in sorted(self._keys.items())
             },
         }
+        if self._node_key_password is not None:
+            doc["node_key"] = base64.b64encode(seal(kek, _NODE_KEY_AAD, self._node_key_password)).decode()
         write_file_atomically(self._dir / DEKS_FILE, json.dumps(doc, indent=1).encode())
 
     # ---- use -------------------------------------------------------------------------------
@@ -238,6 +254,15 @@ class Keyring:
 
     def has(self, key_id: int) -> bool:
         return key_id in self._keys
+
+    def node_key_password(self, create: bool = False) -> bytes | None:
+        """The password of the node's sealed TLS key (see the module docstring); with `create`
+        one is made (and saved, wrapped by the KEK) if there is none yet."""
+        with self._lock:
+            if self._node_key_password is None and create:
+                self._node_key_password = new_key()
+                self._save()
+            return self._node_key_password
 
     # ---- changes ---------------------------------------------------------------------------
 
