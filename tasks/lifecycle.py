@@ -26,18 +26,23 @@ def scale(c, add, inventory=None, forks=10):
             "drain": "drain each host first (default); --no-drain restarts agents under running tasks (not yet safe)",
             "handover": "move leadership off the leader before restarting its agent (default); "
                         "--no-handover restarts it and lets the followers elect (writes pause longer)",
+            "key_file": "the unlock key, for auto-locked managers (default: asked of the cluster, which "
+                        "hands it to its operator while it has a leader)",
             "inventory": INV_HELP, "forks": "hosts installed in parallel (default 10)"})
-def upgrade(c, version=None, wheel=None, batch=1, timeout=60, drain=True, handover=True, inventory=None,
-            forks=10):
+def upgrade(c, version=None, wheel=None, batch=1, timeout=60, drain=True, handover=True, key_file=None,
+            inventory=None, forks=10):
     """Rolling upgrade with no loss of quorum or replicas: install the release everywhere, then
     workers in batches (drain, switch `current`, restart, health check, activate), then the
     managers one at a time, the leader last, after handing its leadership to an upgraded
     manager. A host failing its health check is switched back to its previous release and the
-    rollout stops."""
+    rollout stops. Managers that come back locked (auto-lock) are unlocked over SSH."""
     from swarmkit_py.deploy.upgrade import resolve
     from swarmkit_py.deploy.upgrade import upgrade as run
 
+    key = _unlock_key(key_file)
+
     def go(cl, r):
+        cl.use_unlock_key(key)
         wh = resolve(version, wheel, log=r.log)
         return run(cl, wh, int(batch), float(timeout), bool(drain), handover=bool(handover))
 
@@ -55,14 +60,38 @@ def replace(c, old, new, inventory=None):
     print(op(lambda cl, r: run(cl, old, new), "replace", inventory, recap=True))
 
 
-@task(help={"inventory": INV_HELP})
-def recover(c, inventory=None):
+@task(help={"key_file": "the unlock key (the file `invoke autolock` wrote), for auto-locked managers; "
+                        "'-' reads it from a prompt without echo or one line of stdin",
+            "inventory": INV_HELP})
+def recover(c, key_file=None, inventory=None):
     """After quorum loss: stop the surviving managers, pick the one with the most up-to-date
     Raft log, `--force-new-cluster` it, then wipe and re-join the other survivors as managers
-    one at a time. Refused while the cluster still has a leader."""
+    one at a time. Refused while the cluster still has a leader. With auto-lock on, the unlock
+    key goes to the hosts on their commands' stdin over SSH, never on a command line."""
     from swarmkit_py.deploy.recover import recover as run
 
-    print(op(lambda cl, r: run(cl), "recover", inventory, recap=True))
+    key = _unlock_key(key_file)
+
+    def go(cl, r):
+        cl.use_unlock_key(key)
+        return run(cl)
+
+    print(op(go, "recover", inventory, recap=True))
+
+
+def _unlock_key(key_file):
+    """The unlock key from --key-file (or '-': prompt / stdin), None without the option."""
+    from invoke import Exit
+
+    from swarmkit_py.deploy.autolock import read_key
+    from swarmkit_py.deploy.cluster import ClusterError
+
+    if not key_file:
+        return None
+    try:
+        return read_key(None if key_file == "-" else key_file)
+    except ClusterError as e:
+        raise Exit(f"{e}", code=2) from None
 
 
 @task(help={"yes": "really do it (without it nothing is touched)", "inventory": INV_HELP})

@@ -7,6 +7,7 @@
     swarmkit-py recover --force-new-cluster                    quorum lost: restart as sole manager
     swarmkit-py client-cert --out DIR                          DOCKER_CERT_PATH bundle
     swarmkit-py status                                         this node's view of the swarm
+    swarmkit-py unlock  [--wait S] < keyfile                   unlock this locked manager
 """
 
 from __future__ import annotations
@@ -182,6 +183,46 @@ def cmd_recover(args) -> int:
     return 0
 
 
+def cmd_unlock(args) -> int:
+    """`docker swarm unlock` for this host's agent, through its root-only unix socket, with the
+    key read from stdin (one line; a prompt without echo on a terminal): never an argument, so
+    it is in no `ps` listing and no shell history. What the deploy toolkit runs over SSH.
+    Exit 0: unlocked or not locked (the line says which); 2: the key was refused; 1: no agent
+    answered on the socket within --wait seconds."""
+    import getpass
+    import time
+
+    import docker
+    from docker.errors import APIError
+
+    cfg = _config(args)
+    if cfg.api_socket is None:
+        print("unlock: the agent's config has no api_socket", file=sys.stderr)
+        return 1
+    key = getpass.getpass("Please enter unlock key: ") if sys.stdin.isatty() else sys.stdin.readline()
+    client = docker.APIClient(base_url=f"unix://{cfg.api_socket}", version="1.41", timeout=10)
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            state = client.info().get("Swarm", {}).get("LocalNodeState")
+            break
+        except Exception as e:  # no socket yet (agent starting), or the agent restarting
+            if time.monotonic() >= deadline:
+                print(f"unlock: no agent answers on {cfg.api_socket}: {e}", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+    if state != "locked":
+        print(f"not locked ({state})")
+        return 0
+    try:
+        client.unlock_swarm(key.strip())
+    except APIError as e:
+        print(f"refused: {e.explanation or e}", file=sys.stderr)
+        return 2
+    print("unlocked")
+    return 0
+
+
 def cmd_client_cert(args) -> int:
     from ..agent.identity import write_client_cert
 
@@ -199,8 +240,12 @@ def cmd_status(args) -> int:
     if st is None:
         print(json.dumps({"LocalNodeState": "inactive"}))
         return 0
+    from ..raft.storage import Keyring
+
     print(json.dumps({"LocalNodeState": "active", "NodeID": st.node_id, "ClusterID": st.cluster_id,
-                      "Role": st.role, "Managers": st.managers}, indent=2))
+                      "Role": st.role, "Managers": st.managers,
+                      # sealed by the unlock key on disk: a (re)started agent waits to be unlocked
+                      "AutoLocked": Keyring.is_locked(Path(cfg.state_dir) / "raft")}, indent=2))
     return 0
 
 
@@ -264,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--unlock-key-stdin", action="store_true", dest="unlock_key_stdin",
                    help="read the auto-lock unlock key from stdin")
     p.set_defaults(fn=cmd_log_position)
+    p = sub.add_parser("unlock", help="unlock this host's locked manager (the key on stdin)")
+    _common(p)
+    p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the agent to answer")
+    p.set_defaults(fn=cmd_unlock)
     p = sub.add_parser("status", help="this node's swarm membership")
     _common(p)
     p.set_defaults(fn=cmd_status)

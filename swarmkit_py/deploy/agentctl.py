@@ -118,9 +118,10 @@ def log_grep(c: Ctx, mark: str, pattern: str) -> bool:
     return c.conn.run(f"{src} | grep -qE {q(pattern)}").rc == 0
 
 
-def host_cmd(cl: Cluster, h: Host, args: str, timeout: float = 120.0):
-    """`swarmkit-py ARGS --config <agent config>` on `h`; raises with its stderr on failure."""
-    r = cl.runner.conn(h).run(cl.node_cmd(h, args), timeout=timeout)
+def host_cmd(cl: Cluster, h: Host, args: str, timeout: float = 120.0, stdin: str | None = None):
+    """`swarmkit-py ARGS --config <agent config>` on `h` (`stdin`: a secret for it, see
+    HostConn.run); raises with its stderr on failure."""
+    r = cl.runner.conn(h).run(cl.node_cmd(h, args), timeout=timeout, stdin=stdin)
     if r.rc:
         raise ClusterError(f"{h.name}: swarmkit-py {args.split()[0]} failed: {(r.stderr or r.stdout).strip()}")
     return r.stdout.strip()

@@ -1,11 +1,20 @@
 """Auto-lock from the operator's side: turn it on or off, rotate the key, unlock managers.
 
-The unlock key is the one secret that opens every manager's Raft state after a restart, so it
-never passes through a command line (shell history, `ps`), the deploy log or the console:
+The unlock key is the one secret that opens every manager's Raft state (and TLS key) after a
+restart, so it never passes through a command line (shell history, `ps`), the deploy log or
+the console:
 - turning auto-lock on (or rotating the key) writes the key to a file the operator names,
   created 0600; only the file's path is printed and logged;
-- `unlock` reads the key from such a file or from a prompt without echo (a pipe works too),
-  and sends it only in the body of the TLS request to each locked manager's API.
+- `unlock` reads the key from such a file or from a prompt without echo (a pipe works too);
+- it reaches a host the way the sudo password already does (`HostConn.run(stdin=...)`): on
+  the standard input of `swarmkit-py unlock` (which hands it to the agent's root-only unix
+  socket) or of `recover --unlock-key-stdin` / `log-position --unlock-key-stdin`, over SSH,
+  and the run log masks it should it ever appear. The command lines carry only file paths.
+
+Operations that restart managers (upgrade, a bootstrap's rolling restart, recover) unlock each
+one that comes back locked (`after_restart`): with the key the operator gave (--key-file), else
+the one the cluster itself hands its operator (`docker swarm unlock-key`, over the API with the
+client bundle) while it has a leader.
 
 Everything else is the cluster's own rule, through its Docker API (`docker swarm update
 --autolock`, `unlock-key --rotate`, `unlock`): a wrong key gets the manager's refusal, which
@@ -15,13 +24,16 @@ says nothing about the right key.
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import sys
 from pathlib import Path
 
 from . import api
 from .cluster import Cluster, ClusterError
+from .inventory import Host
 from .runner import StepResult
+from .ssh import fan_out
 
 KEY_PREFIX = "SWMKEY-1-"
 
@@ -89,39 +101,67 @@ def set_autolock(cl: Cluster, enable: bool, key_file: str | Path | None, rotate:
             "manager: a manager that restarts cannot serve until it is unlocked with it.")
 
 
+def unlock_host(cl: Cluster, h: Host, key: str, wait: float = 0.0) -> tuple[str, str]:
+    """`swarmkit-py unlock` on `h`, the key on its stdin. Returns (status, message): "changed"
+    unlocked, "ok" not locked, "failed" refused (wrong key), "unreachable" no agent answered."""
+    cl.runner.log.redact(key)
+    r = cl.runner.conn(h).run(cl.node_cmd(h, f"unlock --wait {wait:g}"), stdin=key + "\n", timeout=wait + 60)
+    out = (r.stdout.strip() or r.stderr.strip()).splitlines()
+    msg = out[-1] if out else f"rc={r.rc}"
+    if r.rc == 0:
+        return ("changed" if msg == "unlocked" else "ok"), msg
+    return ("failed" if r.rc == 2 else "unreachable"), msg
+
+
 def unlock(cl: Cluster, key: str, only: list[str] | None = None) -> dict[str, str]:
-    """Unlock every locked manager of the inventory (or `only` those hosts); the others are
-    reported as they are. Returns {host: outcome}."""
+    """Unlock every locked manager of the inventory (or `only` those hosts), over SSH; the others
+    are reported as they are. Returns {host: outcome}."""
     hosts = [cl.inv.host(n) for n in only] if only else list(cl.inv.hosts.values())
     states = cl.membership(hosts)
     managers = [h for h in hosts if isinstance(states[h.name], dict) and states[h.name].get("role") == "manager"]
     if not managers:
         raise ClusterError(f"no host of {cl.inv.path} is a swarm manager")
-    if not (cl.bundle / "key.pem").exists():
-        cl.fetch_bundle(managers[0])
     out: dict[str, str] = {}
-    for h in managers:
-        step = "unlock"
-        c = api.client(h, cl.bundle, timeout=10)
-        try:
-            state = c.api.info().get("Swarm", {}).get("LocalNodeState")
-        except Exception as e:
-            out[h.name] = f"unreachable: {api.explain(e)}"
-            cl.runner.record(StepResult(h.name, step, "unreachable", out[h.name]))
-            continue
-        try:
-            if state != "locked":
-                out[h.name] = f"not locked ({state})"
-                cl.runner.record(StepResult(h.name, step, "ok", out[h.name]))
-                continue
-            try:
-                c.api.unlock_swarm(key)
-            except Exception as e:
-                out[h.name] = f"refused: {api.explain(e)}"
-                cl.runner.record(StepResult(h.name, step, "failed", out[h.name]))
-                continue
-            out[h.name] = "unlocked"
-            cl.runner.record(StepResult(h.name, step, "changed", "unlocked"))
-        finally:
-            c.close()
+    results = fan_out(managers, lambda h: unlock_host(cl, h, key, wait=10.0), cl.runner.forks)
+    for h, res in zip(managers, results, strict=True):
+        status, msg = ("unreachable", str(res)) if isinstance(res, Exception) else res
+        out[h.name] = msg
+        cl.runner.record(StepResult(h.name, "unlock", status, msg))
     return out
+
+
+def is_locked_on_disk(cl: Cluster, h: Host) -> bool:
+    """Whether `h`'s Raft state is sealed by the unlock key (`swarmkit-py status`): its agent,
+    once (re)started, serves nothing until it is unlocked."""
+    r = cl.runner.conn(h).run(cl.node_cmd(h, "status"))
+    try:
+        return bool(json.loads(r.stdout).get("AutoLocked")) if r.rc == 0 else False
+    except ValueError:
+        return False
+
+
+def cluster_key(cl: Cluster) -> str | None:
+    """The key the operator gave, else the cluster's own (needs a leader and the bundle)."""
+    if cl.unlock_key:
+        return cl.unlock_key
+    try:
+        key = cl.client().api.get_unlock_key().get("UnlockKey") or None
+    except Exception:  # no leader, no bundle, auto-lock off: nothing to fetch
+        return None
+    cl.use_unlock_key(key)
+    return key
+
+
+def after_restart(cl: Cluster, h: Host, wait: float = 30.0) -> None:
+    """A manager's agent was just (re)started: if auto-lock left it locked, unlock it (see the
+    module docstring), or say what the operator must do."""
+    if not is_locked_on_disk(cl, h):
+        return
+    key = cluster_key(cl)
+    if key is None:
+        raise ClusterError(f"{h.name} restarted with auto-lock on and waits for its unlock key: pass --key-file "
+                           "FILE (the file `invoke autolock` wrote), or run `invoke unlock`")
+    status, msg = unlock_host(cl, h, key, wait)
+    cl.runner.record(StepResult(h.name, "unlock", status, msg))
+    if status in ("failed", "unreachable"):
+        raise ClusterError(f"{h.name}: unlock after restart {status}: {msg}")

@@ -201,7 +201,7 @@ def join_workers(cl: Cluster, workers: list[Host], members) -> None:
 def rolling_restart(cl: Cluster, hosts: list[Host], how: dict[str, str]) -> None:
     """Restart agents of swarm members without losing quorum: managers one at a time, each
     back as a Reachable voter (and a leader elected) before the next; then workers together."""
-    from . import agentctl
+    from . import agentctl, autolock
 
     r = cl.runner
     state = {n["Description"]["Hostname"]: n for n in cl.client().api.nodes()}
@@ -212,12 +212,16 @@ def rolling_restart(cl: Cluster, hosts: list[Host], how: dict[str, str]) -> None
         agentctl.restart(cl, h, how=how[h.name])
         return h.name
 
+    if mgrs:
+        autolock.cluster_key(cl)  # while there is a leader to ask: a restarted manager may come back locked
+
     for h in mgrs:
         with r.console.status(f"rolling restart: manager {h.name}"):
             if cl.entry is h:  # keep the API connection on a manager that stays up
                 cl.client(prefer=next((m for m in cl.candidates() if m is not h and m.name in state
                                        and state[m.name].get("ManagerStatus")), h))
             restart(h)
+            autolock.after_restart(cl, h)
             wait_for(f"{h.name} back as a Reachable manager with a leader elected",
                      lambda h=h: node_ready(cl, h.name, True) and _has_leader(cl), JOIN_TIMEOUT)
         r.record(StepResult(h.name, "rolling restart", "changed", "agent restarted; Reachable again"))

@@ -55,6 +55,14 @@ class Cluster:
         self.bundle = api.bundle_dir(inv)
         self._client = None
         self._entry: Host | None = None
+        self.unlock_key: str | None = None
+        """The auto-lock key when the operator gave one (--key-file): masked in the run log,
+        sent to hosts only on a command's stdin (deploy/autolock.py)."""
+
+    def use_unlock_key(self, key: str | None) -> None:
+        if key:
+            self.runner.log.redact(key)
+            self.unlock_key = key
 
     # --- host-local facts over SSH --------------------------------------------------------
 

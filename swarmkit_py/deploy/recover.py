@@ -13,6 +13,8 @@ Steps:
    a snapshot makes a longer log look shorter), and it needs no new CLI subcommand.
 4. On it: `swarmkit-py recover --force-new-cluster` (keeps every entry of its log, old log kept
    aside), start the agent, wait for it to lead.
+   With auto-lock on, steps 3 and 4 need the unlock key (--key-file): it goes to the host on
+   the commands' stdin (`--unlock-key-stdin`), never on their command lines (deploy/autolock.py).
 5. Every other survivor: `swarmkit-py leave --force` (wipes its old Raft state), start its
    agent, join with the manager token, ONE AT A TIME, each a Reachable voter before the next.
    Before that, their old node entries (same hostname, old ID) are demoted and removed, so
@@ -24,6 +26,7 @@ from __future__ import annotations
 import json
 
 from . import agentctl as ac
+from . import autolock
 from .bootstrap import join, node_ready
 from .cluster import Cluster, ClusterError, print_status, wait_for
 from .inventory import Host
@@ -55,7 +58,9 @@ def recover(cl: Cluster) -> str:
     best = cl.inv.hosts[max(good, key=lambda k: (good[k]["term"], good[k]["index"], good[k]["commit"]))]
     r.console.print(f"most up-to-date: {best.name} (last term {good[best.name]['term']}, "
                     f"last index {good[best.name]['index']})")
-    out = ac.host_cmd(cl, best, "recover --force-new-cluster")
+    locked = autolock.is_locked_on_disk(cl, best)
+    out = ac.host_cmd(cl, best, "recover --force-new-cluster" + (" --unlock-key-stdin" if locked else ""),
+                      stdin=_key_for(cl, best) if locked else None)
     r.record(StepResult(best.name, "recover --force-new-cluster", "changed", out.splitlines()[-1] if out else ""))
     ac.start(cl, best)
     cl._client = None  # the old entry point may be a survivor being wiped
@@ -89,10 +94,20 @@ def _refuse_if_quorum(cl: Cluster) -> None:
                            "cluster. Replace the failed managers instead (`invoke replace OLD NEW`).")
 
 
+def _key_for(cl: Cluster, h: Host) -> str:
+    if not cl.unlock_key:
+        raise ClusterError(f"{h.name}'s Raft state is sealed by auto-lock: pass --key-file FILE (the unlock key "
+                           "`invoke autolock` wrote) so that its log can be read and recovered")
+    return cl.unlock_key + "\n"
+
+
 def _log_position(cl: Cluster, h: Host) -> dict:
     state = cl.state_dir(h)
+    locked = autolock.is_locked_on_disk(cl, h)
     cmd = f"{ac.root(h)}/current/bin/swarmkit-py log-position --state-dir {ac.q(state)}"
-    res = cl.runner.conn(h).run(cmd)
+    if locked:
+        cmd += " --unlock-key-stdin"
+    res = cl.runner.conn(h).run(cmd, stdin=_key_for(cl, h) if locked else None)
     if res.rc:
         raise ClusterError(f"reading the Raft log under {state}: {res.stderr.strip()[-300:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])

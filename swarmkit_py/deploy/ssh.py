@@ -115,12 +115,15 @@ class HostConn:
             self._conn.close()
             self._conn = None
 
-    def run(self, cmd: str, timeout: float | None = 120.0, log_output: bool = True) -> Result:
+    def run(self, cmd: str, timeout: float | None = 120.0, log_output: bool = True,
+            stdin: str | None = None) -> Result:
         """Run a shell command (as root via sudo when become is set). Never raises on a
         non-zero exit: callers decide what a failure means. `log_output=False` keeps stdout
-        out of the run log (file contents that are secrets)."""
+        out of the run log (file contents that are secrets). `stdin`: text for the command's
+        standard input (a secret such as the unlock key travels this way, after sudo's
+        password when there is one, never on a command line); it is not logged."""
         c = self._open()
-        stdin: io.StringIO | bool = False
+        feed: list[str] = []
         full = cmd
         if self.host.become:
             as_user = f"-u {shlex.quote(self.host.become_user)} "
@@ -128,10 +131,15 @@ class HostConn:
             if pw is None:
                 full = f"sudo -n {as_user}-- sh -c {shlex.quote(cmd)}"
             else:
+                # sudo reads its password a byte at a time up to the newline: the rest of
+                # stdin is left for the command
                 full = f"sudo -S -k -p '' {as_user}-- sh -c {shlex.quote(cmd)}"
-                stdin = io.StringIO(pw + "\n")
+                feed.append(pw + "\n")
+        if stdin is not None:
+            feed.append(stdin)
+        in_stream: io.StringIO | bool = io.StringIO("".join(feed)) if feed else False
         try:
-            r = c.run(full, hide=True, warn=True, in_stream=stdin, timeout=timeout)
+            r = c.run(full, hide=True, warn=True, in_stream=in_stream, timeout=timeout)
         except (OSError, EOFError, paramiko.SSHException) as e:
             self.close()
             raise Unreachable(f"{self.host.name}: connection lost running {cmd[:60]!r}: {e}") from None

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 from . import agentctl as ac
-from . import modules, wheelhouse
+from . import autolock, modules, wheelhouse
 from .cluster import Cluster, ClusterError, wait_for
 from .inventory import Host
 from .nodeops import transfer_leader, update_node
@@ -160,10 +160,15 @@ def _roll(cl: Cluster, hosts: list[Host], wh: Wheelhouse, timeout: float,
                 was_leader = False
             except (ClusterError, StopIteration) as e:
                 r.log(f"no leadership handover before restarting {todo[0].name} ({e}); restarting it anyway")
+        if manager:
+            autolock.cluster_key(cl)  # while there is a leader to ask: the restarted one may come back locked
         for h in todo:
             _switch(cl, h, wh.version)
         t_restart = time.monotonic()
         fan_out(todo, lambda h: ac.restart(cl, h), r.forks)
+        if manager:
+            for h in todo:
+                autolock.after_restart(cl, h)
     with r.console.status(f"upgrading {names}: health check (deadline {timeout:.0f}s)"):
         if was_leader:  # the followers' view: a leader that is not the restarted host
             try:
@@ -256,6 +261,7 @@ def _rollback(cl: Cluster, h: Host, prev: str | None, why: str, drained: bool) -
     try:
         _switch(cl, h, prev)
         ac.restart(cl, h)
+        autolock.after_restart(cl, h)
         if drained:
             update_node(cl, h.name, Availability="active")
         r.record(StepResult(h.name, "rollback", "changed", f"current -> {prev}; agent restarted"))
