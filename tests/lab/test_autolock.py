@@ -1,11 +1,16 @@
 """Auto-lock after a power loss, on a real 3-host lab, through the real `invoke` commands.
 
+The inventory logs in as `deploy`, which becomes root through sudo with a password
+(`lab.up --user deploy`), so the unlock key travels on stdin right after sudo's password.
+
 bootstrap --managers 3 -> `invoke autolock --key-file` and `bootstrap --autolock` (key 0600, never
 in the output or the deploy logs) -> a node label as a canary -> no manager's disk holds the
-canary, the CA key or the unlock key in clear (grep of the bytes, with a positive control) -> power cut of all three
-managers at once -> they boot locked and serve nothing but the unlock call -> `invoke unlock`
-with a wrong key is refused without a hint -> `invoke unlock --key-file` -> a leader again,
-the canary intact.
+canary, the CA key, the unlock key or its TLS key in clear (grep of the bytes, with a positive
+control) -> power cut of all three managers at once -> they boot locked and serve nothing but the
+unlock call -> `invoke unlock` with a wrong key is refused without a hint -> `invoke unlock
+--key-file` -> a leader again, the canary intact -> another power cut, only h1 boots: `invoke
+recover --key-file` reads and recovers h1's sealed log, the key reaching h1 only on stdin
+(sampled `ps` listings, the deploy log, the host's logs and shell history never show it).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ MANAGERS = ("h1", "h2", "h3")
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, lab_name):
-    with running_lab(tmp_path_factory.mktemp("autolock"), lab_name("autolock"), 3) as lab:
+    with running_lab(tmp_path_factory.mktemp("autolock"), lab_name("autolock"), 3, user="deploy") as lab:
         yield lab
 
 
@@ -73,6 +78,25 @@ def wait(what, cond, timeout):
     return AgentCluster.wait_for(cond, timeout, f"timed out waiting for {what}", interval=0.5)
 
 
+NODE_KEY = "/var/lib/swarmkit-py/certs/swarm-node.key"
+PEM_KEY_HEADER = "-----BEGIN (EC |RSA )?PRIVATE KEY-----"
+
+
+def key_in_clear(lab, h: str) -> bool:
+    """A PEM private key header in the bytes of the node's TLS key file."""
+    rc, out, err = lab.ssh(h, f"grep -a -c -E -e {PEM_KEY_HEADER!r} {NODE_KEY} || true")
+    assert rc == 0, err
+    return out.strip() != "0"
+
+
+def start_ps_sampler(lab, h: str) -> int:
+    """Every 20 ms, every process's command line on `h` appended to /tmp/ps-samples."""
+    rc, out, err = lab.ssh(h, "setsid sh -c 'while :; do ps -eo args >> /tmp/ps-samples; sleep 0.02; done' "
+                              ">/dev/null 2>&1 </dev/null & echo $!")
+    assert rc == 0, err
+    return int(out.strip())
+
+
 def test_lock_power_cut_refuse_until_unlocked(lab, env, tmp_path):
     inv = lab.inventory_path
     invoke(env, "bootstrap", "--managers", "3", inventory=inv)
@@ -82,6 +106,8 @@ def test_lock_power_cut_refuse_until_unlocked(lab, env, tmp_path):
     ca_line = ca_key.strip()
     assert rc == 0 and len(ca_line) > 40
     assert lab.ssh("h1", f"grep -c -F -e {ca_line!r} /var/lib/swarmkit-py/certs/swarm-root-ca.key")[1].strip() == "1"
+
+    assert all(key_in_clear(lab, h) for h in MANAGERS)  # the grep's positive control
 
     keyfile = tmp_path / "unlock.key"
     on = invoke(env, "autolock", "--key-file", str(keyfile), inventory=inv)
@@ -110,6 +136,10 @@ def test_lock_power_cut_refuse_until_unlocked(lab, env, tmp_path):
     wait("the canary replicated", lambda: all(
         docker(denv, "node", "inspect", "h1", "--format", "{{.Spec.Labels.canary}}", host=host_of[h]).stdout.strip()
         == CANARY for h in MANAGERS), 30)
+    # Every manager's TLS key sealed by the unlock key (Swarm: "the TLS key used to communicate
+    # among swarm nodes and the key used to encrypt and decrypt Raft logs").
+    for h in MANAGERS:
+        wait(f"{h}: TLS key sealed", lambda h=h: not key_in_clear(lab, h), 30)
     # No plaintext on disk: the canary label, the CA key, the unlock key.
     for h in MANAGERS:
         assert raft_grep(lab, h, CANARY) == 0
@@ -129,6 +159,7 @@ def test_lock_power_cut_refuse_until_unlocked(lab, env, tmp_path):
         assert 'Please use "docker swarm unlock" to unlock it.' in r.stderr
         assert docker(denv, "service", "ls", host=host_of[h]).returncode == 1
     assert "Swarm: locked" in docker(denv, "info", host=host_of["h2"]).stdout
+    assert not any(key_in_clear(lab, h) for h in MANAGERS)  # locked: the node key is still sealed
 
     wrong = tmp_path / "wrong.key"
     wrong.write_text("SWMKEY-1-" + "A" * 43 + "\n")
@@ -152,3 +183,35 @@ def test_lock_power_cut_refuse_until_unlocked(lab, env, tmp_path):
     again = invoke(env, "unlock", "--key-file", str(keyfile), inventory=inv)
     assert "not locked" in again.stdout
     print(f"\nautolock lab: 3 managers power-cut, unlocked with `invoke unlock` and led again in {took:.1f}s")
+
+    # Another power loss, and only h1 comes back: locked, and no quorum to join. `invoke
+    # recover` must read h1's sealed log and rebuild the cluster from it; the key reaches h1 on
+    # stdin only.
+    for h in MANAGERS:
+        lab.crash(h)
+    lab.restart("h1")
+    wait("h1 answers, locked", lambda: LOCKED in docker(denv, "node", "ls", host=host_of["h1"]).stderr, 90)
+    sampler = start_ps_sampler(lab, "h1")
+    try:
+        t0 = time.monotonic()
+        rec = invoke(env, "recover", "--key-file", str(keyfile), inventory=inv)
+        took = time.monotonic() - t0
+    finally:
+        lab.ssh("h1", f"kill {sampler}")
+    assert "recovered from h1" in rec.stdout, rec.stdout
+    assert docker(denv, "node", "inspect", "h1", "--format", "{{.Spec.Labels.canary}}",
+                  host=host_of["h1"]).stdout.strip() == CANARY
+    rc, samples, _ = lab.ssh("h1", "cat /tmp/ps-samples", timeout=30)
+    assert "log-position" in samples and "--force-new-cluster --unlock-key-stdin" in samples, (
+        "the sampler missed the commands that read the key: it proves nothing")
+    secret = key[9:]
+    assert secret not in samples, "the unlock key on a command line on h1"
+    assert key not in rec.stdout + rec.stderr
+    log = log_text(rec)
+    assert "--unlock-key-stdin" in log and secret not in log
+    rc, out, _ = lab.ssh("h1", f"grep -r -a -l -F -e {secret!r} /var/log /root /home /tmp 2>/dev/null | wc -l")
+    assert out.strip() == "0", "the unlock key in a log file or a shell history on h1"
+    # auto-lock still on for the recovered cluster: h1 seals its state and TLS key again
+    wait("h1 sealed again", lambda: not key_in_clear(lab, "h1") and lab.ssh(
+        "h1", f"grep -q unlock-key {RAFT}/deks.json")[0] == 0, 30)
+    print(f"autolock lab: h1 alone after a power loss, recovered with `invoke recover --key-file` in {took:.1f}s")
