@@ -223,10 +223,22 @@ def cmd_unlock(args) -> int:
     return 0
 
 
+AUTOLOCKED_EXIT = 3  # deploy.cluster.CLIENT_CERT_AUTOLOCKED
+"""`client-cert`'s exit status when auto-lock keeps the CA key sealed: no retry will help."""
+
+
 def cmd_client_cert(args) -> int:
     from ..agent.identity import write_client_cert
+    from ..agent.state import ROOT_CA_KEY, certs_dir
+    from ..raft.storage import Keyring
 
     cfg = _config(args)
+    state = Path(cfg.state_dir)
+    if not (certs_dir(state) / ROOT_CA_KEY).exists() and Keyring.is_locked(state / "raft"):
+        print("client-cert: auto-lock is on, so the CA key is kept only in the sealed Raft state: reuse an "
+              "existing client bundle, or turn auto-lock off (`docker swarm update --autolock=false`) to issue one",
+              file=sys.stderr)
+        return AUTOLOCKED_EXIT
     out = write_client_cert(cfg.state_dir, Path(args.out), args.name)
     print(f"wrote ca.pem, cert.pem, key.pem to {out}")
     return 0

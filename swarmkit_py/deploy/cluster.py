@@ -26,6 +26,10 @@ from .ssh import fan_out
 NODE_STATE = "node.json"
 
 
+CLIENT_CERT_AUTOLOCKED = 3
+"""`swarmkit-py client-cert`'s exit status when auto-lock keeps the CA key sealed."""
+
+
 class ClusterError(RuntimeError):
     """An operation the cluster (or its current state) does not allow; phrased for the operator."""
 
@@ -93,7 +97,15 @@ class Cluster:
         remote = f"/tmp/skpy-bundle-{uuid.uuid4().hex}"
         conn = self.runner.conn(h)
         cmd = self.node_cmd(h, f"client-cert --out {remote}")
-        wait_for(f"a client bundle from {h.name} ({cmd})", lambda: conn.run(cmd).rc == 0, timeout, 0.3)
+
+        deadline = time.monotonic() + timeout
+        while (r := conn.run(cmd)).rc != 0:
+            if r.rc == CLIENT_CERT_AUTOLOCKED:  # no retry can help: say why at once
+                raise ClusterError(f"{h.name} cannot issue a client bundle: {r.stderr.strip()}")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"timed out after {timeout:.0f}s waiting for a client bundle from {h.name} "
+                                   f"({cmd}): {r.stderr.strip()[-300:]}")
+            time.sleep(0.3)
         tmp = self.bundle.with_name("bundle.new")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -107,6 +119,13 @@ class Cluster:
         return self.bundle
 
     # --- the Docker API ------------------------------------------------------------------
+
+    def api_answers(self, h: Host) -> bool:
+        """Whether `h`'s Docker API answers with our bundle now."""
+        c = self._try(h)
+        if c is not None:
+            c.close()
+        return c is not None
 
     def _try(self, h: Host):
         if not (self.bundle / "key.pem").exists():
