@@ -150,11 +150,14 @@ class Cluster:
         if self._client is not None and (prefer is None or prefer is self._entry):
             return self._client
         order = ([prefer] if prefer else []) + [h for h in self.candidates() if h is not prefer]
-        for h in order:
-            c = self._try(h)
-            if c is not None:
-                self._client, self._entry = c, h
-                return c
+        # all at once: a dead manager costs a connect timeout, and several must not add up
+        tried = fan_out(order, self._try, self.runner.forks) if (self.bundle / "key.pem").exists() else []
+        live = [(h, c) for h, c in zip(order, tried, strict=False) if c is not None and not isinstance(c, Exception)]
+        for _, extra in live[1:]:
+            extra.close()
+        if live:
+            self._client, self._entry = live[0][1], live[0][0]
+            return self._client
         states = self.membership(order)
         managers = [h for h in order if isinstance(states[h.name], dict) and states[h.name].get("role") == "manager"]
         if not managers:

@@ -1,8 +1,9 @@
 """Refusals by the trust boundary are counted where an operator looks: the manager's /metrics
 (`swarmkit_trust_refusals_total{port, reason}`), so an attack shows up on a dashboard.
 
-A real manager and a real worker (agent processes, real TLS on loopback). The test plays one of
-each kind of refused visitor, then scrapes the manager's /metrics once and checks every counter
+A real manager (an agent process, real TLS on loopback) and a node joined with the real
+`swarmkit-py join` (its agent is not even needed: its certificate is what the attacker holds).
+The test plays one of each kind of refused visitor, then scrapes the manager's /metrics once and checks every counter
 moved by exactly what was sent (and that, before, every series was already exported at 0):
 - a stranger that does not speak TLS, and one with a certificate of another CA;
 - a stranger (no certificate) sending a frame above its 64 KiB limit, one with a list above
@@ -10,7 +11,7 @@ moved by exactly what was sent (and that, before, every series was already expor
 - a join with a token of the right CA but the wrong secret (the real `swarmkit-py join`);
 - the worker's own certificate calling a manager-only method, sending a Raft message, and
   listing nodes on the Docker API with the real docker CLI;
-- the worker's certificate after `docker node rm` (revoked).
+- the worker's certificate after `docker node rm --force` (revoked).
 """
 
 from __future__ import annotations
@@ -67,7 +68,10 @@ async def _not_tls(port: int) -> None:
 
 def test_each_refusal_is_counted_in_the_managers_metrics(cluster, tmp_path):
     c = cluster
-    (m1,), (w0,) = found(c, managers=1, workers=1)
+    (m1,), _ = found(c, managers=1)
+    w0 = c.add("w0")
+    c.join(w0, c.docker(m1, "swarm", "join-token", "-q", "worker").stdout.strip(), m1)
+    c.wait_for(lambda: "w0" in c.docker(m1, "node", "ls", "--format", "{{.Hostname}}").stdout, 20, "w0 in the node list")
     before = c.metrics(m1)
     expected = ["tls_handshake_failed", "frame_too_large", "decode_limit", "method_not_open", "invalid_join_token",
                 "permission_denied", "raft_not_manager", "revoked_certificate"]
@@ -121,7 +125,6 @@ def test_each_refusal_is_counted_in_the_managers_metrics(cluster, tmp_path):
     ls = subprocess.run([DOCKER, "node", "ls"], capture_output=True, text=True, env=env, timeout=30)
     assert ls.returncode != 0 and "worker certificates" in ls.stderr, ls.stderr
 
-    c.kill(w0)
     c.docker(m1, "node", "rm", "--force", "w0")
 
     async def removed():
