@@ -422,6 +422,16 @@ class CAServer:
         follower = StoreFollower(self.store, "node", actions=[UPDATE], name="CA role watch")
         await follower.follow(self._renew_all_changed, self._on_node_update)
 
+    async def session_opened(self, node_id: str) -> None:
+        """A dispatcher session listener: a node whose role changed gets the push again when
+        it opens a session. The push sent at the change can find no connection to use: a
+        demotion makes `manager.revocation` close the node's connections in the same instant,
+        and the node's new session arrives after the push went nowhere; without this the
+        demoted agent stayed a manager until its next scheduled renewal, weeks later."""
+        node = self.store.view().get_node(node_id)
+        if node is not None and _needs_reissue(node):
+            await self.push_renew(node_id)
+
     async def _renew_all_changed(self) -> None:
         for node in self.store.view().list("node"):
             if _needs_reissue(node):

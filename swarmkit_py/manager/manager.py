@@ -147,6 +147,7 @@ class Manager:
         self.roles = RoleManager(self)
         self.add_leader_loop("roles", self.roles)
         self.leader_loops.add_task("ca-role-watch", self.ca.watch_role_changes)
+        self.dispatcher.add_session_listener(self.ca.session_opened)
 
     def _verify_raft_server(self, raft_id: int, server) -> None:
         """Raft appends and snapshots carry the whole store, the CA key included: send them

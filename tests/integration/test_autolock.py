@@ -2,7 +2,7 @@
 real docker CLI over TLS (`docker swarm update --autolock`, `unlock-key [-q] [--rotate]`,
 `docker swarm unlock`, `docker info`), restarts with SIGKILL, and the bytes on disk checked:
 the Raft state, and the managers' TLS keys (sealed by the unlock key, as Swarm's; a worker's
-stays as it was)."""
+stays as it was, and a demoted manager's goes back in clear)."""
 
 from __future__ import annotations
 
@@ -170,6 +170,14 @@ def test_autolock_lock_restart_unlock_rotate_and_off(cluster):
     assert "invalid key provided" in r.stderr
     c.docker(m2, "swarm", "unlock", input=new_key + "\n")
     c.wait_for(lambda: "Reachable" in c.docker(m1, "node", "ls").stdout, 30, "m2 back in the cluster")
+    assert not _key_in_clear(m2)  # the new unlock key opened its TLS key too
+
+    # Demoted while auto-locked: m2 is a worker now, and auto-lock concerns managers only.
+    c.docker(m1, "node", "demote", "m2")
+    c.wait_for(lambda: _key_in_clear(m2) and not (m2.state_dir / "certs" / "swarm-api.crt").exists()
+               and not (m2.state_dir / "raft").exists(), 30, "m2's TLS key in clear, its manager keys gone", m2)
+    c.wait_for(lambda: c.docker(m1, "node", "inspect", "m2", "--format", "{{.Status.State}}").stdout.strip() == "ready",
+               30, "m2 Ready as a worker, with its key in clear", m2)
 
     # Auto-lock off: key files come back and a restart needs no key.
     c.docker(m1, "swarm", "update", "--autolock=false")
