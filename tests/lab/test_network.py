@@ -10,6 +10,9 @@ one manager + 3 workers -> with the real docker CLI and curl, as a user would:
   Swarm's reason, and each node's own port answers;
 - `--publish-add` rolls the tasks (the endpoint is part of a task);
 - bad input: overlapping subnet, removing a network in use, unknown driver: Docker's codes;
+- a compose stack (web with a published port, a config page and a secret; a worker calling it
+  by name; a global service): every host serves the page, the secret is on a tmpfs in its
+  task and on no host's disk, a redeploy rolls a new page, one `stack rm` leaves nothing;
 - crash a host: requests to the surviving hosts are counted while it dies; once the manager
   has it Down the mesh no longer sends to its tasks and every request succeeds.
 """
@@ -186,6 +189,113 @@ def test_a_second_bootstrap_finds_the_hosts_ready_for_overlays(lab, env):
     out = invoke(env, "bootstrap", "--managers", "1", inventory=lab.inventory_path,
                  timeout=900).stdout
     assert re.search(r"^changed=0 failed=0", out, re.M), out[-3000:]
+
+
+STACK = """
+version: "3.8"
+services:
+  web:
+    image: swarmkit-py/busybox:latest
+    command: ["sh", "-c", "test -s /run/secrets/db_pw && exec httpd -f -p 80 -h /www"]
+    ports: ["8088:80"]
+    configs: [{source: PAGE, target: /www/index.html}]
+    secrets: [db_pw]
+    networks: [back]
+    stop_grace_period: 1s
+    deploy: {replicas: 2}
+  worker:
+    image: swarmkit-py/busybox:latest
+    command: ["sh", "-c", "while true; do wget -qO /tmp/got http://web/ && mv /tmp/got /tmp/last; sleep 0.5; done"]
+    networks: [back]
+    stop_grace_period: 1s
+  agent:
+    image: swarmkit-py/busybox:latest
+    command: ["sleep", "100000"]
+    stop_grace_period: 1s
+    deploy: {mode: global}
+networks:
+  back: {}
+configs:
+  PAGE: {file: ./index.html}
+secrets:
+  db_pw: {file: ./pw.txt}
+"""
+
+
+def on_host(lab, host: str, cmd: str) -> str:
+    code, out, err = lab.ssh(host, cmd, timeout=30)
+    assert code == 0, f"{host}: {cmd}: {err}"
+    return out.strip()
+
+
+def task_container(lab, env, service: str) -> tuple[str, str]:
+    """(host, container id) of a running task of `service`."""
+    host = dk(env, "service", "ps", service, "--filter", "desired-state=running",
+              "--format", "{{.Node}}").stdout.split()[0]
+    cid = on_host(lab, host, f"docker ps -q -f label=com.docker.swarm.service.name={service}")
+    return host, cid.split()[0]
+
+
+def test_compose_stack_across_hosts_secret_in_memory_only_and_nothing_left(lab, env, hosts,
+                                                                          tmp_path):
+    """The issue's compose test: `stack deploy` of a web service (published port, a config as
+    its index page, a secret it needs to start), a worker calling it by name over the stack's
+    overlay, and a global service; every host serves the page; the secret is read inside the
+    task on its node, sits on a tmpfs and nowhere on any host's disk; a redeploy with a new
+    config rolls the page everywhere; one `stack rm` leaves nothing on any host."""
+    import secrets as pysecrets
+
+    value = f"pw-{pysecrets.token_hex(16)}"
+    page1, page2 = f"<h1>{pysecrets.token_hex(6)}</h1>", f"<h1>{pysecrets.token_hex(6)}</h1>"
+    (tmp_path / "pw.txt").write_text(value)
+    (tmp_path / "index.html").write_text(page1)
+    compose = tmp_path / "compose.yml"
+    compose.write_text(STACK.replace("PAGE", "page"))
+    out = dk(env, "stack", "deploy", "-c", str(compose), "st").stdout
+    assert "Creating service st_web" in out and "Creating secret st_db_pw" in out
+    want = sorted(["st_web 2/2", "st_worker 1/1", f"st_agent {len(hosts)}/{len(hosts)}"])
+    wait(lambda: sorted(dk(env, "stack", "services", "st", "--format",
+                           "{{.Name}} {{.Replicas}}").stdout.splitlines()) == want, 180,
+         f"the stack converged ({want})")
+
+    def pages(expected: str) -> bool:  # each host's published port, from the host itself
+        return all(on_host(lab, h, "curl -s -m 3 http://127.0.0.1:8088/ || true") == expected
+                   for h in hosts for _ in range(2))
+
+    wait(lambda: pages(page1), 60, "the page from every host")
+    host, cid = task_container(lab, env, "st_web")
+    assert on_host(lab, host, f"docker exec {cid} cat /run/secrets/db_pw") == value
+    fs = on_host(lab, host, f"docker exec {cid} awk '$2==\"/run/secrets/db_pw\"{{print $3}}' "
+                            "/proc/mounts")
+    assert fs == "tmpfs", fs
+    for h in hosts:  # everything a host writes to disk lives under its state dir
+        r = subprocess.run(["grep", "-rlF", "--", value, str(lab.host_dir(h))],
+                           capture_output=True, text=True)
+        assert r.stdout == "", f"the secret is on {h}'s disk: {r.stdout}"
+    whost, wcid = task_container(lab, env, "st_worker")
+    wait(lambda: on_host(lab, whost, f"docker exec {wcid} cat /tmp/last || true") == page1, 30,
+         "the worker reaching the web by its name")
+
+    # a changed page under a new config name (configs are immutable, as in Swarm)
+    (tmp_path / "index.html").write_text(page2)
+    compose.write_text(STACK.replace("PAGE", "page_v2"))
+    out = dk(env, "stack", "deploy", "-c", str(compose), "st").stdout
+    assert "Creating config st_page_v2" in out and "Updating service st_web" in out
+    wait(lambda: pages(page2), 120, "the new page from every host")
+    wait(lambda: on_host(lab, whost, f"docker exec {wcid} cat /tmp/last || true") == page2, 30,
+         "the worker reading the new page")
+
+    out = dk(env, "stack", "rm", "st")
+    assert "Removing network st_back" in out.stdout and not out.stderr, out
+    for kind in ("service", "network", "secret", "config"):
+        left = [n for n in dk(env, kind, "ls", "--format", "{{.Name}}").stdout.split()
+                if n.startswith("st_")]
+        assert left == [], (kind, left)
+    check = ("docker ps -aq -f label=com.docker.stack.namespace=st; "
+             "docker network ls -q -f name=st_; "
+             "docker volume ls -q -f label=com.swarmkit-py.files.task.id")
+    wait(lambda: all(on_host(lab, h, check) == "" for h in hosts), 60,
+         "no container, network or secrets volume of the stack on any host")
 
 
 def test_crash_a_host_and_the_mesh_stops_sending_to_it(lab, env, hosts):
