@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from ..background import Background
 from ..ca import require_manager_cert
 from ..ca.keyfile import NodeCredentials
 from ..proto import INVALID_ARGUMENT, NOT_LEADER, PERMISSION_DENIED, RAFT_TRANSFER, UNAVAILABLE
@@ -28,6 +29,7 @@ from ..raft.storage.snapshots import KEEP
 from ..raft.transport import Transport
 from ..rpc import PeerInfo, RpcClient, RpcError, RpcServer
 from ..store import MemoryStore, Node, NodeState, Transaction
+from ..store.follow import StoreFollower
 from .allocator import Allocator
 from .autolock import KEKWatcher
 from .caserver import CAServer
@@ -113,6 +115,7 @@ class Manager:
         )
         self.proposer = RaftProposer(self.raft, self.store)
         self.kek_watcher = KEKWatcher(self.store, storage, ca_key_path, node_credentials)
+        self._raft_spec = Background("raft-spec", self._follow_raft_spec)
         self._client_ssl = client_ssl
         rpc_server.add_handler(RAFT_TRANSFER, self._handle_transfer)
         self.leader_loops = LeaderLoops(self.raft, f"manager {node_id}")
@@ -302,6 +305,25 @@ class Manager:
             "HeartbeatTick": cfg.heartbeat_ticks,
         }
 
+    async def _follow_raft_spec(self) -> None:
+        follower = StoreFollower(self.store, "cluster", name="applying the swarm's Raft settings")
+        await follower.repeat(self._apply_raft_spec, every=5.0)
+
+    def _apply_raft_spec(self) -> None:
+        """The swarm-wide Raft settings of the cluster spec (snapshot interval, entries kept
+        for slow followers: `docker swarm update`), applied to this member whatever its role,
+        as swarmkit's managers do when the cluster object changes."""
+        cluster = self.store.view().cluster()
+        raft = cluster.spec.raft if cluster is not None else None
+        if raft is None:
+            return
+        want = {"snapshot_interval": raft.snapshot_interval,
+                "keep_entries": raft.log_entries_for_slow_followers}
+        want = {k: v for k, v in want.items() if v is not None and getattr(self.raft.cfg, k) != v}
+        if want:
+            self.raft.cfg = self.raft.cfg.model_copy(update=want)
+            log.info("raft settings from the swarm spec: %s", want)
+
     # ---------------------------------------------------------------- life cycle
     def add_leader_loop(self, name: str, loop: Loop) -> None:
         """Register a control loop (`start()`, `async stop()`) that runs only while this
@@ -333,11 +355,13 @@ class Manager:
         await self.raft.start(bootstrap=bootstrap, peers=peers)
         self.leader_loops.start()
         self.kek_watcher.start()
+        self._raft_spec.start()
         self.revocation.start()
 
     async def stop(self) -> None:
         await self.revocation.stop()
         await self.kek_watcher.stop()
+        await self._raft_spec.stop()
         await self.leader_loops.stop()
         await self.raft.stop()
 

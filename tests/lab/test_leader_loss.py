@@ -145,3 +145,82 @@ def test_power_cut_of_the_leaders_host_marks_nobody_healthy_down(lab, env):
     nodes = a.nodes(via)
     assert not nodes[leader].get("ManagerStatus") and leader_of(nodes) not in (None, leader)
     assert all(n["Status"]["State"] == "ready" for n in nodes.values()), nodes
+
+
+TICKER = 'i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.2; done'
+LOG_LINE = re.compile(r"^(ticker\.\d\.\w+)@(\S+)\s+\| tick (\d+)$")
+
+
+def test_service_logs_follow_through_a_follower_across_the_leaders_power_cut(lab, env, tmp_path):
+    """`docker service logs -f` of a 3-replica service, asked of a follower manager, keeps
+    printing every task's lines when the leader's host loses power: the follower opens the
+    subscription again on the new leader from each task's last line (no line repeated, none
+    skipped), and the task that died with the host is replaced in the same stream."""
+    import shutil
+    import subprocess
+    import threading
+
+    from swarmkit_py.deploy.api import api_url
+
+    if not lab.ssh("h1", "test -e /var/lib/swarmkit-py/node.json", timeout=10)[0] == 0:
+        invoke(env, lab, "bootstrap", "--managers", "1")  # run on its own (-k)
+    a = Api(env, lab)
+    managers = sorted(h for h, n in a.nodes(next(iter(a.inv.hosts))).items() if n.get("ManagerStatus"))
+    workers = sorted(h for h, n in a.nodes(managers[0]).items() if not n.get("ManagerStatus"))
+    for w in workers[:3 - len(managers)]:  # the test above ends with a demotion
+        invoke(env, lab, "promote", w)
+    managers = sorted(h for h, n in a.nodes(managers[0]).items() if n.get("ManagerStatus"))
+    assert len(managers) == 3
+    a.client(managers[0]).api.create_service(
+        {"ContainerSpec": {"Image": IMAGE, "Command": ["sh", "-c", TICKER],
+                           "StopGracePeriod": 1_000_000_000}},
+        name="ticker", mode={"Replicated": {"Replicas": 3}})
+
+    def ticker_tasks(via: str) -> dict[str, str]:
+        names = {n["ID"]: h for h, n in a.nodes(via).items()}
+        tasks = a.client(via).api.tasks(filters={"service": "ticker", "desired-state": "running"})
+        return {t["ID"]: names.get(t["NodeID"]) for t in tasks if t["Status"]["State"] == "running"}
+
+    wait(lambda: len(ticker_tasks(managers[0])) == 3, 90, "3 ticker tasks running")
+    leader = leader_of(a.nodes(managers[0]))
+    holders = set(ticker_tasks(managers[0]).values())
+    if leader not in holders:  # the leader's host should take a task down with it
+        target = sorted(holders & set(managers))[0] if holders & set(managers) else leader
+        if target != leader:
+            invoke(env, lab, "leader", "--to", target)
+            leader = target
+    via = next(m for m in managers if m != leader)
+    cli_env = {**env, "DOCKER_HOST": f"tcp://{api_url(a.inv.hosts[via])}", "DOCKER_TLS_VERIFY": "1",
+               "DOCKER_CERT_PATH": str(a.bundle), "DOCKER_CONFIG": str(tmp_path)}
+    follow = subprocess.Popen([shutil.which("docker") or "/usr/local/bin/docker", "service", "logs",
+                               "-f", "--tail", "1", "ticker"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=cli_env)
+    seen: list[tuple[float, str, int]] = []
+
+    def read() -> None:
+        for line in follow.stdout:
+            m = LOG_LINE.match(line.strip())
+            if m:
+                seen.append((time.monotonic(), m.group(1), int(m.group(3))))
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        wait(lambda: len({t for _, t, _ in seen}) == 3, 30, "lines of the 3 tasks through the follower")
+        before = {t for _, t, _ in seen}
+        last = {t: n for _, t, n in seen}
+        lab.crash(leader)
+        t0 = time.monotonic()
+        wait(lambda: sum(1 for t in before if max((n for _, u, n in seen if u == t), default=-1)
+                         > last[t] + 10) >= 2, 60, "lines of the 2 surviving tasks after the crash")
+        wait(lambda: {t for _, t, _ in seen} - before, 90,
+             "a line of the task replacing the dead host's, in the same stream")
+        assert follow.poll() is None, follow.stderr.read()
+        arrivals = [ts for ts, _, _ in seen if ts > t0 - 1]
+        gap = max(b - a for a, b in zip(arrivals, arrivals[1:], strict=False))
+        print(f"service logs -f via {via}: longest silence {gap:.1f}s around the power cut of {leader}")
+        for task in {t for _, t, _ in seen}:  # no line repeated, none skipped
+            numbers = [n for _, t, n in seen if t == task]
+            assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), (task, numbers)
+    finally:
+        follow.kill()
+        follow.wait()

@@ -258,11 +258,22 @@ def test_compose_stack_across_hosts_secret_in_memory_only_and_nothing_left(lab, 
                            "{{.Name}} {{.Replicas}}").stdout.splitlines()) == want, 180,
          f"the stack converged ({want})")
 
-    def pages(expected: str) -> bool:  # each host's published port, from the host itself
-        return all(on_host(lab, h, "curl -s -m 3 http://127.0.0.1:8088/ || true") == expected
-                   for h in hosts for _ in range(2))
+    answers: dict[str, str] = {}
 
-    wait(lambda: pages(page1), 60, "the page from every host")
+    def pages(expected: str) -> bool:  # each host's published port, from the host itself
+        for h, addr in hosts.items():
+            for _ in range(2):
+                answers[h] = on_host(lab, h, f"curl -s -m 3 http://{addr}:8088/ || true")
+                if answers[h] != expected:
+                    return False
+        return True
+
+    try:
+        wait(lambda: pages(page1), 60, "the page from every host")
+    except AssertionError:
+        ps = dk(env, "stack", "ps", "st", "--no-trunc", "--format",
+                "{{.Name}} {{.Node}} {{.CurrentState}} {{.Error}}").stdout
+        raise AssertionError(f"hosts answered {answers}; tasks:\n{ps}") from None
     host, cid = task_container(lab, env, "st_web")
     assert on_host(lab, host, f"docker exec {cid} cat /run/secrets/db_pw") == value
     fs = on_host(lab, host, f"docker exec {cid} awk '$2==\"/run/secrets/db_pw\"{{print $3}}' "

@@ -376,23 +376,36 @@ async def test_autolock_creates_rotates_and_erases_the_unlock_key():
     assert await s.control.get_unlock_key() == ""  # off: no key, and rotation is a no-op
 
 
-async def test_raft_settings_are_shown_live_and_cannot_be_changed_through_the_spec():
+async def test_raft_settings_are_shown_live_and_only_the_swarm_wide_ones_change():
     s = make_swarm(1, 0)
     live = {"SnapshotInterval": 10000, "KeepOldSnapshots": 1, "LogEntriesForSlowFollowers": 2000,
             "ElectionTick": 6, "HeartbeatTick": 2}
     s.ctx.raft_settings = lambda: dict(live)
     info = await s.control.info()
+    # the fixture's spec sets the swarm-wide ones (managers apply those); the rest is live
+    live |= {"SnapshotInterval": 10000, "LogEntriesForSlowFollowers": 500}
     assert info["Cluster"]["Spec"]["Raft"] == live
     assert info["Cluster"]["Spec"]["EncryptionConfig"] == {"AutoLockManagers": False}
     spec = s.cluster().spec.to_api() | {"Raft": live}
     await s.control.update_cluster(s.cluster().version.index, spec)  # the CLI's round trip
-    assert s.cluster().spec.raft is None  # never stored: the live values are what is shown
+    assert s.cluster().spec.raft.election_tick is None  # per-manager settings are not stored
+    assert (await s.control.info())["Cluster"]["Spec"]["Raft"] == live
     before = s.snapshot()
-    with pytest.raises(InvalidArgument, match=r"SnapshotInterval 500 \(runs with 10000; agent.yml raft.snapshot_interval\)"):
+    with pytest.raises(InvalidArgument, match=r"ElectionTick 10 \(runs with 6; agent.yml raft.election_ticks\)"):
         await s.control.update_cluster(
-            s.cluster().version.index, spec | {"Raft": live | {"SnapshotInterval": 500}}
+            s.cluster().version.index, spec | {"Raft": live | {"ElectionTick": 10}}
         )
     assert s.snapshot() == before
+    # as the SDK's update_swarm sends them: two set, the rest null
+    await s.control.update_cluster(s.cluster().version.index, spec | {"Raft": {
+        "SnapshotInterval": 5000, "LogEntriesForSlowFollowers": 1200, "KeepOldSnapshots": None,
+        "ElectionTick": None, "HeartbeatTick": None}})
+    shown = (await s.control.info())["Cluster"]["Spec"]["Raft"]
+    assert shown == live | {"SnapshotInterval": 5000, "LogEntriesForSlowFollowers": 1200}
+    await s.control.update_cluster(s.cluster().version.index, spec | {"Raft": shown})
+    await s.control.update_cluster(s.cluster().version.index, s.cluster().spec.to_api())
+    assert (s.cluster().spec.raft.snapshot_interval, s.cluster().spec.raft.log_entries_for_slow_followers) \
+        == (5000, 1200)  # a round trip, and an update without a Raft section, keep them
 
 
 async def test_empty_name_keeps_the_cluster_name():

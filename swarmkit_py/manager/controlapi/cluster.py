@@ -10,9 +10,13 @@ a 400 that names them: an external or new signing CA and ForceRotate (`docker sw
 --rotate`: the root CA does not rotate here), and a cluster-wide default log driver.
 
 Raft settings: the API shows the ones the answering manager really runs with (its agent.yml
-`raft:` section), and an update that tries to change them is refused: they are per-manager
-process settings here, and storing a spec value no manager applies would show a setting that
-is not in effect. The round trip the CLI makes (read the spec, send it back) passes unchanged.
+`raft:` section). SnapshotInterval and LogEntriesForSlowFollowers can be changed for the whole
+swarm, as in Swarm (`docker swarm update --snapshot-interval`, the SDK's `update_swarm`): they
+are stored in the spec and every manager applies them at once (Manager._apply_raft_spec). The
+tick settings are per-manager process settings here (and in milliseconds, not Swarm's
+seconds) and KeepOldSnapshots is fixed, so a change to those is refused rather than stored
+and not applied. The round trip the CLI makes (read the spec, send it back) passes unchanged;
+a zero or missing value keeps the current one (dockerd's MergeSwarmSpecToGRPC).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pydantic import ValidationError
 from ...ca import generate_join_token
 from ...ca.certs import load_certificate
 from ...store import Cluster, ClusterSpec
+from ...store.objects.cluster import RaftConfig
 from .errors import Internal, InvalidArgument, describe_validation, json_type
 from .taskfields import drop_unknown
 
@@ -103,25 +108,40 @@ RAFT_FIELDS = {
     "heartbeat_tick": ("HeartbeatTick", "heartbeat_ticks"),
 }
 """Docker's Raft spec field -> (its JSON name, the agent.yml `raft:` key that sets it)."""
+SWARM_WIDE_RAFT = ("snapshot_interval", "log_entries_for_slow_followers")
+"""The ones an update may change for every manager."""
+SWARM_WIDE_RAFT_JSON = frozenset(RAFT_FIELDS[f][0] for f in SWARM_WIDE_RAFT)
 
 
-def check_raft_settings(spec: ClusterSpec, live: Mapping[str, int] | None) -> ClusterSpec:
-    """Refuse a Raft section that differs from what this manager runs (`live`, Docker's JSON
-    names); the section itself is never stored (the live values are shown instead)."""
-    if spec.raft is None or live is None:
+def check_raft_settings(spec: ClusterSpec, live: Mapping[str, int] | None,
+                        stored: RaftConfig | None = None) -> ClusterSpec:
+    """The Raft section to store: the swarm-wide settings the update changes (or `stored`,
+    the current ones, where it leaves them out or at zero); a change to any other setting than
+    what this manager runs (`live`, Docker's JSON names) is refused."""
+    if live is None:
         return spec
-    wrong = []
+    if spec.raft is None:
+        return spec.model_copy(update={"raft": stored})
+    wrong, keep = [], {}
     for field, (name, key) in RAFT_FIELDS.items():
         sent = getattr(spec.raft, field)
+        current = getattr(stored, field, None) if stored is not None else None
+        if field in SWARM_WIDE_RAFT:
+            if sent is not None and sent < (1 if field == "snapshot_interval" else 0):
+                raise InvalidArgument(f"Raft.{name} must not be {sent}")
+            if sent and sent != live.get(name) or current is not None:
+                keep[field] = sent or current
+            continue
         if sent not in (None, 0) and name in live and sent != live[name]:
             where = f"agent.yml raft.{key}" if key else "fixed"
             wrong.append(f"{name} {sent} (runs with {live[name]}; {where})")
     if wrong:
         raise InvalidArgument(
-            "Raft settings cannot be changed through the swarm spec: they are set per manager "
-            "in its agent configuration and applied at restart: " + ", ".join(wrong)
+            "these Raft settings cannot be changed through the swarm spec: they are set per "
+            "manager in its agent configuration and applied at restart: " + ", ".join(wrong)
         )
-    return spec.model_copy(update={"raft": None})
+    keep = {k: v for k, v in keep.items() if v is not None}
+    return spec.model_copy(update={"raft": RaftConfig(**keep) if keep else None})
 
 
 def rotated_token(cluster: Cluster) -> str:

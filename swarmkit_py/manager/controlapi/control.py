@@ -44,7 +44,13 @@ from ...store import (
 )
 from ..allocator.ipam import DATA_PATH_PORT, DEFAULT_POOL, DEFAULT_PREFIX
 from ..context import ClusterContext, RaftMember
-from .cluster import check_raft_settings, cluster_tls_info, parse_cluster_spec, rotated_token
+from .cluster import (
+    SWARM_WIDE_RAFT_JSON,
+    check_raft_settings,
+    cluster_tls_info,
+    parse_cluster_spec,
+    rotated_token,
+)
 from .errors import FailedPrecondition, InvalidArgument, NotInSwarm
 from .networks import NetworkMethods
 from .nodes import actual_role, node_filter, parse_node_spec, with_manager_status
@@ -240,7 +246,8 @@ class ControlAPI(ServiceMethods, TaskMethods, NetworkMethods, SecretConfigMethod
         if cluster.version.index < version:  # see _as_new_as
             await self.ctx.read_barrier()
             cluster = await self.get_cluster()
-        new_spec = check_raft_settings(parse_cluster_spec(spec, cluster), self.raft_settings())
+        new_spec = check_raft_settings(parse_cluster_spec(spec, cluster), self.raft_settings(),
+                                       cluster.spec.raft)
         tokens = cluster.join_tokens
         if rotate_worker_token or rotate_manager_token:
             tokens = JoinTokens(
@@ -333,13 +340,15 @@ def cluster_json(
     cluster: Cluster, *, join_tokens: bool, raft: dict[str, int] | None = None
 ) -> dict[str, Any]:
     """Docker's `Swarm` object (GET /swarm) or, without join tokens, `ClusterInfo` (/info);
-    `raft`: the answering manager's live Raft settings, shown as Spec.Raft. Settings the
-    spec leaves unset are shown with the values in effect (certificate expiry, ForceRotate,
-    the overlay address pool, subnet size and VXLAN port), as dockerd shows them."""
+    `raft`: the answering manager's live Raft settings, shown as Spec.Raft, with the
+    swarm-wide ones the spec sets (every manager applies those). Settings the spec leaves unset
+    are shown with the values in effect (certificate expiry, ForceRotate, the overlay address
+    pool, subnet size and VXLAN port), as dockerd shows them."""
     out = cluster.to_api()
     spec = out.setdefault("Spec", {})
     if raft is not None:
-        spec["Raft"] = dict(raft)
+        stored = spec.get("Raft", {})
+        spec["Raft"] = {**raft, **{k: v for k, v in stored.items() if k in SWARM_WIDE_RAFT_JSON}}
     ca = spec.setdefault("CAConfig", {})
     ca.setdefault("NodeCertExpiry", int(NODE_CERT_VALIDITY.total_seconds()) * 10**9)
     ca.setdefault("ForceRotate", 0)

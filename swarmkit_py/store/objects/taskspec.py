@@ -224,7 +224,9 @@ class TaskSpec(DockerModel):
     resources: ResourceRequirements | None = None
     restart_policy: RestartPolicy | None = None
     placement: Placement | None = None
-    force_update: int | None = None
+    force_update: int = 0
+    """Always shown, as dockerd does (Go has no omitempty on it): clients read it back to
+    bump it (`service update --force`)."""
     runtime: str | None = None
     networks: list[dict] | None = Field(default=None)
     log_driver: LogDriver | None = None
