@@ -17,10 +17,12 @@ What the harness changes, and why (written as the tests' conftest.py, replacing 
 - the tests' image (`alpine:3.10`, pulled by their session fixture) becomes the local task
   image: no registry is reachable from the lab, and the Docker API served here has no image
   endpoints;
-- `init_swarm`/`swarm.init` leave the existing cluster as it is, and `leave_swarm(force)` is
-  not sent: the tests form a one-node swarm on the engine they talk to and tear it down after
-  each class, while here the cluster is formed by `swarmkit-py init/join` and outlives them.
-  Tests about what `init`/`leave`/`join` themselves do fail for that reason and are listed so.
+- a test's first `init_swarm`/`swarm.init` applies the spec it asks for with a swarm update,
+  later ones are sent as they are; the helper that force-leaves the swarm is not sent; each
+  test's spec changes are put back after it: the tests form a one-node swarm on the engine
+  they talk to and leave it after each class, while here the cluster is formed by
+  `swarmkit-py init/join` and outlives them. Tests of what only `init`, `leave` or a one-node
+  swarm do (address pools, data path port, leaving, "exactly one node") fail for that reason.
 Everything else is the SDK's test code as published.
 """
 
@@ -55,31 +57,54 @@ import warnings
 import pytest
 
 import docker
-import docker.models.swarm
+import docker.api.swarm
 
 from tests import helpers
 from tests.integration import base
 
 base.TEST_IMG = os.environ["SDK_COMPAT_IMAGE"]
+_real_init = docker.api.swarm.SwarmApiMixin.init_swarm
+_inits = []
 
 
 def _keep_the_cluster(client, *args, **kwargs):
     return True
 
 
-def _existing_swarm(self, *args, **kwargs):
-    self.reload()
-    return self.id
+def _init_existing(self, *args, swarm_spec=None, **kwargs):
+    """The cluster exists: a test's first init applies its spec with an update (what init
+    would have set), later ones are sent as they are (the API's "already part of a swarm")."""
+    if _inits:
+        return _real_init(self, *args, swarm_spec=swarm_spec, **kwargs)
+    _inits.append(True)
+    if swarm_spec:
+        version = self.inspect_swarm()["Version"]["Index"]
+        self.update_swarm(version=version, swarm_spec=swarm_spec)
+    return self.info()["Swarm"]["NodeID"]
 
 
 helpers.force_leave_swarm = _keep_the_cluster
-base.BaseAPIIntegrationTest._init_swarm = staticmethod(_keep_the_cluster)
-docker.models.swarm.Swarm.init = _existing_swarm
+base.BaseAPIIntegrationTest._init_swarm = staticmethod(
+    lambda client, **kwargs: client.init_swarm(**kwargs))
+docker.api.swarm.SwarmApiMixin.init_swarm = _init_existing
 
 
 @pytest.fixture(autouse=True, scope="session")
 def setup_test_session():
     warnings.simplefilter("error")
+
+
+@pytest.fixture(autouse=True)
+def restore_the_swarm_spec():
+    """What a test's init or update changed is put back after it (the next test's
+    "fresh swarm"), auto-lock included."""
+    client = docker.APIClient(version=os.environ["DOCKER_TEST_API_VERSION"],
+                              **docker.utils.kwargs_from_env())
+    spec = client.inspect_swarm()["Spec"]
+    _inits.clear()
+    yield
+    client.update_swarm(version=client.inspect_swarm()["Version"]["Index"], swarm_spec=spec)
+    client.close()
 '''
 
 
@@ -174,11 +199,13 @@ def main() -> int:
                    PYTHONPATH=str(tree))
         log(f"tests: {origin}; cluster: {where}; API version {API_VERSION}")
         junit = work / "junit.xml"
-        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                         "-o", "addopts=", "-o", "timeout=300", "--rootdir", str(tree),
                         f"--junitxml={junit}", "-rfE",
                         *[str(tree / "tests" / "integration" / f) for f in FILES],
                         *args.pytest_args], cwd=tree, env=env)
+        if not junit.exists():
+            raise SystemExit(f"pytest ended ({run.returncode}) without a report")
         summary = {"tests": origin, "cluster": where, **summarize(junit)}
     finally:
         if cluster is not None:

@@ -45,6 +45,8 @@ PULL_WAIT = 1.0
 CALL_SLACK = 3.0
 """A pull's answer is overdue this long after its wait: the leader is taken for dead."""
 RETRY_MAX = 1.0
+LEADER_CHECK = 0.2
+"""How often a waiting pull looks whether Raft has seen another leader."""
 
 
 @dataclass(frozen=True)
@@ -165,10 +167,13 @@ class LogStream:
                     pause = min(RETRY_MAX, pause * 2)
                     continue
             try:
-                batch, ended = await self.source.next(PULL_WAIT)
+                got = await self._pull()
             except RETRYABLE as e:
                 await self._drop(e)
                 continue
+            if got is None:
+                continue  # the leader moved while waiting: reopened on the next turn
+            batch, ended = got
             for msg in batch:
                 if msg.ts:
                     if msg.ts < self.after.get(msg.task_id, 0):
@@ -182,6 +187,24 @@ class LogStream:
             moved = self.reader.leader_moved(self.source)
             if moved:
                 await self._drop(moved)
+
+    async def _pull(self) -> tuple[list[LogMessage], bool] | None:
+        """The next batch; None when Raft elects another leader meanwhile (a leader whose
+        host lost power never answers: its pull would only time out, seconds later)."""
+        pull = asyncio.ensure_future(self.source.next(PULL_WAIT))
+        try:
+            while True:
+                done, _ = await asyncio.wait({pull}, timeout=LEADER_CHECK)
+                if done:
+                    return pull.result()
+                moved = self.reader.leader_moved(self.source)
+                if moved:
+                    await self._drop(moved)
+                    return None
+        finally:
+            if not pull.done():
+                pull.cancel()
+                await asyncio.gather(pull, return_exceptions=True)
 
     async def close(self) -> None:
         source, self.source = self.source, None

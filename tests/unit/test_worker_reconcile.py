@@ -351,3 +351,41 @@ def test_parse_assignments_keeps_good_tasks_next_to_bad_ones():
     assert [(a.task_id, a.task is None) for a in tasks] == [("a", False), ("b", True)]
     with pytest.raises(ValueError):
         parse_assignments({"nope": 1})
+
+
+async def test_a_stop_during_prepare_ends_the_tasks_life_without_spinning(world):
+    """A task told to stop while its container is being created: the controller refuses to
+    start it (it is stopping) and returns at once. The runner used to ask again and again
+    without ever yielding, which froze the agent's event loop (API, Raft, sessions) for good."""
+    ex, sink, rec, _ = world
+    gate = asyncio.Event()
+
+    class Stoppable(FakeController):
+        starts = 0
+
+        async def prepare(self):
+            await gate.wait()
+            self.state = S.READY
+            return self.status()
+
+        async def start(self):
+            Stoppable.starts += 1
+            if Stoppable.starts > 100:
+                raise RuntimeError("start asked for again and again")
+            if self.shutdowns:  # as the real controller: a stopping task is not started
+                return self.status()
+            return await super().start()
+
+    async def controller(task):
+        ctl = Stoppable(ex, task)
+        ex.controllers[task.id] = ctl
+        return ctl
+
+    ex.controller = controller
+    push(rec, task("t1"))
+    await wait_until(lambda: "t1" in ex.controllers, what="t1 preparing")
+    push(rec, task("t1", desired="shutdown", state="preparing"), seq=2)
+    await wait_until(lambda: ex.controllers["t1"].shutdowns, what="the shutdown under way")
+    gate.set()
+    await wait_until(lambda: "t1" not in rec.runners, what="runner gone")
+    assert Stoppable.starts <= 1 and "shutdown" in sink.states("t1")

@@ -94,6 +94,11 @@ class TaskRunner:
     async def _life(self) -> None:
         failures = 0
         while True:
+            if self._stop.is_set():
+                # The shutdown owns the task from here. A step the controller refuses because
+                # it is stopping returns at once, and asking again without end never yielded:
+                # the agent's whole event loop (API, Raft, sessions) froze.
+                return
             try:
                 if self.ctl is None:
                     self.ctl = await self._executor.controller(self.task)
