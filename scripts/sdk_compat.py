@@ -72,11 +72,12 @@ def _keep_the_cluster(client, *args, **kwargs):
 
 
 def _init_existing(self, *args, swarm_spec=None, **kwargs):
-    """The cluster exists: a test's first init applies its spec with an update (what init
-    would have set), later ones are sent as they are (the API's "already part of a swarm")."""
-    if _inits:
+    """The cluster exists: an init applies its spec with an update (what init would have
+    set); a test's second init is sent as it is (the API's "already part of a swarm")."""
+    if _inits == ["in test", "init"]:
         return _real_init(self, *args, swarm_spec=swarm_spec, **kwargs)
-    _inits.append(True)
+    if _inits == ["in test"]:
+        _inits.append("init")
     if swarm_spec:
         version = self.inspect_swarm()["Version"]["Index"]
         self.update_swarm(version=version, swarm_spec=swarm_spec)
@@ -101,8 +102,9 @@ def restore_the_swarm_spec():
     client = docker.APIClient(version=os.environ["DOCKER_TEST_API_VERSION"],
                               **docker.utils.kwargs_from_env())
     spec = client.inspect_swarm()["Spec"]
-    _inits.clear()
+    _inits[:] = ["in test"]
     yield
+    _inits.clear()
     client.update_swarm(version=client.inspect_swarm()["Version"]["Index"], swarm_spec=spec)
     client.close()
 '''
