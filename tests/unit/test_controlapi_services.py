@@ -166,7 +166,8 @@ def tt(**fields):
         (tt(Runtime="plugin"), "TaskTemplate.Runtime 'plugin' is not supported"),
         (tt(LogDriver={"Options": {"a": "b"}}), "TaskTemplate.LogDriver: Name is required"),
         (tt(Resources={"Reservations": {"GenericResources": [{"DiscreteResourceSpec": {"Kind": "gpu", "Value": 1}}]}}), "GenericResources: generic resources are not supported"),
-        (spec(Networks=[{"Target": "n"}]), "ServiceSpec.Networks is deprecated and not supported"),
+        (spec(Networks=[{"Target": "n"}], TaskTemplate={"ContainerSpec": {"Image": "x"}, "Networks": [{"Target": "m"}]}),
+         "networks are given both in ServiceSpec.Networks (deprecated) and in TaskTemplate.Networks"),
     ],
 )
 def test_fields_a_linux_worker_cannot_honour_are_refused_naming_them(body, message):
@@ -401,3 +402,14 @@ async def test_service_filters():
     assert names(await s.control.list_services({"mode": ["global"]})) == [g.spec.name]
     with pytest.raises(InvalidArgument, match="Invalid filter: 'mode'='jobs'"):
         await s.control.list_services({"mode": ["jobs"]})
+
+
+def test_the_deprecated_service_networks_are_kept_and_take_effect_in_the_template():
+    """API 1.41 still takes ServiceSpec.Networks (the SDK's `create_service(networks=...)`
+    sends it): the client reads it back where it wrote it, and the tasks use it."""
+    warnings: list[str] = []
+    parsed = parse_service_spec(spec(Networks=[{"Target": "n1", "Aliases": ["a"], "Weight": 1}]),
+                                warnings)
+    out = parsed.to_api()
+    assert out["Networks"] == out["TaskTemplate"]["Networks"] == [{"Target": "n1", "Aliases": ["a"]}]
+    assert [w.split()[2] for w in warnings] == ["Networks[0].Weight"]

@@ -159,6 +159,7 @@ class ServiceMethods:
     def _resolve_service_networks(self, spec: ServiceSpec, service_id: str = "") -> None:
         tt = spec.task_template
         tt.networks = self.resolve_networks(tt.networks)
+        spec.networks = self.resolve_networks(spec.networks)
         self.resolve_file_refs(spec)
         check_published_ports(self.store.view(), spec, service_id)
 

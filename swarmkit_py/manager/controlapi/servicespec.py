@@ -98,9 +98,14 @@ def validate_service_spec(spec: ServiceSpec) -> None:
     if spec.name:
         validate_name(spec.name)
     if spec.networks:
-        raise _invalid("ServiceSpec.Networks is deprecated and not supported: put the "
-                       "networks in TaskTemplate.Networks")
-    spec.networks = None
+        # Deprecated since API 1.25 but still taken by dockerd up to 1.43 (the SDK's
+        # `APIClient.create_service(networks=...)` sends it): kept as written, for the client
+        # to read back, and in effect as the template's networks, which every loop reads.
+        if spec.task_template.networks:
+            raise _invalid("networks are given both in ServiceSpec.Networks (deprecated) and "
+                           "in TaskTemplate.Networks: give them in TaskTemplate.Networks only")
+        spec.task_template.networks = copy.deepcopy(spec.networks)
+    spec.networks = spec.networks or None
     _validate_task_spec(spec.task_template)
     _validate_mode(spec)
     for config in (spec.update_config, spec.rollback_config):

@@ -74,7 +74,7 @@ def drop_unknown(model: DockerModel, path: str = "") -> list[str]:
             for i, item in enumerate(value):
                 if isinstance(item, DockerModel):
                     found += drop_unknown(item, f"{where}[{i}].")
-    if isinstance(model, TaskSpec) and model.networks:
+    if isinstance(model, (TaskSpec, ServiceSpec)) and model.networks:
         model.networks = [_network_entry(e, f"{path}Networks[{i}].", found)
                           for i, e in enumerate(model.networks)]
     return found

@@ -124,8 +124,8 @@ class ServiceSpec(DockerModel):
     update_config: UpdateConfig | None = None
     rollback_config: UpdateConfig | None = None
     networks: list[dict] | None = None
-    """Deprecated since API 1.25 (TaskTemplate.Networks replaced it): known, and refused
-    when not empty."""
+    """Deprecated since API 1.25 (TaskTemplate.Networks replaced it): kept as the client
+    wrote it, and copied into TaskTemplate.Networks, where it takes effect (servicespec.py)."""
     endpoint_spec: EndpointSpec | None = None
 
 
