@@ -19,8 +19,13 @@ Figures (keys of the JSON line):
   include the convergence), also split into ``api_converge_p99_ms`` and ``api_steady_p99_ms``
   and per call (``api_ms``);
 - ``leader_cpu_pct`` / ``leader_rss_mb``: the leader process over the steady window (/proc);
-- ``heartbeats_per_s``, ``raft_entries_per_s``: the leader's /metrics counters over that window
-  (entries: commit index delta, so convergence writes are in ``raft_entries_converge``);
+- ``heartbeats_per_s``: the leader's /metrics counter over that window;
+- ``raft_entries_per_s``: Raft entries committed per second from the first create to all
+  Running (commit index delta: task creations, assignments, status reports), their number in
+  ``raft_entries_converge``; ``raft_entries_steady_per_s`` the same over the steady window
+  (near 0: a converged cluster writes only on change, heartbeats are not logged);
+- ``loop_stalls``: per manager, the longest hold of its event loop and the count of turns held
+  past 0.25 s (``/metrics``, the agent's loop watch; its log says where each long hold was);
 - failover (M >= 3): SIGKILL the leader (by PID), then ``failover_sessions_back_s`` until every
   simulated node has opened a new session, ``failover_nodes_marked_down`` nodes other than the
   killed one seen Down by the new leader at any poll within ``--failover-watch`` s,
@@ -97,7 +102,12 @@ class Fleet:
 
     def wait(self, cond, timeout: float, what: str) -> float:
         t0 = time.monotonic()
+        said = t0
         while time.monotonic() - t0 < timeout:
+            if time.monotonic() - said > 15:
+                said = time.monotonic()
+                say(f"waiting for {what}: " + ", ".join(f"{k} {self.status.get(k)}" for k in
+                    ("joined", "connected", "running", "sessions_opened", "failed_rounds")))
             if self.proc.poll() is not None:
                 raise RuntimeError(f"simulated nodes exited ({self.proc.returncode}): {self.status}")
             if cond(self.status):
@@ -183,6 +193,26 @@ def metric(m: dict, name: str) -> float:
     return sum(v for k, v in m.items() if k == name or k.startswith(name + "{"))
 
 
+def max_commit(c: AgentCluster, managers) -> float:
+    return max(metric(metrics_of(c, m), "swarmkit_raft_commit_index") for m in managers if m.alive)
+
+
+def loop_stalls(c: AgentCluster, managers) -> dict:
+    """Per manager still running: the longest hold of its event loop and how many turns
+    were held longer than Raft's shortest election timeout (the agent's loop watch)."""
+    out = {}
+    for m in managers:
+        mt = metrics_of(c, m) if m.alive else {}
+        if mt:
+            out[m.name] = {"max_s": round(mt.get("swarmkit_event_loop_stall_max_seconds", 0), 2),
+                           "over_0.25s": int(mt.get("swarmkit_event_loop_stall_seconds_count", 0)
+                                             - mt.get('swarmkit_event_loop_stall_seconds_bucket{le="0.25"}', 0)),
+                           "gc_full": int(mt.get("swarmkit_gc_full_collections_total", 0)),
+                           "gc_full_s": round(mt.get("swarmkit_gc_full_collection_seconds_total", 0), 2),
+                           "terms": int(mt.get("swarmkit_raft_term", 0))}
+    return out
+
+
 def running_ids(api) -> set[str]:
     return {t["ID"] for t in api.tasks(filters={"desired-state": "running"})
             if t["Status"]["State"] == "running"}
@@ -194,6 +224,8 @@ def run(args) -> dict:
     c = AgentCluster(base, env=env_extra)
     fleet = None
     prober = None
+    managers: list = []
+    say(f"work dir (agent logs) {base}")
     out: dict = {"bench": "scale", "nodes": args.nodes, "managers": args.managers,
                  "tasks": args.tasks, "commit": git_commit(), "load1_start": os.getloadavg()[0]}
     try:
@@ -225,6 +257,7 @@ def run(args) -> dict:
         services = max(1, min(args.services, args.tasks))
         per = [args.tasks // services + (1 if i < args.tasks % services else 0) for i in range(services)]
         prober = Prober(sdk.api, "svc0")
+        commit0 = max_commit(c, managers)
         t_create = time.monotonic()
         for i, replicas in enumerate(per):
             retrying(lambda i=i, r=replicas: sdk.api.create_service(
@@ -237,6 +270,9 @@ def run(args) -> dict:
                    "every task Running in the API", interval=1.0)
         t_running = time.monotonic()
         out["all_running_s"] = round(t_running - t_create, 2)
+        # the writes of the convergence: task creations, assignments, status reports
+        out["raft_entries_converge"] = int(max_commit(c, managers) - commit0)
+        out["raft_entries_per_s"] = round(out["raft_entries_converge"] / (t_running - t_create), 1)
 
         say(f"all running in {out['all_running_s']} s; steady window {args.steady} s")
         # steady state
@@ -258,8 +294,8 @@ def run(args) -> dict:
         out["leader_rss_mb"] = round(proc_rss_mb(leader.proc.pid), 1)
         out["heartbeats_per_s"] = round((metric(mt1, "swarmkit_dispatcher_heartbeats_total")
                                          - metric(mt0, "swarmkit_dispatcher_heartbeats_total")) / span, 1)
-        out["raft_entries_per_s"] = round((metric(mt1, "swarmkit_raft_commit_index")
-                                           - metric(mt0, "swarmkit_raft_commit_index")) / span, 1)
+        out["raft_entries_steady_per_s"] = round((metric(mt1, "swarmkit_raft_commit_index")
+                                                  - metric(mt0, "swarmkit_raft_commit_index")) / span, 1)
         prober.halt.set()
         prober.join(30)
         conv, steady = prober.between(t_create, t_running), prober.between(t_running, s1)
@@ -289,6 +325,7 @@ def run(args) -> dict:
         out["leader_terms"] = max((metric(metrics_of(c, m), "swarmkit_raft_term") for m in c.nodes.values()),
                                   default=None)
     finally:
+        out["loop_stalls"] = loop_stalls(c, managers) if managers else None
         out["load1_end"] = os.getloadavg()[0]
         if prober is not None:
             prober.halt.set()

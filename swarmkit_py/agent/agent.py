@@ -29,6 +29,7 @@ from ..ca import (
 )
 from ..ca.keyfile import NodeCredentials, load_api_credentials, remove_api_credentials
 from ..ca.optional_tls import server_context_optional_client
+from ..loopwatch import LoopWatch
 from ..manager.admission import cluster_port_policy
 from ..manager.bootstrap import initial_transaction
 from ..manager.controlapi import ControlAPI
@@ -45,6 +46,7 @@ from ..worker.network import NetworkPlane
 from ..worker.reconcile import TaskWorker
 from ..worker.session import WorkerSession
 from .config import AgentConfig
+from .gcpolicy import GCPolicy
 from .identity import new_raft_id
 from .metrics import metrics_app
 from .state import ROOT_CA_CERT, ROOT_CA_KEY, LocalNode, certs_dir
@@ -79,6 +81,9 @@ class Agent:
         """What port 2377 turned away, by reason (kept across RpcServer restarts)."""
         self.api_refused: Counter = Counter()
         """What the Docker API's authorization refused, by reason."""
+        self.loopwatch = LoopWatch(report_after=cfg.loop_stall_warn_s)
+        """How long the event loop is held, and where (logged past `loop_stall_warn_s`)."""
+        self.gc_policy = GCPolicy() if cfg.gc_policy == "tuned" else None
 
     # ---------------------------------------------------------------- TLS material
     def _creds(self) -> tuple[bytes, bytes, bytes]:
@@ -147,9 +152,17 @@ class Agent:
 
     # ---------------------------------------------------------------- life cycle
     async def run(self) -> None:
-        await self.start()
-        await self._stop.wait()
-        await self.shutdown()
+        self.loopwatch.start()
+        if self.gc_policy is not None:
+            self.gc_policy.start()
+        try:
+            await self.start()
+            await self._stop.wait()
+            await self.shutdown()
+        finally:
+            self.loopwatch.stop()
+            if self.gc_policy is not None:
+                self.gc_policy.stop()
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
 

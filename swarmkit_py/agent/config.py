@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -39,10 +40,18 @@ class AgentConfig(BaseModel):
         "heartbeat_period_s x this many nodes the period grows with the cluster (and so does "
         "down detection, three periods)")
     log_level: str = "INFO"
+    loop_stall_warn_s: float = Field(
+        0.5, gt=0, description="log where the event loop was held when one turn takes longer "
+        "(Raft's election timeout is 0.3-0.6 s by default: a longer hold on the leader costs "
+        "an election); every hold of 50 ms or more is counted in /metrics")
     overlay_dataplane: bool = Field(
         default_factory=lambda: os.environ.get("SWARMKIT_PY_OVERLAY_DATAPLANE", "1") != "0",
         description="program VXLAN, the routing mesh's NAT rules and the embedded DNS in this "
         "host's network namespace (off only for agents sharing one namespace, as in tests)")
+    gc_policy: Literal["tuned", "python"] = Field(
+        default_factory=lambda: os.environ.get("SWARMKIT_PY_GC_POLICY", "tuned"),
+        description="tuned: fewer young collections and full collections that skip what survived "
+        "the last one (agent/gcpolicy.py); python: CPython's defaults")
     raft: RaftConfig = Field(default_factory=RaftConfig)
 
     @field_validator("listen_addr", "advertise_addr", "api_listen", "metrics_listen")

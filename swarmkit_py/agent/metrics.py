@@ -31,6 +31,17 @@ class _Out:
             lab = "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
         self.lines.append(f"{full}{lab} {float(value):g}" if not isinstance(value, bool) else f"{full}{lab} {int(value)}")
 
+    def histogram(self, name: str, help_: str, h) -> None:
+        """`h` has `cumulative()` [(bound, count <= bound)], `count` and `sum`."""
+        full = f"{PREFIX}_{name}"
+        self.lines.append(f"# HELP {full} {help_}")
+        self.lines.append(f"# TYPE {full} histogram")
+        for bound, cnt in h.cumulative():
+            self.lines.append(f'{full}_bucket{{le="{bound:g}"}} {cnt}')
+        self.lines.append(f'{full}_bucket{{le="+Inf"}} {h.count}')
+        self.lines.append(f"{full}_sum {h.sum:.6f}")
+        self.lines.append(f"{full}_count {h.count}")
+
 
 def render(agent) -> str:
     o = _Out()
@@ -55,6 +66,14 @@ def render(agent) -> str:
     for reason in sorted(set(API_REFUSAL_REASONS) | set(api)):
         o.metric("trust_refusals_total", "counter", refusals_help, api.get(reason, 0),
                  {"port": "api", "reason": reason})
+    lw = agent.loopwatch
+    o.histogram("event_loop_stall_seconds", "Event loop turns held 50 ms or longer, by how long.", lw)
+    o.metric("event_loop_stall_max_seconds", "gauge", "Longest event loop hold since the agent started.", lw.max_s)
+    o.metric("gc_full_collections_total", "counter", "Full (generation 2) garbage collections.", lw.gc_full)
+    o.metric("gc_full_collection_seconds_total", "counter", "Time spent in full garbage collections.", lw.gc_full_s)
+    if agent.gc_policy is not None:
+        o.metric("gc_frozen_objects", "gauge", "Objects a full collection skips (survivors of the last one).",
+                 agent.gc_policy.frozen)
     mgr = agent.manager
     if mgr is not None and mgr.raft.core is not None:
         r = mgr.raft
@@ -66,17 +85,13 @@ def render(agent) -> str:
         o.metric("raft_leader_changes_total", "counter", "Leader or role changes seen by this member.", r.metrics["leader_changes"])
         o.metric("raft_proposals_total", "counter", "Writes proposed on this member.", r.metrics["proposals"])
         o.metric("raft_fsyncs_total", "counter", "WAL fsyncs (one per batch).", r.metrics["fsyncs"])
+        o.metric("raft_election_stretch", "gauge",
+                 "Factor on this follower's election timeout from its leader's recent silences.", r.election_stretch)
+        o.metric("raft_stalled_ticks_total", "counter",
+                 "Ticks not counted because this member's event loop was held.", r.metrics["stalled_ticks"])
         o.metric("raft_members", "gauge", "Raft members by kind.", len(c.conf.voters), {"kind": "voter"})
         o.metric("raft_members", "gauge", "Raft members by kind.", len(c.conf.learners), {"kind": "learner"})
-        h = r.proposal_latency
-        name = f"{PREFIX}_raft_proposal_seconds"
-        o.lines.append(f"# HELP {name} Time from proposing a write to its application.")
-        o.lines.append(f"# TYPE {name} histogram")
-        for bound, cnt in h.cumulative():
-            o.lines.append(f'{name}_bucket{{le="{bound:g}"}} {cnt}')
-        o.lines.append(f'{name}_bucket{{le="+Inf"}} {h.count}')
-        o.lines.append(f"{name}_sum {h.sum:.6f}")
-        o.lines.append(f"{name}_count {h.count}")
+        o.histogram("raft_proposal_seconds", "Time from proposing a write to its application.", r.proposal_latency)
         m = mgr.dispatcher.metrics()
         o.metric("dispatcher_heartbeats_total", "counter", "Heartbeats received (leader).", m.get("heartbeats", 0))
         o.metric("dispatcher_sessions", "gauge", "Open worker sessions (leader).", m.get("sessions", 0))

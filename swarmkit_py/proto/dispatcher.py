@@ -26,7 +26,10 @@ Requests (worker -> leader):
   heartbeat period, which doubles as a liveness check of the standby.
 
 Pushes (manager -> worker, on a watching connection): ``dispatcher.leader``
-``{"leader_addr": str, "term": int}`` as soon as that manager's Raft member sees a new leader.
+``{"leader_addr": str, "term": int, "spread_s": float}`` as soon as that manager's Raft member
+sees a new leader; the worker moves its session at a random moment within ``spread_s`` (the
+cluster's nodes over the rate the leader serves, so a thousand sessions do not all land on the
+new leader in the same instant; 0 or absent: at once).
 
 Pushes (leader -> worker, notifications on the connection that opened the session):
 

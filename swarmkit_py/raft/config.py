@@ -2,7 +2,9 @@
 
 Defaults target a LAN: a 50 ms tick, heartbeats every 100 ms and an election timeout drawn from
 [300, 600) ms, so a dead leader is replaced in well under a second (Docker Swarm's defaults,
-a 1 s tick and 10 ticks, take 10-20 s).
+a 1 s tick and 10 ticks, take 10-20 s). Ticks count only time the member's event loop was free,
+and a follower's grow with its leader's recent silences (`max_election_stretch`, node.py), so a
+busy manager on a loaded machine is not deposed for being slow.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ class RaftConfig(BaseModel):
     keep_entries: int = Field(2_000, ge=0, description="entries kept behind a snapshot for slow followers")
     proposal_timeout_s: float = Field(5.0, gt=0, description="a write that cannot commit in this time fails with NoQuorum")
     leader_wait_s: float = Field(2.0, ge=0, description="how long a write waits for a leader to be elected")
+    max_election_stretch: float = Field(
+        10.0, ge=1.0, le=100.0, description="a follower's election timeout grows with the longest "
+        "recent silence of its leader (two of them must fit in it), up to this many times "
+        "election_ticks; 1 turns the adaptation off")
     pre_vote: bool = True
     check_quorum: bool = True
 

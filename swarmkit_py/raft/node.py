@@ -143,6 +143,11 @@ class RaftNode:
         self.core: RaftCore | None = None
         self._order = ReadyOrder(HardState())
         self._last_heard: dict[int, float] = {}
+        # the longest recent silence of the leader (decaying, see _note_leader_gap)
+        self._gap_from = 0
+        self._gap_prev = 0.0
+        self._leader_gap = 0.0
+        self._leader_gap_at = 0.0
         self._started_at: float | None = None
         self.peers: dict[int, str] = {}
         self._inbox: list = []
@@ -159,7 +164,7 @@ class RaftNode:
         self._stopped = False
         self._started = False
         self._leader_changed = asyncio.Event()
-        self.metrics = {"leader_changes": 0, "proposals": 0, "applied": 0, "fsyncs": 0}
+        self.metrics = {"leader_changes": 0, "proposals": 0, "applied": 0, "fsyncs": 0, "stalled_ticks": 0}
         self.proposal_latency = LatencyHistogram()
         self.on_leader_change: Callable[[int, int], None] | None = None  # (leader, term)
 
@@ -458,7 +463,13 @@ class RaftNode:
 
     # ================================================================ the loop
     def _on_message(self, m) -> None:
-        self._last_heard[m.frm] = time.monotonic()
+        now = time.monotonic()
+        self._last_heard[m.frm] = now
+        c = self.core
+        if c is not None and m.frm == c.leader:
+            if self._gap_from == m.frm:
+                self._note_leader_gap(now - self._gap_prev, now)
+            self._gap_from, self._gap_prev = m.frm, now
         self._inbox.append(m)
         self._wake.set()
 
@@ -473,16 +484,62 @@ class RaftNode:
         self._inbox.append(("snapshot", node_id, ok))
         self._wake.set()
 
+    # Half-life of a remembered silence of the leader: a busy spell is remembered for tens of
+    # seconds, then a follower's election timeout comes back down.
+    GAP_HALF_LIFE_S = 10.0
+
+    def _note_leader_gap(self, gap: float, now: float) -> None:
+        decayed = self._leader_gap * 0.5 ** ((now - self._leader_gap_at) / self.GAP_HALF_LIFE_S)
+        self._leader_gap = max(gap, decayed)
+        self._leader_gap_at = now
+
+    @property
+    def election_stretch(self) -> float:
+        """How much longer than configured this member's ticks are as a follower: enough for
+        its election timeout (election_ticks at least) to outlast two of the longest recent
+        silences of its leader, at most ``max_election_stretch``; 1 for a leader.
+
+        A leader's heartbeats come every ``heartbeat_ticks`` ticks of *its* loop, and a busy
+        manager's loop turns slowly: on a loaded machine the gaps between heartbeats reached
+        the 0.3 s minimum election timeout while the leader was alive and working, and every
+        election moved a thousand worker sessions onto the next leader, which then fell behind
+        in its turn (issue 13: an election storm at 1,000 nodes). Judged by the leader's own
+        recent pace, a busy leader keeps its followers, and an idle cluster keeps its
+        sub-second failover. Only liveness changes: a dead leader is replaced later after a
+        busy spell (at most ``max_election_stretch`` times the configured timeout)."""
+        c = self.core
+        if c is None or c.role == RaftRole.LEADER or self.cfg.max_election_stretch <= 1:
+            return 1.0
+        gap = self._leader_gap * 0.5 ** ((time.monotonic() - self._leader_gap_at) / self.GAP_HALF_LIFE_S)
+        want = 2 * gap / self.cfg.election_timeout_s
+        return min(max(1.0, want), self.cfg.max_election_stretch)
+
     async def _ticker(self) -> None:
-        period = self.cfg.tick_ms / 1000
+        """One logical tick per `tick_ms` (times `election_stretch` on a follower) of time
+        this member's loop was free to hear.
+
+        Time during which the event loop was held (a long callback, a garbage collection, the
+        process not scheduled) does not count: a member whose loop was held heard nothing
+        meanwhile (the messages wait in its sockets), so counting that time would make it a
+        candidate against a leader that was speaking all along, or make a leader step down for
+        want of answers it has not read yet. A late wake-up counts as one tick and the next
+        comes a whole period after it, as the dispatcher moves its heartbeat deadlines by its
+        own stall. Only liveness depends on ticks (elections, check-quorum, heartbeats);
+        safety never does, and reads are confirmed by a heartbeat round, not a lease.
+        """
+        base = self.cfg.tick_ms / 1000
         loop = asyncio.get_running_loop()
-        nxt = loop.time()
         while not self._stopped:
-            nxt += period
-            await asyncio.sleep(max(0.0, nxt - loop.time()))
+            period = base * self.election_stretch
+            t0 = loop.time()
+            await asyncio.sleep(period)
+            now = loop.time()
+            late = now - t0 - period
+            if late > base:
+                self.metrics["stalled_ticks"] += int(late / base)
             self._ticks += 1
             self._wake.set()
-            self._expire_pending(loop.time())
+            self._expire_pending(now)
 
     def _expire_pending(self, now: float) -> None:
         """Fail writes past their deadline. Timeouts differ (a 10 s join next to 5 s writes),

@@ -5,8 +5,8 @@ change the new leader gives every node just one grace period (three heartbeat pe
 reappear before declaring it Down (manager/dispatcher/dispatcher.py explains why that beats
 Swarm's doubled wait). Everything here is shaped by that budget:
 
-- a heartbeat waits at most about one period for its answer, and a closed connection (the
-  leader's process died) is noticed at once, not at the next beat;
+- a heartbeat waits at most two periods for its answer (a busy leader is slow, not gone), and a
+  closed connection (the leader's process died) is noticed at once, not at the next beat;
 - after a failure every known manager is tried right away, and a ``not_leader`` answer is
   followed to the leader it names, so a worker usually needs one or two round trips;
 - back-off between whole failed rounds is jittered (a thousand workers must not stampede the
@@ -16,8 +16,9 @@ Swarm's doubled wait). Everything here is shaped by that budget:
   session goes silent (no FIN, no RST), and without the standby the worker would need a
   heartbeat timeout plus a connect timeout to the dead host before trying elsewhere; with it a
   survivor tells the worker where the new leader is within milliseconds of the election, and
-  the worker drops the dead session at once (abort, not a graceful TLS close to a host that
-  will never answer) and opens one with the new leader. The standby is pinged once a period
+  the worker drops the dead session (abort, not a graceful TLS close to a host that will never
+  answer) and opens one with the new leader: at once in a small cluster, spread over about a
+  heartbeat period in a large one (the push says over how long). The standby is pinged once a period
   with the same call, so a dead standby is replaced too.
 
 The manager list comes from the dispatcher's answers, so a worker started with one seed address
@@ -60,6 +61,8 @@ SessionListener = Callable[[dict[str, Any]], Any]
 # A leader whose dispatcher is still starting is asked again every STARTING_WAIT, this often.
 STARTING_WAIT = 0.05
 STARTING_RETRIES = 20
+MAX_MOVE_SPREAD = 30.0
+"""Seconds: a pushed ``spread_s`` is capped here (the node's grace is three heartbeat periods)."""
 
 
 class NoManagerAvailable(Exception):
@@ -133,6 +136,7 @@ class WorkerSession:
         self._leader_term = 0
         self._next_leader: str | None = None  # named by a standby: tried first on re-open
         self._kick = asyncio.Event()  # cuts a back-off short when a standby names the leader
+        self._move: asyncio.TimerHandle | None = None  # a pushed move, spread (see _leader_news)
         self._session_listeners: list[SessionListener] = []
         self._client: RpcClient | None = None
         self._preferred: str | None = None
@@ -165,6 +169,9 @@ class WorkerSession:
         self._standby.start()
 
     async def stop(self) -> None:
+        if self._move is not None:
+            self._move.cancel()
+            self._move = None
         await self._loop.stop()
         await self._standby.stop()
         await self._drop_client()
@@ -324,10 +331,15 @@ class WorkerSession:
             period = self.heartbeat_period or 1.0
             sent = loop.time()
             try:
+                # Two periods: a busy leader answers late, and giving up on it re-opens the
+                # session (a TLS handshake, the assignments again): a thousand workers doing
+                # that at once made a slow leader slower (issue 13). A dead leader is found by
+                # the standby's push or the closed connection, not by this timeout; the grace
+                # the dispatcher gives is three periods from the last beat it got.
                 answer = await client.call(
                     HEARTBEAT,
                     {"session_id": self.session_id},
-                    timeout=max(period, self.min_heartbeat_timeout),
+                    timeout=max(2 * period, self.min_heartbeat_timeout),
                 )
             except RpcError as e:
                 self.last_error = f"heartbeat to {self.manager_addr}: {e}"
@@ -402,7 +414,7 @@ class WorkerSession:
                 port,
                 ssl=self._ssl,
                 server_hostname=self._server_hostname,
-                timeout=max(period, self.min_heartbeat_timeout),
+                timeout=max(2 * period, self.min_heartbeat_timeout),  # see _heartbeat_loop
                 connect_timeout=self.connect_timeout,
                 handlers=self._standby_registry,
                 verify_peer=self._verify_peer,  # a standby's word moves the session: a manager's only
@@ -417,7 +429,9 @@ class WorkerSession:
                 self.stats["standby_failures"] += 1
                 log.info("standby %s failed (%s); picking another", addr, e)
                 self._bad_standbys = [a for a in self._bad_standbys if a != addr] + [addr]
-                await asyncio.sleep(self._backoff(1))
+                # not urgent (the session itself is fine): a jittered period, so a manager
+                # slow to answer is not met with every worker's new handshake at once
+                await asyncio.sleep(period * self._rng.uniform(0.5, 1.0))
             finally:
                 self._standby_client = self.standby_addr = None
                 client.abort()
@@ -431,7 +445,10 @@ class WorkerSession:
 
     def _leader_news(self, news: Any, push: bool) -> None:
         """A standby's view of the leader. A push (the standby's Raft saw a new leader) moves
-        the session at once; a ping answer only tells a session being re-opened where to go.
+        the session, at a random moment within the push's ``spread_s`` (at once in a small
+        cluster; about one heartbeat period in a large one, so the new leader is not handed
+        every node's handshake in the same instant); a ping answer only tells a session being
+        re-opened where to go.
         Older terms are ignored, so a stale standby cannot send the worker back."""
         if not isinstance(news, dict):
             return
@@ -451,8 +468,25 @@ class WorkerSession:
             return
         if not push:
             return
-        log.info("standby %s: the leader is now %s (term %d); moving the session",
-                 self.standby_addr, leader, term)
+        spread = news.get("spread_s", 0.0)
+        spread = min(float(spread), MAX_MOVE_SPREAD) if isinstance(spread, int | float) and spread > 0 else 0.0
+        delay = self._rng.uniform(0.0, spread)
+        self._next_leader = leader  # whatever ends this session first, re-open there
+        log.info("standby %s: the leader is now %s (term %d); moving the session in %.2fs",
+                 self.standby_addr, leader, term, delay)
+        if self._move is not None:
+            self._move.cancel()
+        if delay <= 0:
+            self._move_session(leader, term)
+        else:
+            self._move = asyncio.get_running_loop().call_later(delay, self._move_session, leader, term)
+
+    def _move_session(self, leader: str, term: int) -> None:
+        """Leave the current session for the leader a standby named, unless a newer leader
+        was heard of or the session already went there meanwhile."""
+        self._move = None
+        if term != self._leader_term or self.manager_addr == leader or self.session_id is None:
+            return
         self.stats["moved_by_push"] += 1
         self._next_leader = leader
         client = self._client

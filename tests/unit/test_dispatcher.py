@@ -391,7 +391,7 @@ async def test_watch_pushes_leader_changes_from_any_manager(proposer, manager):
         assert answer == {"leader_addr": manager.addr, "term": 4}
         follower.directory.set_leader("10.0.0.9:2377", 5)
         params = await asyncio.wait_for(got.get(), 2)
-        assert params == {"leader_addr": "10.0.0.9:2377", "term": 5}
+        assert params == {"leader_addr": "10.0.0.9:2377", "term": 5, "spread_s": 0.0}
         assert follower.dispatcher.metrics()["leader_pushes"] == 1
         follower.directory.set_leader("10.0.0.9:2377", 5)  # no change: no push
         await asyncio.sleep(0.1)

@@ -168,3 +168,32 @@ async def test_a_network_is_released_by_tasks_told_to_stop_and_by_a_deleted_serv
     assert [t.id for t in tasks_holding(store.view(), net)] == ["t1"]
     await proposer.propose(Transaction().delete("service", "s1"))
     assert tasks_holding(store.view(), net) == []
+
+
+async def test_a_full_network_leaves_the_rest_allocated_and_says_so(caplog):
+    """Issue 13, 1,000 simulated nodes: a node address for each node on ingress (a /24, as
+    in Docker) ran out after 253 nodes, and the failure of that one allocation failed every
+    allocator pass, so nothing else was ever allocated again. Now the nodes (or tasks) that do
+    not fit go without, and the log says which network is full."""
+    store, proposer = _store()
+    net = ipam.allocate_network([], parse_network_create(
+        {"Name": "small", "Driver": "overlay", "IPAM": {"Config": [{"Subnet": "10.6.0.0/29"}]}}), "small")
+    svc = Service(id="s1", spec=ServiceSpec(
+        name="web", task_template=TaskSpec(container_spec={"Image": "x"}, networks=[{"Target": "small"}])))
+    tx = Transaction().create(net).create(svc)
+    for i in range(8):
+        tx.create(Node(id=f"n{i}"))
+    tx.create(new_task(svc, "t1", datetime.now(UTC), slot=1))
+    await proposer.propose(tx)
+    alloc = Allocator(proposer)
+    await alloc._pass_until_quiet()
+    view = store.view()
+    assert len(view.get("network", "small").node_addresses) == 5  # 6 hosts, one the gateway
+    assert not is_allocated(view.get_task("t1"))  # no address left for it: it waits
+    assert view.get_service("s1").endpoint is None  # nor for its virtual IP
+    assert any("network small (10.6.0.0/29) is full: 3 node(s)" in r.message for r in caplog.records)
+    big = ipam.allocate_network(view.list("network"), parse_network_create(
+        {"Name": "big", "Driver": "overlay", "IPAM": {"Config": [{"Subnet": "10.7.0.0/24"}]}}), "big")
+    await proposer.propose(Transaction().create(big))
+    await alloc._pass_until_quiet()
+    assert len(store.view().get("network", "big").node_addresses) == 8  # the full one blocks nothing

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import time
 
 from ...store import (
     Endpoint,
@@ -66,6 +67,7 @@ class Allocator:
         self.store = proposer.store
         self.debounce = debounce
         self._cursors: dict[str, str] = {}
+        self._warned: dict[str, float] = {}
         self.passes = 0
 
     async def run(self) -> None:
@@ -107,12 +109,19 @@ class Allocator:
         ingress_id = ingress.id if ingress is not None else None
         pools = self._pools(view, networks)
 
-        nodes = [n.id for n in view.list("node")]
+        nodes = {n.id: None for n in view.list("node")}  # ordered, and O(1) membership
         for net in networks.values():
             addrs = {k: v for k, v in net.node_addresses.items() if k in nodes}
-            for node_id in nodes:
-                if node_id not in addrs:
+            missing = [node_id for node_id in nodes if node_id not in addrs]
+            short = 0
+            for i, node_id in enumerate(missing):
+                try:
                     addrs[node_id] = self._take(pools, net.id)
+                except ipam.IPAMError:  # full (nothing is freed within a pass): the rest wait,
+                    short = len(missing) - i  # the other networks and objects go on
+                    break
+            if short:
+                self._warn_full(net, f"{short} node(s) have no address on it")
             ranges = {k: v for k, v in net.node_ranges.items() if k in nodes}
             if net.spec.attachable:
                 for node_id in nodes:
@@ -135,7 +144,11 @@ class Allocator:
         used_ports = {p.published_port for s in services if s.endpoint
                       for p in s.endpoint.ports or [] if p.published_port}
         for svc in services:
-            endpoint = self._service_endpoint(svc, ingress_id, networks, pools, used_ports)
+            try:
+                endpoint = self._service_endpoint(svc, ingress_id, networks, pools, used_ports)
+            except ipam.IPAMError as e:  # its virtual IPs wait, the rest goes on
+                self._warn_full(None, f"service {svc.spec.name}: {e}")
+                continue
             if endpoint != svc.endpoint:
                 updated = svc.clone()
                 updated.endpoint = endpoint
@@ -151,11 +164,16 @@ class Allocator:
             wanted = task_network_ids(task, ingress_id)
             if any(n not in networks for n in wanted):
                 continue  # its network was removed or ingress is being made: next pass
+            try:
+                attachments = [
+                    NetworkAttachment(network_id=n, addresses=[pools[n].cidr(self._take(pools, n))])
+                    for n in wanted
+                ]
+            except ipam.IPAMError as e:  # stays unallocated (pending), as in Swarm
+                self._warn_full(None, f"task {task.id}: {e}")
+                continue
             updated = task.clone()
-            updated.networks_attachments = [
-                NetworkAttachment(network_id=n, addresses=[pools[n].cidr(self._take(pools, n))])
-                for n in wanted
-            ]
+            updated.networks_attachments = attachments
             tx.update(updated)
             if len(tx) >= MAX_TX_OPS:
                 return tx
@@ -177,6 +195,16 @@ class Allocator:
         return {nid: ipam.AddressPool(ipam.parse_subnet(n.subnet), used.get(nid, []),
                                       self._cursors.get(nid))
                 for nid, n in networks.items() if n.subnet}
+
+    def _warn_full(self, net: Network | None, what: str) -> None:
+        """Once a minute per network at most: a full network is a standing condition."""
+        key = net.id if net is not None else ""
+        now = time.monotonic()
+        if now - self._warned.get(key, -3600.0) < 60:
+            return
+        self._warned[key] = now
+        name = f"network {net.spec.name} ({net.subnet}) is full: " if net is not None else ""
+        log.warning("%s%s (remove what uses it or give it a larger --subnet)", name, what)
 
     def _take(self, pools: dict[str, ipam.AddressPool], network_id: str) -> str:
         addr = pools[network_id].allocate()

@@ -603,13 +603,24 @@ class Dispatcher:
         if leader is None or (leader, term) == self._leader_seen or not self._watchers:
             return
         self._leader_seen = (leader, term)
-        params = {"leader_addr": leader, "term": term}
+        params = {"leader_addr": leader, "term": term, "spread_s": self.move_spread()}
         for conn in list(self._watchers):
             task = asyncio.get_running_loop().create_task(
                 self._notify_watcher(conn, params), name="dispatcher-leader-push"
             )
             self._push_tasks.add(task)
             task.add_done_callback(self._push_tasks.discard)
+
+    def move_spread(self) -> float:
+        """Over how many seconds the workers told of a new leader should spread their moves:
+        every node re-opens its session (a TLS handshake, the session, its assignments), and
+        the new leader takes them at the rate it serves heartbeats (``max_heartbeat_rate``),
+        i.e. within about one heartbeat period of the cluster's size: well inside the grace
+        the new leader gives every node (three periods)."""
+        rate = self.max_heartbeat_rate
+        if rate is None:
+            return 0.0
+        return round(len(self.proposer.store.view().list("node")) / rate, 2)
 
     async def _notify_watcher(self, conn, params: dict[str, Any]) -> None:
         try:
