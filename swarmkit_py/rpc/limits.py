@@ -116,7 +116,11 @@ class ServerPolicy:
     anonymous_lifetime: float = 60.0
     sweep_interval: float = 1.0
     max_handshakes: int = 256
-    """TLS handshakes in progress at once (nobody is identified yet); more are dropped at accept."""
+    """TLS handshakes in progress or waiting at once (nobody is identified yet); more are
+    dropped at accept."""
+    max_active_handshakes: int = 16
+    """TLS handshakes computed at once; the others wait unread (tls_accept.py: one loop turn
+    must not answer hundreds of them)."""
     counted_codes: Mapping[str, str] = field(default_factory=dict)
     """Error codes of answers that are refusals (say "permission_denied"), and the reason
     each is counted under in the server's ``refused``."""

@@ -88,9 +88,11 @@ class RpcServer:
             raise RuntimeError("server already started")
         if self._ssl is not None:
             max_handshakes = self._policy.max_handshakes if self._policy is not None else 1 << 30
+            max_active = self._policy.max_active_handshakes if self._policy is not None else 16
             self._tls = LeanTLSServer(self._on_connect, self._ssl, limit=STREAM_LIMIT,
                                       handshake_timeout=self._handshake_timeout,
-                                      max_handshakes=max_handshakes, on_event=self._count)
+                                      max_handshakes=max_handshakes, max_active=max_active,
+                                      on_event=self._count)
             self._server = await self._tls.listen(self.host, self.port)
         else:
             self._server = await asyncio.start_server(self._on_connect, self.host, self.port, limit=STREAM_LIMIT)
@@ -187,6 +189,8 @@ class RpcServer:
             sweeper.cancel()
             await asyncio.gather(sweeper, return_exceptions=True)
         server.close()
+        if self._tls is not None:
+            self._tls.close()
         await asyncio.gather(
             *(c.aclose("server stopping") for c in list(self._connections)),
             return_exceptions=True,
