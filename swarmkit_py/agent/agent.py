@@ -14,10 +14,9 @@ import shutil
 import socket
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import __version__
-from ..api import make_app, routes_logs, serve_tcp, serve_unix
-from ..api.locked import make_locked_app
 from ..background import Background
 from ..ca import (
     CertRole,
@@ -31,9 +30,6 @@ from ..ca.keyfile import NodeCredentials, load_api_credentials, remove_api_crede
 from ..ca.optional_tls import server_context_optional_client
 from ..loopwatch import LoopWatch
 from ..manager.admission import cluster_port_policy
-from ..manager.bootstrap import initial_transaction
-from ..manager.controlapi import ControlAPI
-from ..manager.manager import Manager
 from ..proto import CA_RENEW_NOW, NETMAP
 from ..raft.storage import SWARM_LOCKED_MESSAGE, InvalidUnlockKeyError, Keyring, parse_unlock_key
 from ..raft.storage.crypto import DEKS_FILE
@@ -48,8 +44,13 @@ from ..worker.session import WorkerSession
 from .config import AgentConfig
 from .gcpolicy import GCPolicy
 from .identity import new_raft_id
-from .metrics import metrics_app
 from .state import ROOT_CA_CERT, ROOT_CA_KEY, LocalNode, certs_dir
+
+if TYPE_CHECKING:
+    from ..manager.manager import Manager
+
+# The manager half (Manager, the Docker API, aiohttp) is imported where a manager starts, not
+# here: a worker-only agent never needs it, and it is about 15 MB of RSS (bench/agent_rss.py).
 
 log = logging.getLogger("swarmkit_py.agent")
 
@@ -203,6 +204,9 @@ class Agent:
             await self.start_manager()
         self.start_worker()
         if self.cfg.metrics_listen and self._metrics_runner is None:
+            from ..api.serve import serve_tcp
+            from .metrics import metrics_app
+
             mhost, _, mport = self.cfg.metrics_listen.rpartition(":")
             self._metrics_runner = await serve_tcp(metrics_app(self), mhost, int(mport))
         log.info("agent %s (%s) up as %s on %s", self.state.node_id, self.hostname, self.state.role, self.cfg.listen_addr)
@@ -253,6 +257,8 @@ class Agent:
             self._unlock_key = key
             unlocked.set()
             log.info("unlocked: starting the manager")
+
+        from ..api.locked import make_locked_app
 
         app = make_locked_app(
             unlock,
@@ -367,6 +373,8 @@ class Agent:
 
     # ---------------------------------------------------------------- manager half
     async def start_manager(self) -> None:
+        from ..manager.manager import Manager
+
         st = self.state
         mgr = Manager(
             node_id=st.node_id,
@@ -406,6 +414,8 @@ class Agent:
     def _initial_transaction(self):
         """The new swarm's first state: its cluster object (with the CA `init` made in the
         certs directory) and this node."""
+        from ..manager.bootstrap import initial_transaction
+
         cdir = certs_dir(self.state_dir)
         ca = RootCA.from_pem((cdir / ROOT_CA_CERT).read_bytes(), (cdir / ROOT_CA_KEY).read_bytes())
         return initial_transaction(
@@ -418,12 +428,17 @@ class Agent:
         )
 
     async def _start_api(self, mgr: Manager) -> None:
+        from ..api import make_app, routes_logs
+        from ..manager.controlapi import ControlAPI
+
         app = make_app(ControlAPI(mgr), engine_version=__version__, hostname=self.hostname, authorize=self._api_authorize)
         routes_logs.setup(app, mgr.logs)
         self._api_runners.extend(await self._serve_api(app))
 
     async def _serve_api(self, app) -> list:
         """The Docker API listeners (root-only unix socket, TCP with client certificates)."""
+        from ..api.serve import serve_tcp, serve_unix
+
         runners = []
         if self.cfg.api_socket:
             Path(self.cfg.api_socket).parent.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,6 @@ own dispatcher session. Gauges are read at scrape time, so nothing is kept twice
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from ..manager.admission import REFUSAL_REASONS
 
 PREFIX = "swarmkit"
@@ -105,7 +103,11 @@ def render(agent) -> str:
     return "\n".join(o.lines) + "\n"
 
 
-def metrics_app(agent) -> web.Application:
+def metrics_app(agent):
+    """An aiohttp application serving /metrics (aiohttp is imported here: a worker without a
+    metrics port never loads it)."""
+    from aiohttp import web
+
     async def handler(request: web.Request) -> web.Response:
         return web.Response(text=render(agent), content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})

@@ -10,8 +10,10 @@ operations, so every refusal is the cluster's rule, not a second copy of it here
 from __future__ import annotations
 
 import json
+import queue
 import shlex
 import shutil
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -150,13 +152,9 @@ class Cluster:
         if self._client is not None and (prefer is None or prefer is self._entry):
             return self._client
         order = ([prefer] if prefer else []) + [h for h in self.candidates() if h is not prefer]
-        # all at once: a dead manager costs a connect timeout, and several must not add up
-        tried = fan_out(order, self._try, self.runner.forks) if (self.bundle / "key.pem").exists() else []
-        live = [(h, c) for h, c in zip(order, tried, strict=False) if c is not None and not isinstance(c, Exception)]
-        for _, extra in live[1:]:
-            extra.close()
-        if live:
-            self._client, self._entry = live[0][1], live[0][0]
+        found = self._first_answer(order, prefer) if (self.bundle / "key.pem").exists() else None
+        if found is not None:
+            self._entry, self._client = found
             return self._client
         states = self.membership(order)
         managers = [h for h in order if isinstance(states[h.name], dict) and states[h.name].get("role") == "manager"]
@@ -171,6 +169,42 @@ class Cluster:
             self._client, self._entry = c, h
             return c
         raise ClusterError("no manager could issue a client bundle: " + ", ".join(h.name for h in managers))
+
+    def _first_answer(self, order: list[Host], prefer: Host | None):
+        """(host, client) of the first manager whose API answers, asking all at once; the
+        preferred one if it answers at all. It returns as soon as that is known: a powered-off
+        host costs a connect timeout (its packets are dropped), and a read-only command during
+        an incident must not wait for it (issue 13: `docker-env --host h2` took 5.3 s while
+        another host was off). The dead hosts' attempts finish on daemon threads, which do not
+        hold the process's exit."""
+        answers: queue.Queue = queue.Queue()
+
+        def attempt(h: Host) -> None:
+            try:
+                answers.put((h, self._try(h)))
+            except Exception:  # noqa: BLE001 - an unreachable manager is just not an answer
+                answers.put((h, None))
+
+        for h in order:
+            threading.Thread(target=attempt, args=(h,), name=f"api-try {h.name}", daemon=True).start()
+        best = None
+        waiting_for_prefer = prefer is not None
+        for _ in order:
+            h, c = answers.get()
+            if h is prefer:
+                waiting_for_prefer = False
+                if c is not None:
+                    if best is not None:
+                        best[1].close()
+                    return h, c
+            elif c is not None:
+                if best is None:
+                    best = (h, c)
+                else:  # a later answer than the one kept: not needed
+                    c.close()
+            if best is not None and not waiting_for_prefer:
+                return best
+        return best
 
     def join_token(self, role: str) -> str:
         """The current join token for `role` (worker|manager); masked in the run log from now

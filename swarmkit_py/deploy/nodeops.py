@@ -98,9 +98,9 @@ def docker_env(cl: Cluster, host: str | None = None) -> str:
     """The shell lines that point the docker CLI at a manager with the client bundle."""
     if host:
         h = cl.inv.host(host)
+        cl.client(prefer=h)  # first: the node check below then asks the same client (one race)
         if row(cl.node(host))["manager"] not in ("Reachable", "Leader"):
             raise ClusterError(f"{host} is not a reachable manager; the Docker API is served by managers only")
-        cl.client(prefer=h)
     else:
         h = cl.entry
     return "\n".join([

@@ -25,8 +25,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import paramiko
-
 from . import variables
 from .inventory import Host
 
@@ -83,7 +81,8 @@ class HostConn:
     def _open(self):
         if self._conn is not None:
             return self._conn
-        from fabric import Connection
+        import paramiko  # here, not at import: commands that need no SSH (docker-env, status with
+        from fabric import Connection  # a client bundle) start faster without paramiko and fabric
 
         h = self.host
         kw = {"look_for_keys": h.key_file is None, "allow_agent": h.key_file is None,
@@ -138,6 +137,8 @@ class HostConn:
         if stdin is not None:
             feed.append(stdin)
         in_stream: io.StringIO | bool = io.StringIO("".join(feed)) if feed else False
+        import paramiko
+
         try:
             r = c.run(full, hide=True, warn=True, in_stream=in_stream, timeout=timeout)
         except (OSError, EOFError, paramiko.SSHException) as e:

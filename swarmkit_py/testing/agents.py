@@ -58,6 +58,8 @@ class AgentCluster:
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "SWARMKIT_PY_OVERLAY_DATAPLANE": "0",
                     **(env or {})}
         self.bundle: Path | None = None
+        self.start_timeout = 30.0
+        """Seconds an agent has to come up (benches on a loaded machine raise it)."""
 
     def _cli(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
         r = subprocess.run([sys.executable, "-m", "swarmkit_py.cli.main", *args], capture_output=True, text=True,
@@ -91,7 +93,7 @@ class AgentCluster:
             n.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env)
         if wait:
             self.wait_for(lambda: n.api_socket.exists() or n.node_state() and n.node_state()["role"] == "worker",
-                          30, f"agent {n.name} did not come up; see {n.log_path}", n)
+                          self.start_timeout, f"agent {n.name} did not come up; see {n.log_path}", n)
 
     def metrics(self, n: AgentProc) -> dict[str, float]:
         """Scrape /metrics: {'name{labels}': value}."""

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 VXLAN_PORT = 4789
 MTU = 1450
@@ -43,6 +44,14 @@ def vxlan_name(vni: int) -> str:
     return f"skvx-{vni}"
 
 
+def _iproute() -> IPRoute:
+    """pyroute2 is imported on first use: about 10 MB that an agent whose tasks join no
+    overlay network (and every agent whose dataplane is off) never needs."""
+    from pyroute2 import IPRoute
+
+    return IPRoute()
+
+
 def _index(ipr: IPRoute, name: str) -> int | None:
     found = ipr.link_lookup(ifname=name)
     return found[0] if found else None
@@ -50,7 +59,7 @@ def _index(ipr: IPRoute, name: str) -> int | None:
 
 def ensure_vxlan(bridge: str, vni: int, local: str) -> None:
     """The VXLAN device for `vni`, in `bridge`, up; idempotent."""
-    with IPRoute() as ipr:
+    with _iproute() as ipr:
         br = _index(ipr, bridge)
         if br is None:
             raise RuntimeError(f"bridge {bridge} does not exist")
@@ -72,7 +81,7 @@ def set_bridge_identity(bridge: str, node_ip: str, subnet: str) -> None:
     opens into the overlay (the mesh's OUTPUT path, a health probe) must not leave from the
     gateway address, or the answer would go to the other node's own bridge."""
     mac = mac_for(node_ip)
-    with IPRoute() as ipr:
+    with _iproute() as ipr:
         br = _index(ipr, bridge)
         if br is None:
             return
@@ -93,7 +102,7 @@ def set_extra_addresses(bridge: str, keep: Iterable[str], wanted: Iterable[str])
     """/32 addresses on the bridge (the virtual IPs of services on this network): exactly
     `wanted`, leaving `keep` (gateway, node address) alone."""
     keep, wanted = set(keep), set(wanted)
-    with IPRoute() as ipr:
+    with _iproute() as ipr:
         br = _index(ipr, bridge)
         if br is None:
             return
@@ -109,7 +118,7 @@ def set_extra_addresses(bridge: str, keep: Iterable[str], wanted: Iterable[str])
 def program_peers(vni: int, peers: dict[str, str]) -> tuple[int, int]:
     """Make the VXLAN device's forwarding and neighbour entries exactly `peers`
     ({remote ip: remote node address}); returns (added, removed)."""
-    with IPRoute() as ipr:
+    with _iproute() as ipr:
         vx = _index(ipr, vxlan_name(vni))
         if vx is None:
             return 0, 0
@@ -150,7 +159,7 @@ def remove_vxlans_except(vnis: set[int]) -> list[str]:
     bridge with its network, not a device we added to it)."""
     keep = {vxlan_name(v) for v in vnis}
     gone = []
-    with IPRoute() as ipr:
+    with _iproute() as ipr:
         for link in ipr.get_links():
             name = link.get_attr("IFLA_IFNAME") or ""
             if name.startswith("skvx-") and name not in keep:
@@ -162,5 +171,11 @@ def remove_vxlans_except(vnis: set[int]) -> list[str]:
 def _quiet(fn, *args, **kw) -> None:
     try:
         fn(*args, **kw)
-    except NetlinkError:
+    except _netlink_error():
         pass
+
+
+def _netlink_error() -> type[Exception]:
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    return NetlinkError

@@ -1,0 +1,113 @@
+"""Agent memory (issue 13): a manager and a worker-only agent, at rest and with 50 tasks.
+
+    python bench/agent_rss.py [--tasks 50] [--settle 10] [--out bench/rss.jsonl]
+    python bench/agent_rss.py --imports          # where it goes: RSS after each import group
+
+Real agent processes (``swarmkit-py agent``) on the machine's Docker engine: one manager
+(drained, so it runs no task) and one worker joined to it. RSS (VmRSS from /proc, by the PID
+this script started) of each after ``--settle`` seconds at rest, then after a service of
+``--tasks`` replicas (``--image``, busybox ``sleep``) placed on the worker is all running and has settled.
+Run it with the interpreter of a venv holding only the runtime dependencies (what the
+wheelhouse installs on hosts: no paramiko, whose presence makes the Docker SDK import it, and
+invoke with it), e.g. ``python -m venv /tmp/rt && /tmp/rt/bin/pip install . &&
+/tmp/rt/bin/python bench/agent_rss.py``; the JSON line says which packages were present.
+
+``--imports`` prints one JSON line of the RSS of a fresh interpreter after importing each
+group an agent loads (the interpreter alone, the worker half, the manager half, the whole
+agent), which is where most of an idle agent's memory goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import emit, git_commit  # noqa: E402
+from scale_bench import proc_rss_mb  # noqa: E402
+
+GROUPS = {
+    "interpreter": "",
+    "worker half (session, reconcile, executor, network plane)": (
+        "import swarmkit_py.worker.session, swarmkit_py.worker.reconcile, "
+        "swarmkit_py.worker.executor, swarmkit_py.worker.network"),
+    "manager half (manager, Docker API)": "import swarmkit_py.manager.manager, swarmkit_py.api",
+    "swarmkit_py.agent.agent (what `swarmkit-py agent` imports)": "import swarmkit_py.agent.agent",
+}
+
+
+def imports() -> dict:
+    out = {}
+    for name, stmt in GROUPS.items():
+        # VmRSS, not ru_maxrss: Linux carries the high-water mark across exec (from this process)
+        code = (f"{stmt}\nimport sys\n"
+                "rss = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS:'))\n"
+                "print(rss / 1024, len(sys.modules))")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        rss, mods = r.stdout.split()
+        out[name] = {"rss_mb": round(float(rss), 1), "modules": int(mods)}
+    return {"bench": "agent_import_rss", "imports": out}
+
+
+def measure(args) -> dict:
+    from swarmkit_py.testing.agents import AgentCluster
+
+    out: dict = {"bench": "agent_rss", "tasks": args.tasks, "commit": git_commit(),
+                 "paramiko_installed": importlib.util.find_spec("paramiko") is not None,
+                 "load1_start": round(os.getloadavg()[0], 2)}
+    with tempfile.TemporaryDirectory(prefix="bench-rss-") as workdir:
+        c = AgentCluster(workdir)
+        svc = None
+        try:
+            m = c.first_manager()
+            w = c.ready_worker("w1", m)
+            sdk = c.sdk(m)
+            for n in sdk.nodes.list():
+                if n.attrs["Spec"]["Role"] == "manager":
+                    n.update({**n.attrs["Spec"], "Availability": "drain"})
+            time.sleep(args.settle)
+            out["manager_rest_mb"] = round(proc_rss_mb(m.proc.pid), 1)
+            out["worker_rest_mb"] = round(proc_rss_mb(w.proc.pid), 1)
+            svc = sdk.services.create(args.image, ["sleep", "1d"], name="rss",
+                                      mode={"Replicated": {"Replicas": args.tasks}})
+            c.wait_for(lambda: sum(t["Status"]["State"] == "running" for t in svc.tasks()) >= args.tasks,
+                       300, f"{args.tasks} tasks running", interval=1.0)
+            time.sleep(args.settle)
+            out["manager_tasks_mb"] = round(proc_rss_mb(m.proc.pid), 1)
+            out["worker_tasks_mb"] = round(proc_rss_mb(w.proc.pid), 1)
+            svc.remove()
+        finally:
+            c.stop_all()
+            try:
+                import docker
+
+                engine = docker.from_env()
+                c.remove_task_containers(engine)
+            except Exception:  # noqa: BLE001 - best effort: the engine may be gone
+                pass
+    out["load1_end"] = round(os.getloadavg()[0], 2)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", type=int, default=50)
+    ap.add_argument("--settle", type=float, default=10.0)
+    ap.add_argument("--image", default="swarmkit-py/busybox:latest",
+                    help="a local image (nothing is pulled here): the tests' busybox by default")
+    ap.add_argument("--imports", action="store_true")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    emit(imports() if args.imports else measure(args), args.out)
+
+
+if __name__ == "__main__":
+    main()
