@@ -1,5 +1,5 @@
 """`invoke lab.*`: the local lab of SSH hosts (swarmkit_py/deploy/lab): up, down, crash,
-restart, partition, heal, status, ssh. Needs root."""
+restart, partition, heal, freeze, thaw, disk, fill-disk, free-disk, status, ssh. Needs root."""
 
 from __future__ import annotations
 
@@ -38,13 +38,21 @@ def _guard(fn, *args, **kw):
                     "sudo with a password, which the inventory reads from a file (ansible_become)",
             "init": "PID 1 of each host: tini (default; the agent runs under the role's supervisor) "
                     "or systemd (as a cloud image boots; the agent is a systemd unit)",
+            "disk": "small disks for the agent's state dir from the first boot: HOST=MiB[,HOST=MiB] "
+                    "(see lab.disk)",
             "name": NAME_HELP})
-def up(c, hosts=7, docker=True, subnet=None, user="root", init="tini", name="lab"):
+def up(c, hosts=7, docker=True, subnet=None, user="root", init="tini", disk="", name="lab"):
     """Start N SSH hosts on this machine (needs root). Idempotent: running hosts are left
     alone, missing or crashed ones are booted. Writes inventories/lab/hosts.yml."""
     lab = _lab(name, subnet)
+    disks = {}
+    for item in host_names(disk):
+        h, _, mib = item.partition("=")
+        if not mib.isdigit():
+            raise Exit(f"lab: --disk {item!r}: give HOST=MiB, e.g. h3=64", code=2)
+        disks[h] = int(mib)
     t0 = time.monotonic()
-    result = _guard(lab.up, int(hosts), docker=docker, user=user, init=init)
+    result = _guard(lab.up, int(hosts), docker=docker, user=user, init=init, disks=disks)
     for h, what in result.items():
         print(f"{h:5} {lab.address(h):15} {what}")
     print(f"lab {name}: {len(result)} hosts up in {time.monotonic() - t0:.2f}s; "
@@ -95,6 +103,46 @@ def heal(c, name="lab"):
     print(f"healed ({n} drop rules removed)")
 
 
+@task(positional=["host"], help={"host": "host to pause", "name": NAME_HELP})
+def freeze(c, host, name="lab"):
+    """Pause every process of HOST (cgroup freezer): it keeps its sockets and says nothing,
+    like a VM paused by its hypervisor; lab.thaw resumes it."""
+    took = _guard(_lab(name).freeze, host)
+    print(f"{host}: frozen ({took * 1000:.0f} ms)")
+
+
+@task(positional=["host"], help={"host": "host to resume", "name": NAME_HELP})
+def thaw(c, host, name="lab"):
+    """Resume a frozen HOST where it stopped."""
+    took = _guard(_lab(name).thaw, host)
+    print(f"{host}: thawed ({took * 1000:.0f} ms)")
+
+
+@task(positional=["host"], help={"host": "host to give a small disk", "mib": "its size in MiB (1-4096)",
+                                 "path": "where it is mounted in the host (default the agent's state dir)",
+                                 "name": NAME_HELP})
+def disk(c, host, mib, path=None, name="lab"):
+    """Give HOST a small disk (a size-limited tmpfs that survives the host's crashes) for the
+    agent's state dir, from its next boot on. Set it before installing the agent; then
+    lab.fill-disk and lab.free-disk make it full and give the space back."""
+    where = _guard(_lab(name).set_disk, host, int(mib), path)
+    print(f"{host}: {int(mib)} MiB disk at {where}; takes effect at its next boot")
+
+
+@task(name="fill-disk", positional=["host"], help={"host": "host whose small disk to fill", "name": NAME_HELP})
+def fill_disk(c, host, name="lab"):
+    """Fill HOST's small disk to the last byte: the agent's next write fails with ENOSPC."""
+    n = _guard(_lab(name).fill_disk, host)
+    print(f"{host}: disk full ({n / 2**20:.1f} MiB of filler)")
+
+
+@task(name="free-disk", positional=["host"], help={"host": "host whose small disk to free", "name": NAME_HELP})
+def free_disk(c, host, name="lab"):
+    """Remove the filler lab.fill-disk wrote: the space comes back."""
+    n = _guard(_lab(name).free_disk, host)
+    print(f"{host}: {n / 2**20:.1f} MiB freed")
+
+
 @task(help={"name": NAME_HELP})
 def status(c, name="lab"):
     """Show each host: address, running or crashed, memory, partitions."""
@@ -107,10 +155,12 @@ def status(c, name="lab"):
                                          "timeout": "seconds to wait for the connection (default 5)"})
 def ssh(c, host, cmd, name="lab", timeout=5.0):
     """Run CMD on HOST over SSH as root, checking the host key against the lab's known_hosts."""
+    from paramiko.ssh_exception import SSHException
+
     lab = _lab(name)
     try:
         rc, _out, _err = _guard(lab.ssh, host, cmd, timeout=float(timeout), hide=False)
-    except OSError as e:  # unreachable, crashed, refused
+    except (OSError, SSHException) as e:  # unreachable, crashed, refused, frozen (no banner)
         raise Exit(f"{host}: ssh failed: {e}", code=255) from None
     sys.stdout.flush()
     if rc:

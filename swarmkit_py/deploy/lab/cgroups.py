@@ -43,16 +43,20 @@ def ensure(path: Path) -> Path:
     return path
 
 
-def populated(path: Path) -> bool:
-    """Never stat the size: cgroupfs files report 0 bytes."""
+def _event(path: Path, key: str) -> str | None:
     try:
         for line in (path / "cgroup.events").read_text().splitlines():
             k, _, v = line.partition(" ")
-            if k == "populated":
-                return v.strip() == "1"
+            if k == key:
+                return v.strip()
     except FileNotFoundError:
-        return False
-    return False
+        return None
+    return None
+
+
+def populated(path: Path) -> bool:
+    """Never stat the size: cgroupfs files report 0 bytes."""
+    return _event(path, "populated") == "1"
 
 
 def procs(path: Path) -> list[int]:
@@ -78,6 +82,27 @@ def kill(path: Path, timeout: float = 10.0) -> float:
     while populated(path):
         if time.monotonic() > deadline:
             raise CgroupError(f"{path}: still populated {timeout}s after cgroup.kill: pids {procs(path)}")
+        time.sleep(0.005)
+    return time.monotonic() - t0
+
+
+def frozen(path: Path) -> bool:
+    """Every process of the subtree is stopped by the freezer (cgroup.events `frozen 1`)."""
+    return _event(path, "frozen") == "1"
+
+
+def set_frozen(path: Path, on: bool, timeout: float = 10.0) -> float:
+    """Freeze (SIGSTOP-like, invisible to the processes) or thaw the whole subtree and wait
+    until the kernel reports it done; returns seconds taken. A frozen cgroup can still be
+    killed: cgroup.kill works on frozen tasks."""
+    if not path.is_dir():
+        raise CgroupError(f"{path}: no such cgroup")
+    t0 = time.monotonic()
+    (path / "cgroup.freeze").write_text("1" if on else "0")
+    deadline = t0 + timeout
+    while frozen(path) != on:
+        if time.monotonic() > deadline:
+            raise CgroupError(f"{path}: not {'frozen' if on else 'thawed'} {timeout}s after cgroup.freeze")
         time.sleep(0.005)
     return time.monotonic() - t0
 

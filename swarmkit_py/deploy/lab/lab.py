@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ... import taskimage
+from .. import variables
 from . import boot, cgroups, inventory, net, ssh
 from .names import (
     DEFAULT_LAB,
@@ -47,7 +48,7 @@ class LabError(RuntimeError):
 class Host:
     name: str
     address: str
-    state: str  # running | crashed
+    state: str  # running | frozen | crashed
     pid: int | None  # the host's PID 1, as seen from the machine
     docker: bool
 
@@ -99,6 +100,21 @@ def _docker_ping(sock: str) -> bool:
             return s.recv(64).split(b"\r\n", 1)[0].endswith(b"200 OK")
     except OSError:
         return False
+
+
+def _mounts_under(path: Path) -> list[str]:
+    """Mount points at or under `path` in the machine's mount table."""
+    prefix = str(path)
+    out = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        mnt = line.split()[1].replace("\\040", " ")
+        if mnt == prefix or mnt.startswith(prefix + "/"):
+            out.append(mnt)
+    return out
+
+
+def _mounted(path: Path) -> bool:
+    return str(path) in _mounts_under(path)
 
 
 class Lab:
@@ -267,7 +283,8 @@ class Lab:
         out = []
         for h in self.host_names():
             pid = self.init_pid(h)
-            out.append(Host(h, self.address(h), "running" if pid else "crashed", pid,
+            state = ("frozen" if cgroups.frozen(self.host_cgroup(h)) else "running") if pid else "crashed"
+            out.append(Host(h, self.address(h), state, pid,
                             bool(cfg["hosts"][h].get("docker", True))))
         return out
 
@@ -283,12 +300,13 @@ class Lab:
     # --- operations ---------------------------------------------------------------------------
 
     def up(self, n: int = 7, docker: bool = True, timeout: float = 90.0, user: str = "root",
-           init: str = "tini") -> dict[str, str]:
+           init: str = "tini", disks: dict[str, int] | None = None) -> dict[str, str]:
         """Make hosts h1..hN exist and run; returns per host 'started' or 'running'.
         `user` other than root: the inventory logs in as that user, with its own key, and
         becomes root with sudo, which asks for the user's password (`login_password`).
         `init`: tini (sshd and dockerd under tini; the agent role falls back to its
-        supervisor) or systemd (PID 1 is systemd, as on a cloud image)."""
+        supervisor) or systemd (PID 1 is systemd, as on a cloud image). `disks`: host -> MiB,
+        a small disk for the agent's state dir from the first boot on (see `set_disk`)."""
         _require_root()
         if not 1 <= n <= MAX_HOSTS:
             raise LabError(f"--hosts must be between 1 and {MAX_HOSTS}")
@@ -312,6 +330,10 @@ class Lab:
                                "lab.down first to change it")
             for i in range(1, n + 1):
                 cfg["hosts"].setdefault(host_name(i), {"docker": docker})
+            for h, mib in (disks or {}).items():
+                if h not in cfg["hosts"]:
+                    raise LabError(f"--disk {h}: the lab has hosts h1..h{n} only")
+                cfg["hosts"][h]["disk"] = self._disk_entry(mib, None)
             self._save_config(cfg)
             subnet = ipaddress.IPv4Network(cfg["subnet"])
 
@@ -359,9 +381,14 @@ class Lab:
         hdir = self.host_dir(host)
         init = cfg.get("init", "tini")
         leaf = self.host_cgroup(host) / "init"
+        disk = cfg["hosts"][host].get("disk")
+        if disk:
+            self._mount_disk(host, disk["mib"])
         boot.write_host_files(hdir, self.state_dir, host, str(addr), bool(cfg["hosts"][host].get("docker", True)),
                               self.names.cgroup_parent(host), login_user=cfg.get("user", "root"), init=init,
-                              cgroup_leaf=leaf)
+                              cgroup_leaf=leaf, disk_path=disk["path"] if disk else "")
+        if cgroups.frozen(self.host_cgroup(host)):
+            cgroups.set_frozen(self.host_cgroup(host), False)  # a host frozen when it was cut off
         net.ensure_host_link(self.names.bridge, self.names.veth(host), self.names.netns(host),
                              addr, subnet.prefixlen)
         # The host's own processes sit in a leaf: on a pure cgroup v2 machine dockerd must be
@@ -408,7 +435,10 @@ class Lab:
         self.address(host)
         with self._locked():
             net.set_link(self.names.veth(host), up=False)
-            return cgroups.kill(self.host_cgroup(host))
+            took = cgroups.kill(self.host_cgroup(host))
+            if cgroups.frozen(self.host_cgroup(host)):
+                cgroups.set_frozen(self.host_cgroup(host), False)  # so its next boot runs
+            return took
 
     def restart(self, host: str, timeout: float = 60.0, wait_docker: bool = False) -> str:
         """Boot a crashed host again on the same state dir: overlay uppers and the Docker
@@ -429,6 +459,118 @@ class Lab:
                 _wait(f"dockerd on {host}", lambda: _docker_ping(f"/proc/{pid}/root/run/docker.sock"),
                       timeout, interval=0.05)
             return "started"
+
+    def freeze(self, host: str) -> float:
+        """Pause every process of the host at once (the cgroup freezer): its sockets stay open
+        and its peers hear nothing, as with a VM paused by its hypervisor or a process stuck
+        in a long GC pause; `thaw` resumes it where it stopped. Returns the seconds taken."""
+        _require_root()
+        self.address(host)
+        with self._locked():
+            if not self.init_pid(host):
+                raise LabError(f"{host} is not running; only a running host can be frozen")
+            return cgroups.set_frozen(self.host_cgroup(host), True)
+
+    def thaw(self, host: str) -> float:
+        """Resume a frozen host; its clocks jumped while it slept, its timers fire late."""
+        _require_root()
+        self.address(host)
+        with self._locked():
+            return cgroups.set_frozen(self.host_cgroup(host), False)
+
+    # --- small disks ---------------------------------------------------------------------------
+
+    FILLER = ".lab-disk-filler"
+
+    def disk_dir(self, host: str) -> Path:
+        return self.host_dir(host) / "disk"
+
+    @staticmethod
+    def _disk_entry(mib: int, path: str | None) -> dict:
+        if not isinstance(mib, int) or isinstance(mib, bool) or not 1 <= mib <= 4096:
+            raise LabError(f"a small disk is 1 to 4096 MiB, not {mib!r}")
+        path = path or str(variables.resolve(variables.role_defaults())["swarmkit_state_dir"])
+        if not path.startswith("/var/lib/") or ".." in path.split("/"):
+            raise LabError(f"a small disk is mounted under /var/lib (the host's persistent overlay), not {path!r}")
+        return {"mib": mib, "path": path}
+
+    def set_disk(self, host: str, mib: int, path: str | None = None) -> str:
+        """Give HOST a small disk of `mib` MiB at `path` (default the agent's state dir,
+        /var/lib/swarmkit-py): a size-limited tmpfs the lab mounts on the machine side, so it
+        survives the host's crashes, bound over `path` at every boot. Set it before the agent
+        is installed: the files already at `path` are hidden under it. It takes effect at the
+        host's next boot (`up`, or `crash` + `restart`); returns where it is mounted."""
+        _require_root()
+        self.address(host)
+        with self._locked():
+            cfg = self._require_config()
+            cfg["hosts"][host]["disk"] = self._disk_entry(mib, path)
+            self._save_config(cfg)
+            self._mount_disk(host, mib)
+        return str(self.disk_dir(host))
+
+    def _mount_disk(self, host: str, mib: int) -> None:
+        d = self.disk_dir(host)
+        d.mkdir(parents=True, exist_ok=True)
+        opts = f"size={mib}m,mode=0700"
+        if _mounted(d):
+            net.run("mount", "-o", f"remount,{opts}", str(d))
+        else:
+            net.run("mount", "-t", "tmpfs", "-o", opts, f"skpy-{self.name}-{host}-disk", str(d))
+
+    def _disk(self, host: str) -> Path:
+        self.address(host)
+        if not self._require_config()["hosts"][host].get("disk") or not _mounted(self.disk_dir(host)):
+            raise LabError(f"{host} has no small disk; give it one with set_disk (lab.disk {host} --mib N)")
+        return self.disk_dir(host)
+
+    def fill_disk(self, host: str) -> int:
+        """Fill the host's small disk to the last byte (a file the agent does not know); the
+        agent's next write fails with ENOSPC. Returns the bytes the filler holds."""
+        _require_root()
+        filler = self._disk(host) / self.FILLER
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            st = os.statvfs(filler)
+            with contextlib.suppress(OSError):
+                os.posix_fallocate(fd, os.fstat(fd).st_size, st.f_bavail * st.f_frsize)
+            chunk = 4096
+            while chunk:  # whatever fallocate left, down to the last byte
+                try:
+                    os.write(fd, b"\0" * chunk)
+                except OSError:
+                    chunk //= 2
+        finally:
+            os.close(fd)
+        return filler.stat().st_size
+
+    def free_disk(self, host: str) -> int:
+        """Remove the filler: the space comes back. Returns the bytes freed."""
+        _require_root()
+        filler = self._disk(host) / self.FILLER
+        try:
+            size = filler.stat().st_size
+        except FileNotFoundError:
+            return 0
+        filler.unlink()
+        return size
+
+    def disk_usage(self, host: str) -> tuple[int, int] | None:
+        """(bytes used, bytes total) of the host's small disk, None if it has none."""
+        d = self.disk_dir(host)
+        if not _mounted(d):
+            return None
+        st = os.statvfs(d)
+        return (st.f_blocks - st.f_bfree) * st.f_frsize, st.f_blocks * st.f_frsize
+
+    def _unmount_disks(self) -> list[str]:
+        left = []
+        for d in sorted((self.state_dir / "hosts").glob("*/disk")) if (self.state_dir / "hosts").is_dir() else []:
+            if _mounted(d) and net.run("umount", str(d), check=False).returncode != 0:
+                net.run("umount", "-l", str(d), check=False)
+            if _mounted(d):
+                left.append(str(d))
+        return left
 
     def partition(self, *hosts: str) -> list[tuple[str, str]]:
         """Cut `hosts` off from the other lab hosts (both directions). The controller still
@@ -469,7 +611,8 @@ class Lab:
             net.delete_link(self.names.bridge)
             net.delete_tagged(self.names.partition_tag)
             net.delete_tagged(self.names.rule_tag)
-            leftovers = [str(p) for p in cgroups.remove_everywhere(self.names.cgroup)]
+            leftovers = [f"mount {d}" for d in self._unmount_disks()]
+            leftovers += [str(p) for p in cgroups.remove_everywhere(self.names.cgroup)]
             if self.inventory_path.exists() and f"({self.name})" in self.inventory_path.read_text()[:200]:
                 self.inventory_path.unlink()
             self._remove_state()
@@ -497,6 +640,7 @@ class Lab:
                  for r in net.tagged_rules(tag)]
         left += [f"cgroup {root / self.names.cgroup}" for root in cgroups.all_hierarchies()
                  if (root / self.names.cgroup).exists()]
+        left += [f"mount {m}" for m in _mounts_under(self.state_dir)]
         return left
 
     # --- access ---------------------------------------------------------------------------------

@@ -324,7 +324,7 @@ def explain(ops: Sequence[Op], initial: Any, result: Result | None = None) -> li
         msg = (f"no order of the ops fits: the longest valid prefix ({len(result.prefix)} ops) leaves the "
                f"register at {result.stuck_state!r} and cannot get past {s.describe()}")
         if concurrent:
-            msg += f"; concurrent with it: {', '.join('#%d' % o.index for o in concurrent[:12])}"
+            msg += f"; concurrent with it: {', '.join(f'#{o.index}' for o in concurrent[:12])}"
         if not out:
             out.append(Anomaly("not-linearizable", msg, [s, *concurrent[:12]]))
         else:
