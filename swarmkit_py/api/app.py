@@ -6,7 +6,10 @@ One middleware does what every route needs, in this order:
    to refuse worker certificates on the TCP listener);
 3. turn anything a handler raises into `{"message": ...}` JSON with Docker's status;
 4. stamp `Api-Version` (and dockerd's other headers) on every response, errors included,
-   because the CLI negotiates from that header even when the ping fails.
+   because the CLI negotiates from that header even when the ping fails;
+5. stamp `X-Swarmkit-Read: linearizable|stale` on a response built from store reads: whether
+   a quorum confirmed them (controlapi's `read_consistency`, reset for every request since a
+   keep-alive connection serves its requests in one task).
 
 Other packages (services, tasks, /metrics) add their routes to the returned app with
 `versioning.add_route` before it is served.
@@ -19,6 +22,7 @@ import inspect
 from aiohttp import web
 
 from ..manager.controlapi import ControlAPI
+from ..manager.controlapi.control import read_consistency
 from . import (
     routes_events,
     routes_logs,
@@ -37,11 +41,13 @@ from .params import MAX_BODY_BYTES, MAX_BODY_KEY
 from .versioning import VersionError, check_client_version, is_public
 
 AUTHORIZE = web.AppKey("authorize", object)
+READ_HEADER = "X-Swarmkit-Read"
 
 
 @web.middleware
 async def docker_middleware(request: web.Request, handler) -> web.StreamResponse:
     server = request.app[SERVER]
+    token = read_consistency.set(None)
     try:
         try:
             check_client_version(request.match_info.get("version"))
@@ -65,8 +71,12 @@ async def docker_middleware(request: web.Request, handler) -> web.StreamResponse
         response = json_error(*status_and_message(exc))
     except Exception as exc:
         response = json_error(*status_and_message(exc))
+    consistency = read_consistency.get()
+    read_consistency.reset(token)
     if not response.prepared:  # a stream (events, logs) stamped its own before sending them
         common_headers(response, server)
+        if consistency:
+            response.headers[READ_HEADER] = consistency
     return response
 
 

@@ -18,14 +18,16 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 API_VERSION = "1.41"
 
 
-def deploy_dir(inv: Inventory) -> Path:
-    base = Path(os.environ.get("SWARMKIT_DEPLOY_DIR") or REPO_ROOT / ".lab" / "deploy")
+def deploy_dir(inv: Inventory, env: dict[str, str] | None = None) -> Path:
+    """`env`: the operator's environment when it is not this process's (default os.environ)."""
+    env = os.environ if env is None else env
+    base = Path(env.get("SWARMKIT_DEPLOY_DIR") or REPO_ROOT / ".lab" / "deploy")
     p = inv.path.resolve()
     return base / f"{p.parent.name}-{hashlib.sha256(str(p).encode()).hexdigest()[:8]}"
 
 
-def bundle_dir(inv: Inventory) -> Path:
-    return deploy_dir(inv) / "bundle"
+def bundle_dir(inv: Inventory, env: dict[str, str] | None = None) -> Path:
+    return deploy_dir(inv, env) / "bundle"
 
 
 def api_url(host: Host) -> str:

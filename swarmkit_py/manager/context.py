@@ -53,9 +53,10 @@ class ClusterContext(Protocol):
         the new leader's node id. ValueError for a target that cannot lead; raft's NoQuorum
         when there is no leader or the transfer did not complete."""
 
-    async def read_barrier(self) -> None:
+    async def read_barrier(self, timeout: float | None = None) -> None:
         """Wait until the local store reflects every committed write (ReadIndex); raises
-        raft's NoQuorum when there is no leader."""
+        raft's NoQuorum when no leader confirms within `timeout` (default: the proposal
+        timeout)."""
 
     # Optional: `raft_settings() -> dict[str, int]`, the Raft settings this manager runs with
     # as Docker's Spec.Raft JSON; the API shows them when the context has it.

@@ -290,8 +290,8 @@ class Manager:
         except (NotLeader, RaftError) as e:
             raise RpcError(UNAVAILABLE, f"leadership transfer failed: {e}") from None
 
-    async def read_barrier(self) -> None:
-        await self.raft.read_index()
+    async def read_barrier(self, timeout: float | None = None) -> None:
+        await self.raft.read_index(timeout)
 
     def raft_settings(self) -> dict[str, int]:
         """What this member runs with, as Docker's Spec.Raft (ticks, not seconds: a tick here

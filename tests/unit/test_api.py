@@ -462,3 +462,26 @@ async def test_engine_local_endpoints_say_where_to_go_instead_of_page_not_found(
     assert r.status == 501 and "docker system df" in (await r.json())["message"]
     r = await client.get("/v1.41/nosuch/thing")
     assert r.status == 404 and "/nosuch/thing" in (await r.json())["message"]
+
+
+async def test_reads_say_whether_a_quorum_confirmed_them(api):
+    """`X-Swarmkit-Read`: linearizable when the read barrier passed; stale when no quorum
+    confirmed it in time and the local copy answered (reads keep working without quorum);
+    absent on answers that read nothing from the store. Reset per request: a keep-alive
+    connection serves its requests in one task."""
+    s, client = api
+    r = await client.get("/v1.41/services")
+    assert r.status == 200 and r.headers["X-Swarmkit-Read"] == "linearizable"
+
+    async def no_quorum(timeout=None):
+        raise NoQuorum("no quorum")
+
+    s.ctx.read_barrier = no_quorum
+    r = await client.get("/v1.41/nodes")
+    assert r.status == 200 and len(await r.json()) == 5
+    assert r.headers["X-Swarmkit-Read"] == "stale"
+    del s.ctx.read_barrier  # the fixture's own again
+    r = await client.get("/v1.41/services")
+    assert r.headers["X-Swarmkit-Read"] == "linearizable"
+    r = await client.get("/_ping")
+    assert "X-Swarmkit-Read" not in r.headers

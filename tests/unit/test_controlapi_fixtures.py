@@ -41,7 +41,7 @@ class FakeContext:
     def raft_members(self) -> list[RaftMember]:
         return list(self.members)
 
-    async def read_barrier(self) -> None:
+    async def read_barrier(self, timeout: float | None = None) -> None:
         await asyncio.sleep(0)
 
     def set_member(self, node_id: str, **changes) -> None:

@@ -413,3 +413,47 @@ def test_the_deprecated_service_networks_are_kept_and_take_effect_in_the_templat
     out = parsed.to_api()
     assert out["Networks"] == out["TaskTemplate"]["Networks"] == [{"Target": "n1", "Aliases": ["a"]}]
     assert [w.split()[2] for w in warnings] == ["Networks[0].Weight"]
+
+
+# -- linearizable reads (found by the nemesis suite: follower reads were stale) -------------------
+
+
+async def test_reads_wait_for_the_read_barrier_and_see_what_it_brought():
+    """A lagging follower: the leader committed a label change this manager has not applied
+    yet; it arrives with the read barrier, and the read must come after it."""
+    from swarmkit_py.manager.controlapi.control import LINEARIZABLE, STALE, read_consistency
+    from swarmkit_py.raft.errors import NoQuorum
+
+    s = make_swarm(1, 1)
+    svc = await s.control.create_service(CLI_CREATE)
+    newer = svc.spec.clone()
+    newer.labels = {"nemesis.value": "v1"}
+    committed_elsewhere = Transaction().update(svc.model_copy(update={"spec": newer}))
+    barriers = []
+
+    async def barrier(timeout=None):
+        barriers.append(1)
+        if len(barriers) == 1:
+            await s.proposer.propose(committed_elsewhere)
+
+    s.ctx.read_barrier = barrier
+    assert (await s.control.get_service(svc.id)).spec.labels == {"nemesis.value": "v1"}
+    assert [x.spec.labels for x in await s.control.list_services()] == [{"nemesis.value": "v1"}]
+    await s.control.list_tasks({"service": [svc.id]})
+    await s.control.list_networks()
+    await s.control.list_objects("secret")
+    await s.control.get_cluster()
+    assert len(barriers) == 6  # every one of those reads asked Raft first
+
+    assert read_consistency.get() == LINEARIZABLE
+
+    async def no_quorum(timeout=None):
+        raise NoQuorum("no quorum")
+
+    s.ctx.read_barrier = no_quorum
+    # no quorum: still answered from the local copy (issue 4), but marked stale
+    assert (await s.control.get_service(svc.id)).spec.labels == {"nemesis.value": "v1"}
+    assert read_consistency.get() == STALE
+    s.ctx.read_barrier = barrier
+    await s.control.list_nodes()
+    assert read_consistency.get() == STALE  # one stale read makes the request's answer stale

@@ -2,9 +2,19 @@
 Service and task methods are mixed in from `services.py` and `tasks.py`.
 
 What lives here and why:
-- Every write is one store `Transaction` proposed through `ctx.proposer`; every read comes
-  from the local store (followers answer reads themselves, as swarmkit does; writes are
-  forwarded to the leader by the proposer).
+- Every write is one store `Transaction` proposed through `ctx.proposer` (forwarded to the
+  leader). Every read is linearizable when a quorum can say so: `_read_view` first waits for
+  a Raft read barrier (ReadIndex: the leader confirms with a majority that it still leads and
+  names its commit index; this manager waits until it has applied that far), so a read never
+  misses a write acknowledged before it began -- on a lagging follower, on a partitioned
+  minority, or on a leader that was paused and does not know it was deposed (the nemesis
+  suite found stale reads on followers within seconds; swarmkit answers from the leader's
+  memory and has the deposed-leader window). When no quorum confirms within READ_WAIT_S (no
+  leader, or this manager is cut off), the read is still answered, from the local copy, so
+  `docker service ls` and `docker node ls` keep working while quorum is lost (issue 4; Swarm
+  refuses them) -- and the answer says which it was in the `X-Swarmkit-Read` header,
+  `linearizable` or `stale` (the request's `read_consistency`), as Consul and Nomad mark their
+  stale reads. Clients that need linearizability (the nemesis suite's) honour the header.
 - Optimistic concurrency is the store's: an update carries the version the client read, and a
   stale one is refused with "update out of sequence".
 - Promote/demote only change `Spec.Role` (the desired role). The role manager control loop
@@ -27,10 +37,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 from ...ca import NODE_CERT_VALIDITY, CAError, load_certificate
+from ...raft.errors import NoQuorum, NotLeader, ProposalDropped
 from ...raft.storage import format_unlock_key, new_key
 from ...store import (
     BlacklistedCertificate,
@@ -67,6 +79,15 @@ NO_LEADER_MESSAGE = (
 )
 """dockerd's wording (daemon/cluster errNoLeader), reused so operators' searches find it."""
 
+READ_WAIT_S = 1.5
+"""How long a read waits for a quorum to confirm it before answering from the local copy. With
+a leader the barrier takes one heartbeat round (milliseconds); an election here takes well under
+a second (50 ms ticks, election timeout 0.3-0.6 s)."""
+LINEARIZABLE, STALE = "linearizable", "stale"
+read_consistency: ContextVar[str | None] = ContextVar("read_consistency", default=None)
+"""What the reads of the current request were: LINEARIZABLE, STALE, or None (it read nothing);
+the API stamps it on the response as `X-Swarmkit-Read`."""
+
 QUORUM_LOSS_MESSAGE = "can't remove member from the raft: this would result in a loss of quorum"
 LAST_MANAGER_MESSAGE = "attempting to demote the last manager of the swarm"
 
@@ -81,6 +102,21 @@ class ControlAPI(ServiceMethods, TaskMethods, NetworkMethods, SecretConfigMethod
     @property
     def store(self):
         return self.ctx.proposer.store
+
+    async def _read_view(self):
+        """A store view that holds every write committed before the call, or the local one,
+        marked stale, when no quorum confirms in time (see the module docstring);
+        NotInSwarm when there is no swarm."""
+        if self.store.view().cluster() is None:
+            raise NotInSwarm()  # not in a swarm at all: say so without asking Raft
+        try:
+            await self.ctx.read_barrier(timeout=READ_WAIT_S)
+            consistency = LINEARIZABLE
+        except (NoQuorum, NotLeader, ProposalDropped):
+            consistency = STALE
+        if read_consistency.get() != STALE:  # one stale part makes the whole answer stale
+            read_consistency.set(consistency)
+        return self.store.view()
 
     def _members(self) -> list[RaftMember]:
         return list(self.ctx.raft_members())
@@ -115,13 +151,14 @@ class ControlAPI(ServiceMethods, TaskMethods, NetworkMethods, SecretConfigMethod
     async def list_nodes(self, filters: Mapping[str, Sequence[str]] | None = None) -> list[Node]:
         """Nodes matching `filters` ({key: [values]}), with live ManagerStatus."""
         where = node_filter(filters)
+        view = await self._read_view()
         members = self._members()
-        nodes = self.store.view().nodes(where=where) if where else self.store.view().list("node")
+        nodes = view.nodes(where=where) if where else view.list("node")
         return [with_manager_status(n, members) for n in nodes]
 
     async def get_node(self, ref: str) -> Node:
         """By ID, hostname or unique ID prefix (NotFound / Ambiguous otherwise)."""
-        node = self.store.view().lookup("node", ref)
+        node = (await self._read_view()).lookup("node", ref)
         return with_manager_status(node, self._members())
 
     async def update_node(self, ref: str, version: int, spec: Any) -> Node:
@@ -222,10 +259,7 @@ class ControlAPI(ServiceMethods, TaskMethods, NetworkMethods, SecretConfigMethod
     # -- cluster ---------------------------------------------------------------------------
 
     async def get_cluster(self) -> Cluster:
-        cluster = self.store.view().cluster()
-        if cluster is None:
-            raise NotInSwarm()
-        return cluster
+        return (await self._read_view()).cluster()
 
     async def update_cluster(
         self,
@@ -242,10 +276,10 @@ class ControlAPI(ServiceMethods, TaskMethods, NetworkMethods, SecretConfigMethod
         it off erases it, and `rotate_manager_unlock_key` replaces it (a no-op while auto-lock
         is off). Every manager watches the cluster object and re-wraps its Raft data keys."""
         version = self._check_version(version)
-        cluster = await self.get_cluster()
+        cluster = self._swarm_view().cluster()
         if cluster.version.index < version:  # see _as_new_as
             await self.ctx.read_barrier()
-            cluster = await self.get_cluster()
+            cluster = self._swarm_view().cluster()
         new_spec = check_raft_settings(parse_cluster_spec(spec, cluster), self.raft_settings(),
                                        cluster.spec.raft)
         tokens = cluster.join_tokens

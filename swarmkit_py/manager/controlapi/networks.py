@@ -46,7 +46,7 @@ class NetworkNotFound(NotFound):
 
 
 class NetworkMethods:
-    """Mixed into ControlAPI, which provides `store`, `ctx` and `_swarm_view`."""
+    """Mixed into ControlAPI, which provides `store`, `ctx`, `_swarm_view` and `_read_view`."""
 
     async def create_network(self, body: Any) -> Network:
         if not isinstance(body, Mapping):
@@ -69,11 +69,11 @@ class NetworkMethods:
 
     async def list_networks(self, filters: Mapping[str, Sequence[str]] | None = None) -> list[Network]:
         where = network_filter(filters, self.store.view())
-        networks = self._swarm_view().list("network")
+        networks = (await self._read_view()).list("network")
         return [n for n in networks if where(n)] if where else networks
 
     async def get_network(self, ref: str) -> Network:
-        return self._swarm_view().lookup("network", ref)
+        return (await self._read_view()).lookup("network", ref)
 
     async def remove_network(self, ref: str) -> None:
         view = self._swarm_view()

@@ -136,7 +136,8 @@ def object_filter(filters: Mapping[str, Sequence[str]] | None):
 
 
 class SecretConfigMethods:
-    """Mixed into ControlAPI, which provides `store`, `ctx`, `_swarm_view`, `_check_version`."""
+    """Mixed into ControlAPI, which provides `store`, `ctx`, `_swarm_view`, `_read_view`,
+    `_check_version`."""
 
     async def create_object(self, kind_name: str, body: Any):
         kind = KINDS[kind_name]
@@ -159,11 +160,11 @@ class SecretConfigMethods:
     async def list_objects(self, kind_name: str,
                            filters: Mapping[str, Sequence[str]] | None = None) -> list:
         where = object_filter(filters)
-        objs = self._swarm_view().list(kind_name)
+        objs = (await self._read_view()).list(kind_name)
         return [o for o in objs if where(o)] if where else objs
 
     async def get_object(self, kind_name: str, ref: str):
-        return self._swarm_view().lookup(kind_name, ref)
+        return (await self._read_view()).lookup(kind_name, ref)
 
     async def update_object(self, kind_name: str, ref: str, version: Any, body: Any) -> None:
         kind = KINDS[kind_name]

@@ -58,7 +58,8 @@ _MODE_FILTERS = {"Replicated": "replicated", "Global": "global",
 
 
 class ServiceMethods:
-    """Mixed into ControlAPI, which provides `store`, `ctx`, `_check_version` and `_as_new_as`."""
+    """Mixed into ControlAPI, which provides `store`, `ctx`, `_read_view`, `_check_version` and
+    `_as_new_as`."""
 
     def _swarm_view(self):
         view = self.store.view()
@@ -70,13 +71,13 @@ class ServiceMethods:
         self, filters: Mapping[str, Sequence[str]] | None = None
     ) -> list[Service]:
         where = service_filter(filters)
-        view = self._swarm_view()
+        view = await self._read_view()
         services = view.list("service")
         return [s for s in services if where(s)] if where else services
 
     async def get_service(self, ref: str) -> Service:
         """By ID, name or unique ID prefix."""
-        return self._swarm_view().lookup("service", ref)
+        return (await self._read_view()).lookup("service", ref)
 
     def service_statuses(self, services: Sequence[Service]) -> dict[str, dict[str, int]]:
         """dockerd's ServiceStatus per service (what `docker service ls` shows as N/M).

@@ -42,11 +42,11 @@ def task_name(task: Task, service: Service | None) -> str:
 
 
 class TaskMethods:
-    """Mixed into ControlAPI, which provides `store` and `_swarm_view`."""
+    """Mixed into ControlAPI, which provides `store` and `_read_view`."""
 
     async def list_tasks(self, filters: Mapping[str, Sequence[str]] | None = None) -> list[Task]:
         f = validate_filters(filters, TASK_FILTERS)
-        view = self._swarm_view()
+        view = await self._read_view()
         service_ids = list(dict.fromkeys(view.lookup("service", r).id for r in f.get("service", [])))
         node_ids = {view.lookup("node", r).id for r in f.get("node", [])}
         desired = set()
@@ -98,7 +98,7 @@ class TaskMethods:
 
     async def get_task(self, ref: str) -> Task:
         """By ID or unique ID prefix."""
-        return self._swarm_view().lookup("task", ref)
+        return (await self._read_view()).lookup("task", ref)
 
 
 def _desired_matches(state: TaskState, wanted: set[TaskState]) -> bool:
