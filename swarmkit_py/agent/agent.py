@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import socket
 from collections import Counter
@@ -31,7 +32,14 @@ from ..ca.optional_tls import server_context_optional_client
 from ..loopwatch import LoopWatch
 from ..manager.admission import cluster_port_policy
 from ..proto import CA_RENEW_NOW, NETMAP
-from ..raft.storage import SWARM_LOCKED_MESSAGE, InvalidUnlockKeyError, Keyring, parse_unlock_key
+from ..raft.errors import DiskFull
+from ..raft.storage import (
+    SWARM_LOCKED_MESSAGE,
+    InvalidUnlockKeyError,
+    Keyring,
+    disk_full,
+    parse_unlock_key,
+)
 from ..raft.storage.crypto import DEKS_FILE
 from ..rpc import RpcServer
 from ..worker.certs import CertRenewer
@@ -392,6 +400,7 @@ class Agent:
             max_heartbeat_rate=self.cfg.max_heartbeats_per_s,
         )
         self.manager = mgr
+        mgr.on_raft_failure = self._on_raft_failure
         if st.bootstrap and mgr.fresh:
             await mgr.found(self._initial_transaction())
             st.bootstrap = False
@@ -402,6 +411,49 @@ class Agent:
         else:
             await mgr.start()
         await self._start_api(mgr)
+
+    def _on_raft_failure(self, exc: BaseException) -> None:
+        """The manager's Raft member died of its storage. A full disk is waited out with the
+        API saying so (`_wait_out_full_disk`); anything else stops the agent, and the
+        supervisor's restart re-reads the log (after a failed write or fsync that is the only
+        honest way on: what reached the disk is unknown)."""
+        if not disk_full(exc):
+            self._fatal("raft", exc)
+            return
+        self._restarter = Background("disk-full", lambda: self._wait_out_full_disk(exc), on_death=self._fatal)
+        self._restarter.start()
+
+    async def _wait_out_full_disk(self, exc: BaseException) -> None:
+        """Serve a 503 that says the disk is full (not "not a manager", not a refused
+        connection) while this manager takes no part; the worker half keeps running, so the
+        node's tasks stay where they are. Once space is back, restart the components: the
+        manager comes back from its files (a torn tail cut off) and catches up from the
+        leader. Nothing it had not made durable was acknowledged."""
+        raft_dir = self.state_dir / "raft"
+        message = str(DiskFull(str(raft_dir), exc))
+        log.error("%s", message)
+        for r in self._api_runners:
+            await r.cleanup()
+        self._api_runners = []
+        from ..api.locked import make_unavailable_app
+
+        runners = await self._serve_api(make_unavailable_app(
+            message, node_id=self.state.node_id, node_addr=self.advertise_addr.rpartition(":")[0],
+            engine_version=__version__, hostname=self.hostname, authorize=self._api_authorize))
+        try:
+            while not self._stop.is_set() and _free_bytes(raft_dir) < _room_needed(raft_dir):
+                try:
+                    await asyncio.wait_for(self._stop.wait(), DISK_POLL_S)
+                except TimeoutError:
+                    pass
+        finally:
+            for r in runners:
+                await r.cleanup()
+        if self._stop.is_set():
+            return
+        log.info("space is free again in %s (%d MiB): restarting this agent's components from its files",
+                 raft_dir, _free_bytes(raft_dir) >> 20)
+        await self._restart(demoted=False)
 
     async def stop_manager(self) -> None:
         for r in self._api_runners:
@@ -462,6 +514,21 @@ class Agent:
                 shutil.rmtree(p)
             elif p.exists():
                 p.unlink()
+
+
+DISK_POLL_S = 1.0
+
+
+def _free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def _room_needed(path: Path) -> int:
+    """Free space before a manager stopped by a full disk starts again: enough for a new WAL
+    segment and a snapshot to begin, 16 MiB or a tenth of the filesystem, whichever is less."""
+    st = os.statvfs(path)
+    return min(16 << 20, st.f_blocks * st.f_frsize // 10)
 
 
 def api_identity(request):

@@ -1,5 +1,8 @@
-"""The API of a locked manager: it answers nothing but the unlock call (and what a client needs
-to get there), as dockerd does for a swarm that restarted with auto-lock on.
+"""The API of a manager that cannot serve the cluster's state: locked (auto-lock; it answers
+nothing but the unlock call and what a client needs to get there, as dockerd does for a swarm
+that restarted with auto-lock on), or with its Raft member stopped by a full disk
+(`make_unavailable_app`: every call but /_ping, /version and /info is a 503 that says why and
+what to do, instead of a refused connection or a misleading "not a manager").
 
 - /_ping, /version: so the CLI can negotiate;
 - GET /info with `Swarm.LocalNodeState: "locked"`: `docker swarm unlock` reads it first and asks
@@ -67,8 +70,38 @@ async def unlock(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+REFUSAL = web.AppKey("refusal", str)
+
+
 async def refuse(request: web.Request) -> web.Response:
-    raise APIError(503, SWARM_LOCKED_MESSAGE)
+    raise APIError(503, request.app[REFUSAL])
+
+
+def _refusing_app(refusal: str, state: str, *, node_id: str, node_addr: str, engine_version: str,
+                  hostname: str, authorize: Authorize | None, routes=()) -> web.Application:
+    app = web.Application(middlewares=[docker_middleware], client_max_size=_BODY_LIMIT)
+    app[SERVER] = ServerInfo(engine_version=engine_version, hostname=hostname)
+    app[MAX_BODY_KEY] = _BODY_LIMIT
+    app[REFUSAL] = refusal
+    swarm: dict[str, Any] = {
+        "NodeID": node_id,
+        "NodeAddr": node_addr,
+        "LocalNodeState": state,
+        "ControlAvailable": False,
+        "Error": "" if state == "locked" else refusal,
+        "RemoteManagers": None,
+    }
+    app[SWARM_INFO] = swarm
+    if authorize is not None:
+        app[AUTHORIZE] = authorize
+    add_route(app, "GET", "/_ping", ping)
+    add_route(app, "GET", "/version", version)
+    add_route(app, "GET", "/info", locked_info)
+    for method, path, handler in routes:
+        add_route(app, method, path, handler)
+    for full in (VERSION_PREFIX + "/{tail:.*}", "/{tail:.*}"):
+        app.router.add_route("*", full, refuse)
+    return app
 
 
 def make_locked_app(
@@ -80,25 +113,23 @@ def make_locked_app(
     hostname: str,
     authorize: Authorize | None = None,
 ) -> web.Application:
-    app = web.Application(middlewares=[docker_middleware], client_max_size=_BODY_LIMIT)
-    app[SERVER] = ServerInfo(engine_version=engine_version, hostname=hostname)
-    app[MAX_BODY_KEY] = _BODY_LIMIT
+    app = _refusing_app(SWARM_LOCKED_MESSAGE, "locked", node_id=node_id, node_addr=node_addr,
+                        engine_version=engine_version, hostname=hostname, authorize=authorize,
+                        routes=[("POST", "/swarm/unlock", unlock)])
     app[UNLOCK] = unlock_fn
-    swarm: dict[str, Any] = {
-        "NodeID": node_id,
-        "NodeAddr": node_addr,
-        "LocalNodeState": "locked",
-        "ControlAvailable": False,
-        "Error": "",
-        "RemoteManagers": None,
-    }
-    app[SWARM_INFO] = swarm
-    if authorize is not None:
-        app[AUTHORIZE] = authorize
-    add_route(app, "GET", "/_ping", ping)
-    add_route(app, "GET", "/version", version)
-    add_route(app, "GET", "/info", locked_info)
-    add_route(app, "POST", "/swarm/unlock", unlock)
-    for full in (VERSION_PREFIX + "/{tail:.*}", "/{tail:.*}"):
-        app.router.add_route("*", full, refuse)
     return app
+
+
+def make_unavailable_app(
+    message: str,
+    *,
+    node_id: str,
+    node_addr: str,
+    engine_version: str,
+    hostname: str,
+    authorize: Authorize | None = None,
+) -> web.Application:
+    """Every cluster call refused with 503 `message`; `docker info` shows Swarm: error and
+    the message."""
+    return _refusing_app(message, "error", node_id=node_id, node_addr=node_addr,
+                         engine_version=engine_version, hostname=hostname, authorize=authorize)

@@ -121,6 +121,10 @@ class Manager:
         self.leader_loops = LeaderLoops(self.raft, f"manager {node_id}")
         self._leader_listeners: list[Callable[[int, int], None]] = []
         self.raft.on_leader_change = self._on_leader_change
+        # The raft loop died (a full disk): leadership is already gone (the leader-change
+        # callback stopped the leader loops); the owner decides how to bring the member back.
+        self.on_raft_failure: Callable[[BaseException], None] | None = None
+        self.raft.on_fatal = lambda exc: self.on_raft_failure(exc) if self.on_raft_failure else None
         self._build_control_plane(cluster_id, heartbeat_period, max_heartbeat_rate)
 
     def _build_control_plane(self, cluster_id: str | None, heartbeat_period: float,

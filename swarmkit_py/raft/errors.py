@@ -39,3 +39,19 @@ class Stopped(RaftError):
 
     def __init__(self, message: str = "raft member stopped"):
         super().__init__(message)
+
+
+class DiskFull(Stopped):
+    """The member stopped because its disk is full: it could not make an entry or its vote
+    durable, so it takes no further part (nothing it has not persisted is acknowledged). The
+    agent restarts it from its files once space is freed."""
+
+    def __init__(self, directory: str, cause: BaseException | None = None):
+        self.directory = directory
+        why = f" ({cause})" if cause else ""
+        super().__init__(
+            f"this manager's disk is full: it cannot write its Raft log in {directory}{why}, so it "
+            "stopped taking part in the cluster and accepts no writes or reads; the other managers "
+            "carry on if they keep a quorum. Free space on that filesystem: the manager rejoins "
+            "by itself, from its log, within seconds"
+        )

@@ -41,9 +41,9 @@ import msgpack
 from .codec import decode_conf_change
 from .config import RaftConfig
 from .core import RaftCore, ReadyOrder
-from .errors import NoQuorum, NotLeader, ProposalDropped, Stopped
+from .errors import DiskFull, NoQuorum, NotLeader, ProposalDropped, Stopped
 from .fsm import StateMachine
-from .storage import DiskStorage
+from .storage import DiskStorage, disk_full
 from .types import (
     ConfChange,
     ConfChangeType,
@@ -162,11 +162,15 @@ class RaftNode:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._stopped = False
+        self._closed = False
         self._started = False
+        self.failure: BaseException | None = None  # what stopped the raft loop, if it died
         self._leader_changed = asyncio.Event()
         self.metrics = {"leader_changes": 0, "proposals": 0, "applied": 0, "fsyncs": 0, "stalled_ticks": 0}
         self.proposal_latency = LatencyHistogram()
         self.on_leader_change: Callable[[int, int], None] | None = None  # (leader, term)
+        # the raft loop died (`failure`): the member takes no further part until rebuilt
+        self.on_fatal: Callable[[BaseException], None] | None = None
 
     # ================================================================ life cycle
     async def start(
@@ -220,8 +224,11 @@ class RaftNode:
         ]
 
     async def stop(self) -> None:
-        if self._stopped:
+        """Stop and close; also after the raft loop died (it left the transport and the
+        storage open for this)."""
+        if self._closed:
             return
+        self._closed = True
         self._stopped = True
         self._wake.set()
         for t in self._tasks:
@@ -234,7 +241,7 @@ class RaftNode:
         self._fail_all(Stopped())
         if self._started:
             await self.transport.stop()
-        if self._order.pending is not None:
+        if self._order.pending is not None and self.failure is None:
             try:  # a clean stop keeps the commit index it knew
                 await self._io(self.storage.save, self._order.pending, [])
             except Exception:
@@ -252,11 +259,19 @@ class RaftNode:
     # ================================================================ queries
     @property
     def leader_id(self) -> int:
-        return self.core.leader if self.core else 0
+        """0 when none is known, or when this member stopped (it knows nothing any more)."""
+        return self.core.leader if self.core and not self._stopped else 0
 
     @property
     def is_leader(self) -> bool:
-        return self.core is not None and self.core.role == RaftRole.LEADER
+        return not self._stopped and self.core is not None and self.core.role == RaftRole.LEADER
+
+    def _stopped_error(self) -> Stopped:
+        if self.failure is None:
+            return Stopped()
+        if disk_full(self.failure):
+            return DiskFull(str(self.storage.directory), self.failure)
+        return Stopped(f"raft member stopped after a fatal error ({self.failure}); see the log")
 
     @property
     def term(self) -> int:
@@ -306,7 +321,7 @@ class RaftNode:
         """Replicate `data`, apply it, and return the state machine's result. Raises NoQuorum
         when it cannot commit in time, Stopped when the member shuts down."""
         if self._stopped:
-            raise Stopped()
+            raise self._stopped_error()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout or self.cfg.proposal_timeout_s)
         await self._wait_for_leader(deadline)
@@ -341,6 +356,8 @@ class RaftNode:
     async def read_index(self, timeout: float | None = None) -> None:
         """Return once the local state machine reflects every write committed before the call:
         reads made after this are linearizable (ReadIndex, §6.4 of the thesis)."""
+        if self._stopped:
+            raise self._stopped_error()  # a dead member's store is frozen: never answer from it
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout or self.cfg.proposal_timeout_s)
         while True:
@@ -440,7 +457,7 @@ class RaftNode:
 
     def _require_leader(self) -> None:
         if self._stopped:
-            raise Stopped()
+            raise self._stopped_error()
         if not self.is_leader:
             raise NotLeader(self.leader_id)
 
@@ -449,7 +466,7 @@ class RaftNode:
         limit = min(deadline, loop.time() + self.cfg.leader_wait_s)
         while self.leader_id == 0:
             if self._stopped:
-                raise Stopped()
+                raise self._stopped_error()
             if loop.time() >= limit:
                 raise NoQuorum(
                     "no quorum: this cluster has no leader; fewer than a majority of managers are "
@@ -598,11 +615,27 @@ class RaftNode:
                     await self._handle_ready(c.ready())
                 if self.storage.wants_snapshot:
                     await self._maybe_snapshot(force=True)
-            except Exception:
-                log.exception("raft member %d: fatal error in the raft loop; stopping", self.id)
-                self._stopped = True
-                self._fail_all(Stopped("raft member stopped after a fatal error; see the log"))
+            except Exception as exc:
+                self._die(exc)
                 raise
+
+    def _die(self, exc: Exception) -> None:
+        """The raft loop cannot go on (storage failed): stop taking part at once. Nothing that
+        was not made durable is acknowledged (the Ready that failed sends nothing), waiters
+        get the reason, and the owner hears that leadership is gone and why."""
+        if disk_full(exc):
+            log.error("raft member %d: the disk is full: %s; stopping (nothing more is "
+                      "acknowledged); restart it from its files once space is freed", self.id, exc)
+        else:
+            log.exception("raft member %d: fatal error in the raft loop; stopping", self.id)
+        self._stopped = True
+        self.failure = exc
+        self._fail_all(self._stopped_error())
+        self._leader_changed.set()
+        if self.on_leader_change:
+            self.on_leader_change(0, self.term)
+        if self.on_fatal:
+            self.on_fatal(exc)
 
     async def _handle_ready(self, rd: Ready) -> None:
         c = self.core

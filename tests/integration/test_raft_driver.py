@@ -176,3 +176,62 @@ async def test_writes_commit_while_the_default_executor_is_busy(tmp_path):
         release.set()
         await asyncio.gather(*blocked)
         await ms.stop()
+
+
+async def test_a_full_disk_stops_the_leader_and_a_restart_from_its_files_catches_up(tmp_path):
+    """Found by the nemesis suite (issue 10): a manager whose disk filled kept running its
+    leader loops on a dead Raft member and never came back. Now the member whose write fails
+    with ENOSPC stops at once: it no longer claims to lead, tells its owner why, refuses
+    writes and reads with a message that says the disk is full (never answers from its frozen
+    store), the others go on; rebuilt from its files once space is back, it catches up."""
+    import errno
+    import os
+    import subprocess
+
+    import pytest
+
+    from swarmkit_py.raft.errors import DiskFull
+    from swarmkit_py.raft.storage import disk_full
+
+    if os.geteuid() != 0:
+        pytest.skip("a size-limited tmpfs needs root")
+    disk = tmp_path / "n1"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "skpy-test-full", str(disk)], check=True)
+    ms = Members(tmp_path, 3)
+    try:
+        ld = await ms.found()
+        if ld.id != 1:
+            await ld.transfer_leadership(1)
+        one = ms.nodes[1]
+        await wait_for(lambda: one.is_leader, "member 1 to lead")
+        fatal: list[BaseException] = []
+        changes: list[int] = []
+        one.on_fatal = fatal.append
+        one.on_leader_change = lambda leader, term: changes.append(leader)
+        await one.propose(encode_put("before", b"1"))
+        with open(disk / "filler", "wb", buffering=0) as f:  # what Lab.fill_disk does to a lab host
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC
+        with pytest.raises(DiskFull, match="disk is full"):
+            for i in range(100):  # the first write that needs a new page fails
+                await one.propose(encode_put(f"during{i}", b"x"), timeout=5)
+        assert fatal and disk_full(fatal[0]) and changes[-1] == 0
+        assert not one.is_leader and one.leader_id == 0
+        with pytest.raises(DiskFull):
+            await one.read_index(timeout=1)
+        others = await ms.leader()
+        assert others.id != 1
+        for i in range(20):
+            await others.propose(encode_put(f"after{i}", b"y"))
+        await one.stop()
+        (disk / "filler").unlink()
+        back = await ms.start(1)  # what the agent does once space is back: from its files
+        await wait_for(lambda: back.fsm.data.get("after19") == b"y", "the rebuilt member to catch up")
+        assert back.fsm.data["before"] == b"1"
+    finally:
+        await ms.stop()
+        subprocess.run(["umount", "-l", str(disk)], check=False)

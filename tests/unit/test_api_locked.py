@@ -58,3 +58,23 @@ async def test_unlock_refuses_bad_and_wrong_keys_then_accepts(locked):
     assert locked.given == []
     r = await locked.post("/v1.41/swarm/unlock", json={"UnlockKey": format_unlock_key(KEY)})
     assert r.status == 200 and locked.given == [KEY]
+
+
+async def test_a_manager_stopped_by_a_full_disk_says_so():
+    """What a manager's API answers while its Raft member waits for disk space (agent.py):
+    the reason and the remedy, on every cluster call; `docker info` shows Swarm: error."""
+    from swarmkit_py.api.locked import make_unavailable_app
+    from swarmkit_py.raft.errors import DiskFull
+
+    message = str(DiskFull("/var/lib/swarmkit-py/raft", OSError(28, "No space left on device")))
+    app = make_unavailable_app(message, node_id="n1", node_addr="10.0.0.1", engine_version="0.1.0", hostname="m1")
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        assert (await client.get("/_ping")).status == 200
+        info = await (await client.get("/v1.41/info")).json()
+        assert info["Swarm"]["LocalNodeState"] == "error" and "disk is full" in info["Swarm"]["Error"]
+        for method, path in (("GET", "/v1.41/services/web"), ("POST", "/v1.41/services/web/update?version=3"),
+                             ("POST", "/v1.41/swarm/unlock")):
+            r = await client.request(method, path)
+            assert r.status == 503, path
+            text = (await r.json())["message"]
+            assert "disk is full" in text and "/var/lib/swarmkit-py/raft" in text and "Free space" in text

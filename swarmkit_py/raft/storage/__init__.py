@@ -16,7 +16,7 @@ from .crypto import (
     parse_unlock_key,
 )
 from .disk import DiskStorage, LoadedState
-from .errors import SnapshotCorruptError, StorageFailedError, WALCorruptError
+from .errors import SnapshotCorruptError, StorageFailedError, WALCorruptError, disk_full
 
 __all__ = [
     "INVALID_UNLOCK_KEY_MESSAGE",
@@ -33,4 +33,5 @@ __all__ = [
     "SnapshotCorruptError",
     "StorageFailedError",
     "WALCorruptError",
+    "disk_full",
 ]

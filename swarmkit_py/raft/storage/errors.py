@@ -8,6 +8,7 @@ always the safe one: let the member catch up from its peers again.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 _REMEDY = (
@@ -44,3 +45,18 @@ class StorageFailedError(RuntimeError):
     fsync as a success; carrying on would acknowledge writes that are not on disk. The only
     honest recovery is a restart, which re-reads the log and cuts any torn tail.
     """
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(exc: BaseException | None) -> bool:
+    """Whether `exc`, or what caused it, is the disk running out of space (ENOSPC, EDQUOT): a
+    condition that freeing space cures, unlike a failing disk."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
