@@ -51,6 +51,7 @@ class Op:
     node: str | None = None
     error: str | None = None
     extra: dict = field(default_factory=dict)
+    answered: float | None = None  # when the client got an answer (or gave up); None: never
 
     def describe(self) -> str:
         if self.f == "read":
@@ -83,7 +84,7 @@ def pair(events: Iterable[Event]) -> list[Op]:
     def finish(inv: Event, status: str, value: Any, ret: float, comp: Event | None) -> None:
         ops.append(Op(len(ops), inv.process, inv.f, value, status, inv.time, ret, inv.node,
                       comp.error if comp else "no answer before the history ended",
-                      dict(comp.extra) if comp else {}))
+                      dict(comp.extra) if comp else {}, comp.time if comp else None))
 
     for ev in events:
         last_time = max(last_time, ev.time)

@@ -1,6 +1,7 @@
-"""A history as a timeline PNG: one row per client process (grouped by the manager it talks
-to), one bar per operation from invoke to answer -- green ok, grey fail, orange unknown (drawn
-to the end of the history) -- faults as shaded spans, and the ops of an anomaly in red. Uses
+"""A history as a timeline PNG: one row per manager (its client's ops, whatever process number
+they ran under, and the final read), one bar per operation from invoke to answer -- green ok,
+grey fail, orange unknown (up to when the client gave up; it may still take effect later) --
+faults as shaded spans, and the ops of an anomaly in red. Uses
 matplotlib (the `bench` extra) with the Agg backend, so it runs headless."""
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ def timeline(events: Iterable[Event], result: Result, path: Path | str, title: s
     ops: list[Op] = result.ops
     end = max([e.time for e in evs] + [0.0]) + 0.1
     bad = {o.index for a in result.anomalies for o in a.ops}
-    rows = sorted({(o.node or "", str(o.process)) for o in ops})
+    rows = sorted({o.node or "?" for o in ops})
     row_of = {r: i for i, r in enumerate(rows)}
-    height = max(3.0, min(40.0, 0.22 * len(rows) + 1.5))
+    height = max(3.0, min(20.0, 0.5 * len(rows) + 1.5))
     fig, ax = plt.subplots(figsize=(16, height))
 
     for kind, t0, t1, detail in fault_intervals(evs, end):
@@ -41,11 +42,11 @@ def timeline(events: Iterable[Event], result: Result, path: Path | str, title: s
 
     label = len(ops) <= 250
     for o in ops:
-        y = row_of[(o.node or "", str(o.process))]
-        t1 = end if math.isinf(o.ret) else o.ret
+        y = row_of[o.node or "?"]
+        t1 = o.ret if not math.isinf(o.ret) else (o.answered if o.answered is not None else end)
         color = "#d00000" if o.index in bad else COLORS.get(o.status, "#000000")
         ax.barh(y, max(t1 - o.call, 0.002), left=o.call, height=0.7 if o.f == "cas" else 0.4, color=color,
-                edgecolor="#d00000" if o.index in bad else "none", linewidth=1.5)
+                edgecolor="#d00000" if o.index in bad else "none", linewidth=1.5, alpha=0.6 if o.status == "info" else 1)
         if label or o.index in bad:
             text = (f"r {o.value}" if o.f == "read" and o.status == "ok" else
                     f"{o.value[0]}→{o.value[1]}" if o.f == "cas" else o.f)
@@ -53,7 +54,7 @@ def timeline(events: Iterable[Event], result: Result, path: Path | str, title: s
                     color="#d00000" if o.index in bad else "#333333")
 
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([f"{n} p{p}" for n, p in rows], fontsize=6)
+    ax.set_yticklabels(rows, fontsize=8)
     ax.set_ylim(-1, len(rows) + 1.2)
     ax.set_xlim(0, end)
     ax.set_xlabel("seconds since the start of the history (monotonic)")

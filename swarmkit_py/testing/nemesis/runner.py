@@ -85,7 +85,8 @@ def _log(msg: str) -> None:
 
 def run_round(cluster: LabCluster, managers: list[str], disk_hosts: list[str], n: int, seed: int,
               seconds: float, kinds: list[str], out_dir: Path, each_once: bool = False,
-              heal_timeout: float = 120.0, tail: float = 3.0) -> RoundResult:
+              heal_timeout: float = 120.0, tail: float = 3.0, hold: tuple[float, float] = (2.0, 6.0),
+              quiet: tuple[float, float] = (1.0, 3.0)) -> RoundResult:
     rng = random.Random(seed)
     rdir = out_dir / f"round-{n:03d}"
     rdir.mkdir(parents=True, exist_ok=True)
@@ -98,7 +99,7 @@ def run_round(cluster: LabCluster, managers: list[str], disk_hosts: list[str], n
 
     history = History()
     nemesis = Nemesis(cluster, history, rng, managers, disk_hosts)
-    steps = schedule(rng, seconds, nemesis.possible(kinds), each_once=each_once)
+    steps = schedule(rng, seconds, nemesis.possible(kinds), each_once=each_once, quiet=quiet, hold=hold)
     stop = threading.Event()
     stride = len(managers)
     clients = [Client(history, i, stride, h, lambda h=h: cluster.api(h), service, stop, seed * 1000 + i)
@@ -254,7 +255,8 @@ class Report:
 
 def run(cluster: LabCluster, out_dir: Path, seed: int, minutes: float | None = None, rounds: int | None = None,
         round_seconds: float = 40.0, kinds: list[str] | None = None, each_once: bool = False,
-        managers: list[str] | None = None, disk_hosts: list[str] | None = None) -> Report:
+        managers: list[str] | None = None, disk_hosts: list[str] | None = None,
+        hold: tuple[float, float] = (2.0, 6.0), quiet: tuple[float, float] = (1.0, 3.0)) -> Report:
     """Rounds until `rounds` are done or `minutes` have passed (whichever is given)."""
     kinds = list(kinds or KINDS)
     managers = managers or cluster.managers()
@@ -270,7 +272,8 @@ def run(cluster: LabCluster, out_dir: Path, seed: int, minutes: float | None = N
             break
         n += 1
         rseed = rng.randrange(1 << 30)
-        r = run_round(cluster, managers, disk_hosts, n, rseed, round_seconds, kinds, out_dir, each_once=each_once)
+        r = run_round(cluster, managers, disk_hosts, n, rseed, round_seconds, kinds, out_dir, each_once=each_once,
+                      hold=hold, quiet=quiet)
         report.rounds.append(r)
         _log(f"round {n} (seed {rseed}): {r.ops} ops, faults {r.faults}, {r.summary}")
         report.wall_s = time.monotonic() - t0
