@@ -42,7 +42,7 @@ def lab_name():
 # not the product. The integration tests share the machine's one Docker engine and look up task
 # containers by service name, so they too run one at a time, on their own worker group. The
 # rest (unit, security, sim) is spread over the workers.
-_GROUPS = {"lab": "lab", "infra": "lab", "browser": "lab", "integration": "engine"}
+_GROUPS = {"lab": "lab", "infra": "lab", "browser": "lab", "nemesis": "lab", "integration": "engine"}
 
 
 def pytest_collection_modifyitems(config, items):
