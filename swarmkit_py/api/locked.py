@@ -120,16 +120,9 @@ def make_locked_app(
     return app
 
 
-def make_unavailable_app(
-    message: str,
-    *,
-    node_id: str,
-    node_addr: str,
-    engine_version: str,
-    hostname: str,
-    authorize: Authorize | None = None,
-) -> web.Application:
+def make_unavailable_app(message: str, **ident: Any) -> web.Application:
     """Every cluster call refused with 503 `message`; `docker info` shows Swarm: error and
-    the message."""
-    return _refusing_app(message, "error", node_id=node_id, node_addr=node_addr,
-                         engine_version=engine_version, hostname=hostname, authorize=authorize)
+    the message. `ident`: node_id, node_addr, engine_version, hostname, authorize (as for
+    make_locked_app)."""
+    ident.setdefault("authorize", None)
+    return _refusing_app(message, "error", **ident)
