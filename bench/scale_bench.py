@@ -317,9 +317,9 @@ def run(args) -> dict:
         if args.managers >= 3 and not args.skip_failover:
             say("failover: killing the leader")
             out.update(failover(c, managers, leader, fleet, sdk, args))
-    except (TimeoutError, AssertionError, RuntimeError) as e:
+    except (TimeoutError, AssertionError, RuntimeError, KeyboardInterrupt) as e:
         # where it breaks is a result too: the line says how far it got
-        out["error"] = str(e)[:500]
+        out["error"] = (str(e) or type(e).__name__)[:500]
         out["fleet_at_error"] = {k: fleet.status.get(k) for k in
                                  ("connected", "running", "sessions_opened", "failed_rounds")} if fleet else None
         out["leader_terms"] = max((metric(metrics_of(c, m), "swarmkit_raft_term") for m in c.nodes.values()),

@@ -116,6 +116,21 @@ class NetmapPusher(StorePusher):
         self.last_change_pushed_at: float | None = None
         super().__init__(dispatcher, debounce=debounce)
 
+    @property
+    def debounce(self) -> float:
+        """Longer as the cluster grows: every change (a node joining, a task starting) sends
+        the whole map to every session, so at 1,000 nodes a burst of joins became 1,000 maps of
+        ~100 KB per change (issue 13). Paced like heartbeats (the sessions over the rate the
+        leader serves, ``max_heartbeat_rate``), a large cluster gets the map about once per
+        heartbeat period; a small one within 10 ms as before."""
+        rate = getattr(self._dispatcher, "max_heartbeat_rate", None)
+        sessions = len(self._dispatcher.session_node_ids()) if rate else 0
+        return max(self._debounce, sessions / rate) if rate else self._debounce
+
+    @debounce.setter
+    def debounce(self, value: float) -> None:
+        self._debounce = value
+
     def _reset(self) -> None:
         self._sent.clear()
 
