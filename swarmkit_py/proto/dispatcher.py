@@ -20,7 +20,7 @@ Requests (worker -> leader):
   {"container_id", "pid", "exit_code"}, "timestamp"?: float (unix seconds) | RFC 3339 str}``
   (``status_update`` writes one, ``parse_status_update`` reads one).
 
-- ``dispatcher.watch`` ``{}`` -> ``{"leader_addr": str | None, "term": int}``: served by every
+- ``dispatcher.watch`` ``{}`` -> ``{"leader_addr": str | None, "term": int, "spread_s": float}``: served by every
   manager, leader or not; subscribes the calling connection to ``dispatcher.leader`` pushes.
   Workers call it on a standby connection (a manager other than their session's) once per
   heartbeat period, which doubles as a liveness check of the standby.

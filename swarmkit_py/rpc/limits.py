@@ -116,8 +116,9 @@ class ServerPolicy:
     anonymous_lifetime: float = 60.0
     sweep_interval: float = 1.0
     max_handshakes: int = 256
-    """TLS handshakes in progress or waiting at once (nobody is identified yet); more are
-    dropped at accept."""
+    """TLS handshakes in progress at once (nobody is identified yet); more are dropped at
+    accept. Connections waiting for a handshake slot (``max_active_handshakes``) hold no TLS
+    state and are capped by ``max_connections``."""
     max_active_handshakes: int = 16
     """TLS handshakes computed at once; the others wait unread (tls_accept.py: one loop turn
     must not answer hundreds of them)."""

@@ -19,8 +19,11 @@ protocol by hand, the way `loop.start_tls()` does it (`transport.set_protocol`, 
   back to asyncio's 256 KiB (``max_size`` is what ``get_buffer`` grows to), so Raft streams
   between managers read as much per call as before; an anonymous peer (a joining node) keeps
   the small one for its whole short life;
-- at most ``max_handshakes`` connections are in the handshake or waiting for it at once;
-  beyond that a new one is dropped at accept, before any TLS state exists;
+- at most ``max_handshakes`` connections are in the handshake at once, and ``max_waiting``
+  waiting for one (a waiting connection is a socket with reading paused, no TLS state: a
+  thousand workers re-opening their sessions after the leader died all wait their turn instead
+  of 700 of them being refused in the first second); beyond that a new one is dropped at
+  accept, before any TLS state exists;
 - at most ``max_active`` handshakes are *computed* at once; the others wait with nothing read
   from them (their ClientHello stays in the kernel's buffer). A server-side mutual-TLS
   handshake costs 1-2 ms of CPU here (OpenSSL 3.0), and asyncio runs every callback that is
@@ -107,6 +110,7 @@ class LeanTLSServer:
         handshake_timeout: float,
         max_handshakes: int,
         max_active: int = 16,
+        max_waiting: int = 4096,
         slot_s: float = 2.0,
         on_event: Event | None = None,
     ) -> None:
@@ -118,6 +122,7 @@ class LeanTLSServer:
         self._handshake_timeout = handshake_timeout
         self._max_handshakes = max_handshakes
         self._max_active = max_active
+        self._max_waiting = max_waiting
         self._slot_s = slot_s
         self._on_event = on_event or (lambda kind: None)
         self.handshaking = 0
@@ -142,7 +147,7 @@ class LeanTLSServer:
             self._waiting.popleft()[0].abort()
 
     def _accept(self, transport: asyncio.Transport) -> None:
-        if self.handshaking + len(self._waiting) >= self._max_handshakes:
+        if self.handshaking >= self._max_handshakes or len(self._waiting) >= self._max_waiting:
             self._on_event("handshakes_over_capacity")
             transport.abort()
             return

@@ -137,6 +137,7 @@ class WorkerSession:
         self._next_leader: str | None = None  # named by a standby: tried first on re-open
         self._kick = asyncio.Event()  # cuts a back-off short when a standby names the leader
         self._move: asyncio.TimerHandle | None = None  # a pushed move, spread (see _leader_news)
+        self._spread = 0.0  # over how long moves are spread, as the managers last said (spread_s)
         self._session_listeners: list[SessionListener] = []
         self._client: RpcClient | None = None
         self._preferred: str | None = None
@@ -323,8 +324,15 @@ class WorkerSession:
             try:
                 async with asyncio.timeout(max(0.0, next_at - loop.time())):
                     await lost.wait()
-                log.info("connection to %s lost; re-opening the session", self.manager_addr)
+                # the leader's process died: every worker of the cluster saw the same close in
+                # the same instant, so each waits a random part of the spread the managers gave
+                # (0 in a small cluster) rather than handing the new leader a thousand
+                # handshakes at once (issue 13: 700 of them refused in the first second)
+                delay = self._rng.uniform(0.0, self._spread)
+                log.info("connection to %s lost; re-opening the session in %.2fs", self.manager_addr, delay)
                 self._demote_current()
+                if delay > 0:
+                    await asyncio.sleep(delay)
                 return
             except TimeoutError:
                 pass
@@ -452,6 +460,8 @@ class WorkerSession:
         Older terms are ignored, so a stale standby cannot send the worker back."""
         if not isinstance(news, dict):
             return
+        spread = news.get("spread_s", 0.0)
+        self._spread = min(float(spread), MAX_MOVE_SPREAD) if isinstance(spread, int | float) and spread > 0 else 0.0
         leader, term = news.get("leader_addr"), news.get("term")
         if not isinstance(leader, str) or not isinstance(term, int) or term < self._leader_term:
             return
@@ -468,9 +478,7 @@ class WorkerSession:
             return
         if not push:
             return
-        spread = news.get("spread_s", 0.0)
-        spread = min(float(spread), MAX_MOVE_SPREAD) if isinstance(spread, int | float) and spread > 0 else 0.0
-        delay = self._rng.uniform(0.0, spread)
+        delay = self._rng.uniform(0.0, self._spread)
         self._next_leader = leader  # whatever ends this session first, re-open there
         log.info("standby %s: the leader is now %s (term %d); moving the session in %.2fs",
                  self.standby_addr, leader, term, delay)

@@ -388,7 +388,7 @@ async def test_watch_pushes_leader_changes_from_any_manager(proposer, manager):
     try:
         node_id = await add_node(proposer)
         answer = await client.call(WATCH, {"node_id": node_id})
-        assert answer == {"leader_addr": manager.addr, "term": 4}
+        assert answer == {"leader_addr": manager.addr, "term": 4, "spread_s": 0.0}
         follower.directory.set_leader("10.0.0.9:2377", 5)
         params = await asyncio.wait_for(got.get(), 2)
         assert params == {"leader_addr": "10.0.0.9:2377", "term": 5, "spread_s": 0.0}

@@ -142,6 +142,7 @@ class Dispatcher:
         self._unconfirmed: set[str] = set()
         # connections subscribed to leader changes (dispatcher.watch), on every manager
         self._watchers: set = set()
+        self._spread: tuple[int, float] | None = None  # (store index, move_spread)
         self._push_tasks: set[asyncio.Task] = set()
         self._leader_seen: tuple[str | None, int] | None = None
         self._term = 0
@@ -592,7 +593,7 @@ class Dispatcher:
         if conn is not None and conn not in self._watchers and not conn.is_closed:
             self._watchers.add(conn)
             conn.add_close_callback(lambda: self._watchers.discard(conn))
-        return {"leader_addr": self._leader_addr(), "term": self._term}
+        return {"leader_addr": self._leader_addr(), "term": self._term, "spread_s": self.move_spread()}
 
     def leader_changed(self, term: int) -> None:
         """Called (through the directory) when this manager's Raft member sees a new leader
@@ -620,7 +621,11 @@ class Dispatcher:
         rate = self.max_heartbeat_rate
         if rate is None:
             return 0.0
-        return round(len(self.proposer.store.view().list("node")) / rate, 2)
+        view = self.proposer.store.view()
+        cached = self._spread
+        if cached is None or cached[0] != view.index:  # every ping asks: counted once per index
+            cached = self._spread = (view.index, round(len(view.list("node")) / rate, 2))
+        return cached[1]
 
     async def _notify_watcher(self, conn, params: dict[str, Any]) -> None:
         try:
