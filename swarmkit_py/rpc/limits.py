@@ -119,7 +119,7 @@ class ServerPolicy:
     """TLS handshakes in progress at once (nobody is identified yet); more are dropped at
     accept. Connections waiting for a handshake slot (``max_active_handshakes``) hold no TLS
     state and are capped by ``max_connections``."""
-    max_active_handshakes: int = 16
+    max_active_handshakes: int = 32
     """TLS handshakes computed at once; the others wait unread (tls_accept.py: one loop turn
     must not answer hundreds of them)."""
     counted_codes: Mapping[str, str] = field(default_factory=dict)

@@ -88,7 +88,7 @@ class RpcServer:
             raise RuntimeError("server already started")
         if self._ssl is not None:
             max_handshakes = self._policy.max_handshakes if self._policy is not None else 1 << 30
-            max_active = self._policy.max_active_handshakes if self._policy is not None else 16
+            max_active = self._policy.max_active_handshakes if self._policy is not None else 32
             max_waiting = self._policy.max_connections if self._policy is not None else 1 << 30
             self._tls = LeanTLSServer(self._on_connect, self._ssl, limit=STREAM_LIMIT,
                                       handshake_timeout=self._handshake_timeout,

@@ -20,10 +20,9 @@ protocol by hand, the way `loop.start_tls()` does it (`transport.set_protocol`, 
   between managers read as much per call as before; an anonymous peer (a joining node) keeps
   the small one for its whole short life;
 - at most ``max_handshakes`` connections are in the handshake at once, and ``max_waiting``
-  waiting for one (a waiting connection is a socket with reading paused, no TLS state: a
-  thousand workers re-opening their sessions after the leader died all wait their turn instead
-  of 700 of them being refused in the first second); beyond that a new one is dropped at
-  accept, before any TLS state exists;
+  wait for one (a waiting connection is a socket with reading paused, no TLS state: after the
+  leader died, a thousand re-opening workers wait their turn instead of 700 being refused in
+  the first second); beyond that a new one is dropped at accept, before any TLS state exists;
 - at most ``max_active`` handshakes are *computed* at once; the others wait with nothing read
   from them (their ClientHello stays in the kernel's buffer). A server-side mutual-TLS
   handshake costs 1-2 ms of CPU here (OpenSSL 3.0), and asyncio runs every callback that is
@@ -31,8 +30,10 @@ protocol by hand, the way `loop.start_tls()` does it (`transport.set_protocol`, 
   their sessions after a leader change, their handshake messages were readable all at once
   and the turn that answered them held a manager's loop for 0.7-3 s, past Raft's election
   timeout (issue 13, 1,000 simulated nodes: an election storm). A slot is given back when its
-  handshake ends, or after ``slot_s`` even if it has not (the handshake goes on with its own
-  timeout), so peers that connect and stall cannot hold the others back for long. While more
+  handshake ends, or after ``slot_s`` (0.25 s) even if it has not: the handshake goes on with
+  its own timeout, and by then it is waiting for its peer, not computing (16 slots held for up
+  to 2 s gave a thousand workers on one overloaded process 10 handshakes a second, and they
+  waited past the timeout); a peer that connects and stalls holds nothing for long. While more
   wait than there are slots (overload), the newest waiting connection goes first: the oldest
   have waited longest and their peers are the likeliest to have given up (a worker waits 2 s
   for a connection), so serving them first would spend every slot on handshakes nobody waits
@@ -109,9 +110,9 @@ class LeanTLSServer:
         limit: int,
         handshake_timeout: float,
         max_handshakes: int,
-        max_active: int = 16,
+        max_active: int = 32,
         max_waiting: int = 4096,
-        slot_s: float = 2.0,
+        slot_s: float = 0.25,
         on_event: Event | None = None,
     ) -> None:
         if max_active < 1 or slot_s <= 0:
