@@ -25,6 +25,8 @@ import sys
 import threading
 import time
 
+from .histogram import Histogram
+
 log = logging.getLogger("swarmkit_py.loopwatch")
 
 _HERE = __file__.rsplit("/", 2)[0] + "/"  # the swarmkit_py package directory
@@ -55,9 +57,8 @@ class LoopWatch:
         self.period = period
         self.report_after = report_after
         self.sample_every = sample_every
-        self.counts = [0] * len(self.BOUNDS)  # stalls by bucket (not cumulative)
-        self.count = 0
-        self.sum = 0.0
+        self.stalls = Histogram(self.BOUNDS)
+        """Holds of 50 ms or more, by length."""
         self.max_s = 0.0
         self._beat = time.monotonic()
         self._beat_cpu = 0.0
@@ -116,13 +117,8 @@ class LoopWatch:
             self._handle = self._loop.call_later(self.period, self._on_beat)
 
     def _record(self, held: float, cpu: float) -> None:
-        self.count += 1
-        self.sum += held
+        self.stalls.observe(held)
         self.max_s = max(self.max_s, held)
-        for i, b in enumerate(self.BOUNDS):
-            if held <= b:
-                self.counts[i] += 1
-                break
         with self._lock:
             top = self._samples.most_common(2)
             self._samples.clear()
@@ -143,10 +139,3 @@ class LoopWatch:
                 with self._lock:
                     self._samples[w] += 1
             del frame
-
-    def cumulative(self) -> list[tuple[float, int]]:
-        out, acc = [], 0
-        for b, c in zip(self.BOUNDS, self.counts, strict=True):
-            acc += c
-            out.append((b, acc))
-        return out

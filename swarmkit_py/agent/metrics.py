@@ -65,7 +65,7 @@ def render(agent) -> str:
         o.metric("trust_refusals_total", "counter", refusals_help, api.get(reason, 0),
                  {"port": "api", "reason": reason})
     lw = agent.loopwatch
-    o.histogram("event_loop_stall_seconds", "Event loop turns held 50 ms or longer, by how long.", lw)
+    o.histogram("event_loop_stall_seconds", "Event loop turns held 50 ms or longer, by how long.", lw.stalls)
     o.metric("event_loop_stall_max_seconds", "gauge", "Longest event loop hold since the agent started.", lw.max_s)
     o.metric("gc_full_collections_total", "counter", "Full (generation 2) garbage collections.", lw.gc_full)
     o.metric("gc_full_collection_seconds_total", "counter", "Time spent in full garbage collections.", lw.gc_full_s)

@@ -38,6 +38,7 @@ from typing import Any
 
 import msgpack
 
+from ..histogram import Histogram
 from .codec import decode_conf_change
 from .config import RaftConfig
 from .core import RaftCore, ReadyOrder
@@ -61,30 +62,8 @@ _ENVELOPE = struct.Struct(">QQ")  # origin member id, tag (unique across restart
 _TAG_MASK = (1 << 64) - 1
 
 
-class LatencyHistogram:
-    """Cumulative buckets in the Prometheus style; cheap enough for every write."""
-
-    BOUNDS = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-    def __init__(self) -> None:
-        self.counts = [0] * len(self.BOUNDS)
-        self.count = 0
-        self.sum = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.count += 1
-        self.sum += seconds
-        for i, b in enumerate(self.BOUNDS):
-            if seconds <= b:
-                self.counts[i] += 1
-                break
-
-    def cumulative(self) -> list[tuple[float, int]]:
-        out, acc = [], 0
-        for b, c in zip(self.BOUNDS, self.counts, strict=True):
-            acc += c
-            out.append((b, acc))
-        return out
+class LatencyHistogram(Histogram):
+    """Proposal latency (the default buckets, 1 ms to 5 s)."""
 
 
 def wrap_snapshot(book: dict[int, str], fsm_data: bytes) -> bytes:

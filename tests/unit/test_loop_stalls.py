@@ -1,0 +1,55 @@
+"""Issue 13: what holds an agent's event loop is measured and said (loopwatch), and Raft's
+election timing judges a busy leader by its own recent pace (RaftNode.election_stretch)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+
+from swarmkit_py.loopwatch import LoopWatch
+from swarmkit_py.raft.config import RaftConfig
+from swarmkit_py.raft.core import RaftCore
+from swarmkit_py.raft.node import RaftNode
+from swarmkit_py.raft.types import RaftRole
+
+
+def hold_the_loop_for_a_while() -> None:
+    time.sleep(0.6)  # a callback that blocks: what the watch must catch and name
+
+
+async def test_a_held_loop_is_counted_and_the_culprit_named(caplog):
+    caplog.set_level(logging.WARNING, "swarmkit_py.loopwatch")
+    watch = LoopWatch(report_after=0.3, sample_every=0.01)
+    watch.start()
+    try:
+        await asyncio.sleep(0.1)
+        asyncio.get_running_loop().call_soon(hold_the_loop_for_a_while)
+        deadline = time.monotonic() + 10
+        while watch.stalls.count == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        watch.stop()
+    assert watch.stalls.count >= 1 and watch.max_s >= 0.5
+    held = [r.message for r in caplog.records if "event loop held" in r.message]
+    assert any("hold_the_loop_for_a_while" in m for m in held), held
+
+
+def test_a_followers_election_timeout_stretches_with_its_leaders_silences(tmp_path):
+    cfg = RaftConfig()  # election timeout 0.3-0.6 s
+    node = RaftNode(1, tmp_path, fsm=None, transport_factory=lambda on_message, **kw: None, config=cfg)
+    node.core = RaftCore(1, cfg.core(), random.Random(1))
+    assert node.core.role == RaftRole.FOLLOWER
+    now = time.monotonic()
+    node._note_leader_gap(0.1, now)  # heartbeats every 100 ms: as configured
+    assert node.election_stretch == 1.0
+    node._note_leader_gap(0.9, now)  # a leader busy for 0.9 s: two of those must fit
+    assert 5.9 < node.election_stretch <= 6.0
+    node._note_leader_gap(30.0, now)  # never more than max_election_stretch
+    assert node.election_stretch == cfg.max_election_stretch
+    node._leader_gap_at -= 10 * node.GAP_HALF_LIFE_S  # the busy spell is long past
+    assert node.election_stretch == 1.0
+    node.core.role = RaftRole.LEADER  # a leader's ticks (its heartbeats) are never stretched
+    node._note_leader_gap(0.9, time.monotonic())
+    assert node.election_stretch == 1.0
