@@ -332,6 +332,7 @@ class WorkerSession:
                 log.info("connection to %s lost; re-opening the session in %.2fs", self.manager_addr, delay)
                 self._demote_current()
                 if delay > 0:
+                    self.connected.clear()  # not connected while it waits
                     await asyncio.sleep(delay)
                 return
             except TimeoutError:
