@@ -126,8 +126,9 @@ async def test_worker_survives_leader_change_without_being_marked_down(cluster):
         await asyncio.sleep(PERIOD)
         directory.leader = new.addr
         new.dispatcher.start()
-        await wait_until(lambda: new.dispatcher.has_session(node_id), what="session on new leader")
-        assert w.manager_addr == new.addr
+        # both sides: the leader registers the session before the worker reads the answer
+        await wait_until(lambda: new.dispatcher.has_session(node_id) and w.manager_addr == new.addr,
+                         what="session on new leader")
         await asyncio.sleep(3 * GRACE)
         assert state_of(proposer, node_id) == NodeState.READY
         assert downs.drain() == []
