@@ -143,3 +143,21 @@ async def test_drain_still_empties_the_node_when_replacements_fit_nowhere():
         await h.write(c)
     await until(lambda: all(h.view().get_task(i).desired_state == TaskState.SHUTDOWN for i in on_a))
     await h.stop()
+
+
+async def test_many_down_nodes_are_handled_in_bounded_passes(monkeypatch):
+    """Issue 13: after a failover that ended with most of 1,000 nodes Down, one pass replaced
+    9,000 tasks and held the leader's loop for 16 s. A pass now stops at its budget and the
+    next ones finish the work: every task is still replaced, none twice."""
+    monkeypatch.setattr(NodeFailure, "pass_budget", 4)
+    h, sid, ids = await cluster(replicas=12, nodes=4)
+    down = ids[:3]
+    on_down = {t.id for t in h.running(sid) if t.node_id in down}
+    assert len(on_down) >= 6
+    for nid in down:
+        await h.set_node_state(nid, NodeState.DOWN)
+    await until(lambda: all(h.view().get_task(i).desired_state == TaskState.SHUTDOWN for i in on_down))
+    runnable = h.runnable(sid)
+    assert sorted(t.slot for t in runnable) == list(range(1, 13))  # each slot once
+    assert not on_down & {t.id for t in runnable}
+    await h.stop()
