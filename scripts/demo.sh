@@ -26,6 +26,10 @@ for addr in $(python -c 'from swarmkit_py.deploy.lab import Lab; print(*(h.addre
   printf 'curl http://%s:8080/ -> ' "$addr"
   curl -s -m 5 --retry 5 --retry-all-errors --retry-delay 1 "http://$addr:8080/" || echo "no answer"
 done
+# Each host's mesh sends new connections to the replicas in turn (round robin per host).
+printf 'three more requests to %s ->' "$addr"
+for _ in 1 2 3; do printf ' %s' "$(curl -s -m 5 "http://$addr:8080/" || echo 'no answer')"; done
+echo
 echo
 echo "The swarm runs on the lab hosts (invoke lab.status). Point your docker CLI at it with:"
 echo '  eval "$(.venv/bin/invoke docker-env)"'
