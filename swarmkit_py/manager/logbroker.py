@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..proto import (
@@ -72,16 +72,39 @@ class LogMessage:
         return cls(str(task_id), str(node_id), str(service_id), int(ts), int(stream), bytes(data))
 
 
+@dataclass(frozen=True)
+class LogRequest:
+    """What a reader asks for (`docker service logs` options): one service, or one of its
+    tasks. It crosses the managers' port as the params of ``logs.open``."""
+    service_id: str
+    task_id: str | None = None
+    follow: bool = False
+    tail: int | None = None
+    since: float | None = None
+    stdout: bool = True
+    stderr: bool = True
+
+    def to_wire(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_wire(cls, params: Any) -> LogRequest:
+        """RpcError(INVALID_ARGUMENT) naming what has the wrong type."""
+        if not isinstance(params, dict) or not isinstance(params.get("service_id"), str):
+            raise RpcError(INVALID_ARGUMENT, "service_id must be a string")
+        task_id, tail, since = params.get("task_id"), params.get("tail"), params.get("since")
+        if (task_id is not None and not isinstance(task_id, str)) or \
+                (tail is not None and not isinstance(tail, int)) or \
+                (since is not None and not isinstance(since, (int, float))):
+            raise RpcError(INVALID_ARGUMENT, "task_id, tail or since has the wrong type")
+        return cls(params["service_id"], task_id, bool(params.get("follow")), tail, since,
+                   params.get("stdout") is not False, params.get("stderr") is not False)
+
+
 @dataclass
 class Subscription:
     id: str
-    service_id: str
-    task_id: str | None
-    follow: bool
-    tail: int | None
-    since: float | None
-    stdout: bool = True
-    stderr: bool = True
+    req: LogRequest
     queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(QUEUE))
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when a line arrives or the subscription ends."""
@@ -136,24 +159,23 @@ class LogBroker:
 
     # -- subscriptions ----------------------------------------------------------------------
 
-    async def subscribe(self, service_id: str, task_id: str | None, *, follow: bool,
-                        tail: int | None, since: float | None, stdout: bool = True,
-                        stderr: bool = True, after: dict[str, int] | None = None) -> Subscription:
+    async def subscribe(self, req: LogRequest,
+                        after: dict[str, int] | None = None) -> Subscription:
         """``after``: per task, the last line's timestamp a reader already has (it is
         reopening the subscription on a new leader): those tasks start right after it."""
         if not self.running:
             raise NotServing("this manager does not lead: logs are collected by the leader")
-        sub = Subscription(new_id(), service_id, task_id, follow, tail, since, stdout, stderr)
+        sub = Subscription(new_id(), req)
         sub.after.update(after or {})
         self.subs[sub.id] = sub
         view = self.store.view()
-        if task_id is not None:
-            task = view.get_task(task_id)
+        if req.task_id is not None:
+            task = view.get_task(req.task_id)
             tasks = [task] if task is not None and has_run(task) else []
         else:
-            tasks = [t for t in view.find("task", service_id=service_id) if has_run(t)]
+            tasks = [t for t in view.find("task", service_id=req.service_id) if has_run(t)]
         await self._ask(sub, tasks)
-        if follow and task_id is None:
+        if req.follow and req.task_id is None:
             sub.watch = asyncio.get_running_loop().create_task(
                 self._follow(sub), name=f"logs-follow-{sub.id[:8]}")
         elif not sub.pending:
@@ -207,7 +229,7 @@ class LogBroker:
             if t.id in sub.asked.get(t.node_id, ()):
                 continue
             if not self.dispatcher.has_session(t.node_id):
-                if sub.follow:  # asked when the node opens a session here
+                if sub.req.follow:  # asked when the node opens a session here
                     sub.waiting.setdefault(t.node_id, set()).add(t.id)
                     if fresh:
                         sub.fresh.add(t.id)
@@ -228,9 +250,10 @@ class LogBroker:
             group = [t for t in ids if (t in sub.fresh) == fresh]
             if not group:
                 continue
-            params = {"sub": sub.id, "tasks": group, "follow": sub.follow,
-                      "tail": None if fresh else sub.tail, "since": None if fresh else sub.since,
-                      "stdout": sub.stdout, "stderr": sub.stderr,
+            req = sub.req
+            params = {"sub": sub.id, "tasks": group, "follow": req.follow,
+                      "tail": None if fresh else req.tail, "since": None if fresh else req.since,
+                      "stdout": req.stdout, "stderr": req.stderr,
                       "after": {t: sub.after[t] for t in group if t in sub.after}}
             ok = await self.dispatcher.push(node_id, LOGS_SUBSCRIBE, params) and ok
         return ok
@@ -250,10 +273,10 @@ class LogBroker:
         """New tasks of the service, once on a node, are asked for from their first line."""
         while sub.id in self.subs:
             watcher = self.store.watch("task", filter=lambda e: e.obj is not None and
-                                       e.obj.service_id == sub.service_id)
+                                       e.obj.service_id == sub.req.service_id)
             try:
                 view = self.store.view()
-                await self._ask(sub, [t for t in view.find("task", service_id=sub.service_id)
+                await self._ask(sub, [t for t in view.find("task", service_id=sub.req.service_id)
                                       if has_run(t)], fresh=True)
                 async for ev in watcher:
                     if ev.new is not None and has_run(ev.new):
@@ -290,7 +313,7 @@ class LogBroker:
                 raise RpcError(INVALID_ARGUMENT, "stream must be 1 (stdout) or 2 (stderr)")
             ts = int(m.get("ts") or 0)
             try:
-                sub.queue.put_nowait(LogMessage(task_id, node_id, sub.service_id, ts, stream,
+                sub.queue.put_nowait(LogMessage(task_id, node_id, sub.req.service_id, ts, stream,
                                                 data))
             except asyncio.QueueFull:
                 break
@@ -302,7 +325,7 @@ class LogBroker:
         if accepted == len(messages):
             for task_id in params.get("done") or []:
                 sub.pending.discard(task_id)
-            if not sub.follow and not sub.pending:
+            if not sub.req.follow and not sub.pending:
                 self._end(sub)
         return {"accepted": accepted, "open": True}
 
@@ -322,21 +345,13 @@ class LogBroker:
 
     async def _handle_open(self, peer: PeerInfo, params: Any) -> dict[str, Any]:
         self._check_manager(peer)
-        if not isinstance(params, dict) or not isinstance(params.get("service_id"), str):
-            raise RpcError(INVALID_ARGUMENT, "service_id must be a string")
-        task_id, tail, since = params.get("task_id"), params.get("tail"), params.get("since")
+        req = LogRequest.from_wire(params)
         after = params.get("after") or {}
-        if (task_id is not None and not isinstance(task_id, str)) or \
-                (tail is not None and not isinstance(tail, int)) or \
-                (since is not None and not isinstance(since, (int, float))) or \
-                not isinstance(after, dict) or \
+        if not isinstance(after, dict) or \
                 not all(isinstance(k, str) and isinstance(v, int) for k, v in after.items()):
-            raise RpcError(INVALID_ARGUMENT, "task_id, tail, since or after has the wrong type")
+            raise RpcError(INVALID_ARGUMENT, "after must map task ids to timestamps (ns)")
         try:
-            sub = await self.subscribe(
-                params["service_id"], task_id, follow=bool(params.get("follow")), tail=tail,
-                since=since, stdout=params.get("stdout") is not False,
-                stderr=params.get("stderr") is not False, after=after)
+            sub = await self.subscribe(req, after)
         except NotServing as e:
             raise RpcError(NOT_LEADER, str(e)) from None
         sub.lease_until = self.clock() + LEASE

@@ -25,13 +25,12 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..proto import LOGS_NEXT, LOGS_OPEN, MAX_BATCH
 from ..raft.errors import NoQuorum
 from ..rpc import RpcClient, RpcError
-from .logbroker import LogBroker, LogMessage, NotServing
+from .logbroker import LogBroker, LogMessage, LogRequest, NotServing
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +48,6 @@ LEADER_CHECK = 0.2
 """How often a waiting pull looks whether Raft has seen another leader."""
 
 
-@dataclass(frozen=True)
-class LogRequest:
-    service_id: str
-    task_id: str | None
-    follow: bool
-    tail: int | None
-    since: float | None
-    stdout: bool = True
-    stderr: bool = True
-
-
 class _Local:
     """The subscription on this manager's own broker (it leads)."""
 
@@ -69,9 +57,7 @@ class _Local:
         self.leader_addr = None
 
     async def open(self, req: LogRequest, after: dict[str, int]) -> None:
-        self.sub = await self.broker.subscribe(
-            req.service_id, req.task_id, follow=req.follow, tail=req.tail, since=req.since,
-            stdout=req.stdout, stderr=req.stderr, after=after)
+        self.sub = await self.broker.subscribe(req, after)
 
     async def next(self, wait: float) -> tuple[list[LogMessage], bool]:
         return await self.broker.next(self.sub, MAX_BATCH, wait)
@@ -90,7 +76,7 @@ class _Remote:
         self.sub: str | None = None
 
     async def open(self, req: LogRequest, after: dict[str, int]) -> None:
-        answer = await self.client.call(LOGS_OPEN, {**asdict(req), "after": after})
+        answer = await self.client.call(LOGS_OPEN, {**req.to_wire(), "after": after})
         self.sub = answer["sub"]
 
     async def next(self, wait: float) -> tuple[list[LogMessage], bool]:

@@ -87,7 +87,7 @@ async def test_publish_takes_only_what_fits_and_keeps_stdout_and_stderr_apart(mo
     d = FakeDispatcher(await store_with(task("t1", "n1")))
     d.sessions.add("n1")
     broker = LogBroker(d)
-    sub = await broker.subscribe("svc", None, follow=False, tail=None, since=None, stderr=False)
+    sub = await broker.subscribe(LogRequest("svc", stderr=False))
     [asked] = d.subscribes("n1")
     assert asked["tasks"] == ["t1"] and asked["stderr"] is False and asked["stdout"] is True
     lines = [(i, 1 + i % 2, b"line %d" % i) for i in range(1, 6)]
@@ -106,7 +106,7 @@ async def test_a_node_is_asked_again_after_its_last_line_and_a_waiting_one_when_
     d = FakeDispatcher(await store_with(task("t1", "n1"), task("t2", "n2")))
     d.sessions.add("n1")  # n2 has no session yet
     broker = LogBroker(d)
-    sub = await broker.subscribe("svc", None, follow=True, tail=5, since=None)
+    sub = await broker.subscribe(LogRequest("svc", follow=True, tail=5))
     await publish(broker, sub.id, "n1", "t1", (10, 1, b"a"), (20, 1, b"b"))
     assert [p["tasks"] for p in d.subscribes()] == [["t1"]]
     await d.open_session("n1")  # its agent restarted: asked again, from after its last line
