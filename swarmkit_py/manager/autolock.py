@@ -87,12 +87,17 @@ class KEKWatcher:
         cluster = self.store.view().cluster()
         if cluster is None:
             return  # nothing applied yet: keep whatever the disk has
+        ring = self.storage.keyring
+        if cluster.version.index < ring.kek_index:
+            # A restart replaying its log: this cluster object is older than the setting the
+            # disk already follows. Acting on it would re-wrap the Raft keys by an unlock key
+            # the operator has discarded, export the CA key or unseal the node key.
+            return
         want = self.desired_kek()
         if self.ca_key_path is not None:
             await asyncio.to_thread(self._export_ca_key, cluster, want is None)
-        ring = self.storage.keyring
         was_local = ring.kek_kind == "local"
-        if await asyncio.to_thread(self.storage.set_kek, want):
+        if await asyncio.to_thread(self.storage.set_kek, want, cluster.version.index):
             if want is not None and was_local:
                 log.info("auto-lock on: Raft data keys now sealed by the unlock key; rotating the data key")
                 await asyncio.to_thread(self.storage.rotate_data_key)

@@ -171,6 +171,11 @@ def test_autolock_lock_restart_unlock_rotate_and_off(cluster):
     c.docker(m2, "swarm", "unlock", input=new_key + "\n")
     c.wait_for(lambda: "Reachable" in c.docker(m1, "node", "ls").stdout, 30, "m2 back in the cluster")
     assert not _key_in_clear(m2)  # the new unlock key opened its TLS key too
+    # Its log replay passed through the old key's cluster object: the disk never went back to it.
+    from swarmkit_py.raft.storage import InvalidUnlockKeyError, Keyring, parse_unlock_key
+    with pytest.raises(InvalidUnlockKeyError):
+        Keyring.open(m2.state_dir / "raft", parse_unlock_key(key))
+    assert Keyring.open(m2.state_dir / "raft", parse_unlock_key(new_key)).kek_kind == "unlock-key"
 
     # Demoted while auto-locked: m2 is a worker now, and auto-lock concerns managers only.
     c.docker(m1, "node", "demote", "m2")

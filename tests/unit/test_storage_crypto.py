@@ -283,3 +283,52 @@ def test_force_new_cluster_reads_and_writes_encrypted_state(tmp_path):
     assert (tmp_path / "raft" / KEK_FILE).exists()
     (aside,) = tmp_path.glob("raft.before-recover-*")
     assert reopen(aside, unlock_key=key).hard_state == HardState(3, 7, 2)
+
+
+def test_a_restart_replaying_an_older_unlock_key_never_rewraps_the_disk_by_it(tmp_path):
+    """The unlock key was rotated (index 20) after auto-lock went on (index 10). A restarting
+    manager replays its log and its key watcher sees the cluster object at index 10 again, and
+    before that at 5 (auto-lock off): neither may touch the disk, which must keep opening with
+    the rotated key only (the operator has discarded the old one)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from swarmkit_py.manager.autolock import KEKWatcher
+    from swarmkit_py.store.objects import Cluster
+    from swarmkit_py.store.objects.cluster import ClusterSpec, EncryptionConfig, RootCA
+
+    write_some(tmp_path)
+    old_key, new = new_key(), new_key()
+
+    def cluster_at(index, key):
+        c = Cluster(id="c1", spec=ClusterSpec(encryption_config=EncryptionConfig(
+            auto_lock_managers=key is not None)), unlock_key=key and format_unlock_key(key),
+                    root_ca=RootCA(ca_cert="cert", ca_key="the CA's private key"))
+        c.version.index = index
+        return c
+
+    with DiskStorage(tmp_path, encrypted=True) as s:
+        s.load()
+        assert s.set_kek(old_key, 10) and s.set_kek(new, 20)
+        assert not s.set_kek(old_key, 10) and not s.set_kek(None, 5)
+    assert json.loads((tmp_path / DEKS_FILE).read_text())["kek_index"] == 20
+    with DiskStorage(tmp_path, encrypted=True, unlock_key=new) as s:
+        s.load()
+        assert s.keyring.kek_index == 20
+        current = {"c": None}
+        store = SimpleNamespace(view=lambda: SimpleNamespace(cluster=lambda: current["c"]))
+        ca_key = tmp_path / "swarm-root-ca.key"
+        watcher = KEKWatcher(store, s, ca_key_path=ca_key)
+        for c in (cluster_at(5, None), cluster_at(10, old_key)):  # the replay
+            current["c"] = c
+            asyncio.run(watcher.reconcile())
+            assert not ca_key.exists()  # nor was the CA key exported by the auto-lock-off state
+        current["c"] = cluster_at(20, new)
+        asyncio.run(watcher.reconcile())
+    with pytest.raises(InvalidUnlockKeyError):
+        DiskStorage(tmp_path, encrypted=True, unlock_key=old_key)
+    assert reopen(tmp_path, unlock_key=new) is not None
+    with DiskStorage(tmp_path, encrypted=True, unlock_key=new) as s:  # auto-lock off later on
+        s.load()
+        assert s.set_kek(None, 30)
+    assert reopen(tmp_path) is not None

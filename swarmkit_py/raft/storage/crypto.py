@@ -142,6 +142,9 @@ class Keyring:
         self.retired: list[int] = []
         self.kek_kind = KEK_LOCAL
         self._kek = b""
+        self.kek_index = 0
+        """Raft index of the cluster object whose auto-lock setting last chose the KEK: a view
+        of the cluster older than it (a restart replaying its log) must not change the KEK."""
         self._node_key_password: bytes | None = None
 
     # ---- opening ---------------------------------------------------------------------------
@@ -174,6 +177,7 @@ class Keyring:
             ring.current = int(doc["current"])
             ring.pending = None if doc.get("pending") is None else int(doc["pending"])
             ring.retired = [int(k) for k in doc.get("retired", [])]
+            ring.kek_index = int(doc.get("kek_index", 0))
             wrapped = {int(k): base64.b64decode(v) for k, v in doc["keys"].items()}
             wrapped_node_key = base64.b64decode(doc["node_key"]) if doc.get("node_key") is not None else None
         except (KeyError, ValueError, TypeError) as exc:
@@ -238,6 +242,7 @@ class Keyring:
             "current": self.current,
             "pending": self.pending,
             "retired": self.retired,
+            "kek_index": self.kek_index,
             "keys": {
                 str(k): base64.b64encode(seal(kek, _wrap_aad(k), v)).decode()
                 for k, v in sorted(self._keys.items())
@@ -266,15 +271,22 @@ class Keyring:
 
     # ---- changes ---------------------------------------------------------------------------
 
-    def set_kek(self, unlock_key: bytes | None) -> bool:
-        """Re-wrap the data keys: by `unlock_key` (autolock on) or by a fresh local key (off).
-        Returns whether anything changed. Order: the new kek file (if any) is durable before
-        deks.json refers to it, and the old one goes only after deks.json no longer needs it."""
+    def set_kek(self, unlock_key: bytes | None, at_index: int = 0) -> bool:
+        """Re-wrap the data keys: by `unlock_key` (autolock on) or by a fresh local key (off),
+        as the cluster object at Raft index `at_index` says. Returns whether anything changed;
+        nothing does for a setting older than the one that chose the current KEK (a restart
+        replaying its log passes through the old unlock keys: re-wrapping by one of them would
+        lock the disk with a key the operator has discarded). Order: the new kek file (if any)
+        is durable before deks.json refers to it, and the old one goes only after deks.json no
+        longer needs it."""
         with self._lock:
+            if at_index < self.kek_index:
+                return False
             if unlock_key is not None:
                 if self.kek_kind == KEK_UNLOCK_KEY and unlock_key == self._kek:
                     return False
                 self.kek_kind, self._kek = KEK_UNLOCK_KEY, unlock_key
+                self.kek_index = at_index
                 self._save()
                 kek_path = self._dir / KEK_FILE
                 if kek_path.exists():
@@ -286,6 +298,7 @@ class Keyring:
             kek = new_key()
             write_file_atomically(self._dir / KEK_FILE, kek)
             self.kek_kind, self._kek = KEK_LOCAL, kek
+            self.kek_index = at_index
             self._save()
             return True
 

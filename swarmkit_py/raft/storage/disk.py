@@ -101,10 +101,11 @@ class DiskStorage:
         """A data-key rotation is pending: the driver should snapshot soon (it re-encrypts)."""
         return self._keys is not None and self._keys.pending is not None
 
-    def set_kek(self, unlock_key: bytes | None) -> bool:
-        """Wrap the data keys by the autolock unlock key, or (None) by a local key file."""
+    def set_kek(self, unlock_key: bytes | None, at_index: int = 0) -> bool:
+        """Wrap the data keys by the autolock unlock key, or (None) by a local key file, as the
+        cluster object at Raft index `at_index` says (Keyring.set_kek)."""
         self._require_keys()
-        return self._keys.set_kek(unlock_key)
+        return self._keys.set_kek(unlock_key, at_index)
 
     def rotate_data_key(self) -> None:
         """Ask for a new data key; the next save_snapshot() switches every file to it."""
