@@ -42,6 +42,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -224,6 +225,7 @@ def run(args) -> dict:
     c = AgentCluster(base, env=env_extra)
     fleet = None
     prober = None
+    conv_spy = None
     managers: list = []
     say(f"work dir (agent logs) {base}")
     out: dict = {"bench": "scale", "nodes": args.nodes, "managers": args.managers,
@@ -258,6 +260,8 @@ def run(args) -> dict:
         per = [args.tasks // services + (1 if i < args.tasks % services else 0) for i in range(services)]
         prober = Prober(sdk.api, "svc0")
         commit0 = max_commit(c, managers)
+        if args.profile and args.profile_phase == "converge":
+            conv_spy = start_spy(leader_of(c, managers) or m1, args.profile, None)
         t_create = time.monotonic()
         for i, replicas in enumerate(per):
             retrying(lambda i=i, r=replicas: sdk.api.create_service(
@@ -270,6 +274,7 @@ def run(args) -> dict:
                    "every task Running in the API", interval=1.0)
         t_running = time.monotonic()
         out["all_running_s"] = round(t_running - t_create, 2)
+        conv_spy = stop_spy(conv_spy)
         # the writes of the convergence: task creations, assignments, status reports
         out["raft_entries_converge"] = int(max_commit(c, managers) - commit0)
         out["raft_entries_per_s"] = round(out["raft_entries_converge"] / (t_running - t_create), 1)
@@ -279,12 +284,8 @@ def run(args) -> dict:
         leader = leader_of(c, managers) or m1
         mt0, cpu0, s0 = metrics_of(c, leader), proc_cpu_seconds(leader.proc.pid), time.monotonic()
         spy = None
-        if args.profile:
-            pyspy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
-            fmt = ["-f", "raw"] if args.profile.endswith(".txt") else []
-            spy = subprocess.Popen([pyspy, "record", "-o", args.profile, "-d", str(int(args.steady)),
-                                    "-r", "50", "-p", str(leader.proc.pid), "--nonblocking", *fmt],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if args.profile and args.profile_phase == "steady":
+            spy = start_spy(leader, args.profile, args.steady)
         time.sleep(args.steady)
         mt1, cpu1, s1 = metrics_of(c, leader), proc_cpu_seconds(leader.proc.pid), time.monotonic()
         if spy is not None:
@@ -310,7 +311,8 @@ def run(args) -> dict:
                          if (v := [ms for _, n, ms in prober.samples if n == name])}
         out["heartbeat_period_s"] = metric(mt1, "swarmkit_dispatcher_heartbeat_period_seconds")
         out["down_detection_s"] = round(3 * out["heartbeat_period_s"], 1)  # the grace: 3 periods
-        out["fleet"] = {k: fleet.status.get(k) for k in ("heartbeats", "sessions_opened", "failed_rounds")}
+        out["fleet"] = {k: fleet.status.get(k) for k in ("heartbeats", "sessions_opened", "failed_rounds",
+                                                          "slow_heartbeats")}
 
         out.update(failover_nodes_marked_down=None, failover_tasks_moved=None,
                    failover_sessions_back_s=None)
@@ -325,6 +327,7 @@ def run(args) -> dict:
         out["leader_terms"] = max((metric(metrics_of(c, m), "swarmkit_raft_term") for m in c.nodes.values()),
                                   default=None)
     finally:
+        stop_spy(conv_spy)  # a run that broke during the fill: its profile is the interesting one
         out["loop_stalls"] = loop_stalls(c, managers) if managers else None
         out["load1_end"] = os.getloadavg()[0]
         if prober is not None:
@@ -338,6 +341,7 @@ def run(args) -> dict:
 def failover(c: AgentCluster, managers, leader, fleet: Fleet, sdk, args) -> dict:
     before = running_ids(sdk.api)
     opened0 = fleet.status.get("sessions_opened", 0)
+    via0 = fleet.status.get("sessions_via_standby", 0)
     killed_id = leader.node_state()["node_id"]
     c.kill(leader)
     t_kill = time.monotonic()
@@ -372,7 +376,29 @@ def failover(c: AgentCluster, managers, leader, fleet: Fleet, sdk, args) -> dict
         time.sleep(0.5)
     after = running_ids(new_api) if new_api is not None else set()
     return {"failover_nodes_marked_down": len(down), "failover_tasks_moved": len(before - after),
-            "failover_sessions_back_s": back_s, "failover_dead_leader_down_s": leader_down_s}
+            "failover_sessions_back_s": back_s, "failover_dead_leader_down_s": leader_down_s,
+            # sessions re-opened over the standby's connection (no TLS handshake)
+            "failover_sessions_via_standby": fleet.status.get("sessions_via_standby", 0) - via0}
+
+
+def start_spy(node, path: str, seconds: float | None) -> subprocess.Popen:
+    """py-spy on a manager's process (for ``seconds``, or until SIGINT): a .svg flame graph,
+    or py-spy's raw collapsed stacks for a .txt path (``bench/pyspy_top.py`` sums those)."""
+    pyspy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    fmt = ["-f", "raw"] if path.endswith(".txt") else []
+    dur = ["-d", str(int(seconds))] if seconds else []
+    return subprocess.Popen([pyspy, "record", "-o", path, *dur, "-r", "50", "-p", str(node.proc.pid),
+                             "--nonblocking", *fmt], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_spy(spy: subprocess.Popen | None) -> None:
+    if spy is not None and spy.poll() is None:
+        spy.send_signal(signal.SIGINT)  # py-spy writes what it has on SIGINT
+        try:
+            spy.wait(60)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+    return None
 
 
 def fleet_period(c: AgentCluster, managers) -> float:
@@ -394,6 +420,8 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--profile", help="py-spy profile of the leader over the steady window "
                    "(a .svg flame graph, or .txt for py-spy's raw collapsed stacks)")
+    p.add_argument("--profile-phase", choices=("steady", "converge"), default="steady",
+                   help="profile the steady window (default) or from the first create to all Running")
     p.add_argument("--out", help="append the JSON line (with date) to this JSONL file")
     args = p.parse_args()
     if args.nodes < 1 or args.tasks < 1 or args.managers < 1:

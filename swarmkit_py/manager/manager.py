@@ -139,6 +139,7 @@ class Manager:
             max_heartbeat_rate=max_heartbeat_rate,
             identify=cert_identity(cluster_id),
             directory=ClusterDirectory(self),
+            backlog=self.rpc.handshake_backlog,
         )
         self.dispatcher.register(self.rpc)
         self.add_leader_loop("dispatcher", self.dispatcher)

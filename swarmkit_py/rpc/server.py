@@ -83,6 +83,12 @@ class RpcServer:
     def connections(self) -> frozenset[Connection]:
         return frozenset(self._connections)
 
+    def handshake_backlog(self) -> int:
+        """Connections accepted whose TLS handshake has not finished (waiting for a slot or
+        in progress): peers, known or not, that are trying to get in right now."""
+        tls = self._tls
+        return 0 if tls is None else tls.waiting + tls.handshaking
+
     async def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("server already started")

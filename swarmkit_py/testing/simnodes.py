@@ -298,7 +298,8 @@ class SimFleet:
         return sum(n.executor.running() for n in self.nodes)
 
     def stats(self) -> dict[str, int]:
-        out = {"sessions_opened": 0, "heartbeats": 0, "failed_rounds": 0, "moved_by_push": 0}
+        out = {"sessions_opened": 0, "heartbeats": 0, "failed_rounds": 0, "moved_by_push": 0,
+               "sessions_via_standby": 0, "slow_heartbeats": 0}
         for n in self.nodes:
             if n.session is not None:
                 for k in out:

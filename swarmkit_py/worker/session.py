@@ -20,6 +20,12 @@ Swarm's doubled wait). Everything here is shaped by that budget:
   answer) and opens one with the new leader: at once in a small cluster, spread over about a
   heartbeat period in a large one (the push says over how long). The standby is pinged once a period
   with the same call, so a dead standby is replaced too.
+- the standby's connection is asked first when the session must be re-opened, and when its
+  manager is the new leader the session is opened over it: no new TLS handshake. After a
+  failover at 1,000 nodes every worker re-handshaking with one new leader was what took it
+  down (issue 13); the standby is a random other manager per worker, so about half of them
+  (with 3 managers) move for free, and each replaces its standby a jittered period later,
+  with a follower, not with the leader that is busy taking the others.
 
 The manager list comes from the dispatcher's answers, so a worker started with one seed address
 learns the others and can fail over when that one dies. The wire contract is
@@ -48,7 +54,7 @@ from ..proto import (
     WATCH,
     leader_hint,
 )
-from ..rpc import HandlerRegistry, PeerInfo, RpcClient, RpcError
+from ..rpc import HandlerRegistry, PeerInfo, RpcClient, RpcError, RpcTimeout
 from ..rpc.client import VerifyPeer
 from .describe import describe_node
 
@@ -63,6 +69,11 @@ STARTING_WAIT = 0.05
 STARTING_RETRIES = 20
 MAX_MOVE_SPREAD = 30.0
 """Seconds: a pushed ``spread_s`` is capped here (the node's grace is three heartbeat periods)."""
+PATIENT_FROM_SPREAD_S = 1.0
+"""From this ``spread_s`` on (about 250 nodes at the default ``max_heartbeat_rate``) the
+cluster is large, and a heartbeat that timed out on a connection still open is sent again on
+it, up to ``SLOW_BEATS`` times, before the session is given up (see ``_heartbeat_loop``)."""
+SLOW_BEATS = 2
 
 
 class NoManagerAvailable(Exception):
@@ -126,9 +137,10 @@ class WorkerSession:
         if standby is not None:
             split_addr(standby)
         self.standby_pref = standby
-        self._registry = HandlerRegistry()  # shared by every connection this session makes
-        self._standby_registry = HandlerRegistry()
-        self._standby_registry.add_notification_handler(LEADER_PUSH, self._on_leader_push)
+        # shared by every connection this session makes, the standby's too (it may become the
+        # session's); each handler checks which connection a message came on
+        self._registry = HandlerRegistry()
+        self._registry.add_notification_handler(LEADER_PUSH, self._on_leader_push)
         self._standby_client: RpcClient | None = None
         self._standby = Background(f"worker-standby {node_id}", self._standby_loop)
         self._bad_standbys: list[str] = []
@@ -148,7 +160,8 @@ class WorkerSession:
         self.last_error: str | None = None
         self.connected = asyncio.Event()
         self.stats = {"sessions_opened": 0, "heartbeats": 0, "failed_rounds": 0,
-                      "leader_pushes": 0, "moved_by_push": 0, "standby_failures": 0}
+                      "leader_pushes": 0, "moved_by_push": 0, "standby_failures": 0,
+                      "sessions_via_standby": 0, "slow_heartbeats": 0}
         # the leader pushes the manager list whenever it changes (promotions, demotions)
         self.on_push(MANAGERS_PUSH, lambda params: self._learn_managers((params or {}).get("managers")))
 
@@ -231,9 +244,21 @@ class WorkerSession:
         return delay * self._rng.uniform(0.5, 1.0)
 
     def _candidates(self) -> list[str]:
-        first = [a for a in (self._next_leader, self._preferred) if a]
+        # the standby before the other managers: asking it costs no handshake, and if it does
+        # not lead it names who does
+        warm = self.standby_addr if self._warm_standby() is not None else None
+        first = [a for a in (self._next_leader, self._preferred, warm) if a]
         self._next_leader = None
         return list(dict.fromkeys(first + self.managers + self._seeds))
+
+    def _warm_standby(self, addr: str | None = None) -> RpcClient | None:
+        """The standby's client if its connection is up (and to ``addr``, when given)."""
+        client = self._standby_client
+        if client is None or client.connection is None:
+            return None
+        if addr is not None and self.standby_addr != addr:
+            return None
+        return client
 
     async def _open(self) -> None:
         """Try the preferred manager, then the others; follow ``not_leader`` hints."""
@@ -257,7 +282,8 @@ class WorkerSession:
             except ValueError as e:
                 errors.append(str(e))
                 continue
-            client = RpcClient(
+            standby = self._warm_standby(addr)
+            client = standby or RpcClient(
                 host,
                 port,
                 ssl=self._ssl,
@@ -270,12 +296,13 @@ class WorkerSession:
             # Current before the answer arrives: the leader may push right after opening.
             self._client = client
             try:
-                answer = await client.call(SESSION, params)
+                answer = await client.call(SESSION, params, timeout=self.open_timeout)
                 session_id = answer["session_id"]
                 period = float(answer["heartbeat_period"])
             except RpcError as e:
                 self._client = None
-                await client.close()
+                if standby is None:
+                    await client.close()  # the standby's connection stays the standby's
                 errors.append(f"{addr}: {e}")
                 if e.code == NOT_LEADER:
                     hint = leader_hint(e.message)
@@ -292,7 +319,8 @@ class WorkerSession:
                 continue
             except (KeyError, TypeError, ValueError) as e:
                 self._client = None
-                await client.close()
+                if standby is None:
+                    await client.close()
                 errors.append(f"{addr}: malformed session answer: {e!r}")
                 continue
             self.session_id = session_id
@@ -301,6 +329,11 @@ class WorkerSession:
             self._preferred = addr
             self._learn_managers(answer.get("managers"))
             self.stats["sessions_opened"] += 1
+            if standby is not None:
+                # the standby's connection is the session's now; the standby loop lets go of
+                # it (see _standby_loop) and picks another manager later
+                self.stats["sessions_via_standby"] += 1
+                client.timeout = self.open_timeout
             self.last_error = None
             self.connected.set()
             log.info("session %s open with %s (period %.2fs)", session_id, addr, period)
@@ -320,6 +353,7 @@ class WorkerSession:
         conn.add_close_callback(lost.set)
         loop = asyncio.get_running_loop()
         next_at = loop.time() + (self.heartbeat_period or 1.0)
+        slow = 0
         while True:
             try:
                 async with asyncio.timeout(max(0.0, next_at - loop.time())):
@@ -353,12 +387,24 @@ class WorkerSession:
             except RpcError as e:
                 self.last_error = f"heartbeat to {self.manager_addr}: {e}"
                 log.info("%s", self.last_error)
+                if isinstance(e, RpcTimeout) and not conn.is_closed and slow < SLOW_BEATS \
+                        and self._spread >= PATIENT_FROM_SPREAD_S:
+                    # A large cluster's leader that is slow, not gone (gone: the connection
+                    # closes, or the standby names another leader): giving up re-opens the
+                    # session (a TLS handshake, the session write, the assignments), and a
+                    # thousand workers doing that at once turned a starved leader's pause
+                    # into 1,032 nodes declared Down (issue 13). Beat again on it instead.
+                    slow += 1
+                    self.stats["slow_heartbeats"] += 1
+                    next_at = loop.time()
+                    continue
                 if e.code == NOT_LEADER:
                     self._preferred = leader_hint(e.message)
                 elif e.code != SESSION_INVALID:
                     self._demote_current()
                 return
             self.stats["heartbeats"] += 1
+            slow = 0
             try:
                 self.heartbeat_period = float(answer.get("heartbeat_period", period))
             except (AttributeError, TypeError, ValueError):
@@ -400,13 +446,18 @@ class WorkerSession:
         """A manager other than the session's: the preferred one (the local manager on a
         manager host) if it is not the session's, else the first known one that has not
         failed as a standby lately."""
-        order = ([self.standby_pref] if self.standby_pref else []) + self.managers + self._seeds
+        order = self.managers + self._seeds
         cands = [a for a in dict.fromkeys(order) if a != self.manager_addr]
         fresh = [a for a in cands if a not in self._bad_standbys]
         if not fresh:
             self._bad_standbys.clear()
             fresh = cands
-        return fresh[0] if fresh else None
+        if self.standby_pref and self.standby_pref != self.manager_addr \
+                and self.standby_pref not in self._bad_standbys:
+            return self.standby_pref
+        # a random one: the workers' standbys spread over the other managers, so whichever
+        # of them wins the next election, part of the fleet can move to it over the standby
+        return self._rng.choice(fresh) if fresh else None
 
     async def _standby_loop(self) -> None:
         """Keep one watching connection to a manager other than the session's; ping it once
@@ -425,7 +476,7 @@ class WorkerSession:
                 server_hostname=self._server_hostname,
                 timeout=max(2 * period, self.min_heartbeat_timeout),  # see _heartbeat_loop
                 connect_timeout=self.connect_timeout,
-                handlers=self._standby_registry,
+                handlers=self._registry,
                 verify_peer=self._verify_peer,  # a standby's word moves the session: a manager's only
             )
             self._standby_client, self.standby_addr = client, addr
@@ -434,6 +485,13 @@ class WorkerSession:
                     answer = await client.call(WATCH, {"node_id": self.node_id})
                     self._leader_news(answer, push=False)
                     await asyncio.sleep(self.heartbeat_period or period)
+                if client is self._client:
+                    # the session was opened over this connection: it is the session's now.
+                    # A new standby is not urgent, and right after a failover every worker
+                    # of the cluster is here at once: a jittered period
+                    self._standby_client = self.standby_addr = None
+                    client = None
+                    await asyncio.sleep((self.heartbeat_period or period) * self._rng.uniform(0.5, 1.5))
             except RpcError as e:
                 self.stats["standby_failures"] += 1
                 log.info("standby %s failed (%s); picking another", addr, e)
@@ -442,8 +500,10 @@ class WorkerSession:
                 # slow to answer is not met with every worker's new handshake at once
                 await asyncio.sleep(period * self._rng.uniform(0.5, 1.0))
             finally:
-                self._standby_client = self.standby_addr = None
-                client.abort()
+                if client is not None:
+                    self._standby_client = self.standby_addr = None
+                    if client is not self._client:
+                        client.abort()
 
     def _on_leader_push(self, peer: PeerInfo, params: Any) -> None:
         client = self._standby_client

@@ -332,6 +332,99 @@ async def test_after_an_election_a_silent_worker_is_unknown_then_down(proposer, 
         await new.down()
 
 
+async def test_the_reconnect_window_stays_open_while_nodes_keep_arriving(proposer, manager, monkeypatch):
+    """After an election the nodes in doubt reconnect one after another, slower than the
+    reconnect grace allows for all of them (a new leader accepting a thousand sessions): none
+    of the live ones is declared Down, and the one that died with the old leader is Down one
+    grace after the last live one came back (issue 13)."""
+    from swarmkit_py.manager.dispatcher import dispatcher as dispatcher_mod
+
+    monkeypatch.setattr(dispatcher_mod, "MIN_RECONNECT_RATE", 2.0)  # the cap: well after the test
+    live = [await add_node(proposer) for _ in range(6)]
+    dead = await add_node(proposer)
+    for node_id in [*live, dead]:
+        c = RpcClient(LOOPBACK, manager.server.bound_port, timeout=5)
+        await open_session(c, node_id)
+        await c.close()
+    await manager.dispatcher.stop()
+    watcher = proposer.store.watch("node")
+    new = await Manager(proposer).up(lead=False)
+    clients: list[RpcClient] = []
+    sessions: list[str] = []
+    beating = True
+
+    async def beat():
+        while beating:
+            for c, sid in list(zip(clients, sessions, strict=True)):
+                await c.call(HEARTBEAT, {"session_id": sid})
+            await asyncio.sleep(PERIOD)
+
+    beater = asyncio.create_task(beat())
+    try:
+        new.dispatcher.start()
+        started = time.monotonic()
+        for node_id in live:  # one every 2/3 grace: the last long after the reconnect grace
+            await asyncio.sleep(GRACE * 2 / 3)
+            c = RpcClient(LOOPBACK, new.server.bound_port, timeout=5)
+            answer = await open_session(c, node_id)
+            clients.append(c)
+            sessions.append(answer["session_id"])
+        last_back = time.monotonic()
+        assert last_back - started > new.dispatcher.reconnect_grace
+        down_at = await wait_until(lambda: state_of(proposer, dead) == NodeState.DOWN, timeout=10)
+        assert down_at - last_back >= GRACE * 0.9, down_at - last_back
+        assert down_at - last_back <= GRACE + 1.0, down_at - last_back
+        assert [s for n, s in _states(watcher) if n != dead and s == NodeState.DOWN] == []
+        assert all(state_of(proposer, n) == NodeState.READY for n in live)
+    finally:
+        beating = False
+        await beater
+        watcher.close()
+        for c in clients:
+            await c.close()
+        await new.down()
+
+
+async def test_a_silent_node_is_kept_while_handshakes_queue_at_the_port(proposer):
+    """Rule 5: a worker whose timer expires while connections wait for a TLS handshake may be
+    one of them (its session re-opening behind a slow leader): it stays Ready one period at a
+    time while the queue is not empty, at most a reconnect grace past its deadline; once the
+    queue is empty the silence is its own and it is Down."""
+    backlog = [1]
+    m = Manager.__new__(Manager)
+    m.server, m.directory = RpcServer(LOOPBACK, 0), StaticDirectory()
+    m.dispatcher = Dispatcher(proposer, heartbeat_period=PERIOD, grace_multiplier=3,
+                              identify=params_identity, directory=m.directory,
+                              backlog=lambda: backlog[0])
+    m.dispatcher.register(m.server)
+    await m.up()
+    m.directory.leader = m.addr
+    try:
+        node_id = await add_node(proposer)
+        client = RpcClient(LOOPBACK, m.server.bound_port, timeout=5)
+        await open_session(client, node_id)
+        await client.close()
+        silent_from = time.monotonic()
+        await asyncio.sleep(GRACE + 3 * PERIOD)  # past its grace: kept by the queue
+        assert state_of(proposer, node_id) == NodeState.READY
+        assert m.dispatcher.counters["kept_ready_by_backlog"] >= 1
+        down_at = await wait_until(lambda: state_of(proposer, node_id) == NodeState.DOWN)
+        # the cap: a reconnect grace past its deadline, even with handshakes still queued
+        assert down_at - silent_from <= GRACE + m.dispatcher.reconnect_grace + 0.5
+        assert down_at - silent_from >= GRACE + m.dispatcher.reconnect_grace * 0.9
+
+        other = await add_node(proposer)
+        client = RpcClient(LOOPBACK, m.server.bound_port, timeout=5)
+        await open_session(client, other)
+        await client.close()
+        backlog[0] = 0  # nobody queued: judged on its own silence
+        silent_from = time.monotonic()
+        down_at = await wait_until(lambda: state_of(proposer, other) == NodeState.DOWN)
+        assert down_at - silent_from <= GRACE + 0.5
+    finally:
+        await m.down()
+
+
 async def test_managers_are_judged_by_raft_contact(proposer, manager):
     """After an election: the old leader's host is Down one grace after Raft last heard from
     it (earlier than one grace after the election), and a manager whose worker session has not

@@ -150,6 +150,29 @@ async def test_worker_fails_over_when_the_leader_process_dies(cluster):
         assert w.managers[-1] == old_addr  # the failed manager is tried last from now on
 
 
+async def test_the_session_moves_over_the_standby_connection_without_a_new_one(cluster):
+    """The leader's process dies and the worker's standby manager becomes the leader: the
+    session is opened over the standby's connection (no new connection, so no TLS handshake
+    in a real cluster: issue 13's failover at 1,000 nodes), and the worker beats on it."""
+    proposer, directory, (old, new) = cluster
+    node_id = await add_node(proposer)
+    async with worker(node_id, [old.addr, new.addr]) as w:
+        await w.wait_connected(5)
+        await wait_until(lambda: w.standby_addr == new.addr and new.dispatcher._watchers,
+                         what="standby on the follower")
+        standby_conn = w._standby_client.connection
+        await old.server.stop()  # connections reset: the worker notices at once
+        await old.dispatcher.stop()
+        directory.leader = new.addr
+        new.dispatcher.start()
+        await wait_until(lambda: new.dispatcher.has_session(node_id), what="failover")
+        assert w.stats["sessions_via_standby"] == 1
+        assert w._client.connection is standby_conn  # the same connection, no new handshake
+        beats = w.stats["heartbeats"]
+        await wait_until(lambda: w.stats["heartbeats"] >= beats + 2, what="heartbeats on it")
+        assert state_of(proposer, node_id) == NodeState.READY
+
+
 class SilentProxy:
     """A TCP relay to a manager that can go silent like a host that lost power: bytes are
     dropped and no connection is closed (no FIN, no RST), new connections are accepted and

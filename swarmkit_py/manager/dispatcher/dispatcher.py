@@ -33,6 +33,24 @@ never giving it to a live node while still giving it fast to a dead one.
    below, and worker/session.py), so a live worker is normally back long before; the longer
    grace is for the rare worker that lost its standby too, and costs only a worker that
    crashed together with the leader a few more seconds.
+4. In a large cluster the new leader is the bottleneck of that reconnect, not the workers:
+   every node re-opens its session (a TLS handshake, the session, its assignments) with one
+   process, and at 1,000 nodes on a loaded machine that took longer than any fixed grace
+   (issue 13: 900+ live nodes declared Down and 9,000 tasks moved after a failover). So the
+   reconnect window stays open while the nodes in doubt keep arriving: one still missing is
+   declared Down only once a whole ``grace`` has passed without any of them reconnecting
+   (the leader is no longer busy taking them), and never later than ``reconnect_grace`` plus
+   the time to accept them all at ``MIN_RECONNECT_RATE`` sessions a second. A worker that died
+   with the leader is then Down ``grace`` after the last live one is back, instead of a live
+   node being Down because it queued behind the others.
+5. The same holds outside elections: a worker whose timer expires while connections wait
+   for a TLS handshake at this manager (``backlog``: the cluster port's queue, see
+   rpc/tls_accept.py) may be one of them, re-opening its session after the leader was too slow
+   to answer its heartbeats. It gets one more period at a time while the queue is not empty,
+   for at most ``reconnect_grace`` past its deadline; a silence with an empty queue is the
+   node's own. Seen at 1,000 nodes during a 10,000-task fill on a loaded machine: the sessions
+   the starved leader lost came back through the queue after their grace, 1,032 nodes were
+   declared Down and their tasks moved, which starved the leader further.
 
 Leader watch
 ------------
@@ -98,6 +116,10 @@ HEARTBEAT_FAILURE = "heartbeat failure"
 DEFAULT_MAX_HEARTBEAT_RATE = 250.0
 """Heartbeats per second the leader is asked to serve at most (see ``heartbeat_period``)."""
 NOT_RECONNECTED = "no session with the new leader since the leader change"
+MIN_RECONNECT_RATE = 10.0
+"""Sessions a second a new leader is assumed to accept at least after an election: the
+reconnect window (rule 4 of the module docstring) never stays open longer than the nodes in
+doubt at this rate, past ``reconnect_grace``."""
 
 SessionListener = Callable[[str], Any]
 
@@ -121,6 +143,7 @@ class Dispatcher:
         clock: Callable[[], float] = time.monotonic,
         identify: Identify | None = None,
         directory: ManagerDirectory | None = None,
+        backlog: Callable[[], int] | None = None,
     ) -> None:
         if heartbeat_period <= 0 or grace_multiplier < 1 or reconnect_multiplier < 1:
             raise ValueError(
@@ -136,10 +159,15 @@ class Dispatcher:
         self._clock = clock
         self._identify = identify or cert_identity()
         self.directory = directory or StoreDirectory(proposer.store)
+        self._backlog = backlog
+        self._in_doubt: dict[str, float] = {}  # node -> its first expiry with a backlog (rule 5)
         self._sessions = SessionTable()
         self._tracker = HeartbeatTracker()
-        # nodes known at the election that have not opened a session with this leader yet
+        # nodes known at the election that have not opened a session with this leader yet,
+        # how many there were, and when the last of them reconnected (rule 4)
         self._unconfirmed: set[str] = set()
+        self._unconfirmed_at_start = 0
+        self._last_reconnect: float | None = None
         # connections subscribed to leader changes (dispatcher.watch), on every manager
         self._watchers: set = set()
         self._spread: tuple[int, float] | None = None  # (store index, move_spread)
@@ -169,6 +197,7 @@ class Dispatcher:
             "kept_ready_by_raft": 0,
             "leader_pushes": 0,
             "stalls_forgiven": 0,
+            "kept_ready_by_backlog": 0,
         }
         # Status-write totals of writers from earlier terms, so the counters never go back.
         self._past_writes = (0, 0)
@@ -205,6 +234,16 @@ class Dispatcher:
         """After an election, how long a node without Raft evidence has to reconnect."""
         return self.grace * self.reconnect_multiplier
 
+    def reconnect_deadline(self, now: float) -> float:
+        """Until when a node in doubt since the election may still reconnect (rule 4 of the
+        module docstring): ``reconnect_grace`` after the election, longer while the others
+        keep arriving (one ``grace`` after the last of them), capped by the time to accept
+        them all at ``MIN_RECONNECT_RATE``."""
+        started = self.started_at if self.started_at is not None else now
+        last = self._last_reconnect if self._last_reconnect is not None else started
+        cap = started + self.reconnect_grace + self._unconfirmed_at_start / MIN_RECONNECT_RATE
+        return min(cap, max(started + self.reconnect_grace, last + self.grace))
+
     @property
     def running(self) -> bool:
         return self._writer is not None
@@ -233,6 +272,8 @@ class Dispatcher:
         self._writer = StatusWriter(self.proposer)
         self.started_at = self._clock()
         self._seed_timers(self.started_at, election=True)
+        self._unconfirmed_at_start = len(self._unconfirmed)
+        self._last_reconnect = self.started_at
         for loop in self._loops:
             loop.start()
         self._task_writer = TaskStatusWriter(self.proposer)
@@ -268,6 +309,7 @@ class Dispatcher:
         self._sessions.clear()
         self._tracker.clear()
         self._unconfirmed.clear()
+        self._in_doubt.clear()
 
     def _seed_timers(self, now: float, election: bool = False) -> None:
         """Arm a timer for every node not Down and not tracked yet. A manager's deadline is
@@ -316,8 +358,12 @@ class Dispatcher:
             raise RpcError(NODE_NOT_FOUND, f"node {node_id} is not part of this cluster")
         # Arm the timer before the write: an expiry sweep while the write is in flight would
         # otherwise queue a Down behind this Ready.
-        self._tracker.set(node_id, self._clock() + self.grace)
-        self._unconfirmed.discard(node_id)
+        now = self._clock()
+        self._tracker.set(node_id, now + self.grace)
+        self._in_doubt.pop(node_id, None)
+        if node_id in self._unconfirmed:
+            self._unconfirmed.discard(node_id)
+            self._last_reconnect = now
         change = StatusChange(NodeState.READY, None, addr, description)
         await self._write(writer, node_id, change)
         if epoch != self._epoch:
@@ -357,6 +403,8 @@ class Dispatcher:
         if session.connection is not None and session.connection is not peer.connection:
             raise RpcError(SESSION_INVALID, "session belongs to another connection; open a new one")
         self._tracker.set(session.node_id, self._clock() + self.grace)
+        if self._in_doubt:
+            self._in_doubt.pop(session.node_id, None)
         self.counters["heartbeats"] += 1
         return {"heartbeat_period": self.heartbeat_period, "managers": self.directory.managers()}
 
@@ -471,7 +519,8 @@ class Dispatcher:
         """Expired heartbeat timers -> (Down, Unknown); the rest are re-armed (see the module
         docstring: Raft evidence for managers, a reconnect grace after an election)."""
         down, unknown = [], []
-        started = self.started_at if self.started_at is not None else now
+        reconnect_by = self.reconnect_deadline(now)
+        backlog = self._handshake_backlog()
         for node_id in node_ids:
             age = self._last_contact(node_id)
             if age is not None:
@@ -480,12 +529,25 @@ class Dispatcher:
                     self._tracker.set(node_id, now + self.heartbeat_period - age)
                 else:
                     down.append(node_id)
-            elif node_id in self._unconfirmed and now < started + self.reconnect_grace:
+            elif node_id in self._unconfirmed and now < reconnect_by:
                 unknown.append(node_id)
-                self._tracker.set(node_id, started + self.reconnect_grace)
+                self._tracker.set(node_id, reconnect_by)
+            elif backlog and now < self._in_doubt.setdefault(node_id, now) + self.reconnect_grace:
+                self.counters["kept_ready_by_backlog"] += 1
+                self._tracker.set(node_id, now + self.heartbeat_period)
             else:
+                self._in_doubt.pop(node_id, None)
                 down.append(node_id)
         return down, unknown
+
+    def _handshake_backlog(self) -> int:
+        if self._backlog is None:
+            return 0
+        try:
+            return self._backlog()
+        except Exception:
+            log.exception("reading the cluster port's handshake backlog failed")
+            return 0
 
     async def _declare_unknown(self, node_ids: list[str]) -> None:
         writer = self._writer
@@ -542,6 +604,7 @@ class Dispatcher:
             self._sessions.drop_node(node.id)
             self._tracker.discard(node.id)
             self._unconfirmed.discard(node.id)
+            self._in_doubt.pop(node.id, None)
         elif (
             node.status.state == NodeState.READY
             and node.id not in self._tracker
