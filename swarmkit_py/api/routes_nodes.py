@@ -5,20 +5,25 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .chunked import RenderCache, json_list
 from .filters import parse_filters
-from .keys import CONTROL
+from .keys import CONTROL, SERVER, common_headers
 from .params import bool_value, read_json, uint_value
 from .versioning import add_route
+
+NODE_JSON = web.AppKey("node_json", RenderCache)
 
 
 def _json(data) -> web.Response:
     return web.json_response(data)
 
 
-async def list_nodes(request: web.Request) -> web.Response:
+async def list_nodes(request: web.Request) -> web.StreamResponse:
     filters = parse_filters(request.query.get("filters"))
     nodes = await request.app[CONTROL].list_nodes(filters)
-    return _json([n.to_api() for n in nodes])
+    server = request.app[SERVER]
+    return await json_list(request, nodes, request.app[NODE_JSON].encoder(),
+                           headers=lambda resp: common_headers(resp, server))
 
 
 async def get_node(request: web.Request) -> web.Response:
@@ -41,6 +46,7 @@ async def remove_node(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
+    app[NODE_JSON] = RenderCache(lambda: app[CONTROL].store, lambda n: n.to_api())
     add_route(app, "GET", "/nodes", list_nodes)
     add_route(app, "GET", "/nodes/{ref}", get_node)
     add_route(app, "POST", "/nodes/{ref}/update", update_node)

@@ -6,17 +6,19 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..manager.controlapi import task_json
-from .chunked import json_list
+from .chunked import RenderCache, json_list
 from .filters import parse_filters
 from .keys import CONTROL, SERVER, common_headers
 from .versioning import add_route
+
+TASK_JSON = web.AppKey("task_json", RenderCache)
 
 
 async def list_tasks(request: web.Request) -> web.StreamResponse:
     filters = parse_filters(request.query.get("filters"))
     tasks = await request.app[CONTROL].list_tasks(filters)
     server = request.app[SERVER]
-    return await json_list(request, tasks, task_json,
+    return await json_list(request, tasks, request.app[TASK_JSON].encoder(),
                            headers=lambda resp: common_headers(resp, server))
 
 
@@ -26,5 +28,6 @@ async def get_task(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
+    app[TASK_JSON] = RenderCache(lambda: app[CONTROL].store, task_json)
     add_route(app, "GET", "/tasks", list_tasks)
     add_route(app, "GET", "/tasks/{ref}", get_task)
