@@ -87,6 +87,9 @@ def render(agent) -> str:
                  "Factor on this follower's election timeout from its leader's recent silences.", r.election_stretch)
         o.metric("raft_stalled_ticks_total", "counter",
                  "Ticks not counted because this member's event loop was held.", r.metrics["stalled_ticks"])
+        o.metric("raft_writes_failed_on_step_down_total", "counter",
+                 "Writes failed at once because this leader lost its majority (check-quorum) before "
+                 "they committed.", r.metrics["writes_failed_on_step_down"])
         o.metric("raft_members", "gauge", "Raft members by kind.", len(c.conf.voters), {"kind": "voter"})
         o.metric("raft_members", "gauge", "Raft members by kind.", len(c.conf.learners), {"kind": "learner"})
         o.histogram("raft_proposal_seconds", "Time from proposing a write to its application.", r.proposal_latency)

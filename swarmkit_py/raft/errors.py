@@ -34,6 +34,24 @@ class NoQuorum(RaftError):
         )
 
 
+class LeadershipLost(NoQuorum):
+    """This member led when the write was proposed, then stepped down because a majority of
+    members stopped answering it (check-quorum: it is cut off, and a new leader may be elected
+    on the other side). The write is in its log but not committed: a later leader may still
+    commit it or drop it, and this member cannot tell which while it stays cut off. So the
+    caller is told at once (as hashicorp/raft's ErrLeadershipLost) instead of at its timeout,
+    and should read the current state and retry through another member."""
+
+    def __init__(self, message: str | None = None):
+        super().__init__(
+            message
+            or "leadership lost while the write was in flight: this manager stopped hearing from "
+            "a majority of managers and stepped down as leader, so the write may or may not be "
+            "applied by the next leader; read the current state and retry (through another "
+            "manager if this one stays cut off)"
+        )
+
+
 class Stopped(RaftError):
     """The member is shutting down or was removed from the cluster."""
 

@@ -42,7 +42,7 @@ from ..histogram import Histogram
 from .codec import decode_conf_change
 from .config import RaftConfig
 from .core import RaftCore, ReadyOrder
-from .errors import DiskFull, NoQuorum, NotLeader, ProposalDropped, Stopped
+from .errors import DiskFull, LeadershipLost, NoQuorum, NotLeader, ProposalDropped, Stopped
 from .fsm import StateMachine
 from .storage import DiskStorage, disk_full
 from .types import (
@@ -128,6 +128,9 @@ class RaftNode:
         self._leader_gap = 0.0
         self._leader_gap_at = 0.0
         self._started_at: float | None = None
+        # when this member stepped down as leader for want of a majority (check-quorum), until
+        # it knows a leader again: then a write need not wait for an election it cannot see
+        self._lost_quorum_at: float | None = None
         self.peers: dict[int, str] = {}
         self._inbox: list = []
         self._props: list[tuple[bytes, asyncio.Future]] = []
@@ -145,7 +148,8 @@ class RaftNode:
         self._started = False
         self.failure: BaseException | None = None  # what stopped the raft loop, if it died
         self._leader_changed = asyncio.Event()
-        self.metrics = {"leader_changes": 0, "proposals": 0, "applied": 0, "fsyncs": 0, "stalled_ticks": 0}
+        self.metrics = {"leader_changes": 0, "proposals": 0, "applied": 0, "fsyncs": 0, "stalled_ticks": 0,
+                        "writes_failed_on_step_down": 0}
         self.proposal_latency = LatencyHistogram()
         self.on_leader_change: Callable[[int, int], None] | None = None  # (leader, term)
         # the raft loop died (`failure`): the member takes no further part until rebuilt
@@ -440,12 +444,35 @@ class RaftNode:
         if not self.is_leader:
             raise NotLeader(self.leader_id)
 
+    def cut_off(self) -> bool:
+        """True while this member, having stepped down as leader because a majority stopped
+        answering (check-quorum), has still heard from fewer than a majority of voters
+        (itself included) within two election timeouts and knows no leader. Such a member
+        cannot take part in any election a write could wait for: as leader it heard every
+        voter, and a leader elected elsewhere would reach it (and end this state) as soon
+        as it can. Not for a follower that lost its leader: followers hear only the leader,
+        so their silence from the others says nothing."""
+        c = self.core
+        if self._lost_quorum_at is None or c is None or c.leader != 0 or c.role == RaftRole.LEADER:
+            return False
+        now = time.monotonic()
+        window = 2 * self.cfg.election_timeout_s
+        voters = c.conf.voters
+        heard = sum(1 for v in voters if v == self.id or now - self._last_heard.get(v, 0.0) < window)
+        return heard < len(voters) // 2 + 1
+
     async def _wait_for_leader(self, deadline: float) -> None:
         loop = asyncio.get_running_loop()
         limit = min(deadline, loop.time() + self.cfg.leader_wait_s)
         while self.leader_id == 0:
             if self._stopped:
                 raise self._stopped_error()
+            if self.cut_off():
+                raise NoQuorum(
+                    "no quorum through this manager: it lost contact with a majority of managers "
+                    "and stepped down as leader; the others may have elected a new leader: send "
+                    "the request to another manager"
+                )
             if loop.time() >= limit:
                 raise NoQuorum(
                     "no quorum: this cluster has no leader; fewer than a majority of managers are "
@@ -618,7 +645,11 @@ class RaftNode:
 
     async def _handle_ready(self, rd: Ready) -> None:
         c = self.core
+        if rd.lost_quorum:
+            self._lost_quorum_at = time.monotonic()
         if rd.soft_state is not None:
+            if rd.soft_state.leader:
+                self._lost_quorum_at = None
             log.info("raft member %d: %s in term %d (leader %d)", self.id, RaftRole(rd.soft_state.role).name.lower(),
                      c.term, rd.soft_state.leader)
             self.metrics["leader_changes"] += 1
@@ -644,6 +675,8 @@ class RaftNode:
             send(m)
         for e in rd.committed:
             self._apply(e)
+        if rd.in_doubt:
+            self._fail_in_doubt(rd.in_doubt)
         for rs in rd.read_states:
             fut = self._reads.get(rs.context)
             if fut is not None and not fut.done():
@@ -680,6 +713,27 @@ class RaftNode:
             if p is not None and not p[0].done():
                 p[0].set_result(result)
                 self.proposal_latency.observe(self._loop_time() - p[2])
+
+    def _fail_in_doubt(self, entries: list[Entry]) -> None:
+        """This member stepped down as leader for want of a majority (check-quorum) with these
+        entries uncommitted: the writes proposed here that wait on them fail now with
+        LeadershipLost instead of at their timeout (5 s), so the client retries elsewhere
+        while the other side elects a leader. If a later leader commits one anyway, applying
+        it finds no waiter: its caller was told the outcome was unknown, which stays true."""
+        failed = 0
+        for e in entries:
+            if e.type != EntryType.NORMAL or len(e.data) < _ENVELOPE.size:
+                continue
+            origin, seq = _ENVELOPE.unpack_from(e.data)
+            if origin != self.id:
+                continue
+            p = self._pending.pop(seq, None)
+            if p is not None and not p[0].done():
+                p[0].set_exception(LeadershipLost())
+                failed += 1
+        self.metrics["writes_failed_on_step_down"] += failed
+        log.warning("raft member %d stepped down: no majority answered for an election round; "
+                    "%d entries in doubt, %d waiting writes failed", self.id, len(entries), failed)
 
     def _wake_appliers(self) -> None:
         applied = self.core.applied

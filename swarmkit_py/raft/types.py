@@ -140,6 +140,14 @@ class Ready:
     messages: list[Message] = field(default_factory=list)
     read_states: list[ReadState] = field(default_factory=list)
     dropped: list[bytes] = field(default_factory=list)  # contexts of read requests that failed
+    # A leader that stepped down because a majority stopped answering (check-quorum): the
+    # entries it had appended past its commit index. Nothing says whether a later leader will
+    # commit them, and this member will not learn it while it stays cut off: the driver fails
+    # the writes waiting on them at once (their outcome is unknown), instead of at their
+    # timeout. Not set for other step-downs (a higher term, a transfer): there the new leader
+    # usually holds the entries and commits them soon.
+    in_doubt: list[Entry] = field(default_factory=list)
+    lost_quorum: bool = False  # that step-down happened (with or without entries in doubt)
 
     def empty(self) -> bool:
         return not (
@@ -151,4 +159,6 @@ class Ready:
             or self.messages
             or self.read_states
             or self.dropped
+            or self.in_doubt
+            or self.lost_quorum
         )

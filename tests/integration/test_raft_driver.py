@@ -21,8 +21,9 @@ CFG = RaftConfig(tick_ms=20, snapshot_interval=50, keep_entries=0)
 
 
 class Members:
-    def __init__(self, tmp_path, n: int):
+    def __init__(self, tmp_path, n: int, cfg: RaftConfig = CFG):
         self.tmp = tmp_path
+        self.cfg = cfg
         self.addrs = {i: f"127.0.0.1:{p}" for i, p in enumerate(free_ports(n), start=1)}
         self.nodes: dict[int, RaftNode] = {}
         self.snap_reports: list[tuple[int, int, bool]] = []
@@ -38,7 +39,7 @@ class Members:
             return Transport(nid, host, int(port), on_msg, on_unreachable=on_unreachable,
                              on_snapshot_status=snapshot_status)
 
-        node = RaftNode(nid, self.tmp / f"n{nid}", KVStateMachine(), factory, CFG, addr=self.addrs[nid])
+        node = RaftNode(nid, self.tmp / f"n{nid}", KVStateMachine(), factory, self.cfg, addr=self.addrs[nid])
         self.nodes[nid] = node
         return node
 
@@ -121,10 +122,11 @@ async def test_membership_changes_apply_with_their_entry(tmp_path):
 
 async def test_a_long_proposal_does_not_hold_back_the_timeout_of_shorter_ones(tmp_path):
     """Pending writes used to be expired in registration order, stopping at the first still in
-    time: a 10 s proposal (a join) held back NoQuorum for every later 5 s write (issue 9, 7a)."""
+    time: a 10 s proposal (a join) held back NoQuorum for every later 5 s write (issue 9, 7a).
+    Check-quorum is off here: it would fail both writes at the step-down (the test below)."""
     from swarmkit_py.raft.errors import NoQuorum
 
-    ms = Members(tmp_path, 3)
+    ms = Members(tmp_path, 3, CFG.model_copy(update={"check_quorum": False}))
     try:
         ld = await ms.found()
         for nid, n in ms.nodes.items():
@@ -144,6 +146,42 @@ async def test_a_long_proposal_does_not_hold_back_the_timeout_of_shorter_ones(tm
         assert loop.time() - t0 < 2.0, f"the 0.5 s write failed only after {loop.time() - t0:.1f}s"
         assert not long.done(), "the 30 s proposal expired early"
         long.cancel()
+    finally:
+        await ms.stop()
+
+
+async def test_a_cut_off_leader_fails_its_writes_when_it_steps_down(tmp_path):
+    """Issue 10: a leader cut off from the majority steps down after a check-quorum round, and
+    the writes waiting on it fail then with LeadershipLost (outcome unknown, retry elsewhere),
+    not when their timeout ends; a write sent to it afterwards fails at once instead of
+    waiting for an election it cannot see. The timeouts here are long (30 s proposals, 30 s
+    leader wait), so only the step-down can end these writes before the test's deadline."""
+    from swarmkit_py.raft.errors import LeadershipLost, NoQuorum
+
+    cfg = CFG.model_copy(update={"proposal_timeout_s": 30.0, "leader_wait_s": 30.0})
+    ms = Members(tmp_path, 3, cfg)
+    try:
+        ld = await ms.found()
+        await ld.propose(encode_put("before", b"1"))
+        for nid, n in ms.nodes.items():
+            if nid != ld.id:
+                await n.stop()  # as seen from the leader: a majority that no longer answers
+        in_flight = [asyncio.create_task(ld.propose(encode_put(f"k{i}", b"v"))) for i in range(3)]
+        done, _ = await asyncio.wait(in_flight, timeout=20.0)
+        assert len(done) == 3, "writes to a cut-off leader still waiting 20 s later"
+        for t in done:
+            assert isinstance(t.exception(), LeadershipLost), t.exception()
+        assert not ld.is_leader and ld.metrics["writes_failed_on_step_down"] == 3
+        assert ld.cut_off()
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        try:
+            await asyncio.wait_for(ld.propose(encode_put("after", b"2")), 20.0)
+        except NoQuorum as e:
+            assert "lost contact with a majority" in str(e), e
+        else:
+            raise AssertionError("a write through a cut-off member succeeded")
+        assert loop.time() - t0 < 10.0, "the write waited for a leader (30 s leader_wait_s)"
     finally:
         await ms.stop()
 

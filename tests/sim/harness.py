@@ -151,6 +151,8 @@ class SimNode:
         self.order = ReadyOrder(self.disk.hs)
         self.torn_next = False  # crash in the middle of the next persist
         self.reads: list[tuple[bytes, int, int]] = []  # (ctx, index, acked writes at issue) to serve
+        self.in_doubt: list[Entry] = []  # entries this member reported in doubt (check-quorum step-downs)
+        self.quorum_losses = 0
 
     # ---- the driver loop, as the asyncio driver runs it ----------------------------------
     def drain(self) -> None:
@@ -188,6 +190,8 @@ class SimNode:
                 self.fsm.apply(e)
             for rs in rd.read_states:
                 self.sim.checker.read_state(self, rs.context, rs.index)
+            if rd.lost_quorum or rd.in_doubt:
+                self.sim.checker.stepped_down(self, rd)
             core.advance(rd)
             self._serve_reads()
         # with no Ready nothing observable changed (role, term, commit all show up in one)
@@ -407,6 +411,17 @@ class Checker:
             if e.data not in self.acked_set:
                 self.acked_set.add(e.data)
                 self.acked.append(e.data)
+
+    def stepped_down(self, node: SimNode, rd) -> None:
+        """A check-quorum step-down: entries are reported in doubt only with it, as one
+        contiguous run past a commit index (the driver fails the writes waiting on them)."""
+        if not rd.lost_quorum:
+            self.fail(f"node {node.id}: entries reported in doubt without a check-quorum step-down")
+        idx = [e.index for e in rd.in_doubt]
+        if idx and idx != list(range(idx[0], idx[0] + len(idx))):
+            self.fail(f"node {node.id}: in-doubt entries {idx} are not one contiguous run")
+        node.quorum_losses += 1
+        node.in_doubt.extend(rd.in_doubt)
 
     def restored(self, node: SimNode, snap: Snapshot) -> None:
         idx = snap.meta.index

@@ -119,3 +119,28 @@ def test_restart_skips_entries_the_snapshot_covers_and_refuses_gaps():
     assert core.log.last_index() == 6 and core.log.term(4) == 1 and core.log.entry(5).data == b"5"
     with pytest.raises(ValueError, match="not contiguous"):
         _core(1, hard_state=HardState(1, 0, 3), snapshot=snap, entries=[ents[3], ents[4]][::-1])
+
+
+def test_a_leader_cut_off_from_the_majority_steps_down_and_reports_its_writes_in_doubt():
+    """Check-quorum: a leader that hears from no majority for a check round steps down and
+    hands the driver its uncommitted suffix (Ready.in_doubt), so the writes waiting on it
+    fail at once instead of at their 5 s timeout (issue 10). A leader that still hears a
+    majority keeps leading and reports nothing."""
+    c = Cluster(3, election_tick=10)
+    c.elect(1)
+    c.tick_all(3)
+    c.propose(1, b"committed")
+    c.deliver()
+    c.tick_all(3)
+    assert b"committed" in c.applied_values(1)
+    c.crash(3)
+    c.tick_all(25, only={1, 2})  # 1 and 2 are still a majority: no step-down
+    assert c.leaders() == [1] and c.nodes[1].quorum_losses == 0
+    c.isolate(1)
+    c.propose(1, b"cut-off-1")
+    c.propose(1, b"cut-off-2")
+    c.tick(1, 2 * 10 + 1)  # at most two check rounds of election_tick
+    assert c.core(1).role != RaftRole.LEADER
+    assert c.nodes[1].quorum_losses == 1
+    assert [e.data for e in c.nodes[1].in_doubt] == [b"cut-off-1", b"cut-off-2"]
+    assert all(e.index > c.core(1).commit for e in c.nodes[1].in_doubt)

@@ -94,6 +94,8 @@ class RaftCore:
         self.msgs: list[Message] = []
         self.read_states: list[ReadState] = []
         self.dropped_reads: list[bytes] = []
+        self.in_doubt: list[Entry] = []  # see Ready.in_doubt
+        self.lost_quorum = False  # see Ready.lost_quorum
         self.read_queue: list[tuple[bytes, _ReadRequest]] = []  # leader: in arrival order
         self.pending_reads: list[Message] = []  # leader: waiting for a commit in its term
         self.election_elapsed = 0
@@ -266,6 +268,14 @@ class RaftCore:
         if self.cfg.check_quorum and self.quorum_elapsed >= (self.cfg.check_quorum_tick or self.cfg.election_tick):
             self.quorum_elapsed = 0
             if not self.quorum_active():
+                # Check-quorum: a majority did not answer for a whole round, so this leader
+                # cannot commit anything and another may be elected on the other side. What
+                # it appended past its commit index is in doubt from now on (Ready.in_doubt).
+                committed = self.log.committed
+                last = self.log.last_index()
+                if last > committed:
+                    self.in_doubt.extend(self.log.slice(committed + 1, last + 1, 1 << 62))
+                self.lost_quorum = True
                 self.become_follower(self.term, 0)
                 return
             for nid, pr in self.prs.items():
@@ -730,6 +740,8 @@ class RaftCore:
             self.msgs
             or self.read_states
             or self.dropped_reads
+            or self.in_doubt
+            or self.lost_quorum
             or self.log.unstable_entries()
             or self.log.pending_snapshot
             or self.log.committed > self.log.applied
@@ -754,6 +766,8 @@ class RaftCore:
         rd.messages, self.msgs = self.msgs, []
         rd.read_states, self.read_states = self.read_states, []
         rd.dropped, self.dropped_reads = self.dropped_reads, []
+        rd.in_doubt, self.in_doubt = self.in_doubt, []
+        rd.lost_quorum, self.lost_quorum = self.lost_quorum, False
         return rd
 
     def advance(self, rd: Ready) -> None:
