@@ -45,6 +45,9 @@ class ClusterContext(Protocol):
         """Seconds since this manager's Raft member last heard from the Raft member of
         ``node_id``; None when that node is not a manager."""
 
+    # Optional: `host_silent(node_id) -> bool`, kernel evidence that a manager's host is down
+    # (Manager.host_silent); the dispatcher uses it when the context has it.
+
     def add_leader_listener(self, listener: Callable[[int, int], None]) -> None:
         """``listener(leader_raft_id, term)`` each time the Raft leader changes (or is lost)."""
 

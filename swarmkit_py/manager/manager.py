@@ -228,6 +228,16 @@ class Manager:
             return None
         return self.raft.last_contact(raft_id)
 
+    def host_silent(self, node_id: str) -> bool:
+        """The host of manager ``node_id`` has acknowledged nothing our Raft member sent it
+        for a while, with data in flight (RaftNode.host_silent: kernel evidence that it is
+        down or cut off); False for workers and when there is no telling."""
+        if node_id == self._node_id:
+            return False
+        node = self.store.view().get_node(node_id)
+        raft_id = getattr(node, "raft_id", 0) if node is not None else 0
+        return bool(raft_id and raft_id in self.raft.peers and self.raft.host_silent(raft_id))
+
     def leader_client(self, timeout: float) -> tuple[str, RpcClient]:
         """(the leader's address, an RpcClient for its cluster port) for a request only the
         leader serves. The client accepts only a manager's certificate of this cluster, and the

@@ -65,6 +65,9 @@ NETMAP = "dispatcher.netmap"
 WATCH = "dispatcher.watch"
 """Worker -> any manager: subscribe to LEADER_PUSH (see the module docstring)."""
 LEADER_PUSH = "dispatcher.leader"
+PROBE = "dispatcher.probe"
+"""Leader -> a worker whose heartbeat is late: no answer expected, the worker ignores it. It
+gives the worker's kernel a segment to acknowledge (manager/dispatcher, "kernel evidence")."""
 
 _HINT = re.compile(r"\bleader_addr=(\S*)$")
 

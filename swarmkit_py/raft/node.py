@@ -127,6 +127,8 @@ class RaftNode:
         self._gap_prev = 0.0
         self._leader_gap = 0.0
         self._leader_gap_at = 0.0
+        self._leader_probe_at: float | None = None  # see _leader_host_gone
+        self._leader_host_down = False
         self._started_at: float | None = None
         # when this member stepped down as leader for want of a majority (check-quorum), until
         # it knows a leader again: then a write need not wait for an election it cannot see
@@ -490,6 +492,7 @@ class RaftNode:
         self._last_heard[m.frm] = now
         c = self.core
         if c is not None and m.frm == c.leader:
+            self._leader_host_down = False
             if self._gap_from == m.frm:
                 self._note_leader_gap(now - self._gap_prev, now)
             self._gap_from, self._gap_prev = m.frm, now
@@ -531,11 +534,47 @@ class RaftNode:
         sub-second failover. Only liveness changes: a dead leader is replaced later after a
         busy spell (at most ``max_election_stretch`` times the configured timeout)."""
         c = self.core
-        if c is None or c.role == RaftRole.LEADER or self.cfg.max_election_stretch <= 1:
+        if c is None or c.role == RaftRole.LEADER or self.cfg.max_election_stretch <= 1 or self._leader_host_down:
             return 1.0
         gap = self._leader_gap * 0.5 ** ((time.monotonic() - self._leader_gap_at) / self.GAP_HALF_LIFE_S)
         want = 2 * gap / self.cfg.election_timeout_s
         return min(max(1.0, want), self.cfg.max_election_stretch)
+
+    # How long a probe of a silent leader's host may stay unacknowledged before the host is
+    # judged down: covers TCP's minimum retransmission timeout (200 ms) twice over.
+    PROBE_WAIT_S = 0.5
+
+    def host_silent(self, nid: int, seconds: float = PROBE_WAIT_S) -> bool:
+        """Member ``nid``'s host has acknowledged nothing this member sent it for ``seconds``,
+        with data in flight and retransmitted (rpc/tcpinfo.py): down or cut off, not merely
+        slow. False when the transport cannot tell."""
+        silent = getattr(self.transport, "peer_silent_for", None)
+        return bool(silent is not None and silent(nid, seconds))
+
+    def _leader_host_gone(self, now: float) -> bool:
+        """Follower: is the leader's *host* gone, by kernel evidence? The election stretch
+        (``election_stretch``) keeps a busy leader's followers patient, and it is right to:
+        a busy leader's host still acknowledges TCP. One whose host lost power does not, and
+        then waiting up to ``max_election_stretch`` times the election timeout only delays
+        the failover (issue 10: elections 1.5-4.7 s after a leader's power cut on a loaded
+        machine). So once the leader has been silent for an election timeout, this member
+        sends it a probe on its Raft connection, and if that stays unacknowledged for
+        PROBE_WAIT_S (retransmitted) its ticks go back to their configured length until a
+        leader speaks again. A leader that is alive but slow answers at the kernel level
+        and keeps its stretched followers."""
+        c = self.core
+        lead = c.leader if c is not None and c.role != RaftRole.LEADER else 0
+        if not lead or lead != self._gap_from or now - self._gap_prev < self.cfg.election_timeout_s:
+            self._leader_probe_at = None
+            return False
+        probe = getattr(self.transport, "probe", None)
+        if probe is None:
+            return False
+        if self._leader_probe_at is None or self._leader_probe_at < self._gap_prev:
+            self._leader_probe_at = now if probe(lead) else None
+            return False
+        waited = now - self._leader_probe_at
+        return waited >= self.PROBE_WAIT_S and self.host_silent(lead, waited - 0.05)
 
     async def _ticker(self) -> None:
         """One logical tick per `tick_ms` (times `election_stretch` on a follower) of time
@@ -553,6 +592,12 @@ class RaftNode:
         base = self.cfg.tick_ms / 1000
         loop = asyncio.get_running_loop()
         while not self._stopped:
+            if not self._leader_host_down and self._leader_host_gone(time.monotonic()):
+                # until a leader speaks again (_on_message): the election may take rounds
+                self._leader_host_down = True
+                log.warning("raft member %d: leader %d is silent and its host acknowledges "
+                            "nothing; election timeout back to %.1fs", self.id, self.core.leader,
+                            self.cfg.election_timeout_s)
             period = base * self.election_stretch
             t0 = loop.time()
             await asyncio.sleep(period)

@@ -46,6 +46,12 @@ log = logging.getLogger(__name__)
 
 RAFT_METHOD = "raft.msg"
 SNAP_METHOD = "raft.snap"
+PROBE_METHOD = "raft.probe"
+"""A no-op notification: a segment for the peer's kernel to acknowledge (see ``probe``)."""
+
+
+def _ignore(_peer: PeerInfo, _params: Any) -> None:
+    return None
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -185,12 +191,14 @@ class Transport:
             raise RuntimeError("a Transport starts once")
         self._server.add_notification_handler(RAFT_METHOD, self._on_raft_msg)
         self._server.add_handler(SNAP_METHOD, self._on_raft_snap)
+        self._server.add_notification_handler(PROBE_METHOD, _ignore)
         if self._owns_server:
             try:
                 await self._server.start()
             except BaseException:
                 self._server.remove_handler(RAFT_METHOD)
                 self._server.remove_handler(SNAP_METHOD)
+                self._server.remove_handler(PROBE_METHOD)
                 raise
         self._running = True
         for peer in self._peers.values():
@@ -213,6 +221,7 @@ class Transport:
         if was_running:
             self._server.remove_handler(RAFT_METHOD)
             self._server.remove_handler(SNAP_METHOD)
+            self._server.remove_handler(PROBE_METHOD)
             if self._owns_server:
                 await self._server.stop()
 
@@ -252,6 +261,29 @@ class Transport:
 
     def peers(self) -> dict[int, str]:
         return {nid: p.address for nid, p in self._peers.items()}
+
+    # -- kernel evidence (rpc/tcpinfo.py) ---------------------------------------------------
+
+    def probe(self, node_id: int) -> bool:
+        """Send a no-op on the connection to ``node_id``, so that a peer whose process is
+        silent still has a segment its kernel must acknowledge. False without a connection."""
+        peer = self._peers.get(node_id)
+        conn = peer.conn if peer is not None else None
+        if conn is None or conn.is_closed:
+            return False
+        try:
+            conn.notify_nowait(PROBE_METHOD)
+        except RpcUnavailable:
+            return False
+        return True
+
+    def peer_silent_for(self, node_id: int, seconds: float) -> bool:
+        """The connection to ``node_id`` has data in flight, retransmitted, with no ACK from
+        the peer's kernel for ``seconds``: its host is down or cut off, not merely busy."""
+        peer = self._peers.get(node_id)
+        conn = peer.conn if peer is not None else None
+        info = conn.tcp_info() if conn is not None else None
+        return info is not None and info.peer_silent_for(seconds)
 
     def stats(self) -> dict[str, Any]:
         return {

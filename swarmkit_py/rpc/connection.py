@@ -36,6 +36,7 @@ from .framing import (
 from .limits import DecodeLimits, ServerPolicy, trusted_limits
 from .peer import PeerInfo
 from .registry import HandlerRegistry
+from .tcpinfo import TcpInfo, tcp_info
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,12 @@ class Connection:
     @property
     def close_reason(self) -> str:
         return self._close_reason
+
+    def tcp_info(self) -> TcpInfo | None:
+        """The kernel's view of this connection (rpc/tcpinfo.py); None when unavailable."""
+        if self._closed:
+            return None
+        return tcp_info(self._writer.get_extra_info("socket"))
 
     def add_close_callback(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the connection is gone (at once if it already is).

@@ -591,3 +591,94 @@ async def test_the_heartbeat_period_grows_with_the_cluster_to_cap_the_leader_loa
                       identify=params_identity).heartbeat_period == PERIOD
     with pytest.raises(ValueError):
         Dispatcher(proposer, max_heartbeat_rate=0)
+
+
+class _Unanswered:
+    """The session's connection as the kernel sees it after the worker's host lost power: data
+    in flight, retransmitted, no ACK since long before any probe."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def __call__(self):
+        from swarmkit_py.rpc.tcpinfo import TCP_ESTABLISHED, TcpInfo
+
+        return TcpInfo(state=TCP_ESTABLISHED, retransmits=2, unacked=1, rto_s=0.2,
+                       last_ack_recv_s=60.0, last_data_sent_s=0.0)
+
+
+async def _kernel_manager(proposer, grace_multiplier: float) -> Manager:
+    m = Manager(proposer)
+    m.dispatcher = Dispatcher(proposer, heartbeat_period=PERIOD, grace_multiplier=grace_multiplier,
+                              suspect_multiplier=1.25, probe_wait=PERIOD / 2,
+                              identify=params_identity, directory=m.directory)
+    m.server = RpcServer(LOOPBACK, 0)
+    m.dispatcher.register(m.server)
+    return await m.up()
+
+
+async def test_a_host_that_acknowledges_nothing_is_down_before_the_grace_ends(proposer):
+    """Kernel evidence (issue 10): a late node whose session's TCP segments go unacknowledged
+    after a probe (a power-cut host) is Down after about 1.25 periods + probe_wait, not after
+    the grace (here 10 periods, 1 s)."""
+    m = await _kernel_manager(proposer, grace_multiplier=10)
+    try:
+        node_id = await add_node(proposer)
+        async with RpcClient(LOOPBACK, m.server.bound_port, timeout=5) as client:
+            await open_session(client, node_id)
+            session = m.dispatcher._sessions.for_node(node_id)
+            session.connection.tcp_info = _Unanswered(session.connection)
+            last_beat = time.monotonic()
+            down_at = await wait_until(lambda: state_of(proposer, node_id) == NodeState.DOWN,
+                                       what="node down")
+        assert down_at - last_beat < 10 * PERIOD * 0.9, down_at - last_beat
+        assert down_at - last_beat >= 1.25 * PERIOD + PERIOD / 2 - 0.02  # probed, then waited
+        metrics = m.dispatcher.metrics()
+        assert metrics["probes_sent"] == 1 and metrics["nodes_down_by_kernel_evidence"] == 1
+        assert proposer.store.view().get_node(node_id).status.message == HEARTBEAT_FAILURE
+    finally:
+        await m.down()
+
+
+async def test_a_late_node_whose_kernel_answers_keeps_its_whole_grace(proposer):
+    """The same silence on a connection whose peer's kernel acknowledges the probe (a live
+    process that is only slow: here a real loopback client that stopped beating): probed, and
+    left to the heartbeat clock, Down only once the whole grace has passed."""
+    m = await _kernel_manager(proposer, grace_multiplier=3)
+    try:
+        node_id = await add_node(proposer)
+        async with RpcClient(LOOPBACK, m.server.bound_port, timeout=5) as client:
+            await open_session(client, node_id)
+            last_beat = time.monotonic()
+            down_at = await wait_until(lambda: state_of(proposer, node_id) == NodeState.DOWN,
+                                       what="node down")
+        assert down_at - last_beat >= GRACE * 0.9, down_at - last_beat
+        metrics = m.dispatcher.metrics()
+        assert metrics["probes_sent"] >= 1 and metrics["nodes_down_by_kernel_evidence"] == 0
+    finally:
+        await m.down()
+
+
+async def test_after_an_election_a_manager_whose_host_is_silent_is_down_at_once(proposer, manager):
+    """Kernel evidence on the Raft connections (issue 10): the old leader's host, which Raft
+    heard from only just before the election, is Down at the new leader's first sweep when
+    its host has stopped acknowledging TCP, instead of one grace after its last Raft word;
+    a manager whose Raft member keeps talking and whose host answers is untouched."""
+    old_leader = await add_node(proposer, NodeState.READY)
+    follower = await add_node(proposer, NodeState.READY)
+    await manager.dispatcher.stop()
+    directory = StaticDirectory()
+    now = time.monotonic()
+    directory.contact = {old_leader: now, follower: now}
+    directory.silent = {old_leader}
+    new = await Manager(proposer, directory).up(lead=False)
+    try:
+        started = time.monotonic()
+        new.dispatcher.start()
+        down_at = await wait_until(lambda: state_of(proposer, old_leader) == NodeState.DOWN)
+        assert down_at - started < GRACE * 0.9, down_at - started
+        directory.contact[follower] = time.monotonic()
+        await asyncio.sleep(PERIOD / 2)
+        assert state_of(proposer, follower) == NodeState.READY
+    finally:
+        await new.down()

@@ -28,6 +28,11 @@ class ManagerDirectory(Protocol):
         """Seconds since this manager's Raft member last heard from ``node_id``'s Raft member,
         None when ``node_id`` is not a manager (no evidence either way)."""
 
+    def host_silent(self, node_id: str) -> bool:
+        """Kernel evidence that manager ``node_id``'s host is down or cut off: its Raft
+        connection has data in flight that it stopped acknowledging (RaftNode.host_silent).
+        False for workers and when there is no telling."""
+
     def on_leader_change(self, callback: Callable[[int], None]) -> None:
         """``callback(term)`` whenever this manager's Raft member sees the leader change."""
 
@@ -51,6 +56,10 @@ class ClusterDirectory:
 
     def last_contact(self, node_id: str) -> float | None:
         return self._cluster.last_contact(node_id)
+
+    def host_silent(self, node_id: str) -> bool:
+        silent = getattr(self._cluster, "host_silent", None)
+        return bool(silent is not None and silent(node_id))
 
     def on_leader_change(self, callback: Callable[[int], None]) -> None:
         self._cluster.add_leader_listener(lambda _leader, term: callback(term))
@@ -81,6 +90,9 @@ class StoreDirectory:
     def last_contact(self, node_id: str) -> float | None:
         return None  # no Raft here: node liveness rests on heartbeats alone
 
+    def host_silent(self, node_id: str) -> bool:
+        return False
+
     def on_leader_change(self, callback: Callable[[int], None]) -> None:
         pass  # leadership is not stored: nothing to follow
 
@@ -94,6 +106,8 @@ class StaticDirectory:
     contact: dict[str, float] = field(default_factory=dict)
     """node_id -> time.monotonic() of the last Raft contact with it (managers only)."""
     listeners: list[Callable[[int], None]] = field(default_factory=list)
+    silent: set[str] = field(default_factory=set)
+    """Managers whose host shows no sign of life at the TCP level (host_silent)."""
 
     def managers(self) -> list[dict[str, str]]:
         return list(self.manager_list)
@@ -104,6 +118,9 @@ class StaticDirectory:
     def last_contact(self, node_id: str) -> float | None:
         t = self.contact.get(node_id)
         return None if t is None else time.monotonic() - t
+
+    def host_silent(self, node_id: str) -> bool:
+        return node_id in self.silent
 
     def on_leader_change(self, callback: Callable[[int], None]) -> None:
         self.listeners.append(callback)

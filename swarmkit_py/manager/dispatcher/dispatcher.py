@@ -52,6 +52,27 @@ never giving it to a live node while still giving it fast to a dead one.
    the starved leader lost came back through the queue after their grace, 1,032 nodes were
    declared Down and their tasks moved, which starved the leader further.
 
+Kernel evidence: a power cut found before a grace ends
+------------------------------------------------------
+``grace`` has to outlast a live worker's longest silence (a stalled process on a loaded
+machine), so it cannot shrink without risking a wrong Down. But a late heartbeat can be told
+apart from a dead host without shortening it: the host's *kernel* acknowledges TCP segments
+within a round trip whether or not the agent's process runs, and a host that lost power (or
+was cut off) acknowledges nothing. So once a node's heartbeat is ``suspect_multiplier``
+periods late, the leader sends a ``dispatcher.probe`` notification down its session (the
+worker ignores it) and, ``probe_wait`` later, reads the connection's TCP_INFO
+(rpc/tcpinfo.py): data in flight, retransmitted, and no ACK since the probe means the host is
+not answering, and the node is Down then (unless Raft heard it within a period: a manager).
+Anything else (an ACK, no TCP_INFO on this platform, no session here) leaves the node to the
+heartbeat clock above: this can only make a Down earlier for a host that does not answer,
+never for a process that is merely slow. A power-cut worker is Down about
+``suspect_multiplier * period + probe_wait`` after its last heartbeat instead of ``grace``.
+Managers have the same evidence on the Raft connections (``directory.host_silent``): after
+an election the new leader's Raft member has been probing the old leader's host already
+(raft/node.py, ``_leader_host_gone``), so that host is Down at the first sweep rather than
+``grace`` after its last Raft word, and Raft contact no longer keeps a manager Ready once its
+host has stopped acknowledging.
+
 Leader watch
 ------------
 Every manager, leader or not, serves ``dispatcher.watch``: the caller's connection is
@@ -84,6 +105,7 @@ from ...proto import (
     NODE_NOT_FOUND,
     NOT_LEADER,
     PERMISSION_DENIED,
+    PROBE,
     SESSION,
     SESSION_INVALID,
     TASK_STATUS,
@@ -140,6 +162,8 @@ class Dispatcher:
         max_heartbeat_rate: float | None = DEFAULT_MAX_HEARTBEAT_RATE,
         grace_multiplier: float = 3,
         reconnect_multiplier: float = 2,
+        suspect_multiplier: float | None = 1.25,
+        probe_wait: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         identify: Identify | None = None,
         directory: ManagerDirectory | None = None,
@@ -156,6 +180,12 @@ class Dispatcher:
         self.max_heartbeat_rate = max_heartbeat_rate
         self.grace_multiplier = grace_multiplier
         self.reconnect_multiplier = reconnect_multiplier
+        if suspect_multiplier is not None and not 1 <= suspect_multiplier < grace_multiplier:
+            raise ValueError("suspect_multiplier must be in [1, grace_multiplier) (or None: off)")
+        if probe_wait <= 0:
+            raise ValueError("probe_wait must be > 0")
+        self.suspect_multiplier = suspect_multiplier
+        self.probe_wait = float(probe_wait)
         self._clock = clock
         self._identify = identify or cert_identity()
         self.directory = directory or StoreDirectory(proposer.store)
@@ -163,6 +193,10 @@ class Dispatcher:
         self._in_doubt: dict[str, float] = {}  # node -> its first expiry with a backlog (rule 5)
         self._sessions = SessionTable()
         self._tracker = HeartbeatTracker()
+        # kernel evidence (module docstring): when to look at a late node's connection next,
+        # and when it was probed (since its last heartbeat)
+        self._suspects = HeartbeatTracker()
+        self._probed: dict[str, float] = {}
         # nodes known at the election that have not opened a session with this leader yet,
         # how many there were, and when the last of them reconnected (rule 4)
         self._unconfirmed: set[str] = set()
@@ -195,6 +229,8 @@ class Dispatcher:
             "nodes_declared_down": 0,
             "nodes_declared_unknown": 0,
             "kept_ready_by_raft": 0,
+            "probes_sent": 0,
+            "nodes_down_by_kernel_evidence": 0,
             "leader_pushes": 0,
             "stalls_forgiven": 0,
             "kept_ready_by_backlog": 0,
@@ -308,6 +344,8 @@ class Dispatcher:
         await writer.close(RpcError(NOT_LEADER, not_leader_message(self._leader_addr())))
         self._sessions.clear()
         self._tracker.clear()
+        self._suspects.clear()
+        self._probed.clear()
         self._unconfirmed.clear()
         self._in_doubt.clear()
 
@@ -323,9 +361,19 @@ class Dispatcher:
             age = self._last_contact(node.id)
             if age is not None:
                 deadline = now + max(self.heartbeat_period, self.grace - age)
+                if self._host_silent(node.id):
+                    deadline = now  # judged at the first sweep (_judge)
             self._tracker.set(node.id, deadline)
             if election:
                 self._unconfirmed.add(node.id)
+
+    def _host_silent(self, node_id: str) -> bool:
+        silent = getattr(self.directory, "host_silent", None)
+        try:
+            return bool(silent is not None and silent(node_id))
+        except Exception:
+            log.exception("manager directory failed to tell whether %s's host is silent", node_id)
+            return False
 
     def _last_contact(self, node_id: str) -> float | None:
         try:
@@ -359,7 +407,7 @@ class Dispatcher:
         # Arm the timer before the write: an expiry sweep while the write is in flight would
         # otherwise queue a Down behind this Ready.
         now = self._clock()
-        self._tracker.set(node_id, now + self.grace)
+        self._heard(node_id, now)
         self._in_doubt.pop(node_id, None)
         if node_id in self._unconfirmed:
             self._unconfirmed.discard(node_id)
@@ -402,11 +450,18 @@ class Dispatcher:
             raise RpcError(SESSION_INVALID, "unknown or expired session; open a new session")
         if session.connection is not None and session.connection is not peer.connection:
             raise RpcError(SESSION_INVALID, "session belongs to another connection; open a new one")
-        self._tracker.set(session.node_id, self._clock() + self.grace)
+        self._heard(session.node_id, self._clock())
         if self._in_doubt:
             self._in_doubt.pop(session.node_id, None)
         self.counters["heartbeats"] += 1
         return {"heartbeat_period": self.heartbeat_period, "managers": self.directory.managers()}
+
+    def _heard(self, node_id: str, now: float) -> None:
+        """A session opened or a heartbeat arrived: re-arm the node's timers."""
+        self._tracker.set(node_id, now + self.grace)
+        self._probed.pop(node_id, None)
+        if self.suspect_multiplier is not None:
+            self._suspects.set(node_id, now + self.heartbeat_period * self.suspect_multiplier)
 
     async def _handle_task_status(self, peer: PeerInfo, params: Any) -> dict[str, Any]:
         """A worker's task reports (wire and rules in taskstatus.py); only its own tasks."""
@@ -499,6 +554,7 @@ class Dispatcher:
             now = self._clock()
             if expected is not None and now - expected > self.heartbeat_period / 2:
                 self._tracker.postpone(now - expected)
+                self._suspects.postpone(now - expected)
                 self.counters["stalls_forgiven"] += 1
                 log.warning("dispatcher did not run for %.1fs (leader overloaded); heartbeat "
                             "deadlines moved by as much", now - expected)
@@ -509,11 +565,56 @@ class Dispatcher:
                     self._spawn(self._declare_down(down), "dispatcher-declare-down")
                 if unknown:
                     self._spawn(self._declare_unknown(unknown), "dispatcher-declare-unknown")
-            nxt = self._tracker.next_deadline()
+            gone = [n for n in self._suspects.pop_expired(now) if self._kernel_check(n, now)]
+            if gone:
+                self._spawn(self._declare_down(gone), "dispatcher-declare-down")
+            nxt = min((d for d in (self._tracker.next_deadline(), self._suspects.next_deadline())
+                       if d is not None), default=None)
             wait = self.heartbeat_period if nxt is None else nxt - self._clock()
             delay = min(max(wait, min_sleep), self.heartbeat_period)
             expected = self._clock() + delay
             await asyncio.sleep(delay)
+
+    def _kernel_check(self, node_id: str, now: float) -> bool:
+        """A node's heartbeat is late (module docstring, "kernel evidence"): probe its session
+        connection, or, once probed, read what the kernel saw. True: its host has not
+        acknowledged anything since the probe, and it is Down now (its timer is disarmed so
+        the Down is not written twice)."""
+        if node_id not in self._tracker:
+            return False
+        session = self._sessions.for_node(node_id)
+        conn = session.connection if session is not None else None
+        info = conn.tcp_info() if conn is not None and hasattr(conn, "tcp_info") else None
+        if info is None:
+            return False  # no connection here, or no TCP_INFO: the heartbeat clock decides
+        probed = self._probed.get(node_id)
+        if probed is None:
+            try:
+                conn.notify_nowait(PROBE, None)
+            except RpcUnavailable:
+                return False
+            self.counters["probes_sent"] += 1
+            self._probed[node_id] = now
+            self._suspects.set(node_id, now + self.probe_wait)
+            return False
+        since = now - probed
+        if info.unacked == 0 or info.last_ack_recv_s < since - 0.05:
+            return False  # its kernel answered since the probe: alive, only late
+        if not info.peer_silent_for(since - 0.05):
+            # in flight and unanswered, but not retransmitted yet (a long RTO): look again
+            self._suspects.set(node_id, now + max(self.probe_wait / 2, info.rto_s))
+            return False
+        age = self._last_contact(node_id)
+        if age is not None and age < self.heartbeat_period:
+            return False  # a manager Raft still hears: the session's path only is broken
+        self._tracker.discard(node_id)
+        self._probed.pop(node_id, None)
+        self.counters["nodes_down_by_kernel_evidence"] += 1
+        log.warning("node %s: no heartbeat for %.1fs and its host has acknowledged nothing for "
+                    "%.1fs (%d retransmissions): down or cut off", node_id,
+                    self.heartbeat_period * (self.suspect_multiplier or 0) + since,
+                    info.last_ack_recv_s, info.retransmits)
+        return True
 
     def _judge(self, node_ids: list[str], now: float) -> tuple[list[str], list[str]]:
         """Expired heartbeat timers -> (Down, Unknown); the rest are re-armed (see the module
@@ -524,7 +625,7 @@ class Dispatcher:
         for node_id in node_ids:
             age = self._last_contact(node_id)
             if age is not None:
-                if age < self.heartbeat_period:
+                if age < self.heartbeat_period and not self._host_silent(node_id):
                     self.counters["kept_ready_by_raft"] += 1
                     self._tracker.set(node_id, now + self.heartbeat_period - age)
                 else:
@@ -603,6 +704,8 @@ class Dispatcher:
         if event.action == DELETE:
             self._sessions.drop_node(node.id)
             self._tracker.discard(node.id)
+            self._suspects.discard(node.id)
+            self._probed.pop(node.id, None)
             self._unconfirmed.discard(node.id)
             self._in_doubt.pop(node.id, None)
         elif (
