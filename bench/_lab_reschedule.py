@@ -250,6 +250,7 @@ def trial(lc: LabCluster, victim_kind: str, settle: float, quiet: float) -> dict
     lab.crash(victim)
     crash_took = time.monotonic() - t_kill
     sample = down_at = leader_at = None
+    first_state: dict[str, float] = {}  # the replacement's states, first seen (where the time goes)
     not_ready: set[str] = set()
     errors = 0
     nxt = t_kill
@@ -267,6 +268,9 @@ def trial(lc: LabCluster, victim_kind: str, settle: float, quiet: float) -> dict
             ts = ns = None
         if ts is not None:
             run = {t["ID"]: t["NodeID"] for t in ts if t["Status"]["State"] == "running"}
+            for t in ts:
+                if t["ID"] not in before:
+                    first_state.setdefault(t["Status"]["State"], round(t_tasks, 3))
             if sample is None and sum(1 for n in run.values() if n in survivors) == REPLICAS:
                 sample = t_tasks
             for n in ns:
@@ -291,6 +295,7 @@ def trial(lc: LabCluster, victim_kind: str, settle: float, quiet: float) -> dict
         "victim": victim,
         "victim_kind": kind,
         "victim_down_s": None if down_at is None else round(down_at, 3),
+        "replacement_states_s": first_state,
         "new_leader_s": None if leader_at is None else round(leader_at, 3),
         "crash_s": round(crash_took, 3),
         "healthy_tasks_moved": len(moved),
@@ -325,6 +330,7 @@ def run(args, src: dict) -> dict:
         return [t[k] for t in trials]
 
     downs = [x for x in col("victim_down_s") if x is not None]
+    rests = [t["sample_s"] - t["victim_down_s"] for t in trials if t["victim_down_s"] is not None]
     return {
         "bench": "reschedule-lab",
         "victim": args.victim,
@@ -341,6 +347,8 @@ def run(args, src: dict) -> dict:
         "not_ready_details": [x for x in col("live_nodes_not_ready") if x],
         "victim_down_median_s": round(statistics.median(downs), 3) if downs else None,
         "victim_down_s": col("victim_down_s"),
+        "down_to_running_median_s": round(statistics.median(rests), 3) if rests else None,
+        "replacement_states_s": col("replacement_states_s"),
         "new_leader_s": col("new_leader_s") if args.victim == "leader" else None,
         "victims": col("victim"),
         "victim_kinds": sorted(set(col("victim_kind"))),

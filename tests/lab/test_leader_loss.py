@@ -240,3 +240,72 @@ def test_service_logs_follow_through_a_follower_across_the_leaders_power_cut(lab
     finally:
         follow.kill()
         follow.wait()
+
+
+def test_a_write_in_flight_to_a_leader_cut_off_from_the_majority_fails_at_its_step_down(lab, env):
+    """Check-quorum (issue 10): the leader's host is partitioned away from every other host
+    (the controller still reaches it) while an update is in flight to its API. The leader can
+    commit nothing; once a check-quorum round passes without a majority it steps down and the
+    write fails then, saying so ("leadership lost"), not after its 5 s proposal timeout with
+    "no leader"; the same update then succeeds through another manager, and once the partition
+    heals the old leader follows the new one. The client's own timeout is 60 s, so only the
+    server's step-down can end the request with that message."""
+    for h in lab.host_names():  # the test above leaves the leader's host powered off
+        if not lab.init_pid(h):
+            lab.restart(h)
+    if not lab.ssh("h1", "test -e /var/lib/swarmkit-py/node.json", timeout=10)[0] == 0:
+        invoke(env, lab, "bootstrap", "--managers", "3")  # run on its own (-k)
+    a = Api(env, lab)
+
+    def any_manager() -> str:
+        for h in a.inv.hosts:
+            try:
+                a.client(h).api.nodes()
+                return h
+            except Exception:
+                a.clients.pop(h, None)
+        raise AssertionError("no manager's API answers")
+
+    via = any_manager()
+    nodes = a.nodes(via)
+    managers = [h for h, n in nodes.items() if n.get("ManagerStatus")]
+    for w in sorted(h for h in nodes if h not in managers)[:3 - len(managers)]:
+        n = nodes[w]
+        a.client(via).api.update_node(n["ID"], n["Version"]["Index"], {**n["Spec"], "Role": "manager"})
+    wait(lambda: sum(1 for n in a.nodes(via).values() if (n.get("ManagerStatus") or {}).get("Reachability")
+                     == "reachable") == 3 and all(n["Status"]["State"] == "ready" for n in a.nodes(via).values()),
+         120, "3 reachable managers, every node Ready")
+    leader = leader_of(a.nodes(via))
+    other = next(h for h, n in a.nodes(via).items() if n.get("ManagerStatus") and h != leader)
+    api = a.client(leader).api
+    if not [s for s in api.services() if s["Spec"]["Name"] == "cq"]:
+        api.create_service({"ContainerSpec": {"Image": IMAGE, "Command": ["true"]}}, name="cq",
+                           mode={"Replicated": {"Replicas": 0}})
+    api.timeout = 60
+    svc = api.inspect_service("cq")
+    spec = dict(svc["Spec"], Labels={"step": "cut-off"})
+    lab.partition(leader)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(Exception) as err:
+            api._raise_for_status(api._post_json(api._url("/services/{0}/update", svc["ID"]), data=spec,
+                                                 params={"version": svc["Version"]["Index"]}))
+        print(f"the in-flight write failed {time.monotonic() - t0:.2f}s after the cut: {err.value}")
+        assert "leadership lost" in str(err.value) or "lost contact with a majority" in str(err.value), err.value
+        ok = a.client(other).api
+
+        def retried() -> bool:
+            cur = ok.inspect_service("cq")
+            ok._raise_for_status(ok._post_json(ok._url("/services/{0}/update", cur["ID"]),
+                                               data=dict(cur["Spec"], Labels={"step": "cut-off"}),
+                                               params={"version": cur["Version"]["Index"]}))
+            return True
+
+        wait(retried, 30, "the same update through another manager")
+        print(f"the same write succeeded through {other} {time.monotonic() - t0:.2f}s after the cut")
+    finally:
+        lab.heal()
+    wait(lambda: leader_of(a.nodes(other)) not in (None, leader)
+         and a.nodes(other)[leader]["ManagerStatus"]["Reachability"] == "reachable", 60,
+         f"{leader} back as a follower")
+    assert a.client(other).api.inspect_service("cq")["Spec"]["Labels"] == {"step": "cut-off"}
