@@ -34,6 +34,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import emit, git_commit  # noqa: E402
 from scale_bench import proc_rss_mb  # noqa: E402
 
+
+def smaps(pid: int, top: int = 8) -> dict:
+    """Where a process's RSS is (/proc/PID/smaps): the Python heap (anonymous memory and
+    [heap]: objects, code, pydantic-core's validators, OpenSSL's tables, malloc arenas of
+    threads), thread stacks, and the largest shared objects (pages of them touched)."""
+    import collections
+    import re
+
+    rss: collections.Counter = collections.Counter()
+    cur = "anon"
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            parts = line.split()
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                path = parts[5] if len(parts) > 5 else ""
+                cur = (os.path.basename(path).split(".")[0] if path.startswith("/")
+                       else "anon" if path in ("", "[heap]") else path.strip("[]"))
+            elif parts[0] == "Rss:":
+                rss[cur] += int(parts[1])
+    out = {k: round(v / 1024, 1) for k, v in rss.most_common(top)}
+    out["other"] = round(sum(v for k, v in rss.items() if k not in out) / 1024, 1)
+    out["threads"] = len(os.listdir(f"/proc/{pid}/task"))
+    return out
+
 GROUPS = {
     "interpreter": "",
     "worker half (session, reconcile, executor, network plane)": (
@@ -76,6 +100,7 @@ def measure(args) -> dict:
             time.sleep(args.settle)
             out["manager_rest_mb"] = round(proc_rss_mb(m.proc.pid), 1)
             out["worker_rest_mb"] = round(proc_rss_mb(w.proc.pid), 1)
+            out["worker_rest_smaps"] = smaps(w.proc.pid)
             svc = sdk.services.create(args.image, ["sleep", "1d"], name="rss",
                                       mode={"Replicated": {"Replicas": args.tasks}})
             c.wait_for(lambda: sum(t["Status"]["State"] == "running" for t in svc.tasks()) >= args.tasks,
@@ -83,6 +108,8 @@ def measure(args) -> dict:
             time.sleep(args.settle)
             out["manager_tasks_mb"] = round(proc_rss_mb(m.proc.pid), 1)
             out["worker_tasks_mb"] = round(proc_rss_mb(w.proc.pid), 1)
+            out["worker_tasks_smaps"] = smaps(w.proc.pid)
+            out["manager_tasks_smaps"] = smaps(m.proc.pid)
             svc.remove()
         finally:
             c.stop_all()

@@ -173,7 +173,8 @@ class Agent:
             if self.gc_policy is not None:
                 self.gc_policy.stop()
         if self._metrics_runner is not None:
-            await self._metrics_runner.cleanup()
+            self._metrics_runner.close()
+            await self._metrics_runner.wait_closed()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -212,11 +213,10 @@ class Agent:
             await self.start_manager()
         self.start_worker()
         if self.cfg.metrics_listen and self._metrics_runner is None:
-            from ..api.serve import serve_tcp
-            from .metrics import metrics_app
+            from .metrics import serve_metrics
 
             mhost, _, mport = self.cfg.metrics_listen.rpartition(":")
-            self._metrics_runner = await serve_tcp(metrics_app(self), mhost, int(mport))
+            self._metrics_runner = await serve_metrics(self, mhost.strip("[]"), int(mport))
         log.info("agent %s (%s) up as %s on %s", self.state.node_id, self.hostname, self.state.role, self.cfg.listen_addr)
 
     def _open_node_key(self, raft_dir: Path) -> None:

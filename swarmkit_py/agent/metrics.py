@@ -7,6 +7,8 @@ own dispatcher session. Gauges are read at scrape time, so nothing is kept twice
 
 from __future__ import annotations
 
+import asyncio
+
 from ..manager.admission import REFUSAL_REASONS
 
 PREFIX = "swarmkit"
@@ -106,15 +108,53 @@ def render(agent) -> str:
     return "\n".join(o.lines) + "\n"
 
 
-def metrics_app(agent):
-    """An aiohttp application serving /metrics (aiohttp is imported here: a worker without a
-    metrics port never loads it)."""
-    from aiohttp import web
+READ_TIMEOUT = 10.0
+"""Seconds a scraper has to send its request (head only: /metrics takes no body)."""
+MAX_HEAD = 8192
+"""Bytes of request line plus headers accepted; a longer head is answered 431."""
 
-    async def handler(request: web.Request) -> web.Response:
-        return web.Response(text=render(agent), content_type="text/plain", charset="utf-8",
-                            headers={"X-Content-Type-Options": "nosniff"})
 
-    app = web.Application()
-    app.router.add_get("/metrics", handler)
-    return app
+async def serve_metrics(agent, host: str, port: int) -> asyncio.Server:
+    """Serve GET /metrics over plain HTTP/1.1 on (host, port); ``server.close()`` stops it.
+
+    A few lines of asyncio instead of aiohttp: a Prometheus scrape is one GET answered with
+    one text body and the connection closed, and every agent serves it, workers included,
+    whose memory budget (issue 13, bench/agent_rss.py) aiohttp's ~9 MB would spend on its own.
+    """
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            status, body = await _answer(agent, reader)
+            reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+                      408: "Request Timeout", 431: "Request Header Fields Too Large"}[status]
+            data = body.encode()
+            writer.write(
+                f"HTTP/1.1 {status} {reason}\r\n"
+                "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+                f"Content-Length: {len(data)}\r\nX-Content-Type-Options: nosniff\r\n"
+                "Connection: close\r\n\r\n".encode("latin-1") + data)
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, host, port, limit=MAX_HEAD)
+
+
+async def _answer(agent, reader: asyncio.StreamReader) -> tuple[int, str]:
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
+    except TimeoutError:
+        return 408, "request head not received in time\n"
+    except asyncio.LimitOverrunError:
+        return 431, f"request head larger than {MAX_HEAD} bytes\n"
+    parts = head.split(b"\r\n", 1)[0].split()
+    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+        return 400, "malformed request line\n"
+    method, target = parts[0], parts[1].split(b"?", 1)[0]
+    if target != b"/metrics":
+        return 404, "only /metrics is served here\n"
+    if method != b"GET":
+        return 405, "/metrics answers GET\n"
+    return 200, render(agent)
