@@ -13,8 +13,10 @@ from ._op import INV_HELP, op
             "autolock": "also turn auto-lock on, writing the unlock key to this file (0600; never printed or logged)"})
 def bootstrap(c, managers=3, inventory=None, check=False, diff=False, forks=10, autolock=None):
     """Install the agent on every inventory host and form the swarm: init on the first manager,
-    the other managers one at a time (each a Reachable voter before the next), then the workers
-    in parallel. The 'managers'/'workers' groups pin roles. Re-running it changes nothing."""
+    then the other managers and the workers join at once (the leader adds managers as learners
+    and makes each a voter once caught up, one at a time); it returns when every manager is a
+    Reachable voter and every worker Ready. The 'managers'/'workers' groups pin roles.
+    Re-running it changes nothing."""
     from swarmkit_py.deploy.autolock import set_autolock
     from swarmkit_py.deploy.bootstrap import bootstrap as run
 

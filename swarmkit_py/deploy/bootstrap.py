@@ -1,10 +1,15 @@
 """`bootstrap --managers N`: from bare hosts to a running swarm, and a no-op on a running one.
 
 Order matters for safety. Everything is installed first (in parallel), so no join waits on a
-slow upload. `init` runs on the first manager only. The other managers join ONE AT A TIME, and
-each must be a Reachable Raft voter before the next: two managers joining at once would grow
-the voter set by two while neither is caught up, and with 2 of 4 members untested a single
-failure loses quorum. Workers carry no Raft vote, so they join in parallel.
+slow upload. `init` runs on the first manager only. Then the other managers and the workers
+join all at once, and bootstrap waits until every manager is a Reachable voter and every
+worker Ready. Concurrent manager joins are safe because the leader, not this tool, orders
+them: a joining manager enters Raft as a learner (no vote, not counted in quorum), is made a
+voter only once its log has caught up, and the Raft core accepts one membership change at a
+time (a second is refused until the first is applied, and the join retries it). So the voter
+set still grows by one caught-up member at a time, as it did when this tool joined managers
+one after the other, without paying a full join round trip (CSR, agent start, catch-up) per
+manager in sequence.
 
 A host that is already a member is never re-joined or re-roled here (the operator's
 promote/demote are for that): re-running bootstrap reports 0 changed.
@@ -99,10 +104,7 @@ def bootstrap(inv: Inventory, runner: Runner, n: int) -> Cluster:
     cl.client(prefer=first, timeout=JOIN_TIMEOUT)
     if pending:
         rolling_restart(cl, [inv.hosts[h] for h in pending], pending)
-    for h in managers:
-        if h is not first:
-            join_manager(cl, h, members[h.name])
-    join_workers(cl, workers, members)
+    join_hosts(cl, [h for h in managers if h is not first], workers, members)
     print_status(cl)
     return cl
 
@@ -157,45 +159,54 @@ def node_ready(cl: Cluster, name: str, manager: bool) -> bool:
     return False
 
 
-def join_manager(cl: Cluster, h: Host, state) -> None:
+def join_hosts(cl: Cluster, managers: list[Host], workers: list[Host], members) -> list[Host]:
+    """Join the hosts of `managers` and `workers` that are not swarm members yet, all at once,
+    and wait until the new managers are Reachable voters and the new workers Ready (the
+    module docstring says why concurrent manager joins are safe). Members are left alone and
+    reported ok. Returns the hosts joined; a worker that fails is reported failed, a manager
+    that fails raises ClusterError once the others are in."""
     r = cl.runner
-    have = _role(state)
-    if have == "manager":
-        r.record(StepResult(h.name, "swarm member", "ok", "manager"))
-        return
-    if have == "worker":
-        r.record(StepResult(h.name, "swarm member", "ok",
-                            f"a worker, not a manager as chosen: `invoke promote {h.name}` to change it"))
-        r.console.print(f"[yellow]note:[/yellow] {h.name} is a worker; bootstrap leaves existing roles alone "
-                        f"(`invoke promote {h.name}`)")
-        return
-    with r.console.status(f"joining {h.name} as a manager; waiting until it is a Reachable voter"):
-        join(cl, h, "manager")
-        wait_for(f"{h.name} to be Ready and a Reachable manager", lambda: node_ready(cl, h.name, True), JOIN_TIMEOUT)
-    r.record(StepResult(h.name, "swarm member", "changed", "joined as a manager (Reachable)"))
-
-
-def join_workers(cl: Cluster, workers: list[Host], members) -> None:
-    r = cl.runner
-    todo = []
-    for h in workers:
-        if members.get(h.name):
-            r.record(StepResult(h.name, "swarm member", "ok", _role(members[h.name]) or "member"))
+    todo: list[tuple[Host, str]] = []
+    for h, role in [(h, "manager") for h in managers] + [(h, "worker") for h in workers]:
+        have = _role(members.get(h.name))
+        if have is None and members.get(h.name):
+            have = "member"
+        if have is None:
+            todo.append((h, role))
+        elif role == "manager" and have == "worker":
+            r.record(StepResult(h.name, "swarm member", "ok",
+                                f"a worker, not a manager as chosen: `invoke promote {h.name}` to change it"))
+            r.console.print(f"[yellow]note:[/yellow] {h.name} is a worker; bootstrap leaves existing roles alone "
+                            f"(`invoke promote {h.name}`)")
         else:
-            todo.append(h)
+            r.record(StepResult(h.name, "swarm member", "ok", have))
     if not todo:
-        return
-    with r.console.status(f"joining {len(todo)} worker(s) in parallel"):
-        token = cl.join_token("worker")
-        errs = fan_out(todo, lambda h: join(cl, h, "worker", token), r.forks)
-        for h, e in zip(todo, errs, strict=True):
-            if isinstance(e, Exception):
-                r.record(StepResult(h.name, "swarm member", "failed", api.explain(e)))
-        joined = [h for h, e in zip(todo, errs, strict=True) if not isinstance(e, Exception)]
-        wait_for("joined workers to be Ready: " + ", ".join(h.name for h in joined),
-                 lambda: all(node_ready(cl, h.name, False) for h in joined), JOIN_TIMEOUT)
-    for h in joined:
-        r.record(StepResult(h.name, "swarm member", "changed", "joined as a worker"))
+        return []
+    n_mgr = sum(role == "manager" for _, role in todo)
+    what = ", ".join(f"{n} {k}(s)" for n, k in ((n_mgr, "manager"), (len(todo) - n_mgr, "worker")) if n)
+    with r.console.status(f"joining {what} at once; waiting until managers are Reachable voters and workers Ready"):
+        tokens = {role: cl.join_token(role) for role in {role for _, role in todo}}
+        errs = fan_out(todo, lambda hr: join(cl, hr[0], hr[1], tokens[hr[1]]), r.forks)
+        failed = [(h, role, e) for (h, role), e in zip(todo, errs, strict=True) if isinstance(e, Exception)]
+        for h, _, e in failed:
+            r.record(StepResult(h.name, "swarm member", "failed", api.explain(e)))
+        joined = [(h, role) for (h, role), e in zip(todo, errs, strict=True) if not isinstance(e, Exception)]
+
+        def missing() -> list[str]:
+            return [h.name for h, role in joined if not node_ready(cl, h.name, role == "manager")]
+
+        if joined:
+            try:
+                wait_for("joined hosts to be Ready (managers Reachable)", lambda: not missing(), JOIN_TIMEOUT)
+            except ClusterError as e:
+                raise ClusterError(f"{e}; not yet: {', '.join(missing())}") from None
+    for h, role in joined:
+        r.record(StepResult(h.name, "swarm member", "changed",
+                            "joined as a manager (Reachable)" if role == "manager" else "joined as a worker"))
+    bad_mgr = [f"{h.name}: {api.explain(e)}" for h, role, e in failed if role == "manager"]
+    if bad_mgr:
+        raise ClusterError("manager join failed: " + "; ".join(bad_mgr))
+    return [h for h, _ in joined]
 
 
 def rolling_restart(cl: Cluster, hosts: list[Host], how: dict[str, str]) -> None:

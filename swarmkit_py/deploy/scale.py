@@ -2,8 +2,8 @@
 
 The same safety rules as bootstrap: the new hosts get the release the cluster's tree builds
 (installed in parallel first), then hosts in the inventory's `managers` group join as managers
-ONE AT A TIME, each a Reachable voter before the next (two untested voters at once could cost
-quorum), and the others join as workers in parallel. A host that is already a member is left
+and the others as workers, all at once: the leader makes each new manager a learner and a voter
+only once caught up, one membership change at a time (bootstrap.py says more). A host that is already a member is left
 alone, so re-running it changes nothing. The manager count after the run is checked: an even
 count gets the same warning as bootstrap.
 """
@@ -11,9 +11,8 @@ count gets the same warning as bootstrap.
 from __future__ import annotations
 
 from . import agentctl as ac
-from .bootstrap import install, join_manager, join_workers
+from .bootstrap import install, join_hosts
 from .cluster import Cluster, ClusterError, print_status
-from .inventory import Host
 from .runner import StepResult
 
 
@@ -41,14 +40,7 @@ def scale_add(cl: Cluster, names: list[str]) -> list[str]:
     pinned = set(cl.inv.group("managers"))
     mgrs = [h for h in new if h.name in pinned]
     wrks = [h for h in new if h.name not in pinned]
-    joined: list[Host] = []
-    for h in mgrs:
-        join_manager(cl, h, None)
-        joined.append(h)
-    if wrks:
-        join_workers(cl, wrks, {h.name: None for h in wrks})
-        nodes = ac.nodes_by_host(cl)
-        joined += [h for h in wrks if h.name in nodes]
+    joined = join_hosts(cl, mgrs, wrks, {h.name: None for h in new})
     n = sum(1 for v in ac.nodes_by_host(cl).values() if ac.is_manager(v))
     if mgrs and n % 2 == 0:
         r.console.print(f"[yellow]warning:[/yellow] {n} managers tolerate no more failures than {n - 1} "
