@@ -19,6 +19,7 @@ import shlex
 import time
 
 from .runner import Ctx
+from .wheelhouse import pycache_name
 
 Outcome = tuple[str, str, str]
 OK: Outcome = ("ok", "", "")
@@ -79,13 +80,18 @@ def release(ctx: Ctx) -> Outcome:
     # pypa's installer when the wheelhouse carries it (a fifth of pip's CPU per host); pip
     # for wheelhouses built before it did
     wheels = f"$(ls {tmp}/*.whl | grep -v -e /pip- -e /installer-)"
+    # the modules compiled once on this side, for the host's Python (wheelhouse._bytecode)
+    pyver = ctx.facts.get("python", "")
+    pc = f"{tmp}/{pycache_name(pyver)}"
+    pycache = (f"if [ -f {pc} ]; then tar -xzf {pc} -C {rel}/lib/python{pyver}/site-packages; fi; "
+               if pyver else "")
     cmd = (f"set -e; rm -rf {rel} {tmp}; mkdir -p {tmp}; tar -xf {tar} -C {tmp}; "
            f"{py} -m venv --without-pip {rel}; "
            f"if ls {tmp}/installer-*.whl >/dev/null 2>&1; then "
            f"PYTHONPATH=$(ls {tmp}/installer-*.whl) {rel}/bin/python -m installer --no-compile-bytecode {wheels}; "
            f"else PIP_CONFIG_FILE=/dev/null {rel}/bin/python $(ls {tmp}/pip-*.whl)/pip install -q --no-index "
            f"--no-deps --no-compile --disable-pip-version-check {wheels}; fi; "
-           f"rm -rf {tmp}; echo {wh.sha256} > {marker}")
+           f"{pycache}rm -rf {tmp}; echo {wh.sha256} > {marker}")
     r = ctx.conn.run(cmd, timeout=600)
     if r.rc:
         return "failed", f"install of {wh.version} failed: {r.stderr.strip()[-500:]}", ""
