@@ -86,7 +86,10 @@ def bootstrap(inv: Inventory, runner: Runner, n: int) -> Cluster:
         raise ClusterError(f"manager host(s) {', '.join(bad_mgr)} failed to install or are unreachable; "
                            "a swarm is not formed with managers missing")
     workers = [h for h in workers if states[h.name] == "ok"]
-    members = cl.membership(managers + workers)
+    # read again only where the install changed something (it may have started an agent)
+    again = [h for h in managers + workers
+             if h.name not in before or (runner.recap.counts.get(h.name) or {}).get("changed", 0)]
+    members = {**{h.name: before.get(h.name) for h in managers + workers}, **cl.membership(again)}
     first = next((h for h in managers if _role(members[h.name]) == "manager"), None)
     if first is None:
         first = next((h for h in workers if _role(members[h.name]) == "manager"), None)

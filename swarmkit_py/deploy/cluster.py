@@ -17,13 +17,15 @@ import threading
 import time
 import uuid
 from pathlib import Path
-
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from . import api
 from .inventory import Host, Inventory
 from .runner import Runner
 from .ssh import fan_out
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 NODE_STATE = "node.json"
 
@@ -132,7 +134,7 @@ class Cluster:
     def _try(self, h: Host):
         if not (self.bundle / "key.pem").exists():
             return None
-        c = api.client(h, self.bundle, timeout=self.api_timeout)
+        c = api.Client(h, self.bundle, timeout=self.api_timeout)
         try:
             c.api.inspect_swarm()
         except Exception:
@@ -254,6 +256,8 @@ def row(n: dict) -> dict:
 
 
 def node_table(nodes: list[dict]) -> Table:
+    from rich.table import Table
+
     t = Table(title="nodes", title_justify="left")
     for col in ("HOSTNAME", "ID", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION"):
         t.add_column(col)
@@ -267,6 +271,8 @@ def services_table(client) -> Table | str:
         services = client.api.services()
     except Exception as e:  # an agent build without the services API answers 404
         return f"services: not available from this cluster ({api.explain(e)})"
+    from rich.table import Table
+
     t = Table(title="services", title_justify="left")
     for col in ("NAME", "MODE", "REPLICAS", "IMAGE"):
         t.add_column(col)

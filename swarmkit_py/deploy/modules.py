@@ -19,16 +19,47 @@ import shlex
 import time
 
 from .runner import Ctx
+from .ssh import HostConn
 from .wheelhouse import pycache_name
 
 Outcome = tuple[str, str, str]
 OK: Outcome = ("ok", "", "")
 
 
+# --- looks: the read-only commands modules start with ----------------------------------------
+# One function per look, used by the module and by PROBES, so the commands `HostConn.probe`
+# runs ahead are exactly those the modules then ask for.
+
+def _dir_look(path: str) -> str:
+    q = shlex.quote(path)
+    return f"stat -c %a {q} 2>/dev/null && test -d {q}"
+
+
+def _mode_look(path: str) -> str:
+    return f"stat -c %a {shlex.quote(path)}"
+
+
+def _release_look(v: dict) -> str:
+    return f"cat {v['swarmkit_root']}/releases/{v['wheelhouse'].version}/.swarmkit-release 2>/dev/null"
+
+
+def _link_look(path: str) -> str:
+    return f"readlink {shlex.quote(path)}"
+
+
+def _unit_look(unit: str) -> str:
+    return f"systemctl is-active --quiet {unit} && systemctl is-enabled --quiet {unit}"
+
+
+_FORWARDING = "cat /proc/sys/net/ipv4/ip_forward"
+_ENGINE_NAT = "iptables -w -t nat -n -L DOCKER >/dev/null 2>&1"
+_VXLAN_USERS = "ss -Hlunp 'sport = :4789' 2>/dev/null | grep users:"
+
+
 def directory(ctx: Ctx, path: str, mode: str = "0755") -> Outcome:
     """`path` exists as a directory with exactly `mode` (parents made as needed)."""
     q = shlex.quote(path)
-    r = ctx.conn.run(f"stat -c %a {q} 2>/dev/null && test -d {q}")
+    r = ctx.conn.run(_dir_look(path))
     if r.rc == 0 and r.stdout.strip() == mode.lstrip("0"):
         return OK
     if not ctx.check:
@@ -44,7 +75,7 @@ def template(ctx: Ctx, src: str, dest: str, mode: str = "0644", *, render) -> Ou
     have_b = ctx.conn.read(dest)
     have = have_b.decode(errors="replace") if have_b is not None else None
     q = shlex.quote(dest)
-    same_mode = ctx.conn.run(f"stat -c %a {q}").stdout.strip() == mode.lstrip("0") if have is not None else False
+    same_mode = ctx.conn.run(_mode_look(dest)).stdout.strip() == mode.lstrip("0") if have is not None else False
     if have == want and same_mode:
         return OK
     diff = "".join(difflib.unified_diff((have or "").splitlines(True), want.splitlines(True),
@@ -64,7 +95,7 @@ def release(ctx: Ctx) -> Outcome:
     root = ctx.vars["swarmkit_root"]
     rel = f"{root}/releases/{wh.version}"
     marker = f"{rel}/.swarmkit-release"
-    r = ctx.conn.run(f"cat {marker} 2>/dev/null")
+    r = ctx.conn.run(_release_look(ctx.vars))
     if r.stdout.strip() == wh.sha256:
         return OK
     if ctx.check:
@@ -102,7 +133,7 @@ def link(ctx: Ctx, path: str, target: str) -> Outcome:
     """Point the `path` symlink at `target` atomically (new link + rename over the old one),
     so the agent's supervisor never sees a missing `current`."""
     q, t = shlex.quote(path), shlex.quote(target)
-    if ctx.conn.run(f"readlink {q}").stdout.strip() == target:
+    if ctx.conn.run(_link_look(path)).stdout.strip() == target:
         return OK
     if not ctx.check:
         r = ctx.conn.run(f"ln -sfn {t} {q}.skpy-new && mv -T {q}.skpy-new {q}")
@@ -191,15 +222,15 @@ def overlay_ready(ctx: Ctx) -> Outcome:
     forwarding on (turned on if off), the Docker engine managing its iptables rules (its nat
     `DOCKER` chain exists; an engine started with --iptables=false cannot publish ports and
     is refused with what to change), and the VXLAN port free for the kernel."""
-    fwd = ctx.conn.run("cat /proc/sys/net/ipv4/ip_forward").stdout.strip()
-    engine = ctx.conn.run("iptables -w -t nat -n -L DOCKER >/dev/null 2>&1")
+    fwd = ctx.conn.run(_FORWARDING).stdout.strip()
+    engine = ctx.conn.run(_ENGINE_NAT)
     if engine.rc != 0:
         return ("failed", "the Docker engine does not manage iptables here (no nat DOCKER chain): "
                 "start dockerd with its networking defaults (no --iptables=false, no "
                 "--bridge=none) and run the role again", "")
     # The kernel's own VXLAN sockets (ours, from an earlier run) have no owning process; a
     # user-space program holding the port shows up with `users:`.
-    busy = ctx.conn.run("ss -Hlunp 'sport = :4789' 2>/dev/null | grep users:").stdout.strip()
+    busy = ctx.conn.run(_VXLAN_USERS).stdout.strip()
     if busy:
         return "failed", f"UDP 4789 (VXLAN) is taken by another program: {busy}", ""
     if fwd == "1":
@@ -214,7 +245,7 @@ def overlay_ready(ctx: Ctx) -> Outcome:
 def _systemd(ctx: Ctx, state: str) -> Outcome:
     unit = ctx.vars["swarmkit_unit"]
     if state == "started":
-        active = ctx.conn.run(f"systemctl is-active --quiet {unit} && systemctl is-enabled --quiet {unit}")
+        active = ctx.conn.run(_unit_look(unit))
         if active.rc == 0:
             return OK
         if not ctx.check:
@@ -231,3 +262,15 @@ def _systemd(ctx: Ctx, state: str) -> Outcome:
     if r.rc:
         return "failed", r.stderr.strip(), ""
     return "changed", f"restarted {unit}", ""
+
+
+PROBES = {
+    "directory": lambda v, path, mode="0755": [_dir_look(path)],
+    "template": lambda v, src, dest, mode="0644": [HostConn.read_cmd(dest), _mode_look(dest)],
+    "release": lambda v: [_release_look(v)],
+    "link": lambda v, path, target: [_link_look(path)],
+    "agent_service": lambda v, state="started": [alive(v, "supervisor"), _unit_look(v["swarmkit_unit"])],
+    "overlay_ready": lambda v: [_FORWARDING, _ENGINE_NAT, _VXLAN_USERS],
+}
+"""module -> (host vars, the step's arguments) -> the looks it starts with, probed with the
+facts (roles.gather_facts) so a run that changes nothing costs one round trip per host."""

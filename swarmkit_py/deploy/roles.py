@@ -73,10 +73,13 @@ def _expand(env: jinja2.Environment, value: Any, variables: dict) -> Any:
 
 
 def gather_facts(ctx: Ctx) -> modules.Outcome:
-    """One round trip: which service manager runs the host, and the Python the venv needs."""
+    """One round trip: which service manager runs the host, the Python the venv needs, and
+    what every later step will look at first (`ctx.probes`, answered from this round trip)."""
     py = ctx.vars["swarmkit_python"]
-    r = ctx.conn.run(f"test -d /run/systemd/system && echo systemd || echo supervisor; "
-                     f"{py} -c 'import sys, venv; print(\"%d.%d\" % sys.version_info[:2])'")
+    cmd = (f"test -d /run/systemd/system && echo systemd || echo supervisor; "
+           f"{py} -c 'import sys, venv; print(\"%d.%d\" % sys.version_info[:2])'")
+    ctx.conn.probe([cmd, *ctx.probes])  # and the looks of every step after this one
+    r = ctx.conn.run(cmd)
     lines = r.stdout.split()
     if len(lines) < 2:
         return "failed", f"{py} with the venv module is required on the host: {r.stderr.strip()}", ""
@@ -102,6 +105,7 @@ def plan(roles: list[Role], extra: dict[str, Any]):
         for r in roles:
             steps += [(_expand(r.env, s["name"], ctx.vars), _bind(r, s)) for s in r.tasks]
             handlers += [(s["name"], _bind(r, s)) for s in r.handlers]
+            ctx.probes += [cmd for s in r.tasks for cmd in _looks(r, s, ctx.vars)]
         return ctx, steps, handlers
 
     return steps_for
@@ -111,6 +115,16 @@ def host_ctx(host: Host, conn: HostConn, **extra) -> Ctx:
     """A module context for `host`: its variables and the run's extras; facts not gathered."""
     return Ctx(host=host, conn=conn, vars={**host.vars, "inventory_hostname": host.name,
                                            "advertise_ip": host.advertise_ip, **extra})
+
+
+def _looks(role: Role, step: dict, variables: dict) -> list[str]:
+    """The read-only commands `step` starts with (modules.PROBES), from the host's variables;
+    none when they depend on facts not gathered yet (the step then looks by itself)."""
+    mod = next(k for k in step if k in MODULES)
+    try:
+        return modules.PROBES[mod](variables, **_expand(role.env, step[mod] or {}, variables))
+    except Exception:  # an argument needs a fact, or a variable this run does not set
+        return []
 
 
 def _bind(role: Role, step: dict):

@@ -16,14 +16,17 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from typing import TYPE_CHECKING, Any
 
 from .inventory import Host
 from .ssh import BecomeError, HostConn, HostKeyError, Unreachable, fan_out
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+# rich is imported where it draws (progress bars, the recap), not here: a read-only command
+# such as `docker-env` prints plain lines and starts faster without it (issue 13).
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STATUSES = ("ok", "changed", "failed", "unreachable", "skipped")
@@ -78,6 +81,7 @@ class Ctx:
     facts: dict[str, Any] = field(default_factory=dict)
     notified: list[str] = field(default_factory=list)
     started: set[str] = field(default_factory=set)  # services started fresh in this run
+    probes: list[str] = field(default_factory=list)  # looks run with the facts (HostConn.probe)
 
     def notify(self, handler: str) -> None:
         if handler not in self.notified:
@@ -116,10 +120,19 @@ class Runner:
     def __init__(self, name: str, check: bool = False, diff: bool = False, forks: int = 10,
                  console: Console | None = None, log: RunLog | None = None):
         self.check, self.diff, self.forks = check, diff, forks
-        self.console = console or Console()
+        self._console = console
         self.log = log or RunLog(name)
         self.recap = Recap()
         self.conns: dict[str, HostConn] = {}
+
+    @property
+    def console(self) -> Console:
+        """Where steps and recaps are drawn (rich, made at first use)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(highlight=False)
+        return self._console
 
     def conn(self, host: Host) -> HostConn:
         if host.name not in self.conns:
@@ -127,6 +140,8 @@ class Runner:
         return self.conns[host.name]
 
     def record(self, r: StepResult) -> StepResult:
+        from rich.markup import escape
+
         self.recap.add(r)
         self.log(f"[{r.host}] {r.status.upper()}: {r.step}" + (f" -- {r.msg}" if r.msg else ""))
         if r.status in ("changed", "failed", "unreachable"):
@@ -142,6 +157,8 @@ class Runner:
         """Run `steps_for(host)` -> (ctx, [(name, callable(ctx) -> (status, msg, diff))],
         handlers) on every host in parallel. Returns host -> final state
         ('ok' | 'failed' | 'unreachable')."""
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
         for i, h in enumerate(hosts):
             self.recap.order.setdefault(h.name, i)
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),

@@ -8,9 +8,8 @@ file's path is always the last line, so a failure can be explained afterwards.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
-
-from rich.console import Console
 
 from . import inventory
 from .cluster import Cluster, ClusterError
@@ -29,13 +28,12 @@ class OperatorError(Exception):
 def session(name: str, inv_path: str | None = None, check: bool = False, diff: bool = False,
             forks: int = 10, recap: bool = False):
     """Yields (Cluster, Runner). `recap` prints the Ansible-style recap at the end."""
-    console = Console(stderr=False, highlight=False)
     t0 = time.monotonic()
     try:
         inv = inventory.load(inv_path)
     except inventory.InventoryError as e:
         raise OperatorError(f"inventory: {e}", 2) from None
-    runner = Runner(name, check=check, diff=diff, forks=int(forks), console=console)
+    runner = Runner(name, check=check, diff=diff, forks=int(forks))
     runner.log(f"{name}: inventory {inv.path} ({len(inv.hosts)} hosts) check={check} diff={diff}")
     failed = None
     try:
@@ -45,13 +43,14 @@ def session(name: str, inv_path: str | None = None, check: bool = False, diff: b
     finally:
         took = time.monotonic() - t0
         if recap and runner.recap.counts:
-            runner.recap.render(console)
-            console.print(f"changed={runner.recap.total('changed')} failed={runner.recap.total('failed')} "
+            runner.recap.render(runner.console)
+            runner.console.print(f"changed={runner.recap.total('changed')} failed={runner.recap.total('failed')} "
                           f"unreachable={runner.recap.total('unreachable')} in {took:.1f}s"
                           + (" (check mode: nothing was changed)" if check else ""))
         runner.log(f"{name}: done in {took:.1f}s" + (f"; error: {failed}" if failed else ""))
         # stderr: stdout of join-token and docker-env is for scripts (`eval "$(invoke docker-env)"`)
-        Console(stderr=True).print(f"[dim]log: {runner.log.path}[/dim]")
+        dim = ("\033[2m", "\033[0m") if sys.stderr.isatty() else ("", "")
+        print(f"{dim[0]}log: {runner.log.path}{dim[1]}", file=sys.stderr)
         runner.close()
     if failed:
         raise OperatorError(f"{name}: {failed}")

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import yaml
 
 ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
@@ -61,13 +61,38 @@ def _lookup(kind: str, arg: str) -> str:
     raise VariableError(f"lookup({kind!r}, ...): only 'env' and 'file' lookups are supported")
 
 
-_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-_ENV.globals["lookup"] = _lookup
+@functools.cache
+def _env():
+    import jinja2
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.globals["lookup"] = _lookup
+    return env
+
+
+_PLAIN = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
 def render(value: str, variables: dict[str, Any]) -> str:
+    """`value` rendered as a jinja2 template against `variables`. The common case, names only
+    (`"{{ swarmkit_config_dir }}/agent.yml"`), is substituted here, as jinja2 would print them
+    (str of the value); anything else (filters, expressions, lookups) goes to jinja2, imported
+    then: a read-only command whose inventory holds names only never loads it (issue 13)."""
+    parts = _PLAIN.split(value)
+    if "{{" not in "".join(parts[0::2]) and "{%" not in value and "{#" not in value:
+        out = []
+        for i, part in enumerate(parts):
+            if i % 2 == 0:
+                out.append(part)
+            elif part in variables:
+                out.append(str(variables[part]))
+            else:
+                raise VariableError(f"{value!r}: '{part}' is undefined")
+        return "".join(out)
+    import jinja2
+
     try:
-        return _ENV.from_string(value).render(**variables)
+        return _env().from_string(value).render(**variables)
     except jinja2.UndefinedError as e:
         raise VariableError(f"{value!r}: {e.message}") from None
     except jinja2.TemplateSyntaxError as e:

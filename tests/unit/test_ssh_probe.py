@@ -1,0 +1,68 @@
+"""HostConn.probe: a role's looks in one SSH round trip, each answered once, and dropped as
+soon as anything may have changed the host. The round trip here is a real local shell in
+place of SSH (the script, its quoting and the parsing of its output are what is tested)."""
+
+from __future__ import annotations
+
+import subprocess
+from types import SimpleNamespace
+
+from swarmkit_py.deploy.inventory import Host
+from swarmkit_py.deploy.ssh import HostConn
+
+
+class LocalShell:
+    """Stands in for fabric's Connection: runs each command with sh on this machine."""
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def run(self, cmd, hide=True, warn=True, in_stream=None, timeout=None):
+        self.commands.append(cmd)
+        r = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=timeout)
+        return SimpleNamespace(exited=r.returncode, stdout=r.stdout, stderr=r.stderr)
+
+    def put(self, local, remote):
+        with open(remote, "wb") as f:
+            f.write(local.read())
+
+
+def conn() -> tuple[HostConn, LocalShell]:
+    h = Host(name="h1", address="127.0.0.1", port=22, user="root", key_file=None, become=False,
+             known_hosts=None, groups=(), vars={})
+    c = HostConn(h)
+    shell = LocalShell()
+    c._conn = shell
+    return c, shell
+
+
+def test_probed_commands_are_answered_once_from_one_round_trip(tmp_path):
+    (tmp_path / "f").write_text("a'b\n\nlast line with spaces  \n")
+    c, shell = conn()
+    looks = [f"cat {tmp_path}/f", "echo out; echo err >&2; (exit 3)", f"test -d {tmp_path}/nope", "printf 'no newline'",
+             "echo one # a comment"]
+    c.probe(looks)
+    assert len(shell.commands) == 1
+    r = c.run(looks[0])
+    assert (r.rc, r.stdout, r.stderr) == (0, "a'b\n\nlast line with spaces  \n", "")
+    r = c.run(looks[1])
+    assert (r.rc, r.stdout) == (3, "out\n")  # stderr is not kept
+    assert c.run(looks[2]).rc == 1
+    assert (c.run(looks[3]).stdout, c.run(looks[4]).stdout) == ("no newline", "one\n")
+    assert len(shell.commands) == 1
+    # each answer is used once: asking again really runs the command
+    assert c.run(looks[0]).stdout.startswith("a'b") and len(shell.commands) == 2
+
+
+def test_any_other_command_or_upload_drops_the_answers(tmp_path):
+    f = tmp_path / "f"
+    f.write_text("before")
+    c, shell = conn()
+    c.probe([f"cat {f}", "echo x"])
+    c.run(f"echo after > {f}")  # a change: what was probed may be stale now
+    assert c.run(f"cat {f}").stdout == "after\n"
+    c.probe([f"cat {f}"])
+    c.put("data", str(tmp_path / "g"))
+    n = len(shell.commands)
+    c.run(f"cat {f}")
+    assert len(shell.commands) == n + 1
