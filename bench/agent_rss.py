@@ -14,13 +14,18 @@ invoke with it), e.g. ``python -m venv /tmp/rt && /tmp/rt/bin/pip install . &&
 
 ``--imports`` prints one JSON line of the RSS of a fresh interpreter after importing each
 group an agent loads (the interpreter alone, the worker half, the manager half, the whole
-agent), which is where most of an idle agent's memory goes.
+agent), which is where most of an idle agent's memory goes, and ``steps``: what each library
+adds when imported one after the other in one interpreter (``STEPS``).
+
+Each process's RSS is also split by mapping (``*_smaps``: the heap, thread stacks, the largest
+shared objects) and its thread count.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -68,6 +73,44 @@ GROUPS = {
 }
 
 
+STEPS = [
+    ("asyncio, logging, ssl (OpenSSL)", "asyncio,logging,concurrent.futures,json,ssl"),
+    ("msgpack, yaml, dnslib", "msgpack,yaml,dnslib"),
+    ("pydantic", "pydantic,pydantic.main"),
+    ("the store's models (pydantic classes)", "swarmkit_py.store.objects"),
+    ("cryptography (x509, keys)", "cryptography.x509,cryptography.hazmat.primitives.asymmetric.ec,"
+                                  "cryptography.hazmat.primitives.serialization"),
+    ("docker SDK with requests, urllib3", "docker"),
+    ("swarmkit-py's worker side (agent module)", "swarmkit_py.agent.agent"),
+    ("aiohttp (a manager's API)", "aiohttp,aiohttp.web"),
+    ("the manager half", "swarmkit_py.manager.manager,swarmkit_py.api"),
+]
+"""Imported one after the other in one interpreter: each step's RSS is what it adds to those
+before it (shared dependencies count where they are first loaded)."""
+
+
+def _steps() -> list[dict]:
+    code = ("import importlib, json, sys\n"
+            "def rss():\n"
+            "    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS:')) / 1024\n"
+            f"steps = {STEPS!r}\n"
+            "out = [{'step': 'interpreter', 'rss_mb': rss(), 'modules': len(sys.modules)}]\n"
+            "for name, mods in steps:\n"
+            "    for m in mods.split(','):\n"
+            "        importlib.import_module(m)\n"
+            "    out.append({'step': name, 'rss_mb': rss(), 'modules': len(sys.modules)})\n"
+            "print(json.dumps(out))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       cwd=Path(__file__).resolve().parents[1])
+    rows = json.loads(r.stdout)
+    prev = 0.0
+    for row in rows:
+        row["adds_mb"] = round(row["rss_mb"] - prev, 1)
+        prev = row["rss_mb"]
+        row["rss_mb"] = round(row["rss_mb"], 1)
+    return rows
+
+
 def imports() -> dict:
     out = {}
     for name, stmt in GROUPS.items():
@@ -75,10 +118,11 @@ def imports() -> dict:
         code = (f"{stmt}\nimport sys\n"
                 "rss = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS:'))\n"
                 "print(rss / 1024, len(sys.modules))")
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           cwd=Path(__file__).resolve().parents[1])
         rss, mods = r.stdout.split()
         out[name] = {"rss_mb": round(float(rss), 1), "modules": int(mods)}
-    return {"bench": "agent_import_rss", "imports": out}
+    return {"bench": "agent_import_rss", "commit": git_commit(), "imports": out, "steps": _steps()}
 
 
 def measure(args) -> dict:
