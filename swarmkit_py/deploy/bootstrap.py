@@ -150,7 +150,12 @@ def join(cl: Cluster, h: Host, role: str, token: str | None = None) -> None:
 
 
 def node_ready(cl: Cluster, name: str, manager: bool) -> bool:
-    for n in cl.client().api.nodes():
+    return ready_in(cl.client().api.nodes(), name, manager)
+
+
+def ready_in(nodes: list[dict], name: str, manager: bool) -> bool:
+    """`name` is Ready in the node list (and, for a manager, the Leader or Reachable)."""
+    for n in nodes:
         if n.get("Description", {}).get("Hostname") != name:
             continue
         if (n.get("Status", {}).get("State") or "").lower() != "ready":
@@ -195,14 +200,18 @@ def join_hosts(cl: Cluster, managers: list[Host], workers: list[Host], members) 
             r.record(StepResult(h.name, "swarm member", "failed", api.explain(e)))
         joined = [(h, role) for (h, role), e in zip(todo, errs, strict=True) if not isinstance(e, Exception)]
 
-        def missing() -> list[str]:
-            return [h.name for h, role in joined if not node_ready(cl, h.name, role == "manager")]
+        left = [h.name for h, _ in joined]
+
+        def all_ready() -> bool:
+            nodes = cl.client().api.nodes()
+            left[:] = [h.name for h, role in joined if not ready_in(nodes, h.name, role == "manager")]
+            return not left
 
         if joined:
             try:
-                wait_for("joined hosts to be Ready (managers Reachable)", lambda: not missing(), JOIN_TIMEOUT)
+                wait_for("joined hosts to be Ready (managers Reachable)", all_ready, JOIN_TIMEOUT)
             except ClusterError as e:
-                raise ClusterError(f"{e}; not yet: {', '.join(missing())}") from None
+                raise ClusterError(f"{e}; not yet: {', '.join(left)}") from None
     for h, role in joined:
         r.record(StepResult(h.name, "swarm member", "changed",
                             "joined as a manager (Reachable)" if role == "manager" else "joined as a worker"))
