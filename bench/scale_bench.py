@@ -108,7 +108,8 @@ class Fleet:
             if time.monotonic() - said > 15:
                 said = time.monotonic()
                 say(f"waiting for {what}: " + ", ".join(f"{k} {self.status.get(k)}" for k in
-                    ("joined", "connected", "running", "sessions_opened", "failed_rounds")))
+                    ("joined", "connected", "running", "sessions_opened", "failed_rounds",
+                     "slow_heartbeats", "loop_lag_max_s")))
             if self.proc.poll() is not None:
                 raise RuntimeError(f"simulated nodes exited ({self.proc.returncode}): {self.status}")
             if cond(self.status):
@@ -312,7 +313,7 @@ def run(args) -> dict:
         out["heartbeat_period_s"] = metric(mt1, "swarmkit_dispatcher_heartbeat_period_seconds")
         out["down_detection_s"] = round(3 * out["heartbeat_period_s"], 1)  # the grace: 3 periods
         out["fleet"] = {k: fleet.status.get(k) for k in ("heartbeats", "sessions_opened", "failed_rounds",
-                                                          "slow_heartbeats")}
+                                                          "slow_heartbeats", "loop_lag_max_s")}
 
         out.update(failover_nodes_marked_down=None, failover_tasks_moved=None,
                    failover_sessions_back_s=None)
@@ -323,7 +324,8 @@ def run(args) -> dict:
         # where it breaks is a result too: the line says how far it got
         out["error"] = (str(e) or type(e).__name__)[:500]
         out["fleet_at_error"] = {k: fleet.status.get(k) for k in
-                                 ("connected", "running", "sessions_opened", "failed_rounds")} if fleet else None
+                                 ("connected", "running", "sessions_opened", "failed_rounds",
+                                  "slow_heartbeats", "loop_lag_max_s")} if fleet else None
         out["leader_terms"] = max((metric(metrics_of(c, m), "swarmkit_raft_term") for m in c.nodes.values()),
                                   default=None)
     finally:

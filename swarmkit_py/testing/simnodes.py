@@ -356,9 +356,15 @@ async def _serve(args: Any) -> None:
         node.start()
 
     async def report() -> None:
+        # how late this process's own loop wakes up (the fleet's stall): when the fleet is
+        # late, its nodes' heartbeats are too, and a Down is the harness's doing, not a finding
+        lag_max = 0.0
         while True:
+            t0 = loop.time()
             await asyncio.sleep(args.status_interval)
-            line("status")
+            lag = loop.time() - t0 - args.status_interval
+            lag_max = max(lag_max, lag)
+            line("status", loop_lag_s=round(lag, 3), loop_lag_max_s=round(lag_max, 3))
 
     reporter = asyncio.create_task(report())
     try:

@@ -20,12 +20,14 @@ Swarm's doubled wait). Everything here is shaped by that budget:
   answer) and opens one with the new leader: at once in a small cluster, spread over about a
   heartbeat period in a large one (the push says over how long). The standby is pinged once a period
   with the same call, so a dead standby is replaced too.
-- the standby's connection is asked first when the session must be re-opened, and when its
-  manager is the new leader the session is opened over it: no new TLS handshake. After a
-  failover at 1,000 nodes every worker re-handshaking with one new leader was what took it
-  down (issue 13); the standby is a random other manager per worker, so about half of them
-  (with 3 managers) move for free, and each replaces its standby a jittered period later,
-  with a follower, not with the leader that is busy taking the others.
+- up to ``STANDBYS`` (2) such connections, to distinct other managers picked at random, and
+  they are asked first when the session must be re-opened: when one of them is the new leader
+  the session is opened over it, with no new TLS handshake. After a failover at 1,000 nodes
+  every worker re-handshaking with one new leader was what took it down (issue 13); with 3
+  managers two standbys cover every possible new leader, so no worker needs a handshake to
+  move, and each replaces the standby it used a jittered period later, with a follower, not
+  with the leader that is busy taking the others. In larger control planes the random picks
+  spread the fleet's standbys over the managers.
 
 The manager list comes from the dispatcher's answers, so a worker started with one seed address
 learns the others and can fail over when that one dies. The wire contract is
@@ -35,6 +37,7 @@ learns the others and can fail over when that one dies. The wire contract is
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import random
@@ -74,6 +77,8 @@ PATIENT_FROM_SPREAD_S = 1.0
 cluster is large, and a heartbeat that timed out on a connection still open is sent again on
 it, up to ``SLOW_BEATS`` times, before the session is given up (see ``_heartbeat_loop``)."""
 SLOW_BEATS = 2
+STANDBYS = 2
+"""Warm standby connections a worker keeps (to as many other managers as there are, up to this)."""
 
 
 class NoManagerAvailable(Exception):
@@ -141,10 +146,10 @@ class WorkerSession:
         # session's); each handler checks which connection a message came on
         self._registry = HandlerRegistry()
         self._registry.add_notification_handler(LEADER_PUSH, self._on_leader_push)
-        self._standby_client: RpcClient | None = None
-        self._standby = Background(f"worker-standby {node_id}", self._standby_loop)
+        self._standbys: dict[int, tuple[str, RpcClient]] = {}  # slot -> (manager, client)
+        self._standby_loops = [Background(f"worker-standby{i} {node_id}", functools.partial(self._standby_loop, i))
+                               for i in range(STANDBYS)]
         self._bad_standbys: list[str] = []
-        self.standby_addr: str | None = None
         self._leader_term = 0
         self._next_leader: str | None = None  # named by a standby: tried first on re-open
         self._kick = asyncio.Event()  # cuts a back-off short when a standby names the leader
@@ -178,20 +183,33 @@ class WorkerSession:
         assignment set to be re-sent then)."""
         self._session_listeners.append(listener)
 
+    @property
+    def standby_addrs(self) -> list[str]:
+        """The managers this worker keeps a standby connection to (being opened or open)."""
+        return [addr for addr, _ in self._standbys.values()]
+
+    @property
+    def standby_addr(self) -> str | None:
+        """One of them (the first slot's), or None."""
+        addrs = self.standby_addrs
+        return addrs[0] if addrs else None
+
     def start(self) -> None:
         self._loop.start()
-        self._standby.start()
+        for loop in self._standby_loops:
+            loop.start()
 
     async def stop(self) -> None:
         if self._move is not None:
             self._move.cancel()
             self._move = None
         await self._loop.stop()
-        await self._standby.stop()
+        for loop in self._standby_loops:
+            await loop.stop()
         await self._drop_client()
-        standby, self._standby_client = self._standby_client, None
-        if standby is not None:
-            await standby.close()
+        standbys, self._standbys = list(self._standbys.values()), {}
+        for _, client in standbys:
+            await client.close()
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         async with asyncio.timeout(timeout):
@@ -246,19 +264,17 @@ class WorkerSession:
     def _candidates(self) -> list[str]:
         # the standby before the other managers: asking it costs no handshake, and if it does
         # not lead it names who does
-        warm = self.standby_addr if self._warm_standby() is not None else None
-        first = [a for a in (self._next_leader, self._preferred, warm) if a]
+        warm = [a for a, c in self._standbys.values() if c.connection is not None]
+        first = [a for a in (self._next_leader, self._preferred) if a] + warm
         self._next_leader = None
         return list(dict.fromkeys(first + self.managers + self._seeds))
 
-    def _warm_standby(self, addr: str | None = None) -> RpcClient | None:
-        """The standby's client if its connection is up (and to ``addr``, when given)."""
-        client = self._standby_client
-        if client is None or client.connection is None:
-            return None
-        if addr is not None and self.standby_addr != addr:
-            return None
-        return client
+    def _warm_standby(self, addr: str) -> RpcClient | None:
+        """The client of a standby to ``addr`` whose connection is up."""
+        for a, client in self._standbys.values():
+            if a == addr and client.connection is not None:
+                return client
+        return None
 
     async def _open(self) -> None:
         """Try the preferred manager, then the others; follow ``not_leader`` hints."""
@@ -442,30 +458,31 @@ class WorkerSession:
 
     # -- the warm standby -------------------------------------------------------------------------
 
-    def _pick_standby(self) -> str | None:
-        """A manager other than the session's: the preferred one (the local manager on a
-        manager host) if it is not the session's, else the first known one that has not
+    def _pick_standby(self, slot: int) -> str | None:
+        """A manager other than the session's and the other standbys': the preferred one (the
+        local manager on a manager host) if it qualifies, else a random known one that has not
         failed as a standby lately."""
+        taken = {a for i, (a, _) in self._standbys.items() if i != slot}
         order = self.managers + self._seeds
-        cands = [a for a in dict.fromkeys(order) if a != self.manager_addr]
+        cands = [a for a in dict.fromkeys(order) if a != self.manager_addr and a not in taken]
         fresh = [a for a in cands if a not in self._bad_standbys]
         if not fresh:
             self._bad_standbys.clear()
             fresh = cands
-        if self.standby_pref and self.standby_pref != self.manager_addr \
-                and self.standby_pref not in self._bad_standbys:
+        if self.standby_pref and self.standby_pref in cands and self.standby_pref not in self._bad_standbys:
             return self.standby_pref
         # a random one: the workers' standbys spread over the other managers, so whichever
         # of them wins the next election, part of the fleet can move to it over the standby
         return self._rng.choice(fresh) if fresh else None
 
-    async def _standby_loop(self) -> None:
-        """Keep one watching connection to a manager other than the session's; ping it once
-        a period (the same call), and move on to another manager when it fails."""
+    async def _standby_loop(self, slot: int) -> None:
+        """Keep one watching connection (``slot``) to a manager other than the session's and
+        the other standbys'; ping it once a period (the same call), and move on to another
+        manager when it fails."""
         while True:
             period = self.heartbeat_period or 1.0
-            addr = self._pick_standby()
-            if addr is None:  # a single manager, or no session yet
+            addr = self._pick_standby(slot)
+            if addr is None:  # too few managers, or no session yet
                 await asyncio.sleep(period)
                 continue
             host, port = split_addr(addr)
@@ -479,7 +496,7 @@ class WorkerSession:
                 handlers=self._registry,
                 verify_peer=self._verify_peer,  # a standby's word moves the session: a manager's only
             )
-            self._standby_client, self.standby_addr = client, addr
+            self._standbys[slot] = (addr, client)
             try:
                 while addr != self.manager_addr:  # the standby became the session's manager
                     answer = await client.call(WATCH, {"node_id": self.node_id})
@@ -489,7 +506,7 @@ class WorkerSession:
                     # the session was opened over this connection: it is the session's now.
                     # A new standby is not urgent, and right after a failover every worker
                     # of the cluster is here at once: a jittered period
-                    self._standby_client = self.standby_addr = None
+                    self._standbys.pop(slot, None)
                     client = None
                     await asyncio.sleep((self.heartbeat_period or period) * self._rng.uniform(0.5, 1.5))
             except RpcError as e:
@@ -501,13 +518,12 @@ class WorkerSession:
                 await asyncio.sleep(period * self._rng.uniform(0.5, 1.0))
             finally:
                 if client is not None:
-                    self._standby_client = self.standby_addr = None
+                    self._standbys.pop(slot, None)
                     if client is not self._client:
                         client.abort()
 
     def _on_leader_push(self, peer: PeerInfo, params: Any) -> None:
-        client = self._standby_client
-        if client is None or client.connection is not peer.connection:
+        if not any(c.connection is peer.connection for _, c in self._standbys.values()):
             return  # from a standby we have since dropped
         self.stats["leader_pushes"] += 1
         self._leader_news(params, push=True)
@@ -541,8 +557,8 @@ class WorkerSession:
             return
         delay = self._rng.uniform(0.0, self._spread)
         self._next_leader = leader  # whatever ends this session first, re-open there
-        log.info("standby %s: the leader is now %s (term %d); moving the session in %.2fs",
-                 self.standby_addr, leader, term, delay)
+        log.info("standby: the leader is now %s (term %d); moving the session in %.2fs",
+                 leader, term, delay)
         if self._move is not None:
             self._move.cancel()
         if delay <= 0:

@@ -425,6 +425,61 @@ async def test_a_silent_node_is_kept_while_handshakes_queue_at_the_port(proposer
         await m.down()
 
 
+async def test_a_mass_silence_is_not_declared_down_at_once(proposer, manager, monkeypatch):
+    """Rule 6: when many of the nodes fall silent together (the leader is behind on reading
+    them), they are kept past their deadline; once most of them speak again, the few still
+    silent are silent on their own and Down. One node falling silent alone is Down at its grace
+    as before."""
+    from swarmkit_py.manager.dispatcher import dispatcher as dispatcher_mod
+
+    monkeypatch.setattr(dispatcher_mod, "MASS_SILENCE_MIN", 3)
+    nodes = [await add_node(proposer) for _ in range(8)]
+    clients, sessions = [], []
+    for node_id in nodes:
+        c = RpcClient(LOOPBACK, manager.server.bound_port, timeout=5)
+        sessions.append((await open_session(c, node_id))["session_id"])
+        clients.append(c)
+    d = manager.dispatcher
+    try:
+        # one silent node: Down at its grace
+        await clients[0].close()
+        silent_from = time.monotonic()
+        beaters = list(zip(clients[1:], sessions[1:], strict=True))
+        while state_of(proposer, nodes[0]) != NodeState.DOWN:
+            for c, sid in beaters:
+                await c.call(HEARTBEAT, {"session_id": sid})
+            await asyncio.sleep(PERIOD)
+            assert time.monotonic() - silent_from < GRACE + 1.0, "one silent node not Down in time"
+        # five of the seven others fall silent at once: kept; two of them speak again
+        silent_from = time.monotonic()
+        late, gone, steady = beaters[:2], beaters[2:5], beaters[5:]
+        speaking = list(steady)
+        beating = True
+
+        async def beat():
+            while beating:
+                for c, sid in list(speaking):
+                    await c.call(HEARTBEAT, {"session_id": sid})
+                await asyncio.sleep(PERIOD)
+
+        beater = asyncio.create_task(beat())
+        await asyncio.sleep(GRACE + 2 * PERIOD)
+        assert all(state_of(proposer, n) == NodeState.READY for n in nodes[1:])
+        assert d.counters["kept_ready_by_mass_silence"] >= 1
+        speaking.extend(late)
+        resumed = time.monotonic()
+        down_at = await wait_until(lambda: all(state_of(proposer, n) == NodeState.DOWN for n in nodes[3:6]))
+        assert down_at - silent_from <= GRACE + d.reconnect_grace + 0.5
+        assert down_at - resumed <= 3 * PERIOD + 0.5  # no longer a mass: judged at once
+        assert all(state_of(proposer, n) == NodeState.READY for n in nodes[1:3] + nodes[6:])
+        beating = False
+        await beater
+        assert len(gone) == 3
+    finally:
+        for c in clients:
+            await c.close()
+
+
 async def test_managers_are_judged_by_raft_contact(proposer, manager):
     """After an election: the old leader's host is Down one grace after Raft last heard from
     it (earlier than one grace after the election), and a manager whose worker session has not

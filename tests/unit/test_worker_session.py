@@ -160,7 +160,7 @@ async def test_the_session_moves_over_the_standby_connection_without_a_new_one(c
         await w.wait_connected(5)
         await wait_until(lambda: w.standby_addr == new.addr and new.dispatcher._watchers,
                          what="standby on the follower")
-        standby_conn = w._standby_client.connection
+        standby_conn = w._warm_standby(new.addr).connection
         await old.server.stop()  # connections reset: the worker notices at once
         await old.dispatcher.stop()
         directory.leader = new.addr

@@ -51,6 +51,16 @@ never giving it to a live node while still giving it fast to a dead one.
    node's own. Seen at 1,000 nodes during a 10,000-task fill on a loaded machine: the sessions
    the starved leader lost came back through the queue after their grace, 1,032 nodes were
    declared Down and their tasks moved, which starved the leader further.
+6. A mass silence is the leader's problem too: when more than ``MASS_SILENCE_FRACTION`` of the
+   tracked nodes (and at least ``MASS_SILENCE_MIN``, so a small cluster never gets here) are
+   silent past their grace at once, the leader is behind on reading them (its process starved:
+   a loaded machine runs it in slices and its heartbeats wait unread in the sockets, while the
+   sweep itself still wakes on time) or cut off from them, and declaring them all Down would
+   move every task they run for nothing (Kubernetes' node lifecycle controller stops evicting
+   for the same reason when most of a zone is unhealthy). They are kept one period at a time,
+   at most ``reconnect_grace`` past their deadline, as in rule 5; a real mass failure is
+   declared that much later. Seen at 1,000 nodes: 470 live nodes declared Down in 10 s while
+   the leader's loop ran 3-8 % of the time.
 
 Kernel evidence: a power cut found before a grace ends
 ------------------------------------------------------
@@ -138,6 +148,10 @@ HEARTBEAT_FAILURE = "heartbeat failure"
 DEFAULT_MAX_HEARTBEAT_RATE = 250.0
 """Heartbeats per second the leader is asked to serve at most (see ``heartbeat_period``)."""
 NOT_RECONNECTED = "no session with the new leader since the leader change"
+MASS_SILENCE_FRACTION = 0.1
+MASS_SILENCE_MIN = 20
+"""Rule 6 of the module docstring: more silent nodes than this fraction of the tracked ones,
+and than this number, is a mass silence."""
 MIN_RECONNECT_RATE = 10.0
 """Sessions a second a new leader is assumed to accept at least after an election: the
 reconnect window (rule 4 of the module docstring) never stays open longer than the nodes in
@@ -190,7 +204,7 @@ class Dispatcher:
         self._identify = identify or cert_identity()
         self.directory = directory or StoreDirectory(proposer.store)
         self._backlog = backlog
-        self._in_doubt: dict[str, float] = {}  # node -> its first expiry with a backlog (rule 5)
+        self._in_doubt: dict[str, float] = {}  # node -> its first expiry kept (rules 5 and 6)
         self._sessions = SessionTable()
         self._tracker = HeartbeatTracker()
         # kernel evidence (module docstring): when to look at a late node's connection next,
@@ -234,6 +248,7 @@ class Dispatcher:
             "leader_pushes": 0,
             "stalls_forgiven": 0,
             "kept_ready_by_backlog": 0,
+            "kept_ready_by_mass_silence": 0,
         }
         # Status-write totals of writers from earlier terms, so the counters never go back.
         self._past_writes = (0, 0)
@@ -622,6 +637,9 @@ class Dispatcher:
         down, unknown = [], []
         reconnect_by = self.reconnect_deadline(now)
         backlog = self._handshake_backlog()
+        silent = len(self._in_doubt.keys() | set(node_ids))
+        tracked = len(self._tracker) + len(node_ids)
+        mass = silent > max(MASS_SILENCE_MIN, MASS_SILENCE_FRACTION * tracked)
         for node_id in node_ids:
             age = self._last_contact(node_id)
             if age is not None:
@@ -633,8 +651,8 @@ class Dispatcher:
             elif node_id in self._unconfirmed and now < reconnect_by:
                 unknown.append(node_id)
                 self._tracker.set(node_id, reconnect_by)
-            elif backlog and now < self._in_doubt.setdefault(node_id, now) + self.reconnect_grace:
-                self.counters["kept_ready_by_backlog"] += 1
+            elif (backlog or mass) and now < self._in_doubt.setdefault(node_id, now) + self.reconnect_grace:
+                self.counters["kept_ready_by_backlog" if backlog else "kept_ready_by_mass_silence"] += 1
                 self._tracker.set(node_id, now + self.heartbeat_period)
             else:
                 self._in_doubt.pop(node_id, None)
