@@ -479,6 +479,12 @@ class WorkerSession:
         """Keep one watching connection (``slot``) to a manager other than the session's and
         the other standbys'; ping it once a period (the same call), and move on to another
         manager when it fails."""
+        if slot:
+            # the extra standbys come once the session is up and a few periods later: a
+            # thousand nodes joining at once need their sessions first, not three handshakes
+            # each (the simulated fleet's own CPU went to them, issue 13)
+            await self.connected.wait()
+            await asyncio.sleep((self.heartbeat_period or 1.0) * self._rng.uniform(1.0, 3.0))
         while True:
             period = self.heartbeat_period or 1.0
             addr = self._pick_standby(slot)

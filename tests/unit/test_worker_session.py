@@ -165,7 +165,9 @@ async def test_the_session_moves_over_the_standby_connection_without_a_new_one(c
         await old.dispatcher.stop()
         directory.leader = new.addr
         new.dispatcher.start()
-        await wait_until(lambda: new.dispatcher.has_session(node_id), what="failover")
+        # the worker's side too: the dispatcher has the session before its answer arrives
+        await wait_until(lambda: new.dispatcher.has_session(node_id) and w.connected.is_set()
+                         and w.manager_addr == new.addr, what="failover")
         assert w.stats["sessions_via_standby"] == 1
         assert w._client.connection is standby_conn  # the same connection, no new handshake
         beats = w.stats["heartbeats"]
