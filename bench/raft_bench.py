@@ -1,7 +1,7 @@
 """Committed writes per second and commit latency: swarmkit-py's Raft vs PySyncObj, same machine.
 
     python bench/raft_bench.py --system swarmkit-py|pysyncobj --nodes 3|5 --seconds 10 \
-        --value-size 10|1024 [--inflight N] [--client inprocess|connection] [--journal] [--out F]
+        --value-size 10|1024 [--inflight N] [--client inprocess|connection [--batch B]] [--journal] [--out F]
 
 Prints ONE JSON line: system, nodes, value_size, inflight, client, writes_per_s, p50_ms, p99_ms,
 errors, plus what happened to leadership during the run (an election under load is a finding).
@@ -13,6 +13,8 @@ Why it is run this way (see ../shared/notes/pysyncobj.md, the figures we compare
   runs ours the same way (`kv.bench_load` runs the load inside our leader's process), which is
   the like-for-like comparison; `--client connection` drives ours through real RPC connections
   from this process (`kv.put`, W concurrent calls), which is what a user sees. Both are reported.
+  `--batch B` makes that client pipeline: W/B concurrent `kv.put_many` requests of B independent
+  writes each (each its own Raft entry and outcome; a write's latency is its request's).
 - 1,000 keys round robin, random (incompressible) values, 1 s warm-up, counted over --seconds.
 - Ours fsyncs every acknowledged write (WAL, group commit); PySyncObj never fsyncs, and by
   default keeps its log in memory (`--journal` gives it journal + dump files on disk).
@@ -44,21 +46,27 @@ def _pct(sorted_ms: list[float], q: float) -> float | None:
 
 
 async def _connection_load(cluster, leader: int, inflight: int, seconds: float, size: int,
-                           warmup: float, conns: int) -> dict:
-    """W concurrent `kv.put` calls spread over `conns` RPC connections to the leader. Counted
-    like PySyncObj's: writes completed inside the window after the warm-up."""
+                           warmup: float, conns: int, batch: int = 1) -> dict:
+    """W writes in flight over `conns` RPC connections to the leader. With `batch` 1, W
+    concurrent `kv.put` calls (a request per write); with `batch` B, W / B concurrent
+    `kv.put_many` requests of B independent writes each (a client that pipelines: each write
+    is its own Raft entry with its own outcome and counts as one write, its latency that of
+    its request). Counted like PySyncObj's: writes completed inside the window after the
+    warm-up."""
     from swarmkit_py.rpc import RpcClient, RpcError
 
     host, port = cluster.members[leader].addr.rsplit(":", 1)
     clients = [RpcClient(host, int(port), timeout=30.0, connect_timeout=2.0) for _ in range(conns)]
     rnd = random.Random(1)
     values = [rnd.randbytes(size) for _ in range(4099)]
+    nvalues = len(values)
     loop = asyncio.get_running_loop()
     t_measure = loop.time() + warmup
     t_end = t_measure + seconds
     lat: list[float] = []
     done = errors = 0
     keys = itertools.count()
+    key_names = [f"k{i}" for i in range(1000)]
 
     conns = [await cl.connect() for cl in clients]
     nconns = len(conns)
@@ -73,7 +81,7 @@ async def _connection_load(cluster, leader: int, inflight: int, seconds: float, 
             try:
                 # pipelined, as a client library would: no timer or socket wait per call
                 conn = conns[w % nconns]
-                params = {"k": f"k{i % 1000}", "v": values[i % len(values)]}
+                params = {"k": key_names[i % 1000], "v": values[i % nvalues]}
                 if hasattr(conn, "call_nowait"):
                     await conn.call_nowait("kv.put", params)
                 else:  # an older tree's client: one timer and one drain per call
@@ -88,8 +96,36 @@ async def _connection_load(cluster, leader: int, inflight: int, seconds: float, 
                 if len(lat) < 200_000:
                     lat.append((t1 - t0) * 1000)
 
+    async def batch_worker(w: int) -> None:
+        nonlocal done, errors
+        conn = conns[w % nconns]
+        n = 0
+        while True:
+            t0 = loop.time()
+            if t0 >= t_end:
+                return
+            base = (w * 7919 + n * batch) % 1000  # 1,000 keys round robin, like the others
+            n += 1
+            puts = [[key_names[(base + j) % 1000], values[(base + j) % nvalues]] for j in range(batch)]
+            try:
+                _, failed = await conn.call_nowait("kv.put_many", {"puts": puts})
+            except (RpcError, OSError):
+                errors += batch
+                await asyncio.sleep(0.01)
+                continue
+            t1 = loop.time()
+            errors += len(failed)
+            if t_measure <= t1 <= t_end:
+                ok = batch - len(failed)
+                done += ok
+                if len(lat) < 200_000:
+                    lat.extend([(t1 - t0) * 1000] * ok)
+
     try:
-        await asyncio.gather(*(worker(w) for w in range(inflight)))
+        if batch > 1:
+            await asyncio.gather(*(batch_worker(w) for w in range(max(1, inflight // batch))))
+        else:
+            await asyncio.gather(*(worker(w) for w in range(inflight)))
     finally:
         for cl in clients:
             await cl.close()
@@ -128,13 +164,14 @@ async def _run_ours(args, workdir: str) -> dict:
                                    timeout=args.seconds + args.warmup + 60)
         else:
             r = await _connection_load(cluster, leader, args.inflight, args.seconds, args.value_size,
-                                       args.warmup, args.connections)
+                                       args.warmup, args.connections, args.batch)
         cpu = _members_cpu_s(cluster) - cpu0
         me1 = _own_cpu()
         after = await cluster.status(leader)
         each1 = {n: (await cluster.status(n)).get("cpu_s") for n in cluster.members}
         m0, m1 = before.get("metrics", {}), after.get("metrics", {})
         extra = {
+            "leader_id": leader,
             "leader_kept": after["role"] == "leader" and after["term"] == before["term"],
             "term_changes": after["term"] - before["term"],
             "fsyncs_per_write": None,
@@ -186,10 +223,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--client", choices=["inprocess", "connection"], default="inprocess",
                     help="swarmkit-py only: load inside the leader (like PySyncObj) or over RPC connections")
     ap.add_argument("--connections", type=int, default=4, help="RPC connections for --client connection")
+    ap.add_argument("--batch", type=int, default=1,
+                    help="--client connection: writes per request (1 = one kv.put each; B > 1 = "
+                    "W/B kv.put_many requests of B independent writes)")
     ap.add_argument("--journal", action="store_true", help="pysyncobj only: journal + dump files on disk")
     ap.add_argument("--no-batch", action="store_true", help="pysyncobj only: appendEntriesUseBatch=False")
     ap.add_argument("--encrypt", action="store_true", help="swarmkit-py only: WAL and snapshots encrypted at rest")
-    ap.add_argument("--profile", help="swarmkit-py only: cProfile every member, stats in this directory (nN.pstats)")
+    ap.add_argument("--profile", help="swarmkit-py only: cProfile every member (nN.pstats) and the "
+                    "connection client (client.pstats), stats in this directory")
     ap.add_argument("--out", help="also append the JSON line to this file (e.g. bench/results.jsonl)")
     args = ap.parse_args(argv)
     args.out = os.path.abspath(args.out) if args.out else None  # before the chdir below
@@ -200,7 +241,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("pysyncobj has no client protocol: only --client inprocess")
     if args.system == "swarmkit-py" and (args.journal or args.no_batch):
         ap.error("--journal/--no-batch are PySyncObj options (ours always writes and fsyncs its WAL)")
-    args.connections = max(1, min(args.connections, args.inflight))
+    args.batch = max(1, min(args.batch, args.inflight))
+    args.connections = max(1, min(args.connections, args.inflight // args.batch))
 
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix=f"bench-{args.system}-") as workdir:
@@ -209,7 +251,17 @@ def main(argv: list[str] | None = None) -> None:
         # the installed tree), not whatever checkout the shell happens to be in.
         os.chdir(workdir)
         if args.system == "swarmkit-py":
+            prof = None
+            if args.profile and args.client == "connection":
+                import cProfile
+                import time
+
+                prof = cProfile.Profile(time.thread_time)  # the client's own CPU, like the members'
+                prof.enable()
             r = asyncio.run(_run_ours(args, workdir))
+            if prof is not None:
+                prof.disable()
+                prof.dump_stats(os.path.join(args.profile, "client.pstats"))
         else:
             r = _run_pysyncobj(args, workdir)
     variant = []
@@ -229,6 +281,7 @@ def main(argv: list[str] | None = None) -> None:
         "p50_ms": None if r["p50_ms"] is None else round(r["p50_ms"], 3),
         "p99_ms": None if r["p99_ms"] is None else round(r["p99_ms"], 3),
         "errors": r["errors"],
+        "leader_id": r.get("leader_id"),
         "leader_kept": r.get("leader_kept"),
         "term_changes": r.get("term_changes"),
         "seconds": args.seconds,
@@ -247,6 +300,7 @@ def main(argv: list[str] | None = None) -> None:
             result[k] = r[k]
     if args.client == "connection":
         result["connections"] = args.connections
+        result["batch"] = args.batch
     emit(result, args.out)
 
 

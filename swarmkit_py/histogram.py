@@ -17,12 +17,13 @@ class Histogram:
         self.count = 0
         self.sum = 0.0
 
-    def observe(self, seconds: float) -> None:
-        self.count += 1
-        self.sum += seconds
+    def observe(self, seconds: float, n: int = 1) -> None:
+        """Record `n` observations of `seconds` (a batch of writes that completed together)."""
+        self.count += n
+        self.sum += seconds * n
         for i, b in enumerate(self.BOUNDS):
             if seconds <= b:
-                self.counts[i] += 1
+                self.counts[i] += n
                 break
 
     def cumulative(self) -> list[tuple[float, int]]:

@@ -7,6 +7,8 @@ carries them; change a layout only together with that version.
 
 from __future__ import annotations
 
+from itertools import starmap
+
 import msgpack
 
 from .types import (
@@ -80,7 +82,7 @@ def message_from_tuple(t) -> Message:
         t[3],
         t[4],
         t[5],
-        [entry_from_tuple(e) for e in t[6]],
+        list(starmap(Entry, t[6])),  # entry_from_tuple without a call per entry
         t[7],
         t[8],
         t[9],
@@ -107,37 +109,40 @@ def decode_conf_change(b: bytes) -> ConfChange:
 
 
 class MessagePacker:
-    """Packs messages exactly as `encode_message` does, but each entry only once, however
-    many followers it is sent to: a leader sends the same new entries to every follower, and
-    packing them was most of the cost of an append. Entries are keyed by (index, term), which
-    names one entry in every log (Raft's log matching), so the cache is safe across leaders
-    and terms (appends only: other messages' entries have no index yet). Not thread-safe:
-    one per event loop."""
+    """Packs messages exactly as `encode_message` does, but an append's entries only once,
+    however many followers they go to: a leader sends the same new entries to every follower,
+    and packing them was most of the cost of an append.
 
-    def __init__(self, max_cached: int = 65536):
+    The packed entry list is cached by (first index, last index, last term). By Raft's log
+    matching property, two logs holding an entry with the same index and term are identical
+    up to it, so that key names one run of entries in every log, across leaders and terms
+    (appends only: other messages' entries have no index yet). A follower that asks for a
+    different run (it lags, or probes) gets its run packed for it, in one call. Not
+    thread-safe: one per event loop."""
+
+    def __init__(self, max_cached: int = 64):
         self._packer = msgpack.Packer(use_bin_type=True)
-        self._cache: dict[tuple[int, int], bytes] = {}
+        self._cache: dict[tuple[int, int, int], bytes] = {}
         self._max = max_cached
 
     def pack(self, m: Message) -> bytes:
         pack = self._packer.pack
-        if not m.entries or m.type != MsgType.APP:
+        ents = m.entries
+        if not ents or m.type != MsgType.APP:
             # only an append's entries are log entries with their (index, term); a forwarded
             # proposal's are all (0, 0)
             return pack(message_to_tuple(m))
+        last = ents[-1]
+        key = (ents[0].index, last.index, last.term)
         cache = self._cache
-        if len(cache) > self._max:
-            cache.clear()  # appends mostly carry the newest entries: starting over is cheap
-        parts = [
+        packed = cache.get(key)
+        if packed is None:
+            if len(cache) >= self._max:
+                cache.clear()  # appends mostly carry the newest entries: starting over is cheap
+            packed = cache[key] = pack([(e.term, e.index, e.type, e.data) for e in ents])
+        return b"".join((
             b"\x9c",  # fixarray of the 12 fields of message_to_tuple
             pack((int(m.type), m.frm, m.to, m.term, m.log_term, m.index))[1:],  # fields, no header
-            self._packer.pack_array_header(len(m.entries)),
-        ]
-        for e in m.entries:
-            b = cache.get((e.index, e.term))
-            if b is None:
-                b = cache[(e.index, e.term)] = pack((e.term, e.index, int(e.type), e.data))
-            parts.append(b)
-        parts.append(pack((m.commit, m.reject, m.reject_hint, _snap_to_tuple(m.snapshot), m.context))[1:])
-        return b"".join(parts)
-
+            packed,
+            pack((m.commit, m.reject, m.reject_hint, _snap_to_tuple(m.snapshot), m.context))[1:],
+        ))

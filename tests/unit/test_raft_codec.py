@@ -30,14 +30,20 @@ def test_packer_writes_exactly_what_encode_message_writes():
             assert decode_message(packer.pack(m)) == m
 
 
-def test_an_entry_is_packed_once_for_every_follower():
+def test_entries_are_packed_once_for_every_follower():
     packer = MessagePacker()
     ents = [Entry(5, i, EntryType.NORMAL, b"v%d" % i) for i in range(1, 101)]
     packer.pack(Message(MsgType.APP, 1, 2, term=5, index=0, entries=ents))
     cached = dict(packer._cache)
-    assert len(cached) == 100
-    packer.pack(Message(MsgType.APP, 1, 3, term=5, index=0, entries=ents))
+    assert len(cached) == 1
+    m3 = Message(MsgType.APP, 1, 3, term=5, index=0, entries=list(ents))  # the same run, another list
+    assert packer.pack(m3) == encode_message(m3)
     assert all(packer._cache[k] is v for k, v in cached.items()), "re-packed for the second follower"
+    # a lagging follower's longer run, and a run ending in another term, are packed for them
+    lag = Message(MsgType.APP, 1, 4, term=6, index=0, entries=[Entry(4, 0, EntryType.NORMAL, b"old")] + ents)
+    other = Message(MsgType.APP, 1, 4, term=6, index=0, entries=ents[:-1] + [Entry(6, 100, EntryType.NORMAL, b"new")])
+    for m in (lag, other):
+        assert decode_message(packer.pack(m)) == m
 
 
 def test_forwarded_proposals_are_never_served_from_the_cache():

@@ -3,6 +3,12 @@
 Raft traffic and client calls share one RPC port, as a manager's port 2377 does. Besides
 put/get it serves `bench.load`, which runs a load generator inside this process: that is how
 PySyncObj is benchmarked (it has no client protocol), so both can be compared the same way.
+
+`kv.put_many` carries many independent writes in one request (a client that pipelines): each
+is its own Raft entry with its own outcome, not a transaction. It is what makes a client
+connection cheap per write: one frame to decode and one to encode, one future and one
+completion per batch on the leader, instead of a frame, two futures and their callbacks per
+write.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import resource
 import signal
 import time
 
+import msgpack
+
 from ...rpc import RpcError, RpcServer
 from ..config import RaftConfig
 from ..errors import NoQuorum, NotLeader, RaftError
@@ -24,6 +32,8 @@ from ..storage import DiskStorage
 from ..transport import Transport, parse_address
 from ..types import RaftRole
 from .fsm import KVStateMachine, encode_put
+
+_PACKER = msgpack.Packer(use_bin_type=True)  # encode_put's layout, one Packer reused (event loop only)
 
 
 def _settle(answer: asyncio.Future, fut: asyncio.Future) -> None:
@@ -35,6 +45,27 @@ def _settle(answer: asyncio.Future, fut: asyncio.Future) -> None:
         answer.set_result(fut.result())
     else:
         answer.set_exception(_raft_error(e) if isinstance(e, RaftError) else e)
+
+
+def _settle_many(answer: asyncio.Future, fut: asyncio.Future) -> None:
+    if answer.done():
+        return
+    if fut.cancelled():
+        answer.cancel()
+        return
+    if (e := fut.exception()) is not None:  # the whole batch (a stopped member, no leader)
+        answer.set_exception(_raft_error(e) if isinstance(e, RaftError) else e)
+        return
+    results = fut.result()
+    errors = []
+    # the KV state machine answers an int (the index): anything else is a failed write's error
+    for i in [i for i, r in enumerate(results) if type(r) is not int]:
+        r = results[i]
+        if isinstance(r, BaseException):
+            results[i] = None
+            err = _raft_error(r) if isinstance(r, RaftError) else RpcError("internal", f"{type(r).__name__}: {r}")
+            errors.append((i, err.code, err.message))
+    answer.set_result((results, errors))
 
 
 def _raft_error(e: RaftError) -> RpcError:
@@ -62,6 +93,7 @@ class KVServer:
         for name in ("get", "status", "add_member", "remove_member", "transfer", "bench_load"):
             self.rpc.add_handler(f"kv.{name}", getattr(self, f"_h_{name}"))
         self.rpc.add_handler("kv.put", self._h_put, inline=True)
+        self.rpc.add_handler("kv.put_many", self._h_put_many, inline=True)
 
     async def start(self, members: dict[int, str] | None, peers: dict[int, str] | None) -> None:
         await self.rpc.start()
@@ -77,6 +109,25 @@ class KVServer:
         fut = self.node.propose_nowait(encode_put(p["k"], p["v"]), timeout=p.get("timeout"))
         answer = asyncio.get_running_loop().create_future()
         fut.add_done_callback(lambda f: _settle(answer, f))
+        return answer
+
+    def _h_put_many(self, peer, p) -> asyncio.Future:
+        """``{"puts": [[key, value], ...], "timeout": s}`` -> ``[indexes, errors]``: the index
+        each write was applied at (None where it failed) and ``[[i, code, message], ...]`` for
+        the writes that failed (``not_leader``, ``no_quorum``, ``unavailable``)."""
+        puts = p.get("puts") if isinstance(p, dict) else None
+        if not isinstance(puts, list):
+            raise RpcError("bad_request", 'kv.put_many takes {"puts": [[key, value], ...]}')
+        pack = _PACKER.pack
+        try:
+            cmds = [pack((k, v)) for k, v in puts if type(k) is str and type(v) is bytes]
+        except (TypeError, ValueError):
+            cmds = []  # an item that is not a pair: reported below
+        if len(cmds) != len(puts):
+            raise RpcError("bad_request", "kv.put_many: every item must be [key (str), value (bytes)]")
+        fut = self.node.propose_many_nowait(cmds, timeout=p.get("timeout"))
+        answer = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(lambda f: _settle_many(answer, f))
         return answer
 
     async def _h_get(self, peer, p):
