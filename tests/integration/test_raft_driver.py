@@ -186,6 +186,38 @@ async def test_a_cut_off_leader_fails_its_writes_when_it_steps_down(tmp_path):
         await ms.stop()
 
 
+async def test_a_batch_of_writes_completes_once_with_each_outcome(tmp_path):
+    """propose_many: one future for the batch, resolved once every write has its outcome: the
+    results in order when they commit (through the leader or forwarded by a follower), and each
+    write's own error when a majority is gone (here LeadershipLost, at the leader's step-down);
+    the latency histogram counts every write."""
+    from swarmkit_py.raft.errors import LeadershipLost
+
+    ms = Members(tmp_path, 3)
+    try:
+        ld = await ms.found()
+        follower = next(n for nid, n in ms.nodes.items() if nid != ld.id)
+        before = ld.proposal_latency.count
+        results = await asyncio.wait_for(ld.propose_many([encode_put(f"a{i}", b"x") for i in range(500)]), 10)
+        assert len(results) == 500 and results == sorted(results) and len(set(results)) == 500
+        assert ld.proposal_latency.count - before == 500
+        results = await asyncio.wait_for(follower.propose_many([encode_put(f"b{i}", b"y") for i in range(50)]), 10)
+        assert all(isinstance(r, int) for r in results) and results[0] > 500
+        await wait_for(lambda: all(n.fsm.data.get("b49") == b"y" for n in ms.nodes.values()), "b49 everywhere")
+        assert await ld.propose_many([]) == []
+
+        for nid, n in ms.nodes.items():
+            if nid != ld.id:
+                await n.stop()
+        assert ld.is_leader  # so the writes are taken at once (no wait for a leader)
+        fut = ld.propose_many_nowait([encode_put("lost1", b"1"), encode_put("lost2", b"2")], timeout=30.0)
+        results = await asyncio.wait_for(fut, 20)
+        assert [type(r) for r in results] == [LeadershipLost, LeadershipLost]
+        assert ld.metrics["writes_failed_on_step_down"] == 2
+    finally:
+        await ms.stop()
+
+
 async def test_writes_commit_while_the_default_executor_is_busy(tmp_path):
     """The worker's Docker calls block in threads (a running task waits on its container in
     one); when they shared the loop's default executor (cores + 4 threads) with the WAL's

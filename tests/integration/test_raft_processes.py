@@ -149,3 +149,28 @@ async def test_leadership_transfer_hands_over_without_losing_writes(cluster5):
     assert await c.wait_leader() == target
     await c.put(target, "b", b"2")
     assert await c.get(leader, "a") == b"1"
+
+
+async def test_batched_writes_over_a_connection_each_get_their_own_outcome(tmp_path):
+    """`kv.put_many` (a client pipelining writes in one request): every write is its own entry
+    with its own index, through the leader or forwarded by a follower, on every member; bad
+    input is refused whole with a message saying what a write must look like."""
+    c = LocalCluster(3, tmp_path)
+    await c.start()
+    try:
+        leader = await c.wait_leader()
+        follower = next(n for n in c.members if n != leader)
+        for node in (leader, follower):
+            indexes, errors = await c.put_many(node, [(f"{node}-{i}", b"v%d" % i) for i in range(300)])
+            assert errors == []
+            assert len(set(indexes)) == 300 and indexes == sorted(indexes), "one entry per write, in order"
+        for node in c.members:
+            assert await c.get(node, f"{follower}-299") == b"v299"
+            assert await c.get(node, f"{leader}-0") == b"v0"
+        for bad in ({"puts": [["k", "a str, not bytes"]]}, {"puts": [["only a key"]]}, {"puts": "k=v"}):
+            with pytest.raises(RpcError) as ei:
+                await c.call(leader, "kv.put_many", bad)
+            assert ei.value.code == "bad_request" and "[key" in ei.value.message
+        assert await c.call(leader, "kv.get", {"k": "k"}) is None
+    finally:
+        await c.stop()

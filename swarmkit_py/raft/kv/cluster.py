@@ -154,6 +154,11 @@ class LocalCluster:
     async def put(self, node_id: int, key: str, value: bytes, timeout: float = 5.0):
         return await self.call(node_id, "kv.put", {"k": key, "v": value, "timeout": timeout}, timeout=timeout + 1)
 
+    async def put_many(self, node_id: int, puts: list[tuple[str, bytes]], timeout: float = 5.0):
+        """Many independent writes in one request: ``(indexes, errors)``, see KVServer._h_put_many."""
+        return await self.call(node_id, "kv.put_many", {"puts": [list(p) for p in puts], "timeout": timeout},
+                               timeout=timeout + 1)
+
     async def get(self, node_id: int, key: str):
         return await self.call(node_id, "kv.get", {"k": key})
 
