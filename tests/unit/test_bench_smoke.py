@@ -30,7 +30,8 @@ FAILOVER_KEYS = {"system", "nodes", "trials", "median_s", "max_s", "samples"}
 TINY = ["--nodes", "3", "--seconds", "0.3", "--warmup", "0.1", "--inflight", "8", "--value-size", "10"]
 RUNS = {
     "ours-inprocess": (["raft_bench.py", "--system", "swarmkit-py", *TINY], THROUGHPUT_KEYS),
-    "ours-connection": (["raft_bench.py", "--system", "swarmkit-py", *TINY, "--client", "connection"], THROUGHPUT_KEYS),
+    "ours-connection": (["raft_bench.py", "--system", "swarmkit-py", *TINY, "--client", "connection", "--batch", "4"],
+                        THROUGHPUT_KEYS),
     "pysyncobj": (["raft_bench.py", "--system", "pysyncobj", *TINY], THROUGHPUT_KEYS),
     "ours-failover": (["failover_bench.py", "--system", "swarmkit-py", "--nodes", "3", "--trials", "1"], FAILOVER_KEYS),
     "pysyncobj-failover": (["failover_bench.py", "--system", "pysyncobj", "--nodes", "3", "--trials", "1"], FAILOVER_KEYS),
