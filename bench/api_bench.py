@@ -1,6 +1,7 @@
 """Service updates through the Docker API: what a user's `docker service update` costs.
 
     python bench/api_bench.py [--managers 1|3|5] [--services 20] [--seconds 10] [--clients 20] [--out F]
+                              [--profile leader.txt]
 
 Real agent processes (`swarmkit-py agent`, founded and joined with the CLI, managers promoted
 with `docker node promote`), the Docker SDK over TLS with a client bundle, on the leader's API
@@ -11,7 +12,9 @@ Counted over --seconds after a 1 s warm-up: updates/s, and p50/p99 of the update
 Ten `docker service update --label-add` runs of the real CLI (one process each) give the
 latency a user sees at the prompt, process start included.
 
-Prints ONE JSON line (with the load average at the start: the machine is shared).
+`--profile X.txt` records the leader with py-spy over the counted window (raw collapsed stacks,
+summed by `bench/pyspy_top.py`; an .svg path gives a flame graph). Prints ONE JSON line (with
+the load average at the start: the machine is shared).
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ def _found(c: AgentCluster, managers: int):
     return m1
 
 
-def _load(c: AgentCluster, m1, services: list[str], seconds: float, warmup: float) -> dict:
+def _load(c: AgentCluster, m1, services: list[str], seconds: float, warmup: float,
+          profile: str | None = None) -> dict:
     t_measure = time.monotonic() + warmup
     t_end = t_measure + seconds
     lat: list[float] = []
@@ -79,6 +83,11 @@ def _load(c: AgentCluster, m1, services: list[str], seconds: float, warmup: floa
     threads = [threading.Thread(target=worker, args=(sid,)) for sid in services]
     for t in threads:
         t.start()
+    if profile:
+        from scale_bench import start_spy
+
+        time.sleep(max(0.0, t_measure - time.monotonic()))
+        start_spy(m1, profile, seconds).wait(seconds + 60)
     for t in threads:
         t.join()
     return {"updates": len(lat), "errors": len(errors), "first_errors": errors[:3], "lat": lat}
@@ -92,7 +101,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--cli-samples", type=int, default=10)
     ap.add_argument("--out")
+    ap.add_argument("--profile", help="py-spy the leader over the counted window into this file (.txt: raw)")
     args = ap.parse_args(argv)
+    args.profile = os.path.abspath(args.profile) if args.profile else None
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-api-") as workdir:
         c = AgentCluster(workdir)
@@ -101,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
             sdk = c.sdk(m1)
             services = [sdk.services.create("busybox:latest", name=f"bench-{i}", mode={"Replicated": {"Replicas": 0}}).id
                         for i in range(args.clients)]
-            r = _load(c, m1, services, args.seconds, args.warmup)
+            r = _load(c, m1, services, args.seconds, args.warmup, args.profile)
             cli = []
             for i in range(args.cli_samples):
                 t0 = time.monotonic()

@@ -145,6 +145,24 @@ def _members_cpu_s(cluster) -> float:
     return total
 
 
+def _start_spies(cluster, args) -> list:
+    """py-spy (raw collapsed stacks, every thread: the WAL's too) on every member and on this
+    client process, over the warm-up and the counted window: nN.txt and client.txt in
+    --pyspy DIR, for bench/pyspy_top.py. Sampling from outside, so unlike cProfile it does
+    not charge a cost per Python call (which would exaggerate a path that makes many)."""
+    import shutil
+    import subprocess
+
+    pyspy = shutil.which("py-spy", path=os.path.dirname(sys.executable)) or "py-spy"
+    targets = {f"n{n}": m.proc.pid for n, m in cluster.members.items()}
+    if args.client == "connection":
+        targets["client"] = os.getpid()
+    return [subprocess.Popen([pyspy, "record", "-f", "raw", "-r", "100", "-d", str(int(args.warmup + args.seconds)),
+                              "-o", os.path.join(args.pyspy, f"{name}.txt"), "-p", str(pid), "--nonblocking"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for name, pid in targets.items()]
+
+
 async def _run_ours(args, workdir: str) -> dict:
     from swarmkit_py.raft.kv.cluster import LocalCluster
 
@@ -157,6 +175,7 @@ async def _run_ours(args, workdir: str) -> dict:
         cpu0 = _members_cpu_s(cluster)
         each0 = {n: (await cluster.status(n)).get("cpu_s") for n in cluster.members}
         me0 = _own_cpu()
+        spies = _start_spies(cluster, args) if args.pyspy else []
         if args.client == "inprocess":
             r = await cluster.call(leader, "kv.bench_load",
                                    {"inflight": args.inflight, "seconds": args.seconds, "size": args.value_size,
@@ -165,6 +184,8 @@ async def _run_ours(args, workdir: str) -> dict:
         else:
             r = await _connection_load(cluster, leader, args.inflight, args.seconds, args.value_size,
                                        args.warmup, args.connections, args.batch)
+        for spy in spies:
+            spy.wait(60)
         cpu = _members_cpu_s(cluster) - cpu0
         me1 = _own_cpu()
         after = await cluster.status(leader)
@@ -231,12 +252,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--encrypt", action="store_true", help="swarmkit-py only: WAL and snapshots encrypted at rest")
     ap.add_argument("--profile", help="swarmkit-py only: cProfile every member (nN.pstats) and the "
                     "connection client (client.pstats), stats in this directory")
+    ap.add_argument("--pyspy", help="swarmkit-py only: py-spy every member and the connection client "
+                    "(nN.txt, client.txt: raw stacks for bench/pyspy_top.py) into this directory")
     ap.add_argument("--out", help="also append the JSON line to this file (e.g. bench/results.jsonl)")
     args = ap.parse_args(argv)
     args.out = os.path.abspath(args.out) if args.out else None  # before the chdir below
     args.profile = os.path.abspath(args.profile) if args.profile else None
-    if args.profile:
-        os.makedirs(args.profile, exist_ok=True)
+    args.pyspy = os.path.abspath(args.pyspy) if args.pyspy else None
+    for d in (args.profile, args.pyspy):
+        if d:
+            os.makedirs(d, exist_ok=True)
     if args.system == "pysyncobj" and args.client != "inprocess":
         ap.error("pysyncobj has no client protocol: only --client inprocess")
     if args.system == "swarmkit-py" and (args.journal or args.no_batch):
