@@ -7,8 +7,6 @@ carries them; change a layout only together with that version.
 
 from __future__ import annotations
 
-from itertools import starmap
-
 import msgpack
 
 from .types import (
@@ -20,6 +18,7 @@ from .types import (
     MsgType,
     Snapshot,
     SnapshotMeta,
+    entries_from_rows,
 )
 
 
@@ -82,7 +81,7 @@ def message_from_tuple(t) -> Message:
         t[3],
         t[4],
         t[5],
-        list(starmap(Entry, t[6])),  # entry_from_tuple without a call per entry
+        entries_from_rows(t[6]),  # entry_from_tuple without a Python call per entry
         t[7],
         t[8],
         t[9],

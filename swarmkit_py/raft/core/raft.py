@@ -33,6 +33,7 @@ from ..types import (
     Snapshot,
     SnapshotMeta,
     SoftState,
+    new_entries,
 )
 from .config import CoreConfig
 from .log import RaftLog
@@ -217,7 +218,7 @@ class RaftCore:
         self.leader = self.id
         # A leader may not know whether earlier conf changes in its log are committed.
         self.pending_conf_index = self.log.last_index()
-        self._append_entries([Entry(0, 0, EntryType.NORMAL, b"")])  # the no-op of §8
+        self._append_new(EntryType.NORMAL, [b""])  # the no-op of §8
         for pr in self.prs.values():
             pr.recent_active = True
 
@@ -294,15 +295,14 @@ class RaftCore:
     def propose_batch(self, datas: list[bytes]) -> int:
         """`propose` for several commands at once, in order: one append (leader) or one
         forwarded message (follower) for all. Returns the last entry's index, or 0."""
-        ents = [Entry(0, 0, EntryType.NORMAL, d) for d in datas]
         if self.role == RaftRole.LEADER:
             if self.lead_transferee:
                 raise ProposalDropped(f"leadership transfer to {self.lead_transferee} in progress")
-            self._append_entries(ents)
+            self._append_new(EntryType.NORMAL, datas)
             return self.log.last_index()
         if self.leader == 0:
             raise ProposalDropped("no leader: a proposal cannot be accepted now")
-        self._send(Message(MsgType.PROP, self.id, self.leader, entries=ents))
+        self._send(Message(MsgType.PROP, self.id, self.leader, entries=new_entries(0, 0, EntryType.NORMAL, datas)))
         return 0
 
     def propose_conf_change(self, cc: ConfChange) -> int:
@@ -324,7 +324,7 @@ class RaftCore:
                 raise ValueError("cannot remove the last voter")
         if cc.type == ConfChangeType.ADD_VOTER:
             raise ValueError("ADD_VOTER is only for bootstrap; add a learner and promote it")
-        self._append_entries([Entry(0, 0, EntryType.CONF_CHANGE, encode_conf_change(cc))])
+        self._append_new(EntryType.CONF_CHANGE, [encode_conf_change(cc)])
         self.pending_conf_index = self.log.last_index()
         return self.pending_conf_index
 
@@ -437,7 +437,7 @@ class RaftCore:
         if t == MsgType.PROP:
             if self.lead_transferee or not m.entries:
                 return
-            self._append_entries([Entry(0, 0, EntryType.NORMAL, e.data) for e in m.entries if e.type == EntryType.NORMAL])
+            self._append_new(EntryType.NORMAL, [e.data for e in m.entries if e.type == EntryType.NORMAL])
             return
         if t == MsgType.READ_INDEX:
             self._leader_read_index(m)
@@ -610,12 +610,9 @@ class RaftCore:
         self._send(Message(MsgType.APP_RESP, self.id, m.frm, term=self.term, index=self.log.last_index()))
 
     # ================================================================ replication out
-    def _append_entries(self, ents: list[Entry]) -> None:
-        last = self.log.last_index()
-        for i, e in enumerate(ents):
-            e.term = self.term
-            e.index = last + 1 + i
-        self.log.append(ents)
+    def _append_new(self, etype: EntryType, datas: list[bytes]) -> None:
+        """Append new entries of this leader's term after the last one."""
+        self.log.append(new_entries(self.term, self.log.last_index() + 1, etype, datas))
         self._need_bcast = True
 
     def _send(self, m: Message) -> None:
