@@ -374,6 +374,11 @@ class Agent:
         self._restarter.start()
 
     async def _restart(self, demoted: bool) -> None:
+        if not demoted:
+            # A promoted worker loads the manager half now (a worker never did). In a thread,
+            # while its session still runs: imported on the event loop it held the loop 1-2 s
+            # on a loaded machine, long enough for the leader to declare the node down.
+            await asyncio.to_thread(_import_manager_half)
         await self.shutdown()
         if demoted:
             await asyncio.to_thread(self._drop_manager_keys, self.state_dir / "raft")
@@ -517,6 +522,14 @@ class Agent:
 
 
 DISK_POLL_S = 1.0
+
+
+def _import_manager_half() -> None:
+    import importlib
+
+    for name in ("swarmkit_py.manager.manager", "swarmkit_py.manager.controlapi", "swarmkit_py.api",
+                 "swarmkit_py.api.routes_logs"):
+        importlib.import_module(name)
 
 
 def _free_bytes(path: Path) -> int:
