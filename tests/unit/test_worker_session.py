@@ -312,3 +312,54 @@ def test_worker_needs_valid_manager_addresses():
         WorkerSession("n", [])
     with pytest.raises(ValueError):
         WorkerSession("n", ["no-port"])
+
+
+@pytest.mark.parametrize("large", [True, False])
+async def test_a_slow_leader_keeps_a_large_clusters_sessions(large):
+    """Heartbeat answers late past the worker's timeout, on a connection that stays open: in a
+    large cluster (the managers' ``spread_s`` says so) the worker beats again on it instead of
+    re-opening its session (a TLS handshake, the session write, the assignments: a thousand
+    workers doing that at once buried a starved leader, issue 13); in a small one it re-opens
+    as before."""
+    from swarmkit_py.proto import HEARTBEAT
+
+    proposer, directory = LocalProposer(), StaticDirectory()
+    server = RpcServer(LOOPBACK, 0)
+    # the managers' spread_s counts every node: 11 at 2 heartbeats/s say "large" (5.5 s)
+    # while the one live node keeps the period at 0.5 s; at the default rate it is 0.04 s
+    for _ in range(10):
+        await proposer.propose(Transaction().create(
+            Node(id=new_id(), role=NodeRole.WORKER, status=NodeStatus(state=NodeState.DOWN))))
+    d = Dispatcher(proposer, heartbeat_period=0.5, grace_multiplier=10,  # never Down here
+                   max_heartbeat_rate=2.0 if large else 250.0,
+                   identify=params_identity, directory=directory)
+    d.register(server)
+    late = [2]
+
+    async def slow_heartbeat(peer, params):
+        if late[0] > 0:
+            late[0] -= 1
+            await asyncio.sleep(1.3)  # past the worker's 1 s timeout (two periods)
+        return await d._handle_heartbeat(peer, params)
+
+    server.remove_handler(HEARTBEAT)
+    server.add_handler(HEARTBEAT, slow_heartbeat)
+    await server.start()
+    addr = f"{LOOPBACK}:{server.bound_port}"
+    directory.manager_list = [{"node_id": "m0", "addr": addr}]
+    directory.leader = addr
+    d.start()
+    node_id = await add_node(proposer)
+    try:
+        async with worker(node_id, [addr]) as w:
+            await w.wait_connected(5)
+            await wait_until(lambda: w.stats["heartbeats"] >= 2 and late[0] == 0, timeout=15,
+                             what="the slow answers, then beats")
+            if large:
+                assert w.stats["slow_heartbeats"] >= 1 and w.stats["sessions_opened"] == 1, (w.stats, w.last_error)
+            else:
+                assert w.stats["slow_heartbeats"] == 0 and w.stats["sessions_opened"] >= 2
+            assert state_of(proposer, node_id) == NodeState.READY
+    finally:
+        await d.stop()
+        await server.stop()
