@@ -735,15 +735,21 @@ class Dispatcher:
 
     # -- pushes and metrics -------------------------------------------------------------------
 
-    async def push(self, node_id: str, method: str, params: Any = None) -> bool:
-        """Send a notification down the node's session connection. False when the node has no
+    async def push(self, node_id: str, method: str, params: Any = None, *,
+                   frame: bytes | None = None) -> bool:
+        """Send a notification down the node's session connection (``frame``: the same, framed
+        already, for a message pushed to many sessions alike). False when the node has no
         open session here (not connected, or we are not the leader) or the send failed: the
         caller keeps the message and resends on the next session (see add_session_listener)."""
         session = self._sessions.for_node(node_id)
         if session is None or session.connection is None or session.connection.is_closed:
             return False
         try:
-            await session.connection.notify(method, params)
+            if frame is None:
+                await session.connection.notify(method, params)
+            else:
+                session.connection.write_frames(frame)
+                await session.connection.drain()
         except RpcUnavailable:
             return False
         return True
