@@ -115,3 +115,22 @@ async def test_handshakes_are_capped_and_failures_counted(root):
             w.close()
     finally:
         await srv.stop()
+
+
+async def test_the_handshake_backlog_counts_peers_trying_to_get_in(root):
+    """`RpcServer.handshake_backlog()`: connections whose TLS handshake has not finished (in
+    progress or waiting for a slot); the dispatcher keeps a silent worker while it is not zero
+    (its session may be one of them). A finished handshake leaves it."""
+    srv = await serve(root, max_active_handshakes=1, handshake_timeout=5.0)
+    try:
+        assert srv.handshake_backlog() == 0
+        parked = [await asyncio.open_connection(LOOPBACK, srv.bound_port) for _ in range(3)]
+        await wait_for(lambda: srv.handshake_backlog() == 3, "three connections without TLS yet")
+        for _, w in parked:
+            w.close()
+        await wait_for(lambda: srv.handshake_backlog() == 0, "the parked peers gone")
+        async with RpcClient(LOOPBACK, srv.bound_port, ssl=anonymous(), timeout=5) as c:
+            assert await c.call("ca.root") == "root"
+            assert srv.handshake_backlog() == 0
+    finally:
+        await srv.stop()
