@@ -480,18 +480,25 @@ async def test_a_mass_silence_is_not_declared_down_at_once(proposer, manager, mo
             await c.close()
 
 
-async def test_managers_are_judged_by_raft_contact(proposer, manager):
-    """After an election: the old leader's host is Down one grace after Raft last heard from
-    it (earlier than one grace after the election), and a manager whose worker session has not
-    moved yet but whose Raft member keeps talking is never touched."""
+async def _new_leader_after(proposer, manager, last_raft_word: float):
+    """Two Ready managers (the old leader's host, a follower) last heard by Raft at
+    `last_raft_word`; the current dispatcher stopped and a new manager ready to lead (not
+    started): (old_leader, follower, its directory, the new manager)."""
     old_leader = await add_node(proposer, NodeState.READY)
     follower = await add_node(proposer, NodeState.READY)
     await manager.dispatcher.stop()
     directory = StaticDirectory()
+    directory.contact = {old_leader: last_raft_word, follower: last_raft_word}
+    return old_leader, follower, directory, await Manager(proposer, directory).up(lead=False)
+
+
+async def test_managers_are_judged_by_raft_contact(proposer, manager):
+    """After an election: the old leader's host is Down one grace after Raft last heard from
+    it (earlier than one grace after the election), and a manager whose worker session has not
+    moved yet but whose Raft member keeps talking is never touched."""
     crashed_at = time.monotonic()
-    directory.contact = {old_leader: crashed_at, follower: crashed_at}
+    old_leader, follower, directory, new = await _new_leader_after(proposer, manager, crashed_at)
     watcher = proposer.store.watch("node")
-    new = await Manager(proposer, directory).up(lead=False)
 
     async def raft_traffic():
         while True:
@@ -719,14 +726,8 @@ async def test_after_an_election_a_manager_whose_host_is_silent_is_down_at_once(
     heard from only just before the election, is Down at the new leader's first sweep when
     its host has stopped acknowledging TCP, instead of one grace after its last Raft word;
     a manager whose Raft member keeps talking and whose host answers is untouched."""
-    old_leader = await add_node(proposer, NodeState.READY)
-    follower = await add_node(proposer, NodeState.READY)
-    await manager.dispatcher.stop()
-    directory = StaticDirectory()
-    now = time.monotonic()
-    directory.contact = {old_leader: now, follower: now}
+    old_leader, follower, directory, new = await _new_leader_after(proposer, manager, time.monotonic())
     directory.silent = {old_leader}
-    new = await Manager(proposer, directory).up(lead=False)
     try:
         started = time.monotonic()
         new.dispatcher.start()
