@@ -5,7 +5,8 @@ Reads the JSON lines `reschedule_bench.py --lab --out` appends (`"bench": "resch
 for each (layout, victim) the last line wins. One strip per configuration: every trial's time
 from the power cut to 3 replicas Running on survivors, the median as a bar, the issue's targets
 as dashed lines and Docker Swarm's median on the same machine (../shared/notes/lab.md) as a
-marker. Agg backend only.
+marker; runs of `--stress` (the same benchmark while busy loops load the machine) as orange
+crosses beside their strip. Agg backend only.
 """
 
 from __future__ import annotations
@@ -37,14 +38,19 @@ def load(path: Path) -> dict:
     return out
 
 
-def plot(rows: dict, output: str) -> None:
+def plot(rows: dict, output: str, stress: dict | None = None) -> None:
     keys = [k for k in ORDER if k in rows]
+    stress = stress or {}
     fig, ax = plt.subplots(figsize=(9, 4.8))
     for i, k in enumerate(keys):
         r = rows[k]
         xs = [i + (j % 7 - 3) * 0.035 for j in range(len(r["samples"]))]
         ax.bar(i, r["median_s"], 0.6, color="#c6dbef", zorder=1)
         ax.scatter(xs, r["samples"], s=14, color="#08519c", zorder=3)
+        if k in stress:  # the same trials with busy loops added (the false-Down check)
+            s = stress[k]
+            ax.scatter([i - 0.42] * len(s["samples"]), s["samples"], s=12, marker="x", color="#e6550d",
+                       zorder=3, label=f"with busy loops (load {s['load1_median']:.0f})")
         med, mx = TARGET[k[1]]
         ax.hlines(med, i - 0.35, i + 0.35, colors="#2ca02c", linestyles="dashed", zorder=2)
         if mx:
@@ -57,8 +63,11 @@ def plot(rows: dict, output: str) -> None:
     ax.set_xticklabels([f"{'leader' if v == 'leader' else 'non-leader'} crash\n{LABEL[lay]}" for lay, v in keys])
     ax.set_ylabel("seconds from the power cut to 3 replicas running")
     ax.set_ylim(0, max(7.0, max(max(rows[k]["samples"]) for k in keys) + 1))
-    moved = sum(rows[k]["healthy_tasks_moved"] for k in keys)
-    shown = sum(rows[k]["live_nodes_not_ready_seen"] for k in keys)
+    moved = sum(r["healthy_tasks_moved"] for r in [*rows.values(), *stress.values()])
+    shown = sum(r["live_nodes_not_ready_seen"] for r in [*rows.values(), *stress.values()])
+    if stress:
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles, labels, loc="upper right", fontsize=7)
     ax.set_title("Power cut of a lab host (one Docker engine per host): time to 3 replicas\n"
                  f"dashed: issue 10 targets (green median, red max); over all trials: {moved} healthy "
                  f"tasks moved, {shown} live nodes seen not Ready", fontsize=9)
@@ -70,11 +79,14 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("results", nargs="?", default=str(HERE / "results.jsonl"))
     ap.add_argument("-o", "--output", default=str(HERE / "reschedule_lab.png"))
+    ap.add_argument("--stress", default=str(HERE / "reschedule_stress.jsonl"),
+                    help="the same runs under added load (orange crosses), if the file exists")
     a = ap.parse_args(argv)
     rows = load(Path(a.results))
+    stress = load(Path(a.stress)) if Path(a.stress).exists() else {}
     if not rows:
         raise SystemExit(f"{a.results}: no reschedule-lab lines (run reschedule_bench.py --lab --out ...)")
-    plot(rows, a.output)
+    plot(rows, a.output, stress)
     print(a.output)
 
 
