@@ -234,6 +234,22 @@ async def test_other_nodes_changes_do_not_push(harness):
     assert len(pushes) == 1
 
 
+async def test_a_change_to_many_nodes_is_pushed_in_chunks(harness, monkeypatch):
+    """One transaction touching more nodes than a flush builds per loop turn: every node still
+    gets its set, chunk after chunk (the loop handed back in between)."""
+    from swarmkit_py.manager.dispatcher import assignments
+
+    monkeypatch.setattr(assignments, "FLUSH_NODES", 2)
+    nodes = [node() for _ in range(5)]
+    await seed(harness.proposer, *nodes, service())
+    pushes = [(await harness.worker(n.id))[2] for n in nodes]
+    await wait_until(lambda: all(len(p) == 1 for p in pushes), what="initial sets")
+    tasks = [make_task(n.id, slot=i + 1) for i, n in enumerate(nodes)]
+    await seed(harness.proposer, *tasks)  # one transaction, five nodes
+    await wait_until(lambda: all(len(p) == 2 for p in pushes), what="every node's new set")
+    assert [[t["id"] for t in p[1]["tasks"]] for p in pushes] == [[t.id] for t in tasks]
+
+
 async def status_call(client, session_id, *updates):
     return await client.call(TASK_STATUS, {"session_id": session_id, "updates": list(updates)})
 

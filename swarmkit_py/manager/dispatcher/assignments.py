@@ -18,6 +18,7 @@ report coming back) does not re-push, as in swarmkit: the worker knows it alread
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -34,6 +35,8 @@ from .push import StorePusher
 log = logging.getLogger(__name__)
 
 DEBOUNCE = 0.02
+FLUSH_NODES = 100
+"""Nodes whose sets are built per loop turn (see AssignmentPusher._flush)."""
 
 
 def is_assigned(task: Task) -> bool:
@@ -204,16 +207,23 @@ class AssignmentPusher(StorePusher):
     async def _flush(self) -> None:
         forced, self._forced = self._forced, set()
         dirty, self._dirty = self._dirty, set()
-        view = self._dispatcher.proposer.store.view()
-        sends = []
-        for node_id in sorted(forced | dirty):
-            if not self._dispatcher.has_session(node_id):
-                self._pushed.pop(node_id, None)
-                continue
-            tasks = assignment_set(view, node_id)
-            digest = stable_digest(tasks)
-            if node_id not in forced and self._pushed.get(node_id) == digest:
-                continue
-            sends.append((node_id, digest, {"seq": view.index, "tasks": tasks}))
-        if sends:
-            await self._push(ASSIGNMENTS, sends, self._pushed)
+        nodes = sorted(forced | dirty)
+        # FLUSH_NODES at a time, the loop handed back in between: building, encoding and
+        # hashing 2,000 nodes' sets in one turn held the leader's loop 0.6 s of CPU after a
+        # 500-task scheduling entry (issue 13, 2,000 nodes). Each chunk reads the store anew.
+        for start in range(0, len(nodes), FLUSH_NODES):
+            if start:
+                await asyncio.sleep(0)
+            view = self._dispatcher.proposer.store.view()
+            sends = []
+            for node_id in nodes[start:start + FLUSH_NODES]:
+                if not self._dispatcher.has_session(node_id):
+                    self._pushed.pop(node_id, None)
+                    continue
+                tasks = assignment_set(view, node_id)
+                digest = stable_digest(tasks)
+                if node_id not in forced and self._pushed.get(node_id) == digest:
+                    continue
+                sends.append((node_id, digest, {"seq": view.index, "tasks": tasks}))
+            if sends:
+                await self._push(ASSIGNMENTS, sends, self._pushed)
