@@ -9,7 +9,8 @@ port. Each of C client threads owns one service (0 replicas, so no containers: t
 the control plane's) and loops: inspect it (`GET /services/{id}`, for its version), then
 `POST /services/{id}/update` with a new label, which commits through Raft before it answers.
 Counted over --seconds after a 1 s warm-up: updates/s, and p50/p99 of the update call alone.
-Ten `docker service update --label-add` runs of the real CLI (one process each) give the
+The CPU of the leader and of the client process over that window says which of the two bounds
+the rate (`leader_cpu_pct`, `client_cpu_pct`). Ten `docker service update --label-add` runs of the real CLI (one process each) give the
 latency a user sees at the prompt, process start included.
 
 `--profile X.txt` records the leader with py-spy over the counted window (raw collapsed stacks,
@@ -81,16 +82,24 @@ def _load(c: AgentCluster, m1, services: list[str], seconds: float, warmup: floa
                     lat.append((t1 - t0) * 1000)
 
     threads = [threading.Thread(target=worker, args=(sid,)) for sid in services]
+    from scale_bench import proc_cpu_seconds, start_spy
+
     for t in threads:
         t.start()
+    # CPU over the counted window, of the leader and of this client process (its 20 threads
+    # share one GIL): which of the two bounds the rate
+    time.sleep(max(0.0, t_measure - time.monotonic()))
+    cpu0 = proc_cpu_seconds(m1.proc.pid), proc_cpu_seconds(os.getpid())
     if profile:
-        from scale_bench import start_spy
-
-        time.sleep(max(0.0, t_measure - time.monotonic()))
         start_spy(m1, profile, seconds).wait(seconds + 60)
+    else:
+        time.sleep(max(0.0, t_end - time.monotonic()))
+    cpu1 = proc_cpu_seconds(m1.proc.pid), proc_cpu_seconds(os.getpid())
     for t in threads:
         t.join()
-    return {"updates": len(lat), "errors": len(errors), "first_errors": errors[:3], "lat": lat}
+    return {"updates": len(lat), "errors": len(errors), "first_errors": errors[:3], "lat": lat,
+            "leader_cpu_pct": round(100 * (cpu1[0] - cpu0[0]) / seconds, 1),
+            "client_cpu_pct": round(100 * (cpu1[1] - cpu0[1]) / seconds, 1)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -129,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
         "update_p99_ms": _pct(r["lat"], 0.99),
         "errors": r["errors"],
         "first_errors": r["first_errors"],
+        "leader_cpu_pct": r["leader_cpu_pct"],
+        "client_cpu_pct": r["client_cpu_pct"],
         "cli_update_p50_ms": round(statistics.median(cli), 1) if cli else None,
         "cli_update_max_ms": round(max(cli), 1) if cli else None,
         "seconds": args.seconds,
