@@ -74,7 +74,7 @@ def plot(runs: list[dict], out: Path) -> None:
             a.grid(alpha=0.3)
             a.legend(fontsize=8)
     loads = ", ".join(f"N={r['nodes']}: {r.get('load1_start', 0):.1f} ({r.get('commit')})" for r in runs)
-    fig.suptitle(f"swarmkit-py scale_bench, 3 managers, 2 shared cores; load avg at start (commit): {loads}", fontsize=9)
+    fig.suptitle(f"swarmkit-py scale_bench, 3 managers, 2 shared cores; load avg at start (commit):\n{loads}", fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 
