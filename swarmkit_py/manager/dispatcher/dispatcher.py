@@ -376,8 +376,12 @@ class Dispatcher:
             age = self._last_contact(node.id)
             if age is not None:
                 deadline = now + max(self.heartbeat_period, self.grace - age)
-                if self._host_silent(node.id):
+                silent = self._host_silent(node.id)
+                if silent:
                     deadline = now  # judged at the first sweep (_judge)
+                if election:
+                    log.info("manager %s: Raft last heard %.2fs ago, host silent: %s; judged "
+                             "in %.2fs", node.id, age, silent, deadline - now)
             self._tracker.set(node.id, deadline)
             if election:
                 self._unconfirmed.add(node.id)
