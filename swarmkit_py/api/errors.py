@@ -16,6 +16,7 @@ with KeyError). So every error path, including aiohttp's own 404/405/413, ends h
 | NotInSwarm (no cluster object)                  | 503    | `This node is not a swarm manager. ...`  |
 | raft NoQuorum / NotLeader / ProposalDropped, timeout | 503 | `The swarm does not have a leader. ...` |
 | raft LeadershipLost (cut off mid-write)         | 503    | says the write may or may not apply, retry elsewhere |
+| raft CutOff (a cut-off ex-leader)               | 503    | says so: send the request to another manager |
 | raft DiskFull (the member's disk is full)       | 503    | says so, where, and what to do           |
 | raft Stopped                                    | 503    | dockerd's "Worker nodes can't be used ..." |
 | authorize hook refusal (PermissionError, 403)   | 403    | the hook's message                       |
@@ -38,7 +39,15 @@ import logging
 from aiohttp import web
 
 from ..manager.controlapi import NO_LEADER_MESSAGE
-from ..raft.errors import DiskFull, LeadershipLost, NoQuorum, NotLeader, ProposalDropped, Stopped
+from ..raft.errors import (
+    CutOff,
+    DiskFull,
+    LeadershipLost,
+    NoQuorum,
+    NotLeader,
+    ProposalDropped,
+    Stopped,
+)
 from ..store import Ambiguous, NotFound, StoreError
 
 log = logging.getLogger(__name__)
@@ -94,8 +103,9 @@ def status_and_message(exc: BaseException) -> tuple[int, str]:
         return exc.status, exc.message
     if isinstance(exc, StoreError):
         return CODE_STATUS.get(exc.code, 500), store_error_message(exc)
-    if isinstance(exc, LeadershipLost):
-        return 503, str(exc)  # an outcome the client must check: say so, not just "no leader"
+    if isinstance(exc, (LeadershipLost, CutOff)):
+        # what happened and where to go (another manager), not dockerd's "no leader"
+        return 503, str(exc)
     if isinstance(exc, (NoQuorum, NotLeader, ProposalDropped, asyncio.TimeoutError)):
         log.warning("answering 'no leader' for %s: %r", type(exc).__name__, exc)
         return 503, NO_LEADER_MESSAGE

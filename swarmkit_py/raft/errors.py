@@ -52,6 +52,20 @@ class LeadershipLost(NoQuorum):
         )
 
 
+class CutOff(NoQuorum):
+    """This member stepped down as leader because a majority stopped answering it, and still
+    hears from fewer than a majority: nothing can commit through it, and the others may have a
+    leader already. Sent elsewhere, the request may succeed."""
+
+    def __init__(self, message: str | None = None):
+        super().__init__(
+            message
+            or "no quorum through this manager: it lost contact with a majority of managers and "
+            "stepped down as leader; the other managers may have elected a new leader: send the "
+            "request to another manager"
+        )
+
+
 class Stopped(RaftError):
     """The member is shutting down or was removed from the cluster."""
 

@@ -46,7 +46,7 @@ from ..histogram import Histogram
 from .codec import decode_conf_change
 from .config import RaftConfig
 from .core import RaftCore, ReadyOrder
-from .errors import DiskFull, LeadershipLost, NoQuorum, NotLeader, ProposalDropped, Stopped
+from .errors import CutOff, DiskFull, LeadershipLost, NoQuorum, NotLeader, ProposalDropped, Stopped
 from .fsm import StateMachine
 from .storage import DiskStorage, disk_full
 from .types import (
@@ -563,11 +563,7 @@ class RaftNode:
             if self._stopped:
                 raise self._stopped_error()
             if self.cut_off():
-                raise NoQuorum(
-                    "no quorum through this manager: it lost contact with a majority of managers "
-                    "and stepped down as leader; the others may have elected a new leader: send "
-                    "the request to another manager"
-                )
+                raise CutOff()
             if loop.time() >= limit:
                 raise NoQuorum(
                     "no quorum: this cluster has no leader; fewer than a majority of managers are "

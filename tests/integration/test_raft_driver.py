@@ -156,7 +156,7 @@ async def test_a_cut_off_leader_fails_its_writes_when_it_steps_down(tmp_path):
     not when their timeout ends; a write sent to it afterwards fails at once instead of
     waiting for an election it cannot see. The timeouts here are long (30 s proposals, 30 s
     leader wait), so only the step-down can end these writes before the test's deadline."""
-    from swarmkit_py.raft.errors import LeadershipLost, NoQuorum
+    from swarmkit_py.raft.errors import CutOff, LeadershipLost, NoQuorum
 
     cfg = CFG.model_copy(update={"proposal_timeout_s": 30.0, "leader_wait_s": 30.0})
     ms = Members(tmp_path, 3, cfg)
@@ -178,7 +178,7 @@ async def test_a_cut_off_leader_fails_its_writes_when_it_steps_down(tmp_path):
         try:
             await asyncio.wait_for(ld.propose(encode_put("after", b"2")), 20.0)
         except NoQuorum as e:
-            assert "lost contact with a majority" in str(e), e
+            assert isinstance(e, CutOff) and "lost contact with a majority" in str(e), e
         else:
             raise AssertionError("a write through a cut-off member succeeded")
         assert loop.time() - t0 < 10.0, "the write waited for a leader (30 s leader_wait_s)"
