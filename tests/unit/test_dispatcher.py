@@ -738,3 +738,32 @@ async def test_after_an_election_a_manager_whose_host_is_silent_is_down_at_once(
         assert state_of(proposer, follower) == NodeState.READY
     finally:
         await new.down()
+
+
+async def test_after_an_election_a_manager_host_found_silent_later_is_down_then(proposer, manager):
+    """The new leader's Raft connection to the old leader's host may show the silence only a
+    retransmission timeout after the election (this member's first appends to it): a manager
+    Raft has not heard from for probe_wait is looked at again every probe_wait / 2, and Down
+    as soon as its host is silent, long before a grace (here 2 s) after its last Raft word."""
+    old_leader, follower, directory, new = await _new_leader_after(proposer, manager, time.monotonic())
+    await new.down()
+    new = Manager(proposer, directory)
+    new.dispatcher = Dispatcher(proposer, heartbeat_period=PERIOD, grace_multiplier=20,
+                                probe_wait=PERIOD / 2, identify=params_identity, directory=directory)
+    new.server = RpcServer(LOOPBACK, 0)
+    new.dispatcher.register(new.server)
+    await new.up(lead=False)
+    try:
+        await asyncio.sleep(PERIOD)  # Raft has not heard the old leader for probe_wait
+        started = time.monotonic()
+        new.dispatcher.start()
+        await asyncio.sleep(3 * PERIOD)
+        assert state_of(proposer, old_leader) == NodeState.READY
+        directory.contact[follower] = time.monotonic()
+        directory.silent = {old_leader}
+        down_at = await wait_until(lambda: state_of(proposer, old_leader) == NodeState.DOWN)
+        assert down_at - started < 20 * PERIOD * 0.9, down_at - started
+        assert state_of(proposer, follower) == NodeState.READY
+        assert new.dispatcher.counters["nodes_down_by_kernel_evidence"] == 1
+    finally:
+        await new.down()

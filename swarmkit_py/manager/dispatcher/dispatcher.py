@@ -379,6 +379,8 @@ class Dispatcher:
                 silent = self._host_silent(node.id)
                 if silent:
                     deadline = now  # judged at the first sweep (_judge)
+                elif age >= self.probe_wait:
+                    self._suspects.set(node.id, now + self.probe_wait / 2)  # _raft_check
                 if election:
                     log.info("manager %s: Raft last heard %.2fs ago, host silent: %s; judged "
                              "in %.2fs", node.id, age, silent, deadline - now)
@@ -603,9 +605,11 @@ class Dispatcher:
             return False
         session = self._sessions.for_node(node_id)
         conn = session.connection if session is not None else None
-        info = conn.tcp_info() if conn is not None and hasattr(conn, "tcp_info") else None
+        if conn is None:
+            return self._raft_check(node_id, now)
+        info = conn.tcp_info() if hasattr(conn, "tcp_info") else None
         if info is None:
-            return False  # no connection here, or no TCP_INFO: the heartbeat clock decides
+            return False  # no TCP_INFO: the heartbeat clock decides
         probed = self._probed.get(node_id)
         if probed is None:
             try:
@@ -634,6 +638,26 @@ class Dispatcher:
                     self.heartbeat_period * (self.suspect_multiplier or 0) + since,
                     info.last_ack_recv_s, info.retransmits)
         return True
+
+    def _raft_check(self, node_id: str, now: float) -> bool:
+        """A manager without a session here (the old leader's host after an election, or a
+        manager whose session has not moved yet): its Raft connection is the evidence. Down
+        now when its host stopped acknowledging (``directory.host_silent``); while Raft has
+        not heard from it for ``probe_wait``, look again every ``probe_wait / 2`` (this member's
+        appends to it go unacknowledged within a retransmission timeout of its death), until
+        its heartbeat timer decides. A live manager answers Raft within that time."""
+        age = self._last_contact(node_id)
+        if age is None:
+            return False  # a worker: the heartbeat clock decides
+        if self._host_silent(node_id):
+            self._tracker.discard(node_id)
+            self.counters["nodes_down_by_kernel_evidence"] += 1
+            log.warning("manager %s: Raft has not heard from it for %.1fs and its host acknowledges "
+                        "nothing: down or cut off", node_id, age)
+            return True
+        if age >= self.probe_wait:
+            self._suspects.set(node_id, now + self.probe_wait / 2)
+        return False
 
     def _judge(self, node_ids: list[str], now: float) -> tuple[list[str], list[str]]:
         """Expired heartbeat timers -> (Down, Unknown); the rest are re-armed (see the module
