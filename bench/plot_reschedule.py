@@ -49,7 +49,7 @@ def plot(rows: dict, output: str, stress: dict | None = None) -> None:
         ax.scatter(xs, r["samples"], s=14, color="#08519c", zorder=3)
         if k in stress:  # the same trials with busy loops added (the false-Down check)
             s = stress[k]
-            ax.scatter([i - 0.42] * len(s["samples"]), s["samples"], s=12, marker="x", color="#e6550d",
+            ax.scatter([i - 0.24] * len(s["samples"]), s["samples"], s=12, marker="x", color="#e6550d",
                        zorder=3, label=f"with busy loops (load {s['load1_median']:.0f})")
         med, mx = TARGET[k[1]]
         ax.hlines(med, i - 0.35, i + 0.35, colors="#2ca02c", linestyles="dashed", zorder=2)

@@ -77,11 +77,12 @@ Anything else (an ACK, no TCP_INFO on this platform, no session here) leaves the
 heartbeat clock above: this can only make a Down earlier for a host that does not answer,
 never for a process that is merely slow. A power-cut worker is Down about
 ``suspect_multiplier * period + probe_wait`` after its last heartbeat instead of ``grace``.
-Managers have the same evidence on the Raft connections (``directory.host_silent``): after
-an election the new leader's Raft member has been probing the old leader's host already
-(raft/node.py, ``_leader_host_gone``), so that host is Down at the first sweep rather than
-``grace`` after its last Raft word, and Raft contact no longer keeps a manager Ready once its
-host has stopped acknowledging.
+Managers have the same evidence on their Raft connections (``directory.host_silent``): a
+manager Raft has not heard from for ``probe_wait`` (the old leader's host after an election)
+is looked at every ``probe_wait / 2`` and is Down once its host is silent there, rather than
+``grace`` after its last Raft word; Raft contact no longer keeps a manager Ready once its host
+has stopped acknowledging. (In the lab this has not yet been seen to shorten the old
+leader's Down: bench/RESCHEDULE.md.)
 
 Leader watch
 ------------
