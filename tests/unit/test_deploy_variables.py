@@ -1,0 +1,46 @@
+"""variables.render substitutes plain `{{ name }}` templates itself (a read-only command then
+never imports jinja2): its answers must be jinja2's, and anything else must still go to jinja2."""
+
+from __future__ import annotations
+
+import sys
+
+import jinja2
+import pytest
+
+from swarmkit_py.deploy import api, variables
+
+VARS = {"dir": "/etc/swarmkit-py", "port": 2376, "on": True, "none": None, "lst": [1, "a"], "empty": ""}
+
+
+@pytest.mark.parametrize("value", [
+    "{{ dir }}/agent.yml", "{{dir}}", "{{   port }}:{{on}}", "x{{ none }}y{{ lst }}", "{{ empty }}",
+    "no template at all", "{{ dir }}{{ dir }}",
+    # not plain names: jinja2 renders them
+    "{{ dir | upper }}", "{{ port + 1 }}", "{% if on %}yes{% endif %}", "{{ lst[1] }}",
+])
+def test_same_answer_as_jinja2(value):
+    want = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True).from_string(value).render(**VARS)
+    assert variables.render(value, VARS) == want
+
+
+def test_undefined_names_are_errors_either_way():
+    with pytest.raises(variables.VariableError, match="'nope' is undefined"):
+        variables.render("{{ dir }}/{{ nope }}", VARS)
+    with pytest.raises(variables.VariableError, match="nope"):
+        variables.render("{{ nope | upper }}", VARS)
+
+
+def test_plain_templates_do_not_load_jinja2():
+    import subprocess
+
+    code = ("import sys\nfrom swarmkit_py.deploy import variables\n"
+            "assert variables.render('{{ a }}/x', {'a': 1}) == '1/x'\nprint('jinja2' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
+
+
+def test_filters_are_encoded_as_docker_expects():
+    assert api._filters(None) == {}
+    assert api._filters({"service": "web", "desired-state": ["running", "ready"], "dangling": True}) == {
+        "filters": '{"service": ["web"], "desired-state": ["running", "ready"], "dangling": ["true"]}'}
