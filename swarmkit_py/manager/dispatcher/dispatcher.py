@@ -380,8 +380,8 @@ class Dispatcher:
                 silent = self._host_silent(node.id)
                 if silent:
                     deadline = now  # judged at the first sweep (_judge)
-                elif age >= self.probe_wait:
-                    self._suspects.set(node.id, now + self.probe_wait / 2)  # _raft_check
+                else:  # _raft_check: the old leader may have died only just before the election
+                    self._suspects.set(node.id, now + self.probe_wait / 2)
                 if election:
                     log.info("manager %s: Raft last heard %.2fs ago, host silent: %s; judged "
                              "in %.2fs", node.id, age, silent, deadline - now)
