@@ -57,6 +57,11 @@ class HeartbeatTracker:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
+    def count_before(self, t: float, exclude: set[str] | frozenset[str] = frozenset()) -> int:
+        """How many tracked nodes have a deadline before ``t`` (not counting ``exclude``); a
+        scan of every node, for the rare moments a deadline expires."""
+        return sum(1 for n, d in self._deadlines.items() if d < t and n not in exclude)
+
     def pop_expired(self, now: float) -> list[str]:
         """Nodes whose deadline is <= now, removed from tracking (so reported once)."""
         out: list[str] = []
