@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from .. import __version__
 from ..background import Background
 from ..ca import (
+    CAError,
     CertRole,
     RootCA,
     client_context,
@@ -43,7 +44,7 @@ from ..raft.storage import (
 )
 from ..raft.storage.crypto import DEKS_FILE
 from ..rpc import RpcServer
-from ..worker.certs import CertRenewer
+from ..worker.certs import CertRenewer, RenewError
 from ..worker.describe import describe_node
 from ..worker.executor import DockerExecutor, connect
 from ..worker.logs import LogPublisher, session_sender
@@ -407,6 +408,7 @@ class Agent:
         )
         self.manager = mgr
         mgr.on_raft_failure = self._on_raft_failure
+        mgr.on_removed = self._on_raft_removed
         if st.bootstrap and mgr.fresh:
             await mgr.found(self._initial_transaction())
             st.bootstrap = False
@@ -417,6 +419,35 @@ class Agent:
         else:
             await mgr.start()
         await self._start_api(mgr)
+
+    def _on_raft_removed(self) -> None:
+        """This manager's Raft member was removed from the group and never learnt it (demoted,
+        then promoted again before its certificate changed: raftjoin.RemovalWatch). Renew the
+        certificate: a worker's means a demotion, which `_on_renewed` carries out; a manager's
+        means the node is still a manager, so it joins again as a new member, its old Raft
+        state dropped (swarmkit's node wipes it on ErrMemberRemoved the same way)."""
+        if self._restarter is not None and self._restarter.running:
+            return
+
+        async def rejoin() -> None:
+            while True:
+                try:
+                    result = await self.renewer.renew_once()
+                    break
+                except (RenewError, CAError, OSError) as e:
+                    log.warning("raft member removed: renewing the certificate to learn this "
+                                "node's role failed (%s); retrying", e)
+                    await asyncio.sleep(2.0)
+            if str(getattr(result.role, "value", result.role)) != "manager":
+                return  # a demotion: _on_renewed restarts this agent as a worker
+            log.warning("joining the managers' Raft group again as a new member (raft member %d "
+                        "was removed)", self.state.raft_id)
+            self.state.raft_id = new_raft_id()
+            self.state.save(self.state_dir)
+            await self._restart(demoted=True)  # drops the old Raft state; the role stays
+
+        self._restarter = Background("agent-rejoin", rejoin, on_death=self._fatal)
+        self._restarter.start()
 
     def _on_raft_failure(self, exc: BaseException) -> None:
         """The manager's Raft member died of its storage. A full disk is waited out with the

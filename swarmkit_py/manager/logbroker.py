@@ -37,6 +37,7 @@ from ..proto import (
     NOT_LEADER,
     PERMISSION_DENIED,
 )
+from ..proto.logs import Marks, mark, valid_marks
 from ..rpc import PeerInfo, RpcError
 from ..store import WatchClosed, new_id
 from ..store.objects import Task, TaskState
@@ -114,8 +115,8 @@ class Subscription:
     """Tasks asked from their first line (started while following)."""
     waiting: dict[str, set[str]] = field(default_factory=dict)
     """node id -> followed tasks not asked yet: that node had no session."""
-    after: dict[str, int] = field(default_factory=dict)
-    """task id -> timestamp (ns) of the last line accepted."""
+    after: Marks = field(default_factory=dict)
+    """task id -> timestamps (ns) of the last stdout and stderr lines accepted."""
     pending: set[str] = field(default_factory=set)
     """Tasks whose logs have not ended yet."""
     ended: asyncio.Event = field(default_factory=asyncio.Event)
@@ -160,13 +161,13 @@ class LogBroker:
     # -- subscriptions ----------------------------------------------------------------------
 
     async def subscribe(self, req: LogRequest,
-                        after: dict[str, int] | None = None) -> Subscription:
-        """``after``: per task, the last line's timestamp a reader already has (it is
-        reopening the subscription on a new leader): those tasks start right after it."""
+                        after: Marks | None = None) -> Subscription:
+        """``after``: per task, the last stdout and stderr lines' timestamps a reader already
+        has (it is reopening the subscription on a new leader): those start right after."""
         if not self.running:
             raise NotServing("this manager does not lead: logs are collected by the leader")
         sub = Subscription(new_id(), req)
-        sub.after.update(after or {})
+        sub.after.update({t: list(m) for t, m in (after or {}).items()})
         self.subs[sub.id] = sub
         view = self.store.view()
         if req.task_id is not None:
@@ -254,7 +255,7 @@ class LogBroker:
             params = {"sub": sub.id, "tasks": group, "follow": req.follow,
                       "tail": None if fresh else req.tail, "since": None if fresh else req.since,
                       "stdout": req.stdout, "stderr": req.stderr,
-                      "after": {t: sub.after[t] for t in group if t in sub.after}}
+                      "after": {t: list(sub.after[t]) for t in group if t in sub.after}}
             ok = await self.dispatcher.push(node_id, LOGS_SUBSCRIBE, params) and ok
         return ok
 
@@ -317,8 +318,7 @@ class LogBroker:
                                                 data))
             except asyncio.QueueFull:
                 break
-            if ts > sub.after.get(task_id, 0):
-                sub.after[task_id] = ts
+            mark(sub.after, task_id, stream, ts)
             accepted += 1
         if accepted:
             sub.wake.set()
@@ -347,9 +347,8 @@ class LogBroker:
         self._check_manager(peer)
         req = LogRequest.from_wire(params)
         after = params.get("after") or {}
-        if not isinstance(after, dict) or \
-                not all(isinstance(k, str) and isinstance(v, int) for k, v in after.items()):
-            raise RpcError(INVALID_ARGUMENT, "after must map task ids to timestamps (ns)")
+        if not valid_marks(after):
+            raise RpcError(INVALID_ARGUMENT, "after must map task ids to [stdout ns, stderr ns]")
         try:
             sub = await self.subscribe(req, after)
         except NotServing as e:

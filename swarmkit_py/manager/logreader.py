@@ -10,7 +10,7 @@ Forwarding costs one extra hop for the lines; reads stay where they belong.
 A stream outlives the leader that serves it: when the leader's connection fails, times out
 (its host lost power: no FIN), says it no longer leads, or this manager's Raft member sees
 another leader, the stream opens the subscription again on the new leader, passing for each
-task the timestamp of the last line it delivered (``after``), so the reader sees neither a
+task the timestamps of the last stdout and stderr lines it delivered (``after``), so the reader sees neither a
 repeat nor a gap. A reader connected to the leader itself loses its stream with it, as with
 Docker: the API connection dies with the host.
 
@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..proto import LOGS_NEXT, LOGS_OPEN, MAX_BATCH
+from ..proto.logs import Marks, delivered, mark
 from ..raft.errors import NoQuorum
 from ..rpc import RpcClient, RpcError
 from .logbroker import LogBroker, LogMessage, LogRequest, NotServing
@@ -56,7 +57,7 @@ class _Local:
         self.sub = None
         self.leader_addr = None
 
-    async def open(self, req: LogRequest, after: dict[str, int]) -> None:
+    async def open(self, req: LogRequest, after: Marks) -> None:
         self.sub = await self.broker.subscribe(req, after)
 
     async def next(self, wait: float) -> tuple[list[LogMessage], bool]:
@@ -75,7 +76,7 @@ class _Remote:
         self.client = client
         self.sub: str | None = None
 
-    async def open(self, req: LogRequest, after: dict[str, int]) -> None:
+    async def open(self, req: LogRequest, after: Marks) -> None:
         answer = await self.client.call(LOGS_OPEN, {**req.to_wire(), "after": after})
         self.sub = answer["sub"]
 
@@ -100,8 +101,8 @@ class LogStream:
     def __init__(self, reader: LogReader, req: LogRequest) -> None:
         self.reader = reader
         self.req = req
-        self.after: dict[str, int] = {}
-        """task id -> timestamp of the last line delivered to the reader."""
+        self.after: Marks = {}
+        """task id -> timestamps of the last stdout and stderr lines delivered to the reader."""
         self.source: _Local | _Remote | None = None
         self.reopened = 0
 
@@ -122,7 +123,7 @@ class LogStream:
         self.source = None
         source = self.reader.source()
         try:
-            await source.open(self.req, dict(self.after))
+            await source.open(self.req, {t: list(m) for t, m in self.after.items()})
         except BaseException:
             await source.close()
             raise
@@ -161,10 +162,9 @@ class LogStream:
                 continue  # the leader moved while waiting: reopened on the next turn
             batch, ended = got
             for msg in batch:
-                if msg.ts:
-                    if msg.ts < self.after.get(msg.task_id, 0):
-                        continue  # already delivered through an earlier leader
-                    self.after[msg.task_id] = msg.ts
+                if delivered(self.after, msg.task_id, msg.stream, msg.ts):
+                    continue  # already delivered through an earlier leader
+                mark(self.after, msg.task_id, msg.stream, msg.ts)
                 yield msg
             if batch:
                 last = loop.time()

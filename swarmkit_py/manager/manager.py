@@ -40,7 +40,7 @@ from .logbroker import LogBroker
 from .logreader import LogReader
 from .orchestrator import orchestration_loops
 from .proposer import RaftProposer
-from .raftjoin import RaftMembership, fetch_members, request_join
+from .raftjoin import RaftMembership, RemovalWatch, fetch_members, request_join
 from .revocation import Revocation
 from .rolemanager import RoleManager
 from .scheduler import SchedulerLoop
@@ -125,6 +125,11 @@ class Manager:
         # callback stopped the leader loops); the owner decides how to bring the member back.
         self.on_raft_failure: Callable[[BaseException], None] | None = None
         self.raft.on_fatal = lambda exc: self.on_raft_failure(exc) if self.on_raft_failure else None
+        # The Raft member was removed from the group without learning it (raftjoin.py): the
+        # owner checks the node's role and joins again as a new member if it is still a manager.
+        self.on_removed: Callable[[], None] | None = None
+        self.removal_watch = RemovalWatch(self, client_ssl,
+                                          lambda: self.on_removed() if self.on_removed else None)
         self._build_control_plane(cluster_id, heartbeat_period, max_heartbeat_rate)
 
     def _build_control_plane(self, cluster_id: str | None, heartbeat_period: float,
@@ -372,8 +377,10 @@ class Manager:
         self.kek_watcher.start()
         self._raft_spec.start()
         self.revocation.start()
+        self.removal_watch.start()
 
     async def stop(self) -> None:
+        await self.removal_watch.stop()
         await self.revocation.stop()
         await self.kek_watcher.stop()
         await self._raft_spec.stop()

@@ -4,15 +4,28 @@ A joining manager first asks any manager for the current members (`raft.members`
 answer the leader as soon as the leader starts replicating to it, starts its empty Raft member,
 and then asks the leader to add it (`raft.join`): learner first, voter once caught up, so a new
 manager never weakens quorum while it still lacks most of the log.
+
+A member can also be removed without learning it: a manager demoted and promoted again
+before its certificate was renewed keeps a manager's certificate and its old Raft id, but the
+leader stopped replicating to that id the moment the removal was applied, so the member just
+campaigns on, unheard (swarmkit's ErrMemberRemoved case). `RemovalWatch` notices it: once a
+member that used to be in the group has known no leader for a while, it asks the managers it
+knows; the leader's own answer, twice, without this member's id means it was removed, and the
+owner (the agent) joins again as a new member with a new id, as swarmkit's node does after
+wiping its Raft state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+from collections.abc import Callable
 
+from ..background import Background
 from ..ca import CertRole, expect_manager
 from ..proto import (
+    FAILED_PRECONDITION,
     NO_QUORUM,
     NOT_FOUND,
     NOT_LEADER,
@@ -24,7 +37,10 @@ from ..proto import (
 from ..raft.errors import NoQuorum, NotLeader, RaftError
 from ..rpc import PeerInfo, RpcClient, RpcError
 from ..store import ManagerStatus, Transaction
+from ..store.objects.enums import NodeRole
 from .caserver import require_identity
+
+log = logging.getLogger(__name__)
 
 
 def raft_error(e: RaftError, manager) -> RpcError:
@@ -56,7 +72,8 @@ class RaftMembership:
         self._current_manager(peer, RAFT_MEMBERS)
         book = dict(self.m.raft.peers)
         book[self.m.raft_id] = self.m.advertise_addr
-        return {"members": {str(k): v for k, v in book.items()}, "leader": self.m.raft.leader_id}
+        return {"members": {str(k): v for k, v in book.items()}, "leader": self.m.raft.leader_id,
+                "self": self.m.raft_id}
 
     async def _join(self, peer: PeerInfo, params):
         ident = self._current_manager(peer, RAFT_JOIN)
@@ -66,6 +83,9 @@ class RaftMembership:
         node = self.m.store.view().get_node(ident.node_id)
         if node is None:
             raise RpcError(NOT_FOUND, f"node {ident.node_id} is not part of this swarm")
+        if node.spec.role != NodeRole.MANAGER:
+            raise RpcError(FAILED_PRECONDITION, f"node {ident.node_id} is being demoted: it may "
+                                                "not join the managers' Raft group")
         try:
             if node.raft_id != raft_id:
                 # a manager that lost its disk comes back with a new raft id: drop the old one
@@ -136,3 +156,79 @@ async def request_join(
         finally:
             await c.close()
     raise RuntimeError(f"could not join the managers' Raft group: {last}")
+
+
+class RemovalWatch:
+    """Notices that this manager's Raft member was removed from the group without learning it
+    (see the module's docstring) and calls ``on_removed`` once."""
+
+    GRACE = 3.0
+    """Seconds without a leader before the managers are asked (an election takes less)."""
+    PERIOD = 1.0
+    STRIKES = 2
+    """Consecutive answers of a leader without this member before it is taken as removed (a
+    leader elected a moment ago may not have applied every membership change yet)."""
+
+    def __init__(self, manager, client_ssl, on_removed: Callable[[], None]) -> None:
+        self.m = manager
+        self.client_ssl = client_ssl
+        self.on_removed = on_removed
+        self._loop = Background("raft-removal-watch", self._run)
+
+    def start(self) -> None:
+        self._loop.start()
+
+    async def stop(self) -> None:
+        await self._loop.stop()
+
+    async def _run(self) -> None:
+        raft, me = self.m.raft, self.m.raft_id
+        loop = asyncio.get_running_loop()
+        was_member = False
+        leaderless_since: float | None = None
+        strikes = 0
+        while True:
+            await asyncio.sleep(self.PERIOD)
+            core = raft.core
+            if core is None:
+                continue
+            # a joiner not added yet is not "removed": it has neither a log nor a configuration
+            # with itself in it (a log arrives only once the leader added it)
+            was_member = was_member or me in core.conf.voters or me in core.conf.learners \
+                or core.removed or core.log.last_index() > 0
+            if raft.leader_id or not was_member:
+                leaderless_since, strikes = None, 0
+                continue
+            now = loop.time()
+            if leaderless_since is None:
+                leaderless_since = now
+            if now - leaderless_since < self.GRACE:
+                continue
+            verdict = await self._ask_leader()
+            strikes = strikes + 1 if verdict else 0
+            if strikes >= self.STRIKES:
+                return self._removed(verdict)
+
+    async def _ask_leader(self) -> str | None:
+        """Why the leader says this member is not in the group, or None (no leader answered,
+        or it counts this member in)."""
+        me = self.m.raft_id
+        for addr in [a for nid, a in dict(self.m.raft.peers).items() if nid != me and a]:
+            c = _manager_client(addr, self.client_ssl, self.m.cluster_id, 3)
+            try:
+                r = await c.call(RAFT_MEMBERS, {})
+            except (RpcError, OSError, TimeoutError):
+                continue
+            finally:
+                await c.close()
+            if r.get("leader") and r.get("leader") == r.get("self"):
+                members = r.get("members") or {}
+                if str(me) in members:
+                    return None
+                return f"the leader at {addr} lists {len(members)} members without it"
+        return None
+
+    def _removed(self, why: str) -> None:
+        log.warning("raft member %d was removed from the managers' group (%s) while this node "
+                    "stays a manager", self.m.raft_id, why)
+        self.on_removed()

@@ -9,7 +9,8 @@ previous release can still join during a rolling upgrade).
 from __future__ import annotations
 
 RAFT_MEMBERS = "raft.members"
-"""``{}`` -> ``{"members": {raft_id: "host:port"}, "leader": raft_id | None}``."""
+"""``{}`` -> ``{"members": {raft_id: "host:port"}, "leader": raft_id | None, "self": raft_id}``
+(``self``: the answering manager's own member, so a caller can tell the leader's answer)."""
 RAFT_JOIN = "raft.join"
 """``{raft_id, addr, timeout}`` -> ``{"members": {...}}``; the leader adds the caller."""
 RAFT_TRANSFER = "raft.transfer_leadership"

@@ -110,7 +110,10 @@ class _Reader(threading.Thread):
     """Pulls one container's log stream into a bounded buffer of (ns, stream id, data)."""
 
     def __init__(self, client: docker.DockerClient, container_id: str, opts: dict[str, Any],
-                 after: int | None, loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
+                 after: tuple[int, int] | None, loop: asyncio.AbstractEventLoop,
+                 wake: asyncio.Event) -> None:
+        """``after``: the last stdout and stderr lines' timestamps already delivered; only
+        later lines of each stream are kept."""
         super().__init__(daemon=True, name=f"logs-{container_id[:12]}")
         self.client, self.container_id, self.opts, self.after = client, container_id, opts, after
         self.loop, self.wake = loop, wake
@@ -140,7 +143,7 @@ class _Reader(threading.Thread):
         try:
             for stream, chunk in self._open():
                 ts, data = parse_line(chunk)
-                if self.after is not None and ts and ts <= self.after:
+                if self.after is not None and ts and ts <= self.after[stream == 2]:
                     continue  # delivered through an earlier subscription
                 with self.cond:
                     while len(self.buf) >= BUFFER and not self.stopped:
@@ -188,6 +191,20 @@ def engine_options(params: dict[str, Any]) -> dict[str, Any]:
     return opts
 
 
+def resume_marks(raw: Any) -> tuple[int, int] | None:
+    """A task's ``after`` as (stdout ns, stderr ns), or None to start as the reader asked. A
+    stream with no line delivered yet resumes where the other one does (what was before it
+    was not asked for: --tail, --since)."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = [raw, raw]  # an older manager's single mark
+    if not (isinstance(raw, list) and len(raw) == 2 and all(isinstance(x, int) for x in raw)):
+        return None
+    out, err = raw
+    if out <= 0 and err <= 0:
+        return None
+    return (out if out > 0 else err, err if err > 0 else out)
+
+
 class LogPublisher:
     """Serves the leader's log subscriptions on this node."""
 
@@ -232,12 +249,10 @@ class LogPublisher:
                 client.containers.list, all=True, filters={"label": f"{LABEL_TASK_ID}={task_id}"})
             if found:
                 opts = engine_options(params)
-                after = (params.get("after") or {}).get(task_id)
-                if isinstance(after, int) and after > 0:
-                    # strictly after the last line delivered (the engine's since is inclusive)
-                    opts.update(since=engine_since(after), tail="all")
-                else:
-                    after = None
+                after = resume_marks((params.get("after") or {}).get(task_id))
+                if after is not None:
+                    # strictly after the last lines delivered (the engine's since is inclusive)
+                    opts.update(since=engine_since(min(after)), tail="all")
                 wake = asyncio.Event()
                 reader = _Reader(client, found[0].id, opts, after, asyncio.get_running_loop(),
                                  wake)

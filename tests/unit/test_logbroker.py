@@ -111,7 +111,7 @@ async def test_a_node_is_asked_again_after_its_last_line_and_a_waiting_one_when_
     assert [p["tasks"] for p in d.subscribes()] == [["t1"]]
     await d.open_session("n1")  # its agent restarted: asked again, from after its last line
     again = d.subscribes("n1")[-1]
-    assert again["tasks"] == ["t1"] and again["after"] == {"t1": 20} and again["tail"] == 5
+    assert again["tasks"] == ["t1"] and again["after"] == {"t1": [20, 0]} and again["tail"] == 5
     await d.open_session("n2")
     assert d.subscribes("n2")[-1]["tasks"] == ["t2"]
     await broker.close(sub)
@@ -152,11 +152,16 @@ async def test_a_follower_stream_moves_to_the_new_leader_without_repeating_a_lin
         raft.leader_addr = lambda: "there"
         await wait_for(lambda: leader.subs, what="the subscription opened on the new leader")
         [(remote_id, remote)] = list(leader.subs.items())
-        assert there.subscribes("n1")[-1]["after"] == {"t1": 20}
+        assert there.subscribes("n1")[-1]["after"] == {"t1": [20, 0]}
         assert remote.lease_until is not None and not local.subs
         # a worker that still had a line in flight from before: dropped, not shown twice
         await publish(leader, remote_id, "n1", "t1", (15, 1, b"old"), (30, 2, b"three"))
         await wait_for(lambda: seen == [b"one", b"two", b"three"])
+        # the engine orders lines per stream only: an stdout line stamped before the last
+        # stderr line can come after it, and is shown (one mark per stream, not one per task)
+        await publish(leader, remote_id, "n1", "t1", (25, 1, b"late stdout"), (24, 1, b"old"))
+        await wait_for(lambda: seen == [b"one", b"two", b"three", b"late stdout"])
+        assert stream.after == {"t1": [25, 30]}
         assert stream.reopened == 1
     finally:
         consumer.cancel()

@@ -52,3 +52,13 @@ def test_the_engines_frames_keep_their_stream_and_a_tty_is_cut_into_lines():
 
     assert list(demux(io.BufferedReader(Trickle()), tty=True)) == [
         (1, b"one\n"), (1, b"two\n"), (1, b"three")]
+
+
+def test_a_resumed_task_starts_after_each_streams_own_last_line():
+    from swarmkit_py.worker.logs import resume_marks
+
+    assert resume_marks([20, 30]) == (20, 30)  # engine since = 20, stderr kept only after 30
+    assert resume_marks([20, 0]) == (20, 20)  # no stderr line yet: resumes where stdout does
+    assert resume_marks([0, 0]) is None and resume_marks(None) is None
+    assert resume_marks(17) == (17, 17)  # an older manager's one mark per task
+    assert resume_marks(["x", 1]) is None and resume_marks(True) is None
