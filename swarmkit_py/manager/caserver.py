@@ -481,9 +481,13 @@ class CAServer:
 
 
 def _needs_reissue(node: Node) -> bool:
+    want = node_role(node.role or node.spec.role)
     if node.certificate is None or node.certificate.role is None:
-        return False
-    return node_role(node.role or node.spec.role) != node.certificate.role
+        # No record: the founding manager, whose certificate `init` made before the store
+        # existed. It holds a manager's; once demoted it must be told too (it was not: a
+        # demoted founder kept its manager certificate until its renewal, months later).
+        return want != NodeRole.MANAGER
+    return want != node.certificate.role
 
 
 def _cert_record(node_id: str, role: NodeRole, cert_pem: str, csr: str | None) -> NodeCertificate:

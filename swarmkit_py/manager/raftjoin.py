@@ -10,9 +10,10 @@ before its certificate was renewed keeps a manager's certificate and its old Raf
 leader stopped replicating to that id the moment the removal was applied, so the member just
 campaigns on, unheard (swarmkit's ErrMemberRemoved case). `RemovalWatch` notices it: once a
 member that used to be in the group has known no leader for a while, it asks the managers it
-knows; the leader's own answer, twice, without this member's id means it was removed, and the
-owner (the agent) joins again as a new member with a new id, as swarmkit's node does after
-wiping its Raft state.
+knows; the leader's own answer, twice, without this member's id means it was removed (and a
+refusal because the node was demoted means the same), and the owner (the agent) renews its
+certificate: a worker's carries out the demotion, a manager's makes it join again as a new
+member with a new id, as swarmkit's node does after wiping its Raft state.
 """
 
 from __future__ import annotations
@@ -217,7 +218,11 @@ class RemovalWatch:
             c = _manager_client(addr, self.client_ssl, self.m.cluster_id, 3)
             try:
                 r = await c.call(RAFT_MEMBERS, {})
-            except (RpcError, OSError, TimeoutError):
+            except RpcError as e:
+                if e.code == PERMISSION_DENIED:  # demoted: the certificate renewal says so
+                    return f"the manager at {addr} refuses it: {e.message}"
+                continue
+            except (OSError, TimeoutError):
                 continue
             finally:
                 await c.close()
@@ -229,6 +234,6 @@ class RemovalWatch:
         return None
 
     def _removed(self, why: str) -> None:
-        log.warning("raft member %d was removed from the managers' group (%s) while this node "
-                    "stays a manager", self.m.raft_id, why)
+        log.warning("raft member %d was removed from the managers' group (%s); renewing this "
+                    "node's certificate to learn its role", self.m.raft_id, why)
         self.on_removed()
