@@ -16,6 +16,7 @@ leader hands leadership over first and nobody is marked Down by that either.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -145,6 +146,10 @@ def test_power_cut_of_the_leaders_host_marks_nobody_healthy_down(lab, env):
     nodes = a.nodes(via)
     assert not nodes[leader].get("ManagerStatus") and leader_of(nodes) not in (None, leader)
     assert all(n["Status"]["State"] == "ready" for n in nodes.values()), nodes
+    # and its agent acts as a worker (a demoted founder once kept a manager's certificate and
+    # a removed Raft member: the store said worker, the host did not)
+    wait(lambda: json.loads(lab.ssh(leader, "cat /var/lib/swarmkit-py/node.json", timeout=10)[1])["role"]
+         == "worker", 30, f"{leader}'s agent a worker")
 
 
 TICKER = 'i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.2; done'
