@@ -17,7 +17,14 @@ Figures (keys of the JSON line):
 - ``api_p50_ms`` / ``api_p99_ms``: ``node ls``, ``service ls`` and ``service ps <one>`` issued
   back to back by one client from the first create to the end of the steady window (so they
   include the convergence), also split into ``api_converge_p99_ms`` and ``api_steady_p99_ms``
-  and per call (``api_ms``);
+  and per call (``api_ms``); ``api_converge_p90_ms`` and ``api_converge_over_360ms`` (of
+  ``api_converge_samples``) say whether a slow fill is a few long holds or every call slow; every
+  sample (time from the create, call, ms) is written to ``api_samples.json`` in the work dir;
+- ``fill_leader``: the leader's own ``/metrics`` over the fill (create to all Running): event
+  loop holds of 50 ms or more (``loop_held``: count, total, ``share`` of the fill), the API
+  handlers' times, linearizable reads' waits (``read_index``: the confirmation round plus
+  apply), Raft apply time per batch, full garbage collections; ``leader_loop`` its loop watch
+  at the end of the steady window (``loop_stalls`` has the managers that survive the failover);
 - ``leader_cpu_pct`` / ``leader_rss_mb``: the leader process over the steady window (/proc);
 - ``heartbeats_per_s``: the leader's /metrics counter over that window;
 - ``raft_entries_per_s``: Raft entries committed per second from the first create to all
@@ -215,6 +222,34 @@ def loop_stalls(c: AgentCluster, managers) -> dict:
     return out
 
 
+def hist_delta(m0: dict, m1: dict, name: str, over: float = 0.25) -> dict:
+    """One /metrics histogram between two scrapes: observations, their mean, and how many
+    took longer than `over` seconds."""
+    full = f"swarmkit_{name}"
+    n = m1.get(f"{full}_count", 0) - m0.get(f"{full}_count", 0)
+    total = m1.get(f"{full}_sum", 0) - m0.get(f"{full}_sum", 0)
+    le = f'{full}_bucket{{le="{over:g}"}}'
+    within = m1.get(le, 0) - m0.get(le, 0)
+    return {"n": int(n), "mean_ms": round(1000 * total / n, 1) if n else None,
+            "sum_s": round(total, 2), f"over_{over:g}s": int(n - within)}
+
+
+def fill_figures(m0: dict, m1: dict, span: float) -> dict:
+    """What the leader's loop and its reads did during the fill (between two scrapes of its
+    /metrics): holds of the loop of 50 ms or more (and the share of the fill they took), the
+    API's handler times, linearizable reads' waits, Raft apply time, full collections."""
+    held = hist_delta(m0, m1, "event_loop_stall_seconds")
+    return {"loop_held": {**held, "share": round(held["sum_s"] / span, 2) if span else None},
+            "api_requests": hist_delta(m0, m1, "api_request_seconds"),
+            "read_index": hist_delta(m0, m1, "raft_read_index_seconds"),
+            "raft_apply": hist_delta(m0, m1, "raft_apply_seconds", over=0.1),
+            "gc_full": int(m1.get("swarmkit_gc_full_collections_total", 0)
+                           - m0.get("swarmkit_gc_full_collections_total", 0)),
+            "gc_full_s": round(m1.get("swarmkit_gc_full_collection_seconds_total", 0)
+                               - m0.get("swarmkit_gc_full_collection_seconds_total", 0), 2),
+            "loop_max_s": round(m1.get("swarmkit_event_loop_stall_max_seconds", 0), 2)}
+
+
 def running_ids(api) -> set[str]:
     return {t["ID"] for t in api.tasks(filters={"desired-state": "running"})
             if t["Status"]["State"] == "running"}
@@ -261,6 +296,8 @@ def run(args) -> dict:
         per = [args.tasks // services + (1 if i < args.tasks % services else 0) for i in range(services)]
         prober = Prober(sdk.api, "svc0")
         commit0 = max_commit(c, managers)
+        fill_leader = leader_of(c, managers) or m1
+        fill_m0 = metrics_of(c, fill_leader)
         if args.profile and args.profile_phase == "converge":
             conv_spy = start_spy(leader_of(c, managers) or m1, args.profile, None)
         t_create = time.monotonic()
@@ -275,6 +312,8 @@ def run(args) -> dict:
                    "every task Running in the API", interval=1.0)
         t_running = time.monotonic()
         out["all_running_s"] = round(t_running - t_create, 2)
+        out["fill_leader"] = {"name": fill_leader.name,
+                              **fill_figures(fill_m0, metrics_of(c, fill_leader), t_running - t_create)}
         conv_spy = stop_spy(conv_spy)
         # the writes of the convergence: task creations, assignments, status reports
         out["raft_entries_converge"] = int(max_commit(c, managers) - commit0)
@@ -301,10 +340,15 @@ def run(args) -> dict:
         prober.halt.set()
         prober.join(30)
         conv, steady = prober.between(t_create, t_running), prober.between(t_running, s1)
+        (base / "api_samples.json").write_text(json.dumps(
+            [(round(t - t_create, 3), name, round(ms, 1)) for t, name, ms in prober.samples]))
         allms = conv + steady
         out["api_p50_ms"] = round(pct(allms, 0.5) or 0, 1)
         out["api_p99_ms"] = round(pct(allms, 0.99) or 0, 1)
         out["api_converge_p99_ms"] = round(pct(conv, 0.99) or 0, 1)
+        out["api_converge_p90_ms"] = round(pct(conv, 0.9) or 0, 1)
+        out["api_converge_over_360ms"] = sum(ms > 360 for ms in conv)
+        out["api_converge_samples"] = len(conv)
         out["api_steady_p99_ms"] = round(pct(steady, 0.99) or 0, 1)
         out["api_samples"] = len(allms)
         out["api_ms"] = {name: {"p50": round(pct(v, 0.5), 1), "p99": round(pct(v, 0.99), 1)}
@@ -317,6 +361,7 @@ def run(args) -> dict:
 
         out.update(failover_nodes_marked_down=None, failover_tasks_moved=None,
                    failover_sessions_back_s=None)
+        out["leader_loop"] = loop_stalls(c, [leader]).get(leader.name)  # the failover kills it
         if args.managers >= 3 and not args.skip_failover:
             say("failover: killing the leader")
             out.update(failover(c, managers, leader, fleet, sdk, args))

@@ -92,6 +92,8 @@ class Agent:
         """What port 2377 turned away, by reason (kept across RpcServer restarts)."""
         self.api_refused: Counter = Counter()
         """What the Docker API's authorization refused, by reason."""
+        self.api_latency = None
+        """The Docker API's request times (its app's histogram), once the API is served."""
         self.loopwatch = LoopWatch(report_after=cfg.loop_stall_warn_s)
         """How long the event loop is held, and where (logged past `loop_stall_warn_s`)."""
         self.gc_policy = GCPolicy() if cfg.gc_policy == "tuned" else None
@@ -518,9 +520,11 @@ class Agent:
 
     async def _start_api(self, mgr: Manager) -> None:
         from ..api import make_app, routes_logs
+        from ..api.app import REQUEST_SECONDS
         from ..manager.controlapi import ControlAPI
 
         app = make_app(ControlAPI(mgr), engine_version=__version__, hostname=self.hostname, authorize=self._api_authorize)
+        self.api_latency = app[REQUEST_SECONDS]
         routes_logs.setup(app, mgr.logs)
         self._api_runners.extend(await self._serve_api(app))
 

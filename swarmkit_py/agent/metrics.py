@@ -74,6 +74,9 @@ def render(agent) -> str:
     if agent.gc_policy is not None:
         o.metric("gc_frozen_objects", "gauge", "Objects a full collection skips (survivors of the last one).",
                  agent.gc_policy.frozen)
+    api_latency = getattr(agent, "api_latency", None)
+    if api_latency is not None:
+        o.histogram("api_request_seconds", "Docker API requests, by how long their handler took.", api_latency)
     mgr = agent.manager
     if mgr is not None and mgr.raft.core is not None:
         r = mgr.raft
@@ -95,6 +98,9 @@ def render(agent) -> str:
         o.metric("raft_members", "gauge", "Raft members by kind.", len(c.conf.voters), {"kind": "voter"})
         o.metric("raft_members", "gauge", "Raft members by kind.", len(c.conf.learners), {"kind": "learner"})
         o.histogram("raft_proposal_seconds", "Time from proposing a write to its application.", r.proposal_latency)
+        o.histogram("raft_read_index_seconds", "Time a linearizable read waited for its confirmation and apply.",
+                    r.read_latency)
+        o.histogram("raft_apply_seconds", "Event loop time applying one batch of committed entries.", r.apply_time)
         m = mgr.dispatcher.metrics()
         o.metric("dispatcher_heartbeats_total", "counter", "Heartbeats received (leader).", m.get("heartbeats", 0))
         o.metric("dispatcher_sessions", "gauge", "Open worker sessions (leader).", m.get("sessions", 0))

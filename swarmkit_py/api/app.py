@@ -18,9 +18,11 @@ Other packages (services, tasks, /metrics) add their routes to the returned app 
 from __future__ import annotations
 
 import inspect
+import time
 
 from aiohttp import web
 
+from ..histogram import Histogram
 from ..manager.controlapi import ControlAPI
 from ..manager.controlapi.control import read_consistency
 from . import (
@@ -41,12 +43,15 @@ from .params import MAX_BODY_BYTES, MAX_BODY_KEY
 from .versioning import VersionError, check_client_version, is_public
 
 AUTHORIZE = web.AppKey("authorize", object)
+REQUEST_SECONDS = web.AppKey("request_seconds", Histogram)
+"""How long the handlers took (a streamed list included), for `/metrics`."""
 READ_HEADER = "X-Swarmkit-Read"
 
 
 @web.middleware
 async def docker_middleware(request: web.Request, handler) -> web.StreamResponse:
     server = request.app[SERVER]
+    t0 = time.perf_counter()
     token = read_consistency.set(None)
     try:
         try:
@@ -77,6 +82,9 @@ async def docker_middleware(request: web.Request, handler) -> web.StreamResponse
         common_headers(response, server)
         if consistency:
             response.headers[READ_HEADER] = consistency
+    timer = request.app.get(REQUEST_SECONDS)
+    if timer is not None:
+        timer.observe(time.perf_counter() - t0)
     return response
 
 
@@ -98,6 +106,7 @@ def make_app(
     app[CONTROL] = control
     app[SERVER] = ServerInfo(engine_version=engine_version, hostname=hostname)
     app[MAX_BODY_KEY] = max_body_bytes
+    app[REQUEST_SECONDS] = Histogram()
     if authorize is not None:
         app[AUTHORIZE] = authorize
     routes_system.setup(app)

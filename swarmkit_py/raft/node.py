@@ -200,6 +200,11 @@ class RaftNode:
         self.metrics = {"leader_changes": 0, "proposals": 0, "applied": 0, "fsyncs": 0, "stalled_ticks": 0,
                         "writes_failed_on_step_down": 0}
         self.proposal_latency = LatencyHistogram()
+        self.read_latency = LatencyHistogram()
+        """Time a linearizable read waited (`read_index`): the leader's confirmation round
+        plus applying up to the index it named."""
+        self.apply_time = LatencyHistogram()
+        """Loop time spent applying one Ready's committed entries to the store."""
         self.on_leader_change: Callable[[int, int], None] | None = None  # (leader, term)
         # the raft loop died (`failure`): the member takes no further part until rebuilt
         self.on_fatal: Callable[[BaseException], None] | None = None
@@ -437,7 +442,8 @@ class RaftNode:
         if self._stopped:
             raise self._stopped_error()  # a dead member's store is frozen: never answer from it
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (timeout or self.cfg.proposal_timeout_s)
+        t0 = loop.time()
+        deadline = t0 + (timeout or self.cfg.proposal_timeout_s)
         while True:
             await self._wait_for_leader(deadline)
             ctx = _ENVELOPE.pack(self.id, self._new_tags(1))
@@ -457,6 +463,7 @@ class RaftNode:
             finally:
                 self._reads.pop(ctx, None)
             await self.wait_applied(index, max(0.0, deadline - loop.time()))
+            self.read_latency.observe(loop.time() - t0)
             return
 
     async def wait_applied(self, index: int, timeout: float) -> None:
@@ -813,7 +820,9 @@ class RaftNode:
         for m in step.late:
             send(m)
         if rd.committed:
+            t0 = time.perf_counter()
             self._apply_committed(rd.committed)
+            self.apply_time.observe(time.perf_counter() - t0)
         if rd.in_doubt:
             self._fail_in_doubt(rd.in_doubt)
         for rs in rd.read_states:
