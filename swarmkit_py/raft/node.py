@@ -204,7 +204,7 @@ class RaftNode:
         """Time a linearizable read waited (`read_index`): the leader's confirmation round
         plus applying up to the index it named."""
         self.apply_time = LatencyHistogram()
-        """Loop time spent applying one Ready's committed entries to the store."""
+        """Loop time of each slice of committed entries applied to the store."""
         self.on_leader_change: Callable[[int, int], None] | None = None  # (leader, term)
         # the raft loop died (`failure`): the member takes no further part until rebuilt
         self.on_fatal: Callable[[BaseException], None] | None = None
@@ -820,9 +820,7 @@ class RaftNode:
         for m in step.late:
             send(m)
         if rd.committed:
-            t0 = time.perf_counter()
-            self._apply_committed(rd.committed)
-            self.apply_time.observe(time.perf_counter() - t0)
+            await self._apply_in_slices(rd.committed)
         if rd.in_doubt:
             self._fail_in_doubt(rd.in_doubt)
         for rs in rd.read_states:
@@ -840,15 +838,46 @@ class RaftNode:
         if c.removed and not self._stopped:
             log.warning("raft member %d was removed from the cluster", self.id)
 
-    def _apply_committed(self, entries: list[Entry]) -> None:
-        """Apply committed entries in order and answer the writes proposed here. The hot loop
-        of every member (each write passes here once per member), hence the locals."""
+    async def _apply_in_slices(self, entries: list[Entry]) -> None:
+        """Apply committed entries in order, handing the event loop back whenever a slice has
+        taken `apply_slice_ms`: a Ready can commit thousands of entries (a scheduler batch is
+        four entries of 500 tasks), which on a loaded machine held every other caller of the
+        loop (the API, heartbeats) for a second (issue 13).
+
+        Nothing about Raft changes: entries are applied one whole entry at a time and in log
+        order, the core's applied index moves only when the whole Ready is done (`advance`),
+        and reads wait for that index (`wait_applied`), so a read never sees a half-applied
+        Ready's index as done. Between slices other coroutines see the store after some whole
+        entry, as every proposer already does between Readies, and the raft loop does not step
+        messages until the Ready is carried out, as during its fsync."""
+        budget = self.cfg.apply_slice_ms / 1000
+        clock = time.perf_counter
+        start, n = 0, len(entries)
+        while True:
+            t0 = clock()
+            start = self._apply_committed(entries, start, t0 + budget)
+            self.apply_time.observe(clock() - t0)
+            if start >= n:
+                return
+            await asyncio.sleep(0)
+            if self._stopped:
+                return  # stopped meanwhile: its store is frozen where it is
+
+    def _apply_committed(self, entries: list[Entry], start: int = 0, until: float = float("inf")) -> int:
+        """Apply committed entries in order from `start` and answer the writes proposed here,
+        stopping after the first entry that ends at or past `until` (perf_counter); returns
+        the index of the next entry to apply. The hot loop of every member (each write
+        passes here once per member), hence the locals."""
         pending, me, unpack, fsm_apply = self._pending, self.id, _ENVELOPE.unpack_from, self.fsm.apply
         skip = _ENVELOPE.size
         now = self._loop_time()
         latency = self.proposal_latency
+        clock = time.perf_counter
         applied = 0
-        for e in entries:
+        i, n = start, len(entries)
+        while i < n:
+            e = entries[i]
+            i += 1
             if e.type == _CONF_CHANGE:
                 self._apply_conf_change(e)
                 continue
@@ -871,7 +900,10 @@ class RaftNode:
                     elif not target.done():
                         target.set_result(result)
                         latency.observe(now - p[2])
+            if clock() >= until:
+                break
         self.metrics["applied"] += applied
+        return i
 
     def _apply_conf_change(self, e: Entry) -> None:
         cc = decode_conf_change(e.data)

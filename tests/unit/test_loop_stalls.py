@@ -53,3 +53,47 @@ def test_a_followers_election_timeout_stretches_with_its_leaders_silences(tmp_pa
     node.core.role = RaftRole.LEADER  # a leader's ticks (its heartbeats) are never stretched
     node._note_leader_gap(0.9, time.monotonic())
     assert node.election_stretch == 1.0
+
+
+class SlowFSM:
+    """A state machine whose every entry costs `cost` seconds of the loop (as a 500-task
+    entry does on a loaded manager)."""
+
+    def __init__(self, cost: float, log: list) -> None:
+        self.cost, self.log = cost, log
+
+    def apply(self, index: int, data: bytes):
+        time.sleep(self.cost)
+        self.log.append(("apply", index))
+        return index
+
+
+async def test_committed_entries_are_applied_in_slices_with_the_loop_handed_back(tmp_path):
+    """A Ready with many committed entries is applied whole entries at a time, in log order,
+    each once, and other callers of the loop run between slices of `apply_slice_ms`."""
+    from swarmkit_py.raft.node import _ENVELOPE
+    from swarmkit_py.raft.types import Entry
+
+    log: list = []
+    cfg = RaftConfig(apply_slice_ms=10)
+    node = RaftNode(1, tmp_path, fsm=SlowFSM(0.004, log), transport_factory=lambda on_message, **kw: None,
+                    config=cfg)
+    entries = [Entry(1, i, data=_ENVELOPE.pack(2, i) + b"x") for i in range(1, 21)]
+    done = asyncio.Event()
+
+    async def another_caller() -> None:
+        while not done.is_set():
+            log.append(("other", None))
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(another_caller())
+    await asyncio.sleep(0)
+    await node._apply_in_slices(entries)
+    done.set()
+    await other
+    applied = [i for what, i in log if what == "apply"]
+    assert applied == list(range(1, 21))
+    first, last = log.index(("apply", 1)), log.index(("apply", 20))
+    between = [what for what, _ in log[first:last]]
+    assert "other" in between  # the loop was handed back while the Ready was being applied
+    assert node.apply_time.count >= 2 and node.metrics["applied"] == 20
