@@ -4,9 +4,12 @@ JSON of each stored object encoded once per version.
 Why: the API runs on the leader's one event loop, next to Raft, the dispatcher and the control
 loops. `docker service ps` on a service with 100,000 tasks renders 100,000 task objects; done
 in one go it held the loop for seconds, and every other caller (`service ls`, heartbeats)
-waited behind it. Rendered and sent `CHUNK` objects at a time, a big list costs its own
-caller the time it takes and everyone else a few milliseconds per chunk. Short lists (the
-common case) still go out as one ordinary response.
+waited behind it. Rendered `SLICE_S` of loop time at a time and sent slice by slice, a big
+list costs its own caller the time it takes and everyone else a few milliseconds per slice.
+A list rendered within one slice (the common case, and any list whose objects are cached:
+joining 10,000 encodings takes about a millisecond) goes out as one ordinary response: each
+handing back of the loop costs the caller a whole turn of everyone else's work, which during
+a large fill was 50-200 ms per turn (issue 13), so a slice boundary is paid only for work done.
 
 And most of that rendering was done again and again for objects that had not changed: during
 a 10,000-task fill at 1,000 nodes, `/tasks` answers (the CLI's convergence poll asks every
@@ -22,12 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 
-CHUNK = 500
+SLICE_S = 0.01
+"""Loop time spent rendering a list before the rest is sent in a later turn."""
 CACHE_BYTES = 64 * 1024 * 1024
 """What a cache may hold before it starts over (about 50,000 tasks' JSON)."""
 
@@ -79,23 +84,39 @@ class RenderCache:
 
 
 async def json_list(request: web.Request, items: Sequence[Any], encode: Callable[[Any], bytes],
-                    *, headers: Callable[[web.StreamResponse], None] | None = None,
-                    chunk: int = CHUNK) -> web.StreamResponse:
-    """The JSON array of ``encode(i)`` (each item's JSON as bytes); chunked (and streamed)
-    when long. `headers(response)` stamps the API's common headers before a stream starts
-    (afterwards they can no longer be set)."""
-    if len(items) <= chunk:
-        return web.Response(body=b"[" + b",".join(encode(i) for i in items) + b"]",
+                    *, headers: Callable[[web.StreamResponse], None] | None = None) -> web.StreamResponse:
+    """The JSON array of ``encode(i)`` (each item's JSON as bytes): one response when it is
+    rendered within `SLICE_S`, else streamed, the loop handed back after each slice.
+    `headers(response)` stamps the API's common headers before a stream starts (afterwards
+    they can no longer be set)."""
+    first, done = _render_slice(items, 0, encode)
+    if done == len(items):
+        return web.Response(body=b"[" + b",".join(first) + b"]",
                             content_type="application/json", charset="utf-8")
     resp = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
     if headers is not None:
         headers(resp)
     await resp.prepare(request)
-    await resp.write(b"[")
-    for start in range(0, len(items), chunk):
-        part = b",".join(encode(i) for i in items[start : start + chunk])
-        await resp.write((b"," if start else b"") + part)
+    await resp.write(b"[" + b",".join(first))
+    while done < len(items):
         await asyncio.sleep(0)
+        part, done = _render_slice(items, done, encode)
+        await resp.write(b"," + b",".join(part))
     await resp.write(b"]")
     await resp.write_eof()
     return resp
+
+
+def _render_slice(items: Sequence[Any], start: int, encode: Callable[[Any], bytes]) -> tuple[list[bytes], int]:
+    """Encode items from `start` until `SLICE_S` has passed (at least one); the encodings and
+    the index after the last one."""
+    clock = time.perf_counter
+    until = clock() + SLICE_S
+    out: list[bytes] = []
+    i, n = start, len(items)
+    while i < n:
+        out.append(encode(items[i]))
+        i += 1
+        if clock() >= until:
+            break
+    return out, i

@@ -276,9 +276,10 @@ async def test_lowercase_keys_are_accepted(api):
     assert got["Spec"]["Name"] == "low" and got["Spec"]["Mode"] == {"Replicated": {"Replicas": 2}}
 
 
-async def test_a_long_task_list_is_streamed_in_chunks_and_stays_valid_json(api, monkeypatch):
-    """`service ps` on a huge service: sent chunk by chunk (the event loop is handed back in
-    between, api/chunked.py), still one JSON array with dockerd's headers."""
+async def test_a_long_task_list_is_streamed_in_slices_and_stays_valid_json(api, monkeypatch):
+    """`service ps` on a huge service whose rendering takes longer than a slice of loop time:
+    sent slice by slice (the event loop is handed back in between, api/chunked.py), still one
+    JSON array with dockerd's headers; rendered within one slice it is one plain response."""
     import asyncio
 
     from swarmkit_py.api import chunked
@@ -298,8 +299,15 @@ async def test_a_long_task_list_is_streamed_in_chunks_and_stays_valid_json(api, 
         return await real_sleep(delay, *a, **kw)
 
     monkeypatch.setattr(chunked.asyncio, "sleep", counting_sleep)
+    monkeypatch.setattr(chunked, "SLICE_S", 0.0)  # every task is a slice of its own
     r = await c.get("/v1.41/tasks", params={"filters": json.dumps({"service": [sid]})})
     assert r.status == 200 and r.headers["Api-Version"]
     tasks = await r.json()
     assert sorted(t["Slot"] for t in tasks) == list(range(1, 1201))
-    assert yields >= 1200 // chunked.CHUNK
+    assert yields >= 1199 and "Content-Length" not in r.headers
+
+    monkeypatch.setattr(chunked, "SLICE_S", 1e9)  # all within one slice: one plain response
+    r = await c.get("/v1.41/tasks", params={"filters": json.dumps({"service": [sid]})})
+    assert r.status == 200 and r.headers["Api-Version"]
+    assert sorted(t["Slot"] for t in await r.json()) == list(range(1, 1201))
+    assert int(r.headers["Content-Length"]) > 0
