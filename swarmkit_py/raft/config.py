@@ -26,8 +26,9 @@ class RaftConfig(BaseModel):
     snapshot_interval: int = Field(10_000, ge=1, description="applied entries between snapshots")
     keep_entries: int = Field(2_000, ge=0, description="entries kept behind a snapshot for slow followers")
     apply_slice_ms: float = Field(
-        20.0, gt=0, description="committed entries are applied in slices of about this much "
-        "event loop time, the loop handed back between slices (one entry is never split)")
+        20.0, gt=0, description="committed entries are applied about this much event loop time "
+        "per Ready, the rest in the next one, with the loop handed back and this member's "
+        "messages stepped in between (one entry is never split)")
     proposal_timeout_s: float = Field(5.0, gt=0, description="a write that cannot commit in this time fails with NoQuorum")
     leader_wait_s: float = Field(2.0, ge=0, description="how long a write waits for a leader to be elected")
     max_election_stretch: float = Field(

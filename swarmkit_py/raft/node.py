@@ -204,7 +204,7 @@ class RaftNode:
         """Time a linearizable read waited (`read_index`): the leader's confirmation round
         plus applying up to the index it named."""
         self.apply_time = LatencyHistogram()
-        """Loop time of each slice of committed entries applied to the store."""
+        """Loop time of each slice of committed entries applied to the store (one per Ready)."""
         self.on_leader_change: Callable[[int, int], None] | None = None  # (leader, term)
         # the raft loop died (`failure`): the member takes no further part until rebuilt
         self.on_fatal: Callable[[BaseException], None] | None = None
@@ -764,7 +764,18 @@ class RaftNode:
                             _fail_pending(tag, p[0], exc, now)
             try:
                 while c.has_ready():
-                    await self._handle_ready(c.ready())
+                    if await self._handle_ready(c.ready()):
+                        # Committed entries left to apply: they are applied `apply_slice_ms`
+                        # of loop time per Ready, other callers of the loop (the API,
+                        # heartbeats) run in between, and messages that arrived meanwhile
+                        # (a follower's heartbeat, a read's confirmation) are stepped before
+                        # the next slice rather than after the whole backlog.
+                        await asyncio.sleep(0)
+                        if self._stopped:
+                            return
+                        if self._inbox or self._ticks or self._props:
+                            self._wake.set()
+                            break
                 if self.storage.wants_snapshot:
                     await self._maybe_snapshot(force=True)
             except Exception as exc:
@@ -789,7 +800,9 @@ class RaftNode:
         if self.on_fatal:
             self.on_fatal(exc)
 
-    async def _handle_ready(self, rd: Ready) -> None:
+    async def _handle_ready(self, rd: Ready) -> bool:
+        """Carry out `rd`; True when only part of its committed entries were applied (the
+        rest come in the next Ready)."""
         c = self.core
         if rd.lost_quorum:
             self._lost_quorum_at = time.monotonic()
@@ -819,8 +832,15 @@ class RaftNode:
             self.metrics["fsyncs"] += 1
         for m in step.late:
             send(m)
+        partial = False
         if rd.committed:
-            await self._apply_in_slices(rd.committed)
+            t0 = time.perf_counter()
+            done = self._apply_committed(rd.committed, 0, t0 + self.cfg.apply_slice_ms / 1000)
+            self.apply_time.observe(time.perf_counter() - t0)
+            if done < len(rd.committed):
+                # the rest in the next Ready, after this member's messages: see _run
+                rd.committed = rd.committed[:done]
+                partial = True
         if rd.in_doubt:
             self._fail_in_doubt(rd.in_doubt)
         for rs in rd.read_states:
@@ -837,31 +857,7 @@ class RaftNode:
             await self._maybe_snapshot()
         if c.removed and not self._stopped:
             log.warning("raft member %d was removed from the cluster", self.id)
-
-    async def _apply_in_slices(self, entries: list[Entry]) -> None:
-        """Apply committed entries in order, handing the event loop back whenever a slice has
-        taken `apply_slice_ms`: a Ready can commit thousands of entries (a scheduler batch is
-        four entries of 500 tasks), which on a loaded machine held every other caller of the
-        loop (the API, heartbeats) for a second (issue 13).
-
-        Nothing about Raft changes: entries are applied one whole entry at a time and in log
-        order, the core's applied index moves only when the whole Ready is done (`advance`),
-        and reads wait for that index (`wait_applied`), so a read never sees a half-applied
-        Ready's index as done. Between slices other coroutines see the store after some whole
-        entry, as every proposer already does between Readies, and the raft loop does not step
-        messages until the Ready is carried out, as during its fsync."""
-        budget = self.cfg.apply_slice_ms / 1000
-        clock = time.perf_counter
-        start, n = 0, len(entries)
-        while True:
-            t0 = clock()
-            start = self._apply_committed(entries, start, t0 + budget)
-            self.apply_time.observe(clock() - t0)
-            if start >= n:
-                return
-            await asyncio.sleep(0)
-            if self._stopped:
-                return  # stopped meanwhile: its store is frozen where it is
+        return partial
 
     def _apply_committed(self, entries: list[Entry], start: int = 0, until: float = float("inf")) -> int:
         """Apply committed entries in order from `start` and answer the writes proposed here,
