@@ -10,7 +10,8 @@ Each node is driven exactly as the asyncio driver (raft/node.py) drives the core
 same `core.order.ReadyOrder` (see `SimNode.drain`): a leader sends its appends, heartbeats and
 snapshots before its own write, a change of the commit index alone is not written, the
 snapshot and entries are written, the rest is sent, committed entries are applied (membership
-changes through `core.apply_conf_change`, as the driver does), then advance. A crash keeps only
+changes through `core.apply_conf_change`, as the driver does; sometimes only a prefix of them,
+as when the driver's apply slice runs out, the rest in a later Ready), then advance. A crash keeps only
 what was written, so it loses an unwritten commit index and can land between a leader's early
 sends and its write. The network reports to the sender what a transport reports: a snapshot
 is delivered only once the follower's answer comes back, and a lost message may report the
@@ -183,6 +184,12 @@ class SimNode:
                 self.order.written(step)
             for m in step.late:
                 self._send(m)
+            partial = False
+            if len(rd.committed) > 1 and self.sim.apply_rng.random() < self.sim.p_partial_apply:
+                # the driver's apply slice ran out: a prefix is applied and the core advanced
+                # to it; the rest comes in a later Ready, after the messages arriving meanwhile
+                rd.committed = rd.committed[: self.sim.apply_rng.randint(1, len(rd.committed) - 1)]
+                partial = True
             for e in rd.committed:
                 self.sim.checker.applying(self, e)
                 if e.type == EntryType.CONF_CHANGE:
@@ -194,6 +201,8 @@ class SimNode:
                 self.sim.checker.stepped_down(self, rd)
             core.advance(rd)
             self._serve_reads()
+            if partial:
+                break
         # with no Ready nothing observable changed (role, term, commit all show up in one)
         if rounds and self.alive:
             self.sim.checker.node_state(self)
@@ -565,6 +574,10 @@ class Sim:
             check_quorum=rng.random() < 0.85,
             check_quorum_tick=rng.choice((0, 2 * et)),  # 0: every election_tick; the driver uses 2x
         )
+        # partial applies draw from their own generator, so every seed's schedule of faults
+        # and messages is the one it was before they were simulated
+        self.apply_rng = random.Random(seed ^ 0x5A1CE)
+        self.p_partial_apply = self.apply_rng.choice((0.0, 0.3, 0.7))
         self.now = 0
         self.tracing = trace
         self.log: list[str] = []
@@ -1077,6 +1090,8 @@ class _ManualSim(Sim):
         self.seed = seed
         self.rng = random.Random(seed)
         self.core_cfg = cfg
+        self.apply_rng = self.rng
+        self.p_partial_apply = 0.0  # constructed scenarios apply whole Readies
         self.now = 0
         self.tracing = bool(os.environ.get("SIM_TRACE"))
         self.log = []
