@@ -28,9 +28,10 @@ oldest generation's growth is what triggers full collections. Three changes:
   a full collection is *due* on the same rule (the heap, counted in allocated blocks, grew by
   ``grow`` since the last one), and is run once the process has been quiet for a check
   (``check_s``: its own timer on time, the process using under ``busy_cpu`` of a core);
-  a busy spell defers it at most ``max_defer_s``, or until the heap has doubled, and then it
-  runs anyway. Nothing in a fill is cyclic garbage that must go at once: deferring costs
-  memory only for cycles, and for at most that long.
+  a busy spell defers it at most ``max_defer_s`` (longer than a 10,000-task fill), or until
+  the heap has grown ``force_growth`` times over, and then it runs anyway. Deferring costs
+  memory only for cyclic garbage that outlived the young collections (which still run), and
+  for at most that long; the store's own growth is not garbage and stays either way.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ NEVER = 1 << 30
 class GCPolicy:
     def __init__(self, *, refreeze_s: float = 900.0, thresholds: tuple[int, int, int] = THRESHOLDS,
                  check_s: float = 1.0, busy_cpu: float = 0.5, grow: float = 0.25,
-                 min_growth_blocks: int = 200_000, max_defer_s: float = 60.0,
+                 min_growth_blocks: int = 200_000, max_defer_s: float = 120.0, force_growth: float = 3.0,
                  blocks: Callable[[], int] = sys.getallocatedblocks) -> None:
         self.refreeze_s = refreeze_s
         self.thresholds = thresholds
@@ -61,6 +62,7 @@ class GCPolicy:
         self.grow = grow
         self.min_growth_blocks = min_growth_blocks
         self.max_defer_s = max_defer_s
+        self.force_growth = force_growth
         self._heap = blocks
         """The heap's size: pymalloc's allocated blocks (O(1), unlike counting objects)."""
         self._task: asyncio.Task | None = None
@@ -120,8 +122,8 @@ class GCPolicy:
             return False
         if self._due_since is None:
             self._due_since = now
-        doubled = self._heap() >= 2 * self._blocks + self.min_growth_blocks
-        if busy and not doubled and now - self._due_since < self.max_defer_s:
+        overgrown = self._heap() >= (1 + self.force_growth) * self._blocks + self.min_growth_blocks
+        if busy and not overgrown and now - self._due_since < self.max_defer_s:
             self.deferred += 1
             return False
         if busy:

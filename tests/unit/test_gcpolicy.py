@@ -36,9 +36,9 @@ def test_a_due_full_collection_waits_while_busy_and_runs_when_quiet():
         gc.unfreeze()
 
 
-def test_a_busy_spell_defers_it_only_so_long_or_until_the_heap_doubles():
+def test_a_busy_spell_defers_it_only_so_long_or_until_the_heap_grew_many_times_over():
     heap = Heap(1_000_000)
-    p = GCPolicy(blocks=heap, min_growth_blocks=1000, max_defer_s=60)
+    p = GCPolicy(blocks=heap, min_growth_blocks=1000, max_defer_s=60, force_growth=3.0)
     p._blocks = heap()
     p._released_at = 0.0
     p.refreeze_s = 1e9
@@ -47,8 +47,10 @@ def test_a_busy_spell_defers_it_only_so_long_or_until_the_heap_doubles():
         assert not p.check(busy=True, now=0.0)
         assert not p.check(busy=True, now=59.0)
         assert p.check(busy=True, now=60.0) and p.forced == 1  # deferred max_defer_s
-        heap.blocks *= 3  # tripled within one busy second
-        assert p.check(busy=True, now=61.0) and p.forced == 2
+        heap.blocks = 2 * 1_300_000  # doubled since that collection, within one busy second
+        assert not p.check(busy=True, now=61.0)
+        heap.blocks = 4 * 1_300_000 + 1000  # four times over: now
+        assert p.check(busy=True, now=62.0) and p.forced == 2
     finally:
         gc.unfreeze()
 
