@@ -112,6 +112,23 @@ def _fail_pending(tag: int, target: asyncio.Future | _Batch, exc: BaseException,
         target.set_exception(exc)
 
 
+async def _await_by(fut: asyncio.Future, deadline: float) -> Any:
+    """``await fut``, failed with TimeoutError at `deadline` (loop time) if still pending.
+    `asyncio.wait_for` would wake the caller through a second future, one more turn of the
+    event loop, and a read waits for two of these; during a large fill a turn of the leader's
+    loop took 50-200 ms (issue 13)."""
+    handle = asyncio.get_running_loop().call_at(deadline, _expire, fut)
+    try:
+        return await fut
+    finally:
+        handle.cancel()
+
+
+def _expire(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
+
+
 def wrap_snapshot(book: dict[int, str], fsm_data: bytes) -> bytes:
     """A Raft snapshot carries the members' addresses with the state machine's bytes, so a
     member restored from it can reach everyone even after the log that named them is gone."""
@@ -452,7 +469,7 @@ class RaftNode:
             self._inbox.append(("read", ctx))
             self._wake.set()
             try:
-                index = await asyncio.wait_for(fut, max(0.0, deadline - loop.time()))
+                index = await _await_by(fut, deadline)
             except TimeoutError:
                 raise NoQuorum("no quorum: a linearizable read could not be confirmed by a majority") from None
             except ProposalDropped:
@@ -469,10 +486,11 @@ class RaftNode:
     async def wait_applied(self, index: int, timeout: float) -> None:
         if self.core.applied >= index:
             return
-        fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         self._apply_waiters.append((index, fut))
         try:
-            await asyncio.wait_for(fut, timeout)
+            await _await_by(fut, loop.time() + timeout)
         except TimeoutError:
             raise NoQuorum(f"entry {index} was not applied in time") from None
 

@@ -109,3 +109,33 @@ async def test_a_backlog_of_committed_entries_is_applied_a_slice_per_ready(tmp_p
     first, last = log.index(("apply", applied[-20])), log.index(("apply", applied[-1]))
     assert "other" in [what for what, _ in log[first:last]]  # the loop was handed back
     assert node.apply_time.count - slices0 >= 2
+
+
+async def test_a_read_waits_on_its_future_with_a_deadline_and_no_extra_turn():
+    """`_await_by`: the caller resumes the turn after its future is resolved (wait_for would
+    take two), and a future still pending at the deadline fails with TimeoutError."""
+    from swarmkit_py.raft.node import _await_by
+
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    turns = 0
+
+    async def resolve_then_count() -> None:
+        nonlocal turns
+        fut.set_result(7)
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    counter = asyncio.create_task(resolve_then_count())
+    got = await _await_by(fut, loop.time() + 5)
+    seen = turns
+    counter.cancel()
+    assert got == 7 and seen <= 1
+    pending = loop.create_future()
+    try:
+        await _await_by(pending, loop.time() + 0.01)
+    except TimeoutError:
+        pass
+    else:
+        raise AssertionError("no TimeoutError at the deadline")
