@@ -128,3 +128,44 @@ def test_describe_node_falls_back_to_the_host_without_an_engine(tmp_path):
     desc = NodeDescription.model_validate(raw)
     assert desc.hostname == "lonely" and desc.engine is None
     assert desc.resources.nano_cpus >= 1_000_000_000
+
+
+async def test_a_large_round_of_task_reports_is_written_in_bounded_entries(monkeypatch):
+    """Thousands of status updates from one round of reports go into entries of at most
+    MAX_TX_OPS tasks (no entry so big that applying it holds every manager's loop); a
+    conflict refuses only its own entry, which is rebuilt from a fresh read; the stored
+    tasks are never changed in place."""
+    from swarmkit_py.manager.dispatcher import taskstatus
+    from swarmkit_py.manager.proposer import LocalProposer
+    from swarmkit_py.store import SequenceError, Task, TaskState, TaskStatus, Transaction
+
+    monkeypatch.setattr(taskstatus, "MAX_TX_OPS", 10)
+    p = LocalProposer()
+    tasks = [Task(id=new_id(), service_id="svc", node_id="n1", slot=i + 1,
+                  status=TaskStatus(state=TaskState.ASSIGNED)) for i in range(25)]
+    tx = Transaction()
+    for t in tasks:
+        tx.create(t)
+    await p.propose(tx)
+    stored = {t.id: p.store.view().get_task(t.id) for t in tasks}
+    sizes: list[int] = []
+    real = p.propose
+    conflicted = []
+
+    async def propose(tx, timeout=None):
+        sizes.append(len(tx))
+        if len(sizes) == 2 and not conflicted:  # the second entry loses a race once
+            conflicted.append(len(tx))
+            raise SequenceError(op_index=0)
+        return await real(tx, timeout)
+
+    p.propose = propose
+    writer = taskstatus.TaskStatusWriter(p)
+    updates = [taskstatus.StatusUpdate(t.id, TaskStatus(state=TaskState.RUNNING)) for t in tasks]
+    answer = await writer.submit(updates)
+    assert answer == {"written": 25, "skipped": []}
+    assert sizes[:3] == [10, 10, 5] and sizes[3:] == [10]  # the refused entry, again
+    assert writer.transactions == 3 and writer.tasks_written == 25
+    view = p.store.view()
+    assert all(view.get_task(t.id).status.state == TaskState.RUNNING for t in tasks)
+    assert all(s.status.state == TaskState.ASSIGNED for s in stored.values())

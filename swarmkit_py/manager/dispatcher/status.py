@@ -50,13 +50,14 @@ def apply_change(node: Node, change: StatusChange) -> Node | None:
         and node.description == description
     ):
         return None
-    new = node.clone()
-    new.status.state = change.state
-    new.status.message = change.message
-    new.status.addr = addr
+    # Shallow copies: the proposer only encodes the new object (the store keeps what it
+    # decodes), so sharing the unchanged parts with the stored node is safe, and a deep copy
+    # of every node that changes state was a large part of a big cluster's status writes.
+    update: dict = {"status": status.model_copy(update={"state": change.state, "message": change.message,
+                                                         "addr": addr})}
     if change.description is not None:
-        new.description = change.description.model_copy(deep=True)
-    return new
+        update["description"] = change.description.model_copy(deep=True)
+    return node.model_copy(update=update)
 
 
 class StatusWriter(GroupCommitter):
