@@ -197,3 +197,36 @@ async def test_a_full_network_leaves_the_rest_allocated_and_says_so(caplog):
     await proposer.propose(Transaction().create(big))
     await alloc._pass_until_quiet()
     assert len(store.view().get("network", "big").node_addresses) == 8  # the full one blocks nothing
+
+
+async def test_a_task_version_that_needs_no_address_is_looked_at_once(monkeypatch):
+    """Every pass used to ask every task whether it wants networks; a stored version never
+    changes, so a version that wants none is remembered, and a new version is asked again."""
+    from swarmkit_py.manager.allocator import loop as alloc_loop
+
+    store, proposer = _store()
+    await proposer.propose(Transaction().create(Node(id="n1")))
+    svc = Service(id="s1", spec=ServiceSpec(name="plain", task_template=TaskSpec(container_spec={"Image": "x"})))
+    now = datetime.now(UTC)
+    tx = Transaction().create(svc)
+    for i in range(1, 6):
+        tx.create(new_task(svc, f"t{i}", now, slot=i))
+    await proposer.propose(tx)
+    asked: list[str] = []
+    real = alloc_loop.wants_networks
+
+    def counting(task):
+        asked.append(task.id)
+        return real(task)
+
+    monkeypatch.setattr(alloc_loop, "wants_networks", counting)
+    alloc = Allocator(proposer)
+    await _settle(alloc, proposer)
+    await _settle(alloc, proposer)
+    assert sorted(asked) == [f"t{i}" for i in range(1, 6)]  # once each over two passes
+    t2 = store.view().get_task("t2").clone()  # a new version: asked again
+    t2.spec = TaskSpec(container_spec={"Image": "x"}, networks=[{"Target": "none-yet"}])
+    await proposer.propose(Transaction().update(t2))
+    asked.clear()
+    await _settle(alloc, proposer)
+    assert asked == ["t2"]
