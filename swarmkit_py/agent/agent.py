@@ -20,29 +20,14 @@ from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..background import Background
-from ..ca import (
-    CAError,
-    CertRole,
-    RootCA,
-    client_context,
-    expect_manager,
-    identity_from_cert,
-    server_context,
-)
+from ..ca.errors import CAError
+from ..ca.identity import CertRole, expect_manager, identity_from_cert
 from ..ca.keyfile import NodeCredentials, load_api_credentials, remove_api_credentials
 from ..ca.optional_tls import server_context_optional_client
+from ..ca.tls import client_context, server_context
 from ..loopwatch import LoopWatch
 from ..manager.admission import cluster_port_policy
 from ..proto import CA_RENEW_NOW, NETMAP
-from ..raft.errors import DiskFull
-from ..raft.storage import (
-    SWARM_LOCKED_MESSAGE,
-    InvalidUnlockKeyError,
-    Keyring,
-    disk_full,
-    parse_unlock_key,
-)
-from ..raft.storage.crypto import DEKS_FILE
 from ..rpc import RpcServer
 from ..worker.certs import CertRenewer, RenewError
 from ..worker.describe import describe_node
@@ -61,6 +46,8 @@ if TYPE_CHECKING:
 
 # The manager half (Manager, the Docker API, aiohttp) is imported where a manager starts, not
 # here: a worker-only agent never needs it, and it is about 15 MB of RSS (bench/agent_rss.py).
+# Likewise the Raft storage (its keyring needs `cryptography`, ca/sslfacts.py says why a worker
+# does without it) is imported by the methods of a manager or of a sealed node key.
 
 log = logging.getLogger("swarmkit_py.agent")
 
@@ -203,7 +190,7 @@ class Agent:
     async def start(self) -> None:
         self.state = await self._wait_for_state()
         raft_dir = self.state_dir / "raft"
-        locked = Keyring.is_locked(raft_dir) and (self.state.role == "manager" or self.credentials.sealed)
+        locked = (self.state.role == "manager" or self.credentials.sealed) and _keyring().is_locked(raft_dir)
         if locked and self._unlock_key is None:
             if not await self._serve_locked():
                 return  # asked to stop while still locked
@@ -228,6 +215,8 @@ class Agent:
         (unlocked, or wrapped by the local key file after auto-lock went off and a crash came
         before the key was re-written in clear). A node that is no longer a manager (demoted
         while a crash interrupted the clean-up) gets its key in clear and loses the keyring."""
+        from ..raft.storage.crypto import DEKS_FILE, Keyring
+
         if not (raft_dir / DEKS_FILE).exists():
             raise SystemExit(
                 f"{self.credentials.key_path} is sealed by auto-lock but {raft_dir / DEKS_FILE}, which holds "
@@ -255,6 +244,13 @@ class Agent:
         the unlock call (api/locked.py) until a key opens it, then carry on starting. Nothing
         else runs meanwhile: no Raft, no cluster port, no worker session (as a locked dockerd).
         Returns False if the agent was asked to stop first."""
+        from ..raft.storage import (
+            SWARM_LOCKED_MESSAGE,
+            InvalidUnlockKeyError,
+            Keyring,
+            parse_unlock_key,
+        )
+
         raft_dir = self.state_dir / "raft"
         log.warning("%s (this manager restarted with auto-lock on; its Raft state is sealed)", SWARM_LOCKED_MESSAGE)
         unlocked = asyncio.Event()
@@ -456,6 +452,8 @@ class Agent:
         API saying so (`_wait_out_full_disk`); anything else stops the agent, and the
         supervisor's restart re-reads the log (after a failed write or fsync that is the only
         honest way on: what reached the disk is unknown)."""
+        from ..raft.storage import disk_full
+
         if not disk_full(exc):
             self._fatal("raft", exc)
             return
@@ -468,6 +466,8 @@ class Agent:
         node's tasks stay where they are. Once space is back, restart the components: the
         manager comes back from its files (a torn tail cut off) and catches up from the
         leader. Nothing it had not made durable was acknowledged."""
+        from ..raft.errors import DiskFull
+
         raft_dir = self.state_dir / "raft"
         message = str(DiskFull(str(raft_dir), exc))
         log.error("%s", message)
@@ -505,6 +505,7 @@ class Agent:
     def _initial_transaction(self):
         """The new swarm's first state: its cluster object (with the CA `init` made in the
         certs directory) and this node."""
+        from ..ca.authority import RootCA
         from ..manager.bootstrap import initial_transaction
 
         cdir = certs_dir(self.state_dir)
@@ -566,6 +567,12 @@ def _import_manager_half() -> None:
     for name in ("swarmkit_py.manager.manager", "swarmkit_py.manager.controlapi", "swarmkit_py.api",
                  "swarmkit_py.api.routes_logs"):
         importlib.import_module(name)
+
+
+def _keyring():
+    from ..raft.storage import Keyring
+
+    return Keyring
 
 
 def _free_bytes(path: Path) -> int:

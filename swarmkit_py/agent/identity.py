@@ -12,14 +12,11 @@ import random
 import socket
 from pathlib import Path
 
-from ..ca import (
-    RootCA,
-    generate_key_and_csr,
-    issue_client_bundle,
-    save_node_credentials,
-    write_atomic,
-)
+from ..ca.files import save_node_credentials, write_atomic
 from ..ca.identity import CertRole
+
+# `cryptography` (the CA, keys) is imported by `init` and `client-cert`, not with this module:
+# the agent imports it for `new_raft_id`, and a worker's agent never loads it (ca/sslfacts.py).
 from ..store import new_id
 from .state import ROOT_CA_CERT, ROOT_CA_KEY, LocalNode, certs_dir
 
@@ -48,6 +45,9 @@ def init_state(state_dir: Path, advertise_addr: str, hostname: str | None = None
             f"this node is already part of a swarm (node {existing.node_id}, state in {state_dir}); "
             "run `swarmkit-py leave --force` first to start over"
         )
+    from ..ca.authority import RootCA
+    from ..ca.certs import generate_key_and_csr
+
     hostname = hostname or socket.gethostname()
     ca = RootCA.create()
     cluster_id, node_id = new_id(), new_id()
@@ -68,6 +68,9 @@ def write_client_cert(state_dir: Path, out_dir: Path, name: str = "operator") ->
     """A DOCKER_CERT_PATH bundle (ca.pem, cert.pem, key.pem) signed by the cluster CA, for
     the operator's docker CLI. Needs the CA key, which managers hold in the replicated store;
     the agent exports it to certs/ while it runs and auto-lock is off (manager/autolock.py)."""
+    from ..ca.authority import RootCA
+    from ..ca.bundle import issue_client_bundle
+
     st = LocalNode.load(Path(state_dir))
     if st is None:
         raise SystemExit(f"no swarm state in {state_dir}: this node is not part of a swarm")

@@ -4,55 +4,62 @@ Building blocks only: no sockets are opened here. The manager's CA server and th
 node's client use these to issue certificates, check tokens and build TLS contexts.
 """
 
-from .authority import (
-    CERT_BACKDATE,
-    NODE_CERT_VALIDITY,
-    ROOT_CA_COMMON_NAME,
-    ROOT_CA_VALIDITY,
-    IssuedCertificate,
-    RootCA,
-)
-from .bundle import issue_client_bundle, write_client_bundle
-from .certs import (
-    csr_for_key,
-    generate_key_and_csr,
-    key_matches_certificate,
-    load_certificate,
-    load_csr,
-    load_private_key,
-)
-from .errors import (
-    CADigestMismatchError,
-    CAError,
-    InvalidCAError,
-    InvalidCertificateError,
-    InvalidCSRError,
-    InvalidJoinTokenError,
-    PermissionDeniedError,
-)
-from .files import load_node_credentials, save_node_credentials, write_atomic
-from .identity import (
-    CertRole,
-    NodeIdentity,
-    authorize,
-    expect_manager,
-    identity_from_cert,
-    peer_identity,
-    require_manager_cert,
-)
-from .renewal import needs_renewal, renewal_fraction, renewal_time
-from .tls import client_context, server_context
-from .tokens import (
-    TOKEN_PATTERN,
-    JoinToken,
-    ca_digest,
-    ca_digest_matches,
-    generate_join_token,
-    parse_join_token,
-    require_ca_digest,
-    role_for_token,
-    secrets_match,
-)
+# Imported on first use (PEP 562), not here: most of these need `cryptography`, which a
+# worker-only agent never loads (ca/sslfacts.py says why), and importing any submodule runs
+# this file first.
+import importlib as _importlib
+
+_WHERE = {
+    **dict.fromkeys((
+        'CERT_BACKDATE', 'NODE_CERT_VALIDITY', 'ROOT_CA_COMMON_NAME',
+        'ROOT_CA_VALIDITY', 'IssuedCertificate', 'RootCA'
+    ), 'authority'),
+    **dict.fromkeys((
+        'issue_client_bundle', 'write_client_bundle'
+    ), 'bundle'),
+    **dict.fromkeys((
+        'csr_for_key', 'generate_key_and_csr', 'key_matches_certificate',
+        'load_certificate', 'load_csr', 'load_private_key'
+    ), 'certs'),
+    **dict.fromkeys((
+        'CADigestMismatchError', 'CAError', 'InvalidCAError', 'InvalidCertificateError',
+        'InvalidCSRError', 'InvalidJoinTokenError', 'PermissionDeniedError'
+    ), 'errors'),
+    **dict.fromkeys((
+        'load_node_credentials', 'save_node_credentials', 'write_atomic'
+    ), 'files'),
+    **dict.fromkeys((
+        'CertRole', 'NodeIdentity', 'authorize', 'expect_manager', 'identity_from_cert',
+        'peer_identity', 'require_manager_cert'
+    ), 'identity'),
+    **dict.fromkeys((
+        'needs_renewal', 'renewal_fraction', 'renewal_time'
+    ), 'renewal'),
+    **dict.fromkeys((
+        'client_context', 'server_context'
+    ), 'tls'),
+    **dict.fromkeys((
+        'TOKEN_PATTERN', 'JoinToken', 'ca_digest', 'ca_digest_matches',
+        'generate_join_token', 'parse_join_token', 'require_ca_digest',
+        'role_for_token', 'secrets_match'
+    ), 'tokens'),
+}
+"""Which submodule defines each public name."""
+
+
+def __getattr__(name: str):
+    try:
+        module = _WHERE[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(_importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})
+
 
 __all__ = [
     "CADigestMismatchError",

@@ -17,16 +17,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from .errors import InvalidCertificateError, InvalidCSRError
+from .sslfacts import utcnow  # noqa: F401 - re-exported: `ca.certs.utcnow` is its name for callers
 
 # The smallest RSA modulus we sign for or accept as a CA key; ECDSA P-256 is what we generate.
 MIN_RSA_BITS = 2048
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-
-
-def utcnow() -> datetime:
-    """The one place that reads the wall clock, used only when a caller passes no `now`."""
-    return datetime.now(UTC)
 
 
 def as_utc(moment: datetime | None) -> datetime:

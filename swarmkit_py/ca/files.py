@@ -13,7 +13,6 @@ import contextlib
 import os
 from pathlib import Path
 
-from .certs import key_matches_certificate, load_certificate, load_private_key
 from .errors import InvalidCertificateError
 
 # Swarm's names, so an operator who knows /var/lib/docker/swarm/certificates finds their way.
@@ -102,7 +101,15 @@ def load_node_credentials(directory: str | os.PathLike[str]) -> tuple[bytes, byt
 
 
 def check_node_pair(directory: Path, cert_pem: bytes, key_pem: bytes) -> None:
-    if not key_matches_certificate(load_private_key(key_pem), load_certificate(cert_pem)):
+    """Raise InvalidCertificateError unless the key and certificate belong together (checked
+    by OpenSSL through `ssl`: every agent reads its pair, a worker without `cryptography`)."""
+    from .sslfacts import pair_error
+
+    why = pair_error(cert_pem, key_pem)
+    if why is None:
+        return
+    if "does not match" in why:
         raise InvalidCertificateError(
             f"{directory / NODE_KEY_FILE} does not match {directory / NODE_CERT_FILE}; renew the certificate"
         )
+    raise InvalidCertificateError(f"{directory / NODE_KEY_FILE}, {directory / NODE_CERT_FILE}: {why}")

@@ -13,13 +13,17 @@ import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-
-from .certs import load_certificate
 from .errors import InvalidCertificateError, PermissionDeniedError
+from .sslfacts import CertDict, subject_values
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+# `cryptography` is imported where a certificate object has to be parsed (the manager's
+# checks of DER from its peers), not here: a worker reads identities from `ssl`'s decoded
+# certificates (`ca.sslfacts`) and never loads it.
 
 
 class CertRole(StrEnum):
@@ -81,30 +85,47 @@ class NodeIdentity:
         return self.role is CertRole.MANAGER
 
 
-def _single_attribute(name: x509.Name, oid: x509.ObjectIdentifier, label: str) -> str:
-    values = name.get_attributes_for_oid(oid)
+def _single_attribute(values: list[Any], label: str) -> str:
     if len(values) != 1:
         # Two OUs would make "which role is it?" ambiguous; a cert we issued never has that.
         raise InvalidCertificateError(
             f"certificate subject must have exactly one {label}, found {len(values)}"
         )
-    value = values[0].value
+    value = values[0]
     if not isinstance(value, str) or not value:
         raise InvalidCertificateError(f"certificate subject has an empty {label}")
     return value
 
 
-def identity_from_cert(der_or_pem: bytes | str | x509.Certificate) -> NodeIdentity:
+_SUBJECT = (("commonName", "common name (node ID)"),
+            ("organizationalUnitName", "organizational unit (role)"),
+            ("organizationName", "organization (cluster ID)"))
+
+
+def _subject_fields(cert: bytes | str | x509.Certificate | CertDict) -> list[list[Any]]:
+    """CN, OU and O values of the subject, from `ssl`'s decoded dict or from `cryptography`."""
+    if isinstance(cert, dict):
+        return [subject_values(cert, name) for name, _ in _SUBJECT]
+    from cryptography.x509.oid import NameOID
+
+    from .certs import load_certificate
+
+    subject = load_certificate(cert).subject
+    return [[a.value for a in subject.get_attributes_for_oid(oid)]
+            for oid in (NameOID.COMMON_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME, NameOID.ORGANIZATION_NAME)]
+
+
+def identity_from_cert(cert: bytes | str | x509.Certificate | CertDict) -> NodeIdentity:
     """Read the identity; raises InvalidCertificateError if the subject is not a swarm one.
 
-    This does not check the signature: call it on certificates the TLS layer already verified
-    against the cluster CA (a peer cert after a mutual TLS handshake), or on your own cert.
+    `cert`: PEM or DER bytes, a `cryptography` certificate, or `ssl`'s decoded dict (a verified
+    peer's `getpeercert()`, `PeerInfo.peercert`, `sslfacts.decode`), which needs no
+    `cryptography`. This does not check the signature: call it on certificates the TLS layer
+    already verified against the cluster CA (a peer cert after a mutual TLS handshake), or on
+    your own cert.
     """
-    cert = load_certificate(der_or_pem)
-    subject = cert.subject
-    node_id = _single_attribute(subject, NameOID.COMMON_NAME, "common name (node ID)")
-    ou = _single_attribute(subject, NameOID.ORGANIZATIONAL_UNIT_NAME, "organizational unit (role)")
-    cluster_id = _single_attribute(subject, NameOID.ORGANIZATION_NAME, "organization (cluster ID)")
+    node_id, ou, cluster_id = (_single_attribute(values, label)
+                               for values, (_, label) in zip(_subject_fields(cert), _SUBJECT, strict=True))
     try:
         role = CertRole(ou)
     except ValueError:
@@ -124,6 +145,12 @@ def peer_identity(conn: Any) -> NodeIdentity:
     if not der:
         raise PermissionDeniedError("peer presented no certificate")
     return identity_from_cert(der)
+
+
+def peer_cert(peer: Any) -> bytes | CertDict | None:
+    """What to read a `PeerInfo`'s identity from: the dict `ssl` decoded when it verified the
+    certificate (no `cryptography` needed), else the DER it was given (an unverified one)."""
+    return getattr(peer, "peercert", None) or peer.cert
 
 
 def authorize(
@@ -147,7 +174,7 @@ def authorize(
 
 
 def require_manager_cert(
-    der: bytes | None, *, node_id: str | None = None, cluster_id: str | None = None
+    der: bytes | CertDict | None, *, node_id: str | None = None, cluster_id: str | None = None
 ) -> NodeIdentity:
     """Check the certificate a *server* presented: a manager's (read from its subject, which
     only the CA writes), of `cluster_id` and node `node_id` when those are known.
@@ -179,6 +206,6 @@ def expect_manager(cluster_id: str | None = None):
     """A `verify_peer` for RPC clients that may talk to any manager of `cluster_id`."""
 
     def verify(peer: Any) -> None:
-        require_manager_cert(peer.cert, cluster_id=cluster_id)
+        require_manager_cert(peer_cert(peer), cluster_id=cluster_id)
 
     return verify

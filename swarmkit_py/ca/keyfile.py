@@ -27,12 +27,8 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
-from .authority import RootCA
-from .certs import generate_private_key, load_certificate, private_key_to_pem, utcnow
 from .errors import CAError, InvalidCertificateError
 from .files import (
     CERT_MODE,
@@ -44,8 +40,15 @@ from .files import (
     save_node_credentials,
     write_atomic,
 )
-from .identity import address_names, identity_from_cert
-from .renewal import needs_renewal
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from .authority import RootCA
+
+# `cryptography` is imported by what seals, unseals or issues keys (managers with auto-lock),
+# not here: every agent reads its node key through `NodeCredentials`, a worker's is in clear
+# and is checked against its certificate by `ssl` (files.check_node_pair).
 
 API_CERT_FILE = "swarm-api.crt"
 API_KEY_FILE = "swarm-api.key"
@@ -60,6 +63,8 @@ def is_sealed(key_pem: bytes) -> bool:
 
 
 def seal_key(key_pem: bytes, password: bytes) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     key = serialization.load_pem_private_key(key_pem, password=None)
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.BestAvailableEncryption(password))
@@ -67,6 +72,10 @@ def seal_key(key_pem: bytes, password: bytes) -> bytes:
 
 def unseal_key(sealed_pem: bytes, password: bytes) -> bytes:
     """The key in clear (PKCS#8 PEM); InvalidCertificateError when the password is wrong."""
+    from cryptography.hazmat.primitives import serialization
+
+    from .certs import private_key_to_pem
+
     try:
         key = serialization.load_pem_private_key(sealed_pem, password=password)
     except (ValueError, TypeError) as exc:
@@ -180,6 +189,8 @@ def remove_api_credentials(directory: str | Path) -> bool:
 
 
 def _address_sans(cert: x509.Certificate) -> tuple[list[str], list[str]]:
+    from cryptography import x509
+
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -190,6 +201,10 @@ def _address_sans(cert: x509.Certificate) -> tuple[list[str], list[str]]:
 def api_credentials_current(directory: str | Path, ca: RootCA, node_cert_pem: bytes, renew_after: float = 0.5) -> bool:
     """Whether the API key pair on disk is signed by `ca`, names the node certificate's
     addresses and has more than `renew_after` of its lifetime left."""
+    from .certs import load_certificate, utcnow
+    from .identity import address_names, identity_from_cert
+    from .renewal import needs_renewal
+
     have = load_api_credentials(directory)
     if have is None:
         return False
@@ -208,6 +223,9 @@ def api_credentials_current(directory: str | Path, ca: RootCA, node_cert_pem: by
 
 def issue_api_credentials(directory: str | Path, ca: RootCA, node_cert_pem: bytes) -> None:
     """Make and store the API key pair for this node (key 0600, written before the cert)."""
+    from .certs import generate_private_key, load_certificate, private_key_to_pem
+    from .identity import identity_from_cert
+
     node = load_certificate(node_cert_pem)
     ident = identity_from_cert(node)
     dns, ips = _address_sans(node)

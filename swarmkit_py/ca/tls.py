@@ -29,8 +29,11 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .certs import key_matches_certificate, load_certificate, load_private_key
 from .errors import InvalidCertificateError
+
+# Only `ssl` here (no `cryptography`): OpenSSL itself refuses garbage and a key that does not
+# match its certificate, and every agent builds these contexts, a worker-only one included
+# (see ca/sslfacts.py for why a worker does without `cryptography`).
 
 MIN_TLS_VERSION = ssl.TLSVersion.TLSv1_2
 
@@ -82,19 +85,19 @@ def _harden(ctx: ssl.SSLContext) -> None:
 
 def _load_trust(ctx: ssl.SSLContext, ca_cert_pem: bytes | str) -> None:
     pem = ca_cert_pem.decode() if isinstance(ca_cert_pem, bytes) else ca_cert_pem
-    load_certificate(pem)  # a clear error for garbage, instead of OpenSSL's "no start line"
-    ctx.load_verify_locations(cadata=pem)
+    try:
+        ctx.load_verify_locations(cadata=pem)
+    except (ssl.SSLError, ValueError) as exc:
+        # a clear error for garbage, instead of OpenSSL's "no start line"
+        raise InvalidCertificateError(f"cannot parse the CA certificate: {exc}") from None
 
 
 def _load_identity(ctx: ssl.SSLContext, cert_pem: bytes | str, key_pem: bytes | str) -> None:
-    cert = load_certificate(cert_pem)
-    key = load_private_key(key_pem)
-    if not key_matches_certificate(key, cert):
-        raise InvalidCertificateError("private key does not match the certificate")
-    cert_bytes = cert_pem.encode() if isinstance(cert_pem, str) else cert_pem
-    key_bytes = key_pem.encode() if isinstance(key_pem, str) else key_pem
-    with _private_file(cert_bytes) as cert_path, _private_file(key_bytes) as key_path:
-        ctx.load_cert_chain(certfile=cert_path, keyfile=key_path)
+    from .sslfacts import pair_error
+
+    why = pair_error(cert_pem, key_pem, ctx)
+    if why is not None:
+        raise InvalidCertificateError(why)
 
 
 @contextlib.contextmanager

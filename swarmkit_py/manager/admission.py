@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..ca import CertRole, identity_from_cert
 from ..ca.errors import CAError
+from ..ca.identity import CertRole, identity_from_cert, peer_cert
 from ..proto.ca import ANONYMOUS_METHODS
 from ..proto.codes import INVALID_JOIN_TOKEN, PERMISSION_DENIED, UNAUTHENTICATED
 from ..rpc import ANONYMOUS, WORKER, DecodeLimits, PeerInfo, ServerPolicy, trusted_limits
@@ -47,7 +47,7 @@ def peer_limits(peer: PeerInfo) -> DecodeLimits:
     if peer.cert is None:
         return ANONYMOUS
     try:
-        role = identity_from_cert(peer.cert).role
+        role = identity_from_cert(peer_cert(peer)).role  # `ssl`'s dict: no `cryptography` on a worker
     except CAError:
         return ANONYMOUS
     return MANAGER_LIMITS if role is CertRole.MANAGER else WORKER

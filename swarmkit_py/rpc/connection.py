@@ -90,7 +90,8 @@ class Connection:
         address = (str(peername[0]), int(peername[1])) if peername else None
         ssl_object = writer.get_extra_info("ssl_object")
         cert = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-        self.peer = PeerInfo(address, cert, self)
+        decoded = ssl_object.getpeercert() if cert is not None else None
+        self.peer = PeerInfo(address, cert, self, peercert=decoded or None)
         self._limits: DecodeLimits = trusted_limits(max_frame)
         self._allowed: frozenset[str] | None = None
         self._counted_codes = policy.counted_codes if policy is not None else {}

@@ -36,24 +36,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..ca import (
-    CAError,
-    InvalidCertificateError,
-    RootCA,
-    client_context,
-    expect_manager,
-    identity_from_cert,
-    key_matches_certificate,
-    load_certificate,
-    load_private_key,
-    renewal_fraction,
-    renewal_time,
-    write_atomic,
-)
-from ..ca.certs import utcnow
-from ..ca.files import CERT_MODE, NODE_CERT_FILE, ROOT_CA_CERT_FILE
-from ..ca.identity import NODE_ROLES, CertRole
+from ..ca.errors import CAError, InvalidCertificateError
+from ..ca.files import CERT_MODE, NODE_CERT_FILE, ROOT_CA_CERT_FILE, write_atomic
+from ..ca.identity import NODE_ROLES, CertRole, expect_manager, identity_from_cert, peer_cert
 from ..ca.keyfile import NodeCredentials
+from ..ca.renewal import renewal_fraction, renewal_time
+from ..ca.sslfacts import decode, facts, utcnow, verify_issued
+from ..ca.tls import client_context
 from ..proto import CA_RENEW, CA_RENEW_NOW, NOT_FOUND, PERMISSION_DENIED, UNAUTHENTICATED
 from ..rpc import HandlerRegistry, PeerInfo, RpcClient, RpcError, RpcUnavailable
 from ..store import NodeRole
@@ -137,7 +126,7 @@ class CertRenewer:
         certificate's; returns whether it did."""
         want = _as_node_role(role)
         cert_pem, _ = self._creds.load()
-        have = _as_node_role(identity_from_cert(cert_pem).role)
+        have = _as_node_role(identity_from_cert(decode(cert_pem)).role)
         if want != have:
             self.request_renewal(f"role is {want}, certificate says {have}")
             return True
@@ -154,7 +143,7 @@ class CertRenewer:
             if peer.cert is None:
                 return
             try:
-                if identity_from_cert(peer.cert).role is not CertRole.MANAGER:
+                if identity_from_cert(peer_cert(peer)).role is not CertRole.MANAGER:
                     return
             except InvalidCertificateError:
                 return
@@ -167,7 +156,7 @@ class CertRenewer:
     def next_renewal(self) -> datetime:
         """When the current certificate is due, by its once-drawn random fraction."""
         cert_pem, _ = self._creds.load()
-        cert = load_certificate(cert_pem)
+        cert = facts(cert_pem)
         if self._fraction is None or self._fraction[0] != cert.serial_number:
             self._fraction = (cert.serial_number, renewal_fraction(self._rng))
         return renewal_time(cert, self._fraction[1])
@@ -204,7 +193,7 @@ class CertRenewer:
         """Ask each manager in turn until one renews; write the new certificate atomically."""
         cert_pem, key_pem = self._creds.load()
         ca_pem = (self.state_dir / ROOT_CA_CERT_FILE).read_bytes()
-        me = identity_from_cert(cert_pem)
+        me = identity_from_cert(decode(cert_pem))
         ctx = client_context(ca_pem, cert_pem, key_pem)
         failures: list[str] = []
         for addr in list(self._managers()):
@@ -260,11 +249,15 @@ class CertRenewer:
         if not isinstance(answer, dict) or not isinstance(answer.get("cert"), str):
             raise InvalidCertificateError("malformed renewal answer")
         new_pem = answer["cert"].encode()
-        RootCA.from_pem(ca_pem).verify(new_pem, now=None)
-        cert = load_certificate(new_pem)
-        if not key_matches_certificate(load_private_key(key_pem), cert):
-            raise InvalidCertificateError("renewed certificate is not for this node's key")
-        ident = identity_from_cert(cert)
+        # by `ssl`, not `cryptography`: a worker never loads the latter (ca/sslfacts.py)
+        try:
+            decoded = verify_issued(new_pem, key_pem, ca_pem)
+        except InvalidCertificateError as exc:
+            if "does not match" in str(exc):
+                raise InvalidCertificateError("renewed certificate is not for this node's key") from None
+            raise
+        cert = facts(decoded)
+        ident = identity_from_cert(decoded)
         if ident.node_id != node_id or ident.role not in NODE_ROLES:
             raise InvalidCertificateError(
                 f"renewed certificate is for {ident.node_id} ({ident.role}), not node {node_id}"

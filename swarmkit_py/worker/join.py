@@ -25,31 +25,28 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..ca import (
+from ..ca.errors import (
     CADigestMismatchError,
     CAError,
     InvalidCertificateError,
     InvalidJoinTokenError,
-    RootCA,
-    client_context,
-    expect_manager,
-    generate_key_and_csr,
-    identity_from_cert,
-    key_matches_certificate,
-    load_certificate,
-    load_private_key,
-    parse_join_token,
-    require_ca_digest,
-    save_node_credentials,
 )
-from ..ca.files import NODE_CERT_FILE
-from ..ca.identity import NODE_ROLES, CertRole
+from ..ca.files import NODE_CERT_FILE, save_node_credentials
+from ..ca.identity import NODE_ROLES, CertRole, expect_manager, identity_from_cert
 from ..ca.optional_tls import bootstrap_client_context
+from ..ca.tls import client_context
 from ..proto import CA_JOIN, CA_ROOT
 from ..rpc import RpcClient, RpcError, RpcUnavailable
 from ..store import NodeRole
+
+if TYPE_CHECKING:
+    from ..ca.authority import RootCA
+
+# Joining makes a key and a CSR and checks the CA's signature: `cryptography`, imported by the
+# functions that do it, not with this module, which the agent's renewer also imports (a
+# worker's agent never loads `cryptography`: ca/sslfacts.py).
 
 DEFAULT_PORT = 2377
 MANAGER_SERVER_NAME = CertRole.MANAGER.value
@@ -142,6 +139,8 @@ async def fetch_root_ca(
 
     Raises InvalidJoinTokenError, ManagerUnreachableError or CADigestMismatchError.
     """
+    from ..ca.tokens import parse_join_token, require_ca_digest
+
     parsed = parse_join_token(token)
     host, port = parse_address(manager_addr)
     client = RpcClient(
@@ -182,6 +181,10 @@ async def join(
     into the certificate as a SAN. On success `state_dir` holds `swarm-node.key` (0600),
     `swarm-node.crt` and `swarm-root-ca.crt`.
     """
+    from ..ca.authority import RootCA
+    from ..ca.certs import generate_key_and_csr
+    from ..ca.tokens import parse_join_token
+
     state = Path(state_dir)
     if (state / NODE_CERT_FILE).exists():
         raise AlreadyJoinedError(
@@ -246,6 +249,8 @@ async def join(
 
 def _check_answer(answer: Any, root: RootCA, key_pem: bytes, where: str) -> dict[str, Any]:
     """Trust nothing in the answer that the CA signature does not vouch for."""
+    from ..ca.certs import key_matches_certificate, load_certificate, load_private_key
+
     if not isinstance(answer, dict) or not isinstance(answer.get("cert"), str):
         raise JoinError(f"manager at {where} sent a malformed join answer")
     cert_pem = answer["cert"].encode()

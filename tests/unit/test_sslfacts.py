@@ -1,0 +1,101 @@
+"""A worker's certificate checks through `ssl` alone (ca/sslfacts.py): the same answers as
+`cryptography`, the same refusals, and a worker-only agent that never imports it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from swarmkit_py.ca import (
+    CertRole,
+    InvalidCertificateError,
+    NodeIdentity,
+    RootCA,
+    generate_key_and_csr,
+    identity_from_cert,
+    load_certificate,
+    load_private_key,
+    renewal_time,
+)
+from swarmkit_py.ca.certs import certificate_to_der
+from swarmkit_py.ca.sslfacts import decode, facts, pair_error, verify_issued
+
+NOW = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def root() -> RootCA:
+    return RootCA.create(now=NOW)
+
+
+@pytest.fixture(scope="module")
+def node(root):
+    key_pem, csr_pem = generate_key_and_csr("ignored")
+    issued = root.issue_node_certificate(csr_pem, "n1", CertRole.WORKER, "c1", now=NOW,
+                                         validity=timedelta(days=90))
+    return issued.cert_pem, key_pem
+
+
+def test_decoded_certificate_says_what_cryptography_says(node):
+    cert_pem, _ = node
+    c = load_certificate(cert_pem)
+    for form in (cert_pem, cert_pem.decode(), certificate_to_der(c)):
+        f = facts(form)
+        assert f.serial_number == c.serial_number
+        assert f.not_valid_before_utc == c.not_valid_before_utc
+        assert f.not_valid_after_utc == c.not_valid_after_utc
+        assert identity_from_cert(f.decoded) == identity_from_cert(c) == NodeIdentity("n1", CertRole.WORKER, "c1")
+        assert renewal_time(f, 0.5) == renewal_time(c, 0.5)
+    with pytest.raises(InvalidCertificateError, match="cannot parse"):
+        decode(b"-----BEGIN CERTIFICATE-----\nnot one\n-----END CERTIFICATE-----\n")
+
+
+def test_identity_from_a_decoded_subject_refuses_what_the_parsed_one_refuses(root):
+    with pytest.raises(InvalidCertificateError, match="organizational unit"):
+        identity_from_cert(decode(root.cert_pem))  # CN only
+    two_ous = {"subject": ((("commonName", "n1"),), (("organizationalUnitName", "swarm-worker"),),
+                           (("organizationalUnitName", "swarm-manager"),), (("organizationName", "c1"),))}
+    with pytest.raises(InvalidCertificateError, match="exactly one organizational unit"):
+        identity_from_cert(two_ous)
+
+
+def test_renewed_certificate_is_checked_against_the_ca_and_the_key(root, node):
+    cert_pem, key_pem = node
+    assert identity_from_cert(verify_issued(cert_pem, key_pem, root.cert_pem)).node_id == "n1"
+    # an expired certificate still verifies: "did the CA sign it", as RootCA.verify(now=None)
+    old = root.issue_node_certificate(generate_key_and_csr("x")[1], "n1", CertRole.WORKER, "c1",
+                                      now=NOW - timedelta(days=400), validity=timedelta(days=90))
+    assert old.cert_pem != cert_pem
+    other_key, csr = generate_key_and_csr("x")
+    foreign = RootCA.create(now=NOW).issue_node_certificate(csr, "n1", CertRole.WORKER, "c1", now=NOW)
+    with pytest.raises(InvalidCertificateError, match="not issued by this root CA"):
+        verify_issued(foreign.cert_pem, other_key, root.cert_pem)
+    with pytest.raises(InvalidCertificateError, match="does not match"):
+        verify_issued(cert_pem, other_key, root.cert_pem)
+
+
+def test_an_encrypted_key_is_refused_not_prompted_for(node):
+    cert_pem, key_pem = node
+    sealed = load_private_key(key_pem).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"))
+    assert pair_error(cert_pem, key_pem) is None
+    assert pair_error(cert_pem, sealed) == "the private key is encrypted"
+
+
+def test_a_worker_only_agent_does_not_import_cryptography_or_the_manager():
+    """What `swarmkit-py agent` imports before its role is known (agent/agent.py keeps the
+    manager half lazy; ca/sslfacts.py why the worker does without `cryptography`). paramiko
+    is not installed on hosts (the wheelhouse has runtime dependencies only) but is here (the
+    deploy toolkit's), and the Docker SDK imports it, and it `cryptography`, when it is there."""
+    code = ("import sys, json; sys.modules['paramiko'] = None; "
+            "import swarmkit_py.cli.main, swarmkit_py.agent.agent; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('cryptography', 'aiohttp') "
+            "or m.startswith(('swarmkit_py.manager.manager', 'swarmkit_py.api', 'swarmkit_py.raft.storage')))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert json.loads(out.stdout) == []
