@@ -9,9 +9,15 @@ busy manager on a loaded machine is not deposed for being slow.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .core import CoreConfig
+if TYPE_CHECKING:
+    from .core import CoreConfig
+
+# The core is imported by `core()`, i.e. where a Raft member starts, not here: every agent
+# reads this model from its config file, and a worker's never runs Raft.
 
 
 class RaftConfig(BaseModel):
@@ -48,6 +54,8 @@ class RaftConfig(BaseModel):
         return self
 
     def core(self) -> CoreConfig:
+        from .core import CoreConfig
+
         return CoreConfig(
             election_tick=self.election_ticks,
             heartbeat_tick=self.heartbeat_ticks,

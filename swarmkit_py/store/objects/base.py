@@ -79,6 +79,7 @@ class DockerModel(BaseModel):
         validate_by_name=True,
         validate_by_alias=True,
         serialize_by_alias=True,
+        defer_build=True,
     )
 
     _key_map: ClassVar[dict[str, str]] = {}
