@@ -77,16 +77,20 @@ STEPS = [
     ("asyncio, logging, ssl (OpenSSL)", "asyncio,logging,concurrent.futures,json,ssl"),
     ("msgpack, yaml, dnslib", "msgpack,yaml,dnslib"),
     ("pydantic", "pydantic,pydantic.main"),
-    ("the store's models (pydantic classes)", "swarmkit_py.store.objects"),
-    ("cryptography (x509, keys)", "cryptography.x509,cryptography.hazmat.primitives.asymmetric.ec,"
-                                  "cryptography.hazmat.primitives.serialization"),
+    ("the agent's config (pydantic models)", "swarmkit_py.agent.config"),
+    ("the store's models (pydantic classes, built on first use)", "swarmkit_py.store.objects"),
     ("docker SDK with requests, urllib3", "docker"),
     ("swarmkit-py's worker side (agent module)", "swarmkit_py.agent.agent"),
+    ("cryptography (x509, keys: a manager's CA, Raft keyring)",
+     "cryptography.x509,cryptography.hazmat.primitives.asymmetric.ec,"
+     "cryptography.hazmat.primitives.serialization"),
     ("aiohttp (a manager's API)", "aiohttp,aiohttp.web"),
     ("the manager half", "swarmkit_py.manager.manager,swarmkit_py.api"),
 ]
 """Imported one after the other in one interpreter: each step's RSS is what it adds to those
-before it (shared dependencies count where they are first loaded)."""
+before it (shared dependencies count where they are first loaded). Everything up to the worker
+side is what a worker-only agent loads; `cryptography` comes with the manager half only
+(ca/sslfacts.py)."""
 
 
 def _steps() -> list[dict]:

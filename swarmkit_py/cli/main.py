@@ -51,9 +51,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def cmd_agent(args) -> int:
     from ..agent.agent import Agent
+    from ..agent.memory import cap_malloc_arenas
 
     cfg = _config(args)
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cap_malloc_arenas()  # before any thread starts: agent/memory.py
     agent = Agent(cfg)
 
     async def main():
@@ -65,7 +67,7 @@ def cmd_agent(args) -> int:
 
     asyncio.run(main())
     # Once the agent has shut down (state saved, containers left running for the next start
-    # to adopt), an engine call still blocked in a thread (a task's `docker wait`, up to 30 s)
+    # to adopt), an engine call still blocked in a thread (a slow inspect, the events stream)
     # must not hold the exit: threads cannot be interrupted, and the interpreter would join
     # them. Every stop of an agent with a running task used to take 10-30 s.
     logging.shutdown()

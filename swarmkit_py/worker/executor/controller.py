@@ -13,21 +13,21 @@ from typing import Any
 
 import docker
 import docker.errors
-import requests.exceptions
 from docker.models.containers import Container
 
 from ...proto import AssignedTask
 from ...store.objects import ContainerStatus, TaskState, TaskStatus
 from . import docker_adapter as adapter
 from .errors import InvalidTransition
+from .exits import DESTROY, DIE, exit_watch
 from .files import TaskFiles
 
 ERR_UNHEALTHY = "unhealthy container"
 ERR_REMOVED = "task: container removed"
 
 # How often a health check's verdict is looked at while starting, and while running at most
-# how long one wait request lasts before health is looked at again. No health check: the wait
-# request is renewed this rarely, only to bound how long an abandoned wait thread lives.
+# how long a wait goes without inspecting the container (its health). No health check: the
+# container is inspected this rarely, only in case the engine's events missed its exit.
 HEALTH_POLL = 0.1
 WAIT_CHUNK_HEALTH = 1.0
 WAIT_CHUNK = 30.0
@@ -176,20 +176,32 @@ class Controller:
             return self.status()
         if self._state != TaskState.RUNNING:
             raise InvalidTransition(f"task {self.task.id}: wait before running")
-        c = self._c
-        healthchecked: bool | None = None
-        while not self._state.terminal:
-            try:
-                if healthchecked is None:
-                    healthchecked = adapter.has_healthcheck(await self._inspect())
-                chunk = WAIT_CHUNK_HEALTH if healthchecked else WAIT_CHUNK
-                result = await adapter.call(_wait_chunk, c, chunk)
-                if result is not None:
-                    self._finish(int(result.get("StatusCode", -1)))
-                elif healthchecked and adapter.health_status(await self._inspect()) == "unhealthy":
+        # The engine's events say when the container ends (exits.py: one stream for all the
+        # node's tasks, not a thread per task in `docker wait`); the container is inspected
+        # after registering, and again at least every chunk, so no exit goes unseen.
+        waiter = exit_watch(self.client).watch(self._c.id)
+        try:
+            while not self._state.terminal:
+                waiter.clear()
+                try:
+                    attrs = await self._inspect()
+                except docker.errors.NotFound:
+                    self._gone()
+                    break
+                state = attrs.get("State") or {}
+                healthchecked = adapter.has_healthcheck(attrs)
+                if not state.get("Running") and state.get("Status") != "created":
+                    self._finish(int(state.get("ExitCode", 0)))
+                elif healthchecked and adapter.health_status(attrs) == "unhealthy":
                     await self._fail_unhealthy()
-            except docker.errors.NotFound:
-                self._gone()
+                else:
+                    seen = await waiter.next(WAIT_CHUNK_HEALTH if healthchecked else WAIT_CHUNK)
+                    if seen is not None and seen[0] == DIE and seen[1] is not None:
+                        self._finish(seen[1])
+                    elif seen is not None and seen[0] == DESTROY:
+                        self._gone()
+        finally:
+            exit_watch(self.client).unwatch(waiter)
         return self.status()
 
     async def shutdown(self, grace: int | None = None) -> TaskStatus:
@@ -299,19 +311,6 @@ class Controller:
         if not self._state.terminal:
             self._state, self._err = TaskState.REJECTED, err
         return self.status()
-
-
-def _wait_chunk(container: Container, timeout: float) -> dict[str, Any] | None:
-    """One bounded wait request: None when the container is still running at its end."""
-    try:
-        return container.wait(timeout=timeout)
-    except requests.exceptions.ReadTimeout:
-        return None
-    except requests.exceptions.ConnectionError as exc:
-        # urllib3 reports a read timeout on the unix socket as a ConnectionError.
-        if "timed out" in str(exc).lower():
-            return None
-        raise
 
 
 def _missing_files(task: AssignedTask) -> str:

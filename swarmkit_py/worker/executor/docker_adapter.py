@@ -70,10 +70,9 @@ def call_sync(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 DOCKER_THREADS = 256
-"""Docker calls at once per agent: one per running task waits on its container (in bounded
-chunks, see executor/controller.py), so this bounds the tasks a node can run without their
-starts and stops queueing behind those waits. Threads are made only when that many calls
-are in flight at once."""
+"""Docker calls at once per agent (creates, starts, stops, inspects of many tasks at once).
+Running tasks hold none: their exits come from one events stream (executor/exits.py). Threads
+are made only when that many calls are in flight at once."""
 _pool: ThreadPoolExecutor | None = None
 
 
