@@ -48,14 +48,20 @@ async def test_scrape_and_refusals():
         await server.wait_closed()
 
 
-def test_metrics_does_not_load_aiohttp_or_the_manager():
-    """Serving /metrics must not pull the manager half or aiohttp into a worker."""
+def test_a_worker_agent_does_not_load_aiohttp_cryptography_or_the_manager():
+    """Serving /metrics must not pull the manager half or aiohttp into a worker; nor must
+    anything a worker-only agent imports pull in `cryptography` (ca/sslfacts.py) or the Raft
+    storage. paramiko is blocked as on hosts (the wheelhouse has runtime dependencies only):
+    it is installed here for the deploy toolkit, and the Docker SDK imports it, and it
+    `cryptography`, when it is there."""
     import subprocess
     import sys
 
-    code = ("import sys, swarmkit_py.agent.agent, swarmkit_py.agent.metrics\n"
+    code = ("import sys; sys.modules['paramiko'] = None\n"
+            "import swarmkit_py.cli.main, swarmkit_py.agent.agent, swarmkit_py.agent.metrics\n"
             "bad = sorted(m for m in sys.modules if m.startswith(('aiohttp', 'swarmkit_py.api', "
-            "'swarmkit_py.manager.manager', 'swarmkit_py.raft.node')))\n"
+            "'swarmkit_py.manager.manager', 'swarmkit_py.raft.node', 'swarmkit_py.raft.storage', "
+            "'cryptography')))\n"
             "print(bad)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", out
