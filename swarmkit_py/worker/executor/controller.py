@@ -183,23 +183,15 @@ class Controller:
         try:
             while not self._state.terminal:
                 waiter.clear()
-                try:
-                    attrs = await self._inspect()
-                except docker.errors.NotFound:
-                    self._gone()
+                attrs = await self._look()
+                if attrs is None:
                     break
-                state = attrs.get("State") or {}
-                healthchecked = adapter.has_healthcheck(attrs)
-                if not state.get("Running") and state.get("Status") != "created":
-                    self._finish(int(state.get("ExitCode", 0)))
-                elif healthchecked and adapter.health_status(attrs) == "unhealthy":
-                    await self._fail_unhealthy()
-                else:
-                    seen = await waiter.next(WAIT_CHUNK_HEALTH if healthchecked else WAIT_CHUNK)
-                    if seen is not None and seen[0] == DIE and seen[1] is not None:
-                        self._finish(seen[1])
-                    elif seen is not None and seen[0] == DESTROY:
-                        self._gone()
+                chunk = WAIT_CHUNK_HEALTH if adapter.has_healthcheck(attrs) else WAIT_CHUNK
+                seen = await waiter.next(chunk)
+                if seen is not None and seen[0] == DIE and seen[1] is not None:
+                    self._finish(seen[1])
+                elif seen is not None and seen[0] == DESTROY:
+                    self._gone()
         finally:
             exit_watch(self.client).unwatch(waiter)
         return self.status()
@@ -250,21 +242,30 @@ class Controller:
         await adapter.call(self._c.reload)
         return self._c.attrs
 
+    async def _look(self) -> dict[str, Any] | None:
+        """Inspect the container and act on what ended it (removed, exited, unhealthy: then
+        None); its attributes while it runs on."""
+        try:
+            attrs = await self._inspect()
+        except docker.errors.NotFound:
+            self._gone()
+            return None
+        state = attrs.get("State") or {}
+        if not state.get("Running") and state.get("Status") != "created":
+            self._finish(int(state.get("ExitCode", 0)))
+            return None
+        if adapter.health_status(attrs) == "unhealthy":
+            await self._fail_unhealthy()
+            return None
+        return attrs
+
     async def _until_running(self) -> None:
         while self._state == TaskState.STARTING:
-            try:
-                attrs = await self._inspect()
-            except docker.errors.NotFound:
-                self._gone()
+            attrs = await self._look()
+            if attrs is None:
                 return
-            state = attrs.get("State") or {}
-            health = adapter.health_status(attrs)
-            if not state.get("Running") and state.get("Status") != "created":
-                self._finish(int(state.get("ExitCode", 0)))
-            elif health == "unhealthy":
-                await self._fail_unhealthy()
-            elif health in ("", "healthy"):
-                self._pid = int(state.get("Pid") or 0)
+            if adapter.health_status(attrs) in ("", "healthy"):
+                self._pid = int((attrs.get("State") or {}).get("Pid") or 0)
                 self._set(TaskState.RUNNING)
             else:
                 await asyncio.sleep(HEALTH_POLL)
