@@ -27,6 +27,7 @@ from ..ca.optional_tls import server_context_optional_client
 from ..ca.tls import client_context, server_context
 from ..loopwatch import LoopWatch
 from ..manager.admission import cluster_port_policy
+from ..memory import trim_heap
 from ..proto import CA_RENEW_NOW, NETMAP
 from ..rpc import RpcServer
 from ..worker.certs import CertRenewer, RenewError
@@ -209,6 +210,9 @@ class Agent:
             mhost, _, mport = self.cfg.metrics_listen.rpartition(":")
             self._metrics_runner = await serve_metrics(self, mhost.strip("[]"), int(mport))
         log.info("agent %s (%s) up as %s on %s", self.state.node_id, self.hostname, self.state.role, self.cfg.listen_addr)
+        # what start-up allocated and freed (imports, TLS contexts, the engine's first answers),
+        # back to the system once the first exchanges are done (swarmkit_py/memory.py)
+        asyncio.get_running_loop().call_later(STARTUP_TRIM_S, trim_heap)
 
     def _open_node_key(self, raft_dir: Path) -> None:
         """The node key is sealed (auto-lock): its password is in the Raft keyring, open now
@@ -559,6 +563,7 @@ class Agent:
 
 
 DISK_POLL_S = 1.0
+STARTUP_TRIM_S = 5.0
 
 
 def _import_manager_half() -> None:

@@ -51,11 +51,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def cmd_agent(args) -> int:
     from ..agent.agent import Agent
-    from ..agent.memory import cap_malloc_arenas
+    from ..memory import cap_malloc_arenas
 
     cfg = _config(args)
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cap_malloc_arenas()  # before any thread starts: agent/memory.py
+    cap_malloc_arenas()  # before any thread starts: swarmkit_py/memory.py
     agent = Agent(cfg)
 
     async def main():

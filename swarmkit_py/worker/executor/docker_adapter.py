@@ -34,6 +34,7 @@ import docker.errors
 import requests.exceptions
 from docker.models.containers import Container, _create_container_args
 
+from ...memory import trim_heap
 from ...proto import AssignedTask, NetAttachment
 from ...store.objects import ContainerSpec, HealthConfig
 from ...store.objects.taskspec import DEFAULT_STOP_GRACE_PERIOD, SECOND
@@ -70,18 +71,36 @@ def call_sync(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 DOCKER_THREADS = 256
-"""Docker calls at once per agent (creates, starts, stops, inspects of many tasks at once).
-Running tasks hold none: their exits come from one events stream (executor/exits.py). Threads
-are made only when that many calls are in flight at once."""
+"""Docker calls at once per agent (the creates, starts and stops of many tasks at once: a stop
+holds its thread for the task's grace period). Running tasks hold none: their exits come from
+one events stream (executor/exits.py). Threads are made only when that many calls are in
+flight at once."""
+KEEP_THREADS = 8
+"""After a burst that made more threads than this, the pool is retired once no call is in
+flight (its idle threads end, glibc releases their stacks) and a new one starts with the next
+call: 50 tasks started at once left 50 idle threads behind, ~5 MB of a worker's RSS
+(bench/agent_rss.py). `ThreadPoolExecutor` never ends an idle thread by itself."""
 _pool: ThreadPoolExecutor | None = None
+_in_flight = 0
+_peak = 0
+"""Most calls in flight at once since `_pool` was made: an upper bound of its threads."""
 
 
 async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    global _pool
+    global _pool, _in_flight, _peak
     if _pool is None:
         _pool = ThreadPoolExecutor(DOCKER_THREADS, thread_name_prefix="docker")
-    return await asyncio.get_running_loop().run_in_executor(
-        _pool, functools.partial(call_sync, fn, *args, **kwargs))
+    _in_flight += 1
+    _peak = max(_peak, _in_flight)
+    try:
+        return await asyncio.get_running_loop().run_in_executor(
+            _pool, functools.partial(call_sync, fn, *args, **kwargs))
+    finally:
+        _in_flight -= 1
+        if _in_flight == 0 and _peak > KEEP_THREADS:
+            _pool.shutdown(wait=False)
+            _pool, _peak = None, 0
+            trim_heap()  # what the burst's threads and buffers freed, back to the system
 
 
 def container_spec(task: AssignedTask) -> ContainerSpec:
