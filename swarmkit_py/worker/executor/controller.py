@@ -76,7 +76,7 @@ class Controller:
         the wait for health instead of starting it again.
         """
         ctl = cls(client, task, networks)
-        ctl._container = container
+        ctl._container = adapter.handle(client, container.id)
         state = container.attrs.get("State") or {}
         status = state.get("Status", "")
         if status == "created" and task.files:
@@ -148,7 +148,8 @@ class Controller:
                 await self._files.release()
                 return self._reject(_explain(exc))
             # Created by an earlier attempt whose answer was lost: the name holds the task ID.
-            self._container = await adapter.call(self.client.containers.get, self._name)
+            found = await adapter.call(self.client.api.inspect_container, self._name)
+            self._container = adapter.handle(self.client, found["Id"])
         if self._stopping:  # shutdown() came while the container was being created
             await self.remove()
         self._set(TaskState.READY)
@@ -239,8 +240,7 @@ class Controller:
         return self._container
 
     async def _inspect(self) -> dict[str, Any]:
-        await adapter.call(self._c.reload)
-        return self._c.attrs
+        return await adapter.call(self.client.api.inspect_container, self._c.id)
 
     async def _look(self) -> dict[str, Any] | None:
         """Inspect the container and act on what ended it (removed, exited, unhealthy: then

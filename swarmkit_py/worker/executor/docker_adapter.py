@@ -275,7 +275,15 @@ def create_container(client: docker.DockerClient, args: dict[str, Any]) -> Conta
     if timeout is not None:
         create_kwargs["stop_timeout"] = timeout
     resp = client.api.create_container(**create_kwargs)
-    return client.containers.get(resp["Id"])
+    return handle(client, resp["Id"])
+
+
+def handle(client: docker.DockerClient | None, container_id: str) -> Container:
+    """A container by its ID alone, without its inspect document: a controller keeps one per
+    task for as long as the task runs, and the ~20 KB of parsed JSON a full `Container` holds
+    was 1 MB of a worker's RSS at 50 tasks (bench/agent_rss.py). Read the state with
+    `client.api.inspect_container` when it is needed."""
+    return Container(attrs={"Id": container_id}, client=client)
 
 
 def endpoint_config(net: NetAttachment) -> dict[str, Any]:
