@@ -391,7 +391,9 @@ class Agent:
     # ---------------------------------------------------------------- manager half
     async def start_manager(self) -> None:
         from ..manager.manager import Manager
+        from ..store.objects.base import build_all
 
+        build_all()  # a manager validates every kind of object (done already if promoted)
         st = self.state
         mgr = Manager(
             node_id=st.node_id,
@@ -572,6 +574,7 @@ def _import_manager_half() -> None:
     for name in ("swarmkit_py.manager.manager", "swarmkit_py.manager.controlapi", "swarmkit_py.api",
                  "swarmkit_py.api.routes_logs"):
         importlib.import_module(name)
+    importlib.import_module("swarmkit_py.store.objects.base").build_all()
 
 
 def _keyring():
