@@ -65,3 +65,17 @@ async def test_automatic_full_collections_are_off_while_the_policy_runs():
     finally:
         p.stop()
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+async def test_a_process_that_is_never_quiet_keeps_cpythons_trigger_and_freezes_after_it():
+    before = gc.get_threshold()
+    p = GCPolicy(defer_full=False)
+    p.start()
+    try:
+        assert gc.get_threshold()[2] != NEVER
+        gc.collect()  # a full collection: its survivors are frozen once the loop turns
+        await asyncio.sleep(0.01)
+        assert p.freezes == 1 and gc.get_freeze_count() > 0
+    finally:
+        p.stop()
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
