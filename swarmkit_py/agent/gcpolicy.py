@@ -21,7 +21,8 @@ oldest generation's growth is what triggers full collections. Three changes:
   garbage later (a session open at freeze time, closed since) are reclaimed when the frozen
   set is released (``gc.unfreeze()``) every ``refreeze_s`` and re-collected once: one full
   walk per period instead of one per 25 % of heap growth;
-- full collections are not started by allocations but by this policy, at a quiet moment:
+- optionally (``defer_full=True``; agents do not use it, see below), full collections are not
+  started by allocations but by this policy, at a quiet moment:
   CPython starts one when the oldest generation has grown by a quarter, which during a
   10,000-task fill is exactly when the store grows fastest, and the leader's loop (the API,
   Raft, heartbeats) stood still for the 0.5-1.1 s it took, on top of the fill (issue 13). Here
@@ -32,12 +33,13 @@ oldest generation's growth is what triggers full collections. Three changes:
   the heap has grown ``force_growth`` times over, and then it runs anyway. Deferring costs
   memory only for cyclic garbage that outlived the young collections (which still run), and
   for at most that long; the store's own growth is not garbage and stays either way.
-  A process that is busy for its whole life never has that moment and would only collect
-  bigger batches after each 120 s: the simulated fleet of the scale bench (thousands of nodes'
-  handshakes and heartbeats in one process) passes ``defer_full=False`` and keeps CPython's
-  trigger, frozen after each, as before. (Its loop stalled 5.1 s in a 2,000-node run with
-  deferred collections, but also 6.0 s in the next run without them, at the same load and
-  with elections during the join: the deferral was not shown to be the cause.)
+  Measured (issue 13, round 4 in bench/README.md), it did not pay: a 1,000-node fill still
+  had one full collection (0.35-0.42 s, 0.54 s before), since a busy process is sometimes
+  quiet for a second, and a process that is busy for minutes (a 2,000-node join) collects
+  bigger batches after each 120 s; both 2,000-node runs with it had elections during the join
+  and joined 4-6x slower than the last run without it (load and elections may explain part:
+  not proven either way). So agents and the simulated fleet keep CPython's trigger, frozen
+  after each collection (``defer_full=False``, the default).
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class GCPolicy:
     def __init__(self, *, refreeze_s: float = 900.0, thresholds: tuple[int, int, int] = THRESHOLDS,
                  check_s: float = 1.0, busy_cpu: float = 0.5, grow: float = 0.25,
                  min_growth_blocks: int = 200_000, max_defer_s: float = 120.0, force_growth: float = 3.0,
-                 blocks: Callable[[], int] = sys.getallocatedblocks, defer_full: bool = True) -> None:
+                 blocks: Callable[[], int] = sys.getallocatedblocks, defer_full: bool = False) -> None:
         self.refreeze_s = refreeze_s
         self.thresholds = thresholds
         self.check_s = check_s

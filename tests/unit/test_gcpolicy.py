@@ -18,7 +18,7 @@ class Heap:
 
 def test_a_due_full_collection_waits_while_busy_and_runs_when_quiet():
     heap = Heap(1_000_000)
-    p = GCPolicy(blocks=heap, min_growth_blocks=1000, max_defer_s=60)
+    p = GCPolicy(blocks=heap, min_growth_blocks=1000, max_defer_s=60, defer_full=True)
     p._blocks = heap()
     p._released_at = 0.0
     p.refreeze_s = 1e9
@@ -38,7 +38,7 @@ def test_a_due_full_collection_waits_while_busy_and_runs_when_quiet():
 
 def test_a_busy_spell_defers_it_only_so_long_or_until_the_heap_grew_many_times_over():
     heap = Heap(1_000_000)
-    p = GCPolicy(blocks=heap, min_growth_blocks=1000, max_defer_s=60, force_growth=3.0)
+    p = GCPolicy(blocks=heap, min_growth_blocks=1000, max_defer_s=60, force_growth=3.0, defer_full=True)
     p._blocks = heap()
     p._released_at = 0.0
     p.refreeze_s = 1e9
@@ -55,9 +55,9 @@ def test_a_busy_spell_defers_it_only_so_long_or_until_the_heap_grew_many_times_o
         gc.unfreeze()
 
 
-async def test_automatic_full_collections_are_off_while_the_policy_runs():
+async def test_automatic_full_collections_are_off_while_the_deferring_policy_runs():
     before = gc.get_threshold()
-    p = GCPolicy()
+    p = GCPolicy(defer_full=True)
     p.start()
     try:
         assert gc.get_threshold()[2] == NEVER
@@ -69,7 +69,7 @@ async def test_automatic_full_collections_are_off_while_the_policy_runs():
 
 async def test_a_process_that_is_never_quiet_keeps_cpythons_trigger_and_freezes_after_it():
     before = gc.get_threshold()
-    p = GCPolicy(defer_full=False)
+    p = GCPolicy()
     p.start()
     try:
         assert gc.get_threshold()[2] != NEVER
