@@ -53,6 +53,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("swarmkit_py.agent")
 
 
+
+def _role_name(result) -> str:
+    """A renewal's role as the node state names it ("manager" / "worker")."""
+    return str(getattr(result.role, "value", result.role))
+
 class Agent:
     def __init__(self, cfg: AgentConfig):
         self.cfg = cfg
@@ -362,7 +367,7 @@ class Agent:
     async def _on_renewed(self, result) -> None:
         """A renewed certificate with a different role is a promotion or a demotion: restart
         this agent's components with the new identity (a manager half appears or goes)."""
-        role = str(getattr(result.role, "value", result.role))
+        role = _role_name(result)
         if role == self.state.role:
             return
         log.info("role changed: %s -> %s; restarting components", self.state.role, role)
@@ -442,7 +447,7 @@ class Agent:
                     log.warning("raft member removed: renewing the certificate to learn this "
                                 "node's role failed (%s); retrying", e)
                     await asyncio.sleep(2.0)
-            if str(getattr(result.role, "value", result.role)) != "manager":
+            if _role_name(result) != "manager":
                 return  # a demotion: _on_renewed restarts this agent as a worker
             log.warning("joining the managers' Raft group again as a new member (raft member %d "
                         "was removed)", self.state.raft_id)
