@@ -169,7 +169,11 @@ def test_autolock_lock_restart_unlock_rotate_and_off(cluster):
     r = c.docker(m2, "swarm", "unlock", input=key + "\n", check=False)
     assert "invalid key provided" in r.stderr
     c.docker(m2, "swarm", "unlock", input=new_key + "\n")
-    c.wait_for(lambda: "Reachable" in c.docker(m1, "node", "ls").stdout, 30, "m2 back in the cluster")
+    # Back means a leader again, seen through m1: with two managers, m1 stepped down when m2
+    # went away, and until the two elect one it answers writes "no quorum" (m1's own row says
+    # Reachable all along, so that word alone proves nothing).
+    c.wait_for(lambda: sorted(c.docker(m1, "node", "ls", "--format", "{{.ManagerStatus}}").stdout.split())
+               == ["Leader", "Reachable"], 30, "m2 back in the cluster, with a leader", m2)
     assert not _key_in_clear(m2)  # the new unlock key opened its TLS key too
     # Its log replay passed through the old key's cluster object: the disk never went back to it.
     from swarmkit_py.raft.storage import InvalidUnlockKeyError, Keyring, parse_unlock_key
