@@ -116,6 +116,10 @@ def render(agent) -> str:
                  m.get("heartbeat_period", 0))
         o.metric("dispatcher_nodes_declared_down_total", "counter", "Nodes declared down for missed heartbeats.",
                  m.get("nodes_declared_down", 0))
+        for kind in ("full", "incremental"):
+            o.metric("dispatcher_assignment_pushes_total", "counter",
+                     "Assignment pushes sent (leader): a node's full set, or what changed in it.",
+                     m.get(f"assignment_{kind}_pushes", 0), {"kind": kind})
         for state, n in m.get("nodes", {}).items():
             o.metric("nodes", "gauge", "Nodes by state, as stored.", n, {"state": state})
     return "\n".join(o.lines) + "\n"

@@ -38,6 +38,8 @@ from .codes import (
 )
 from .dispatcher import (
     ASSIGNMENTS,
+    ASSIGNMENTS_RESYNC,
+    FEATURE_INCREMENTAL,
     HEARTBEAT,
     LEADER_PUSH,
     MANAGERS_PUSH,
@@ -77,6 +79,8 @@ __all__ = [
     "LOGS_SUBSCRIBE",
     "MAX_BATCH",
     "ASSIGNMENTS",
+    "ASSIGNMENTS_RESYNC",
+    "FEATURE_INCREMENTAL",
     "AssignedTask",
     "CA_JOIN",
     "CA_RENEW",

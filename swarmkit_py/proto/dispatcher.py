@@ -5,13 +5,17 @@ Served by ``manager/dispatcher`` on the Raft leader, used by ``worker/session.py
 
 Requests (worker -> leader):
 
-- ``dispatcher.session`` ``{"node_id"?: str, "addr"?: str, "description"?: {...}}`` ->
+- ``dispatcher.session`` ``{"node_id"?: str, "addr"?: str, "description"?: {...},
+  "features"?: [str, ...]}`` ->
   ``{"session_id": str, "node_id": str, "heartbeat_period": float,
   "managers": [{"node_id": str, "addr": "host:port"}]}``.
   ``node_id`` is only read when the dispatcher trusts params for identity (tests without TLS);
   otherwise it must match the certificate or be absent. ``description`` is
   ``{"hostname", "platform": {"architecture", "os"}, "resources": {"nano_cpus",
   "memory_bytes"}, "engine": {"engine_version", "labels"}}`` (Docker spellings also accepted).
+  ``features`` names what the worker understands beyond the base contract; the one defined
+  is ``FEATURE_INCREMENTAL`` (assignment changes, below). A manager ignores names it does
+  not know, and a worker that names none gets full sets only (an older worker, mid-upgrade).
 - ``dispatcher.heartbeat`` ``{"session_id": str}`` ->
   ``{"heartbeat_period": float, "managers": [...]}``.
 - ``dispatcher.task_status`` ``{"session_id": str, "updates": [update, ...]}`` ->
@@ -19,6 +23,9 @@ Requests (worker -> leader):
   ``{"task_id": str, "state": str, "message"?: str, "err"?: str, "container_status"?:
   {"container_id", "pid", "exit_code"}, "timestamp"?: float (unix seconds) | RFC 3339 str}``
   (``status_update`` writes one, ``parse_status_update`` reads one).
+
+- ``dispatcher.assignments_resync`` ``{"session_id": str}`` -> ``{}``: send this session
+  its full set again (a worker that received a change it cannot apply asks for it).
 
 - ``dispatcher.watch`` ``{}`` -> ``{"leader_addr": str | None, "term": int, "spread_s": float}``: served by every
   manager, leader or not; subscribes the calling connection to ``dispatcher.leader`` pushes.
@@ -36,6 +43,12 @@ Pushes (leader -> worker, notifications on the connection that opened the sessio
 - ``dispatcher.assignments`` ``{"seq": int, "tasks": [task, ...]}``: the node's full set, one
   ``AssignedTask`` per entry (``to_wire`` / ``from_wire``).
   A task referencing secrets or configs carries their bytes in ``files`` (``TaskFile``).
+  To a session that named ``FEATURE_INCREMENTAL``, after the first full set:
+  ``{"seq": int, "base": int, "changed": [task, ...], "removed": [task_id, ...]}``, the
+  tasks added or changed and the ids that left the set since the push whose ``seq`` is
+  ``base`` (swarmkit's incremental assignments: a change costs what changed, not the node's
+  whole set, which can be thousands of tasks). A worker whose last applied push is not
+  ``base`` applies nothing and asks ``dispatcher.assignments_resync``.
 - ``dispatcher.managers`` ``{"managers": [{"node_id", "addr"}]}``: the manager list changed.
 
 Error codes: ``codes.NOT_LEADER`` (with ``not_leader_message``), ``SESSION_INVALID``,
@@ -58,6 +71,9 @@ from ..store.timefmt import parse_rfc3339
 SESSION = "dispatcher.session"
 HEARTBEAT = "dispatcher.heartbeat"
 TASK_STATUS = "dispatcher.task_status"
+ASSIGNMENTS_RESYNC = "dispatcher.assignments_resync"
+FEATURE_INCREMENTAL = "assignments-incremental"
+"""A session feature: the worker applies assignment changes (see the module docstring)."""
 ASSIGNMENTS = "dispatcher.assignments"
 MANAGERS_PUSH = "dispatcher.managers"
 NETMAP = "dispatcher.netmap"

@@ -133,6 +133,9 @@ class WorkerSession:
         self._verify_peer = verify_peer or (expect_manager() if ssl_context is not None else None)
         self._describe = describe
         self.addr = addr
+        self.features: set[str] = set()
+        """What this worker understands beyond the base contract, said when a session opens
+        (proto/dispatcher.py); each part adds what it handles (the reconciler: changes)."""
         self.open_timeout = open_timeout
         self.connect_timeout = connect_timeout
         self.min_heartbeat_timeout = min_heartbeat_timeout
@@ -284,6 +287,8 @@ class WorkerSession:
             params["description"] = description
         if self.addr:
             params["addr"] = self.addr
+        if self.features:
+            params["features"] = sorted(self.features)
         queue = self._candidates()
         tried: set[str] = set()
         errors: list[str] = []

@@ -93,6 +93,10 @@ def test_simulated_nodes_join_run_a_service_and_shut_it_down(manager, tmp_path):
         assert sorted(t["Slot"] for t in tasks) == list(range(1, REPLICAS + 1))
         assert all(t["Status"]["ContainerStatus"]["ContainerID"].startswith("sim") for t in tasks)
         assert lt.call(fleet.running) == REPLICAS
+        # Every node got its full set once (its session) and then only what changed.
+        pushes = c.metrics(m1)
+        assert pushes['swarmkit_dispatcher_assignment_pushes_total{kind="incremental"}'] >= NODES
+        assert pushes['swarmkit_dispatcher_assignment_pushes_total{kind="full"}'] >= NODES
 
         svc.remove()
 

@@ -11,7 +11,7 @@ import pytest
 from swarmkit_py.manager.dispatcher import Dispatcher, StaticDirectory, params_identity
 from swarmkit_py.manager.dispatcher.assignments import assignment_set, is_assigned, observed_only
 from swarmkit_py.manager.proposer import LocalProposer
-from swarmkit_py.proto import ASSIGNMENTS, TASK_STATUS
+from swarmkit_py.proto import ASSIGNMENTS, ASSIGNMENTS_RESYNC, FEATURE_INCREMENTAL, TASK_STATUS
 from swarmkit_py.rpc import HandlerRegistry, RpcClient, RpcError, RpcServer
 from swarmkit_py.store import (
     ContainerSpec,
@@ -171,14 +171,17 @@ class Harness:
         await self.dispatcher.stop()
         await self.server.stop()
 
-    async def worker(self, node_id):
+    async def worker(self, node_id, features=None):
         """(client, session_id, received pushes)."""
         pushes: list = []
         reg = HandlerRegistry()
         reg.add_notification_handler(ASSIGNMENTS, lambda peer, params: pushes.append(params))
         client = RpcClient(LOOPBACK, self.server.bound_port, handlers=reg, timeout=5)
         self.clients.append(client)
-        answer = await client.call("dispatcher.session", {"node_id": node_id})
+        params = {"node_id": node_id}
+        if features is not None:
+            params["features"] = features
+        answer = await client.call("dispatcher.session", params)
         return client, answer["session_id"], pushes
 
 
@@ -248,6 +251,100 @@ async def test_a_change_to_many_nodes_is_pushed_in_chunks(harness, monkeypatch):
     await seed(harness.proposer, *tasks)  # one transaction, five nodes
     await wait_until(lambda: all(len(p) == 2 for p in pushes), what="every node's new set")
     assert [[t["id"] for t in p[1]["tasks"]] for p in pushes] == [[t.id] for t in tasks]
+
+
+async def test_an_incremental_session_gets_its_set_then_only_what_changed(harness):
+    """A worker that names FEATURE_INCREMENTAL: the full set when its session opens, then each
+    change as the tasks changed and the ids that left, on top of the previous push's seq."""
+    n1, n2 = node(), node()
+    t1, t2 = make_task(n1.id, slot=1), make_task(n1.id, slot=2)
+    await seed(harness.proposer, n1, n2, service(), t1, t2)
+    _, _, pushes = await harness.worker(n1.id, [FEATURE_INCREMENTAL, "something-newer"])
+    await wait_until(lambda: len(pushes) == 1, what="set on session open")
+    assert sorted(t["id"] for t in pushes[0]["tasks"]) == sorted([t1.id, t2.id])
+    assert "base" not in pushes[0]
+
+    t3 = make_task(n1.id, slot=3)
+    await seed(harness.proposer, t3, make_task(n2.id, slot=4))  # n2's task: nothing for n1
+    await wait_until(lambda: len(pushes) == 2, what="the added task")
+    p = pushes[1]
+    assert (p["base"], [t["id"] for t in p["changed"]], p["removed"]) == (pushes[0]["seq"], [t3.id], [])
+    assert "tasks" not in p and p["seq"] > p["base"]
+
+    # Observed state only: nothing. Desired state: that task alone.
+    upd = harness.proposer.store.view().get_task(t1.id).clone()
+    upd.status.state = S.RUNNING
+    await harness.proposer.propose(Transaction().update(upd))
+    upd = harness.proposer.store.view().get_task(t2.id).clone()
+    upd.desired_state = S.SHUTDOWN
+    await harness.proposer.propose(Transaction().update(upd))
+    await wait_until(lambda: len(pushes) == 3, what="the desired-state change")
+    await asyncio.sleep(0.1)
+    assert len(pushes) == 3
+    p = pushes[2]
+    assert p["base"] == pushes[1]["seq"] and p["removed"] == []
+    assert [(t["id"], t["desired_state"]) for t in p["changed"]] == [(t2.id, "shutdown")]
+
+    # A task moved to another node and one deleted: both leave n1's set.
+    moved = harness.proposer.store.view().get_task(t3.id).clone()
+    moved.node_id = n2.id
+    await harness.proposer.propose(Transaction().update(moved).delete("task", t1.id))
+    await wait_until(lambda: len(pushes) == 4, what="the removals")
+    p = pushes[3]
+    assert (p["base"], p["changed"], sorted(p["removed"])) == (pushes[2]["seq"], [], sorted([t1.id, t3.id]))
+    assert harness.dispatcher.assignments.incremental_pushes == 3
+
+
+async def test_a_resync_request_brings_the_full_set_and_changes_go_on_from_it(harness):
+    n1 = node()
+    t1 = make_task(n1.id)
+    await seed(harness.proposer, n1, service(), t1)
+    client, sid, pushes = await harness.worker(n1.id, [FEATURE_INCREMENTAL])
+    await wait_until(lambda: len(pushes) == 1, what="set on session open")
+    assert await client.call(ASSIGNMENTS_RESYNC, {"session_id": sid}) == {}
+    await wait_until(lambda: len(pushes) == 2, what="the full set again")
+    assert [t["id"] for t in pushes[1]["tasks"]] == [t1.id] and "base" not in pushes[1]
+    t2 = make_task(n1.id, slot=2)
+    await seed(harness.proposer, t2)
+    await wait_until(lambda: len(pushes) == 3, what="a change after the resync")
+    assert pushes[2]["base"] == pushes[1]["seq"] and [t["id"] for t in pushes[2]["changed"]] == [t2.id]
+    assert harness.dispatcher.counters["assignment_resyncs"] == 1
+    # Only on one's own open session.
+    with pytest.raises(RpcError, match="unknown or expired session"):
+        await client.call(ASSIGNMENTS_RESYNC, {"session_id": "nope"})
+
+
+async def test_features_must_be_a_list_of_names(harness):
+    n1 = node()
+    await seed(harness.proposer, n1)
+    client = RpcClient(LOOPBACK, harness.server.bound_port, timeout=5)
+    harness.clients.append(client)
+    with pytest.raises(RpcError, match="features must be a list of strings"):
+        await client.call("dispatcher.session", {"node_id": n1.id, "features": "assignments-incremental"})
+
+
+async def test_a_failed_change_makes_the_next_push_a_full_set(harness, monkeypatch):
+    """The leader cannot know whether a push it could not send arrived: it forgets what the
+    node holds, so the next push is the full set."""
+    n1 = node()
+    await seed(harness.proposer, n1, service(), make_task(n1.id))
+    _, _, pushes = await harness.worker(n1.id, [FEATURE_INCREMENTAL])
+    await wait_until(lambda: len(pushes) == 1, what="set on session open")
+    real_push = harness.dispatcher.push
+    failed = []
+
+    async def failing_once(node_id, method, params=None, *, frame=None):
+        if not failed:
+            failed.append(params)
+            return False
+        return await real_push(node_id, method, params, frame=frame)
+
+    monkeypatch.setattr(harness.dispatcher, "push", failing_once)
+    t2 = make_task(n1.id, slot=2)
+    await seed(harness.proposer, t2)
+    await wait_until(lambda: len(pushes) == 2, what="the full set after the failure")
+    assert failed and failed[0]["base"] == pushes[0]["seq"]
+    assert len(pushes[1]["tasks"]) == 2 and "base" not in pushes[1]
 
 
 async def status_call(client, session_id, *updates):

@@ -389,3 +389,43 @@ async def test_a_stop_during_prepare_ends_the_tasks_life_without_spinning(world)
     gate.set()
     await wait_until(lambda: "t1" not in rec.runners, what="runner gone")
     assert Stoppable.starts <= 1 and "shutdown" in sink.states("t1")
+
+
+async def test_changes_apply_on_top_of_the_held_set_and_a_gap_asks_for_the_full_set(world):
+    """Incremental pushes (``base`` + ``changed`` + ``removed``): applied to the set held, so
+    a task not mentioned keeps running; one on top of a push this worker never applied
+    changes nothing and asks once for the full set, which puts everything right."""
+    ex, sink, rec, _ = world
+    asked = []
+    rec.request_full = lambda: asked.append(rec.last_seq)
+    push(rec, task("t1"), task("t2"), seq=5)
+    await wait_until(lambda: "running" in sink.states("t1") and "running" in sink.states("t2"))
+    rec.on_push({"seq": 6, "base": 5, "changed": [task("t3")], "removed": ["t2"]})
+    await wait_until(lambda: "running" in sink.states("t3") and "shutdown" in sink.states("t2"))
+    assert ex.controllers["t1"].shutdowns == 0 and sorted(rec.held) == ["t1", "t3"]
+
+    # Push 7 was lost: 8 and 9 change nothing; one request for the full set.
+    rec.on_push({"seq": 8, "base": 7, "changed": [task("t4")], "removed": ["t1"]})
+    rec.on_push({"seq": 9, "base": 8, "changed": [task("t5")], "removed": []})
+    await asyncio.sleep(0.05)
+    assert asked == [6] and rec.last_seq == 6 and sorted(rec.held) == ["t1", "t3"]
+    assert "t4" not in rec.runners and ex.controllers["t1"].shutdowns == 0
+    # The full set replaces what is held; changes go on from it.
+    push(rec, task("t3", state="running"), task("t4"), task("t5"), seq=9)
+    await wait_until(lambda: "running" in sink.states("t5") and "shutdown" in sink.states("t1"))
+    rec.on_push({"seq": 10, "base": 9, "changed": [], "removed": ["t5"]})
+    await wait_until(lambda: "shutdown" in sink.states("t5"))
+    assert sorted(rec.held) == ["t3", "t4"] and asked == [6] and rec.resyncs == 1
+
+
+def test_a_change_push_must_have_its_parts():
+    from swarmkit_py.worker.reconcile.wire import parse_push
+
+    p = parse_push({"seq": 3, "base": 2, "changed": [task("a"), "junk"], "removed": ["b"]})
+    assert (p.seq, p.base, [a.task_id for a in p.tasks], p.removed) == (3, 2, ["a"], ["b"])
+    for bad in ({"seq": 3, "base": "2", "changed": [], "removed": []},
+                {"seq": 3, "base": 2, "removed": []},
+                {"seq": 3, "base": 2, "changed": [], "removed": [1]}):
+        with pytest.raises(ValueError):
+            parse_push(bad)
+    assert parse_push({"seq": 1, "tasks": [task("a")]}).base is None

@@ -1,14 +1,25 @@
 """Task assignments: the leader tells every connected worker which tasks are its to run.
 
-Step 3 of docs/design/tasks.md. What goes down the wire is always a node's FULL set, never a
-diff: a lost or reordered push is repaired by the next one, a worker that reconnects (or a new
-leader) needs no history, and the worker's reconcile is a pure "make it look like this". Sets
-are small (tens of tasks per node), so the simplicity costs little.
+Step 3 of docs/design/tasks.md. A session first gets the node's FULL set: a worker that
+reconnects (or a new leader) needs no history, and the worker's reconcile is a pure "make it
+look like this".
+
+After that, what goes down the wire depends on the worker. One that opened its session with
+``FEATURE_INCREMENTAL`` gets the CHANGES since the previous push (``changed`` tasks and
+``removed`` ids on top of ``base``, swarmkit's incremental assignments). Sending the whole set
+on every change made a large node quadratic: a service of 100,000 replicas on 20 nodes put
+thousands of tasks on each, and every scheduling batch rebuilt, encoded and sent each node's
+whole set, a third of the leader's CPU and turns that held its loop for hundreds of
+milliseconds (issue 13's typo). The leader knows which tasks changed from the store's events,
+and what each node holds from a digest per task of what it sent; a push that fails forgets
+that, so the next one is a full set again, and a worker that misses one asks for its full set
+(``dispatcher.assignments_resync``). A worker that named no feature (older, mid-upgrade) gets
+the full set on every change, as before.
 
 Wire (notification ``dispatcher.assignments``, leader -> worker): ``{"seq": int, "tasks":
-[AssignedTask.to_wire(), ...]}``, see ``proto/dispatcher.py`` for each entry. ``seq`` is the
-store's applied (Raft) index when the set was computed: it only grows, across leaders too, so
-a worker can drop a set older than one it already applied on that session.
+[AssignedTask.to_wire(), ...]}``, or ``{"seq", "base", "changed", "removed"}``; see
+``proto/dispatcher.py``. ``seq`` is the store's applied (Raft) index when the push was
+computed: it only grows, across leaders too.
 
 When to push: on every change of the set's *stable* content (membership, desired state,
 spec), debounced so that one transaction touching fifty tasks of a node costs one push, and
@@ -26,7 +37,7 @@ from typing import Any
 
 import msgpack
 
-from ...proto import ASSIGNMENTS, AssignedTask, NetAttachment, TaskFile
+from ...proto import ASSIGNMENTS, FEATURE_INCREMENTAL, AssignedTask, NetAttachment, TaskFile
 from ...store.objects import PortConfig, Task, TaskState
 from ...store.objects.secret import file_path
 from ...store.view import View
@@ -153,13 +164,29 @@ def stable_digest(tasks: list[dict[str, Any]]) -> bytes:
     return hashlib.blake2b(msgpack.packb(stable, use_bin_type=True), digest_size=16).digest()
 
 
-class AssignmentPusher(StorePusher):
-    """Watches tasks and pushes each connected node its set when it changes.
+def task_digest(task: dict[str, Any]) -> bytes:
+    """``stable_digest`` of one task's wire form (what an incremental push compares)."""
+    stable = {k: v for k, v in task.items() if k != "state"}
+    return hashlib.blake2b(msgpack.packb(stable, use_bin_type=True), digest_size=16).digest()
 
-    ``dispatcher`` supplies ``proposer.store``, ``has_session(node_id)`` and
-    ``push(node_id, method, params)``. One sender does every push (push.py), so two pushes to
-    the same node never race each other out of order; a session that just opened skips the
-    debounce.
+
+class Sent:
+    """What one incremental session holds: the last push's ``seq`` and a digest per task."""
+
+    __slots__ = ("seq", "tasks")
+
+    def __init__(self, seq: int, tasks: dict[str, bytes]) -> None:
+        self.seq = seq
+        self.tasks = tasks
+
+
+class AssignmentPusher(StorePusher):
+    """Watches tasks and pushes each connected node its set, or what changed in it.
+
+    ``dispatcher`` supplies ``proposer.store``, ``has_session(node_id)``,
+    ``session_features(node_id)`` and ``push(node_id, method, params)``. One sender does every
+    push (push.py), so two pushes to the same node never race each other out of order; a
+    session that just opened (or asked for a resync) skips the debounce and gets a full set.
     """
 
     name = "assignments"
@@ -169,12 +196,22 @@ class AssignmentPusher(StorePusher):
         self._dirty: set[str] = set()
         self._forced: set[str] = set()
         self._pushed: dict[str, bytes] = {}
+        """Full-set digests sent to sessions without FEATURE_INCREMENTAL."""
+        self._sent: dict[str, Sent] = {}
+        """What each incremental session holds."""
+        self._changed: dict[str, set[str] | None] = {}
+        """Per node, the tasks whose stable content may have changed since the last flush;
+        None: unknown (after a resync of the watch), so the whole set is compared."""
+        self.full_pushes = 0
+        self.incremental_pushes = 0
         super().__init__(dispatcher, debounce=debounce)
 
     def _reset(self) -> None:
         self._dirty.clear()
         self._forced.clear()
         self._pushed.clear()
+        self._sent.clear()
+        self._changed.clear()
 
     def session_opened(self, node_id: str) -> None:
         """A (re)opened session gets its full set at once, whatever was pushed before."""
@@ -187,7 +224,10 @@ class AssignmentPusher(StorePusher):
 
     def _resync(self) -> None:
         # Anything may have changed while no watch was open: look at every node again.
-        self._dirty.update(self._dispatcher_nodes())
+        nodes = self._dispatcher_nodes()
+        self._dirty.update(nodes)
+        for node_id in nodes:
+            self._changed[node_id] = None
         self._wake.set()
 
     def _on_event(self, event) -> None:
@@ -196,6 +236,12 @@ class AssignmentPusher(StorePusher):
         for obj in (event.old, event.new):
             if obj is not None and obj.node_id:
                 self._dirty.add(obj.node_id)
+                ids = self._changed.get(obj.node_id, ())
+                if ids is None:
+                    continue
+                if not ids:
+                    ids = self._changed[obj.node_id] = set()
+                ids.add(obj.id)
         self._wake.set()
 
     def _dispatcher_nodes(self) -> set[str]:
@@ -207,7 +253,20 @@ class AssignmentPusher(StorePusher):
     async def _flush(self) -> None:
         forced, self._forced = self._forced, set()
         dirty, self._dirty = self._dirty, set()
+        changed, self._changed = self._changed, {}
         nodes = sorted(forced | dirty)
+        try:
+            await self._flush_nodes(nodes, forced, changed)
+        except BaseException:
+            # The changes taken for this flush are lost with it: every session gets its full
+            # set on its next push, and these nodes are looked at again on the next change.
+            self._sent.clear()
+            self._pushed.clear()
+            self._dirty.update(nodes)
+            raise
+
+    async def _flush_nodes(self, nodes: list[str], forced: set[str],
+                           changed: dict[str, set[str] | None]) -> None:
         # FLUSH_NODES at a time, the loop handed back in between: building, encoding and
         # hashing 2,000 nodes' sets in one turn held the leader's loop 0.6 s of CPU after a
         # 500-task scheduling entry (issue 13, 2,000 nodes). Each chunk reads the store anew.
@@ -219,11 +278,102 @@ class AssignmentPusher(StorePusher):
             for node_id in nodes[start:start + FLUSH_NODES]:
                 if not self._dispatcher.has_session(node_id):
                     self._pushed.pop(node_id, None)
+                    self._sent.pop(node_id, None)
+                    continue
+                incremental = FEATURE_INCREMENTAL in self._dispatcher.session_features(node_id)
+                sent = self._sent.get(node_id) if incremental and node_id not in forced else None
+                if sent is not None:
+                    params = self._changes(view, node_id, sent, changed.get(node_id))
+                    if params is not None:
+                        sends.append((node_id, b"", params))
                     continue
                 tasks = assignment_set(view, node_id)
+                if incremental:
+                    params = {"seq": view.index, "tasks": tasks}
+                    params["_digests"] = {t["id"]: task_digest(t) for t in tasks}
+                    sends.append((node_id, b"", params))
+                    continue
+                self._sent.pop(node_id, None)
                 digest = stable_digest(tasks)
                 if node_id not in forced and self._pushed.get(node_id) == digest:
                     continue
                 sends.append((node_id, digest, {"seq": view.index, "tasks": tasks}))
             if sends:
-                await self._push(ASSIGNMENTS, sends, self._pushed)
+                await self._send(sends)
+
+    def _changes(self, view: View, node_id: str, sent: Sent,
+                 ids: set[str] | None) -> dict[str, Any] | None:
+        """The push that brings a session holding ``sent`` up to date (None: nothing to
+        send), looking only at tasks ``ids`` when the changes are known."""
+        if ids is None:
+            current = {t.id: t for t in view.find("task", node_id=node_id) if is_assigned(t)}
+            ids = set(current) | set(sent.tasks)
+        else:
+            current = {}
+            for task_id in ids:
+                t = view.get_task(task_id)
+                if t is not None and t.node_id == node_id and is_assigned(t):
+                    current[task_id] = t
+        changed: list[dict[str, Any]] = []
+        digests: dict[str, bytes] = {}
+        removed: list[str] = []
+        for task_id in sorted(ids):
+            t = current.get(task_id)
+            if t is None:
+                if task_id in sent.tasks:
+                    removed.append(task_id)
+                continue
+            wire = assigned_task(view, t).to_wire()
+            digest = task_digest(wire)
+            if sent.tasks.get(task_id) != digest:
+                changed.append(wire)
+                digests[task_id] = digest
+        if not changed and not removed:
+            return None
+        return {"seq": view.index, "base": sent.seq, "changed": changed, "removed": removed,
+                "_digests": digests}
+
+    async def _send(self, sends: list[tuple[str, bytes, dict[str, Any]]]) -> None:
+        """Push, then record what each node now holds; a failed push forgets it (the next
+        push to that node is a full set)."""
+        books = {}
+        for node_id, _, params in sends:
+            if "_digests" in params:
+                books[node_id] = params.pop("_digests")
+        results: dict[str, bytes] = {}
+        await self._push(ASSIGNMENTS, sends, results)
+        for node_id, digest, params in sends:
+            ok = node_id in results
+            digests = books.get(node_id)
+            if digests is None:  # a full set to a session without the feature
+                if ok:
+                    self._pushed[node_id] = digest
+                else:
+                    self._pushed.pop(node_id, None)
+                    self._resend(node_id)
+                continue
+            if not ok:
+                self._sent.pop(node_id, None)
+                self._resend(node_id)
+                continue
+            if "tasks" in params:
+                self._sent[node_id] = Sent(params["seq"], digests)
+                self.full_pushes += 1
+                continue
+            held = self._sent.get(node_id)
+            if held is None or held.seq != params["base"]:
+                # a full set overtook this change meanwhile (a resync): it holds what it holds
+                continue
+            for task_id in params["removed"]:
+                held.tasks.pop(task_id, None)
+            held.tasks.update(digests)
+            held.seq = params["seq"]
+            self.incremental_pushes += 1
+
+    def _resend(self, node_id: str) -> None:
+        """A push failed: if the node still has a session (the send failed, not the session),
+        it gets its full set on the next flush (what it held is forgotten) rather than only
+        on its next change."""
+        if self._dispatcher.has_session(node_id):
+            self._dirty.add(node_id)
+            self._wake.set()

@@ -113,6 +113,7 @@ from pydantic import ValidationError
 
 from ...background import Background
 from ...proto import (
+    ASSIGNMENTS_RESYNC,
     HEARTBEAT,
     INVALID_ARGUMENT,
     LEADER_PUSH,
@@ -254,6 +255,7 @@ class Dispatcher:
             "stalls_forgiven": 0,
             "kept_ready_by_backlog": 0,
             "kept_ready_by_mass_silence": 0,
+            "assignment_resyncs": 0,
         }
         # Status-write totals of writers from earlier terms, so the counters never go back.
         self._past_writes = (0, 0)
@@ -312,6 +314,7 @@ class Dispatcher:
         server.add_handler(HEARTBEAT, self._handle_heartbeat)
         server.add_handler(TASK_STATUS, self._handle_task_status)
         server.add_handler(WATCH, self._handle_watch)
+        server.add_handler(ASSIGNMENTS_RESYNC, self._handle_assignments_resync)
 
     def add_session_listener(self, listener: SessionListener) -> None:
         """``listener(node_id)`` after each session opens: where assignments (issue 4) will
@@ -428,6 +431,9 @@ class Dispatcher:
         addr = params.get("addr") or (peer.address[0] if peer.address else None)
         if addr is not None and not isinstance(addr, str):
             raise RpcError(INVALID_ARGUMENT, "addr must be a string")
+        features = params.get("features") or []
+        if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+            raise RpcError(INVALID_ARGUMENT, "features must be a list of strings")
         if self.proposer.store.view().get_node(node_id) is None:
             raise RpcError(NODE_NOT_FOUND, f"node {node_id} is not part of this cluster")
         # Arm the timer before the write: an expiry sweep while the write is in flight would
@@ -442,7 +448,7 @@ class Dispatcher:
         await self._write(writer, node_id, change)
         if epoch != self._epoch:
             raise RpcError(NOT_LEADER, not_leader_message(self._leader_addr()))
-        session = self._sessions.open(node_id, peer.connection)
+        session = self._sessions.open(node_id, peer.connection, frozenset(features[:16]))
         self.counters["sessions_opened"] += 1
         # After the answer is on the wire (call_soon runs once this handler has returned and
         # its response was written), so a push never overtakes the session answer.
@@ -511,6 +517,15 @@ class Dispatcher:
             raise RpcError(NOT_LEADER, not_leader_message(self._leader_addr())) from None
         except (NoQuorum, ProposalDropped, Stopped, StoreError) as e:
             raise RpcError(UNAVAILABLE, f"cannot record task status: {e}") from None
+
+    async def _handle_assignments_resync(self, peer: PeerInfo, params: Any) -> dict[str, Any]:
+        """The worker could not apply a change of its set (it missed the push before it):
+        its full set goes out again on this session."""
+        params = _params(params)
+        self._require_running()
+        self.assignments.session_opened(self._session_node(peer, params))
+        self.counters["assignment_resyncs"] += 1
+        return {}
 
     def session_node(self, peer: PeerInfo, params: Mapping[str, Any]) -> str:
         """The node of the caller's open session (raises SESSION_INVALID / NOT_LEADER), for
@@ -863,6 +878,11 @@ class Dispatcher:
     def has_session(self, node_id: str) -> bool:
         return self._sessions.for_node(node_id) is not None
 
+    def session_features(self, node_id: str) -> frozenset[str]:
+        """What the node's open session said it understands (empty without a session)."""
+        session = self._sessions.for_node(node_id)
+        return session.features if session is not None else frozenset()
+
     def session_count(self) -> int:
         return len(self._sessions)
 
@@ -889,6 +909,8 @@ class Dispatcher:
             "tracked_nodes": len(self._tracker),
             "heartbeat_period": self.heartbeat_period,
             "assignment_pushes": self.assignments.pushes,
+            "assignment_full_pushes": self.assignments.full_pushes,
+            "assignment_incremental_pushes": self.assignments.incremental_pushes,
             "netmap_pushes": self.netmap.pushes,
             "nodes": self.node_state_counts(),
         }

@@ -19,6 +19,8 @@ class Session:
     session_id: str
     node_id: str
     connection: Connection | None
+    features: frozenset[str] = frozenset()
+    """What the worker said it understands beyond the base contract (proto/dispatcher.py)."""
 
 
 class SessionTable:
@@ -32,9 +34,10 @@ class SessionTable:
     def __len__(self) -> int:
         return len(self._by_node)
 
-    def open(self, node_id: str, connection: Connection | None) -> Session:
+    def open(self, node_id: str, connection: Connection | None,
+             features: frozenset[str] = frozenset()) -> Session:
         self.drop_node(node_id)
-        session = Session(new_id(), node_id, connection)
+        session = Session(new_id(), node_id, connection, features)
         self._by_node[node_id] = session
         self._by_id[session.session_id] = session
         if connection is not None:

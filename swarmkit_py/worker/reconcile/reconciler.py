@@ -14,13 +14,17 @@ Decisions, per task id of the set and per runner we have:
   blip would kill healthy tasks.
 
 Sets are applied by one loop, newest first (a set that arrives while the previous one is being
-applied replaces any not yet applied), so decisions never interleave.
+applied replaces any not yet applied), so decisions never interleave. A push of changes
+(``base`` + ``changed`` + ``removed``, proto/dispatcher.py) is applied to the set held here and
+the result is the newest set; one whose ``base`` is not the last push applied (one was missed)
+changes nothing, and ``request_full`` asks the leader for the whole set again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ...background import Background
@@ -29,7 +33,7 @@ from ..executor import EngineUnavailable, Executor
 from ..executor.controller import ERR_REMOVED
 from .reporter import StatusReporter
 from .runner import TaskRunner
-from .wire import Assignment, parse_assignments
+from .wire import Assignment, parse_push
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,12 @@ class Reconciler:
         self.synced = False
         """True once the first set was applied (containers adopted or removed)."""
         self.last_seq: int | None = None
+        self.held: dict[str, Assignment] = {}
+        """The set as the last push applied left it."""
+        self.request_full: Callable[[], None] | None = None
+        """Set by the wiring: ask the leader to send the full set again."""
+        self._awaiting_full = False
+        self.resyncs = 0
         self.applied = 0
         self.adopted: list[str] = []
         self.removed: list[str] = []
@@ -66,12 +76,34 @@ class Reconciler:
     def on_push(self, params: Any) -> None:
         """The ``dispatcher.assignments`` handler: cheap, the loop does the work."""
         try:
-            seq, tasks = parse_assignments(params)
+            push = parse_push(params)
         except ValueError as e:
             log.warning("ignoring assignments push: %s", e)
             return
-        self.last_seq = seq
-        self.update(tasks)
+        if push.base is None:
+            self.held = {a.task_id: a for a in push.tasks}
+            self._awaiting_full = False
+        elif self._awaiting_full or push.base != self.last_seq:
+            if not self._awaiting_full:
+                log.warning("assignment changes on top of push %s, but the last applied is %s: "
+                            "asking for the full set", push.base, self.last_seq)
+                self._awaiting_full = True
+                self.resyncs += 1
+                if self.request_full is not None:
+                    self.request_full()
+            return
+        else:
+            for task_id in push.removed:
+                self.held.pop(task_id, None)
+            for a in push.tasks:
+                self.held[a.task_id] = a
+        self.last_seq = push.seq
+        self.update(list(self.held.values()))
+
+    def full_request_failed(self) -> None:
+        """The resync call did not get through: the next change that cannot be applied asks
+        again (a new session brings a full set anyway)."""
+        self._awaiting_full = False
 
     def update(self, tasks: list[Assignment]) -> None:
         self._latest = tasks

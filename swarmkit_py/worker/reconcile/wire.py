@@ -40,13 +40,43 @@ def runnable(task: AssignedTask) -> AssignedTask:
     return task
 
 
+@dataclass(frozen=True)
+class Push:
+    """One ``dispatcher.assignments`` push: a full set (``base`` None, ``tasks`` all of it),
+    or the changes on top of the push whose seq is ``base``."""
+
+    seq: int
+    base: int | None
+    tasks: list[Assignment]
+    removed: list[str]
+
+
+def parse_push(params: Any) -> Push:
+    """Either shape of push (proto/dispatcher.py); ValueError only for one that is neither
+    (a single bad task comes back with its ``error`` instead, so the others still run)."""
+    if isinstance(params, Mapping) and "base" in params:
+        base, removed = params.get("base"), params.get("removed")
+        if not isinstance(base, int) or not isinstance(params.get("changed"), list) \
+                or not isinstance(removed, list) or not all(isinstance(r, str) for r in removed):
+            raise ValueError("assignment changes without base, changed and removed")
+        seq = params.get("seq")
+        return Push(seq if isinstance(seq, int) else 0, base, _assignments(params["changed"]), removed)
+    seq, tasks = parse_assignments(params)
+    return Push(seq, None, tasks, [])
+
+
 def parse_assignments(params: Any) -> tuple[int, list[Assignment]]:
-    """``(seq, tasks)`` of a push; raises ValueError only for a push that is not a set at all
-    (a single bad task is returned with its ``error`` instead, so the others still run)."""
+    """``(seq, tasks)`` of a full set; raises ValueError only for a push that is not a set at
+    all (a single bad task is returned with its ``error`` instead, so the others still run)."""
     if not isinstance(params, Mapping) or not isinstance(params.get("tasks"), list):
         raise ValueError("assignments push without a task list")
+    seq = params.get("seq")
+    return (seq if isinstance(seq, int) else 0), _assignments(params["tasks"])
+
+
+def _assignments(raws: list[Any]) -> list[Assignment]:
     out = []
-    for raw in params["tasks"]:
+    for raw in raws:
         if not isinstance(raw, Mapping) or not raw.get("id") or not raw.get("node_id"):
             log.warning("ignoring a malformed assignment: %r", raw)
             continue
@@ -56,5 +86,4 @@ def parse_assignments(params: Any) -> tuple[int, list[Assignment]]:
                                   runnable(AssignedTask.from_wire(raw))))
         except (ValueError, TypeError) as e:
             out.append(Assignment(str(raw["id"]), desired, state, None, str(e)))
-    seq = params.get("seq")
-    return (seq if isinstance(seq, int) else 0), out
+    return out
