@@ -156,6 +156,46 @@ async def test_a_huge_count_fills_in_bounded_batches_at_the_pace_tasks_start():
     await h.stop()
 
 
+async def _run_first(h, sid, n):
+    """The node starts the n lowest-slot tasks still on their way."""
+    from swarmkit_py.store import Transaction
+
+    tx = Transaction(h.clock())
+    waiting = sorted((t for t in h.runnable(sid) if t.status.state < TaskState.RUNNING), key=lambda t: t.slot)
+    for t in waiting[:n]:
+        c = t.clone()
+        c.node_id = c.node_id or "n1"
+        c.status.state = TaskState.RUNNING
+        tx.update(c)
+    h._apply(tx)
+    await settle()
+
+
+async def test_a_throttled_fill_goes_on_once_a_tenth_of_its_window_started():
+    """Not a pass over the whole service per started task: the next batch is created once
+    resume_after (a tenth of the window) of the tasks on their way have started."""
+    h = Harness()
+    await h.add_node("n1")
+    await h.start(SmallBatches)
+    sid = await h.add_service("typo", 1000)
+    await until(lambda: len(h.runnable(sid)) == 250, what="the first window")
+    await settle()
+    orch = h.loops[0]
+    assert orch.resume_after == 25
+    looked = []
+    real = orch._service
+    orch._service = lambda view, batch, svc: (looked.append(svc.id), real(view, batch, svc))
+    for _ in range(24):
+        await _run_first(h, sid, 1)
+    assert len(h.runnable(sid)) == 250  # 24 started: not yet
+    assert looked == []  # and no pass went over the service's tasks
+    await _run_first(h, sid, 1)
+    await until(lambda: len(h.runnable(sid)) == 275, what="room for the 25 that started")
+    await settle()
+    assert len(h.runnable(sid)) == 275
+    await h.stop()
+
+
 async def test_removing_a_service_mid_fill_stops_the_fill_in_bounded_batches():
     h = Harness()
     await h.add_node("n1")

@@ -62,18 +62,26 @@ class TaskState(_WireEnum):
         return None
 
     def __lt__(self, other: Any) -> bool:
+        if other.__class__ is TaskState:  # the common case, without a call (hot in every loop)
+            return _TASK_RANK[self] < _TASK_RANK[other]
         r = self._other_rank(other)
         return NotImplemented if r is None else _TASK_RANK[self] < r
 
     def __le__(self, other: Any) -> bool:
+        if other.__class__ is TaskState:  # the common case, without a call (hot in every loop)
+            return _TASK_RANK[self] <= _TASK_RANK[other]
         r = self._other_rank(other)
         return NotImplemented if r is None else _TASK_RANK[self] <= r
 
     def __gt__(self, other: Any) -> bool:
+        if other.__class__ is TaskState:  # the common case, without a call (hot in every loop)
+            return _TASK_RANK[self] > _TASK_RANK[other]
         r = self._other_rank(other)
         return NotImplemented if r is None else _TASK_RANK[self] > r
 
     def __ge__(self, other: Any) -> bool:
+        if other.__class__ is TaskState:  # the common case, without a call (hot in every loop)
+            return _TASK_RANK[self] >= _TASK_RANK[other]
         r = self._other_rank(other)
         return NotImplemented if r is None else _TASK_RANK[self] >= r
 
