@@ -20,7 +20,7 @@ import time
 
 from .runner import Ctx
 from .ssh import HostConn
-from .wheelhouse import pycache_name
+from .wheelhouse import SITE_INTERPRETER, SITE_SCRIPTS, pycache_name
 
 Outcome = tuple[str, str, str]
 OK: Outcome = ("ok", "", "")
@@ -90,7 +90,13 @@ def template(ctx: Ctx, src: str, dest: str, mode: str = "0644", *, render) -> Ou
 def release(ctx: Ctx) -> Outcome:
     """Install the wheelhouse as /opt/.../releases/<version> (a venv). The marker file holding
     the wheelhouse's checksum is written last, so a half-finished install is redone, never
-    trusted; the tar is uploaded only when its checksum on the host differs."""
+    trusted. What the host installs from is uploaded only when its checksum on the host
+    differs, and checked against the checksum known here before anything is unpacked, so a
+    host never runs a corrupted or tampered tree.
+
+    A host with the operator's Python gets the release's site tar (wheelhouse.py): the venv is
+    made, the tar unpacked into it, and the console scripts' `#!` line pointed at the venv's
+    python. Other hosts get the wheelhouse and install its wheels with pypa's `installer`."""
     wh = ctx.vars["wheelhouse"]
     root = ctx.vars["swarmkit_root"]
     rel = f"{root}/releases/{wh.version}"
@@ -100,33 +106,57 @@ def release(ctx: Ctx) -> Outcome:
         return OK
     if ctx.check:
         return "changed", f"would install release {wh.version}", ""
-    tar = f"{root}/wheelhouse/{wh.version}.tar"
-    have = ctx.conn.run(f"sha256sum {tar} 2>/dev/null").stdout.split()
-    uploaded = ""
-    if not have or have[0] != wh.sha256:
-        ctx.conn.put_file(str(wh.tar), tar, 0o644)
-        uploaded = "uploaded wheelhouse, "
     py = ctx.vars["swarmkit_python"]
-    tmp = f"/tmp/skpy-wheels-{wh.version}"
-    # pypa's installer when the wheelhouse carries it (a fifth of pip's CPU per host); pip
-    # for wheelhouses built before it did
-    wheels = f"$(ls {tmp}/*.whl | grep -v -e /pip- -e /installer-)"
-    # the modules compiled once on this side, for the host's Python (wheelhouse._bytecode)
     pyver = ctx.facts.get("python", "")
+    site = wh.site(pyver) if pyver and _simple_interpreter(f"{rel}/bin/python") else None
+    if site is not None:
+        local, sha = site
+        remote = f"{root}/wheelhouse/{local.name.removeprefix('swarmkit-py-')}"
+        scripts = f"{rel}/{SITE_SCRIPTS}"
+        sed = shlex.quote(f"1s|^#!{SITE_INTERPRETER}$|#!{rel}/bin/python|")
+        install = (f"{py} -m venv --without-pip {rel}; tar -xzf {remote} -C {rel}; "
+                   f"s=$(cat {scripts}); if [ -n \"$s\" ]; then cd {rel}/bin; sed -i {sed} $s; cd /; fi; ")
+        how = "installed release"
+    else:
+        local, sha = wh.tar, wh.sha256
+        remote = f"{root}/wheelhouse/{wh.version}.tar"
+        install = _install_wheels(wh, remote, rel, py, pyver)
+        how = "installed release (wheels)"
+    have = ctx.conn.run(f"sha256sum {remote} 2>/dev/null").stdout.split()
+    uploaded = ""
+    if not have or have[0] != sha:
+        ctx.conn.put_file(str(local), remote, 0o644)
+        uploaded = f"uploaded {local.name}, "
+    check = (f"echo '{sha}  {remote}' | sha256sum -c --status - || "
+             f"{{ echo '{remote} does not have the sha256 of {local.name} ({sha}): damaged or altered "
+             f"on the host; run again to upload it anew' >&2; rm -f {remote}; exit 1; }}; ")
+    r = ctx.conn.run(f"set -e; {check}rm -rf {rel}; {install}echo {wh.sha256} > {marker}", timeout=600)
+    if r.rc:
+        return "failed", f"install of {wh.version} failed: {r.stderr.strip()[-500:]}", ""
+    return "changed", f"{uploaded}{how} {wh.version}", ""
+
+
+def _simple_interpreter(path: str) -> bool:
+    """`path` can go on a `#!` line as it is (short, no blanks) and into a sed replacement."""
+    return len(path) <= 125 and not any(c in path for c in " \t\n|&\\'")
+
+
+def _install_wheels(wh, tar: str, rel: str, py: str, pyver: str) -> str:
+    """The shell that installs the wheelhouse `tar` into a new venv `rel`: pypa's installer
+    when the wheelhouse carries it, pip for wheelhouses built before it did; and the modules
+    compiled on the operator's side when the wheelhouse carries them (built before site tars)."""
+    tmp = f"/tmp/skpy-wheels-{wh.version}"
+    wheels = f"$(ls {tmp}/*.whl | grep -v -e /pip- -e /installer-)"
     pc = f"{tmp}/{pycache_name(pyver)}"
     pycache = (f"if [ -f {pc} ]; then tar -xzf {pc} -C {rel}/lib/python{pyver}/site-packages; fi; "
                if pyver else "")
-    cmd = (f"set -e; rm -rf {rel} {tmp}; mkdir -p {tmp}; tar -xf {tar} -C {tmp}; "
-           f"{py} -m venv --without-pip {rel}; "
-           f"if ls {tmp}/installer-*.whl >/dev/null 2>&1; then "
-           f"PYTHONPATH=$(ls {tmp}/installer-*.whl) {rel}/bin/python -m installer --no-compile-bytecode {wheels}; "
-           f"else PIP_CONFIG_FILE=/dev/null {rel}/bin/python $(ls {tmp}/pip-*.whl)/pip install -q --no-index "
-           f"--no-deps --no-compile --disable-pip-version-check {wheels}; fi; "
-           f"{pycache}rm -rf {tmp}; echo {wh.sha256} > {marker}")
-    r = ctx.conn.run(cmd, timeout=600)
-    if r.rc:
-        return "failed", f"install of {wh.version} failed: {r.stderr.strip()[-500:]}", ""
-    return "changed", f"{uploaded}installed release {wh.version}", ""
+    return (f"rm -rf {tmp}; mkdir -p {tmp}; tar -xf {tar} -C {tmp}; "
+            f"{py} -m venv --without-pip {rel}; "
+            f"if ls {tmp}/installer-*.whl >/dev/null 2>&1; then "
+            f"PYTHONPATH=$(ls {tmp}/installer-*.whl) {rel}/bin/python -m installer --no-compile-bytecode {wheels}; "
+            f"else PIP_CONFIG_FILE=/dev/null {rel}/bin/python $(ls {tmp}/pip-*.whl)/pip install -q --no-index "
+            f"--no-deps --no-compile --disable-pip-version-check {wheels}; fi; "
+            f"{pycache}rm -rf {tmp}; ")
 
 
 def link(ctx: Ctx, path: str, target: str) -> Outcome:

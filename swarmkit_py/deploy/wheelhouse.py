@@ -6,11 +6,25 @@ of the runtime's sources (`0.1.0-3f2a9c1d0b`): a code change makes a new release
 the hosts, an unchanged tree maps to the release already installed, which is what makes a
 re-run change nothing. Operator-side code (`swarmkit_py/deploy`, `swarmkit_py/testing`) is left
 out of the hash: editing the deploy toolkit must not force an agent upgrade.
+
+Beside each wheelhouse tar the cache keeps its *site tar* for the operator's Python
+(`swarmkit-py-<version>.site-cp311.tar.gz`): the wheels installed once, here, into a staging
+tree laid out as a venv (`lib/python3.11/site-packages`, `bin/`), every module compiled
+(hash-checked pycs). A host whose Python is the same minor version makes its venv and untars
+that into it (`modules.release`): one `tar -xzf` instead of running pypa's `installer` over
+~30 wheels and unpacking a bytecode tar, which on seven lab hosts sharing two cores was the
+largest single cost of a bootstrap (about 10 s of their CPU). The console scripts carry a
+placeholder interpreter (`SITE_INTERPRETER`) the host replaces with its venv's python; the
+names of those scripts travel in the tar (`SITE_SCRIPTS`). The site tar's own sha256 is kept
+next to it with the sha256 of the wheelhouse it was made from, so a host checks the bytes it
+received and a site tar is never paired with another wheelhouse. Hosts with another Python
+still get the wheelhouse and install it with `installer` as before.
 """
 
 from __future__ import annotations
 
 import fcntl
+import gzip
 import hashlib
 import io
 import os
@@ -27,6 +41,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 EXCLUDED = ("swarmkit_py/deploy/", "swarmkit_py/testing/")
 INSTALLER_REQ = "installer>=0.7"
 """The wheel installer shipped in every wheelhouse (its CLI takes several wheels since 0.7)."""
+SITE_INTERPRETER = "/swarmkit-py-venv/bin/python"
+"""The interpreter the site tar's console scripts name in their `#!` line; the host writes its
+venv's python there (it must be a simple shebang: short, no spaces, as installer would make)."""
+SITE_SCRIPTS = ".swarmkit-scripts"
+"""The site tar member (at the venv's root) listing its console scripts, one per line."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +53,27 @@ class Wheelhouse:
     version: str
     tar: Path
     sha256: str
+
+    def site(self, python: str) -> tuple[Path, str] | None:
+        """(site tar, its sha256) for hosts running Python `python` ("3.11"), if one was built
+        from this wheelhouse; None otherwise (the host installs the wheels)."""
+        p = site_path(self.tar, python)
+        shaf = p.with_name(p.name.removesuffix(".tar.gz") + ".sha256")
+        try:
+            sha, of = shaf.read_text().split()
+        except (OSError, ValueError):
+            return None
+        return (p, sha) if of == self.sha256 and p.exists() else None
+
+
+def site_path(tar: Path, python: str) -> Path:
+    """Where the site tar for Python `python` of wheelhouse `tar` is cached."""
+    return tar.with_name(f"{tar.name.removesuffix('.tar')}.site-cp{python.replace('.', '')}.tar.gz")
+
+
+def build_python() -> str:
+    """The Python this side builds site tars for: the one running the toolkit ("3.11")."""
+    return f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 def from_git(root: Path = REPO_ROOT) -> bool:
@@ -127,7 +167,6 @@ def build(root: Path = REPO_ROOT, log=print) -> Wheelhouse:
                             "-d", str(wheels), INSTALLER_REQ], capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"pip download {INSTALLER_REQ} failed:\n{r.stderr[-3000:]}")
-        _bytecode(wheels, work)
         (wheels / "VERSION").write_text(version + "\n")
         tmp = tar.with_suffix(".tmp")
         with tarfile.open(tmp, "w") as tf:
@@ -137,6 +176,7 @@ def build(root: Path = REPO_ROOT, log=print) -> Wheelhouse:
                 with open(p, "rb") as f:
                     tf.addfile(ti, f)
         sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        _site(wheels, work, Wheelhouse(version, tar, sha))
         tmp.replace(tar)
         shaf.write_text(sha + "\n")
         shutil.rmtree(work, ignore_errors=True)
@@ -144,39 +184,74 @@ def build(root: Path = REPO_ROOT, log=print) -> Wheelhouse:
 
 
 def pycache_name(python: str) -> str:
-    """The wheelhouse member holding the compiled modules for Python `python` ("3.11")."""
+    """The member of wheelhouses built before site tars that holds their compiled modules for
+    Python `python` ("3.11"); hosts still unpack it when installing such a wheelhouse."""
     return f"pycache-cp{python.replace('.', '')}.tar.gz"
 
 
-def _bytecode(wheels: Path, work: Path) -> None:
-    """Compile every module of the release once, here, into `pycache-cpXY.tar.gz` (the
-    `__pycache__` directories, relative to site-packages), which hosts with the same Python
-    unpack beside the installed wheels. Otherwise each host compiles what it imports on first
-    use, in every process that gets there first (`init`, `join`, the agent): about 1 s of CPU
-    per host, which seven lab hosts sharing two cores pay at the same moment. Hash-checked
-    pycs (PEP 552): valid whatever the files' mtimes are after installation, and still
-    recompiled if someone edits a source file on the host."""
+_STAGE = """
+import sys
+from installer import install
+from installer.destinations import SchemeDictionaryDestination
+from installer.sources import WheelFile
+
+root, py, interpreter, *wheels = sys.argv[1:]
+site = f"{root}/lib/python{py}/site-packages"
+for w in wheels:
+    with WheelFile.open(w) as src:
+        scheme = {"purelib": site, "platlib": site, "scripts": f"{root}/bin", "data": root,
+                  "headers": f"{root}/include/site/python{py}/{src.distribution}"}
+        install(src, SchemeDictionaryDestination(scheme, interpreter, "posix"), {"INSTALLER": b"swarmkit-py\\n"})
+"""
+"""Install wheels into a staging tree laid out as a venv is (the `venv` sysconfig scheme),
+console scripts naming `interpreter`: installer's API, as its CLI would but without taking the
+interpreter (and the prefix's layout) from the Python running it."""
+
+
+def _site(wheels: Path, work: Path, wh: Wheelhouse) -> None:
+    """Install the wheels of `wheels` once, here, into a venv-shaped staging tree, compile
+    every module (hash-checked pycs, PEP 552: valid whatever the files' mtimes are on the
+    host, and still recompiled there if someone edits a source), and write the tree as the
+    site tar of `wh` for this Python, with its sha256. Without the compiled modules each
+    host would compile what it imports on first use, in every process that gets there first
+    (`init`, `join`, the agent): about 1 s of CPU per host."""
     inst = next(wheels.glob("installer-*.whl"))
-    stage = work / "stage"
-    env = {**os.environ, "PYTHONPATH": str(inst)}
-    r = subprocess.run([sys.executable, "-m", "installer", "--prefix", str(stage), "--no-compile-bytecode",
+    stage = work / "site"
+    shutil.rmtree(stage, ignore_errors=True)
+    py = build_python()
+    r = subprocess.run([sys.executable, "-c", _STAGE, str(stage), py, SITE_INTERPRETER,
                         *(str(w) for w in sorted(wheels.glob("*.whl")) if w != inst)],
-                       capture_output=True, text=True, env=env)
+                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(inst)})
     if r.returncode != 0:
-        raise RuntimeError(f"staging the wheels for compilation failed:\n{r.stderr[-3000:]}")
-    py = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    site = stage / "lib" / f"python{py}" / "site-packages"
+        raise RuntimeError(f"staging the wheels failed:\n{r.stderr[-3000:]}")
     r = subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "checked-hash",
-                        str(site)], capture_output=True, text=True)
+                        str(stage / "lib")], capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"compileall failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
-    with tarfile.open(wheels / pycache_name(py), "w:gz", compresslevel=6) as tf:
-        for d in sorted(site.rglob("__pycache__")):
-            for f in sorted(d.iterdir()):
-                ti = tf.gettarinfo(str(f), arcname=f.relative_to(site).as_posix())
+    bin_ = stage / "bin"
+    scripts = sorted(p.name for p in bin_.iterdir()) if bin_.is_dir() else []
+    if any(not (bin_ / n).read_bytes().startswith(f"#!{SITE_INTERPRETER}\n".encode()) for n in scripts):
+        raise RuntimeError(f"a console script in {bin_} does not start with #!{SITE_INTERPRETER}")
+    (stage / SITE_SCRIPTS).write_text("".join(f"{n}\n" for n in scripts))
+    dest = site_path(wh.tar, py)
+    tmp = dest.with_name(dest.name + ".tmp")
+    with open(tmp, "wb") as raw:
+        # gzip: every Debian host has it (zstd is not installed everywhere); mtime=0 in the
+        # gzip header too, so the same wheels make the same bytes
+        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz, \
+                tarfile.open(fileobj=gz, mode="w") as tf:
+            for p in sorted(stage.rglob("*")):
+                ti = tf.gettarinfo(str(p), arcname=p.relative_to(stage).as_posix())
                 ti.mtime, ti.uid, ti.gid, ti.uname, ti.gname = 0, 0, 0, "root", "root"
-                with open(f, "rb") as fh:
-                    tf.addfile(ti, fh)
+                if ti.isfile():
+                    with open(p, "rb") as fh:
+                        tf.addfile(ti, fh)
+                else:
+                    tf.addfile(ti)
+    sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    tmp.replace(dest)
+    dest.with_name(dest.name.removesuffix(".tar.gz") + ".sha256").write_text(f"{sha} {wh.sha256}\n")
+    shutil.rmtree(stage, ignore_errors=True)
 
 
 def build_unsuffixed(root: Path = REPO_ROOT, log=print) -> Wheelhouse:
@@ -190,7 +265,8 @@ def build_unsuffixed(root: Path = REPO_ROOT, log=print) -> Wheelhouse:
 
 def relabel(src: Wheelhouse, version: str, replace: dict[str, Path] | None = None) -> Wheelhouse:
     """A copy of wheelhouse `src` named `version` (its VERSION member rewritten), cached beside
-    the others. `replace` swaps wheels: {name prefix: wheel file} (e.g. a locally built
+    the others, with its site tar: `src`'s when no wheel changed, else made again from the new
+    set of wheels. `replace` swaps wheels: {name prefix: wheel file} (e.g. a locally built
     `swarmkit_py-` wheel over the tree's own), for `invoke upgrade --wheel`."""
     base = cache_dir()
     tar = base / f"swarmkit-py-{version}.tar"
@@ -214,7 +290,22 @@ def relabel(src: Wheelhouse, version: str, replace: dict[str, Path] | None = Non
                 ti, data = members[name]
                 ti.size, ti.mtime, ti.uid, ti.gid, ti.uname, ti.gname = len(data), 0, 0, 0, "root", "root"
                 tout.addfile(ti, io.BytesIO(data))
-        sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        wh = Wheelhouse(version, tar, hashlib.sha256(tmp.read_bytes()).hexdigest())
+        py = build_python()
+        have = src.site(py)
+        if have and not replace:  # the same wheels: the same site tar (no version inside)
+            dest = site_path(tar, py)
+            shutil.copyfile(have[0], dest)
+            dest.with_name(dest.name.removesuffix(".tar.gz") + ".sha256").write_text(f"{have[1]} {wh.sha256}\n")
+        elif any(n.endswith(".whl") and n.startswith("installer-") for n in members):
+            work = base / f"build-{version}"
+            shutil.rmtree(work, ignore_errors=True)
+            (work / "wheels").mkdir(parents=True)
+            for name, (_, data) in members.items():
+                if name.endswith(".whl"):
+                    (work / "wheels" / name).write_bytes(data)
+            _site(work / "wheels", work, wh)
+            shutil.rmtree(work, ignore_errors=True)
         tmp.replace(tar)
-        shaf.write_text(sha + "\n")
-        return Wheelhouse(version, tar, sha)
+        shaf.write_text(wh.sha256 + "\n")
+        return wh
