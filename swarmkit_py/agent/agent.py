@@ -58,6 +58,10 @@ def _role_name(result) -> str:
     """A renewal's role as the node state names it ("manager" / "worker")."""
     return str(getattr(result.role, "value", result.role))
 
+STATE_POLL_S = 0.1
+"""How often an agent not yet in a swarm looks for the state `init`/`join` write."""
+
+
 class Agent:
     def __init__(self, cfg: AgentConfig):
         self.cfg = cfg
@@ -191,7 +195,9 @@ class Agent:
             if not said:
                 log.warning("not part of a swarm yet (no %s): waiting for `swarmkit-py init` or `join`", LocalNode.path(self.state_dir))
                 said = True
-            await asyncio.sleep(0.5)
+            # a stat every 0.1 s costs nothing; the wait after `init`/`join` is on the path of
+            # every bootstrap (the first manager's API, then each joined node's start)
+            await asyncio.sleep(STATE_POLL_S)
 
     async def start(self) -> None:
         self.state = await self._wait_for_state()

@@ -20,7 +20,7 @@ import time
 
 from .runner import Ctx
 from .ssh import HostConn
-from .wheelhouse import SITE_INTERPRETER, SITE_SCRIPTS, pycache_name
+from .wheelhouse import SITE_INTERPRETER, SITE_SCRIPTS, pycache_name, site_unpack
 
 Outcome = tuple[str, str, str]
 OK: Outcome = ("ok", "", "")
@@ -108,13 +108,15 @@ def release(ctx: Ctx) -> Outcome:
         return "changed", f"would install release {wh.version}", ""
     py = ctx.vars["swarmkit_python"]
     pyver = ctx.facts.get("python", "")
-    site = wh.site(pyver) if pyver and _simple_interpreter(f"{rel}/bin/python") else None
+    formats = ("zst", "gz") if ctx.facts.get("zstd") else ("gz",)
+    site = wh.site(pyver, formats) if pyver and _simple_interpreter(f"{rel}/bin/python") else None
     if site is not None:
         local, sha = site
         remote = f"{root}/wheelhouse/{local.name.removeprefix('swarmkit-py-')}"
         scripts = f"{rel}/{SITE_SCRIPTS}"
         sed = shlex.quote(f"1s|^#!{SITE_INTERPRETER}$|#!{rel}/bin/python|")
-        install = (f"{py} -m venv --without-pip {rel}; tar -xzf {remote} -C {rel}; "
+        unpack = site_unpack(local.name.rsplit(".", 1)[1], remote, rel)
+        install = (f"{py} -m venv --without-pip {rel}; {unpack}; "
                    f"s=$(cat {scripts}); if [ -n \"$s\" ]; then cd {rel}/bin; sed -i {sed} $s; cd /; fi; ")
         how = "installed release"
     else:

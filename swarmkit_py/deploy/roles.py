@@ -14,6 +14,7 @@ they call (`modules.py`) are Python so each can be idempotent and check-mode awa
 from __future__ import annotations
 
 import inspect
+import re
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -73,21 +74,23 @@ def _expand(env: jinja2.Environment, value: Any, variables: dict) -> Any:
 
 
 def gather_facts(ctx: Ctx) -> modules.Outcome:
-    """One round trip: which service manager runs the host, the Python the venv needs, and
-    what every later step will look at first (`ctx.probes`, answered from this round trip)."""
+    """One round trip: which service manager runs the host, the Python the venv needs, whether
+    it has zstd, and what every later step will look at first (`ctx.probes`, answered from this round trip)."""
     py = ctx.vars["swarmkit_python"]
     cmd = (f"test -d /run/systemd/system && echo systemd || echo supervisor; "
-           f"{py} -c 'import sys, venv; print(\"%d.%d\" % sys.version_info[:2])'")
+           f"{py} -c 'import sys, venv; print(\"%d.%d\" % sys.version_info[:2])'; "
+           f"command -v zstd >/dev/null && echo zstd || echo no-zstd")
     ctx.conn.probe([cmd, *ctx.probes])  # and the looks of every step after this one
     r = ctx.conn.run(cmd)
     lines = r.stdout.split()
-    if len(lines) < 2:
+    if len(lines) < 3 or not re.fullmatch(r"\d+\.\d+", lines[1]):
         return "failed", f"{py} with the venv module is required on the host: {r.stderr.strip()}", ""
     want = ctx.vars["swarmkit_service_manager"]
     if want not in ("auto", "systemd", "supervisor"):
         return "failed", f"swarmkit_service_manager must be auto, systemd or supervisor (got {want!r})", ""
     ctx.facts["service_manager"] = lines[0] if want == "auto" else want
     ctx.facts["python"] = lines[1]
+    ctx.facts["zstd"] = lines[2:3] == ["zstd"]  # can unpack a zstd site tar (wheelhouse.py)
     return "ok", "", ""
 
 

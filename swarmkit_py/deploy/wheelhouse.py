@@ -8,12 +8,14 @@ re-run change nothing. Operator-side code (`swarmkit_py/deploy`, `swarmkit_py/te
 out of the hash: editing the deploy toolkit must not force an agent upgrade.
 
 Beside each wheelhouse tar the cache keeps its *site tar* for the operator's Python
-(`swarmkit-py-<version>.site-cp311.tar.gz`): the wheels installed once, here, into a staging
+(`swarmkit-py-<version>.site-cp311.tar.zst`, and `.tar.gz` for hosts without zstd): the wheels installed once, here, into a staging
 tree laid out as a venv (`lib/python3.11/site-packages`, `bin/`), every module compiled
 (hash-checked pycs). A host whose Python is the same minor version makes its venv and untars
-that into it (`modules.release`): one `tar -xzf` instead of running pypa's `installer` over
-~30 wheels and unpacking a bytecode tar, which on seven lab hosts sharing two cores was the
-largest single cost of a bootstrap (about 10 s of their CPU). The console scripts carry a
+that into it (`modules.release`): one `tar -x` instead of running pypa's `installer` over ~30
+wheels and unpacking a bytecode tar, which on seven lab hosts sharing two cores was the
+largest single cost of a bootstrap (about 10 s of their CPU). zstd because unpacking is then
+mostly the files' creation: gzip's decompression alone cost a host 0.55 s of CPU, zstd's 0.1 s,
+for a smaller upload (16 MB, gzip 19 MB). The console scripts carry a
 placeholder interpreter (`SITE_INTERPRETER`) the host replaces with its venv's python; the
 names of those scripts travel in the tar (`SITE_SCRIPTS`). The site tar's own sha256 is kept
 next to it with the sha256 of the wheelhouse it was made from, so a host checks the bytes it
@@ -47,6 +49,10 @@ venv's python there (it must be a simple shebang: short, no spaces, as installer
 SITE_SCRIPTS = ".swarmkit-scripts"
 """The site tar member (at the venv's root) listing its console scripts, one per line."""
 
+SITE_FORMATS = ("zst", "gz")
+"""Site tar compressions, preferred first: zstd where the host has it, else gzip (Essential
+on Debian, so every host has it)."""
+
 
 @dataclass(frozen=True)
 class Wheelhouse:
@@ -54,21 +60,29 @@ class Wheelhouse:
     tar: Path
     sha256: str
 
-    def site(self, python: str) -> tuple[Path, str] | None:
-        """(site tar, its sha256) for hosts running Python `python` ("3.11"), if one was built
-        from this wheelhouse; None otherwise (the host installs the wheels)."""
-        p = site_path(self.tar, python)
-        shaf = p.with_name(p.name.removesuffix(".tar.gz") + ".sha256")
-        try:
-            sha, of = shaf.read_text().split()
-        except (OSError, ValueError):
-            return None
-        return (p, sha) if of == self.sha256 and p.exists() else None
+    def site(self, python: str, formats=SITE_FORMATS) -> tuple[Path, str] | None:
+        """(site tar, its sha256) for hosts running Python `python` ("3.11") that can unpack
+        one of `formats`, the first built from this wheelhouse; None if there is none (the
+        host installs the wheels)."""
+        for fmt in formats:
+            p = site_path(self.tar, python, fmt)
+            try:
+                sha, of = _sha_file(p).read_text().split()
+            except (OSError, ValueError):
+                continue
+            if of == self.sha256 and p.exists():
+                return p, sha
+        return None
 
 
-def site_path(tar: Path, python: str) -> Path:
-    """Where the site tar for Python `python` of wheelhouse `tar` is cached."""
-    return tar.with_name(f"{tar.name.removesuffix('.tar')}.site-cp{python.replace('.', '')}.tar.gz")
+def site_path(tar: Path, python: str, fmt: str) -> Path:
+    """Where the site tar (compression `fmt`) for Python `python` of wheelhouse `tar` is cached."""
+    return tar.with_name(f"{tar.name.removesuffix('.tar')}.site-cp{python.replace('.', '')}.tar.{fmt}")
+
+
+def _sha_file(site: Path) -> Path:
+    """Beside a site tar: its sha256 and the sha256 of the wheelhouse it was made from."""
+    return site.with_name(site.name + ".sha256")
 
 
 def build_python() -> str:
@@ -233,25 +247,43 @@ def _site(wheels: Path, work: Path, wh: Wheelhouse) -> None:
     if any(not (bin_ / n).read_bytes().startswith(f"#!{SITE_INTERPRETER}\n".encode()) for n in scripts):
         raise RuntimeError(f"a console script in {bin_} does not start with #!{SITE_INTERPRETER}")
     (stage / SITE_SCRIPTS).write_text("".join(f"{n}\n" for n in scripts))
-    dest = site_path(wh.tar, py)
-    tmp = dest.with_name(dest.name + ".tmp")
-    with open(tmp, "wb") as raw:
-        # gzip: every Debian host has it (zstd is not installed everywhere); mtime=0 in the
-        # gzip header too, so the same wheels make the same bytes
-        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz, \
-                tarfile.open(fileobj=gz, mode="w") as tf:
-            for p in sorted(stage.rglob("*")):
-                ti = tf.gettarinfo(str(p), arcname=p.relative_to(stage).as_posix())
-                ti.mtime, ti.uid, ti.gid, ti.uname, ti.gname = 0, 0, 0, "root", "root"
-                if ti.isfile():
-                    with open(p, "rb") as fh:
-                        tf.addfile(ti, fh)
-                else:
-                    tf.addfile(ti)
-    sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    tmp.replace(dest)
-    dest.with_name(dest.name.removesuffix(".tar.gz") + ".sha256").write_text(f"{sha} {wh.sha256}\n")
+    plain = work / "site.tar"
+    with tarfile.open(plain, "w") as tf:
+        for p in sorted(stage.rglob("*")):
+            ti = tf.gettarinfo(str(p), arcname=p.relative_to(stage).as_posix())
+            ti.mtime, ti.uid, ti.gid, ti.uname, ti.gname = 0, 0, 0, "root", "root"
+            if ti.isfile():
+                with open(p, "rb") as fh:
+                    tf.addfile(ti, fh)
+            else:
+                tf.addfile(ti)
     shutil.rmtree(stage, ignore_errors=True)
+    for fmt in SITE_FORMATS:
+        dest = site_path(wh.tar, py, fmt)
+        tmp = dest.with_name(dest.name + ".tmp")
+        if fmt == "zst":
+            if not shutil.which("zstd"):
+                continue  # hosts get the gzip one
+            # --long: the window spans the whole tar, so a module's .py and .pyc share matches
+            r = subprocess.run(["zstd", "-q", "-f", "-9", "-T0", "--long=27", str(plain), "-o", str(tmp)],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError(f"zstd failed: {r.stderr[-2000:]}")
+        else:
+            with open(plain, "rb") as src, open(tmp, "wb") as raw, \
+                    gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
+                shutil.copyfileobj(src, gz, 1 << 20)
+        sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        tmp.replace(dest)
+        _sha_file(dest).write_text(f"{sha} {wh.sha256}\n")
+    plain.unlink()
+
+
+def site_unpack(fmt: str, src: str, dest: str) -> str:
+    """The host's command unpacking site tar `src` (compression `fmt`) into directory `dest`."""
+    if fmt == "zst":
+        return f"tar -I 'zstd -d --long=27' -xf {src} -C {dest}"
+    return f"tar -xzf {src} -C {dest}"
 
 
 def build_unsuffixed(root: Path = REPO_ROOT, log=print) -> Wheelhouse:
@@ -292,11 +324,13 @@ def relabel(src: Wheelhouse, version: str, replace: dict[str, Path] | None = Non
                 tout.addfile(ti, io.BytesIO(data))
         wh = Wheelhouse(version, tar, hashlib.sha256(tmp.read_bytes()).hexdigest())
         py = build_python()
-        have = src.site(py)
-        if have and not replace:  # the same wheels: the same site tar (no version inside)
-            dest = site_path(tar, py)
-            shutil.copyfile(have[0], dest)
-            dest.with_name(dest.name.removesuffix(".tar.gz") + ".sha256").write_text(f"{have[1]} {wh.sha256}\n")
+        same = [src.site(py, (fmt,)) for fmt in SITE_FORMATS] if not replace else []
+        if any(same):  # the same wheels: the same site tars (no version inside)
+            for fmt, have in zip(SITE_FORMATS, same, strict=True):
+                if have:
+                    dest = site_path(tar, py, fmt)
+                    shutil.copyfile(have[0], dest)
+                    _sha_file(dest).write_text(f"{have[1]} {wh.sha256}\n")
         elif any(n.endswith(".whl") and n.startswith("installer-") for n in members):
             work = base / f"build-{version}"
             shutil.rmtree(work, ignore_errors=True)
