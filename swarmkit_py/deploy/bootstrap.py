@@ -86,9 +86,11 @@ def bootstrap(inv: Inventory, runner: Runner, n: int) -> Cluster:
         raise ClusterError(f"manager host(s) {', '.join(bad_mgr)} failed to install or are unreachable; "
                            "a swarm is not formed with managers missing")
     workers = [h for h in workers if states[h.name] == "ok"]
-    # read again only where the install changed something (it may have started an agent)
+    # read again only where it could differ: a member whose install changed something (its
+    # agent, restarted, may rewrite its state) or a host not read before; a host that had no
+    # state has none now (only init/join write it), so a fresh bootstrap skips this round trip
     again = [h for h in managers + workers
-             if h.name not in before or (runner.recap.counts.get(h.name) or {}).get("changed", 0)]
+             if h.name not in before or (before[h.name] and (runner.recap.counts.get(h.name) or {}).get("changed", 0))]
     members = {**{h.name: before.get(h.name) for h in managers + workers}, **cl.membership(again)}
     first = next((h for h in managers if _role(members[h.name]) == "manager"), None)
     if first is None:
