@@ -229,13 +229,15 @@ def _site(wheels: Path, work: Path, wh: Wheelhouse) -> None:
     site tar of `wh` for this Python, with its sha256. Without the compiled modules each
     host would compile what it imports on first use, in every process that gets there first
     (`init`, `join`, the agent): about 1 s of CPU per host."""
-    inst = next(wheels.glob("installer-*.whl"))
+    # the installer the wheelhouse ships (run from its wheel), else this side's own (`deploy` extra)
+    inst = next(wheels.glob("installer-*.whl"), None)
+    env = {**os.environ, "PYTHONPATH": str(inst)} if inst else None
     stage = work / "site"
     shutil.rmtree(stage, ignore_errors=True)
     py = build_python()
     r = subprocess.run([sys.executable, "-c", _STAGE, str(stage), py, SITE_INTERPRETER,
                         *(str(w) for w in sorted(wheels.glob("*.whl")) if w != inst)],
-                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(inst)})
+                       capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise RuntimeError(f"staging the wheels failed:\n{r.stderr[-3000:]}")
     r = subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "checked-hash",

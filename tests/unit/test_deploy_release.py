@@ -1,0 +1,141 @@
+"""The release step with a site tar, on this machine as the "host": a wheel installed once on
+the operator's side (wheelhouse._site), then `modules.release` runs its real shell commands
+here (a local stand-in for the SSH connection): a real venv whose console script runs with the
+venv's python, compiled modules that are hash-checked pycs, a re-run that changes nothing, an
+upload damaged on the way that is refused before anything is unpacked, and a site tar that is
+never paired with a wheelhouse it was not made from."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from swarmkit_py.deploy import modules, wheelhouse
+from swarmkit_py.deploy.runner import Ctx
+from swarmkit_py.deploy.ssh import Result
+
+PY = wheelhouse.build_python()
+
+
+def _wheel(d: Path) -> Path:
+    """A minimal wheel: one module and a console script printing the interpreter's prefix."""
+    files = {
+        "skpytest/__init__.py": b"import sys\n\ndef main():\n    print('skpytest from', sys.prefix)\n",
+        "skpytest-0.1.dist-info/METADATA": b"Metadata-Version: 2.1\nName: skpytest\nVersion: 0.1\n",
+        "skpytest-0.1.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        "skpytest-0.1.dist-info/entry_points.txt": b"[console_scripts]\nskpytest = skpytest:main\n",
+    }
+    record = []
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    record.append("skpytest-0.1.dist-info/RECORD,,")
+    w = d / "skpytest-0.1-py3-none-any.whl"
+    with zipfile.ZipFile(w, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+        z.writestr("skpytest-0.1.dist-info/RECORD", "\n".join(record) + "\n")
+    return w
+
+
+class LocalConn:
+    """What `modules.release` uses of a HostConn, run on this machine; `damage` corrupts the
+    next upload (a byte flipped on the way)."""
+
+    def __init__(self):
+        self.damage = False
+        self.uploads = 0
+
+    def run(self, cmd: str, timeout: float | None = 120.0, **_) -> Result:
+        r = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=timeout)
+        return Result(r.returncode, r.stdout, r.stderr)
+
+    def put_file(self, local: str, path: str, mode: int = 0o644) -> None:
+        self.uploads += 1
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, path)
+        if self.damage:
+            data = bytearray(Path(path).read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            Path(path).write_bytes(bytes(data))
+
+
+@pytest.fixture
+def wh(tmp_path, monkeypatch) -> wheelhouse.Wheelhouse:
+    monkeypatch.setenv("SWARMKIT_WHEELHOUSE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    work = tmp_path / "build"
+    (work / "wheels").mkdir(parents=True)
+    _wheel(work / "wheels")
+    tar = tmp_path / "cache" / "swarmkit-py-0.1.0-test.tar"
+    with tarfile.open(tar, "w") as tf:
+        for p in sorted((work / "wheels").iterdir()):
+            tf.add(p, arcname=p.name)
+    w = wheelhouse.Wheelhouse("0.1.0-test", tar, hashlib.sha256(tar.read_bytes()).hexdigest())
+    wheelhouse._site(work / "wheels", work, w)
+    tar.with_suffix(".sha256").write_text(w.sha256 + "\n")
+    return w
+
+
+def _ctx(tmp_path, w, conn, zstd: bool) -> Ctx:
+    v = {"wheelhouse": w, "swarmkit_root": str(tmp_path / "opt"), "swarmkit_python": sys.executable}
+    return Ctx(host=None, conn=conn, vars=v, facts={"python": PY, "zstd": zstd})
+
+
+@pytest.mark.parametrize("zstd", [True, False], ids=["zstd", "gzip"])
+def test_site_tar_release_is_a_working_venv_and_a_rerun_changes_nothing(tmp_path, wh, zstd):
+    if zstd and not shutil.which("zstd"):
+        pytest.skip("no zstd here: the gzip case covers this machine")
+    conn = LocalConn()
+    status, msg, _ = modules.release(_ctx(tmp_path, wh, conn, zstd))
+    assert status == "changed", msg
+    assert (".tar.zst" if zstd else ".tar.gz") in msg
+    rel = tmp_path / "opt" / "releases" / wh.version
+    assert (rel / "pyvenv.cfg").exists()  # a real venv, made on the host
+    assert (rel / ".swarmkit-release").read_text().strip() == wh.sha256
+    script = rel / "bin" / "skpytest"
+    assert script.read_text().splitlines()[0] == f"#!{rel}/bin/python"
+    out = subprocess.run([str(script)], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == f"skpytest from {rel}"
+    pyc = next((rel / "lib" / f"python{PY}" / "site-packages" / "skpytest" / "__pycache__").glob("*.pyc"))
+    assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 0b11  # PEP 552: hash-based, checked
+
+    assert modules.release(_ctx(tmp_path, wh, conn, zstd))[0] == "ok"
+    assert conn.uploads == 1
+
+
+def test_damaged_upload_is_refused_before_unpacking_then_sent_again(tmp_path, wh):
+    conn = LocalConn()
+    conn.damage = True
+    status, msg, _ = modules.release(_ctx(tmp_path, wh, conn, False))
+    assert status == "failed"
+    assert "does not have the sha256" in msg and "damaged or altered" in msg
+    rel = tmp_path / "opt" / "releases" / wh.version
+    assert not rel.exists()
+    assert not list((tmp_path / "opt" / "wheelhouse").iterdir())  # the bad copy is not kept
+
+    conn.damage = False
+    assert modules.release(_ctx(tmp_path, wh, conn, False))[0] == "changed"
+    assert (rel / ".swarmkit-release").read_text().strip() == wh.sha256
+
+
+def test_site_tar_pairs_only_with_its_wheelhouse_and_relabel_keeps_it(tmp_path, wh):
+    zst, gz = wh.site(PY, ("zst",)), wh.site(PY, ("gz",))
+    assert gz is not None and gz[0].name.endswith(f".site-cp{PY.replace('.', '')}.tar.gz")
+    assert wh.site(PY) == (zst or gz)  # zstd first when it was built
+    other = wheelhouse.Wheelhouse(wh.version, wh.tar, "0" * 64)
+    assert other.site(PY) is None  # same file names, another wheelhouse: never paired
+    assert wh.site("3.99") is None  # another Python: the host installs the wheels
+
+    rc = wheelhouse.relabel(wh, "0.1.0-test-rc2")
+    assert rc.sha256 != wh.sha256
+    got = rc.site(PY, ("gz",))
+    assert got is not None and got[1] == gz[1]  # the same wheels: the same site tar bytes
