@@ -8,19 +8,21 @@ re-run change nothing. Operator-side code (`swarmkit_py/deploy`, `swarmkit_py/te
 out of the hash: editing the deploy toolkit must not force an agent upgrade.
 
 Beside each wheelhouse tar the cache keeps its *site tar* for the operator's Python
-(`swarmkit-py-<version>.site-cp311.tar.zst`, and `.tar.gz` for hosts without zstd): the wheels installed once, here, into a staging
-tree laid out as a venv (`lib/python3.11/site-packages`, `bin/`), every module compiled
-(hash-checked pycs). A host whose Python is the same minor version makes its venv and untars
-that into it (`modules.release`): one `tar -x` instead of running pypa's `installer` over ~30
-wheels and unpacking a bytecode tar, which on seven lab hosts sharing two cores was the
-largest single cost of a bootstrap (about 10 s of their CPU). zstd because unpacking is then
-mostly the files' creation: gzip's decompression alone cost a host 0.55 s of CPU, zstd's 0.1 s,
-for a smaller upload (16 MB, gzip 19 MB). The console scripts carry a
-placeholder interpreter (`SITE_INTERPRETER`) the host replaces with its venv's python; the
-names of those scripts travel in the tar (`SITE_SCRIPTS`). The site tar's own sha256 is kept
-next to it with the sha256 of the wheelhouse it was made from, so a host checks the bytes it
-received and a site tar is never paired with another wheelhouse. Hosts with another Python
-still get the wheelhouse and install it with `installer` as before.
+(`swarmkit-py-<version>.site-cp311.tar.zst`, and `.tar.gz` for hosts without zstd): the
+wheels installed once, here, into a staging tree laid out as a venv
+(`lib/python3.11/site-packages`, `bin/`), every module compiled (hash-checked pycs). A host
+whose Python is the same minor version makes its venv and unpacks that into it
+(`modules.release`): one `tar -x` instead of running pypa's `installer` over ~30 wheels and
+unpacking a bytecode tar, which on seven lab hosts sharing two cores was the largest single
+cost of a bootstrap (16 s of their CPU, now 11 s: what is left is mostly the kernel creating
+~2,600 files per host, the lab's hosts all writing to one disk). zstd because unpacking is
+then mostly the files' creation: gzip's decompression alone cost a host 0.55 s of CPU, zstd's 0.1 s, for a
+smaller upload (16 MB; gzip 19 MB). The console scripts carry a placeholder interpreter
+(`SITE_INTERPRETER`) the host replaces with its venv's python; the names of those scripts
+travel in the tar (`SITE_SCRIPTS`). The site tar's own sha256 is kept next to it with the
+sha256 of the wheelhouse it was made from, so a host checks the bytes it received and a site
+tar is never paired with another wheelhouse. Hosts with another Python still get the
+wheelhouse and install it with `installer`.
 """
 
 from __future__ import annotations
@@ -333,7 +335,7 @@ def relabel(src: Wheelhouse, version: str, replace: dict[str, Path] | None = Non
                     dest = site_path(tar, py, fmt)
                     shutil.copyfile(have[0], dest)
                     _sha_file(dest).write_text(f"{have[1]} {wh.sha256}\n")
-        elif any(n.endswith(".whl") and n.startswith("installer-") for n in members):
+        elif any(n.endswith(".whl") for n in members):
             work = base / f"build-{version}"
             shutil.rmtree(work, ignore_errors=True)
             (work / "wheels").mkdir(parents=True)

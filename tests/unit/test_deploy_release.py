@@ -25,10 +25,10 @@ from swarmkit_py.deploy.ssh import Result
 PY = wheelhouse.build_python()
 
 
-def _wheel(d: Path) -> Path:
+def _wheel(d: Path, greeting: str = "skpytest from") -> Path:
     """A minimal wheel: one module and a console script printing the interpreter's prefix."""
     files = {
-        "skpytest/__init__.py": b"import sys\n\ndef main():\n    print('skpytest from', sys.prefix)\n",
+        "skpytest/__init__.py": f"import sys\n\ndef main():\n    print({greeting!r}, sys.prefix)\n".encode(),
         "skpytest-0.1.dist-info/METADATA": b"Metadata-Version: 2.1\nName: skpytest\nVersion: 0.1\n",
         "skpytest-0.1.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
         "skpytest-0.1.dist-info/entry_points.txt": b"[console_scripts]\nskpytest = skpytest:main\n",
@@ -139,3 +139,16 @@ def test_site_tar_pairs_only_with_its_wheelhouse_and_relabel_keeps_it(tmp_path, 
     assert rc.sha256 != wh.sha256
     got = rc.site(PY, ("gz",))
     assert got is not None and got[1] == gz[1]  # the same wheels: the same site tar bytes
+
+
+def test_relabel_with_a_replaced_wheel_makes_its_own_site_tar(tmp_path, wh):
+    """`upgrade --wheel`: the new wheelhouse's site tar holds the new wheel, not the old one."""
+    (tmp_path / "new").mkdir()
+    new = wheelhouse.relabel(wh, "0.1.0-whl", {"skpytest-": _wheel(tmp_path / "new", "patched from")})
+    got = new.site(PY, ("gz",))
+    assert got is not None and got[1] != wh.site(PY, ("gz",))[1]
+    status, msg, _ = modules.release(_ctx(tmp_path, new, LocalConn(), False))
+    assert status == "changed", msg
+    script = tmp_path / "opt" / "releases" / new.version / "bin" / "skpytest"
+    out = subprocess.run([str(script)], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("patched from ")
