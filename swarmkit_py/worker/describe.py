@@ -8,7 +8,8 @@ exist only there). Without an engine the node can still join and be seen, so /pr
 ``platform`` fill in what they can.
 
 The result is the wire shape the dispatcher validates (snake_case keys, see
-``proto/dispatcher.py``). ``describe_node`` blocks (Docker SDK, /proc): call it in a thread.
+``proto/dispatcher.py``). ``describe_node`` blocks (the engine's API, /proc): call it in a
+thread.
 """
 
 from __future__ import annotations
@@ -84,18 +85,15 @@ def describe_node(
 ) -> dict[str, Any]:
     """Engine first, host as fallback. ``hostname`` overrides the system's (several agents on
     one machine in tests, or an operator-chosen name)."""
-    try:
-        import docker
+    from .engine import Engine
 
-        if docker_base_url is None:
-            client = docker.from_env(timeout=timeout)
-        else:
-            client = docker.DockerClient(base_url=docker_base_url, timeout=timeout)
+    try:
+        client = Engine(docker_base_url, timeout=timeout)
         try:
             info = client.info()
         finally:
             client.close()
-    except Exception as e:  # no SDK, no socket, engine down or hung: all mean "no engine"
+    except Exception as e:  # no socket, engine down or hung, a bad address: all mean "no engine"
         log.info("docker engine not reachable (%s); describing the node from the host", e)
         return description_from_host(hostname)
     return description_from_info(info, hostname)

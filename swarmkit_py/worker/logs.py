@@ -7,9 +7,9 @@ buffer between that thread and the event loop: when the leader has no room (a sl
 that reader thread blocks on its engine stream. The worker's session, heartbeats and task
 reconcile never wait on a log reader.
 
-The engine's stream is read raw (its multiplexed frames: stream id, length, one log message)
-rather than through the SDK's `logs()`, which drops the stream id: stdout and stderr stay
-apart all the way to the CLI, which prints them on its own stdout and stderr. A task asked for
+The engine's stream is read raw (its multiplexed frames: stream id, length, one log message;
+worker/engine.py decodes the chunked transfer under them), keeping the stream id: stdout and
+stderr stay apart all the way to the CLI, which prints them on its own stdout and stderr. A task asked for
 again after a leader change carries the last timestamp its reader delivered (``after``), so
 the new subscription starts right after it instead of repeating or skipping lines.
 """
@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import struct
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-import docker
-
 from ..proto import LOGS_CANCEL, LOGS_PUBLISH, LOGS_SUBSCRIBE, MAX_BATCH
 from ..store.timefmt import parse_rfc3339
+from .engine import Engine, Stream
 from .executor.docker_adapter import LABEL_TASK_ID
 
 log = logging.getLogger(__name__)
@@ -97,19 +95,10 @@ def demux(raw: Any, tty: bool) -> Iterator[tuple[int, bytes]]:
         yield STDOUT, pending
 
 
-def _shutdown(sock: Any) -> None:
-    """Wake a thread blocked reading `sock` (closing alone does not, on Linux)."""
-    raw = getattr(sock, "_sock", sock)
-    try:
-        raw.shutdown(socket.SHUT_RDWR)
-    except (OSError, AttributeError):
-        pass
-
-
 class _Reader(threading.Thread):
     """Pulls one container's log stream into a bounded buffer of (ns, stream id, data)."""
 
-    def __init__(self, client: docker.DockerClient, container_id: str, opts: dict[str, Any],
+    def __init__(self, client: Engine, container_id: str, opts: dict[str, Any],
                  after: tuple[int, int] | None, loop: asyncio.AbstractEventLoop,
                  wake: asyncio.Event) -> None:
         """``after``: the last stdout and stderr lines' timestamps already delivered; only
@@ -121,23 +110,19 @@ class _Reader(threading.Thread):
         self.cond = threading.Condition()
         self.stopped = False
         self.finished = False
-        self._sock: Any = None
+        self._stream: Stream | None = None
 
     def _open(self) -> Iterator[tuple[int, bytes]]:
-        """The engine's own endpoint, its frames read as the SDK's `logs()` reads them but
-        keeping the stream id that `logs()` drops (private SDK helpers: the public API has
-        no demultiplexed log stream)."""
-        api = self.client.api
-        tty = bool((api.inspect_container(self.container_id).get("Config") or {}).get("Tty"))
-        params = {"timestamps": 1, **self.opts}
-        res = api._get(api._url("/containers/{0}/logs", self.container_id), params=params,
-                       stream=True)
+        """The engine's log stream (no read timeout: a quiet container is not a dead engine),
+        as (stream id, message)."""
+        engine = self.client
+        tty = bool((engine.inspect_container(self.container_id).get("Config") or {}).get("Tty"))
+        stream = engine.logs(self.container_id, {"timestamps": 1, **self.opts})
         with self.cond:
-            self._sock = api._get_raw_response_socket(res)  # raises the engine's error
+            self._stream = stream
             if self.stopped:
-                _shutdown(self._sock)
-        api._disable_socket_timeout(self._sock)  # a quiet container is not a dead engine
-        return demux(res.raw, tty)
+                stream.close()
+        return demux(stream, tty)
 
     def run(self) -> None:
         try:
@@ -172,8 +157,8 @@ class _Reader(threading.Thread):
         with self.cond:
             self.stopped = True
             self.cond.notify_all()
-            if self._sock is not None:
-                _shutdown(self._sock)
+            if self._stream is not None:
+                self._stream.close()  # wakes the thread blocked reading it
 
 
 Send = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -208,7 +193,7 @@ def resume_marks(raw: Any) -> tuple[int, int] | None:
 class LogPublisher:
     """Serves the leader's log subscriptions on this node."""
 
-    def __init__(self, session: Any, client: Callable[[], Awaitable[docker.DockerClient]],
+    def __init__(self, session: Any, client: Callable[[], Awaitable[Engine]],
                  send: Send) -> None:
         self.client = client
         self.send = send
@@ -246,7 +231,7 @@ class LogPublisher:
         try:
             client = await self.client()
             found = await asyncio.to_thread(
-                client.containers.list, all=True, filters={"label": f"{LABEL_TASK_ID}={task_id}"})
+                client.containers, all=True, filters={"label": f"{LABEL_TASK_ID}={task_id}"})
             if found:
                 opts = engine_options(params)
                 after = resume_marks((params.get("after") or {}).get(task_id))
@@ -254,7 +239,7 @@ class LogPublisher:
                     # strictly after the last lines delivered (the engine's since is inclusive)
                     opts.update(since=engine_since(min(after)), tail="all")
                 wake = asyncio.Event()
-                reader = _Reader(client, found[0].id, opts, after, asyncio.get_running_loop(),
+                reader = _Reader(client, found[0]["Id"], opts, after, asyncio.get_running_loop(),
                                  wake)
                 self._readers.setdefault(sub, []).append(reader)
                 reader.start()

@@ -31,7 +31,7 @@ from swarmkit_py.store import (
     Transaction,
     new_id,
 )
-from swarmkit_py.worker.executor.docker_adapter import create_args
+from swarmkit_py.worker.executor.docker_adapter import container_name, create_config
 from swarmkit_py.worker.reconcile import parse_assignments
 
 LOOPBACK = "127.0.0.1"
@@ -140,10 +140,10 @@ async def test_assignment_set_is_the_nodes_tasks_with_spec_name_and_host_ports()
     # The worker reads it back and turns it into a container.
     _, assignments = parse_assignments({"seq": 1, "tasks": tasks})
     read = next(a.task for a in assignments if a.task_id == mine.id)
-    args = create_args(read)
-    assert (args["image"], args["command"], args["name"]) == \
+    config = create_config(read)
+    assert (config["Image"], config["Cmd"], container_name(read)) == \
         ("busybox", ["sleep", "1"], f"web.1.{mine.id}")
-    assert args["ports"] == {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}
+    assert config["HostConfig"]["PortBindings"] == {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}
 
 
 # -- over RPC -----------------------------------------------------------------------------

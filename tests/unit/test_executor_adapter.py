@@ -1,9 +1,9 @@
-"""How an assigned task becomes the engine's create arguments, without an engine."""
+"""How an assigned task becomes the engine's create body, without an engine."""
 
 from swarmkit_py.worker.executor.docker_adapter import (
     container_labels,
     container_name,
-    create_args,
+    create_config,
     has_healthcheck,
     health_status,
     stop_timeout,
@@ -13,8 +13,9 @@ from tests.unit.test_executor_fixtures import SECOND, assigned
 
 def test_minimal_task_leaves_image_defaults_alone():
     t = assigned("t1")
-    assert create_args(t) == {"image": "img", "name": "web.1.t1",
-                              "labels": container_labels(t), "environment": []}
+    assert create_config(t) == {"Image": "img", "Labels": container_labels(t), "Env": [],
+                                "Tty": False, "OpenStdin": False,
+                                "HostConfig": {"NetworkMode": "default"}}
 
 
 def test_replicated_task_named_by_slot_global_by_node():
@@ -23,8 +24,8 @@ def test_replicated_task_named_by_slot_global_by_node():
 
 
 def test_command_replaces_entrypoint_and_args_replace_cmd():
-    args = create_args(assigned("t1", Command=["sh", "-c"], Args=["echo"], Env=["A=1"]))
-    assert (args["entrypoint"], args["command"], args["environment"]) == \
+    config = create_config(assigned("t1", Command=["sh", "-c"], Args=["echo"], Env=["A=1"]))
+    assert (config["Entrypoint"], config["Cmd"], config["Env"]) == \
         (["sh", "-c"], ["echo"], ["A=1"])
 
 
@@ -46,14 +47,16 @@ def test_ports_limits_and_healthcheck_keep_nanoseconds():
         Healthcheck={"Test": ["CMD", "true"], "Interval": SECOND // 2, "Timeout": 2 * SECOND,
                      "Retries": 3},
     )
-    args = create_args(t)
-    assert args["ports"] == {
+    config = create_config(t)
+    host = config["HostConfig"]
+    assert host["PortBindings"] == {
         "80/tcp": [{"HostIp": "", "HostPort": "8080"}, {"HostIp": "", "HostPort": ""}],
         "53/udp": [{"HostIp": "", "HostPort": "53"}],
     }
-    assert (args["nano_cpus"], args["mem_limit"]) == (500_000_000, 1 << 26)
-    assert args["healthcheck"] == {"test": ["CMD", "true"], "interval": 500_000_000,
-                                   "timeout": 2_000_000_000, "retries": 3, "start_period": 0}
+    assert config["ExposedPorts"] == {"53/udp": {}, "80/tcp": {}}
+    assert (host["NanoCpus"], host["Memory"]) == (500_000_000, 1 << 26)
+    assert config["Healthcheck"] == {"Test": ["CMD", "true"], "Interval": 500_000_000,
+                                     "Timeout": 2_000_000_000, "Retries": 3, "StartPeriod": 0}
 
 
 def test_overlay_networks_first_at_creation_with_its_address_mac_and_dns():
@@ -62,15 +65,16 @@ def test_overlay_networks_first_at_creation_with_its_address_mac_and_dns():
     other = {**net, "id": "n2", "name": "back", "address": "10.0.2.7/24", "aliases": []}
     t = assigned("t1", networks=[net, other])
     assert [n.name for n in t.networks] == ["front", "back"] and t.networks[0].ip == "10.0.1.5"
-    args = create_args(t)
-    assert args["network"] == "front"
-    assert args["networking_config"] == {
-        "front": {"IPAMConfig": {"IPv4Address": "10.0.1.5"}, "Aliases": ["web"]}}
-    assert (args["mac_address"], args["dns"]) == ("02:42:0a:00:01:05", ["10.0.1.1"])
+    config = create_config(t)
+    assert config["HostConfig"]["NetworkMode"] == "front"
+    assert config["NetworkingConfig"] == {"EndpointsConfig": {
+        "front": {"IPAMConfig": {"IPv4Address": "10.0.1.5"}, "Aliases": ["web"]}}}
+    assert (config["MacAddress"], config["HostConfig"]["Dns"]) == \
+        ("02:42:0a:00:01:05", ["10.0.1.1"])
 
 
 def test_health_check_without_test_leaves_the_images_own():
-    assert "healthcheck" not in create_args(assigned("t1", Healthcheck={"Interval": SECOND}))
+    assert "Healthcheck" not in create_config(assigned("t1", Healthcheck={"Interval": SECOND}))
 
 
 def test_stop_timeout_is_whole_seconds_rounded_up_with_swarms_default():
@@ -88,13 +92,14 @@ def test_health_from_inspect_output():
 
 
 def test_container_spec_fields_reach_the_create_arguments():
-    args = create_args(assigned("t1", Hostname="h1", Dir="/srv", User="1000:1000",
-                                Groups=["audio", "50"], Init=True, StopSignal="SIGINT",
-                                limits={"Pids": 64}))
-    assert (args["hostname"], args["working_dir"], args["user"], args["group_add"],
-            args["init"], args["stop_signal"], args["pids_limit"]) == \
+    config = create_config(assigned("t1", Hostname="h1", Dir="/srv", User="1000:1000",
+                                    Groups=["audio", "50"], Init=True, StopSignal="SIGINT",
+                                    limits={"Pids": 64}))
+    host = config["HostConfig"]
+    assert (config["Hostname"], config["WorkingDir"], config["User"], host["GroupAdd"],
+            host["Init"], config["StopSignal"], host["PidsLimit"]) == \
         ("h1", "/srv", "1000:1000", ["audio", "50"], True, "SIGINT", 64)
-    assert "init" not in create_args(assigned("t2"))
+    assert "Init" not in create_config(assigned("t2"))["HostConfig"]
 
 
 def test_hosts_with_aliases_selinux_labels_and_spec_nameservers_after_the_overlay_resolver():
@@ -104,8 +109,9 @@ def test_hosts_with_aliases_selinux_labels_and_spec_nameservers_after_the_overla
                  DNSConfig={"Nameservers": ["192.0.2.1"], "Search": ["s"]},
                  Privileges={"SELinuxContext": {"Disable": True, "Level": "s0"}},
                  StopGracePeriod=2 * SECOND, ReadOnly=True, OpenStdin=True)
-    args = create_args(t)
-    assert args["extra_hosts"] == ["api:10.9.9.9", "api.local:10.9.9.9"]
-    assert args["security_opt"] == ["label=disable", "label=level:s0"]
-    assert (args["dns"], args["dns_search"]) == (["10.0.1.1", "192.0.2.1"], ["s"])
-    assert (args["stop_timeout"], args["read_only"], args["stdin_open"]) == (2, True, True)
+    config = create_config(t)
+    host = config["HostConfig"]
+    assert host["ExtraHosts"] == ["api:10.9.9.9", "api.local:10.9.9.9"]
+    assert host["SecurityOpt"] == ["label=disable", "label=level:s0"]
+    assert (host["Dns"], host["DnsSearch"]) == (["10.0.1.1", "192.0.2.1"], ["s"])
+    assert (config["StopTimeout"], host["ReadonlyRootfs"], config["OpenStdin"]) == (2, True, True)

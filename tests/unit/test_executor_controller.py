@@ -1,12 +1,10 @@
 """Controller behaviour that needs no engine: adoption from inspect output, ordering, and an
 engine that is not there."""
 
-from types import SimpleNamespace
-
-import docker
 import pytest
 
 from swarmkit_py.store.objects import TaskState
+from swarmkit_py.worker.engine import Engine
 from swarmkit_py.worker.executor import Controller, EngineUnavailable, InvalidTransition, connect
 from tests.unit.test_executor_fixtures import assigned
 
@@ -15,7 +13,7 @@ NO_ENGINE = "unix:///nonexistent/swarmkit-py-test.sock"
 
 
 def adopted(state: dict, config: dict | None = None):
-    container = SimpleNamespace(id="c1", attrs={"State": state, "Config": config or {}})
+    container = {"Id": "c1", "State": state, "Config": config or {}}
     return Controller.adopt(None, SPEC, container).status()
 
 
@@ -44,7 +42,7 @@ async def test_start_before_prepare_is_refused():
 
 
 async def test_unreachable_engine_is_a_retryable_error():
-    client = docker.DockerClient(base_url=NO_ENGINE, version="1.41")
+    client = Engine(NO_ENGINE, version="1.41")  # as if it had answered once, then went away
     ctl = Controller(client, SPEC)
     with pytest.raises(EngineUnavailable) as info:
         await ctl.prepare()

@@ -30,23 +30,20 @@ class FakeStream:
         self.q.put(END)
 
 
-class FakeAPI:
+class FakeClient:
+    """The engine client's `events` (worker/engine.py)."""
+
     def __init__(self) -> None:
         self.streams: list[FakeStream] = []
         self.filters: list[dict] = []
         self.opened = threading.Event()
 
-    def events(self, decode: bool, filters: dict) -> FakeStream:
+    def events(self, filters: dict) -> FakeStream:
         self.filters.append(filters)
         s = FakeStream()
         self.streams.append(s)
         self.opened.set()
         return s
-
-
-class FakeClient:
-    def __init__(self) -> None:
-        self.api = FakeAPI()
 
 
 def die(cid: str, code: str) -> dict:
@@ -65,19 +62,19 @@ async def test_exits_reach_their_waiter_and_reconnects_recheck_everyone():
     watch = ExitWatch(client)
     w1, w2 = watch.watch("c1"), watch.watch("c2")
     assert await w1.next(10) == (RECHECK, None)  # connected: anything earlier needs an inspect
-    assert len(client.api.streams) == 1
-    assert client.api.filters[0]["label"] == ["com.docker.swarm.task.id"]
+    assert len(client.streams) == 1
+    assert client.filters[0]["label"] == ["com.docker.swarm.task.id"]
     w1.clear()
     w2.clear()
-    client.api.streams[0].q.put(die("c1", "3"))
+    client.streams[0].q.put(die("c1", "3"))
     assert await w1.next(10) == (DIE, 3)
     assert await w2.next(0.2) is None  # another container's exit is not c2's
     # the engine restarts: the stream breaks, a new one opens and every waiter looks again
     w1.clear()
-    client.api.streams[0].q.put(END)
+    client.streams[0].q.put(END)
     assert await w2.next(10) == (RECHECK, None)
     assert await w1.next(10) == (RECHECK, None)
-    assert len(client.api.streams) == 2
+    assert len(client.streams) == 2
 
 
 async def test_no_reader_is_left_once_nothing_waits():
@@ -87,9 +84,9 @@ async def test_no_reader_is_left_once_nothing_waits():
     assert await w.next(10) == (RECHECK, None)
     reader = watch._thread
     watch.unwatch(w)
-    assert client.api.streams[0].closed
+    assert client.streams[0].closed
     await until(lambda: not reader.is_alive(), "the reader thread ends")
     w = watch.watch("c1")  # a later wait opens a new stream
     assert await w.next(10) == (RECHECK, None)
-    assert len(client.api.streams) == 2
+    assert len(client.streams) == 2
     watch.unwatch(w)

@@ -11,12 +11,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import docker
-import docker.errors
-from docker.models.containers import Container
-
 from ...proto import AssignedTask
 from ...store.objects import ContainerStatus, TaskState, TaskStatus
+from ..engine import APIError, Engine, NotFound
 from . import docker_adapter as adapter
 from .errors import InvalidTransition
 from .exits import DESTROY, DIE, exit_watch
@@ -51,8 +48,7 @@ def exit_error(code: int) -> str:
 
 
 class Controller:
-    def __init__(self, client: docker.DockerClient, task: AssignedTask,
-                 networks: Any = None) -> None:
+    def __init__(self, client: Engine, task: AssignedTask, networks: Any = None) -> None:
         self.client = client
         self.task = task
         self._name = adapter.container_name(task)
@@ -61,23 +57,27 @@ class Controller:
         self._state = TaskState.ACCEPTED
         self._message = MESSAGES[TaskState.ACCEPTED]
         self._err = ""
-        self._container: Container | None = None
+        self._container: str | None = None
+        """The container's ID alone, not its inspect document: a controller keeps it for as
+        long as the task runs, and ~20 KB of parsed JSON per task was 1 MB of a worker's RSS
+        at 50 tasks (bench/agent_rss.py). The state is inspected when it is needed."""
         self._pid = 0
         self._exit_code: int | None = None
         self._stopping = False
         self._files = TaskFiles(client, task)
 
     @classmethod
-    def adopt(cls, client: docker.DockerClient, task: AssignedTask, container: Container,
+    def adopt(cls, client: Engine, task: AssignedTask, container: dict[str, Any],
               networks: Any = None) -> Controller:
-        """Take over a container a previous worker process made, in the state it is in now.
+        """Take over a container a previous worker process made, in the state it is in now
+        (`container`: its inspect document, as `list_task_containers` gives it).
 
         A container still waiting for its first healthy verdict is STARTING, so start() resumes
         the wait for health instead of starting it again.
         """
         ctl = cls(client, task, networks)
-        ctl._container = adapter.handle(client, container.id)
-        state = container.attrs.get("State") or {}
+        ctl._container = container["Id"]
+        state = container.get("State") or {}
         status = state.get("Status", "")
         if status == "created" and task.files:
             # Its files' holder did not outlive the earlier worker: prepare again.
@@ -86,7 +86,7 @@ class Controller:
             ctl._set(TaskState.READY)
         elif status in ("exited", "dead"):
             ctl._finish(int(state.get("ExitCode", 0)))
-        elif adapter.health_status(container.attrs) == "starting":
+        elif adapter.health_status(container) == "starting":
             ctl._set(TaskState.STARTING)
         else:
             ctl._pid = int(state.get("Pid") or 0)
@@ -97,7 +97,7 @@ class Controller:
         container = None
         if self._container is not None or self._exit_code is not None:
             container = ContainerStatus(
-                container_id=self._container.id if self._container is not None else None,
+                container_id=self._container,
                 pid=self._pid or None,
                 exit_code=self._exit_code,
             )
@@ -113,8 +113,8 @@ class Controller:
         self._set(TaskState.PREPARING)
         image = adapter.container_spec(self.task).image
         try:
-            await adapter.call(self.client.images.get, image)
-        except docker.errors.ImageNotFound:
+            await adapter.call(self.client.inspect_image, image)
+        except NotFound:
             return self._reject(f"No such image: {image}")
         if self.task.networks:
             if self.networks is None:
@@ -129,27 +129,28 @@ class Controller:
                                 "created")
         try:
             mounts = await self._files.prepare()
-        except docker.errors.APIError as exc:
+        except APIError as exc:
             await self._files.release()
             return self._reject(f"secrets/configs setup failed: {_explain(exc)}")
         try:
-            args = adapter.create_args(self.task)
+            config = adapter.create_config(self.task)
             if mounts:
-                args["mounts"] = [*args.get("mounts", ()), *mounts]
+                host = config["HostConfig"]
+                host["Mounts"] = [*host.get("Mounts", ()), *mounts]
                 # An earlier attempt's container points at files that are gone: make it anew.
                 await self._remove_container()
-            self._container = await adapter.call(adapter.create_container, self.client, args)
+            self._container = await adapter.call(adapter.create_container, self.client,
+                                                 self._name, config)
             for net in self.task.networks[1:]:
-                await adapter.call(self.client.api.connect_container_to_network,
-                                   self._container.id, net.name, ipv4_address=net.ip,
-                                   aliases=list(net.aliases) or None)
-        except docker.errors.APIError as exc:
+                await adapter.call(self.client.connect_container_to_network, self._container,
+                                   net.name, adapter.endpoint_config(net))
+        except APIError as exc:
             if exc.status_code != 409:
                 await self._files.release()
                 return self._reject(_explain(exc))
             # Created by an earlier attempt whose answer was lost: the name holds the task ID.
-            found = await adapter.call(self.client.api.inspect_container, self._name)
-            self._container = adapter.handle(self.client, found["Id"])
+            found = await adapter.call(self.client.inspect_container, self._name)
+            self._container = found["Id"]
         if self._stopping:  # shutdown() came while the container was being created
             await self.remove()
         self._set(TaskState.READY)
@@ -162,8 +163,8 @@ class Controller:
         if self._state == TaskState.READY and not self._stopping:
             self._set(TaskState.STARTING)
             try:
-                await adapter.call(self._c.start)
-            except docker.errors.APIError as exc:
+                await adapter.call(self.client.start, self._c)
+            except APIError as exc:
                 return self._fail(_explain(exc))
             finally:
                 await self._files.release()
@@ -180,7 +181,7 @@ class Controller:
         # The engine's events say when the container ends (exits.py: one stream for all the
         # node's tasks, not a thread per task in `docker wait`); the container is inspected
         # after registering, and again at least every chunk, so no exit goes unseen.
-        waiter = exit_watch(self.client).watch(self._c.id)
+        waiter = exit_watch(self.client).watch(self._c)
         try:
             while not self._state.terminal:
                 waiter.clear()
@@ -207,12 +208,12 @@ class Controller:
         self._stopping = True
         if self._container is not None:
             try:
-                await adapter.call(self._container.stop,
-                                   timeout=adapter.stop_timeout(self.task, grace))
+                await adapter.call(self.client.stop, self._container,
+                                   adapter.stop_timeout(self.task, grace))
                 state = (await self._inspect()).get("State") or {}
                 if self._state >= TaskState.STARTING:
                     self._finish(int(state.get("ExitCode", 0)))
-            except docker.errors.NotFound:
+            except NotFound:
                 pass
         if not self._state.terminal:
             self._set(TaskState.SHUTDOWN)
@@ -226,28 +227,28 @@ class Controller:
 
     async def _remove_container(self) -> None:
         """By name, when we hold none, covers a create whose answer was lost."""
-        ref = self._container.id if self._container is not None else self._name
+        ref = self._container if self._container is not None else self._name
         try:
-            await adapter.call(self.client.api.remove_container, ref, force=True)
-        except docker.errors.NotFound:
+            await adapter.call(self.client.remove_container, ref, force=True)
+        except NotFound:
             pass
 
     # -- internals --------------------------------------------------------------------------
 
     @property
-    def _c(self) -> Container:
+    def _c(self) -> str:
         assert self._container is not None, "container exists from READY on"
         return self._container
 
     async def _inspect(self) -> dict[str, Any]:
-        return await adapter.call(self.client.api.inspect_container, self._c.id)
+        return await adapter.call(self.client.inspect_container, self._c)
 
     async def _look(self) -> dict[str, Any] | None:
         """Inspect the container and act on what ended it (removed, exited, unhealthy: then
         None); its attributes while it runs on."""
         try:
             attrs = await self._inspect()
-        except docker.errors.NotFound:
+        except NotFound:
             self._gone()
             return None
         state = attrs.get("State") or {}
@@ -274,9 +275,9 @@ class Controller:
         """As Swarm: stop the unhealthy container so the orchestrator can replace the task."""
         self._fail(ERR_UNHEALTHY)
         try:
-            await adapter.call(self._c.stop, timeout=adapter.stop_timeout(self.task))
+            await adapter.call(self.client.stop, self._c, adapter.stop_timeout(self.task))
             self._exit_code = int(((await self._inspect()).get("State") or {}).get("ExitCode", 0))
-        except docker.errors.NotFound:
+        except NotFound:
             pass
 
     def _finish(self, code: int) -> None:
@@ -326,5 +327,5 @@ def _missing_files(task: AssignedTask) -> str:
     return ""
 
 
-def _explain(exc: docker.errors.APIError) -> str:
+def _explain(exc: APIError) -> str:
     return str(exc.explanation or exc)

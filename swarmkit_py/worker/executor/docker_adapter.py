@@ -1,8 +1,9 @@
 """The thin layer between an assigned task and the Docker engine (swarmkit's `dockerapi`).
 
-Everything engine-specific is here: how a task's spec becomes create arguments, the labels
-that let `docker ps` (and a restarted worker) tell which task a container is, and how transport
-failures become the one retryable EngineUnavailable error. The SDK is blocking; `call` runs it
+Everything engine-specific is here: how a task's spec becomes the engine's create body, the
+labels that let `docker ps` (and a restarted worker) tell which task a container is, and how
+transport failures become the one retryable EngineUnavailable error. The engine client
+(`worker/engine.py`: http.client, not the Docker SDK; it says why) is blocking; `call` runs it
 in a thread so one event loop can drive many tasks: threads of its own pool (DOCKER_THREADS),
 not the event loop's default executor, where each running task's wait for its container
 would hold one of the few threads the agent's other blocking work (Raft's WAL on a manager,
@@ -17,7 +18,9 @@ the stop grace period is also the container's StopTimeout (so a `docker stop` by
 node waits as long as Swarm would), a memory reservation becomes the container's soft limit
 (MemoryReservation; the CPU reservation is the scheduler's alone, as in Docker), and the
 aliases of a Hosts entry are added too (dockerd drops them). The control API has refused what
-a Linux engine cannot do (controlapi/taskfields.py).
+a Linux engine cannot do (controlapi/taskfields.py). The body is the one the Docker SDK built
+from the same fields (its `containers.create` mapping), less its Attach*/StdinOnce flags,
+which only a `docker start -a` reads and which dockerd's swarm executor does not set either.
 """
 
 from __future__ import annotations
@@ -29,15 +32,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import docker
-import docker.errors
-import requests.exceptions
-from docker.models.containers import Container, _create_container_args
-
 from ...memory import trim_heap
 from ...proto import AssignedTask, NetAttachment
 from ...store.objects import ContainerSpec, HealthConfig
 from ...store.objects.taskspec import DEFAULT_STOP_GRACE_PERIOD, SECOND
+from ..engine import Engine, Unreachable
 from .errors import EngineUnavailable
 
 LABEL_TASK = "com.docker.swarm.task"
@@ -49,24 +48,20 @@ LABEL_NODE_ID = "com.docker.swarm.node.id"
 
 T = TypeVar("T")
 
-# A hung engine surfaces as a timeout, a dead one as a connection error: both are "unavailable".
-_TRANSPORT_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
-
-
-def connect(base_url: str | None = None, timeout: int = 60) -> docker.DockerClient:
-    """A client for the local engine (DOCKER_HOST or the default socket when base_url is None)."""
+def connect(base_url: str | None = None, timeout: int = 60) -> Engine:
+    """A client for the local engine (DOCKER_HOST or the default socket when base_url is None).
+    A hung engine surfaces as a timeout, a dead one as a connection error: both are
+    "unavailable", as is a `base_url` that names no engine."""
     try:
-        if base_url is None:
-            return docker.from_env(timeout=timeout)
-        return docker.DockerClient(base_url=base_url, timeout=timeout)
-    except docker.errors.DockerException as exc:
+        return Engine(base_url, timeout=timeout)
+    except (Unreachable, ValueError) as exc:
         raise EngineUnavailable(f"docker engine unavailable: {exc}") from exc
 
 
 def call_sync(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         return fn(*args, **kwargs)
-    except _TRANSPORT_ERRORS as exc:
+    except Unreachable as exc:
         raise EngineUnavailable(f"docker engine unavailable: {exc}") from exc
 
 
@@ -139,11 +134,11 @@ def container_labels(task: AssignedTask) -> dict[str, str]:
 def _healthcheck(hc: HealthConfig) -> dict[str, Any]:
     """Overrides the image's health check (["NONE"] disables it); 0 means engine default."""
     return {
-        "test": list(hc.test or ()),
-        "interval": hc.interval or 0,
-        "timeout": hc.timeout or 0,
-        "retries": hc.retries or 0,
-        "start_period": hc.start_period or 0,
+        "Test": list(hc.test or ()),
+        "Interval": hc.interval or 0,
+        "Timeout": hc.timeout or 0,
+        "Retries": hc.retries or 0,
+        "StartPeriod": hc.start_period or 0,
     }
 
 
@@ -181,109 +176,111 @@ def security_opts(cs: ContainerSpec) -> list[str]:
     return out
 
 
-def create_args(task: AssignedTask) -> dict[str, Any]:
-    """Keyword arguments for `create_container` (those of `client.containers.create`, plus
-    `stop_timeout`)."""
+def create_config(task: AssignedTask) -> dict[str, Any]:
+    """The engine's create body for the task's container (`POST /containers/create`, its name
+    is `container_name`): the container's Config with its HostConfig and NetworkingConfig."""
     cs = container_spec(task)
     resources = task.spec.resources
     limits = resources.limits if resources is not None else None
     reservations = resources.reservations if resources is not None else None
-    args: dict[str, Any] = {
-        "image": cs.image,
-        "name": container_name(task),
-        "labels": container_labels(task),
-        "environment": list(cs.env or ()),
+    host: dict[str, Any] = {"NetworkMode": "default"}
+    config: dict[str, Any] = {
+        "Image": cs.image,
+        "Labels": container_labels(task),
+        "Env": list(cs.env or ()),
+        "Tty": bool(cs.tty),
+        "OpenStdin": bool(cs.open_stdin),
+        "HostConfig": host,
     }
     if cs.command:
-        args["entrypoint"] = list(cs.command)
+        config["Entrypoint"] = list(cs.command)
     if cs.args:
-        args["command"] = list(cs.args)
+        config["Cmd"] = list(cs.args)
     if task.ports:
-        args["ports"] = _port_bindings(task)
+        host["PortBindings"] = _port_bindings(task)
+        config["ExposedPorts"] = {port: {} for port in sorted(host["PortBindings"])}
     if limits is not None and limits.nano_cpus:
-        args["nano_cpus"] = limits.nano_cpus
+        host["NanoCpus"] = limits.nano_cpus
     if limits is not None and limits.memory_bytes:
-        args["mem_limit"] = limits.memory_bytes
+        host["Memory"] = limits.memory_bytes
     if reservations is not None and reservations.memory_bytes:
-        args["mem_reservation"] = reservations.memory_bytes
+        host["MemoryReservation"] = reservations.memory_bytes
     # The ContainerSpec fields `docker service create` offers that map one to one onto the
-    # engine's create arguments (dockerd's swarm executor passes them the same way).
-    for field, arg in (("hostname", "hostname"), ("dir", "working_dir"), ("user", "user"),
-                       ("stop_signal", "stop_signal")):
+    # engine's create body (dockerd's swarm executor passes them the same way).
+    for field, key in (("hostname", "Hostname"), ("dir", "WorkingDir"), ("user", "User"),
+                       ("stop_signal", "StopSignal")):
         value = getattr(cs, field)
         if value:
-            args[arg] = value
+            config[key] = value
     if cs.groups:
-        args["group_add"] = list(cs.groups)
+        host["GroupAdd"] = [str(g) for g in cs.groups]
     if cs.init is not None:
-        args["init"] = cs.init
+        host["Init"] = cs.init
     if limits is not None and limits.pids:
-        args["pids_limit"] = limits.pids
+        host["PidsLimit"] = limits.pids
     if cs.healthcheck is not None and cs.healthcheck.test:
-        args["healthcheck"] = _healthcheck(cs.healthcheck)
+        config["Healthcheck"] = _healthcheck(cs.healthcheck)
     if cs.stop_grace_period is not None:
-        args["stop_timeout"] = stop_timeout(task)
-    for field, arg in (("tty", "tty"), ("open_stdin", "stdin_open"), ("read_only", "read_only")):
+        config["StopTimeout"] = stop_timeout(task)
+    if cs.read_only:
+        host["ReadonlyRootfs"] = True
+    for field, key in (("capability_add", "CapAdd"), ("capability_drop", "CapDrop")):
         if getattr(cs, field):
-            args[arg] = True
-    for field, arg in (("capability_add", "cap_add"), ("capability_drop", "cap_drop")):
-        if getattr(cs, field):
-            args[arg] = list(getattr(cs, field))
+            host[key] = list(getattr(cs, field))
     if cs.sysctls:
-        args["sysctls"] = dict(cs.sysctls)
+        host["Sysctls"] = dict(cs.sysctls)
     if cs.ulimits:
-        args["ulimits"] = [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in cs.ulimits]
+        host["Ulimits"] = [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in cs.ulimits]
     if cs.mounts:
-        args["mounts"] = [m.to_api() for m in cs.mounts]
+        host["Mounts"] = [m.to_api() for m in cs.mounts]
     if cs.hosts:
-        args["extra_hosts"] = extra_hosts(cs.hosts)
+        host["ExtraHosts"] = extra_hosts(cs.hosts)
     if security_opts(cs):
-        args["security_opt"] = security_opts(cs)
+        host["SecurityOpt"] = security_opts(cs)
     if cs.isolation:
-        args["isolation"] = cs.isolation
+        host["Isolation"] = cs.isolation
     dns = cs.dns_config
     if dns is not None and dns.nameservers:
-        args["dns"] = list(dns.nameservers)
+        host["Dns"] = list(dns.nameservers)
     if dns is not None and dns.search:
-        args["dns_search"] = list(dns.search)
+        host["DnsSearch"] = list(dns.search)
     if dns is not None and dns.options:
-        args["dns_opt"] = list(dns.options)
+        host["DnsOptions"] = list(dns.options)
     log = task.spec.log_driver
     if log is not None and log.name:
-        args["log_config"] = {"Type": log.name, "Config": dict(log.options or {})}
+        host["LogConfig"] = {"Type": log.name, "Config": dict(log.options or {})}
     if task.networks:
         first = task.networks[0]
-        args["network"] = first.name
-        args["networking_config"] = {first.name: endpoint_config(first)}
+        host["NetworkMode"] = first.name
+        config["NetworkingConfig"] = {"EndpointsConfig": {first.name: endpoint_config(first)}}
         # The engine derives a container's MAC from its address (02:42 + IPv4); say so
         # explicitly, since peers' forwarding entries are computed by the same rule.
-        args["mac_address"] = mac_for(first.ip)
+        config["MacAddress"] = mac_for(first.ip)
         # The node's service-name resolver first (it forwards other names to the node's
         # resolvers); the spec's own nameservers after it.
-        args["dns"] = [first.gateway, *args.get("dns", ())]
-    return args
+        host["Dns"] = [first.gateway, *host.get("Dns", ())]
+    return config
 
 
-def create_container(client: docker.DockerClient, args: dict[str, Any]) -> Container:
-    """`client.containers.create(**args)` with the one create option the SDK's high-level
-    call does not take (`stop_timeout`), through the SDK's own argument mapping."""
-    args = dict(args)
-    timeout = args.pop("stop_timeout", None)
-    args.setdefault("command", None)
-    args["version"] = client.api._version
-    create_kwargs = _create_container_args(args)
-    if timeout is not None:
-        create_kwargs["stop_timeout"] = timeout
-    resp = client.api.create_container(**create_kwargs)
-    return handle(client, resp["Id"])
+def create_container(engine: Engine, name: str, config: dict[str, Any]) -> str:
+    """Create the container; its ID. From API 1.44 on, the engine takes a MAC address per
+    endpoint (the container-wide one is deprecated there): it moves to the first network's."""
+    if "MacAddress" in config and _version_at_least(engine.version, (1, 44)):
+        config = dict(config)
+        mac = config.pop("MacAddress")
+        endpoints = config["NetworkingConfig"]["EndpointsConfig"]
+        first = next(iter(endpoints))
+        config["NetworkingConfig"] = {"EndpointsConfig": {
+            **endpoints, first: {**endpoints[first], "MacAddress": mac}}}
+    return engine.create_container(name, config)["Id"]
 
 
-def handle(client: docker.DockerClient | None, container_id: str) -> Container:
-    """A container by its ID alone, without its inspect document: a controller keeps one per
-    task for as long as the task runs, and the ~20 KB of parsed JSON a full `Container` holds
-    was 1 MB of a worker's RSS at 50 tasks (bench/agent_rss.py). Read the state with
-    `client.api.inspect_container` when it is needed."""
-    return Container(attrs={"Id": container_id}, client=client)
+def _version_at_least(version: str, want: tuple[int, int]) -> bool:
+    major, _, minor = version.partition(".")
+    try:
+        return (int(major), int(minor)) >= want
+    except ValueError:
+        return False
 
 
 def endpoint_config(net: NetAttachment) -> dict[str, Any]:
@@ -305,12 +302,15 @@ def health_status(attrs: dict[str, Any]) -> str:
     return ((attrs.get("State") or {}).get("Health") or {}).get("Status", "")
 
 
-def list_task_containers(client: docker.DockerClient, node_id: str) -> dict[str, Container]:
-    """Every task container (running or not) this node's executor made, by task ID.
+def list_task_containers(engine: Engine, node_id: str) -> dict[str, dict[str, Any]]:
+    """Every task container (running or not) this node's executor made, by task ID: its
+    inspect document (`Id`, `State`, `Config`), which `Controller.adopt` reads. Raises
+    NotFound when one is removed between the list and its inspect (list again).
 
     A restarted worker compares this with its assignments: it adopts the containers of tasks
     still assigned (Controller.adopt) and removes the rest.
     """
-    found = call_sync(client.containers.list, all=True,
+    found = call_sync(engine.containers, all=True,
                       filters={"label": f"{LABEL_NODE_ID}={node_id}"})
-    return {c.labels[LABEL_TASK_ID]: c for c in found if LABEL_TASK_ID in c.labels}
+    return {c["Labels"][LABEL_TASK_ID]: call_sync(engine.inspect_container, c["Id"])
+            for c in found if LABEL_TASK_ID in (c.get("Labels") or {})}

@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
-import docker
-import docker.errors
-
 from ...proto import AssignedTask
 from ...store.objects import TaskStatus
+from ..engine import Engine, NotFound
 from . import docker_adapter as adapter
 from .controller import Controller
 from .docker_adapter import connect
@@ -58,10 +56,10 @@ class DockerExecutor:
         self.base_url = base_url
         self.networks = networks
         self.timeout = timeout
-        self._client: docker.DockerClient | None = None
+        self._client: Engine | None = None
         self._lock = asyncio.Lock()
 
-    async def client(self) -> docker.DockerClient:
+    async def client(self) -> Engine:
         async with self._lock:
             if self._client is None:
                 self._client = await asyncio.to_thread(connect, self.base_url, self.timeout)
@@ -77,7 +75,7 @@ class DockerExecutor:
         for _attempt in range(5):
             try:
                 return await asyncio.to_thread(adapter.list_task_containers, client, node_id)
-            except docker.errors.NotFound:
+            except NotFound:
                 continue  # one vanished between the list and its inspect: list again
         raise EngineUnavailable("task containers kept vanishing while being listed")
 
@@ -88,8 +86,8 @@ class DockerExecutor:
     async def remove(self, container: Any) -> None:
         client = await self.client()
         try:
-            await adapter.call(client.api.remove_container, container.id, force=True)
-        except docker.errors.NotFound:
+            await adapter.call(client.remove_container, container["Id"], force=True)
+        except NotFound:
             pass
 
     def close(self) -> None:

@@ -137,7 +137,7 @@ class ExitWatch:
         delay = RETRY_S[0]
         while self._current(run_id):
             try:
-                stream = self.client.api.events(decode=True, filters={
+                stream = self.client.events(filters={
                     "type": "container", "event": [DIE, DESTROY], "label": [LABEL_TASK_ID]})
             except Exception as exc:  # noqa: BLE001 - engine down: the waits re-inspect meanwhile
                 log.debug("container events: %s; retrying in %.1fs", exc, delay)
@@ -163,6 +163,7 @@ class ExitWatch:
             except Exception as exc:  # noqa: BLE001 - closed by us, or the engine went away
                 if self._current(run_id):
                     log.debug("container events stream ended: %s", exc)
+            _close_quietly(stream)  # its connection, when the engine ended it
             if self._current(run_id):
                 time.sleep(delay)
 

@@ -28,12 +28,11 @@ import io
 import logging
 import tarfile
 
-import docker
-import docker.errors
-from docker.types import Mount
+from typing import Any
 
 from ...proto import AssignedTask, TaskFile
-from ...taskimage import TASK_IMAGE, ensure_task_image
+from ...taskimage import TASK_IMAGE, image_archive
+from ..engine import APIError, Engine, NotFound
 from . import docker_adapter as adapter
 
 LABEL_FILES_TASK = "com.swarmkit-py.files.task.id"
@@ -67,7 +66,7 @@ def archive(files: tuple[TaskFile, ...]) -> bytes:
 class TaskFiles:
     """Steps 1-5 above for one task; a no-op for a task with no secrets or configs."""
 
-    def __init__(self, client: docker.DockerClient, task: AssignedTask) -> None:
+    def __init__(self, client: Engine, task: AssignedTask) -> None:
         self.client = client
         self.task = task
         self.mountpoint = ""
@@ -76,27 +75,27 @@ class TaskFiles:
     def needed(self) -> bool:
         return bool(self.task.files)
 
-    async def prepare(self) -> list[Mount]:
-        """Steps 1-3; returns the task container's mounts."""
+    async def prepare(self) -> list[dict[str, Any]]:
+        """Steps 1-3; returns the task container's mounts (the engine's HostConfig.Mounts)."""
         if not self.needed:
             return []
         await self.release()  # leftovers of an attempt interrupted before start
         labels = {LABEL_FILES_TASK: self.task.id, LABEL_FILES_NODE: self.task.node_id}
         volume = await adapter.call(
-            self.client.volumes.create, name=volume_name(self.task), driver="local",
-            driver_opts={"type": "tmpfs", "device": "tmpfs", "o": "mode=0755"}, labels=labels)
-        self.mountpoint = volume.attrs["Mountpoint"]
+            self.client.create_volume, volume_name(self.task), "local",
+            {"type": "tmpfs", "device": "tmpfs", "o": "mode=0755"}, labels)
+        self.mountpoint = volume["Mountpoint"]
         await adapter.call(ensure_task_image, self.client)
-        holder = await adapter.call(
-            self.client.containers.run, TASK_IMAGE, ["sleep", "2147483647"], detach=True,
-            name=holder_name(self.task), labels=labels, network_mode="none",
-            mounts=[Mount(HOLD_PATH, volume.name, type="volume")])
-        ok = await adapter.call(self.client.api.put_archive, holder.id, HOLD_PATH,
-                                archive(self.task.files))
-        if not ok:
-            raise RuntimeError("the engine refused the secret/config archive")
-        return [Mount(f.path, f"{self.mountpoint}/{i}", type="bind", read_only=True)
-                for i, f in enumerate(self.task.files)]
+        holder = await adapter.call(self.client.create_container, holder_name(self.task), {
+            "Image": TASK_IMAGE, "Cmd": ["sleep", "2147483647"], "Labels": labels,
+            "HostConfig": {"NetworkMode": "none", "Mounts": [
+                {"Target": HOLD_PATH, "Source": volume["Name"], "Type": "volume",
+                 "ReadOnly": False}]}})
+        await adapter.call(self.client.start, holder["Id"])
+        await adapter.call(self.client.put_archive, holder["Id"], HOLD_PATH,
+                           archive(self.task.files))
+        return [{"Target": f.path, "Source": f"{self.mountpoint}/{i}", "Type": "bind",
+                 "ReadOnly": True} for i, f in enumerate(self.task.files)]
 
     async def release(self) -> None:
         """Step 5 (also the cleanup of an attempt that never started): remove the holder and
@@ -104,18 +103,18 @@ class TaskFiles:
         if not self.needed:
             return
         try:
-            await adapter.call(self.client.api.remove_container, holder_name(self.task),
+            await adapter.call(self.client.remove_container, holder_name(self.task),
                                force=True)
-        except docker.errors.NotFound:
+        except NotFound:
             pass
         for attempt in range(RELEASE_ATTEMPTS):
             try:
-                await adapter.call(self.client.api.remove_volume, volume_name(self.task),
+                await adapter.call(self.client.remove_volume, volume_name(self.task),
                                    force=True)
                 return
-            except docker.errors.NotFound:
+            except NotFound:
                 return
-            except docker.errors.APIError as exc:
+            except APIError as exc:
                 # "volume is in use" while the engine finishes removing the holder; what
                 # is left is swept when the task is removed or the worker restarts.
                 if attempt == RELEASE_ATTEMPTS - 1:
@@ -125,22 +124,34 @@ class TaskFiles:
                 await asyncio.sleep(0.2 * (attempt + 1))
 
 
-def sweep(client: docker.DockerClient, node_id: str, keep: set[str]) -> list[str]:
+def ensure_task_image(client: Engine) -> None:
+    """The holders' image (taskimage.py), loaded from the archive built in memory unless the
+    engine has it. Never pulls."""
+    try:
+        client.inspect_image(TASK_IMAGE)
+    except NotFound:
+        client.load_image(image_archive())
+
+
+def sweep(client: Engine, node_id: str, keep: set[str]) -> list[str]:
     """Remove holders and volumes of tasks not in ``keep`` (left by a worker that died
     between prepare and start); returns the task IDs cleaned."""
     gone: set[str] = set()
     flt = {"label": f"{LABEL_FILES_NODE}={node_id}"}
-    for c in adapter.call_sync(client.containers.list, all=True, filters=flt):
-        task_id = c.labels.get(LABEL_FILES_TASK, "")
-        if task_id not in keep:
-            adapter.call_sync(client.api.remove_container, c.id, force=True)
-            gone.add(task_id)
-    for v in adapter.call_sync(client.volumes.list, filters=flt):
-        task_id = (v.attrs.get("Labels") or {}).get(LABEL_FILES_TASK, "")
+    for c in adapter.call_sync(client.containers, all=True, filters=flt):
+        task_id = (c.get("Labels") or {}).get(LABEL_FILES_TASK, "")
         if task_id not in keep:
             try:
-                adapter.call_sync(client.api.remove_volume, v.name, force=True)
-            except docker.errors.APIError:
+                adapter.call_sync(client.remove_container, c["Id"], force=True)
+            except NotFound:
+                pass  # gone meanwhile
+            gone.add(task_id)
+    for v in adapter.call_sync(client.volumes, filters=flt):
+        task_id = (v.get("Labels") or {}).get(LABEL_FILES_TASK, "")
+        if task_id not in keep:
+            try:
+                adapter.call_sync(client.remove_volume, v["Name"], force=True)
+            except APIError:
                 continue
             gone.add(task_id)
     return sorted(gone)

@@ -25,12 +25,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import docker
-import docker.errors
-from docker.types import IPAMConfig, IPAMPool
-
 from ...background import Background
 from ...proto import NetAttachment
+from ..engine import APIError, Engine, NotFound
 from . import links, mesh
 from .dns import DNSServer, build_records
 
@@ -41,7 +38,7 @@ RETRY_LEFTOVER = 1.0
 """Seconds between tries to remove an engine network a stopping container still holds."""
 
 
-def engine_network(client: docker.DockerClient, network_id: str, name: str, subnet: str,
+def engine_network(client: Engine, network_id: str, name: str, subnet: str,
                    gateway: str, internal: bool, ip_range: str | None = None) -> None:
     """The engine's bridge network for an overlay, made once (looked up by our label).
 
@@ -50,19 +47,22 @@ def engine_network(client: docker.DockerClient, network_id: str, name: str, subn
     standalone container fails ("no available IPv4 addresses") instead of taking an address
     the leader may give a task elsewhere; tasks are created with their address and are not
     bound by the pool."""
-    found = client.networks.list(filters={"label": f"{LABEL_NETWORK_ID}={network_id}"})
+    found = client.networks(filters={"label": f"{LABEL_NETWORK_ID}={network_id}"})
     if found:
         return
+    config: dict[str, Any] = {
+        "Name": name, "Driver": "bridge", "CheckDuplicate": True,
+        "Labels": {LABEL_NETWORK_ID: network_id},
+        "Options": {"com.docker.network.bridge.name": links.bridge_name(network_id),
+                    "com.docker.network.driver.mtu": str(links.MTU)},
+        "IPAM": {"Driver": "default", "Config": [
+            {"Subnet": subnet, "Gateway": gateway, "IPRange": ip_range or f"{gateway}/32"}]},
+    }
+    if internal:
+        config["Internal"] = True
     try:
-        client.networks.create(
-            name, driver="bridge", internal=internal, check_duplicate=True,
-            labels={LABEL_NETWORK_ID: network_id},
-            options={"com.docker.network.bridge.name": links.bridge_name(network_id),
-                     "com.docker.network.driver.mtu": str(links.MTU)},
-            ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=subnet, gateway=gateway,
-                                                   iprange=ip_range or f"{gateway}/32")]),
-        )
-    except docker.errors.APIError as exc:
+        client.create_network(config)
+    except APIError as exc:
         if exc.status_code != 409:
             raise
         raise RuntimeError(
@@ -237,17 +237,17 @@ class NetworkPlane:
         self._engine_networks &= known
         self._links_applied = {k: v for k, v in self._links_applied.items() if k in known}
         leftover: set[str] = set()
-        for net in client.networks.list(filters={"label": LABEL_NETWORK_ID}):
-            nid = (net.attrs.get("Labels") or {}).get(LABEL_NETWORK_ID)
+        for net in client.networks(filters={"label": LABEL_NETWORK_ID}):
+            nid = (net.get("Labels") or {}).get(LABEL_NETWORK_ID)
             if nid in known:
                 continue
             try:
-                net.remove()
-            except docker.errors.NotFound:
+                client.remove_network(net["Id"])
+            except NotFound:
                 continue
-            except docker.errors.APIError as exc:
+            except APIError as exc:
                 if nid not in self.leftover:
                     log.info("network %s removed from the swarm but still in use here (its "
-                             "containers are stopping); trying again: %s", net.name, exc)
+                             "containers are stopping); trying again: %s", net["Name"], exc)
                 leftover.add(nid)
         self.leftover = leftover
