@@ -151,31 +151,41 @@ def connector(base_url: str | None):
 
 
 class Stream:
-    """A streaming answer (events, logs), read by one thread and closable from any."""
+    """A streaming answer (events, logs), read by one thread and closable from any: `close`
+    shuts the socket down, which wakes a read blocked in recv, then closes the connection once
+    that read has returned (each read holds the stream's lock); reads after it return b""."""
 
     def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse):
         self._conn, self.response = conn, response
         self._sock = conn.sock
         self._sock.settimeout(None)  # no read timeout: a stream may be quiet for hours
+        self._lock = threading.Lock()
 
     def read(self, n: int) -> bytes:
         """Up to `n` bytes, fewer only at the end (the body, chunks decoded)."""
-        return self.response.read(n)
+        with self._lock:
+            return self.response.read(n)
 
     def read1(self, n: int) -> bytes:
         """What has arrived (at most `n` bytes), without waiting for more; b"" at the end."""
-        return self.response.read1(n)
+        with self._lock:
+            return self.response.read1(n)
 
     def lines(self) -> Iterator[bytes]:
-        while line := self.response.readline():
+        while True:
+            with self._lock:
+                line = self.response.readline()
+            if not line:
+                return
             yield line
 
     def close(self) -> None:
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
-            pass  # already closed by the engine
-        self._conn.close()
+            pass  # already closed
+        with self._lock:
+            self._conn.close()
 
 
 class EventStream(Stream):

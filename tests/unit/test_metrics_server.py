@@ -50,18 +50,21 @@ async def test_scrape_and_refusals():
 
 def test_a_worker_agent_does_not_load_aiohttp_cryptography_or_the_manager():
     """Serving /metrics must not pull the manager half or aiohttp into a worker; nor must
-    anything a worker-only agent imports pull in `cryptography` (ca/sslfacts.py) or the Raft
-    storage. paramiko is blocked as on hosts (the wheelhouse has runtime dependencies only):
-    it is installed here for the deploy toolkit, and the Docker SDK imports it, and it
-    `cryptography`, when it is there."""
+    anything a worker-only agent imports pull in `cryptography` (ca/sslfacts.py), the Raft
+    storage, or the Docker SDK with requests and urllib3 (worker/engine.py), also once it has
+    described its node to the engine (as it does at each session). paramiko is blocked as on
+    hosts (the wheelhouse has runtime dependencies only): it is installed here for the deploy
+    toolkit, and the Docker SDK imports it, and it `cryptography`, when it is there."""
     import subprocess
     import sys
 
     code = ("import sys; sys.modules['paramiko'] = None\n"
             "import swarmkit_py.cli.main, swarmkit_py.agent.agent, swarmkit_py.agent.metrics\n"
+            "from swarmkit_py.worker.describe import describe_node\n"
+            "describe_node('unix:///nonexistent/docker.sock', timeout=1)\n"
             "bad = sorted(m for m in sys.modules if m.startswith(('aiohttp', 'swarmkit_py.api', "
             "'swarmkit_py.manager.manager', 'swarmkit_py.raft.node', 'swarmkit_py.raft.storage', "
-            "'cryptography')))\n"
+            "'cryptography', 'docker', 'requests', 'urllib3', 'charset_normalizer', 'idna')))\n"
             "print(bad)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", out

@@ -27,7 +27,6 @@ import asyncio
 import io
 import logging
 import tarfile
-
 from typing import Any
 
 from ...proto import AssignedTask, TaskFile
