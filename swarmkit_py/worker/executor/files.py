@@ -26,11 +26,9 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import tarfile
 from typing import Any
 
 from ...proto import AssignedTask, TaskFile
-from ...taskimage import TASK_IMAGE, image_archive
 from ..engine import APIError, Engine, NotFound
 from . import docker_adapter as adapter
 
@@ -52,6 +50,8 @@ def volume_name(task: AssignedTask) -> str:
 
 def archive(files: tuple[TaskFile, ...]) -> bytes:
     """The files as a tar built in memory, named by position (targets may share names)."""
+    import tarfile  # here, as taskimage below: 0.35 MB a worker without secrets never uses
+
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for i, f in enumerate(files):
@@ -84,6 +84,8 @@ class TaskFiles:
             self.client.create_volume, volume_name(self.task), "local",
             {"type": "tmpfs", "device": "tmpfs", "o": "mode=0755"}, labels)
         self.mountpoint = volume["Mountpoint"]
+        from ...taskimage import TASK_IMAGE
+
         await adapter.call(ensure_task_image, self.client)
         holder = await adapter.call(self.client.create_container, holder_name(self.task), {
             "Image": TASK_IMAGE, "Cmd": ["sleep", "2147483647"], "Labels": labels,
@@ -126,6 +128,8 @@ class TaskFiles:
 def ensure_task_image(client: Engine) -> None:
     """The holders' image (taskimage.py), loaded from the archive built in memory unless the
     engine has it. Never pulls."""
+    from ...taskimage import TASK_IMAGE, image_archive
+
     try:
         client.inspect_image(TASK_IMAGE)
     except NotFound:

@@ -22,8 +22,6 @@ import logging
 import random
 from dataclasses import dataclass, field
 
-from dnslib import QTYPE, RCODE, RR, A, DNSRecord
-
 log = logging.getLogger(__name__)
 
 PORT = 53
@@ -145,6 +143,10 @@ class DNSServer:
         self._sockets.clear()
 
     async def answer(self, proto: _Protocol, data: bytes, addr) -> None:
+        # dnslib on the first query: 0.6 MB of a worker's RSS (bench/agent_rss.py) that a node
+        # whose tasks join no overlay network, or that runs no kernel dataplane, never uses.
+        from dnslib import QTYPE, RCODE, RR, A, DNSRecord
+
         try:
             query = DNSRecord.parse(data)
         except Exception:
