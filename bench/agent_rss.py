@@ -80,7 +80,7 @@ STEPS = [
     ("the agent's config (pydantic models)", "swarmkit_py.agent.config"),
     ("the store's models (pydantic classes, built on first use)", "swarmkit_py.store.objects"),
     ("the engine client (http.client; until 4d47989: the Docker SDK, 7.4 MB)",
-     "swarmkit_py.worker.engine"),
+     "swarmkit_py.engine"),
     ("swarmkit-py's worker side (agent module)", "swarmkit_py.agent.agent"),
     ("cryptography (x509, keys: a manager's CA, Raft keyring)",
      "cryptography.x509,cryptography.hazmat.primitives.asymmetric.ec,"
@@ -91,7 +91,7 @@ STEPS = [
 """Imported one after the other in one interpreter: each step's RSS is what it adds to those
 before it (shared dependencies count where they are first loaded). Everything up to the worker
 side is what a worker-only agent loads; `cryptography` comes with the manager half only
-(ca/sslfacts.py). No agent loads the Docker SDK (worker/engine.py)."""
+(ca/sslfacts.py). No agent loads the Docker SDK (swarmkit_py/engine.py)."""
 
 
 def _steps() -> list[dict]:

@@ -26,6 +26,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from ..engine import filters_query
 from .inventory import Host, Inventory
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -67,17 +68,6 @@ class APIError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(f"{status}: {message}")
         self.status_code, self.explanation = status, message
-
-
-def _filters(filters: dict[str, Any] | None) -> dict[str, str]:
-    """Docker's `filters` query parameter: {"service": "web"} -> '{"service": ["web"]}'."""
-    if not filters:
-        return {}
-    out = {}
-    for k, v in filters.items():
-        vs = v if isinstance(v, list) else [v]
-        out[k] = ["true" if x is True else "false" if x is False else str(x) for x in vs]
-    return {"filters": json.dumps(out)}
 
 
 class ReadAPI:
@@ -132,16 +122,16 @@ class ReadAPI:
         return self.get("/swarm")
 
     def nodes(self, filters: dict | None = None) -> list[dict]:
-        return self.get("/nodes", _filters(filters))
+        return self.get("/nodes", filters_query(filters))
 
     def inspect_node(self, node_id: str) -> dict:
         return self.get(f"/nodes/{urllib.parse.quote(node_id, safe='')}")
 
     def services(self, filters: dict | None = None) -> list[dict]:
-        return self.get("/services", _filters(filters))
+        return self.get("/services", filters_query(filters))
 
     def tasks(self, filters: dict | None = None) -> list[dict]:
-        return self.get("/tasks", _filters(filters))
+        return self.get("/tasks", filters_query(filters))
 
     def get_unlock_key(self) -> dict:
         return self.get("/swarm/unlockkey")

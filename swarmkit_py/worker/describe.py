@@ -85,7 +85,7 @@ def describe_node(
 ) -> dict[str, Any]:
     """Engine first, host as fallback. ``hostname`` overrides the system's (several agents on
     one machine in tests, or an operator-chosen name)."""
-    from .engine import Engine
+    from ..engine import Engine
 
     try:
         client = Engine(docker_base_url, timeout=timeout)

@@ -8,7 +8,7 @@ that reader thread blocks on its engine stream. The worker's session, heartbeats
 reconcile never wait on a log reader.
 
 The engine's stream is read raw (its multiplexed frames: stream id, length, one log message;
-worker/engine.py decodes the chunked transfer under them), keeping the stream id: stdout and
+swarmkit_py/engine.py decodes the chunked transfer under them), keeping the stream id: stdout and
 stderr stay apart all the way to the CLI, which prints them on its own stdout and stderr. A task asked for
 again after a leader change carries the last timestamp its reader delivered (``after``), so
 the new subscription starts right after it instead of repeating or skipping lines.
@@ -24,9 +24,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+from ..engine import Engine, Stream
 from ..proto import LOGS_CANCEL, LOGS_PUBLISH, LOGS_SUBSCRIBE, MAX_BATCH
 from ..store.timefmt import parse_rfc3339
-from .engine import Engine, Stream
 from .executor.docker_adapter import LABEL_TASK_ID
 
 log = logging.getLogger(__name__)

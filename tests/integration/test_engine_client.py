@@ -1,4 +1,4 @@
-"""The worker's engine client (worker/engine.py) against the machine's real Docker engine: the
+"""The worker's engine client (swarmkit_py/engine.py) against the machine's real Docker engine: the
 log stream's frames (stdout and stderr apart, timestamps), a TTY's bytes, the engine's errors
 by status, a container's exit on the events stream, and a stop that outlasts the call timeout.
 Containers here carry a label unique to the test; teardown removes exactly those."""
@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
+from swarmkit_py.engine import APIError, Conflict, Engine, NotFound
 from swarmkit_py.taskimage import TASK_IMAGE
-from swarmkit_py.worker.engine import APIError, Conflict, Engine, NotFound
 from swarmkit_py.worker.logs import demux, parse_line
 
 pytestmark = pytest.mark.slow

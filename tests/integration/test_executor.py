@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def engine(docker_engine):
-    """The worker's own engine client (worker/engine.py) for the controllers; the test looks
+    """The worker's own engine client (swarmkit_py/engine.py) for the controllers; the test looks
     at the outcome through the Docker SDK (`docker_engine`)."""
     client = connect()
     yield client

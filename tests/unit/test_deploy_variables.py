@@ -41,6 +41,8 @@ def test_plain_templates_do_not_load_jinja2():
 
 
 def test_filters_are_encoded_as_docker_expects():
-    assert api._filters(None) == {}
-    assert api._filters({"service": "web", "desired-state": ["running", "ready"], "dangling": True}) == {
+    from swarmkit_py.engine import filters_query  # deploy/api.py's and the worker's
+
+    assert filters_query(None) == {}
+    assert filters_query({"service": "web", "desired-state": ["running", "ready"], "dangling": True}) == {
         "filters": '{"service": ["web"], "desired-state": ["running", "ready"], "dangling": ["true"]}'}

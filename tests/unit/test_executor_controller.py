@@ -3,8 +3,8 @@ engine that is not there."""
 
 import pytest
 
+from swarmkit_py.engine import Engine
 from swarmkit_py.store.objects import TaskState
-from swarmkit_py.worker.engine import Engine
 from swarmkit_py.worker.executor import Controller, EngineUnavailable, InvalidTransition, connect
 from tests.unit.test_executor_fixtures import assigned
 

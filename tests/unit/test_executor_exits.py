@@ -31,7 +31,7 @@ class FakeStream:
 
 
 class FakeClient:
-    """The engine client's `events` (worker/engine.py)."""
+    """The engine client's `events` (swarmkit_py/engine.py)."""
 
     def __init__(self) -> None:
         self.streams: list[FakeStream] = []

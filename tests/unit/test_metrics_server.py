@@ -51,7 +51,7 @@ async def test_scrape_and_refusals():
 def test_a_worker_agent_does_not_load_aiohttp_cryptography_or_the_manager():
     """Serving /metrics must not pull the manager half or aiohttp into a worker; nor must
     anything a worker-only agent imports pull in `cryptography` (ca/sslfacts.py), the Raft
-    storage, or the Docker SDK with requests and urllib3 (worker/engine.py), also once it has
+    storage, or the Docker SDK with requests and urllib3 (swarmkit_py/engine.py), also once it has
     described its node to the engine (as it does at each session). paramiko is blocked as on
     hosts (the wheelhouse has runtime dependencies only): it is installed here for the deploy
     toolkit, and the Docker SDK imports it, and it `cryptography`, when it is there."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ...engine import APIError, Engine, NotFound
 from ...proto import AssignedTask
 from ...store.objects import ContainerStatus, TaskState, TaskStatus
-from ..engine import APIError, Engine, NotFound
 from . import docker_adapter as adapter
 from .errors import InvalidTransition
 from .exits import DESTROY, DIE, exit_watch

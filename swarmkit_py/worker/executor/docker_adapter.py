@@ -3,7 +3,7 @@
 Everything engine-specific is here: how a task's spec becomes the engine's create body, the
 labels that let `docker ps` (and a restarted worker) tell which task a container is, and how
 transport failures become the one retryable EngineUnavailable error. The engine client
-(`worker/engine.py`: http.client, not the Docker SDK; it says why) is blocking; `call` runs it
+(`swarmkit_py/engine.py`: http.client, not the Docker SDK; it says why) is blocking; `call` runs it
 in a thread so one event loop can drive many tasks: threads of its own pool (DOCKER_THREADS),
 not the event loop's default executor, where each running task's wait for its container
 would hold one of the few threads the agent's other blocking work (Raft's WAL on a manager,
@@ -32,11 +32,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from ...engine import Engine, Unreachable
 from ...memory import trim_heap
 from ...proto import AssignedTask, NetAttachment
 from ...store.objects import ContainerSpec, HealthConfig
 from ...store.objects.taskspec import DEFAULT_STOP_GRACE_PERIOD, SECOND
-from ..engine import Engine, Unreachable
 from .errors import EngineUnavailable
 
 LABEL_TASK = "com.docker.swarm.task"

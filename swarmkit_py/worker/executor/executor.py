@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
+from ...engine import Engine, NotFound
 from ...proto import AssignedTask
 from ...store.objects import TaskStatus
-from ..engine import Engine, NotFound
 from . import docker_adapter as adapter
 from .controller import Controller
 from .docker_adapter import connect

@@ -28,8 +28,8 @@ import io
 import logging
 from typing import Any
 
+from ...engine import APIError, Engine, NotFound
 from ...proto import AssignedTask, TaskFile
-from ..engine import APIError, Engine, NotFound
 from . import docker_adapter as adapter
 
 LABEL_FILES_TASK = "com.swarmkit-py.files.task.id"

@@ -26,8 +26,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ...background import Background
+from ...engine import APIError, Engine, NotFound
 from ...proto import NetAttachment
-from ..engine import APIError, Engine, NotFound
 from . import links, mesh
 from .dns import DNSServer, build_records
 

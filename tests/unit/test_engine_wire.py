@@ -1,4 +1,4 @@
-"""The worker's engine client (worker/engine.py) on the wire: chunked answers cut anywhere
+"""The worker's engine client (swarmkit_py/engine.py) on the wire: chunked answers cut anywhere
 (log frames, event lines), error answers by status, an engine that closes kept-alive
 connections, one that never answers, and one that is not there. The engine here is a scripted
 HTTP/1.1 server on a unix socket, so every byte boundary is chosen; the same calls against the
@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from swarmkit_py.worker.engine import APIError, Conflict, Engine, NotFound, Unreachable
+from swarmkit_py.engine import APIError, Conflict, Engine, NotFound, Unreachable
 from swarmkit_py.worker.logs import demux, parse_line
 
 

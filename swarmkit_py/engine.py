@@ -1,6 +1,8 @@
-"""The worker's Docker Engine API client: the standard library's http.client on the engine's
-unix socket (or TCP, with TLS as DOCKER_TLS_VERIFY / DOCKER_CERT_PATH say, as `docker`
-reads them).
+"""A Docker Engine API client for the node's own engine, the one every agent's worker half
+(executor, logs, network plane, node description) uses: the standard library's http.client on
+the engine's unix socket (or TCP, with TLS as DOCKER_TLS_VERIFY / DOCKER_CERT_PATH say, as
+`docker` reads them). It imports nothing of swarmkit-py: the worker uses it, and deploy/api.py
+shares its `filters` encoding, without either importing the other.
 
 Why not the Docker SDK, which the worker used until now: with requests, urllib3,
 charset_normalizer (2.6 MB of tables) and idna it was 7.4 MB of a worker's RSS
@@ -9,8 +11,9 @@ another library: aiodocker needs aiohttp (10.6 MB, which a worker already does w
 /metrics is plain asyncio); httpx brings httpcore, h11, anyio, certifi and idna for what
 http.client does here; python-on-whales runs the docker CLI, a process per call, and a host's
 engine needs no CLI. http.client costs 0.14 MB in a worker that has asyncio and ssl loaded.
-The manager side (the CLI's API-socket client, `taskimage.load`, the lab and the tests) keeps
-the SDK; `tests/unit/test_metrics_server.py` checks a worker-only agent loads none of it.
+No agent loads the SDK now (a manager runs the worker half too); the CLI's API-socket
+client, `taskimage.load`, the lab and the tests keep it. `tests/unit/test_metrics_server.py`
+checks that a worker-only agent loads none of it.
 
 What it keeps of the SDK's behaviour:
 - the API version is the engine's own (GET /version once, as the SDK's "auto");
