@@ -8,7 +8,7 @@ import sys
 import jinja2
 import pytest
 
-from swarmkit_py.deploy import api, variables
+from swarmkit_py.deploy import variables
 
 VARS = {"dir": "/etc/swarmkit-py", "port": 2376, "on": True, "none": None, "lst": [1, "a"], "empty": ""}
 
