@@ -8,8 +8,9 @@ dispatcher sends them (busybox `sleep`, no networks). Each round starts `--tasks
 at once on one event loop, as a worker given that many tasks does, and records each task's time
 from its prepare to RUNNING (p50, max), the round's wall time and the CPU this process spent
 on it (`cpu_s`: the executor's side of the starts, engine client included, which depends less
-on the machine's load than the times do); then stops and removes them (grace 0). Run it from the tree to measure (it imports that tree's swarmkit_py), so the same
-script compares two versions of the executor.
+on the machine's load than the times do); then stops and removes them (grace 0). Run it from
+the tree to measure (it imports that tree's swarmkit_py), so the same script compares two
+versions of the executor.
 """
 
 from __future__ import annotations
