@@ -75,7 +75,7 @@ GROUPS = {
 
 STEPS = [
     ("asyncio, logging, ssl (OpenSSL)", "asyncio,logging,concurrent.futures,json,ssl"),
-    ("msgpack, yaml, dnslib", "msgpack,yaml,dnslib"),
+    ("msgpack, yaml (dnslib: on the first DNS query)", "msgpack,yaml"),
     ("pydantic", "pydantic,pydantic.main"),
     ("the agent's config (pydantic models)", "swarmkit_py.agent.config"),
     ("the store's models (pydantic classes, built on first use)", "swarmkit_py.store.objects"),
