@@ -8,8 +8,8 @@ re-run change nothing. Operator-side code (`swarmkit_py/deploy`, `swarmkit_py/te
 out of the hash: editing the deploy toolkit must not force an agent upgrade.
 
 Beside each wheelhouse tar the cache keeps its *site tar* for the operator's Python
-(`swarmkit-py-<version>.site-cp311.tar.zst`, and `.tar.gz` for hosts without zstd): the
-wheels installed once, here, into a staging tree laid out as a venv
+(`swarmkit-py-<version>.site-cp311.tar.zst`; a `.tar.gz` is made from it for hosts without
+zstd): the wheels installed once, here, into a staging tree laid out as a venv
 (`lib/python3.11/site-packages`, `bin/`), every module compiled (hash-checked pycs). A host
 whose Python is the same minor version makes its venv and unpacks that into it
 (`modules.release`): one `tar -x` instead of running pypa's `installer` over ~30 wheels and
@@ -53,7 +53,7 @@ SITE_SCRIPTS = ".swarmkit-scripts"
 
 SITE_FORMATS = ("zst", "gz")
 """Site tar compressions, preferred first: zstd where the host has it, else gzip (Essential
-on Debian, so every host has it)."""
+on Debian, so every host has it). A build makes the zstd one (gzip if this side has no zstd)."""
 
 
 @dataclass(frozen=True)
@@ -64,17 +64,37 @@ class Wheelhouse:
 
     def site(self, python: str, formats=SITE_FORMATS) -> tuple[Path, str] | None:
         """(site tar, its sha256) for hosts running Python `python` ("3.11") that can unpack
-        one of `formats`, the first built from this wheelhouse; None if there is none (the
-        host installs the wheels)."""
+        one of `formats` (preferred first), made from this wheelhouse; None if there is none
+        (the host installs the wheels). The gzip one is made from the zstd one the first
+        time a host without zstd asks for it (most hosts have zstd: no build pays for both)."""
         for fmt in formats:
-            p = site_path(self.tar, python, fmt)
-            try:
-                sha, of = _sha_file(p).read_text().split()
-            except (OSError, ValueError):
-                continue
-            if of == self.sha256 and p.exists():
-                return p, sha
+            got = _site_built(self, python, fmt)
+            if got is not None:
+                return got
+        if "gz" in formats and shutil.which("zstd"):
+            src = _site_built(self, python, "zst")
+            if src is not None:
+                with open(self.tar.parent / ".lock", "w") as lk:
+                    fcntl.flock(lk, fcntl.LOCK_EX)
+                    if _site_built(self, python, "gz") is None:
+                        plain = src[0].with_name(src[0].name + ".plain.tmp")
+                        r = subprocess.run(["zstd", "-q", "-d", "-f", "--long=27", str(src[0]), "-o", str(plain)],
+                                           capture_output=True, text=True)
+                        if r.returncode != 0:
+                            raise RuntimeError(f"zstd -d {src[0]} failed: {r.stderr[-2000:]}")
+                        _compress(plain, site_path(self.tar, python, "gz"), "gz", self)
+                        plain.unlink()
+                return _site_built(self, python, "gz")
         return None
+
+
+def _site_built(wh: Wheelhouse, python: str, fmt: str) -> tuple[Path, str] | None:
+    p = site_path(wh.tar, python, fmt)
+    try:
+        sha, of = _sha_file(p).read_text().split()
+    except (OSError, ValueError):
+        return None
+    return (p, sha) if of == wh.sha256 and p.exists() else None
 
 
 def site_path(tar: Path, python: str, fmt: str) -> Path:
@@ -262,25 +282,27 @@ def _site(wheels: Path, work: Path, wh: Wheelhouse) -> None:
             else:
                 tf.addfile(ti)
     shutil.rmtree(stage, ignore_errors=True)
-    for fmt in SITE_FORMATS:
-        dest = site_path(wh.tar, py, fmt)
-        tmp = dest.with_name(dest.name + ".tmp")
-        if fmt == "zst":
-            if not shutil.which("zstd"):
-                continue  # hosts get the gzip one
-            # --long: the window spans the whole tar, so a module's .py and .pyc share matches
-            r = subprocess.run(["zstd", "-q", "-f", "-9", "-T0", "--long=27", str(plain), "-o", str(tmp)],
-                               capture_output=True, text=True)
-            if r.returncode != 0:
-                raise RuntimeError(f"zstd failed: {r.stderr[-2000:]}")
-        else:
-            with open(plain, "rb") as src, open(tmp, "wb") as raw, \
-                    gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
-                shutil.copyfileobj(src, gz, 1 << 20)
-        sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
-        tmp.replace(dest)
-        _sha_file(dest).write_text(f"{sha} {wh.sha256}\n")
+    fmt = "zst" if shutil.which("zstd") else "gz"  # gzip from it on demand (Wheelhouse.site)
+    _compress(plain, site_path(wh.tar, build_python(), fmt), fmt, wh)
     plain.unlink()
+
+
+def _compress(plain: Path, dest: Path, fmt: str, wh: Wheelhouse) -> None:
+    """Compress the site tar `plain` to `dest` and write its sha256 file (paired with `wh`)."""
+    tmp = dest.with_name(dest.name + ".tmp")
+    if fmt == "zst":
+        # --long: the window spans the whole tar, so a module's .py and .pyc share matches
+        r = subprocess.run(["zstd", "-q", "-f", "-9", "-T0", "--long=27", str(plain), "-o", str(tmp)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"zstd failed: {r.stderr[-2000:]}")
+    else:
+        with open(plain, "rb") as src, open(tmp, "wb") as raw, \
+                gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
+            shutil.copyfileobj(src, gz, 1 << 20)
+    sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    tmp.replace(dest)
+    _sha_file(dest).write_text(f"{sha} {wh.sha256}\n")
 
 
 def site_unpack(fmt: str, src: str, dest: str) -> str:
@@ -328,7 +350,7 @@ def relabel(src: Wheelhouse, version: str, replace: dict[str, Path] | None = Non
                 tout.addfile(ti, io.BytesIO(data))
         wh = Wheelhouse(version, tar, hashlib.sha256(tmp.read_bytes()).hexdigest())
         py = build_python()
-        same = [src.site(py, (fmt,)) for fmt in SITE_FORMATS] if not replace else []
+        same = [_site_built(src, py, fmt) for fmt in SITE_FORMATS] if not replace else []
         if any(same):  # the same wheels: the same site tars (no version inside)
             for fmt, have in zip(SITE_FORMATS, same, strict=True):
                 if have:

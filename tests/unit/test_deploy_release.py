@@ -128,6 +128,8 @@ def test_damaged_upload_is_refused_before_unpacking_then_sent_again(tmp_path, wh
 
 
 def test_site_tar_pairs_only_with_its_wheelhouse_and_relabel_keeps_it(tmp_path, wh):
+    if shutil.which("zstd"):  # a build makes one site tar; the gzip one when a host needs it
+        assert wheelhouse._site_built(wh, PY, "gz") is None
     zst, gz = wh.site(PY, ("zst",)), wh.site(PY, ("gz",))
     assert gz is not None and gz[0].name.endswith(f".site-cp{PY.replace('.', '')}.tar.gz")
     assert wh.site(PY) == (zst or gz)  # zstd first when it was built
