@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -94,7 +95,9 @@ def main() -> None:
     for k, s in seen.values():
         by[k] += s
     total = cpu_total(cg) - h0
-    out = {"bench": "host_cpu", "cmd": " ".join(cmd), "rc": proc.returncode,
+    from _common import git_commit
+
+    out = {"bench": "host_cpu", "commit": git_commit(), "cmd": " ".join(cmd), "rc": proc.returncode,
            "wall_s": round(time.monotonic() - t0, 2), "hosts_cpu_s": round(total, 2),
            **{k: round(v, 2) for k, v in sorted(by.items(), key=lambda kv: -kv[1])},
            "unattributed": round(total - sum(by.values()), 2), "load1": round(os.getloadavg()[0], 2)}
