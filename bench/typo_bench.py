@@ -5,7 +5,9 @@
 One real manager agent (drained) and N simulated workers (``testing/simnodes.py``); a service
 with ``--replicas`` is created through the Docker API, then for ``--seconds`` one client calls
 ``service ls`` (with status, as the CLI does), ``node ls`` and ``service ps <typo>`` back to back
-and records each latency, the tasks that exist and the tasks running on the nodes. Then the
+and records each latency, the tasks that exist and the tasks running on the nodes (and, in
+``leader``, what its own /metrics say of that time: loop holds of 50 ms or more, API handler
+times, Raft apply batches). Then the
 service is removed and the next ``service ls`` is timed. Prints ONE JSON line (per-call
 p50/p99/max, tasks created and running at the end, the leader's RSS and CPU, load average) and,
 with ``--trace``, one line per probe round on stderr.
@@ -24,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import emit, git_commit  # noqa: E402
-from scale_bench import Fleet, pct, proc_cpu_seconds, proc_rss_mb  # noqa: E402
+from scale_bench import Fleet, fill_figures, metrics_of, pct, proc_cpu_seconds, proc_rss_mb  # noqa: E402
 
 from swarmkit_py.testing.agents import AgentCluster  # noqa: E402
 
@@ -54,6 +56,7 @@ def run(args) -> dict:
         fleet = Fleet(m1.addr, sdk.swarm.attrs["JoinTokens"]["Worker"], args.nodes, c.env, base / "sim.log")
         fleet.wait(lambda s: s.get("connected") == args.nodes, 120, "every node connected")
         cpu0, t0 = proc_cpu_seconds(m1.proc.pid), time.monotonic()
+        m0 = metrics_of(c, m1)
         api.create_service({"ContainerSpec": {"Image": "busybox", "Args": ["sleep", "1d"]}},
                            name="typo", mode={"Replicated": {"Replicas": args.replicas}})
         lat: dict[str, list[float]] = {"service ls": [], "node ls": [], "service ps": []}
@@ -73,6 +76,8 @@ def run(args) -> dict:
                       file=sys.stderr, flush=True)
             time.sleep(0.5)
         span = time.monotonic() - t0
+        # what held the leader's loop meanwhile, and how long its API handlers took
+        out["leader"] = fill_figures(m0, metrics_of(c, m1), span)
         out["leader_cpu_pct"] = round(100 * (proc_cpu_seconds(m1.proc.pid) - cpu0) / span, 1)
         out["leader_rss_mb"] = round(proc_rss_mb(m1.proc.pid), 1)
         out["tasks_listed_at_end"] = tasks
