@@ -7,8 +7,8 @@ with ``--replicas`` is created through the Docker API, then for ``--seconds`` on
 ``service ls`` (with status, as the CLI does), ``node ls`` and ``service ps <typo>`` back to back
 and records each latency, the tasks that exist and the tasks running on the nodes (and, in
 ``leader``, what its own /metrics say of that time: loop holds of 50 ms or more, API handler
-times, Raft apply batches). Then the
-service is removed and the next ``service ls`` is timed. Prints ONE JSON line (per-call
+times, Raft apply batches). Then the service is removed and the next ``service ls`` is
+timed. Prints ONE JSON line (per-call
 p50/p99/max, tasks created and running at the end, the leader's RSS and CPU, load average) and,
 with ``--trace``, one line per probe round on stderr.
 """
