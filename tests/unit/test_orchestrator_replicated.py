@@ -196,6 +196,26 @@ async def test_a_throttled_fill_goes_on_once_a_tenth_of_its_window_started():
     await h.stop()
 
 
+async def test_a_task_made_in_a_slot_the_service_no_longer_has_is_stopped():
+    """Another loop's replacement landing after a scale-down removed its slot (a race): its
+    creation alone makes the replicated orchestrator look, and stop it."""
+    h = Harness()
+    await h.add_node("n1")
+    await h.start(ReplicatedOrchestrator)
+    sid = await h.add_service("web", 3)
+    await until(lambda: slots(h, sid) == [1, 2, 3])
+    await h.work()
+    await h.scale(sid, 2)
+    await until(lambda: slots(h, sid) == [1, 2], what="slot 3 stopped")
+    late = h.tasks(sid)[0].clone()
+    late.id, late.slot, late.desired_state = "late-replacement", 3, TaskState.RUNNING
+    await h.write(late, create=True)
+    await until(lambda: h.view().get_task("late-replacement").desired_state == TaskState.SHUTDOWN,
+                what="the late task in slot 3 stopped")
+    assert slots(h, sid) == [1, 2]
+    await h.stop()
+
+
 async def test_removing_a_service_mid_fill_stops_the_fill_in_bounded_batches():
     h = Harness()
     await h.add_node("n1")

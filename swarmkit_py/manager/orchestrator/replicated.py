@@ -93,7 +93,7 @@ class ReplicatedOrchestrator(StoreLoop):
         for sid in moved:
             del left[sid]
         self._throttled |= throttled - moved
-        for sid in self._dirty(events) | backlog | moved:
+        for sid in self._dirty(view, events) | backlog | moved:
             svc = view.get_service(sid)
             if svc is None:
                 self._remove_all(batch, sid, [t for t in view.tasks(service_id=sid) if t.slot is not None])
@@ -101,16 +101,24 @@ class ReplicatedOrchestrator(StoreLoop):
                 self._service(view, batch, svc)
 
     @staticmethod
-    def _dirty(events) -> set[str]:
+    def _dirty(view: View, events) -> set[str]:
         """Services whose events were service changes, or task changes that may have emptied
-        a slot (a task deleted, or no longer holding its slot)."""
+        a slot (a task deleted, or no longer holding its slot), or a task made in a slot the
+        service does not have (another loop's replacement racing a scale-down). Not every
+        task made: those are mostly this loop's own, and a pass over all of a service's tasks
+        after each of its batches doubled its passes in a large fill (issue 13); a fill that
+        has more to make goes on through the backlog or the starting window."""
         dirty = touched(events, "service", lambda s: s.id)
         for e in events:
             if e.kind != "task":
                 continue
             old, new = e.old, e.new
-            if new is None or old is None or holds(old) != holds(new):
+            if new is None or (old is not None and holds(old) != holds(new)):
                 dirty.add((new or old).service_id)
+            elif old is None and new.service_id not in dirty:
+                svc = view.get_service(new.service_id)
+                if svc is None or (new.slot is not None and is_replicated(svc) and new.slot > replicas(svc)):
+                    dirty.add(new.service_id)
         return dirty
 
     def _spend(self, sid: str) -> bool:
