@@ -10,7 +10,10 @@ charset_normalizer (2.6 MB of tables) and idna it was 7.4 MB of a worker's RSS
 another library: aiodocker needs aiohttp (10.6 MB, which a worker already does without: its
 /metrics is plain asyncio); httpx brings httpcore, h11, anyio, certifi and idna for what
 http.client does here; python-on-whales runs the docker CLI, a process per call, and a host's
-engine needs no CLI. http.client costs 0.14 MB in a worker that has asyncio and ssl loaded.
+engine needs no CLI. This module with http.client costs 0.5 MB in a worker that has asyncio
+and ssl loaded (`bench/agent_rss.py --imports`). There is no image pull: the executor never
+pulled (a task's image must be on the node; `Controller.prepare` rejects the task otherwise),
+so there is no registry auth to carry over either.
 No agent loads the SDK now (a manager runs the worker half too); the CLI's API-socket
 client, `taskimage.load`, the lab and the tests keep it. `tests/unit/test_metrics_server.py`
 checks that a worker-only agent loads none of it.

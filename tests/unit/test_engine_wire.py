@@ -223,6 +223,11 @@ def test_connections_are_kept_and_a_dropped_one_is_replaced(engine_at):
 def test_no_engine_and_a_hung_one_are_unreachable(engine_at, tmp_path):
     with pytest.raises(Unreachable):
         Engine(f"unix://{tmp_path}/none.sock", timeout=1)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(Unreachable, match="refused"):
+        Engine(f"tcp://127.0.0.1:{port}", timeout=1)
     hung = engine_at(lambda m, p: VERSION if p == "/version" else None)
     engine = Engine(hung.url, timeout=0.3)
     t0 = time.monotonic()
