@@ -161,9 +161,11 @@ class Stream:
     shuts the socket down, which wakes a read blocked in recv, then closes the connection once
     that read has returned (each read holds the stream's lock); reads after it return b""."""
 
-    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse):
-        self._conn, self.response = conn, response
-        self._sock = conn.sock
+    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse,
+                 sock: socket.socket) -> None:
+        """`sock`: the connection's socket as the request went out (an answer that closes the
+        connection takes it from `conn`, which then holds none)."""
+        self._conn, self.response, self._sock = conn, response, sock
         self._sock.settimeout(None)  # no read timeout: a stream may be quiet for hours
         self._lock = threading.Lock()
 
@@ -191,7 +193,9 @@ class Stream:
         except OSError:
             pass  # already closed
         with self._lock:
+            self.response.close()
             self._conn.close()
+            self._sock.close()
 
 
 class EventStream(Stream):
@@ -271,6 +275,7 @@ class Engine:
         while True:
             try:
                 conn.request(method, url, body=body, headers=headers)
+                sock = conn.sock
                 response = conn.getresponse()
                 break
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
@@ -285,7 +290,7 @@ class Engine:
                 raise Unreachable(f"docker engine at {self.url}: {where}: {exc}") from exc
         try:
             if stream is not None and response.status < 400:
-                return stream(conn, response)
+                return stream(conn, response, sock)
             data = response.read()
         except _TRANSPORT as exc:
             conn.close()

@@ -170,6 +170,16 @@ def test_events_are_read_a_line_at_a_time_across_chunks(engine_at):
     assert rest == [] and 0.9 <= time.monotonic() - t0 < 5
 
 
+def test_a_stream_that_closes_its_connection_is_read_to_its_end(engine_at):
+    events = [{"Action": "destroy", "Actor": {"ID": f"c{i}"}} for i in range(2)]
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+    body = [json.dumps(e).encode() + b"\n" for e in events]
+    srv = engine_at(lambda m, p: VERSION if p == "/version" else [head, *body], close_after=True)
+    stream = Engine(srv.url, timeout=5).events()
+    assert list(stream) == events  # no chunks, no length: the body ends where the connection does
+    stream.close()
+
+
 def test_error_answers_map_to_their_exceptions(engine_at):
     answers = {
         "/v1.41/containers/nope/json": plain("404 Not Found",
