@@ -35,13 +35,19 @@ async def test_creates_one_pending_task_per_slot_named_like_swarm():
     await h.stop()
 
 
-async def test_scale_up_and_down_keeps_slots_unique_and_contiguous():
+async def _web_of_three_running():
+    """A harness with one node, the replicated orchestrator and `web` (3 replicas) running."""
     h = Harness()
     await h.add_node("n1")
     await h.start(ReplicatedOrchestrator)
     sid = await h.add_service("web", 3)
     await until(lambda: slots(h, sid) == [1, 2, 3])
     await h.work()
+    return h, sid
+
+
+async def test_scale_up_and_down_keeps_slots_unique_and_contiguous():
+    h, sid = await _web_of_three_running()
     for n in (6, 2, 5, 0, 4):
         await h.scale(sid, n)
         await until(lambda n=n: slots(h, sid) == list(range(1, n + 1)), what=f"slots 1..{n}")
@@ -199,12 +205,7 @@ async def test_a_throttled_fill_goes_on_once_a_tenth_of_its_window_started():
 async def test_a_task_made_in_a_slot_the_service_no_longer_has_is_stopped():
     """Another loop's replacement landing after a scale-down removed its slot (a race): its
     creation alone makes the replicated orchestrator look, and stop it."""
-    h = Harness()
-    await h.add_node("n1")
-    await h.start(ReplicatedOrchestrator)
-    sid = await h.add_service("web", 3)
-    await until(lambda: slots(h, sid) == [1, 2, 3])
-    await h.work()
+    h, sid = await _web_of_three_running()
     await h.scale(sid, 2)
     await until(lambda: slots(h, sid) == [1, 2], what="slot 3 stopped")
     late = h.tasks(sid)[0].clone()
