@@ -87,8 +87,10 @@ def test_secret_and_config_life_cycle_with_the_cli(agent_cluster, tmp_path):
 
     old = ct.id
     c.docker(m1, "service", "update", "-d", "--secret-rm", "db_pw", "web")
+    # Stop-first: the old task's `sleep` ignores SIGTERM, so the roll takes the 10 s grace,
+    # then the new task's start; 60 s was short once on a 2-core machine at load 16.
     new = c.wait_for(lambda: (x := _task_container(engine, "web")) is not None and x.id != old
-                     and x, 60, "web rolled to a task without the secret")
+                     and x, 120, "web rolled to a task without the secret")
     assert "db_pw" not in _sh(new, "ls /run/secrets 2>/dev/null; cat /proc/mounts")
     assert _sh(new, "cat /www/index.html") == page
 
