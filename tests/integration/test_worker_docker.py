@@ -194,3 +194,36 @@ async def test_tasks_run_stop_fail_and_survive_a_worker_restart(cluster):
     await cluster.set_desired(d.id, S.SHUTDOWN)
     await until(lambda: cluster.state(d.id) == S.SHUTDOWN, "adopted d shut down")
     await until(lambda: not cluster.containers(d.id), "d removed")
+
+
+async def test_a_lost_change_is_repaired_by_a_resync(cluster):
+    """Incremental assignments end to end: the worker gets its set, then changes; one change
+    is lost on the way (the leader believes it was sent), so the next one does not apply on
+    top of what the worker holds: the worker asks for its full set, and the task of the lost
+    change runs too."""
+    await cluster.start_worker()
+    a = await cluster.add_task(1, ["sleep 300"])
+    await until(lambda: cluster.state(a.id) == S.RUNNING, "a running")
+    pusher = cluster.dispatcher.assignments
+    assert pusher.full_pushes == 1  # the session's set; what follows are changes
+
+    real_push, lost = cluster.dispatcher.push, []
+
+    async def lose_one(node_id, method, params=None, *, frame=None):
+        if not lost and "changed" in (params or {}):
+            lost.append(params)
+            return True  # the leader thinks it went out
+        return await real_push(node_id, method, params, frame=frame)
+
+    cluster.dispatcher.push = lose_one
+    b = await cluster.add_task(2, ["sleep 300"])
+    await until(lambda: lost, "b's change lost")
+    c = await cluster.add_task(3, ["sleep 300"])
+    for t in (b, c):
+        await until(lambda t=t: cluster.state(t.id) == S.RUNNING, f"{t.id} running after the resync")
+    assert [t["id"] for t in lost[0]["changed"]] == [b.id]
+    assert cluster.worker.reconciler.resyncs == 1
+    assert cluster.dispatcher.counters["assignment_resyncs"] == 1
+    assert pusher.full_pushes == 2
+    [a_ctr] = cluster.containers(a.id, running_only=True)  # a was left alone throughout
+    assert cluster.task(a.id).status.container_status.container_id == a_ctr["Id"]
