@@ -14,8 +14,9 @@ engine needs no CLI. This module with http.client costs 0.5 MB in a worker that 
 and ssl loaded (`bench/agent_rss.py --imports`). There is no image pull: the executor never
 pulled (a task's image must be on the node; `Controller.prepare` rejects the task otherwise),
 so there is no registry auth to carry over either.
-No agent loads the SDK now (a manager runs the worker half too); the CLI's API-socket
-client, `taskimage.load`, the lab and the tests keep it. `tests/unit/test_metrics_server.py`
+No agent loads the SDK now (a manager runs the worker half too), nor does loading the task
+image (`taskimage.ensure_task_image` and `load` use this client); the CLI's API-socket client,
+the lab and the tests keep it. `tests/unit/test_metrics_server.py`
 checks that a worker-only agent loads none of it.
 
 What it keeps of the SDK's behaviour:
@@ -121,6 +122,10 @@ def _tls_from_env(verify: bool) -> ssl.SSLContext:
     if verify:
         ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.pem"))
     else:
+        # This is the node's own Docker engine, not a swarm node (those are reached through
+        # ca/tls.py, which always verifies the peer against the cluster CA and its role). An
+        # engine on TCP with DOCKER_CERT_PATH but without DOCKER_TLS_VERIFY is, in docker's
+        # own meaning of those variables, encrypted but not verified: the operator chose it.
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE

@@ -152,50 +152,42 @@ def build(dest: Path) -> Path:
 
 
 def ensure_task_image(client, archive: Path | None = None) -> str:
-    """Load TASK_IMAGE into the engine `client` (a docker.DockerClient) unless it has it
-    already; return its image ID. Never pulls."""
-    import docker.errors  # the SDK is a project dependency; imported late so --help stays fast
+    """Load TASK_IMAGE into the engine `client` (a `swarmkit_py.engine.Engine`) unless it has
+    it already; return its image ID. Never pulls."""
+    from .engine import NotFound
 
     try:
-        return client.images.get(TASK_IMAGE).id
-    except docker.errors.ImageNotFound:
+        return client.inspect_image(TASK_IMAGE)["Id"]
+    except NotFound:
         pass
-    client.images.load(archive.read_bytes() if archive is not None else image_archive())
-    return client.images.get(TASK_IMAGE).id
+    client.load_image(archive.read_bytes() if archive is not None else image_archive())
+    return client.inspect_image(TASK_IMAGE)["Id"]
 
 
 def load(docker_host: str, archive: Path, timeout: float = 60.0) -> str:
     """Load TASK_IMAGE into the engine at `docker_host` (e.g. unix:///proc/PID/root/run/docker.sock)
     unless it already has it; returns 'ok' or 'changed'."""
-    import docker
+    from .engine import Engine, NotFound
 
-    client = docker.DockerClient(base_url=docker_host, timeout=int(timeout), version="auto")
+    client = Engine(docker_host, timeout=timeout)
     try:
-        before = _has_image(client)
-        ensure_task_image(client, archive)
-        return "ok" if before else "changed"
+        try:
+            client.inspect_image(TASK_IMAGE)
+            return "ok"
+        except NotFound:
+            ensure_task_image(client, archive)
+            return "changed"
     finally:
         client.close()
 
 
-def _has_image(client) -> bool:
-    import docker.errors
-
-    try:
-        client.images.get(TASK_IMAGE)
-        return True
-    except docker.errors.ImageNotFound:
-        return False
-
-
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(description=f"Ensure this machine's Docker engine holds {TASK_IMAGE}.").parse_args(argv)
-    import docker
-    import docker.errors
+    from .engine import Engine, Unreachable
 
     try:
-        client = docker.from_env()
-    except docker.errors.DockerException as exc:
+        client = Engine()
+    except (Unreachable, ValueError) as exc:
         print(f"taskimage: docker engine unavailable: {exc}", file=sys.stderr)
         return 1
     try:

@@ -248,6 +248,6 @@ async def test_adoption_lists_this_nodes_task_containers(engine, docker_engine, 
     assert set(list_task_containers(engine, node_id)) == {done.id}
 
 
-def test_task_image_import_is_idempotent(docker_engine):
+def test_task_image_import_is_idempotent(docker_engine, engine):
     image_id = docker_engine.images.get(TASK_IMAGE).id
-    assert ensure_task_image(docker_engine) == image_id
+    assert ensure_task_image(engine) == image_id

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from contextlib import closing
 
 import pytest
 
+from swarmkit_py.engine import Engine
 from swarmkit_py.manager.dispatcher import Dispatcher, StaticDirectory, params_identity
 from swarmkit_py.manager.proposer import LocalProposer
 from swarmkit_py.rpc import RpcServer
@@ -131,7 +133,8 @@ class Cluster:
 
 @pytest.fixture
 async def cluster(docker_engine):
-    ensure_task_image(docker_engine)
+    with closing(Engine()) as engine:
+        ensure_task_image(engine)
     node_id = f"wrk{uuid.uuid4().hex[:22]}"
     c = await Cluster(docker_engine, node_id).up()
     yield c

@@ -84,7 +84,7 @@ class TaskFiles:
             self.client.create_volume, volume_name(self.task), "local",
             {"type": "tmpfs", "device": "tmpfs", "o": "mode=0755"}, labels)
         self.mountpoint = volume["Mountpoint"]
-        from ...taskimage import TASK_IMAGE
+        from ...taskimage import TASK_IMAGE, ensure_task_image
 
         await adapter.call(ensure_task_image, self.client)
         holder = await adapter.call(self.client.create_container, holder_name(self.task), {
@@ -123,17 +123,6 @@ class TaskFiles:
                                 volume_name(self.task), exc)
                     return
                 await asyncio.sleep(0.2 * (attempt + 1))
-
-
-def ensure_task_image(client: Engine) -> None:
-    """The holders' image (taskimage.py), loaded from the archive built in memory unless the
-    engine has it. Never pulls."""
-    from ...taskimage import TASK_IMAGE, image_archive
-
-    try:
-        client.inspect_image(TASK_IMAGE)
-    except NotFound:
-        client.load_image(image_archive())
 
 
 def sweep(client: Engine, node_id: str, keep: set[str]) -> list[str]:
