@@ -72,15 +72,8 @@ def render(agent) -> str:
     o.metric("gc_full_collections_total", "counter", "Full (generation 2) garbage collections.", lw.gc_full)
     o.metric("gc_full_collection_seconds_total", "counter", "Time spent in full garbage collections.", lw.gc_full_s)
     if agent.gc_policy is not None:
-        gp = agent.gc_policy
         o.metric("gc_frozen_objects", "gauge", "Objects a full collection skips (survivors of the last one).",
-                 gp.frozen)
-        o.metric("gc_policy_collections_total", "counter",
-                 "Full collections the policy ran (at a quiet moment, or forced).", gp.collections)
-        o.metric("gc_policy_deferred_total", "counter",
-                 "Checks at which a due full collection waited because the process was busy.", gp.deferred)
-        o.metric("gc_policy_forced_total", "counter",
-                 "Full collections run while busy, after waiting max_defer_s or the heap doubling.", gp.forced)
+                 agent.gc_policy.frozen)
     api_latency = getattr(agent, "api_latency", None)
     if api_latency is not None:
         o.histogram("api_request_seconds", "Docker API requests, by how long their handler took.", api_latency)

@@ -333,11 +333,10 @@ async def _serve(args: Any) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # a thousand nodes' objects in one heap: the agent's collector settings (agent/gcpolicy.py)
-    # keep full collections from stalling every node at once, as they stalled the managers;
-    # the fleet is never quiet, so its full collections are not deferred (see gcpolicy)
+    # keep full collections from stalling every node at once, as they stalled the managers
     from ..agent.gcpolicy import GCPolicy
 
-    GCPolicy(defer_full=False).start()
+    GCPolicy().start()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     fleet = SimFleet(args.count, prefix=args.prefix, base=args.base,
