@@ -103,12 +103,12 @@ def load_node_credentials(directory: str | os.PathLike[str]) -> tuple[bytes, byt
 def check_node_pair(directory: Path, cert_pem: bytes, key_pem: bytes) -> None:
     """Raise InvalidCertificateError unless the key and certificate belong together (checked
     by OpenSSL through `ssl`: every agent reads its pair, a worker without `cryptography`)."""
-    from .sslfacts import pair_error
+    from .sslfacts import KEY_MISMATCH, pair_error
 
     why = pair_error(cert_pem, key_pem)
     if why is None:
         return
-    if "does not match" in why:
+    if why == KEY_MISMATCH:
         raise InvalidCertificateError(
             f"{directory / NODE_KEY_FILE} does not match {directory / NODE_CERT_FILE}; renew the certificate"
         )

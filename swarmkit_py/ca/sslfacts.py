@@ -87,6 +87,10 @@ def subject_values(d: CertDict, name: str) -> list[str]:
     return [value for rdn in d.get("subject", ()) for key, value in rdn if key == name]
 
 
+KEY_MISMATCH = "the private key does not match the certificate"
+"""`pair_error`'s answer (and `verify_issued`'s error) when the key is another certificate's."""
+
+
 def pair_error(cert_pem: bytes | str, key_pem: bytes | str,
                ctx: ssl.SSLContext | None = None) -> str | None:
     """Why OpenSSL would not serve `cert_pem` with `key_pem` (None when it would, and then
@@ -106,7 +110,7 @@ def pair_error(cert_pem: bytes | str, key_pem: bytes | str,
             return str(exc)
         except ssl.SSLError as exc:
             if exc.reason == "KEY_VALUES_MISMATCH":
-                return "the private key does not match the certificate"
+                return KEY_MISMATCH
             return f"cannot load the certificate and key: {exc.reason or exc}"
     return None
 

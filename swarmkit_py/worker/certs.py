@@ -41,7 +41,7 @@ from ..ca.files import CERT_MODE, NODE_CERT_FILE, ROOT_CA_CERT_FILE, write_atomi
 from ..ca.identity import NODE_ROLES, CertRole, expect_manager, identity_from_cert, peer_cert
 from ..ca.keyfile import NodeCredentials
 from ..ca.renewal import renewal_fraction, renewal_time
-from ..ca.sslfacts import decode, facts, utcnow, verify_issued
+from ..ca.sslfacts import KEY_MISMATCH, decode, facts, utcnow, verify_issued
 from ..ca.tls import client_context
 from ..proto import CA_RENEW, CA_RENEW_NOW, NOT_FOUND, PERMISSION_DENIED, UNAUTHENTICATED
 from ..rpc import HandlerRegistry, PeerInfo, RpcClient, RpcError, RpcUnavailable
@@ -253,7 +253,7 @@ class CertRenewer:
         try:
             decoded = verify_issued(new_pem, key_pem, ca_pem)
         except InvalidCertificateError as exc:
-            if "does not match" in str(exc):
+            if str(exc) == KEY_MISMATCH:
                 raise InvalidCertificateError("renewed certificate is not for this node's key") from None
             raise
         cert = facts(decoded)
