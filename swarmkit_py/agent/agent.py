@@ -53,10 +53,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("swarmkit_py.agent")
 
 
-
 def _role_name(result) -> str:
     """A renewal's role as the node state names it ("manager" / "worker")."""
     return str(getattr(result.role, "value", result.role))
+
 
 STATE_POLL_S = 0.1
 """How often an agent not yet in a swarm looks for the state `init`/`join` write."""

@@ -283,7 +283,7 @@ def _site(wheels: Path, work: Path, wh: Wheelhouse) -> None:
                 tf.addfile(ti)
     shutil.rmtree(stage, ignore_errors=True)
     fmt = "zst" if shutil.which("zstd") else "gz"  # gzip from it on demand (Wheelhouse.site)
-    _compress(plain, site_path(wh.tar, build_python(), fmt), fmt, wh)
+    _compress(plain, site_path(wh.tar, py, fmt), fmt, wh)
     plain.unlink()
 
 
