@@ -181,7 +181,8 @@ class Controller:
         # The engine's events say when the container ends (exits.py: one stream for all the
         # node's tasks, not a thread per task in `docker wait`); the container is inspected
         # after registering, and again at least every chunk, so no exit goes unseen.
-        waiter = exit_watch(self.client).watch(self._c)
+        exits = exit_watch(self.client)
+        waiter = exits.watch(self._c)
         try:
             while not self._state.terminal:
                 waiter.clear()
@@ -195,7 +196,7 @@ class Controller:
                 elif seen is not None and seen[0] == DESTROY:
                     self._gone()
         finally:
-            exit_watch(self.client).unwatch(waiter)
+            exits.unwatch(waiter)
         return self.status()
 
     async def shutdown(self, grace: int | None = None) -> TaskStatus:
