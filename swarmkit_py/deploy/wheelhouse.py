@@ -30,6 +30,7 @@ from __future__ import annotations
 import fcntl
 import gzip
 import hashlib
+import importlib.machinery
 import io
 import os
 import re
@@ -38,8 +39,11 @@ import subprocess
 import sys
 import tarfile
 import tomllib
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import zipsite
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXCLUDED = ("swarmkit_py/deploy/", "swarmkit_py/testing/")
@@ -262,10 +266,11 @@ def _site(wheels: Path, work: Path, wh: Wheelhouse) -> None:
                        capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise RuntimeError(f"staging the wheels failed:\n{r.stderr[-3000:]}")
-    r = subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "checked-hash",
-                        str(stage / "lib")], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"compileall failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
+    zipped = _zip_pure(stage / "lib" / f"python{py}" / "site-packages", work / "zip")
+    _compileall(stage / "lib")
+    # beside their sources (zipimport's only layout); co_filename is set at import (zipsite.py)
+    _compileall(zipped, "-b", "-s", str(zipped))
+    _write_zip(zipped, stage / "lib" / f"python{py}" / "site-packages" / zipsite.ZIP)
     bin_ = stage / "bin"
     scripts = sorted(p.name for p in bin_.iterdir()) if bin_.is_dir() else []
     if any(not (bin_ / n).read_bytes().startswith(f"#!{SITE_INTERPRETER}\n".encode()) for n in scripts):
@@ -285,6 +290,57 @@ def _site(wheels: Path, work: Path, wh: Wheelhouse) -> None:
     fmt = "zst" if shutil.which("zstd") else "gz"  # gzip from it on demand (Wheelhouse.site)
     _compress(plain, site_path(wh.tar, py, fmt), fmt, wh)
     plain.unlink()
+
+
+def _compileall(path: Path, *opts: str) -> None:
+    r = subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "checked-hash",
+                        *opts, str(path)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"compileall failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
+
+
+ON_DISK = {
+    "certifi": "its CA bundle is opened by path: from a zip `certifi.where()` would extract it to a "
+               "temporary file in every process that asks",
+    "cffi": "its recompiler reads C headers beside its modules by path",
+    "pycparser": "its AST generator reads its _c_ast.cfg by path",
+}
+"""Pure-Python packages kept as files (not zipped), and why."""
+
+
+def _zip_pure(site: Path, dest: Path) -> Path:
+    """Move the pure-Python top-level packages and modules of `site` (no extension module,
+    not in ON_DISK) to `dest`: they travel as one zip (zipsite.py), so a host creates ~1,000
+    files instead of ~2,600. Their dist-info stays in `site` (importlib.metadata reads it there).
+    Packages with extension modules stay files (zipimport cannot load those). The module
+    putting the zip on the path, and its `.pth`, are written into `site`."""
+    ext = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    dest.mkdir(parents=True)
+    pure: set[str] = set()
+    for p in sorted(site.iterdir()):
+        name = p.name.removesuffix(".py")
+        if p.name.endswith(".dist-info") or p.suffix == ".pth" or p.name == "__pycache__" or name in ON_DISK:
+            continue
+        if p.is_dir() and not any(f.name.endswith(ext) for f in p.rglob("*")) or p.suffix == ".py":
+            pure.add(p.name)
+    for name in sorted(pure):
+        shutil.move(str(site / name), str(dest / name))
+    (site / f"{zipsite.MODULE}.py").write_bytes(Path(zipsite.__file__).read_bytes())
+    (site / f"{zipsite.MODULE}.pth").write_text(zipsite.PTH)
+    return dest
+
+
+def _write_zip(src: Path, dest: Path) -> None:
+    """`src`'s tree as zip `dest`: stored (zstd compresses the site tar around it, and imports
+    then read without inflating), sorted, fixed dates (the same input, the same bytes),
+    directory entries included (zipimport finds namespace packages by them)."""
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED) as zf:
+        for p in sorted(src.rglob("*")):
+            arc = p.relative_to(src).as_posix() + ("/" if p.is_dir() else "")
+            zi = zipfile.ZipInfo(arc, date_time=(1980, 1, 1, 0, 0, 0))
+            zi.external_attr = (0o40755 if p.is_dir() else 0o100644) << 16
+            zf.writestr(zi, b"" if p.is_dir() else p.read_bytes())
+    shutil.rmtree(src)
 
 
 def _compress(plain: Path, dest: Path, fmt: str, wh: Wheelhouse) -> None:

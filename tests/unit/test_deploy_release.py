@@ -1,7 +1,9 @@
 """The release step with a site tar, on this machine as the "host": a wheel installed once on
 the operator's side (wheelhouse._site), then `modules.release` runs its real shell commands
 here (a local stand-in for the SSH connection): a real venv whose console script runs with the
-venv's python, compiled modules that are hash-checked pycs, a re-run that changes nothing, an
+venv's python, pure-Python packages imported from the release's zip (real paths in `__file__`
+and tracebacks, metadata found) while a package with an extension module stays files, compiled
+modules that are hash-checked pycs, a re-run that changes nothing, an
 upload damaged on the way that is refused before anything is unpacked, and a site tar that is
 never paired with a wheelhouse it was not made from."""
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.machinery
 import shutil
 import subprocess
 import sys
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmkit_py.deploy import modules, wheelhouse
+from swarmkit_py.deploy import modules, wheelhouse, zipsite
 from swarmkit_py.deploy.runner import Ctx
 from swarmkit_py.deploy.ssh import Result
 
@@ -26,9 +29,15 @@ PY = wheelhouse.build_python()
 
 
 def _wheel(d: Path, greeting: str = "skpytest from") -> Path:
-    """A minimal wheel: one module and a console script printing the interpreter's prefix."""
+    """A minimal wheel: a pure package with a console script printing the interpreter's prefix,
+    and a package holding an extension module (a stand-in file: only its name matters here)."""
+    ext = importlib.machinery.EXTENSION_SUFFIXES[0]
     files = {
-        "skpytest/__init__.py": f"import sys\n\ndef main():\n    print({greeting!r}, sys.prefix)\n".encode(),
+        "skpytest/__init__.py": (f"import sys\n\ndef main():\n    print({greeting!r}, sys.prefix)\n\n\n"
+                                 "def boom():\n    raise ValueError('raised in the zip')\n").encode(),
+        "skpytest/boom_cli.py": b"from skpytest import boom\n\nboom()\n",
+        f"skpyext/_speedups{ext}": b"\x7fELF not really",
+        "skpyext/__init__.py": b"",
         "skpytest-0.1.dist-info/METADATA": b"Metadata-Version: 2.1\nName: skpytest\nVersion: 0.1\n",
         "skpytest-0.1.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
         "skpytest-0.1.dist-info/entry_points.txt": b"[console_scripts]\nskpytest = skpytest:main\n",
@@ -105,8 +114,21 @@ def test_site_tar_release_is_a_working_venv_and_a_rerun_changes_nothing(tmp_path
     assert script.read_text().splitlines()[0] == f"#!{rel}/bin/python"
     out = subprocess.run([str(script)], capture_output=True, text=True, check=True).stdout
     assert out.strip() == f"skpytest from {rel}"
-    pyc = next((rel / "lib" / f"python{PY}" / "site-packages" / "skpytest" / "__pycache__").glob("*.pyc"))
+    site = rel / "lib" / f"python{PY}" / "site-packages"
+    assert not (site / "skpytest").exists() and (site / "skpytest-0.1.dist-info" / "METADATA").exists()
+    assert (site / "skpyext" / "__init__.py").exists()  # an extension module: stays files
+    pyc = next((site / "skpyext" / "__pycache__").glob("*.pyc"))
     assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 0b11  # PEP 552: hash-based, checked
+    with zipfile.ZipFile(site / zipsite.ZIP) as z:
+        assert int.from_bytes(z.read("skpytest/__init__.pyc")[4:8], "little") == 0b11
+    src = f"{site}/{zipsite.ZIP}/skpytest/__init__.py"
+    out = subprocess.run([str(rel / "bin" / "python"), "-c", "import importlib.metadata, skpytest; "
+                          "print(skpytest.__file__, skpytest.boom.__code__.co_filename, "
+                          "importlib.metadata.version('skpytest'))"], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [src, src, "0.1"]
+    err = subprocess.run([str(rel / "bin" / "python"), "-m", "skpytest.boom_cli"], capture_output=True, text=True)
+    assert err.returncode == 1
+    assert f'File "{src}", line 8, in boom' in err.stderr and "raise ValueError('raised in the zip')" in err.stderr
 
     assert modules.release(_ctx(tmp_path, wh, conn, zstd))[0] == "ok"
     assert conn.uploads == 1
