@@ -39,8 +39,12 @@ def _mode_look(path: str) -> str:
     return f"stat -c %a {shlex.quote(path)}"
 
 
+def _release_marker(v: dict) -> str:
+    return f"{v['swarmkit_root']}/releases/{v['wheelhouse'].version}/.swarmkit-release"
+
+
 def _release_look(v: dict) -> str:
-    return f"cat {v['swarmkit_root']}/releases/{v['wheelhouse'].version}/.swarmkit-release 2>/dev/null"
+    return f"cat {_release_marker(v)} 2>/dev/null"
 
 
 def _link_look(path: str) -> str:
@@ -51,7 +55,8 @@ def _unit_look(unit: str) -> str:
     return f"systemctl is-active --quiet {unit} && systemctl is-enabled --quiet {unit}"
 
 
-_FORWARDING = "cat /proc/sys/net/ipv4/ip_forward"
+_FORWARDING_FILE = "/proc/sys/net/ipv4/ip_forward"
+_FORWARDING = f"cat {_FORWARDING_FILE}"
 _ENGINE_NAT = "iptables -w -t nat -n -L DOCKER >/dev/null 2>&1"
 _VXLAN_USERS = "ss -Hlunp 'sport = :4789' 2>/dev/null | grep users:"
 
@@ -59,11 +64,11 @@ _VXLAN_USERS = "ss -Hlunp 'sport = :4789' 2>/dev/null | grep users:"
 def directory(ctx: Ctx, path: str, mode: str = "0755") -> Outcome:
     """`path` exists as a directory with exactly `mode` (parents made as needed)."""
     q = shlex.quote(path)
-    r = ctx.conn.run(_dir_look(path))
+    r = ctx.conn.run(_dir_look(path), changes=())
     if r.rc == 0 and r.stdout.strip() == mode.lstrip("0"):
         return OK
     if not ctx.check:
-        r = ctx.conn.run(f"mkdir -p {q} && chmod {mode} {q}")
+        r = ctx.conn.run(f"mkdir -p {q} && chmod {mode} {q}", changes=(path,))
         if r.rc:
             return "failed", r.stderr.strip(), ""
     return "changed", path, ""
@@ -75,13 +80,13 @@ def template(ctx: Ctx, src: str, dest: str, mode: str = "0644", *, render) -> Ou
     have_b = ctx.conn.read(dest)
     have = have_b.decode(errors="replace") if have_b is not None else None
     q = shlex.quote(dest)
-    same_mode = ctx.conn.run(_mode_look(dest)).stdout.strip() == mode.lstrip("0") if have is not None else False
+    same_mode = ctx.conn.run(_mode_look(dest), changes=()).stdout.strip() == mode.lstrip("0") if have is not None else False
     if have == want and same_mode:
         return OK
     diff = "".join(difflib.unified_diff((have or "").splitlines(True), want.splitlines(True),
                                         f"{ctx.host.name}:{dest} (now)", f"{ctx.host.name}:{dest} (wanted)"))
     if have == want:
-        diff = f"--- mode of {dest}: now {ctx.conn.run(f'stat -c %a {q}').stdout.strip()}, wanted {mode}\n"
+        diff = f"--- mode of {dest}: now {ctx.conn.run(f'stat -c %a {q}', changes=()).stdout.strip()}, wanted {mode}\n"
     if not ctx.check:
         ctx.conn.put(want, dest, int(mode, 8))
     return "changed", dest, diff
@@ -101,7 +106,7 @@ def release(ctx: Ctx) -> Outcome:
     root = ctx.vars["swarmkit_root"]
     rel = f"{root}/releases/{wh.version}"
     marker = f"{rel}/.swarmkit-release"
-    r = ctx.conn.run(_release_look(ctx.vars))
+    r = ctx.conn.run(_release_look(ctx.vars), changes=())
     if r.stdout.strip() == wh.sha256:
         return OK
     if ctx.check:
@@ -119,12 +124,14 @@ def release(ctx: Ctx) -> Outcome:
         install = (f"{py} -m venv --without-pip {rel}; {unpack}; "
                    f"s=$(cat {scripts}); if [ -n \"$s\" ]; then cd {rel}/bin; sed -i {sed} $s; cd /; fi; ")
         how = "installed release"
+        temps: tuple[str, ...] = ()
     else:
         local, sha = wh.tar, wh.sha256
         remote = f"{root}/wheelhouse/{wh.version}.tar"
         install = _install_wheels(wh, remote, rel, py, pyver)
         how = "installed release (wheels)"
-    have = ctx.conn.run(f"sha256sum {remote} 2>/dev/null").stdout.split()
+        temps = (f"{_wheels_tmp(wh)}/",)
+    have = ctx.conn.run(f"sha256sum {remote} 2>/dev/null", changes=()).stdout.split()
     uploaded = ""
     if not have or have[0] != sha:
         ctx.conn.put_file(str(local), remote, 0o644)
@@ -132,7 +139,8 @@ def release(ctx: Ctx) -> Outcome:
     check = (f"echo '{sha}  {remote}' | sha256sum -c --status - || "
              f"{{ echo '{remote} does not have the sha256 of {local.name} ({sha}): damaged or altered "
              f"on the host; run again to upload it anew' >&2; rm -f {remote}; exit 1; }}; ")
-    r = ctx.conn.run(f"set -e; {check}rm -rf {rel}; {install}echo {wh.sha256} > {marker}", timeout=600)
+    r = ctx.conn.run(f"set -e; {check}rm -rf {rel}; {install}echo {wh.sha256} > {marker}", timeout=600,
+                     changes=(remote, f"{rel}/", *temps))
     if r.rc:
         return "failed", f"install of {wh.version} failed: {r.stderr.strip()[-500:]}", ""
     return "changed", f"{uploaded}{how} {wh.version}", ""
@@ -143,11 +151,15 @@ def _simple_interpreter(path: str) -> bool:
     return len(path) <= 125 and not any(c in path for c in " \t\n|&\\'")
 
 
+def _wheels_tmp(wh) -> str:
+    return f"/tmp/skpy-wheels-{wh.version}"
+
+
 def _install_wheels(wh, tar: str, rel: str, py: str, pyver: str) -> str:
     """The shell that installs the wheelhouse `tar` into a new venv `rel`: pypa's installer
     when the wheelhouse carries it, pip for wheelhouses built before it did; and the modules
     compiled on the operator's side when the wheelhouse carries them (built before site tars)."""
-    tmp = f"/tmp/skpy-wheels-{wh.version}"
+    tmp = _wheels_tmp(wh)
     wheels = f"$(ls {tmp}/*.whl | grep -v -e /pip- -e /installer-)"
     pc = f"{tmp}/{pycache_name(pyver)}"
     pycache = (f"if [ -f {pc} ]; then tar -xzf {pc} -C {rel}/lib/python{pyver}/site-packages; fi; "
@@ -165,10 +177,10 @@ def link(ctx: Ctx, path: str, target: str) -> Outcome:
     """Point the `path` symlink at `target` atomically (new link + rename over the old one),
     so the agent's supervisor never sees a missing `current`."""
     q, t = shlex.quote(path), shlex.quote(target)
-    if ctx.conn.run(_link_look(path)).stdout.strip() == target:
+    if ctx.conn.run(_link_look(path), changes=()).stdout.strip() == target:
         return OK
     if not ctx.check:
-        r = ctx.conn.run(f"ln -sfn {t} {q}.skpy-new && mv -T {q}.skpy-new {q}")
+        r = ctx.conn.run(f"ln -sfn {t} {q}.skpy-new && mv -T {q}.skpy-new {q}", changes=(path, f"{path}.skpy-new"))
         if r.rc:
             return "failed", r.stderr.strip(), ""
     return "changed", f"{path} -> {target}", ""
@@ -209,7 +221,7 @@ def agent_service(ctx: Ctx, state: str = "started") -> Outcome:
 def _supervisor(ctx: Ctx, state: str) -> Outcome:
     if state != "started" and "agent" in ctx.started:
         return OK  # started with the new files moments ago
-    running = ctx.conn.run(alive(ctx.vars, "supervisor")).rc == 0
+    running = ctx.conn.run(alive(ctx.vars, "supervisor"), changes=()).rc == 0
     if state == "started":
         if running:
             return OK
@@ -248,7 +260,7 @@ def _sup_start(ctx: Ctx) -> None:
 
 def _wait_shell(ctx: Ctx, cond: str, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
-    while ctx.conn.run(cond).rc != 0:
+    while ctx.conn.run(cond, changes=()).rc != 0:
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(0.1)
@@ -259,21 +271,21 @@ def overlay_ready(ctx: Ctx) -> Outcome:
     forwarding on (turned on if off), the Docker engine managing its iptables rules (its nat
     `DOCKER` chain exists; an engine started with --iptables=false cannot publish ports and
     is refused with what to change), and the VXLAN port free for the kernel."""
-    fwd = ctx.conn.run(_FORWARDING).stdout.strip()
-    engine = ctx.conn.run(_ENGINE_NAT)
+    fwd = ctx.conn.run(_FORWARDING, changes=()).stdout.strip()
+    engine = ctx.conn.run(_ENGINE_NAT, changes=())
     if engine.rc != 0:
         return ("failed", "the Docker engine does not manage iptables here (no nat DOCKER chain): "
                 "start dockerd with its networking defaults (no --iptables=false, no "
                 "--bridge=none) and run the role again", "")
     # The kernel's own VXLAN sockets (ours, from an earlier run) have no owning process; a
     # user-space program holding the port shows up with `users:`.
-    busy = ctx.conn.run(_VXLAN_USERS).stdout.strip()
+    busy = ctx.conn.run(_VXLAN_USERS, changes=()).stdout.strip()
     if busy:
         return "failed", f"UDP 4789 (VXLAN) is taken by another program: {busy}", ""
     if fwd == "1":
         return OK
     if not ctx.check:
-        r = ctx.conn.run("sysctl -qw net.ipv4.ip_forward=1")
+        r = ctx.conn.run("sysctl -qw net.ipv4.ip_forward=1", changes=(_FORWARDING_FILE,))
         if r.rc:
             return "failed", r.stderr.strip(), ""
     return "changed", "net.ipv4.ip_forward=1", ""
@@ -282,7 +294,7 @@ def overlay_ready(ctx: Ctx) -> Outcome:
 def _systemd(ctx: Ctx, state: str) -> Outcome:
     unit = ctx.vars["swarmkit_unit"]
     if state == "started":
-        active = ctx.conn.run(_unit_look(unit))
+        active = ctx.conn.run(_unit_look(unit), changes=())
         if active.rc == 0:
             return OK
         if not ctx.check:
@@ -302,12 +314,17 @@ def _systemd(ctx: Ctx, state: str) -> Outcome:
 
 
 PROBES = {
-    "directory": lambda v, path, mode="0755": [_dir_look(path)],
-    "template": lambda v, src, dest, mode="0644": [HostConn.read_cmd(dest), _mode_look(dest)],
-    "release": lambda v: [_release_look(v)],
-    "link": lambda v, path, target: [_link_look(path)],
-    "agent_service": lambda v, state="started": [alive(v, "supervisor"), _unit_look(v["swarmkit_unit"])],
-    "overlay_ready": lambda v: [_FORWARDING, _ENGINE_NAT, _VXLAN_USERS],
+    "directory": lambda v, path, mode="0755": [(_dir_look(path), [path])],
+    "template": lambda v, src, dest, mode="0644": [(HostConn.read_cmd(dest), [dest]), (_mode_look(dest), [dest])],
+    "release": lambda v: [(_release_look(v), [_release_marker(v)])],
+    "link": lambda v, path, target: [(_link_look(path), [path])],
+    "agent_service": lambda v, state="started": [(alive(v, "supervisor"), [pidfile(v, "supervisor"), "@processes"]),
+                                                 (_unit_look(v["swarmkit_unit"]), ["@systemd"])],
+    "overlay_ready": lambda v: [(_FORWARDING, [_FORWARDING_FILE]), (_ENGINE_NAT, ["@iptables"]),
+                                (_VXLAN_USERS, ["@sockets"])],
 }
-"""module -> (host vars, the step's arguments) -> the looks it starts with, probed with the
-facts (roles.gather_facts) so a run that changes nothing costs one round trip per host."""
+"""module -> (host vars, the step's arguments) -> the looks it starts with, each with what it
+reads (HostConn.probe), probed with the facts (roles.gather_facts) so a run that changes
+nothing costs one round trip per host, and a fresh host's changes drop only the answers
+about what they changed. A module's changes say the paths they touch (`changes=`); those
+that start or stop processes say nothing, so every answer is dropped then."""

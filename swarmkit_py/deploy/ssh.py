@@ -62,7 +62,7 @@ class HostConn:
         self._conn = None
         self._log = log or (lambda s: None)
         self._become_password: str | None = None
-        self._probed: dict[str, Result] = {}
+        self._probed: dict[str, tuple[Result, tuple[str, ...] | None]] = {}  # probe(): answer, what it read
 
     def _sudo_password(self) -> str | None:
         """`ansible_become_password`, templated now (lookup('env'/'file')), masked in the log."""
@@ -116,44 +116,68 @@ class HostConn:
             self._conn.close()
             self._conn = None
 
-    def probe(self, cmds: Iterable[str]) -> None:
+    def probe(self, looks: Iterable[str | tuple[str, Iterable[str] | None]]) -> None:
         """Run read-only commands (looks: stat, cat, readlink...) in ONE round trip, and let
-        `run` answer each of them once from what they printed, as long as nothing is changed
-        on the host in between: any other command, or any upload, drops every answer not yet
-        used. A role's steps each look before they act; probing all their looks with the
-        facts makes a run that changes nothing one round trip per host instead of twenty.
+        `run` answer each of them once from what they printed, as long as nothing changed on
+        the host what it looked at. A role's steps each look before they act; probing all
+        their looks with the facts makes a run that changes nothing one round trip per host
+        instead of twenty.
+
+        A look is a command, or (command, what it reads): the paths it looks at (`stale`
+        says which changes touch them) and `@names` for state that is not a file (`@iptables`,
+        `@processes`); a look that names nothing is dropped at any change. A change is any
+        other command or upload: one that says which paths it `changes` drops only the
+        answers about those (so a fresh host's first `mkdir` does not send every later step
+        back to ask again); one that does not say drops every answer not yet used.
 
         The looks run one after the other in the same shell (no subshell, no temp file: on a
         loaded host every fork costs), so they must not `exit`; their stdout is framed by a
         random marker line carrying the exit code; their stderr is not kept."""
-        cmds = list(dict.fromkeys(cmds))
+        reads: dict[str, tuple[str, ...] | None] = {}
+        for look in looks:
+            cmd, paths = (look, None) if isinstance(look, str) else look
+            reads.setdefault(cmd, tuple(paths) if paths is not None else None)
+        cmds = list(reads)
         if not cmds:
             return
         mark = f"@skpy-probe-{uuid.uuid4().hex}"
         script = "".join(f"{{ {cmd}\n}} 2>/dev/null </dev/null; printf '\\n{mark} {i} %d\\n' $?\n"
                          for i, cmd in enumerate(cmds))
-        r = self.run(script, log_output=False)
-        got: dict[str, Result] = {}
+        r = self.run(script, log_output=False, changes=())
+        got: dict[str, tuple[Result, tuple[str, ...] | None]] = {}
         pos = 0
         for m in re.finditer(rf"\n{mark} (\d+) (\d+)\n", r.stdout):
             i = int(m.group(1))
             if i < len(cmds):
-                got[cmds[i]] = Result(int(m.group(2)), r.stdout[pos:m.start()], "")
+                got[cmds[i]] = (Result(int(m.group(2)), r.stdout[pos:m.start()], ""), reads[cmds[i]])
             pos = m.end()
         self._probed = got
 
+    def _changed(self, changes: Iterable[str] | None) -> None:
+        """Drop the probed answers a change may have made stale (all of them when it does not
+        say what it changes)."""
+        if changes is None:
+            self._probed = {}
+            return
+        changes = tuple(changes)
+        if changes:
+            self._probed = {cmd: (r, reads) for cmd, (r, reads) in self._probed.items()
+                            if reads is not None and not any(stale(look, c) for look in reads for c in changes)}
+
     def run(self, cmd: str, timeout: float | None = 120.0, log_output: bool = True,
-            stdin: str | None = None) -> Result:
+            stdin: str | None = None, changes: Iterable[str] | None = None) -> Result:
         """Run a shell command (as root via sudo when become is set). Never raises on a
         non-zero exit: callers decide what a failure means. `log_output=False` keeps stdout
         out of the run log (file contents that are secrets). `stdin`: text for the command's
         standard input (a secret such as the unlock key travels this way, after sudo's
-        password when there is one, never on a command line); it is not logged."""
+        password when there is one, never on a command line); it is not logged. `changes`:
+        the paths the command may change (`stale`), `()` for a read-only command; unsaid,
+        it may have changed anything (see `probe`)."""
         probed = self._probed.pop(cmd, None) if stdin is None else None
         if probed is not None:
-            self._log_result(cmd, probed, log_output, " (answered by the probe)")
-            return probed
-        self._probed = {}
+            self._log_result(cmd, probed[0], log_output, " (answered by the probe)")
+            return probed[0]
+        self._changed(changes)
         c = self._open()
         feed: list[str] = []
         full = cmd
@@ -198,7 +222,7 @@ class HostConn:
     def read(self, path: str, secret: bool = False) -> bytes | None:
         """A remote file's bytes (read as root when become is set), or None if it does not
         exist. `secret`: its contents are kept out of the run log."""
-        r = self.run(self.read_cmd(path), log_output=not secret)
+        r = self.run(self.read_cmd(path), log_output=not secret, changes=())
         if r.rc != 0:
             return None
         return base64.b64decode(r.stdout.strip())
@@ -207,13 +231,13 @@ class HostConn:
         """Write a file atomically: upload beside a temp name, set the mode, rename over."""
         raw = data.encode() if isinstance(data, str) else data
         tmp = f"/tmp/.skpy-{uuid.uuid4().hex}"
-        self._probed = {}
+        self._changed((tmp,))
         self._open().put(io.BytesIO(raw), tmp)
         self._install(tmp, path, mode)
 
     def put_file(self, local: str, path: str, mode: int = 0o644) -> None:
         tmp = f"/tmp/.skpy-{uuid.uuid4().hex}"
-        self._probed = {}
+        self._changed((tmp,))
         self._open().put(local, tmp)
         self._install(tmp, path, mode)
 
@@ -221,9 +245,9 @@ class HostConn:
         q = shlex.quote(path)
         own = f"chown 0:0 {tmp} && " if self.host.become else ""
         r = self.run(f"mkdir -p $(dirname {q}) && {own}chmod {mode:o} {tmp} && "
-                     f"mv -f {tmp} {q}.skpy-new && mv -f {q}.skpy-new {q}")
+                     f"mv -f {tmp} {q}.skpy-new && mv -f {q}.skpy-new {q}", changes=(tmp, path, f"{path}.skpy-new"))
         if r.rc != 0:
-            self.run(f"rm -f {tmp}")
+            self.run(f"rm -f {tmp}", changes=(tmp,))
             raise RuntimeError(f"{self.host.name}: could not write {path}: {r.stderr.strip()}")
 
     def get(self, path: str, local: str, secret: bool = False) -> None:
@@ -237,6 +261,21 @@ class HostConn:
             raise RuntimeError(f"{self.host.name}: {path}: no such file")
         with open(local, "wb") as f:
             f.write(data)
+
+
+def stale(look: str, change: str) -> bool:
+    """Whether a change to `change` may alter what a look at `look` saw. Paths: the path
+    itself and the directories above it (`mkdir -p` makes those), and with a trailing `/`
+    (`rm -rf`, unpacking into it) everything below it too. Names starting with `@` (state
+    that is not a file) match only themselves. Paths are compared as written: the role's
+    paths are distinct directories, not symlinks into one another."""
+    if not look.startswith("/") or not change.startswith("/"):
+        return look == change
+    look, tree = look.rstrip("/") or "/", change.endswith("/")
+    change = change.rstrip("/") or "/"
+    if look == change or change.startswith(look.rstrip("/") + "/"):
+        return True
+    return tree and look.startswith(change.rstrip("/") + "/")
 
 
 def _sudo_refused(stderr: str) -> bool:

@@ -8,7 +8,7 @@ import subprocess
 from types import SimpleNamespace
 
 from swarmkit_py.deploy.inventory import Host
-from swarmkit_py.deploy.ssh import HostConn
+from swarmkit_py.deploy.ssh import HostConn, stale
 
 
 class LocalShell:
@@ -66,3 +66,42 @@ def test_any_other_command_or_upload_drops_the_answers(tmp_path):
     n = len(shell.commands)
     c.run(f"cat {f}")
     assert len(shell.commands) == n + 1
+
+
+def test_a_change_that_says_what_it_touches_keeps_the_other_answers(tmp_path):
+    """A fresh host's first `mkdir` used to send every later step back to ask again."""
+    root, etc = tmp_path / "opt", tmp_path / "etc"
+    c, shell = conn()
+    looks = {name: f"stat -c %F {p} 2>/dev/null || echo none"
+             for name, p in (("root", root), ("rel", root / "rel"), ("marker", root / "rel" / "m"), ("etc", etc))}
+    c.probe([(looks["root"], [str(root)]), (looks["rel"], [str(root / "rel")]),
+             (looks["marker"], [str(root / "rel" / "m")]), (looks["etc"], [str(etc)]), "echo unnamed"])
+    # mkdir -p of rel/m's directory: rel and what is above it may differ now; etc may not
+    c.run(f"mkdir -p {root / 'rel'}", changes=[str(root / "rel")])
+    n = len(shell.commands)
+    assert c.run(looks["etc"]).stdout == "none\n" and c.run(looks["marker"]).stdout == "none\n"
+    assert len(shell.commands) == n  # both still answered by the probe
+    assert c.run(looks["root"], changes=()).stdout == "directory\n"  # asked again: it was made
+    assert c.run(looks["rel"], changes=()).stdout == "directory\n"
+    assert c.run("echo unnamed").stdout == "unnamed\n" and len(shell.commands) == n + 3  # names nothing: dropped
+
+
+def test_a_tree_change_drops_what_is_below_and_an_unsaid_one_drops_all(tmp_path):
+    c, shell = conn()
+    c.probe([("cat /x/rel/m", ["/x/rel/m"]), ("cat /x/other", ["/x/other"]), ("iptables -L", ["@iptables"])])
+    c.run("true", changes=["/x/rel/"])  # rm -rf /x/rel; unpack into it
+    n = len(shell.commands)
+    c.run("cat /x/other")
+    c.run("iptables -L")
+    assert len(shell.commands) == n
+    c.probe([("cat /x/other", ["/x/other"]), ("iptables -L", ["@iptables"])])
+    c.run("true")  # says nothing: may have changed anything
+    c.run("cat /x/other")
+    assert len(shell.commands) == n + 3
+
+
+def test_stale():
+    assert stale("/a/b", "/a/b") and stale("/a", "/a/b/c")  # the path, and what mkdir -p makes above it
+    assert not stale("/a/b/c", "/a/b") and stale("/a/b/c", "/a/b/")  # below: only a tree change
+    assert not stale("/a/bc", "/a/b/") and not stale("/a/b", "/a/bc")
+    assert stale("@iptables", "@iptables") and not stale("@iptables", "/a") and not stale("/a", "@processes")
