@@ -14,10 +14,12 @@ zstd): the wheels installed once, here, into a staging tree laid out as a venv
 whose Python is the same minor version makes its venv and unpacks that into it
 (`modules.release`): one `tar -x` instead of running pypa's `installer` over ~30 wheels and
 unpacking a bytecode tar, which on seven lab hosts sharing two cores was the largest single
-cost of a bootstrap (16 s of their CPU, now 11 s: what is left is mostly the kernel creating
-~2,600 files per host, the lab's hosts all writing to one disk). zstd because unpacking is
-then mostly the files' creation: gzip's decompression alone cost a host 0.55 s of CPU, zstd's 0.1 s, for a
-smaller upload (16 MB; gzip 19 MB). The console scripts carry a placeholder interpreter
+cost of a bootstrap (21 s of their CPU; a site tar of files 12-14 s, nearly all of it the
+kernel creating ~2,600 files per host, the lab's hosts all writing to one disk). So the
+pure-Python packages travel as one zip inside it (`_zip_pure`, imported through zipsite.py):
+~800 entries per host, 3.7 s of the 7 hosts' CPU (bench/README.md, "Toolkit speed"). zstd
+because unpacking is then mostly the files' creation: gzip's decompression alone cost a host
+0.55 s of CPU, zstd's 0.1 s, for a smaller upload (16 MB; gzip 19 MB). The console scripts carry a placeholder interpreter
 (`SITE_INTERPRETER`) the host replaces with its venv's python; the names of those scripts
 travel in the tar (`SITE_SCRIPTS`). The site tar's own sha256 is kept next to it with the
 sha256 of the wheelhouse it was made from, so a host checks the bytes it received and a site
@@ -310,10 +312,10 @@ ON_DISK = {
 
 def _zip_pure(site: Path, dest: Path) -> Path:
     """Move the pure-Python top-level packages and modules of `site` (no extension module,
-    not in ON_DISK) to `dest`: they travel as one zip (zipsite.py), so a host creates ~1,000
+    not in ON_DISK) to `dest`: they travel as one zip (zipsite.py), so a host creates ~800
     files instead of ~2,600. Their dist-info stays in `site` (importlib.metadata reads it there).
-    Packages with extension modules stay files (zipimport cannot load those). The module
-    putting the zip on the path, and its `.pth`, are written into `site`."""
+    Packages with extension modules stay files (zipimport cannot load those). The module that
+    imports from the zip (zipsite.py), and its `.pth`, are written into `site`."""
     ext = tuple(importlib.machinery.EXTENSION_SUFFIXES)
     dest.mkdir(parents=True)
     pure: set[str] = set()
