@@ -1,6 +1,7 @@
 """The 100,000-replica typo (issue 13): how the API behaves while a huge service fills.
 
     python bench/typo_bench.py [--replicas 100000] [--nodes 20] [--seconds 60] [--out F]
+                               [--profile manager.txt]
 
 One real manager agent (drained) and N simulated workers (``testing/simnodes.py``); a service
 with ``--replicas`` is created through the Docker API, then for ``--seconds`` one client calls
@@ -10,7 +11,9 @@ and records each latency, the tasks that exist and the tasks running on the node
 times, Raft apply batches). Then the service is removed and the next ``service ls`` is
 timed. Prints ONE JSON line (per-call
 p50/p99/max, tasks created and running at the end, the leader's RSS and CPU, load average) and,
-with ``--trace``, one line per probe round on stderr.
+with ``--trace``, one line per probe round on stderr. ``--profile X.txt`` records the manager
+with py-spy (raw collapsed stacks, 50 Hz, non-blocking) for the first 30 s after the create
+(``bench/pyspy_top.py X.txt`` sums it; ``.svg`` for a flame graph).
 """
 
 from __future__ import annotations
@@ -26,7 +29,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import emit, git_commit  # noqa: E402
-from scale_bench import Fleet, fill_figures, metrics_of, pct, proc_cpu_seconds, proc_rss_mb  # noqa: E402
+from scale_bench import (  # noqa: E402
+    Fleet,
+    fill_figures,
+    metrics_of,
+    pct,
+    proc_cpu_seconds,
+    proc_rss_mb,
+    start_spy,
+    stop_spy,
+)
 
 from swarmkit_py.testing.agents import AgentCluster  # noqa: E402
 
@@ -40,7 +52,7 @@ def timed(fn) -> tuple[float, object]:
 def run(args) -> dict:
     base = Path(tempfile.mkdtemp(prefix="typo-bench-"))
     c = AgentCluster(base)
-    fleet = None
+    fleet = spy = None
     out: dict = {"bench": "typo", "replicas": args.replicas, "nodes": args.nodes,
                  "seconds": args.seconds, "commit": git_commit(), "load1_start": os.getloadavg()[0]}
     try:
@@ -59,6 +71,8 @@ def run(args) -> dict:
         m0 = metrics_of(c, m1)
         api.create_service({"ContainerSpec": {"Image": "busybox", "Args": ["sleep", "1d"]}},
                            name="typo", mode={"Replicated": {"Replicas": args.replicas}})
+        if args.profile:
+            spy = start_spy(m1, args.profile, min(30.0, args.seconds))
         lat: dict[str, list[float]] = {"service ls": [], "node ls": [], "service ps": []}
         tasks = 0
         while time.monotonic() - t0 < args.seconds:
@@ -93,6 +107,7 @@ def run(args) -> dict:
         out["nodes_declared_down"] = m.get("swarmkit_dispatcher_nodes_declared_down_total")
     finally:
         out["load1_end"] = os.getloadavg()[0]
+        stop_spy(spy)
         if fleet is not None:
             fleet.stop()
         c.stop_all()
@@ -106,6 +121,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--trace", action="store_true")
     p.add_argument("--out")
+    p.add_argument("--profile", help="py-spy profile of the manager over the first 30 s after the create "
+                   "(.txt: raw collapsed stacks for bench/pyspy_top.py; .svg: a flame graph)")
     args = p.parse_args()
     emit(run(args), args.out)
 
