@@ -175,7 +175,7 @@ class World:
         h._apply(tx)
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(3))
 async def test_books_agree_with_a_scan_after_random_events(seed):
     rng = random.Random(seed)
     h = Harness()
@@ -186,7 +186,7 @@ async def test_books_agree_with_a_scan_after_random_events(seed):
     orch = Checked(proposer, **h.kw())
     orch.follower.open()
     await orch.run_pass(None)
-    for _ in range(600):
+    for _ in range(500):
         world.step()
         if rng.random() < 0.35:
             await orch.run_pass(orch.follower.poll())
@@ -197,7 +197,7 @@ async def test_books_agree_with_a_scan_after_random_events(seed):
         await orch.run_pass(orch.follower.poll())
     assert not orch._backlog
     orch.follower.close()
-    assert orch.checks > 500 and proposer.conflicts > 20, (orch.checks, proposer.conflicts)
+    assert orch.checks > 400 and proposer.conflicts > 20, (orch.checks, proposer.conflicts)
 
 
 async def test_scale_down_stops_the_lowest_slots_first_within_the_budget():
@@ -265,8 +265,8 @@ async def _cost_of_refilling_one_slot(n: int) -> int:
 
 
 async def test_a_pass_does_not_walk_the_slots_a_service_holds():
-    """Refilling one slot of a service costs the same with 100 or 1,500 held slots: the pass
+    """Refilling one slot of a service costs the same with 100 or 1,000 held slots: the pass
     goes by the events and the books, not over the service's tasks (it did: issue 13)."""
     small = await _cost_of_refilling_one_slot(100)
-    big = await _cost_of_refilling_one_slot(1500)
+    big = await _cost_of_refilling_one_slot(1000)
     assert big <= small + 20, (small, big)
