@@ -267,10 +267,13 @@ def stale(look: str, change: str) -> bool:
     """Whether a change to `change` may alter what a look at `look` saw. Paths: the path
     itself and the directories above it (`mkdir -p` makes those), and with a trailing `/`
     (`rm -rf`, unpacking into it) everything below it too. Names starting with `@` (state
-    that is not a file) match only themselves. Paths are compared as written: the role's
-    paths are distinct directories, not symlinks into one another."""
-    if not look.startswith("/") or not change.startswith("/"):
+    that is not a file) match only themselves; a relative path may be anything. Paths are
+    compared as written: the role's paths are distinct directories, not symlinks into one
+    another."""
+    if look.startswith("@") or change.startswith("@"):
         return look == change
+    if not look.startswith("/") or not change.startswith("/"):
+        return True
     look, tree = look.rstrip("/") or "/", change.endswith("/")
     change = change.rstrip("/") or "/"
     if look == change or change.startswith(look.rstrip("/") + "/"):

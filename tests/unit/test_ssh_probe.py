@@ -105,3 +105,4 @@ def test_stale():
     assert not stale("/a/b/c", "/a/b") and stale("/a/b/c", "/a/b/")  # below: only a tree change
     assert not stale("/a/bc", "/a/b/") and not stale("/a/b", "/a/bc")
     assert stale("@iptables", "@iptables") and not stale("@iptables", "/a") and not stale("/a", "@processes")
+    assert stale("a/b", "/x") and stale("/x", "b")  # relative: where it points is not known here
