@@ -19,9 +19,9 @@ kernel creating ~2,600 files per host, the lab's hosts all writing to one disk).
 pure-Python packages travel as one zip inside it (`_zip_pure`, imported through zipsite.py):
 ~800 entries per host, 3.7 s of the 7 hosts' CPU (bench/README.md, "Toolkit speed"). zstd
 because unpacking is then mostly the files' creation: gzip's decompression alone cost a host
-0.55 s of CPU, zstd's 0.1 s, for a smaller upload (16 MB; gzip 19 MB). The console scripts carry a placeholder interpreter
-(`SITE_INTERPRETER`) the host replaces with its venv's python; the names of those scripts
-travel in the tar (`SITE_SCRIPTS`). The site tar's own sha256 is kept next to it with the
+0.55 s of CPU, zstd's 0.1 s, for a smaller upload (16 MB; gzip 19 MB). The console scripts
+carry a placeholder interpreter (`SITE_INTERPRETER`) the host replaces with its venv's python;
+the names of those scripts travel in the tar (`SITE_SCRIPTS`). The site tar's own sha256 is kept next to it with the
 sha256 of the wheelhouse it was made from, so a host checks the bytes it received and a site
 tar is never paired with another wheelhouse. Hosts with another Python still get the
 wheelhouse and install it with `installer`.
