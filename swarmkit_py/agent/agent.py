@@ -538,13 +538,50 @@ class Agent:
 
     async def _start_api(self, mgr: Manager) -> None:
         from ..api import make_app, routes_logs
-        from ..api.app import REQUEST_SECONDS
         from ..manager.controlapi import ControlAPI
 
         app = make_app(ControlAPI(mgr), engine_version=__version__, hostname=self.hostname, authorize=self._api_authorize)
-        self.api_latency = app[REQUEST_SECONDS]
         routes_logs.setup(app, mgr.logs)
-        self._api_runners.extend(await self._serve_api(app))
+        self._api_runners.extend(await self._serve_api_front(mgr, app))
+
+    async def _serve_api_front(self, mgr: Manager, app) -> list:
+        """The Docker API of a running manager: its listeners on the front thread
+        (`api/front.py`), which answers the list and inspect reads itself and passes every
+        other request to `app`, served here on a private socket. Returns the runners, the
+        front first (stopped first)."""
+        from ..api.app import REQUEST_SECONDS
+        from ..api.front import ApiFront, FrontControl, backend_socket, make_front_app
+        from ..api.serve import serve_unix
+
+        backend = backend_socket(str(self.cfg.api_socket) if self.cfg.api_socket else None, self.state_dir)
+        backend.parent.mkdir(parents=True, exist_ok=True)
+        runners = [await serve_unix(app, str(backend), mode=0o600)]
+        tcp = None
+        if self.cfg.api_listen:
+            tls = await asyncio.to_thread(self._api_tls)
+            if tls is None:
+                log.warning("the node key is sealed and there is no API key pair: the Docker API is served on the "
+                            "unix socket %s only until this manager is unlocked", self.cfg.api_socket)
+            else:
+                host, _, port = self.cfg.api_listen.rpartition(":")
+                tcp = (host, int(port), tls)
+        control = FrontControl(mgr, asyncio.get_running_loop())
+        front = ApiFront(
+            lambda: make_front_app(control, engine_version=__version__, hostname=self.hostname,
+                                   authorize=self._api_authorize),
+            backend,
+            unix_path=str(self.cfg.api_socket) if self.cfg.api_socket else None,
+            tcp=tcp,
+        )
+        if self.cfg.api_socket:
+            Path(self.cfg.api_socket).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            await front.start()
+        except BaseException:
+            await runners[0].cleanup()
+            raise
+        self.api_latency = front.app[REQUEST_SECONDS]
+        return [front, *runners]
 
     async def _serve_api(self, app) -> list:
         """The Docker API listeners (root-only unix socket, TCP with client certificates)."""

@@ -18,9 +18,8 @@ REGISTRY_AUTH_FROM = ("", "spec", "previous-spec")
 
 async def list_services(request: web.Request) -> web.Response:
     filters = parse_filters(request.query.get("filters"))
-    control = request.app[CONTROL]
-    services = await control.list_services(filters)
-    statuses = control.service_statuses(services) if bool_value(request, "status") else {}
+    services, statuses = await request.app[CONTROL].list_services_with_status(
+        filters, status=bool_value(request, "status"))
     return web.json_response([service_json(s, status=statuses.get(s.id)) for s in services])
 
 

@@ -313,6 +313,10 @@ class Manager:
     async def read_barrier(self, timeout: float | None = None) -> None:
         await self.raft.read_index(timeout)
 
+    def lone_read_index(self) -> int | None:
+        """`RaftNode.lone_read_index`: safe to call from the API's front thread."""
+        return self.raft.lone_read_index()
+
     def raft_settings(self) -> dict[str, int]:
         """What this member runs with, as Docker's Spec.Raft (ticks, not seconds: a tick here
         is `tick_ms`, 50 ms by default, where Swarm's is 1 s)."""

@@ -483,6 +483,20 @@ class RaftNode:
             self.read_latency.observe(loop.time() - t0)
             return
 
+    def lone_read_index(self) -> int | None:
+        """The read index the core's ReadIndex would release at once, without a round: this
+        member leads and is the configuration's only voter (nobody can be elected without its
+        vote), so its commit index is one (`RaftCore._leader_read_index`); None otherwise.
+        It reads three fields and nothing else, so the API's front thread may call it: a
+        single manager then answers reads without waiting for this loop (issue 13)."""
+        core = self.core
+        if self._stopped or core is None or core.role != RaftRole.LEADER:
+            return None
+        voters = core.conf.voters
+        if len(voters) != 1 or core.id not in voters:
+            return None
+        return core.log.committed
+
     async def wait_applied(self, index: int, timeout: float) -> None:
         if self.core.applied >= index:
             return

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -78,9 +79,15 @@ log = logging.getLogger(__name__)
 
 class MemoryStore:
     """Implements `swarmkit_py.raft.fsm.StateMachine`. Single-threaded by design: apply,
-    reads and watch delivery all happen on the agent's event loop thread."""
+    control loops' reads and watch delivery all happen on the agent's event loop thread.
+
+    One exception: the Docker API's front thread (`api/front.py`) reads while holding
+    `commit_lock`, which apply holds only while it writes a decided transaction into the
+    tables (and restore while it swaps them), so such a read sees whole transactions only and
+    the loop is never held longer than that read."""
 
     def __init__(self) -> None:
+        self.commit_lock = threading.Lock()
         self._tables: dict[str, Table] = new_tables()
         self._hub = WatchHub()
         self.applied_index = 0
@@ -134,9 +141,10 @@ class MemoryStore:
             raise
         except (ValidationError, AttributeError, KeyError, TypeError, ValueError, msgpack.UnpackException) as exc:
             raise InvalidSnapshot(f"cannot restore store snapshot: {exc}") from exc
-        self._tables = tables
-        self.applied_index = index
-        self._generation += 1
+        with self.commit_lock:
+            self._tables = tables
+            self.applied_index = index
+            self._generation += 1
         self._hub.close_all("store restored from a snapshot; re-read the store and watch again")
 
     @staticmethod
@@ -226,13 +234,14 @@ class MemoryStore:
             if obj is not _DELETED:
                 self._tables[kind].check(obj)
         # Verdict reached: commit every staged change at once.
-        for (kind, id), obj in staged.items():
-            table = self._tables[kind]
-            if obj is _DELETED:
-                table.remove(id)
-            else:
-                table.put(obj)
-        self._generation += 1
+        with self.commit_lock:
+            for (kind, id), obj in staged.items():
+                table = self._tables[kind]
+                if obj is _DELETED:
+                    table.remove(id)
+                else:
+                    table.put(obj)
+            self._generation += 1
         if events:
             self._hub.publish(events + [Event(COMMIT, COMMIT, None, None, index)])
         return TxApplied(index, tuple(events))

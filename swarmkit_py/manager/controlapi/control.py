@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager, nullcontext
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -107,16 +108,35 @@ class ControlAPI(ServiceMethods, TaskMethods, NetworkMethods, SecretConfigMethod
         """A store view that holds every write committed before the call, or the local one,
         marked stale, when no quorum confirms in time (see the module docstring);
         NotInSwarm when there is no swarm."""
-        if self.store.view().cluster() is None:
+        with self._read_section():
+            in_swarm = self.store.view().cluster() is not None
+        if not in_swarm:
             raise NotInSwarm()  # not in a swarm at all: say so without asking Raft
-        try:
-            await self.ctx.read_barrier(timeout=READ_WAIT_S)
-            consistency = LINEARIZABLE
-        except (NoQuorum, NotLeader, ProposalDropped):
-            consistency = STALE
+        consistency = await self._confirm_read()
         if read_consistency.get() != STALE:  # one stale part makes the whole answer stale
             read_consistency.set(consistency)
         return self.store.view()
+
+    async def _confirm_read(self) -> str:
+        """The read barrier: LINEARIZABLE once it passed, STALE when no quorum confirmed."""
+        try:
+            await self.ctx.read_barrier(timeout=READ_WAIT_S)
+        except (NoQuorum, NotLeader, ProposalDropped):
+            return STALE
+        return LINEARIZABLE
+
+    def _read_section(self):
+        """What a read of the store holds: nothing on the event loop (apply runs there too);
+        the store's commit lock on the API's front thread (`api/front.py`)."""
+        return nullcontext()
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator:
+        """`async with self._reading() as view:` the reads of one answer, after the barrier of
+        `_read_view`, inside `_read_section`. The body must not await."""
+        await self._read_view()
+        with self._read_section():
+            yield self.store.view()
 
     def _members(self) -> list[RaftMember]:
         return list(self.ctx.raft_members())
@@ -151,15 +171,15 @@ class ControlAPI(ServiceMethods, TaskMethods, NetworkMethods, SecretConfigMethod
     async def list_nodes(self, filters: Mapping[str, Sequence[str]] | None = None) -> list[Node]:
         """Nodes matching `filters` ({key: [values]}), with live ManagerStatus."""
         where = node_filter(filters)
-        view = await self._read_view()
-        members = self._members()
-        nodes = view.nodes(where=where) if where else view.list("node")
-        return [with_manager_status(n, members) for n in nodes]
+        async with self._reading() as view:
+            members = self._members()
+            nodes = view.nodes(where=where) if where else view.list("node")
+            return [with_manager_status(n, members) for n in nodes]
 
     async def get_node(self, ref: str) -> Node:
         """By ID, hostname or unique ID prefix (NotFound / Ambiguous otherwise)."""
-        node = (await self._read_view()).lookup("node", ref)
-        return with_manager_status(node, self._members())
+        async with self._reading() as view:
+            return with_manager_status(view.lookup("node", ref), self._members())
 
     async def update_node(self, ref: str, version: int, spec: Any) -> Node:
         """Replace the node's spec (labels, desired role, availability) as of `version`."""

@@ -70,16 +70,26 @@ class ServiceMethods:
     async def list_services(
         self, filters: Mapping[str, Sequence[str]] | None = None
     ) -> list[Service]:
+        return (await self.list_services_with_status(filters, status=False))[0]
+
+    async def list_services_with_status(
+        self, filters: Mapping[str, Sequence[str]] | None = None, *, status: bool = True
+    ) -> tuple[list[Service], dict[str, dict[str, int]]]:
+        """The services matching `filters` and, with `status`, their `service_statuses`, read
+        from one state of the store."""
         where = service_filter(filters)
-        view = await self._read_view()
-        services = view.list("service")
-        return [s for s in services if where(s)] if where else services
+        async with self._reading() as view:
+            services = view.list("service")
+            if where:
+                services = [s for s in services if where(s)]
+            return services, self.service_statuses(services, view) if status else {}
 
     async def get_service(self, ref: str) -> Service:
         """By ID, name or unique ID prefix."""
-        return (await self._read_view()).lookup("service", ref)
+        async with self._reading() as view:
+            return view.lookup("service", ref)
 
-    def service_statuses(self, services: Sequence[Service]) -> dict[str, dict[str, int]]:
+    def service_statuses(self, services: Sequence[Service], view=None) -> dict[str, dict[str, int]]:
         """dockerd's ServiceStatus per service (what `docker service ls` shows as N/M).
 
         Running counts tasks observed running that are meant to keep running, on nodes that
@@ -88,7 +98,7 @@ class ServiceMethods:
         rules) only the current iteration's tasks count: desired is MaxConcurrent for a
         replicated job and, for a global job, its tasks not complete yet (the CLI shows
         "running/desired (completed/total completed)")."""
-        view = self.store.view()
+        view = view or self.store.view()
         down = {n.id for n in view.nodes(state=NodeState.DOWN)}
         out = {}
         for svc in services:

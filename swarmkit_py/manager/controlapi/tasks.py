@@ -46,7 +46,10 @@ class TaskMethods:
 
     async def list_tasks(self, filters: Mapping[str, Sequence[str]] | None = None) -> list[Task]:
         f = validate_filters(filters, TASK_FILTERS)
-        view = await self._read_view()
+        async with self._reading() as view:
+            return self._tasks_in(view, f)
+
+    def _tasks_in(self, view, f: Mapping[str, Sequence[str]]) -> list[Task]:
         service_ids = list(dict.fromkeys(view.lookup("service", r).id for r in f.get("service", [])))
         node_ids = {view.lookup("node", r).id for r in f.get("node", [])}
         desired = set()
@@ -98,7 +101,8 @@ class TaskMethods:
 
     async def get_task(self, ref: str) -> Task:
         """By ID or unique ID prefix."""
-        return (await self._read_view()).lookup("task", ref)
+        async with self._reading() as view:
+            return view.lookup("task", ref)
 
 
 def _desired_matches(state: TaskState, wanted: set[TaskState]) -> bool:

@@ -1,0 +1,250 @@
+"""The Docker API's front: its listeners on a thread and event loop of their own.
+
+Why (issue 13): everything a manager does shares one event loop. While the control plane is
+busy (10,000 tasks filling at 1,000 nodes, or `replicas: 100000` typed by mistake) that loop is
+held most of the time in turns of 100-250 ms, and an API call waited behind such a turn at every
+step it took on the loop: reading and decrypting the request, the handler, the read barrier's
+future, each slice of the answer, the write. `docker service ls` took 300 ms to seconds, for a
+few milliseconds of work of its own.
+
+Here the listeners (the root-only unix socket and TCP with client certificates) are served by
+a thread with its own loop. CPython hands the interpreter from a busy thread to a waiting one
+every few milliseconds (`sys.getswitchinterval`), so this thread gets its turn within that,
+whatever the manager's loop is doing. What it does itself:
+
+- HTTP and TLS of every connection, and the authorization hook (`make_app`'s) of every request;
+- the reads `docker service ls/ps/inspect` and `docker node ls/inspect` make (`READ_ROUTES`),
+  with ControlAPI's own code: the read barrier is asked of the manager's loop, and for a lone
+  voter not even that (`RaftNode.lone_read_index`: the core would release such a read at once,
+  with its commit index; the store's applied index is waited for here). The store is then read
+  under its `commit_lock`, which apply holds only while it writes a decided transaction: an
+  answer holds whole transactions, as on the loop, and the loop waits at most for that read;
+- every other request is passed as it is, streamed both ways (logs -f, events), to the app on
+  the manager's loop, listening on a private unix socket next to the public one (`BACKEND`),
+  so writes, streams and everything the manager's loop owns stay where they were.
+
+Reads stay linearizable (or answered stale and marked so) exactly as on the loop: the barrier
+is the same; it is only asked from another thread. A proxy costs a request on the private
+socket (about a millisecond); no route has to be written twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import ssl
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from ..histogram import Histogram
+from ..manager.controlapi import ControlAPI
+from ..manager.controlapi.control import LINEARIZABLE, READ_WAIT_S, STALE
+from ..raft.errors import NoQuorum, NotLeader, ProposalDropped
+from . import routes_nodes, routes_services, routes_system, routes_tasks
+from .app import AUTHORIZE, REQUEST_SECONDS, docker_middleware
+from .chunked import RenderCache
+from .keys import CONTROL, SERVER, Authorize, ServerInfo
+from .params import MAX_BODY_BYTES, MAX_BODY_KEY
+from .serve import serve_tcp, serve_unix
+from .versioning import add_route
+
+log = logging.getLogger(__name__)
+
+READ_ROUTES = (
+    ("/services", routes_services.list_services),
+    ("/services/{ref}", routes_services.get_service),
+    ("/nodes", routes_nodes.list_nodes),
+    ("/nodes/{ref}", routes_nodes.get_node),
+    ("/tasks", routes_tasks.list_tasks),
+    ("/tasks/{ref}", routes_tasks.get_task),
+    ("/_ping", routes_system.ping),
+)
+"""GET (and HEAD) routes answered on the front thread; everything else goes to the backend."""
+BACKEND = web.AppKey("backend", aiohttp.ClientSession)
+APPLY_POLL_S = 0.002
+"""How often a lone voter's read looks whether the store has applied its read index."""
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "transfer-encoding", "upgrade", "host", "content-length",
+})
+
+
+class FrontControl(ControlAPI):
+    """ControlAPI for the front thread: the barrier asked of the manager's loop `main` (or a
+    lone voter's read index), the reads under the store's commit lock."""
+
+    def __init__(self, ctx, main: asyncio.AbstractEventLoop) -> None:
+        super().__init__(ctx)
+        self._main = main
+
+    def _read_section(self):
+        return self.store.commit_lock
+
+    async def _confirm_read(self) -> str:
+        lone = getattr(self.ctx, "lone_read_index", None)
+        index = lone() if lone is not None else None
+        if index is not None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + READ_WAIT_S
+            while self.store.applied_index < index and loop.time() < deadline:
+                await asyncio.sleep(APPLY_POLL_S)
+            if self.store.applied_index >= index:
+                return LINEARIZABLE
+        barrier = asyncio.run_coroutine_threadsafe(self.ctx.read_barrier(timeout=READ_WAIT_S), self._main)
+        try:
+            await asyncio.wrap_future(barrier)
+        except (NoQuorum, NotLeader, ProposalDropped):
+            return STALE
+        return LINEARIZABLE
+
+    def _members(self):
+        # the Raft configuration changes on the manager's loop: a list being rebuilt there
+        # while it is read here is read again
+        for _ in range(3):
+            try:
+                return super()._members()
+            except RuntimeError:
+                continue
+        return super()._members()
+
+
+async def proxy(request: web.Request) -> web.StreamResponse:
+    """Pass the request to the backend as it came and stream the answer back as it goes."""
+    body = await request.read() if request.body_exists else None
+    headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+    url = URL("http://backend" + request.raw_path, encoded=True)
+    try:
+        upstream = await request.app[BACKEND].request(
+            request.method, url, headers=headers, data=body, allow_redirects=False)
+    except aiohttp.ClientConnectionError as exc:
+        raise web.HTTPServiceUnavailable(
+            text=f"this manager's API is not serving (its control plane is stopping or restarting: {exc}); "
+                 "retry, or use another manager") from None
+    async with upstream:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        for k, v in upstream.headers.items():
+            if k.lower() not in HOP_BY_HOP:
+                response.headers.add(k, v)
+        if upstream.content_length is not None and "chunked" not in upstream.headers.get("Transfer-Encoding", ""):
+            response.content_length = upstream.content_length
+        await response.prepare(request)
+        async for chunk in upstream.content.iter_any():
+            await response.write(chunk)
+        await response.write_eof()
+    return response
+
+
+def make_front_app(control: FrontControl, *, engine_version: str, hostname: str,
+                   authorize: Authorize | None, max_body_bytes: int = MAX_BODY_BYTES) -> web.Application:
+    """The front's app: `READ_ROUTES` here, the rest through `proxy` (the same middleware
+    checks the version and authorizes every request first)."""
+    app = web.Application(middlewares=[docker_middleware], client_max_size=max_body_bytes)
+    app[CONTROL] = control
+    app[SERVER] = ServerInfo(engine_version=engine_version, hostname=hostname)
+    app[MAX_BODY_KEY] = max_body_bytes
+    app[REQUEST_SECONDS] = Histogram()
+    if authorize is not None:
+        app[AUTHORIZE] = authorize
+    app[routes_tasks.TASK_JSON] = RenderCache(lambda: control.store, routes_tasks.task_json)
+    app[routes_nodes.NODE_JSON] = RenderCache(lambda: control.store, lambda n: n.to_api())
+    for path, handler in READ_ROUTES:
+        add_route(app, "GET", path, handler)
+    app.router.add_route("*", "/{tail:.*}", proxy)
+    return app
+
+
+class ApiFront:
+    """The front thread. `await start()` returns once every listener is bound (or raises what
+    binding raised); `await cleanup()` stops them and the thread (the interface of aiohttp's
+    runners, which the agent keeps in one list)."""
+
+    def __init__(self, make_app: Callable[[], web.Application], backend: Path, *,
+                 unix_path: str | None = None, tcp: tuple[str, int, ssl.SSLContext] | None = None) -> None:
+        self._make_app = make_app
+        self._backend = backend
+        self._unix_path = unix_path
+        self._tcp = tcp
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping: asyncio.Event | None = None
+        self.app: web.Application | None = None
+        self.addresses: list = []
+
+    async def start(self) -> None:
+        started: concurrent.futures.Future = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._run, args=(started,), name="api-front", daemon=True)
+        self._thread.start()
+        try:
+            await asyncio.wrap_future(started)
+        except BaseException:
+            await asyncio.to_thread(self._thread.join)
+            raise
+
+    def _run(self, started: concurrent.futures.Future) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve(started))
+        except BaseException as exc:  # binding failed: the starter gets the error
+            if not started.done():
+                started.set_exception(exc)
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _serve(self, started: concurrent.futures.Future) -> None:
+        self._stopping = asyncio.Event()
+        async with self._session() as session:
+            self.app = app = self._make_app()
+            app[BACKEND] = session
+            runners = []
+            try:
+                if self._unix_path:
+                    runners.append(await serve_unix(app, self._unix_path))
+                if self._tcp is not None:
+                    host, port, tls = self._tcp
+                    runners.append(await serve_tcp(app, host, port, tls))
+                self.addresses = [a for r in runners for a in r.addresses]
+                started.set_result(None)
+                await self._stopping.wait()
+            finally:
+                for r in runners:
+                    await r.cleanup()
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[aiohttp.ClientSession]:
+        connector = aiohttp.UnixConnector(path=str(self._backend), limit=0)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
+                                         skip_auto_headers=("User-Agent", "Accept-Encoding")) as session:
+            yield session
+
+    async def cleanup(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None or not thread.is_alive():
+            return
+        try:
+            loop.call_soon_threadsafe(self._stopping.set)
+        except RuntimeError:  # its loop is already closed
+            pass
+        await asyncio.to_thread(thread.join)
+
+
+def backend_socket(public_socket: str | None, state_dir: Path) -> Path:
+    """Where the backend listens: beside the public socket (a root-only directory), else in the
+    agent's state directory."""
+    path = Path(public_socket + ".backend") if public_socket else Path(state_dir) / "api-backend.sock"
+    if len(str(path).encode()) > 107:
+        raise ValueError(f"the API's backend socket path {path} is too long for a unix socket "
+                         "(107 bytes); use a shorter --api-socket or state directory")
+    return path
+
+
+__all__ = ["ApiFront", "FrontControl", "READ_ROUTES", "backend_socket", "make_front_app"]
