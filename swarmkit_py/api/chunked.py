@@ -58,11 +58,11 @@ class RenderCache:
         def encode(obj: Any) -> bytes:
             version = obj.version.index
             entry = self._entries.get(obj.id)
-            if entry is not None and entry[0] == version and store.view().get(obj.kind, obj.id) is obj:
+            if entry is not None and entry[0] == version and store.holds(obj):
                 self.hits += 1
                 return entry[1]
             data = json.dumps(self._render(obj)).encode()
-            if store.view().get(obj.kind, obj.id) is obj:
+            if store.holds(obj):
                 self.misses += 1
                 self._put(obj.id, version, data)
             return data

@@ -16,7 +16,7 @@ whatever the manager's loop is doing. What it does itself:
 - the reads `docker service ls/ps/inspect` and `docker node ls/inspect` make (`READ_ROUTES`),
   with ControlAPI's own code: the read barrier is asked of the manager's loop, and for a lone
   voter not even that (`RaftNode.lone_read_index`: the core would release such a read at once,
-  with its commit index; the store's applied index is waited for here). The store is then read
+  with its commit index; Raft's applied index is waited for here). The store is then read
   under its `commit_lock`, which apply holds only while it writes a decided transaction: an
   answer holds whole transactions, as on the loop, and the loop waits at most for that read;
 - every other request is passed as it is, streamed both ways (logs -f, events), to the app on
@@ -88,16 +88,28 @@ class FrontControl(ControlAPI):
         return self.store.commit_lock
 
     async def _confirm_read(self) -> str:
-        lone = getattr(self.ctx, "lone_read_index", None)
-        index = lone() if lone is not None else None
+        """The read barrier, in as few turns of the manager's loop as it takes: none for a
+        lone voter; for a quorum, one to ask and the core's own (`read_index_threadsafe`);
+        the coroutine `read_barrier` on that loop when no leader is known yet (it waits for
+        one) or the context has neither."""
+        ctx = self.ctx
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READ_WAIT_S
+        index = ctx.lone_read_index() if hasattr(ctx, "lone_read_index") else None
+        if index is None and hasattr(ctx, "read_index_threadsafe"):
+            read = ctx.read_index_threadsafe()
+            done, _ = await asyncio.wait([asyncio.wrap_future(read)], timeout=READ_WAIT_S)
+            if not done:
+                ctx.forget_read(read)
+                return STALE
+            if read.exception() is None:
+                index = read.result()
         if index is not None:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + READ_WAIT_S
-            while self.store.applied_index < index and loop.time() < deadline:
+            applied = ctx.raft_applied_index
+            while applied() < index and loop.time() < deadline:
                 await asyncio.sleep(APPLY_POLL_S)
-            if self.store.applied_index >= index:
-                return LINEARIZABLE
-        barrier = asyncio.run_coroutine_threadsafe(self.ctx.read_barrier(timeout=READ_WAIT_S), self._main)
+            return LINEARIZABLE if applied() >= index else STALE
+        barrier = asyncio.run_coroutine_threadsafe(ctx.read_barrier(timeout=READ_WAIT_S), self._main)
         try:
             await asyncio.wrap_future(barrier)
         except (NoQuorum, NotLeader, ProposalDropped):

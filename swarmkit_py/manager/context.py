@@ -61,5 +61,9 @@ class ClusterContext(Protocol):
         raft's NoQuorum when no leader confirms within `timeout` (default: the proposal
         timeout)."""
 
+    # Optional, callable from another thread (Manager's): `lone_read_index() -> int | None`,
+    # `raft_applied_index() -> int`, `read_index_threadsafe() -> concurrent Future[int]` and
+    # `forget_read(future)`: the API's front thread confirms reads with them (`api/front.py`).
+
     # Optional: `raft_settings() -> dict[str, int]`, the Raft settings this manager runs with
     # as Docker's Spec.Raft JSON; the API shows them when the context has it.

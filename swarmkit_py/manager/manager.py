@@ -317,6 +317,17 @@ class Manager:
         """`RaftNode.lone_read_index`: safe to call from the API's front thread."""
         return self.raft.lone_read_index()
 
+    def raft_applied_index(self) -> int:
+        """`RaftNode.applied_index`: safe to call from the API's front thread."""
+        return self.raft.applied_index
+
+    def read_index_threadsafe(self):
+        """`RaftNode.read_index_threadsafe`, for the API's front thread."""
+        return self.raft.read_index_threadsafe()
+
+    def forget_read(self, read) -> None:
+        self.raft.forget_read(read)
+
     def raft_settings(self) -> dict[str, int]:
         """What this member runs with, as Docker's Spec.Raft (ticks, not seconds: a tick here
         is `tick_ms`, 50 ms by default, where Swarm's is 1 s)."""

@@ -29,6 +29,7 @@ seconds and every API write answered "no leader". One thread also keeps the writ
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import random
 import secrets
@@ -110,6 +111,21 @@ def _fail_pending(tag: int, target: asyncio.Future | _Batch, exc: BaseException,
         target.put(tag, exc, now)
     elif not target.done():
         target.set_exception(exc)
+
+
+def _settle(fut: asyncio.Future | concurrent.futures.Future, result: Any = None,
+            exc: BaseException | None = None) -> None:
+    """Complete a read's future (asyncio's, or the front thread's concurrent one) unless it is
+    done already."""
+    if fut.done():
+        return
+    try:
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+    except (asyncio.InvalidStateError, concurrent.futures.InvalidStateError):
+        pass
 
 
 async def _await_by(fut: asyncio.Future, deadline: float) -> Any:
@@ -207,6 +223,7 @@ class RaftNode:
         self._tag = secrets.randbits(64)  # the next tag (see _new_tags)
         self._ticks = 0
         self._loop_time = time.monotonic  # the event loop's clock (asyncio's default)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._stopped = False
@@ -238,7 +255,8 @@ class RaftNode:
         when the data dir already holds state); `bootstrap_members` founds a cluster of several
         members statically, like etcd's initial-cluster (ignored once state exists, so the same
         command line restarts a member); `peers` are address hints for a joining member."""
-        self._loop_time = asyncio.get_running_loop().time
+        self._loop = asyncio.get_running_loop()
+        self._loop_time = self._loop.time
         st = await self._io(self.storage.load)
         snap = st.snapshot
         if snap is not None:
@@ -483,6 +501,41 @@ class RaftNode:
             self.read_latency.observe(loop.time() - t0)
             return
 
+    def read_index_threadsafe(self) -> concurrent.futures.Future:
+        """`read_index` for a caller on another thread (the API's front): the future of the
+        read index, set from this member's loop as the core releases it. No task and no
+        coroutine on this loop: one turn to ask, and the answer set where the core gives it.
+        It does not wait for a leader (NoQuorum when none is known, ProposalDropped when a
+        leader change drops it: the caller can ask `read_index` then), and the caller waits
+        for `applied_index` to reach the index itself, and calls `forget_read` if it stops
+        waiting."""
+        cf: concurrent.futures.Future = concurrent.futures.Future()
+        loop = self._loop
+        if loop is None or self._stopped:
+            cf.set_exception(self._stopped_error())
+            return cf
+        loop.call_soon_threadsafe(self._start_read, cf)
+        return cf
+
+    def _start_read(self, cf: concurrent.futures.Future) -> None:
+        if self._stopped:
+            _settle(cf, exc=self._stopped_error())
+            return
+        if self.leader_id == 0:
+            _settle(cf, exc=NoQuorum("no leader known"))
+            return
+        ctx = _ENVELOPE.pack(self.id, self._new_tags(1))
+        cf.read_context = ctx  # type: ignore[attr-defined]
+        self._reads[ctx] = cf
+        self._inbox.append(("read", ctx))
+        self._wake.set()
+
+    def forget_read(self, cf: concurrent.futures.Future) -> None:
+        """Drop a `read_index_threadsafe` read its caller stopped waiting for (thread-safe)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(lambda: self._reads.pop(getattr(cf, "read_context", b""), None))
+
     def lone_read_index(self) -> int | None:
         """The read index the core's ReadIndex would release at once, without a round: this
         member leads and is the configuration's only voter (nobody can be elected without its
@@ -496,6 +549,13 @@ class RaftNode:
         if len(voters) != 1 or core.id not in voters:
             return None
         return core.log.committed
+
+    @property
+    def applied_index(self) -> int:
+        """The last entry applied (the state machine's and the log's, whatever the entry's
+        kind); one field, so the API's front thread may read it too."""
+        core = self.core
+        return core.applied if core is not None else 0
 
     async def wait_applied(self, index: int, timeout: float) -> None:
         if self.core.applied >= index:
@@ -876,13 +936,13 @@ class RaftNode:
         if rd.in_doubt:
             self._fail_in_doubt(rd.in_doubt)
         for rs in rd.read_states:
-            fut = self._reads.get(rs.context)
-            if fut is not None and not fut.done():
-                fut.set_result(rs.index)
+            fut = self._reads.pop(rs.context, None)
+            if fut is not None:
+                _settle(fut, result=rs.index)
         for ctx in rd.dropped:
-            fut = self._reads.get(ctx)
-            if fut is not None and not fut.done():
-                fut.set_exception(ProposalDropped("read dropped by a leader change"))
+            fut = self._reads.pop(ctx, None)
+            if fut is not None:
+                _settle(fut, exc=ProposalDropped("read dropped by a leader change"))
         c.advance(rd)
         if rd.committed:
             self._wake_appliers()
@@ -1018,9 +1078,9 @@ class RaftNode:
         now = self._loop_time()
         for tag, p in pending.items():
             _fail_pending(tag, p[0], exc, now)
-        for fut in list(self._reads.values()):
-            if not fut.done():
-                fut.set_exception(exc)
+        reads, self._reads = self._reads, {}
+        for fut in reads.values():
+            _settle(fut, exc=exc)
         for _, fut in self._apply_waiters:
             if not fut.done():
                 fut.set_exception(exc)

@@ -166,6 +166,12 @@ class MemoryStore:
         across an `await`; a stale view raises `StaleView` rather than mixing two states)."""
         return View(self._tables, self._generation, lambda: self._generation, self.applied_index)
 
+    def holds(self, obj: StoreObject) -> bool:
+        """Whether `obj` is the version stored now. One dict lookup and no view, so it is
+        answered from any thread (`api/chunked.RenderCache` asks from the API's front thread,
+        where a view taken just before a commit would be stale at its first read)."""
+        return self._tables[obj.kind].objs.get(obj.id) is obj
+
     def watch(
         self,
         kinds: Iterable[str | type[StoreObject]] | str | type[StoreObject] | None = None,

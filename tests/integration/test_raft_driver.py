@@ -305,3 +305,35 @@ async def test_a_full_disk_stops_the_leader_and_a_restart_from_its_files_catches
     finally:
         await ms.stop()
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+async def test_a_read_asked_from_another_thread_is_confirmed_by_a_quorum(tmp_path):
+    """`read_index_threadsafe` (the API's front thread asks it): on the leader and on a
+    follower, the index covers a write acknowledged before the read was asked; it fails, not
+    hangs, when the member has stopped, and a lone voter's read index is its commit index."""
+    ms = Members(tmp_path, 3)
+    try:
+        ld = await ms.found()
+        await ld.propose(encode_put("k", b"v"))
+        acked = ld.core.applied
+        follower = next(n for n in ms.nodes.values() if n is not ld)
+        for node in (ld, follower):
+            assert node.lone_read_index() is None  # three voters: a quorum must confirm
+            read = await asyncio.to_thread(node.read_index_threadsafe)  # asked from a thread
+            index = await asyncio.wait_for(asyncio.wrap_future(read), 10)
+            assert index >= acked
+            await wait_for(lambda node=node: node.applied_index >= index, "the read index to be applied")
+            assert node.fsm.data["k"] == b"v"
+            assert not node._reads  # settled reads are not kept
+        await follower.stop()
+        read = await asyncio.to_thread(follower.read_index_threadsafe)
+        assert read.exception() is not None
+    finally:
+        await ms.stop()
+    lone = Members(tmp_path / "lone", 1)
+    try:
+        ld = await lone.found()
+        await ld.propose(encode_put("k", b"v"))
+        assert ld.lone_read_index() == ld.core.log.committed
+    finally:
+        await lone.stop()

@@ -61,6 +61,9 @@ class Lone:
     def lone_read_index(self) -> int | None:
         return self._store.applied_index
 
+    def raft_applied_index(self) -> int:
+        return self._store.applied_index
+
     async def read_barrier(self, timeout=None) -> None:
         self.barriers += 1
         await self._ctx.read_barrier(timeout)
