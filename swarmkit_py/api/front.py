@@ -147,9 +147,15 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         if upstream.content_length is not None and "chunked" not in upstream.headers.get("Transfer-Encoding", ""):
             response.content_length = upstream.content_length
         await response.prepare(request)
-        async for chunk in upstream.content.iter_any():
-            await response.write(chunk)
-        await response.write_eof()
+        try:
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+        except (ConnectionResetError, aiohttp.ClientPayloadError) as exc:
+            # the caller left (Ctrl-C on `logs -f`), or the backend's answer broke off: past
+            # the headers there is no error to send; the connection is closed, not reused
+            log.debug("%s %s: stream ended early: %r", request.method, request.path, exc)
+            response.force_close()
     return response
 
 

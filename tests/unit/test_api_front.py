@@ -15,6 +15,7 @@ import time
 import pytest
 
 from swarmkit_py.api import make_app, serve_unix
+from swarmkit_py.api.routes_events import EVENTS
 from swarmkit_py.api.front import ApiFront, FrontControl, make_front_app
 from swarmkit_py.store import Transaction
 from tests.unit.test_controlapi_fixtures import make_swarm
@@ -78,7 +79,8 @@ async def front(tmp_path):
         s = make_swarm(3, 2)
         ctx = Lone(s.ctx, s.store) if lone else s.ctx
         backend = tmp_path / "backend.sock"
-        runner = await serve_unix(make_app(s.control, engine_version="t", hostname="m1"), str(backend), mode=0o600)
+        s.backend_app = make_app(s.control, engine_version="t", hostname="m1")
+        runner = await serve_unix(s.backend_app, str(backend), mode=0o600)
         control = FrontControl(ctx, asyncio.get_running_loop())
         f = ApiFront(lambda: make_front_app(control, engine_version="t", hostname="m1", authorize=None),
                      backend, unix_path=str(tmp_path / "docker.sock"))
@@ -229,3 +231,28 @@ def test_apply_waits_for_a_reader_holding_the_commit_lock():
     assert applied.wait(HOLD_LIMIT_S)
     t.join()
     assert s.store.view().get_node(s.managers[0]).spec.labels == {"x": "1"}
+
+
+async def test_a_stream_is_passed_as_it_goes_and_closed_when_its_caller_leaves(front, caplog):
+    """`docker events` through the front: each event arrives when it happens (not when the
+    stream ends); when the caller goes away the backend's stream ends too, quietly."""
+    s, _, sock = await front(lone=True)
+    events = s.backend_app[EVENTS]
+    conn = UnixHTTP(sock)
+    await asyncio.to_thread(conn.request, "GET", "/v1.41/events?filters=%7B%22type%22%3A%5B%22service%22%5D%7D")
+    r = await asyncio.to_thread(conn.getresponse)
+    assert r.status == 200 and r.getheader("Api-Version") == "1.41"
+    assert len(events._subs) == 1
+    await s.control.create_service({"Name": "first", "TaskTemplate": {"ContainerSpec": {"Image": "nginx"}}})
+    line = await asyncio.wait_for(asyncio.to_thread(r.readline), HOLD_LIMIT_S)  # the stream is open
+    assert json.loads(line)["Actor"]["Attributes"]["name"] == "first"
+    conn.sock.shutdown(socket.SHUT_RDWR)
+    conn.close()
+    # the next event finds the caller gone: the front ends its stream, then the backend its own
+    for n in range(100):
+        if not events._subs:
+            break
+        await s.control.create_service({"Name": f"after{n}", "TaskTemplate": {"ContainerSpec": {"Image": "nginx"}}})
+        await asyncio.sleep(0.1)
+    assert not events._subs, "the backend's events stream outlived its caller"
+    assert not [x for x in caplog.records if x.levelname == "ERROR"], [x.getMessage() for x in caplog.records]
