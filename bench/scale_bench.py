@@ -23,7 +23,8 @@ Figures (keys of the JSON line):
 - ``fill_leader``: the leader's own ``/metrics`` over the fill (create to all Running): event
   loop holds of 50 ms or more (``loop_held``: count, total, ``share`` of the fill), the API
   handlers' times, linearizable reads' waits (``read_index``: the confirmation round plus
-  apply), Raft apply time per batch, full garbage collections; ``leader_loop`` its loop watch
+  apply, when asked on the manager's loop; ``api_read_barrier``: the same wait of the API's
+  reads on its front thread), Raft apply time per batch, full garbage collections; ``leader_loop`` its loop watch
   at the end of the steady window (``loop_stalls`` has the managers that survive the failover);
 - ``leader_cpu_pct`` / ``leader_rss_mb``: the leader process over the steady window (/proc);
 - ``heartbeats_per_s``: the leader's /metrics counter over that window;
@@ -242,6 +243,7 @@ def fill_figures(m0: dict, m1: dict, span: float) -> dict:
     return {"loop_held": {**held, "share": round(held["sum_s"] / span, 2) if span else None},
             "api_requests": hist_delta(m0, m1, "api_request_seconds"),
             "read_index": hist_delta(m0, m1, "raft_read_index_seconds"),
+            "api_read_barrier": hist_delta(m0, m1, "api_read_barrier_seconds"),
             "raft_apply": hist_delta(m0, m1, "raft_apply_seconds", over=0.1),
             "gc_full": int(m1.get("swarmkit_gc_full_collections_total", 0)
                            - m0.get("swarmkit_gc_full_collections_total", 0)),

@@ -90,6 +90,7 @@ class Agent:
         self.api_refused: Counter = Counter()
         """What the Docker API's authorization refused, by reason."""
         self.api_latency = None
+        self.api_read_wait = None
         """The Docker API's request times (its app's histogram), once the API is served."""
         self.loopwatch = LoopWatch(report_after=cfg.loop_stall_warn_s)
         """How long the event loop is held, and where (logged past `loop_stall_warn_s`)."""
@@ -581,6 +582,7 @@ class Agent:
             await runners[0].cleanup()
             raise
         self.api_latency = front.app[REQUEST_SECONDS]
+        self.api_read_wait = control.read_wait
         return [front, *runners]
 
     async def _serve_api(self, app) -> list:

@@ -77,6 +77,10 @@ def render(agent) -> str:
     api_latency = getattr(agent, "api_latency", None)
     if api_latency is not None:
         o.histogram("api_request_seconds", "Docker API requests, by how long their handler took.", api_latency)
+    api_reads = getattr(agent, "api_read_wait", None)
+    if api_reads is not None:
+        o.histogram("api_read_barrier_seconds", "Time the API's reads waited for their barrier (a quorum's "
+                    "confirmation and the apply up to it) on the API's front thread.", api_reads)
     mgr = agent.manager
     if mgr is not None and mgr.raft.core is not None:
         r = mgr.raft

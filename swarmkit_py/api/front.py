@@ -35,6 +35,7 @@ import concurrent.futures
 import logging
 import ssl
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -83,11 +84,20 @@ class FrontControl(ControlAPI):
     def __init__(self, ctx, main: asyncio.AbstractEventLoop) -> None:
         super().__init__(ctx)
         self._main = main
+        self.read_wait = Histogram()
+        """How long reads waited for `_confirm_read` (observed on the front thread only)."""
 
     def _read_section(self):
         return self.store.commit_lock
 
     async def _confirm_read(self) -> str:
+        t0 = time.perf_counter()
+        try:
+            return await self._barrier()
+        finally:
+            self.read_wait.observe(time.perf_counter() - t0)
+
+    async def _barrier(self) -> str:
         """The read barrier, in as few turns of the manager's loop as it takes: none for a
         lone voter; for a quorum, one to ask and the core's own (`read_index_threadsafe`);
         the coroutine `read_barrier` on that loop when no leader is known yet (it waits for
