@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from .objects import KINDS, StoreObject, Task
+from .objects import KINDS, StoreObject, Task, TaskState
 
 IndexFn = Callable[[StoreObject], Hashable | None]
 
@@ -26,6 +26,13 @@ class TableSchema:
 
 def _task_slot(t: Task) -> Hashable | None:
     return (t.service_id, t.slot) if t.slot is not None else None
+
+
+def _task_service_state(t: Task) -> Hashable | None:
+    """(service, observed state, meant to run): `docker service ls` counts a replicated
+    service's running and completed tasks as the sizes of two or three buckets instead of a
+    walk over all of its tasks (100,000 for a typo, issue 13)."""
+    return (t.service_id, t.status.state, t.desired_state <= TaskState.RUNNING) if t.service_id else None
 
 
 SCHEMAS: dict[str, TableSchema] = {
@@ -49,6 +56,7 @@ SCHEMAS: dict[str, TableSchema] = {
             "service_id": lambda t: t.service_id or None,
             "node_id": lambda t: t.node_id or None,
             "service_slot": _task_slot,
+            "service_state": _task_service_state,
             "desired_state": lambda t: t.desired_state,
             "state": lambda t: t.status.state,
         },

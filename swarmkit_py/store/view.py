@@ -97,6 +97,12 @@ class View:
     def count(self, kind: str | type[StoreObject], **indexed: Hashable) -> int:
         if not indexed:
             return len(self._table(kind))
+        if len(indexed) == 1:  # one bucket: its size
+            (index, key), = indexed.items()
+            table = self._table(kind)
+            if index not in table.indexes:
+                raise ValueError(f"{table.schema.kind} has no index {index!r}")
+            return len(table.ids_where(index, key))
         return len(self.find(kind, **indexed))
 
     def find(
@@ -110,8 +116,9 @@ class View:
         **indexed: Hashable,
     ) -> list[Any]:
         """Objects matching every given criterion. `indexed` keys are the table's index
-        names (tasks: service_id, node_id, service_slot=(service_id, slot), desired_state,
-        state; nodes: role, state); the smallest matching bucket is scanned and the other
+        names (tasks: service_id, node_id, service_slot=(service_id, slot),
+        service_state=(service_id, state, desired_state <= running), desired_state, state;
+        nodes: role, state); the smallest matching bucket is scanned and the other
         criteria are checked on it. `name` is exact and case-insensitive; `name_prefix` and
         `id_prefix` are case-sensitive prefixes, as Docker's list filters are."""
         table = self._table(kind)

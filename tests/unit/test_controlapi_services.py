@@ -4,6 +4,8 @@ ServiceStatus and `_up-to-date`."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from swarmkit_py.manager.controlapi import FailedPrecondition, InvalidArgument
@@ -21,6 +23,7 @@ from swarmkit_py.store import (
     SequenceError,
     Service,
     Task,
+    TaskState,
     Transaction,
     UpdateStatus,
     new_id,
@@ -360,6 +363,42 @@ async def test_service_status_counts():
     add_task(s, g, None, state="shutdown", desired="shutdown", node=w2)
     status = s.control.service_statuses([s.store.view().get_service(g.id)])[g.id]
     assert status == {"RunningTasks": 1, "DesiredTasks": 2, "CompletedTasks": 0}
+
+
+async def test_replicated_status_from_the_index_agrees_with_a_walk_over_the_tasks():
+    """A replicated service's counts come from index buckets (no walk over its tasks): for
+    tasks in every state, meant to run or not, on nodes up and down, with their states changed
+    and some deleted, they are what the rule says task by task."""
+    rng = random.Random(13)
+    s = make_swarm(1, 3)
+    svc = await s.control.create_service(CLI_CREATE)
+    other = await s.control.create_service(spec(Name="other"))
+    states = ["pending", "assigned", "starting", "running", "complete", "failed", "shutdown"]
+    desires = ["running", "shutdown", "remove", "complete"]
+    tasks = [add_task(s, rng.choice([svc, other]), rng.randint(1, 5), state=rng.choice(states),
+                      desired=rng.choice(desires), node=rng.choice(s.workers)) for _ in range(400)]
+    down = set(rng.sample(s.workers, 1))
+    for w in down:
+        node = s.store.view().get_node(w).clone()
+        node.status.state = NodeState.DOWN
+        s.store.apply(s.store.applied_index + 1, Transaction().update(node).encode())
+    for t in rng.sample(tasks, 30):  # changed states: the buckets follow
+        cur = s.store.view().get_task(t.id).clone()
+        cur.status.state = TaskState(rng.choice(states))
+        s.store.apply(s.store.applied_index + 1, Transaction().update(cur).encode())
+    for t in rng.sample(tasks, 10):
+        s.store.apply(s.store.applied_index + 1, Transaction().delete("task", t.id).encode())
+    view = s.store.view()
+    for sv in (svc, other):
+        walked = [t for t in view.tasks(service_id=sv.id)]
+        want = {
+            "RunningTasks": sum(1 for t in walked if t.desired_state <= TaskState.RUNNING
+                                and t.status.state == TaskState.RUNNING and t.node_id not in down),
+            "DesiredTasks": view.get_service(sv.id).spec.mode.replicated.replicas,
+            "CompletedTasks": sum(1 for t in walked if t.status.state == TaskState.COMPLETE),
+        }
+        assert s.control.service_statuses([view.get_service(sv.id)])[sv.id] == want
+        assert want["RunningTasks"] and want["CompletedTasks"]  # the sample exercises both
 
 
 async def test_task_filters_and_up_to_date():

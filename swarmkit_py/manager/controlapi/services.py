@@ -101,8 +101,21 @@ class ServiceMethods:
         view = view or self.store.view()
         down = {n.id for n in view.nodes(state=NodeState.DOWN)}
         out = {}
+        running_on_down: dict[str, int] | None = None
         for svc in services:
             mode = svc.spec.mode
+            if mode.replicated is not None and svc.job_status is None:
+                # counted from the service_state index: no walk over its tasks
+                if running_on_down is None:
+                    running_on_down = _running_on(view, down)
+                out[svc.id] = {
+                    "RunningTasks": view.count("task", service_state=(svc.id, TaskState.RUNNING, True))
+                    - running_on_down.get(svc.id, 0),
+                    "DesiredTasks": mode.replicated.replicas,
+                    "CompletedTasks": sum(view.count("task", service_state=(svc.id, TaskState.COMPLETE, alive))
+                                          for alive in (True, False)),
+                }
+                continue
             iteration = svc.job_status.job_iteration.index if svc.job_status else None
             running = desired = completed = 0
             for task in view.tasks(service_id=svc.id):
@@ -326,4 +339,15 @@ def service_json(
     out["Endpoint"] = endpoint_json(service)
     if status is not None:
         out["ServiceStatus"] = status
+    return out
+
+
+def _running_on(view, nodes: set[str]) -> dict[str, int]:
+    """Per service, its tasks on `nodes` (the down ones) that run and are meant to: what
+    `service_statuses` takes off a service's running count."""
+    out: dict[str, int] = {}
+    for node_id in nodes:
+        for t in view.tasks(node_id=node_id):
+            if t.status.state == TaskState.RUNNING and t.desired_state <= TaskState.RUNNING:
+                out[t.service_id] = out.get(t.service_id, 0) + 1
     return out
