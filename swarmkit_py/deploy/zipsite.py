@@ -81,8 +81,12 @@ class Finder:
         if path is not None:
             return None  # a submodule: found through its package's __path__ (the path hook)
         if self._zip is None:
-            self._zip = _hook(self.path)
-            self._top = frozenset(n.split("/", 1)[0].rsplit(".py", 1)[0] for n in self._zip._files)
+            try:
+                self._zip = _hook(self.path)
+            except ImportError:  # no zip (a damaged release): its modules are not found, and
+                self._zip = False  # every other import fails or succeeds as it would without it
+            else:
+                self._top = frozenset(n.split("/", 1)[0].rsplit(".py", 1)[0] for n in self._zip._files)
         if fullname not in self._top:
             return None
         return self._zip.find_spec(fullname, target)

@@ -133,6 +133,11 @@ def test_site_tar_release_is_a_working_venv_and_a_rerun_changes_nothing(tmp_path
     assert modules.release(_ctx(tmp_path, wh, conn, zstd))[0] == "ok"
     assert conn.uploads == 1
 
+    (site / zipsite.ZIP).unlink()  # a damaged release: its modules are missing, and only they
+    err = subprocess.run([str(rel / "bin" / "python"), "-c", "import skpytest"], capture_output=True, text=True)
+    assert err.returncode == 1 and err.stderr.strip().splitlines()[-1] == "ModuleNotFoundError: No module named 'skpytest'"
+    assert "sitecustomize" not in err.stderr
+
 
 def test_damaged_upload_is_refused_before_unpacking_then_sent_again(tmp_path, wh):
     conn = LocalConn()
