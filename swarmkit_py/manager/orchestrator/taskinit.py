@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ...store import Endpoint, Service, Task, TaskState, TaskStatus, Version
+from ...store import Endpoint, Service, Task, TaskSpec, TaskState, TaskStatus, Version
 
 PENDING_MESSAGE = "pending task scheduling"
 
@@ -28,18 +28,23 @@ def new_task(
     *,
     slot: int | None = None,
     node_id: str | None = None,
+    spec: TaskSpec | None = None,
 ) -> Task:
     """A task for `slot` (replicated) or `node_id` (global), born `pending` with desired
     `running` (there is no allocator stage here; see docs/design/tasks.md). Global tasks come
     with their node preset; the scheduler only checks resources for them. A job's task
-    belongs to the job's current iteration."""
+    belongs to the job's current iteration.
+
+    `spec`: a copy of the service's task template to use instead of making one. The deep copy
+    is most of a new task's cost; tasks that only go into one batch (encoded for the store,
+    never changed) may share one copy: the replicated orchestrator's fill does."""
     if (slot is None) == (node_id is None):
         raise ValueError("a task needs either a slot (replicated) or a node (global)")
     return Task(
         id=task_id,
         name=task_name(service, slot, node_id),
         labels=dict(service.spec.labels),
-        spec=service.spec.task_template.model_copy(deep=True),
+        spec=spec if spec is not None else template_copy(service),
         service_id=service.id,
         slot=slot,
         node_id=node_id,
@@ -49,6 +54,10 @@ def new_task(
         job_iteration=(Version(index=service.job_status.job_iteration.index)
                        if service.job_status is not None else None),
     )
+
+
+def template_copy(service: Service) -> TaskSpec:
+    return service.spec.task_template.model_copy(deep=True)
 
 
 def task_endpoint(service: Service) -> Endpoint | None:
