@@ -134,7 +134,7 @@ class World:
     def step(self) -> None:
         h, rng = self.h, self.rng
         view = h.view()
-        live = [s for s in view.services()]
+        live = view.services()
         tasks = view.list("task")
         tx = Transaction(h.clock())
         op = rng.randrange(10)
