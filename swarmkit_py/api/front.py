@@ -14,18 +14,21 @@ whatever the manager's loop is doing. What it does itself:
 
 - HTTP and TLS of every connection, and the authorization hook (`make_app`'s) of every request;
 - the reads `docker service ls/ps/inspect` and `docker node ls/inspect` make (`READ_ROUTES`),
-  with ControlAPI's own code: the read barrier is asked of the manager's loop, and for a lone
-  voter not even that (`RaftNode.lone_read_index`: the core would release such a read at once,
-  with its commit index; Raft's applied index is waited for here). The store is then read
-  under its `commit_lock`, which apply holds only while it writes a decided transaction: an
-  answer holds whole transactions, as on the loop, and the loop waits at most for that read;
+  with ControlAPI's own code. The read barrier is Raft's ReadIndex, asked with one turn of the
+  manager's loop and answered where the core releases it (`RaftNode.read_index_threadsafe`;
+  the coroutine `read_barrier` only while no leader is known); a lone voter's needs no round
+  at all (`RaftNode.lone_read_index`: the core would release it at once, with its commit
+  index). Raft's applied index is then waited for here. The store is read under its
+  `commit_lock`, which apply holds only while it writes a decided transaction: an answer holds
+  whole transactions, as on the loop, and the loop waits at most for that read;
 - every other request is passed as it is, streamed both ways (logs -f, events), to the app on
   the manager's loop, listening on a private unix socket next to the public one (`BACKEND`),
   so writes, streams and everything the manager's loop owns stay where they were.
 
 Reads stay linearizable (or answered stale and marked so) exactly as on the loop: the barrier
-is the same; it is only asked from another thread. A proxy costs a request on the private
-socket (about a millisecond); no route has to be written twice.
+is the same; it is only asked from another thread. Passing a request on costs about a
+millisecond (`GET /version` on an idle manager: 1.4-2.5 ms through the front, 0.6-1.4 ms to the
+backend directly); no route is written twice.
 """
 
 from __future__ import annotations
