@@ -557,15 +557,7 @@ class Agent:
         backend = backend_socket(str(self.cfg.api_socket) if self.cfg.api_socket else None, self.state_dir)
         backend.parent.mkdir(parents=True, exist_ok=True)
         runners = [await serve_unix(app, str(backend), mode=0o600)]
-        tcp = None
-        if self.cfg.api_listen:
-            tls = await asyncio.to_thread(self._api_tls)
-            if tls is None:
-                log.warning("the node key is sealed and there is no API key pair: the Docker API is served on the "
-                            "unix socket %s only until this manager is unlocked", self.cfg.api_socket)
-            else:
-                host, _, port = self.cfg.api_listen.rpartition(":")
-                tcp = (host, int(port), tls)
+        tcp = await self._api_tcp()
         control = FrontControl(mgr, asyncio.get_running_loop())
         front = ApiFront(
             lambda: make_front_app(control, engine_version=__version__, hostname=self.hostname,
@@ -593,15 +585,23 @@ class Agent:
         if self.cfg.api_socket:
             Path(self.cfg.api_socket).parent.mkdir(parents=True, exist_ok=True)
             runners.append(await serve_unix(app, str(self.cfg.api_socket)))
-        if self.cfg.api_listen:
-            tls = await asyncio.to_thread(self._api_tls)
-            if tls is None:
-                log.warning("the node key is sealed and there is no API key pair: the Docker API is served on the "
-                            "unix socket %s only until this manager is unlocked", self.cfg.api_socket)
-            else:
-                host, _, port = self.cfg.api_listen.rpartition(":")
-                runners.append(await serve_tcp(app, host, int(port), tls))
+        tcp = await self._api_tcp()
+        if tcp is not None:
+            runners.append(await serve_tcp(app, *tcp))
         return runners
+
+    async def _api_tcp(self) -> tuple[str, int, object] | None:
+        """Where and with what TLS context the API's TCP listener serves; None when there is
+        none (not configured, or the key is sealed and there is no API key pair)."""
+        if not self.cfg.api_listen:
+            return None
+        tls = await asyncio.to_thread(self._api_tls)
+        if tls is None:
+            log.warning("the node key is sealed and there is no API key pair: the Docker API is served on the "
+                        "unix socket %s only until this manager is unlocked", self.cfg.api_socket)
+            return None
+        host, _, port = self.cfg.api_listen.rpartition(":")
+        return host, int(port), tls
 
     # ---------------------------------------------------------------- leaving
     @staticmethod

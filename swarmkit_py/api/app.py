@@ -88,6 +88,19 @@ async def docker_middleware(request: web.Request, handler) -> web.StreamResponse
     return response
 
 
+def bare_app(control: ControlAPI, *, engine_version: str, hostname: str, authorize: Authorize | None,
+             max_body_bytes: int) -> web.Application:
+    """An app with the middleware and what it reads, and no route yet."""
+    app = web.Application(middlewares=[docker_middleware], client_max_size=max_body_bytes)
+    app[CONTROL] = control
+    app[SERVER] = ServerInfo(engine_version=engine_version, hostname=hostname)
+    app[MAX_BODY_KEY] = max_body_bytes
+    app[REQUEST_SECONDS] = Histogram()
+    if authorize is not None:
+        app[AUTHORIZE] = authorize
+    return app
+
+
 def make_app(
     control: ControlAPI,
     *,
@@ -102,13 +115,8 @@ def make_app(
     root-only unix socket, where file permissions are the check), either make one app per
     listener or have `authorize` look at the request's transport (no peer certificate on a
     unix socket)."""
-    app = web.Application(middlewares=[docker_middleware], client_max_size=max_body_bytes)
-    app[CONTROL] = control
-    app[SERVER] = ServerInfo(engine_version=engine_version, hostname=hostname)
-    app[MAX_BODY_KEY] = max_body_bytes
-    app[REQUEST_SECONDS] = Histogram()
-    if authorize is not None:
-        app[AUTHORIZE] = authorize
+    app = bare_app(control, engine_version=engine_version, hostname=hostname, authorize=authorize,
+                   max_body_bytes=max_body_bytes)
     routes_system.setup(app)
     routes_nodes.setup(app)
     routes_swarm.setup(app)

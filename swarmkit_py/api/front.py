@@ -52,10 +52,10 @@ from ..manager.controlapi import ControlAPI
 from ..manager.controlapi.control import LINEARIZABLE, READ_WAIT_S, STALE
 from ..raft.errors import NoQuorum, NotLeader, ProposalDropped
 from . import routes_nodes, routes_services, routes_system, routes_tasks
-from .app import AUTHORIZE, REQUEST_SECONDS, docker_middleware
+from .app import bare_app
 from .chunked import RenderCache
-from .keys import CONTROL, SERVER, Authorize, ServerInfo
-from .params import MAX_BODY_BYTES, MAX_BODY_KEY
+from .keys import Authorize
+from .params import MAX_BODY_BYTES
 from .serve import serve_tcp, serve_unix
 from .versioning import add_route
 
@@ -176,13 +176,8 @@ def make_front_app(control: FrontControl, *, engine_version: str, hostname: str,
                    authorize: Authorize | None, max_body_bytes: int = MAX_BODY_BYTES) -> web.Application:
     """The front's app: `READ_ROUTES` here, the rest through `proxy` (the same middleware
     checks the version and authorizes every request first)."""
-    app = web.Application(middlewares=[docker_middleware], client_max_size=max_body_bytes)
-    app[CONTROL] = control
-    app[SERVER] = ServerInfo(engine_version=engine_version, hostname=hostname)
-    app[MAX_BODY_KEY] = max_body_bytes
-    app[REQUEST_SECONDS] = Histogram()
-    if authorize is not None:
-        app[AUTHORIZE] = authorize
+    app = bare_app(control, engine_version=engine_version, hostname=hostname, authorize=authorize,
+                   max_body_bytes=max_body_bytes)
     app[routes_tasks.TASK_JSON] = RenderCache(lambda: control.store, routes_tasks.task_json)
     app[routes_nodes.NODE_JSON] = RenderCache(lambda: control.store, lambda n: n.to_api())
     for path, handler in READ_ROUTES:
