@@ -51,6 +51,8 @@ class Checked(ReplicatedOrchestrator):
 
     def reconcile(self, view, batch, events):
         super().reconcile(view, batch, events)
+        for (_, tid), c in batch.updates.items():  # copies: the stored tasks are untouched
+            assert view.get_task(tid).desired_state < c.desired_state
         created: dict[str, list[int]] = defaultdict(list)
         for t in batch.creates:
             created[t.service_id].append(t.slot)

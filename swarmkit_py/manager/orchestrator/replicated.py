@@ -206,7 +206,7 @@ class ReplicatedOrchestrator(StoreLoop):
         for tid in book.tasks:
             if not self._spend(sid):
                 return
-            batch.updated(view.get_task(tid)).desired_state = TaskState.REMOVE
+            _set_desired(batch, view.get_task(tid), TaskState.REMOVE)
         if book.empty:
             del self._books[sid]
 
@@ -239,7 +239,7 @@ class ReplicatedOrchestrator(StoreLoop):
                 if holds(t):
                     if not self._spend(sid):
                         return
-                    batch.updated(t).desired_state = TaskState.SHUTDOWN
+                    _set_desired(batch, t, TaskState.SHUTDOWN)
 
     def committed(self) -> None:
         self._claimed.clear()  # the tasks made are in the store: their events follow
@@ -248,6 +248,18 @@ class ReplicatedOrchestrator(StoreLoop):
         self._plan = None
         if self._backlog:
             self.kick()  # continue on the next pass, after others had the event loop
+
+
+def _set_desired(batch: Batch, t, state: TaskState) -> None:
+    """`t` desired `state` in the batch, through a shallow copy rather than `clone()`: only
+    this top-level field differs, and the copy is only encoded into the transaction (the
+    store applies a decoded object of its own), so sharing the stored task's nested objects is
+    safe. A deep copy per task was nine tenths of a scale-down's or a service removal's pass
+    (~80 ms for 250 tasks on the loaded machine, held on the event loop). Nothing else in this
+    loop changes a task it stops, so no rule is handed this copy to change further."""
+    c = t.model_copy()
+    c.desired_state = state
+    batch.update(c)
 
 
 __all__ = ["ReplicatedOrchestrator"]
