@@ -40,7 +40,7 @@ from ..worker.session import WorkerSession
 from .config import AgentConfig
 from .gcpolicy import GCPolicy
 from .identity import new_raft_id
-from .state import ROOT_CA_CERT, ROOT_CA_KEY, LocalNode, certs_dir
+from .state import ROOT_CA_CERT, ROOT_CA_KEY, LocalNode, certs_dir, role_hint
 
 if TYPE_CHECKING:
     from ..manager.manager import Manager
@@ -95,6 +95,8 @@ class Agent:
         self.loopwatch = LoopWatch(report_after=cfg.loop_stall_warn_s)
         """How long the event loop is held, and where (logged past `loop_stall_warn_s`)."""
         self.gc_policy = GCPolicy() if cfg.gc_policy == "tuned" else None
+        self._manager_half: asyncio.Future | None = None
+        """The manager half's import (`_import_manager_half`) in a thread, once started."""
 
     # ---------------------------------------------------------------- TLS material
     def _creds(self) -> tuple[bytes, bytes, bytes]:
@@ -193,6 +195,9 @@ class Agent:
             st = LocalNode.load(self.state_dir)
             if st is not None:
                 return st
+            if self._manager_half is None and role_hint(self.state_dir) == "manager":
+                log.info("a join as a manager is under way: loading the manager half meanwhile")
+                self._load_manager_half()
             if not said:
                 log.warning("not part of a swarm yet (no %s): waiting for `swarmkit-py init` or `join`", LocalNode.path(self.state_dir))
                 said = True
@@ -200,8 +205,19 @@ class Agent:
             # every bootstrap (the first manager's API, then each joined node's start)
             await asyncio.sleep(STATE_POLL_S)
 
+    def _load_manager_half(self) -> asyncio.Future:
+        if self._manager_half is None:
+            self._manager_half = asyncio.ensure_future(asyncio.to_thread(_import_manager_half))
+        return self._manager_half
+
     async def start(self) -> None:
         self.state = await self._wait_for_state()
+        if self.state.role == "manager" or self._manager_half is not None:
+            # The manager half is imported in a thread (on the event loop it held the loop
+            # 1.5 s on the way to Reachable, Raft catch-up and the session waiting behind it),
+            # all of it before the loop imports anything else: two threads never import the
+            # same modules at once, so an import-lock deadlock (ImportError) cannot happen.
+            await self._load_manager_half()
         raft_dir = self.state_dir / "raft"
         locked = (self.state.role == "manager" or self.credentials.sealed) and _keyring().is_locked(raft_dir)
         if locked and self._unlock_key is None:
@@ -394,7 +410,7 @@ class Agent:
             # A promoted worker loads the manager half now (a worker never did). In a thread,
             # while its session still runs: imported on the event loop it held the loop 1-2 s
             # on a loaded machine, long enough for the leader to declare the node down.
-            await asyncio.to_thread(_import_manager_half)
+            await self._load_manager_half()
         await self.shutdown()
         if demoted:
             await asyncio.to_thread(self._drop_manager_keys, self.state_dir / "raft")
@@ -619,10 +635,13 @@ STARTUP_TRIM_S = 5.0
 
 
 def _import_manager_half() -> None:
+    """Every module a manager's start imports (start, start_manager, _start_api and the
+    locked path), so the event loop imports none of them after this ran in a thread."""
     import importlib
 
-    for name in ("swarmkit_py.manager.manager", "swarmkit_py.manager.controlapi", "swarmkit_py.api",
-                 "swarmkit_py.api.routes_logs"):
+    for name in ("swarmkit_py.raft.storage", "swarmkit_py.manager.manager", "swarmkit_py.manager.bootstrap",
+                 "swarmkit_py.manager.controlapi", "swarmkit_py.api", "swarmkit_py.api.routes_logs",
+                 "swarmkit_py.api.front", "swarmkit_py.api.serve", "swarmkit_py.api.locked"):
         importlib.import_module(name)
     importlib.import_module("swarmkit_py.store.objects.base").build_all()
 

@@ -3,6 +3,7 @@
     <state>/node.json           who we are: node id, cluster id, role, raft id, managers
     <state>/certs/              swarm-node.crt/.key (0600), swarm-root-ca.crt
     <state>/raft/               WAL and snapshots (managers)
+    <state>/joining-as          while `join --expect-role R` runs: R (a hint, see role_hint)
 
 node.json is replaced atomically (temp + fsync + rename) so a crash never leaves half of it.
 """
@@ -49,3 +50,17 @@ class LocalNode:
 
 def certs_dir(state_dir: Path) -> Path:
     return Path(state_dir) / "certs"
+
+
+JOINING_AS = "joining-as"
+
+
+def role_hint(state_dir: Path) -> str | None:
+    """The role a `join` under way expects (`swarmkit-py join --expect-role`), None when no
+    join says: a hint only, so the agent waiting on this state dir can start loading what
+    that role needs while the join runs; node.json, written when the join ends, decides."""
+    try:
+        hint = (Path(state_dir) / JOINING_AS).read_text().strip()
+    except OSError:
+        return None
+    return hint if hint in ("manager", "worker") else None

@@ -99,29 +99,37 @@ def cmd_init(args) -> int:
 
 
 def cmd_join(args) -> int:
-    from ..worker.join import join
+    from ..agent.state import JOINING_AS, LocalNode, certs_dir
 
     cfg = _config(args)
     if not cfg.advertise_addr:
         print("join: --advertise-addr is required (the address other nodes reach this one at)", file=sys.stderr)
         return 2
-    from ..agent.identity import new_raft_id
-    from ..agent.state import LocalNode, certs_dir
-
     if LocalNode.load(cfg.state_dir) is not None:
         print("join: This node is already part of a swarm. Use `swarmkit-py leave` to leave this swarm "
               "and join another one.", file=sys.stderr)
         return 1
-    hostname = cfg.hostname or socket.gethostname()
+    hint = Path(cfg.state_dir) / JOINING_AS
+    if args.expect_role:
+        # before this process's own imports: the agent waiting for node.json reads it (role_hint)
+        Path(cfg.state_dir).mkdir(parents=True, exist_ok=True)
+        hint.write_text(args.expect_role)
     try:
-        res = asyncio.run(join(args.manager, args.token, certs_dir(cfg.state_dir), hostname, cfg.advertise_addr))
-    except Exception as e:  # the join client's errors are written for operators
-        print(f"join: {e}", file=sys.stderr)
-        return 1
-    role = str(getattr(res.role, "value", res.role))
-    managers = [m["addr"] if isinstance(m, dict) else m.addr for m in res.managers] or [args.manager]
-    LocalNode(node_id=res.node_id, cluster_id=res.cluster_id, role=role,
-              raft_id=new_raft_id() if role == "manager" else 0, managers=managers).save(cfg.state_dir)
+        from ..agent.identity import new_raft_id
+        from ..worker.join import join
+
+        hostname = cfg.hostname or socket.gethostname()
+        try:
+            res = asyncio.run(join(args.manager, args.token, certs_dir(cfg.state_dir), hostname, cfg.advertise_addr))
+        except Exception as e:  # the join client's errors are written for operators
+            print(f"join: {e}", file=sys.stderr)
+            return 1
+        role = str(getattr(res.role, "value", res.role))
+        managers = [m["addr"] if isinstance(m, dict) else m.addr for m in res.managers] or [args.manager]
+        LocalNode(node_id=res.node_id, cluster_id=res.cluster_id, role=role,
+                  raft_id=new_raft_id() if role == "manager" else 0, managers=managers).save(cfg.state_dir)
+    finally:
+        hint.unlink(missing_ok=True)
     print(f"This node joined a swarm as a {role}.")
     return 0
 
@@ -301,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("join", help="join an existing swarm")
     _common(p)
     p.add_argument("--token", required=True)
+    p.add_argument("--expect-role", choices=("manager", "worker"), dest="expect_role",
+                   help="the role the token is for, when the caller knows it: the agent starts loading "
+                        "what that role needs while the join runs (the certificate issued decides the role)")
     p.add_argument("manager", help="a manager's host:port (2377)")
     p.set_defaults(fn=cmd_join)
     p = sub.add_parser("leave", help="forget this node's swarm state (stop the agent first)")

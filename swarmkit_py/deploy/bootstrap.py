@@ -146,7 +146,8 @@ def join(cl: Cluster, h: Host, role: str, token: str | None = None) -> None:
     """`swarmkit-py join` on `h` as a `role` through the cluster's current entry manager."""
     token = token or cl.join_token(role)
     via = f"{cl.entry.advertise_ip}:{cl.entry.vars['swarmkit_cluster_port']}"
-    res = cl.runner.conn(h).run(cl.node_cmd(h, f"join --token {shlex.quote(token)} {via}"))
+    # --expect-role: the host's agent, waiting for the join, loads what the role needs meanwhile
+    res = cl.runner.conn(h).run(cl.node_cmd(h, f"join --token {shlex.quote(token)} --expect-role {role} {via}"))
     if res.rc:
         raise ClusterError(f"join of {h.name} as a {role} failed: {res.stderr.strip() or res.stdout.strip()}")
 

@@ -1,4 +1,4 @@
-"""The step vocabulary roles are written in: directory, template, release, link, agent_service,
+"""The step vocabulary roles are written in: directory, directories, template, release, link, agent_service,
 overlay_ready.
 
 Names are Ansible's only where the arguments are too: `template` takes Ansible's `src`, `dest`,
@@ -15,6 +15,7 @@ and says which it was: ("ok" | "changed", message, diff). In check mode it looks
 from __future__ import annotations
 
 import difflib
+import re
 import shlex
 import time
 
@@ -72,6 +73,32 @@ def directory(ctx: Ctx, path: str, mode: str = "0755") -> Outcome:
         if r.rc:
             return "failed", r.stderr.strip(), ""
     return "changed", path, ""
+
+
+def directories(ctx: Ctx, dirs: list) -> Outcome:
+    """Each of `dirs` ({path, mode}) exists as a directory with exactly its mode, made or
+    fixed by ONE command for all that differ (each costs a fresh host an SSH session
+    otherwise); their looks are the same as `directory`'s, so the probe answers them. A
+    parent listed before its children is made with its own mode (`mkdir -p` would give it
+    the default one)."""
+    todo = []
+    for i, d in enumerate(dirs or []):
+        if not isinstance(d, dict) or set(d) - {"path", "mode"} or not isinstance(d.get("path"), str):
+            return "failed", f"dirs[{i}] must be {{path, mode}} (mode optional, default 0755), not {d!r}", ""
+        path, mode = d["path"], str(d.get("mode", "0755"))
+        if not re.fullmatch(r"0?[0-7]{3,4}", mode):
+            return "failed", f"dirs[{i}] ({path}): mode must be octal such as 0755, not {mode!r}", ""
+        r = ctx.conn.run(_dir_look(path), changes=())
+        if not (r.rc == 0 and r.stdout.strip() == mode.lstrip("0")):
+            todo.append((path, mode))
+    if not todo:
+        return OK
+    if not ctx.check:
+        cmd = " && ".join(f"mkdir -p {shlex.quote(p)} && chmod {m} {shlex.quote(p)}" for p, m in todo)
+        r = ctx.conn.run(cmd, changes=tuple(p for p, _ in todo))
+        if r.rc:
+            return "failed", r.stderr.strip(), ""
+    return "changed", ", ".join(p for p, _ in todo), ""
 
 
 def template(ctx: Ctx, src: str, dest: str, mode: str = "0644", *, render) -> Outcome:
@@ -315,6 +342,7 @@ def _systemd(ctx: Ctx, state: str) -> Outcome:
 
 PROBES = {
     "directory": lambda v, path, mode="0755": [(_dir_look(path), [path])],
+    "directories": lambda v, dirs: [(_dir_look(d["path"]), [d["path"]]) for d in dirs],
     "template": lambda v, src, dest, mode="0644": [(HostConn.read_cmd(dest), [dest]), (_mode_look(dest), [dest])],
     "release": lambda v: [(_release_look(v), [_release_marker(v)])],
     "link": lambda v, path, target: [(_link_look(path), [path])],

@@ -27,7 +27,7 @@ from .inventory import Host
 from .runner import Ctx
 from .ssh import HostConn
 
-MODULES = {"directory": modules.directory, "template": modules.template, "release": modules.release,
+MODULES = {"directory": modules.directory, "directories": modules.directories, "template": modules.template, "release": modules.release,
            "link": modules.link, "agent_service": modules.agent_service,
            "overlay_ready": modules.overlay_ready}
 
@@ -70,6 +70,8 @@ def _expand(env: jinja2.Environment, value: Any, variables: dict) -> Any:
         return env.from_string(value).render(**variables)
     if isinstance(value, dict):
         return {k: _expand(env, v, variables) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(env, v, variables) for v in value]
     return value
 
 

@@ -106,3 +106,46 @@ def test_stale():
     assert not stale("/a/bc", "/a/b/") and not stale("/a/b", "/a/bc")
     assert stale("@iptables", "@iptables") and not stale("@iptables", "/a") and not stale("/a", "@processes")
     assert stale("a/b", "/x") and stale("/x", "b")  # relative: where it points is not known here
+
+
+def test_common_role_makes_its_directories_in_one_command_and_a_rerun_changes_nothing(tmp_path):
+    """roles/common's directories: probed with the facts, made by ONE command on a fresh
+    host (was one per directory), reported ok when all are right, a wrong mode fixed."""
+    from swarmkit_py.deploy import roles
+    from swarmkit_py.deploy.runner import Ctx
+
+    role = roles.Role("common")
+    (step,) = role.tasks
+    v = {"swarmkit_root": str(tmp_path / "opt"), "swarmkit_config_dir": str(tmp_path / "etc"),
+         "swarmkit_state_dir": str(tmp_path / "lib"), "swarmkit_log_dir": str(tmp_path / "log")}
+
+    def play(check: bool = False):
+        c, shell = conn()
+        ctx = Ctx(host=c.host, conn=c, vars=v, check=check)
+        c.probe(roles._looks(role, step, v))
+        return roles._bind(role, step)(ctx), shell.commands
+
+    (status, msg, _), cmds = play(check=True)
+    assert status == "changed" and len(cmds) == 1 and not (tmp_path / "opt").exists()
+    (status, msg, _), cmds = play()
+    assert status == "changed" and len(cmds) == 2, cmds  # the probe, then one mkdir for all six
+    assert msg.count(str(tmp_path)) == 6
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (tmp_path / "opt", tmp_path / "opt" / "releases",
+                                                               tmp_path / "lib", tmp_path / "log")}
+    assert modes == {"opt": "0o755", "releases": "0o755", "lib": "0o700", "log": "0o755"}
+    assert play()[0] == ("ok", "", "")
+    (tmp_path / "lib").chmod(0o755)
+    (status, msg, _), _ = play()
+    assert (status, msg) == ("changed", str(tmp_path / "lib")) and (tmp_path / "lib").stat().st_mode & 0o777 == 0o700
+
+
+def test_directories_refuses_an_entry_it_would_misread(tmp_path):
+    from swarmkit_py.deploy import modules
+    from swarmkit_py.deploy.runner import Ctx
+
+    c, _ = conn()
+    ctx = Ctx(host=c.host, conn=c, vars={})
+    status, msg, _ = modules.directories(ctx, [{"path": str(tmp_path / "a"), "mod": "0700"}])
+    assert status == "failed" and "dirs[0]" in msg and not (tmp_path / "a").exists()
+    status, msg, _ = modules.directories(ctx, [{"path": str(tmp_path / "a"), "mode": "rwx"}])
+    assert status == "failed" and "octal" in msg
