@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -83,15 +84,35 @@ class _AbandoningExecutor(ThreadPoolExecutor):
         super().shutdown(wait=False, cancel_futures=True)
 
 
-def cmd_init(args) -> int:
-    from ..agent.identity import init_state
+@contextlib.contextmanager
+def _role_hint(state_dir, role: str | None):
+    """While `init`/`join` runs, the role it expects in the state dir (agent.state.role_hint):
+    written before this process's own imports, so the agent waiting for node.json loads what
+    the role needs meanwhile; removed when the command ends, whatever the outcome."""
+    from ..agent.state import JOINING_AS, LocalNode
 
+    if role is None or LocalNode.load(state_dir) is not None:
+        yield
+        return
+    hint = Path(state_dir) / JOINING_AS
+    Path(state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+    hint.write_text(role)
+    try:
+        yield
+    finally:
+        hint.unlink(missing_ok=True)
+
+
+def cmd_init(args) -> int:
     cfg = _config(args)
     addr = cfg.advertise_addr or cfg.listen_addr
     if addr.startswith("0.0.0.0"):
         print("init: --advertise-addr is required (the address other nodes reach this one at)", file=sys.stderr)
         return 2
-    st = init_state(cfg.state_dir, addr, cfg.hostname)
+    with _role_hint(cfg.state_dir, "manager"):
+        from ..agent.identity import init_state
+
+        st = init_state(cfg.state_dir, addr, cfg.hostname)
     print(f"Swarm initialized: current node ({st.node_id}) is now a manager.")
     print("Start the agent (swarmkit-py agent) to bring the swarm up; then `docker swarm join-token worker` "
           "on a manager prints the join command.")
@@ -99,7 +120,7 @@ def cmd_init(args) -> int:
 
 
 def cmd_join(args) -> int:
-    from ..agent.state import JOINING_AS, LocalNode, certs_dir
+    from ..agent.state import LocalNode, certs_dir
 
     cfg = _config(args)
     if not cfg.advertise_addr:
@@ -109,12 +130,7 @@ def cmd_join(args) -> int:
         print("join: This node is already part of a swarm. Use `swarmkit-py leave` to leave this swarm "
               "and join another one.", file=sys.stderr)
         return 1
-    hint = Path(cfg.state_dir) / JOINING_AS
-    if args.expect_role:
-        # before this process's own imports: the agent waiting for node.json reads it (role_hint)
-        Path(cfg.state_dir).mkdir(parents=True, exist_ok=True)
-        hint.write_text(args.expect_role)
-    try:
+    with _role_hint(cfg.state_dir, args.expect_role):
         from ..agent.identity import new_raft_id
         from ..worker.join import join
 
@@ -128,8 +144,6 @@ def cmd_join(args) -> int:
         managers = [m["addr"] if isinstance(m, dict) else m.addr for m in res.managers] or [args.manager]
         LocalNode(node_id=res.node_id, cluster_id=res.cluster_id, role=role,
                   raft_id=new_raft_id() if role == "manager" else 0, managers=managers).save(cfg.state_dir)
-    finally:
-        hint.unlink(missing_ok=True)
     print(f"This node joined a swarm as a {role}.")
     return 0
 
