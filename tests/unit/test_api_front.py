@@ -15,8 +15,8 @@ import time
 import pytest
 
 from swarmkit_py.api import make_app, serve_unix
-from swarmkit_py.api.routes_events import EVENTS
 from swarmkit_py.api.front import ApiFront, FrontControl, make_front_app
+from swarmkit_py.api.routes_events import EVENTS
 from swarmkit_py.store import Transaction
 from tests.unit.test_controlapi_fixtures import make_swarm
 
