@@ -66,10 +66,6 @@ log = logging.getLogger("swarmkit_py.raft")
 _ENVELOPE = struct.Struct(">QQ")  # origin member id, tag (unique across restarts)
 _TAG_MASK = (1 << 64) - 1
 _CONF_CHANGE = int(EntryType.CONF_CHANGE)
-DECODE_AHEAD_BYTES = 16 * 1024
-"""Entries at least this large are decoded ahead on the decode thread (a batch of tasks: a
-scheduling round, status reports); smaller ones, a single service's write, inline, where
-they cost less than a hand-over between threads."""
 
 
 class LatencyHistogram(Histogram):
@@ -198,9 +194,6 @@ class RaftNode:
         self.fsm = fsm
         self.storage = storage if storage is not None else DiskStorage(Path(data_dir))
         self._disk: ThreadPoolExecutor | None = None
-        self._decoder: ThreadPoolExecutor | None = None
-        self._fsm_decode = getattr(fsm, "decode", None)
-        self._decoding: dict[int, tuple[int, concurrent.futures.Future]] = {}
         self.transport = transport_factory(
             self._on_message, on_unreachable=self._on_unreachable, on_snapshot_status=self._on_snapshot_status
         )
@@ -328,10 +321,6 @@ class RaftNode:
         await self._io(self.storage.close)
         disk, self._disk = self._disk, None
         disk.shutdown(wait=False)
-        decoder, self._decoder = self._decoder, None
-        if decoder is not None:
-            decoder.shutdown(wait=False, cancel_futures=True)
-        self._decoding.clear()
 
     async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run blocking disk work on this member's disk thread."""
@@ -920,8 +909,6 @@ class RaftNode:
                 self.on_leader_change(rd.soft_state.leader, c.term)
         # The order (and what may skip the fsync) is core/order.py's, shared with tests/sim.
         step = self._order.plan(rd, c.role == RaftRole.LEADER)
-        if rd.entries and self._fsm_decode is not None:
-            self._decode_ahead(rd.entries)
         send = self.transport.send
         for m in step.early:
             send(m)
@@ -931,7 +918,6 @@ class RaftNode:
             for nid, a in book.items():
                 self._set_peer(nid, a)
             self.fsm.restore(fsm_data)
-            self._decoding.clear()
         if step.write:
             await self._io(self.storage.save, step.hard_state, rd.entries)
             self._order.written(step)
@@ -940,8 +926,6 @@ class RaftNode:
             send(m)
         partial = False
         if rd.committed:
-            if self._decoding:
-                await self._decoded(rd.committed)
             t0 = time.perf_counter()
             done = self._apply_committed(rd.committed, t0 + self.cfg.apply_slice_ms / 1000)
             self.apply_time.observe(time.perf_counter() - t0)
@@ -967,40 +951,12 @@ class RaftNode:
             log.warning("raft member %d was removed from the cluster", self.id)
         return partial
 
-    def _decode_ahead(self, entries: list[Entry]) -> None:
-        """Start decoding large entries on this member's decode thread as they reach the log,
-        so that by the time they are committed, applying them is mostly writing the store:
-        decoding (models validated from the entry's bytes) was most of every member's apply,
-        held on its event loop, where a follower's answer to a read's heartbeat waited behind
-        it (issue 13). The thread takes the interpreter in turns with the loop. An entry that
-        a new leader replaces is decoded again under its own term; one applied before its
-        decode is done is decoded inline as before."""
-        decode, decoding = self._fsm_decode, self._decoding
-        for e in entries:
-            if e.type == _CONF_CHANGE or len(e.data) < DECODE_AHEAD_BYTES:
-                continue
-            if self._decoder is None:
-                self._decoder = ThreadPoolExecutor(1, thread_name_prefix=f"raft-{self.id}-decode")
-            decoding[e.index] = (e.term, self._decoder.submit(decode, e.data[_ENVELOPE.size:]))
-
-    async def _decoded(self, entries: list[Entry]) -> None:
-        """Wait (this task only; the loop runs on) for the decodes of `entries` in flight."""
-        decoding = self._decoding
-        waits = []
-        for e in entries:
-            ahead = decoding.get(e.index)
-            if ahead is not None and ahead[0] == e.term and not ahead[1].done():
-                waits.append(asyncio.wrap_future(ahead[1]))
-        if waits:
-            await asyncio.wait(waits)
-
     def _apply_committed(self, entries: list[Entry], until: float = float("inf")) -> int:
         """Apply committed entries in order and answer the writes proposed here, stopping
         after the first entry that ends at or past `until` (perf_counter); returns how many
         were applied. The hot loop of every member (each write passes here once per member),
         hence the locals."""
         pending, me, unpack, fsm_apply = self._pending, self.id, _ENVELOPE.unpack_from, self.fsm.apply
-        decoding = self._decoding
         skip = _ENVELOPE.size
         now = self._loop_time()
         latency = self.proposal_latency
@@ -1016,11 +972,7 @@ class RaftNode:
             if not data:
                 continue  # a new leader's no-op
             origin, seq = unpack(data)
-            ahead = decoding.pop(e.index, None) if decoding else None
-            if ahead is not None and ahead[0] == e.term and ahead[1].done():
-                result = self.fsm.apply_decoded(e.index, ahead[1].result())
-            else:
-                result = fsm_apply(e.index, data[skip:])
+            result = fsm_apply(e.index, data[skip:])
             applied += 1
             if origin == me:
                 p = pending.pop(seq, None)

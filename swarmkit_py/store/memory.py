@@ -98,34 +98,22 @@ class MemoryStore:
 
     def apply(self, index: int, data: bytes) -> TxResult:
         with _gc_paused(len(data) > _BULK_BYTES):
-            return self.apply_decoded(index, self.decode(data))
-
-    @staticmethod
-    def decode(data: bytes) -> Transaction | InvalidTransaction:
-        """An entry's transaction, or why it is not one: the pure half of `apply`, which Raft
-        runs ahead on its decode thread for large entries (`raft/node.py`), off the loop."""
-        with _gc_paused(len(data) > _BULK_BYTES):
             try:
-                return Transaction.decode(data)
+                tx = Transaction.decode(data)
             except InvalidTransaction as err:
+                self.applied_index = max(self.applied_index, index)
                 return err
-
-    def apply_decoded(self, index: int, tx: Transaction | InvalidTransaction) -> TxResult:
-        """`apply` of what `decode` made of the entry's bytes."""
-        if isinstance(tx, InvalidTransaction):
-            self.applied_index = max(self.applied_index, index)
-            return tx
-        try:
-            result = self._apply_tx(index, tx)
-        except Exception as exc:
-            # Every manager applies the same entry: one that raised here would stop them
-            # all on it, for ever (issue 9, hole 7c). _apply_tx changes nothing before
-            # its verdict and checks every index key before committing, so the store is
-            # as it was; the same bytes fail the same way everywhere, so refusing the
-            # entry is deterministic.
-            log.error("refusing the transaction at index %d: applying it raised %s: %s",
-                      index, type(exc).__name__, exc)
-            result = InvalidTransaction(f"transaction could not be applied: {type(exc).__name__}: {exc}")
+            try:
+                result = self._apply_tx(index, tx)
+            except Exception as exc:
+                # Every manager applies the same entry: one that raised here would stop them
+                # all on it, for ever (issue 9, hole 7c). _apply_tx changes nothing before
+                # its verdict and checks every index key before committing, so the store is
+                # as it was; the same bytes fail the same way everywhere, so refusing the
+                # entry is deterministic.
+                log.error("refusing the transaction at index %d: applying it raised %s: %s",
+                          index, type(exc).__name__, exc)
+                result = InvalidTransaction(f"transaction could not be applied: {type(exc).__name__}: {exc}")
         self.applied_index = max(self.applied_index, index)
         return result
 

@@ -8,16 +8,13 @@ replicates to it normally; membership changes take effect when the driver applie
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-
-import msgpack
 
 from swarmkit_py.raft.config import RaftConfig
 from swarmkit_py.raft.core import ProgressState
 from swarmkit_py.raft.kv.cluster import free_ports
 from swarmkit_py.raft.kv.fsm import KVStateMachine, encode_put
-from swarmkit_py.raft.node import DECODE_AHEAD_BYTES, RaftNode
+from swarmkit_py.raft.node import RaftNode
 from swarmkit_py.raft.transport import Transport
 
 CFG = RaftConfig(tick_ms=20, snapshot_interval=50, keep_entries=0)
@@ -325,7 +322,7 @@ async def test_a_read_asked_from_another_thread_is_confirmed_by_a_quorum(tmp_pat
             read = await asyncio.to_thread(node.read_index_threadsafe)  # asked from a thread
             index = await asyncio.wait_for(asyncio.wrap_future(read), 10)
             assert index >= acked
-            await wait_for(lambda node=node, index=index: node.applied_index >= index, "the read index to be applied")
+            await wait_for(lambda node=node: node.applied_index >= index, "the read index to be applied")
             assert node.fsm.data["k"] == b"v"
             assert not node._reads  # settled reads are not kept
         await follower.stop()
@@ -340,55 +337,3 @@ async def test_a_read_asked_from_another_thread_is_confirmed_by_a_quorum(tmp_pat
         assert ld.lone_read_index() == ld.core.log.committed
     finally:
         await lone.stop()
-
-
-class DecodingKV(KVStateMachine):
-    """The KV machine with the store's two halves: `decode` (pure, any thread) and
-    `apply_decoded`; it records on which thread each entry was decoded."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.decoded_on: dict[str, str] = {}
-
-    def decode(self, data: bytes):
-        key, value = msgpack.unpackb(data)
-        self.decoded_on[key] = threading.current_thread().name
-        return key, value
-
-    def apply_decoded(self, index: int, kv) -> int:
-        key, value = kv
-        self.data[key] = value
-        self.last_index = index
-        return index
-
-    def apply(self, index: int, data: bytes) -> int:
-        return self.apply_decoded(index, self.decode(data))
-
-
-async def test_large_entries_are_decoded_ahead_on_the_decode_thread(tmp_path):
-    """Entries of DECODE_AHEAD_BYTES or more are decoded on each member's decode thread as they
-    reach its log, smaller ones on the loop; either way every member ends in the same state and
-    each proposer gets its entry's result."""
-    ms = Members(tmp_path, 3)
-    orig = ms.build
-
-    def build(nid):
-        node = orig(nid)
-        node.fsm = DecodingKV()
-        node._fsm_decode = node.fsm.decode
-        return node
-
-    ms.build = build
-    try:
-        ld = await ms.found()
-        big = [await ld.propose(encode_put(f"big{i}", b"x" * DECODE_AHEAD_BYTES)) for i in range(5)]
-        small = await ld.propose(encode_put("small", b"v"))
-        assert big == sorted(big) and small > big[-1]  # each got its own entry's index
-        for node in ms.nodes.values():
-            await wait_for(lambda node=node: node.fsm.data.get("small") == b"v", "every member applied all")
-            assert all(node.fsm.data[f"big{i}"] == b"x" * DECODE_AHEAD_BYTES for i in range(5))
-            ahead = {k for k, thread in node.fsm.decoded_on.items() if "-decode" in thread}
-            assert ahead == {f"big{i}" for i in range(5)}, node.fsm.decoded_on
-            assert not node._decoding  # nothing kept once applied
-    finally:
-        await ms.stop()
