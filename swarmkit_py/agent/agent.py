@@ -90,8 +90,9 @@ class Agent:
         self.api_refused: Counter = Counter()
         """What the Docker API's authorization refused, by reason."""
         self.api_latency = None
-        self.api_read_wait = None
         """The Docker API's request times (its app's histogram), once the API is served."""
+        self.api_read_wait = None
+        """How long the API's reads waited for their barrier (the front's histogram)."""
         self.loopwatch = LoopWatch(report_after=cfg.loop_stall_warn_s)
         """How long the event loop is held, and where (logged past `loop_stall_warn_s`)."""
         self.gc_policy = GCPolicy() if cfg.gc_policy == "tuned" else None

@@ -58,7 +58,7 @@ _MODE_FILTERS = {"Replicated": "replicated", "Global": "global",
 
 
 class ServiceMethods:
-    """Mixed into ControlAPI, which provides `store`, `ctx`, `_read_view`, `_check_version` and
+    """Mixed into ControlAPI, which provides `store`, `ctx`, `_reading`, `_check_version` and
     `_as_new_as`."""
 
     def _swarm_view(self):

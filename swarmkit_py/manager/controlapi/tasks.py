@@ -42,7 +42,7 @@ def task_name(task: Task, service: Service | None) -> str:
 
 
 class TaskMethods:
-    """Mixed into ControlAPI, which provides `store` and `_read_view`."""
+    """Mixed into ControlAPI, which provides `store` and `_reading`."""
 
     async def list_tasks(self, filters: Mapping[str, Sequence[str]] | None = None) -> list[Task]:
         f = validate_filters(filters, TASK_FILTERS)
