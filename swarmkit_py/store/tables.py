@@ -108,7 +108,12 @@ class Table:
         return list(self.by_name.get(name.lower(), ()))
 
     def ids_where(self, index: str, key: Hashable) -> Iterable[str]:
-        return self.indexes[index].get(key, {}).keys()
+        """The ids in `index`'s bucket for `key`; ValueError for an index the table lacks."""
+        try:
+            buckets = self.indexes[index]
+        except KeyError:
+            raise ValueError(f"{self.schema.kind} has no index {index!r}") from None
+        return buckets.get(key, {}).keys()
 
     def check(self, obj: StoreObject) -> None:
         """Compute (and hash) every index key of `obj` without storing anything: what apply

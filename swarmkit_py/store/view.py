@@ -99,10 +99,7 @@ class View:
             return len(self._table(kind))
         if len(indexed) == 1:  # one bucket: its size
             (index, key), = indexed.items()
-            table = self._table(kind)
-            if index not in table.indexes:
-                raise ValueError(f"{table.schema.kind} has no index {index!r}")
-            return len(table.ids_where(index, key))
+            return len(self._table(kind).ids_where(index, key))
         return len(self.find(kind, **indexed))
 
     def find(
@@ -122,9 +119,6 @@ class View:
         criteria are checked on it. `name` is exact and case-insensitive; `name_prefix` and
         `id_prefix` are case-sensitive prefixes, as Docker's list filters are."""
         table = self._table(kind)
-        for index in indexed:
-            if index not in table.indexes:
-                raise ValueError(f"{table.schema.kind} has no index {index!r}")
         candidates: Iterable[str]
         # The smallest bucket is scanned, and only the other criteria are checked on it: a
         # bucket holds exactly the objects with that key (Table keeps them on every put and
