@@ -481,11 +481,8 @@ class RaftNode:
         deadline = t0 + (timeout or self.cfg.proposal_timeout_s)
         while True:
             await self._wait_for_leader(deadline)
-            ctx = _ENVELOPE.pack(self.id, self._new_tags(1))
             fut = loop.create_future()
-            self._reads[ctx] = fut
-            self._inbox.append(("read", ctx))
-            self._wake.set()
+            ctx = self._ask_read(fut)
             try:
                 index = await _await_by(fut, deadline)
             except TimeoutError:
@@ -524,11 +521,15 @@ class RaftNode:
         if self.leader_id == 0:
             _settle(cf, exc=NoQuorum("no leader known"))
             return
+        cf.read_context = self._ask_read(cf)  # type: ignore[attr-defined]
+
+    def _ask_read(self, fut: asyncio.Future | concurrent.futures.Future) -> bytes:
+        """Queue a ReadIndex request for the core; its context, under which `fut` is settled."""
         ctx = _ENVELOPE.pack(self.id, self._new_tags(1))
-        cf.read_context = ctx  # type: ignore[attr-defined]
-        self._reads[ctx] = cf
+        self._reads[ctx] = fut
         self._inbox.append(("read", ctx))
         self._wake.set()
+        return ctx
 
     def forget_read(self, cf: concurrent.futures.Future) -> None:
         """Drop a `read_index_threadsafe` read its caller stopped waiting for (thread-safe)."""
