@@ -583,10 +583,8 @@ class Agent:
             unix_path=str(self.cfg.api_socket) if self.cfg.api_socket else None,
             tcp=tcp,
         )
-        if self.cfg.api_socket:
-            Path(self.cfg.api_socket).parent.mkdir(parents=True, exist_ok=True)
         try:
-            await front.start()
+            await front.start()  # the public socket's directory is the backend's, made above
         except BaseException:
             await runners[0].cleanup()
             raise

@@ -129,16 +129,6 @@ class FrontControl(ControlAPI):
             return STALE
         return LINEARIZABLE
 
-    def _members(self):
-        # the Raft configuration changes on the manager's loop: a list being rebuilt there
-        # while it is read here is read again
-        for _ in range(3):
-            try:
-                return super()._members()
-            except RuntimeError:
-                continue
-        return super()._members()
-
 
 async def proxy(request: web.Request) -> web.StreamResponse:
     """Pass the request to the backend as it came and stream the answer back as it goes."""
@@ -201,7 +191,6 @@ class ApiFront:
         self._thread: threading.Thread | None = None
         self._stopping: asyncio.Event | None = None
         self.app: web.Application | None = None
-        self.addresses: list = []
 
     async def start(self) -> None:
         started: concurrent.futures.Future = concurrent.futures.Future()
@@ -237,7 +226,6 @@ class ApiFront:
                 if self._tcp is not None:
                     host, port, tls = self._tcp
                     runners.append(await serve_tcp(app, host, port, tls))
-                self.addresses = [a for r in runners for a in r.addresses]
                 started.set_result(None)
                 await self._stopping.wait()
             finally:
