@@ -322,7 +322,7 @@ async def test_a_read_asked_from_another_thread_is_confirmed_by_a_quorum(tmp_pat
             read = await asyncio.to_thread(node.read_index_threadsafe)  # asked from a thread
             index = await asyncio.wait_for(asyncio.wrap_future(read), 10)
             assert index >= acked
-            await wait_for(lambda node=node: node.applied_index >= index, "the read index to be applied")
+            await wait_for(lambda node=node, index=index: node.applied_index >= index, "the read index to be applied")
             assert node.fsm.data["k"] == b"v"
             assert not node._reads  # settled reads are not kept
         await follower.stop()
