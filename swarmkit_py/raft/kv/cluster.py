@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -18,17 +19,44 @@ from pathlib import Path
 
 from ...rpc import RpcClient, RpcError
 
+POOL_LOW = 10000
+"""Test ports are drawn from [POOL_LOW, the kernel's first ephemeral port)."""
+
 
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind((host, 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
+    """`n` distinct ports free on `host` now, for processes that bind them later. Drawn below
+    the kernel's ephemeral range: a port the kernel handed out for `bind(0)` is in that range,
+    and any outgoing connection made meanwhile (by any process) may be given it before the
+    process meant to listen on it binds (the whole suite once lost a worker agent's listen
+    port so, "address already in use"). Random, so that concurrent test workers rarely pick
+    the same; each is checked by binding it."""
+    low, high = POOL_LOW, _ephemeral_low() - 1
+    if high - low < 10 * n:  # no room below the range on this host: the kernel's choice
+        low = high = 0
+    rng = random.SystemRandom()
+    socks: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < n:
+            s = socket.socket()
+            try:
+                s.bind((host, rng.randint(low, high) if high else 0))
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)  # held until all are drawn: none is drawn twice
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
     return ports
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 @dataclass
