@@ -20,23 +20,34 @@ cd "$(dirname "$0")/.."
 LOG=/var/log/swarmkit-py-dockerd.log
 LOCK=/run/swarmkit-py-docker-up.lock
 PIDFILE=/var/run/docker.pid
+# dockerd's own containerd: a live pid in here makes dockerd wait on a containerd that is not there.
+CONTAINERD_PIDFILE=/var/run/docker/containerd/containerd.pid
 TIMEOUT=${DOCKER_UP_TIMEOUT:-30}
 PY=.venv/bin/python
 [ -x "$PY" ] || PY=python3
+. scripts/lib/pidfile.sh
 
 engine_up() { docker info >/dev/null 2>&1; }
 
 start_engine() {
   command -v dockerd >/dev/null || { echo "docker-up: dockerd not installed (apt-get install docker.io)" >&2; exit 1; }
   [ "$(id -u)" = 0 ] || { echo "docker-up: the engine is down and starting dockerd needs root" >&2; exit 1; }
-  # A dockerd killed without cleanup leaves its pidfile, and a new one refuses to start.
-  if [ -f "$PIDFILE" ] && ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-    rm -f "$PIDFILE"
+  local pid deadline=$((SECONDS + TIMEOUT))
+  pid=$(pidfile_owner "$PIDFILE" dockerd)
+  if [ -n "$pid" ]; then
+    # A dockerd is running but not answering yet (starting, or started by someone else): wait
+    # for it rather than start a second one, which would refuse anyway.
+    echo "docker-up: dockerd (pid $pid) is running; waiting for it to answer"
+  else
+    # A dockerd killed without cleanup leaves its pidfiles behind, and a new one refuses to
+    # start while the pid in them is alive, whatever process now holds that pid.
+    clear_stale_pidfile "$PIDFILE" dockerd
+    clear_stale_pidfile "$CONTAINERD_PIDFILE" containerd
+    echo "docker-up: starting dockerd (log: $LOG)"
+    setsid dockerd --iptables=false --ip-masq=false --ip-forward=false \
+      >>"$LOG" 2>&1 </dev/null &
+    pid=$!
   fi
-  echo "docker-up: starting dockerd (log: $LOG)"
-  setsid dockerd --iptables=false --ip-masq=false --ip-forward=false \
-    >>"$LOG" 2>&1 </dev/null &
-  local pid=$! deadline=$((SECONDS + TIMEOUT))
   until engine_up; do
     if ! kill -0 "$pid" 2>/dev/null; then
       echo "docker-up: dockerd exited during startup; last lines of $LOG:" >&2
