@@ -53,7 +53,10 @@ def mutate(draw, body: dict, paths, values=odd_values) -> dict:
                 node[key] = {}
             node = node[key]
         if draw(st.booleans()):
-            node[path[-1]] = draw(values)
+            # a copy: sampled_from hands out the same list/dict object on every draw, and a
+            # later mutation inside it would change it for all later examples, or make it
+            # contain itself (json.dumps: "Circular reference detected")
+            node[path[-1]] = copy.deepcopy(draw(values))
         else:
             node.pop(path[-1], None)
     return body
@@ -125,3 +128,13 @@ def test_fuzz_service_and_task_reads(server, data):
     check(server, "GET", with_query(f"{prefix}/services/{ref}", insertDefaults="true"))
     check(server, "GET", f"{prefix}/tasks/{ref}")
     check(server, "DELETE", f"{prefix}/services/{ref}x")
+
+
+def test_mutate_copies_what_it_draws():
+    """The same sampled dict drawn at ("Mode",) and then at ("Mode", "Replicated") must not end
+    up inside itself (it did: a whole-suite run failed on "Circular reference detected")."""
+    shared = {"Global": {}}
+    script = iter([2, ("Mode",), True, shared, ("Mode", "Replicated"), True, shared])
+    body = mutate(lambda _strategy: next(script), copy.deepcopy(CLI_CREATE), PATHS)
+    assert json.loads(json.dumps(body))["Mode"] == {"Global": {}, "Replicated": {"Global": {}}}
+    assert shared == {"Global": {}}
