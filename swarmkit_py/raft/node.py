@@ -46,7 +46,7 @@ import msgpack
 from ..histogram import Histogram
 from .codec import decode_conf_change
 from .config import RaftConfig
-from .core import RaftCore, ReadyOrder
+from .core import URGENT, RaftCore, ReadyOrder
 from .errors import CutOff, DiskFull, LeadershipLost, NoQuorum, NotLeader, ProposalDropped, Stopped
 from .fsm import StateMachine
 from .storage import DiskStorage, disk_full
@@ -56,6 +56,7 @@ from .types import (
     Entry,
     EntryType,
     HardState,
+    Message,
     RaftRole,
     Ready,
     Snapshot,
@@ -524,11 +525,11 @@ class RaftNode:
         cf.read_context = self._ask_read(cf)  # type: ignore[attr-defined]
 
     def _ask_read(self, fut: asyncio.Future | concurrent.futures.Future) -> bytes:
-        """Queue a ReadIndex request for the core; its context, under which `fut` is settled."""
+        """Ask the core for a ReadIndex at once (`_step_now`); returns its context, under
+        which `fut` is settled."""
         ctx = _ENVELOPE.pack(self.id, self._new_tags(1))
         self._reads[ctx] = fut
-        self._inbox.append(("read", ctx))
-        self._wake.set()
+        self._step_now(None, ctx)
         return ctx
 
     def forget_read(self, cf: concurrent.futures.Future) -> None:
@@ -685,8 +686,52 @@ class RaftNode:
             if self._gap_from == m.frm:
                 self._note_leader_gap(now - self._gap_prev, now)
             self._gap_from, self._gap_prev = m.frm, now
+        if m.type in URGENT:
+            self._step_now(m)
+            return
         self._inbox.append(m)
         self._wake.set()
+
+    def _step_now(self, m: Message | None, read_ctx: bytes = b"") -> None:
+        """Step a read-path message (`m`), or a read of this member (`read_ctx`), into the core
+        now rather than at the loop's next turn, and send what it makes for the read path at
+        once. It runs whenever the loop is suspended, also while a Ready is being written
+        (core/order.py, URGENT, says why that is safe): a read's barrier then costs one round
+        of heartbeats, not two turns of this loop (issue 13). The rest of what the step made
+        goes out with the loop's next Ready."""
+        c = self.core
+        if self._stopped or c is None:
+            if read_ctx:
+                fut = self._reads.pop(read_ctx, None)
+                if fut is not None:
+                    _settle(fut, exc=self._stopped_error())
+            return
+        try:
+            if m is None:
+                c.read_index(read_ctx)
+            else:
+                c.step(m)
+            msgs, states, dropped = c.take_urgent()
+        except Exception as exc:
+            self._die(exc)
+            return
+        send = self.transport.send
+        for out in msgs:
+            send(out)
+        self._settle_reads(states, dropped)
+        if c.has_ready():
+            self._wake.set()
+
+    def _settle_reads(self, states: list, dropped: list[bytes]) -> None:
+        reads = self._reads
+        for rs in states:
+            fut = reads.pop(rs.context, None)
+            if fut is not None:
+                _settle(fut, result=rs.index)
+        for ctx in dropped:
+            fut = reads.pop(ctx, None)
+            if fut is not None:
+                _settle(fut, exc=ProposalDropped("read dropped by a leader change"))
 
     def _on_unreachable(self, node_id: int) -> None:
         """The transport lost messages to `node_id` (connection down, queue full): the leader
@@ -828,8 +873,6 @@ class RaftNode:
             for m in inbox:
                 if type(m) is not tuple:
                     c.step(m)
-                elif m[0] == "read":
-                    c.read_index(m[1])
                 elif m[0] == "unreachable":
                     c.report_unreachable(m[1])
                 else:
@@ -936,14 +979,7 @@ class RaftNode:
                 partial = True
         if rd.in_doubt:
             self._fail_in_doubt(rd.in_doubt)
-        for rs in rd.read_states:
-            fut = self._reads.pop(rs.context, None)
-            if fut is not None:
-                _settle(fut, result=rs.index)
-        for ctx in rd.dropped:
-            fut = self._reads.pop(ctx, None)
-            if fut is not None:
-                _settle(fut, exc=ProposalDropped("read dropped by a leader change"))
+        self._settle_reads(rd.read_states, rd.dropped)
         c.advance(rd)
         if rd.committed:
             self._wake_appliers()

@@ -105,7 +105,8 @@ class Transport:
     """Raft messages in and out for member ``node_id``.
 
     ``on_message`` is called synchronously on the event loop for every message addressed to
-    this member, in the order each peer sent them; it should only queue them for the driver.
+    this member, in the order each peer sent them; it should only queue them for the driver
+    (the driver steps the read path's messages at once: `RaftNode._step_now`).
     Pass ``rpc_server`` to share an existing server (its owner starts and stops it; ``host``,
     ``port`` and ``server_ssl`` are then unused), or leave it ``None`` to listen on
     ``host:port`` with ``server_ssl``. Outbound connections use ``client_ssl``.

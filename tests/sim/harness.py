@@ -13,7 +13,11 @@ snapshot and entries are written, the rest is sent, committed entries are applie
 changes through `core.apply_conf_change`, as the driver does; sometimes only a prefix of them,
 as when the driver's apply slice runs out, the rest in a later Ready), then advance. A crash keeps only
 what was written, so it loses an unwritten commit index and can land between a leader's early
-sends and its write. The network reports to the sender what a transport reports: a snapshot
+sends and its write. The read path's messages (`core.URGENT`: heartbeats, their acks, forwarded
+reads and their answers) are stepped as they arrive and what they make is sent at once
+(`SimNode.step_urgent`), as the driver does; sometimes they arrive while a Ready is being written
+(between its early sends and its write, overtaking what the node has not stepped yet), and a
+read may be asked then too. The network reports to the sender what a transport reports: a snapshot
 is delivered only once the follower's answer comes back, and a lost message may report the
 peer unreachable. Messages cross the network through the real msgpack codec, so no two cores
 ever share a mutable object.
@@ -47,7 +51,7 @@ from dataclasses import dataclass, field
 import msgpack
 
 from swarmkit_py.raft.codec import decode_conf_change, decode_message, encode_message
-from swarmkit_py.raft.core import CoreConfig, RaftCore, ReadyOrder, Step
+from swarmkit_py.raft.core import URGENT, CoreConfig, RaftCore, ReadyOrder, Step
 from swarmkit_py.raft.errors import NotLeader, ProposalDropped
 from swarmkit_py.raft.types import (
     ConfChange,
@@ -154,6 +158,7 @@ class SimNode:
         self.reads: list[tuple[bytes, int, int]] = []  # (ctx, index, acked writes at issue) to serve
         self.in_doubt: list[Entry] = []  # entries this member reported in doubt (check-quorum step-downs)
         self.quorum_losses = 0
+        self.midflight_read_at = -1
 
     # ---- the driver loop, as the asyncio driver runs it ----------------------------------
     def drain(self) -> None:
@@ -167,6 +172,11 @@ class SimNode:
             step = self.order.plan(rd, core.role == RaftRole.LEADER)
             for m in step.early:
                 self._send(m)
+            sim = self.sim
+            if sim.p_midflight and sim.mid_rng.random() < sim.p_midflight:
+                self._midflight()
+                if not self.alive:
+                    return
             if self.torn_next:
                 self._torn_persist(rd, step)
                 return
@@ -210,6 +220,38 @@ class SimNode:
     def _send(self, m: Message) -> None:
         self.sim.checker.outgoing(self, m)
         self.sim.net.send(m)
+
+    def step_urgent(self, m: Message | None = None, read_ctx: bytes = b"") -> None:
+        """The driver's `_step_now`: step a read-path message (or ask a read) at once and hand
+        out what the core lets go at once; the rest waits for the next Ready."""
+        core = self.core
+        if m is None:
+            core.read_index(read_ctx)
+        else:
+            core.step(m)
+        msgs, states, _ = core.take_urgent()
+        for out in msgs:
+            self._send(out)
+        for rs in states:
+            self.sim.checker.read_state(self, rs.context, rs.index)
+        self._serve_reads()
+
+    def _midflight(self) -> None:
+        """While this node's Ready is being written: read-path messages due to it arrive and
+        are stepped, and a client may ask a read."""
+        sim = self.sim
+        rng = sim.mid_rng
+        for _ in range(rng.randint(1, 4)):
+            if not sim.net.deliver_urgent_to(self):
+                break
+            if not self.alive:
+                return
+        if sim.p.p_read and self.midflight_read_at != sim.now and rng.random() < 0.5:
+            self.midflight_read_at = sim.now  # one per time unit: a read per Ready would snowball
+            sim.read_seq += 1
+            ctx = b"r%d" % sim.read_seq
+            sim.checker.read_issued(self, ctx)
+            self.step_urgent(read_ctx=ctx)
 
     def _torn_persist(self, rd, step: Step) -> None:
         """Crash part-way through persisting `rd`: a prefix of (snapshot, entries, hard
@@ -306,7 +348,23 @@ class Network:
         return bool(self.queue) and self.queue[0][0] < self.sim.now + 1
 
     def deliver_one(self) -> None:
-        _, _, data, frm, to = heapq.heappop(self.queue)
+        self._deliver(heapq.heappop(self.queue))
+
+    def deliver_urgent_to(self, node: SimNode) -> bool:
+        """Deliver one due read-path message addressed to `node` while it writes a Ready (the
+        driver steps those at once), ahead of the rest of the queue; False if there is none."""
+        limit = self.sim.now + 1
+        for i, item in enumerate(self.queue):
+            if item[4] == node.id and item[0] < limit and decode_message(item[2]).type in URGENT:
+                self.queue[i] = self.queue[-1]
+                self.queue.pop()
+                heapq.heapify(self.queue)
+                self._deliver(item, midflight=True)
+                return True
+        return False
+
+    def _deliver(self, item: tuple, midflight: bool = False) -> None:
+        _, _, data, frm, to = item
         sim = self.sim
         node = sim.nodes.get(to)
         m = decode_message(data)
@@ -320,10 +378,15 @@ class Network:
                     sender.core.report_snapshot(to, False)
                 if sim.rng.random() < 0.5:
                     sender.core.report_unreachable(to)
-                sender.drain()
+                if not midflight:  # a node in the middle of its write drains nobody
+                    sender.drain()
             return
-        node.core.step(m)
-        node.drain()
+        if m.type in URGENT:
+            node.step_urgent(m)
+        else:
+            node.core.step(m)
+        if not midflight:
+            node.drain()
         if m.type == MsgType.SNAP and sender is not None and sender.alive:
             # delivered: the follower's answer to the snapshot call may still be lost
             acked = (to, frm) not in self.blocked and not (self.loss and sim.rng.random() < self.loss)
@@ -578,6 +641,9 @@ class Sim:
         # and messages is the one it was before they were simulated
         self.apply_rng = random.Random(seed ^ 0x5A1CE)
         self.p_partial_apply = self.apply_rng.choice((0.0, 0.3, 0.7))
+        # read-path messages stepped while a Ready is being written: their own generator too
+        self.mid_rng = random.Random(seed ^ 0x3D11)
+        self.p_midflight = self.mid_rng.choice((0.0, 0.3, 0.8))
         self.now = 0
         self.tracing = trace
         self.log: list[str] = []
@@ -715,7 +781,7 @@ class Sim:
                 self.read_seq += 1
                 ctx = b"r%d" % self.read_seq
                 self.checker.read_issued(n, ctx)
-                n.core.read_index(ctx)
+                n.step_urgent(read_ctx=ctx)
                 n.drain()
         if p.p_transfer and rng.random() < p.p_transfer:
             ld = self.leader()
@@ -1075,7 +1141,10 @@ class _ManualNet:
         if node is None or not node.alive:
             self.report_lost(m)
             return
-        node.core.step(m)
+        if m.type in URGENT:
+            node.step_urgent(m)
+        else:
+            node.core.step(m)
         node.drain()
         sender = self.sim.nodes.get(m.frm)
         if m.type == MsgType.SNAP and sender is not None and sender.alive:
@@ -1092,6 +1161,7 @@ class _ManualSim(Sim):
         self.core_cfg = cfg
         self.apply_rng = self.rng
         self.p_partial_apply = 0.0  # constructed scenarios apply whole Readies
+        self.p_midflight = 0.0  # and step nothing while one is written
         self.now = 0
         self.tracing = bool(os.environ.get("SIM_TRACE"))
         self.log = []

@@ -115,7 +115,7 @@ def test_abandoned_transfer_lets_proposals_through_again():
 
 def _read(c: Cluster, nid: int, ctx: bytes) -> None:
     c.checker.read_issued(c.nodes[nid], ctx)
-    c.core(nid).read_index(ctx)
+    c.nodes[nid].step_urgent(read_ctx=ctx)
     c.nodes[nid].drain()
 
 

@@ -1,8 +1,8 @@
 """The pure Raft core: no clock, socket, disk or global randomness (see raft.py)."""
 
 from .config import CoreConfig
-from .order import ReadyOrder, Step
+from .order import URGENT, ReadyOrder, Step
 from .progress import Progress, ProgressState
 from .raft import TRANSFER_CONTEXT, RaftCore
 
-__all__ = ["CoreConfig", "Progress", "ProgressState", "RaftCore", "ReadyOrder", "Step", "TRANSFER_CONTEXT"]
+__all__ = ["CoreConfig", "Progress", "ProgressState", "RaftCore", "ReadyOrder", "Step", "TRANSFER_CONTEXT", "URGENT"]

@@ -12,6 +12,22 @@ fsync, then send" of `Ready`:
 - A hard state whose only change is the commit index is not written on its own (etcd's
   MustSync rule): a restarted member relearns the commit index from the leader. It rides along
   with the next write of entries or of term/vote, and a clean stop writes it (`pending`).
+
+And one for the read path (`URGENT`, `RaftCore.take_urgent`): a driver steps the messages of
+ReadIndex (the read's heartbeats and their acks, a follower's forwarded read and its answer) as
+they arrive, also while a Ready is being written (between `ready()` and `advance()`, which the
+core allows, as etcd-io/raft's node does while its storage writes), and sends what they make at
+once, without waiting for any write. None of them acknowledges anything a write holds:
+- a heartbeat carries the leader's term (durable before its votes were asked) and a commit
+  index capped by the follower's acknowledged match;
+- a heartbeat's ack says "I know no newer leader than you" as of the moment it leaves, which
+  is what a read's quorum check needs; losing a not yet written term in a crash afterwards
+  changes nothing about that moment (it grants no vote and acknowledges no entry);
+- a read index is the leader's commit index, counted from durable copies only;
+- a forwarded read request carries nothing but its context.
+The reads they release are settled at once; their waiters wait for the apply themselves.
+Everything else they make (an empty append to a lagging follower, ...) waits for the next Ready.
+The seeded simulator steps them the same way, also in the middle of a Ready's write.
 """
 
 from __future__ import annotations
@@ -21,6 +37,7 @@ from dataclasses import dataclass, field
 from ..types import HardState, Message, MsgType, Ready
 
 EARLY = frozenset({MsgType.APP, MsgType.HEARTBEAT, MsgType.SNAP, MsgType.TIMEOUT_NOW})
+URGENT = frozenset({MsgType.HEARTBEAT, MsgType.HEARTBEAT_RESP, MsgType.READ_INDEX, MsgType.READ_INDEX_RESP})
 
 
 @dataclass(slots=True)

@@ -37,6 +37,7 @@ from ..types import (
 )
 from .config import CoreConfig
 from .log import RaftLog
+from .order import URGENT
 from .progress import Progress, ProgressState
 from .quorum import committed_index, majority, vote_result
 
@@ -766,6 +767,18 @@ class RaftCore:
         rd.in_doubt, self.in_doubt = self.in_doubt, []
         rd.lost_quorum, self.lost_quorum = self.lost_quorum, False
         return rd
+
+    def take_urgent(self) -> tuple[list[Message], list[ReadState], list[bytes]]:
+        """The read path's output, for the driver to hand out at once, also between `ready()`
+        and `advance()` (`order.URGENT` says why that is safe): its messages, the reads
+        released and the reads dropped. All else stays for the next Ready."""
+        msgs = self.msgs
+        urgent = [m for m in msgs if m.type in URGENT]
+        if urgent:
+            self.msgs = [m for m in msgs if m.type not in URGENT] if len(urgent) < len(msgs) else []
+        states, self.read_states = self.read_states, []
+        dropped, self.dropped_reads = self.dropped_reads, []
+        return urgent, states, dropped
 
     def advance(self, rd: Ready) -> None:
         """The driver persisted, sent and applied `rd`."""
