@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from swarmkit_py.raft.core import URGENT
 from swarmkit_py.raft.errors import NotLeader, ProposalDropped
 from swarmkit_py.raft.types import (
     ConfChange,
@@ -151,8 +152,9 @@ def test_read_index_waits_until_the_new_leader_commits_in_its_term():
     assert b"r" in c.checker.reads_answered
 
 
-def test_read_on_a_partitioned_old_leader_is_never_answered():
-    c = settled(5)
+@pytest.mark.parametrize("n", [3, 5])
+def test_read_on_a_partitioned_old_leader_is_never_answered(n):
+    c = settled(n)
     c.isolate(1)
     _read(c, 1, b"stale")
     c.tick_all(2 * ET)
@@ -305,3 +307,45 @@ def test_follower_commits_only_entries_it_verified_against_the_leader():
     c.nodes[2].drain()
     assert f.commit == 2
     assert [m.index for m in c.queue if m.type == MsgType.APP_RESP] == [2]
+
+
+def test_a_read_is_confirmed_while_the_leaders_write_is_in_flight():
+    """The driver steps the read path's messages while a Ready is being written (between
+    `ready()` and `advance()`): the read's heartbeats leave and its acks release it before
+    the leader's own write of a new entry is done; the rest of that write then completes as
+    usual, and the entry commits."""
+    c = settled(3)
+    leader = c.nodes[1]
+    core = leader.core
+    c.checker.proposed.add(b"w")
+    index = core.propose(b"w")
+    rd = core.ready()  # the write of `index` is now in flight
+    step = leader.order.plan(rd, True)
+    assert [e.index for e in rd.entries] == [index] and not rd.committed
+    for m in step.early:
+        leader._send(m)
+    c.checker.read_issued(leader, b"r")
+    leader.step_urgent(read_ctx=b"r")
+    assert {m.type for m in c.sim.net.msgs if m.context == b"r"} == {MsgType.HEARTBEAT}
+    c.deliver(hold=lambda m: m.to == 1)  # the followers answer; nothing reaches 1 yet
+    acks = [m for m in c.sim.net.msgs if m.type in URGENT]
+    assert acks and all(m.type == MsgType.HEARTBEAT_RESP for m in acks)
+    c.sim.net.msgs[:] = [m for m in c.sim.net.msgs if m.type not in URGENT]
+    for m in acks:
+        leader.step_urgent(m)
+    assert b"r" in c.checker.reads_answered
+    assert core.log.stable < index, "the read should be released before the write is done"
+    # the write completes as the driver carries it out, and the entry commits
+    leader.disk.append(rd.entries)
+    hs = step.hard_state
+    if hs is not None:
+        leader.disk.hs = hs
+    leader.order.written(step)
+    for m in step.late:
+        leader._send(m)
+    core.advance(rd)
+    leader.drain()
+    c.deliver()
+    c.tick_all(2)
+    assert c.core(1).commit >= index and c.core(1).applied >= index
+    assert c.checker.reads_ok >= 1
