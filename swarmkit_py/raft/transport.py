@@ -40,6 +40,7 @@ from ..rpc import (
 )
 from ..rpc.framing import notification_framer
 from .codec import MessagePacker, message_from_tuple, message_to_tuple
+from .core.order import URGENT
 from .types import Message, MsgType
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,7 @@ class Transport:
         self._snapshot_timeout = snapshot_timeout
         self._snapshot_sends: set[asyncio.Task] = set()
         self._packer = MessagePacker()  # shared by the peers' senders: entries packed once
+        self._frame = notification_framer(RAFT_METHOD, max_frame)
         self._client_ssl = client_ssl
         self._owns_server = rpc_server is None
         self._server = rpc_server or RpcServer(host, port, ssl=server_ssl, max_frame=max_frame)
@@ -322,8 +324,32 @@ class Transport:
                 peer.overflowing = True
                 self._lost(msg.to, (msg,))
             return
+        if msg.type in URGENT and not peer.queue and self._write_now(peer, msg):
+            return
         peer.queue.append(msg)
         peer.wake.set()
+
+    def _write_now(self, peer: _Peer, msg: Message) -> bool:
+        """Write a read-path message (core.order.URGENT: heartbeats, their acks, reads) to the
+        peer's open connection at once, instead of waking its sender task, whose turn on a
+        busy event loop can come 100 ms later (issue 13: a read's barrier is two of these
+        and two receives). Only with nothing queued for the peer, so the stream's order is
+        kept; False leaves the message to the queue (no connection, or it just closed)."""
+        conn = peer.conn
+        if conn is None or conn.is_closed:
+            return False
+        try:
+            data = self._frame(self._packer.pack(msg))
+        except Exception as e:
+            peer.dropped += 1
+            log.warning("dropping %s to node %d: %s", msg.type.name, peer.node_id, e)
+            return True
+        try:
+            conn.write_frames(data)
+        except RpcUnavailable:
+            return False
+        peer.sent += 1
+        return True
 
     def _lost(self, node_id: int, msgs) -> None:
         """Report dropped messages to the member: the peer is unreachable, and a dropped
@@ -398,7 +424,7 @@ class Transport:
     async def _pump(self, peer: _Peer, conn: Connection) -> None:
         """Everything queued since the last wake-up goes out in one write, then one drain."""
         wake = peer.wake
-        frame = notification_framer(RAFT_METHOD, self._max_frame)
+        frame = self._frame
         pack = self._packer.pack
         while True:
             if not peer.queue:

@@ -355,3 +355,23 @@ async def test_lost_messages_report_the_peer_unreachable(make_node):
         t.send(heartbeat(5, 6, seq))
     assert unreachable.count(6) == 1, "one report per run of overflows, not one per message"
     await t.stop()
+
+
+async def test_read_path_messages_are_written_at_once_in_order(make_node):
+    """A heartbeat (a read's barrier) leaves in the `send` call itself when nothing is queued
+    for the peer, not at the sender task's next turn of the loop; behind queued messages it
+    waits its turn, so the stream's order holds."""
+    a, b = await make_node(1), await make_node(2)
+    a.t.add_peer(2, b.addr)
+    a.t.send(heartbeat(1, 2, 0))
+    await wait_until(lambda: len(b.inbox) == 1, what="the connection")
+    peer = a.t._peers[2]
+    sent = peer.sent
+    a.t.send(heartbeat(1, 2, 1))
+    assert peer.sent == sent + 1 and not peer.queue, "the heartbeat waited for the sender task"
+    a.t.send(Message(MsgType.APP, 1, 2, term=1, index=5, log_term=1, commit=2))
+    a.t.send(heartbeat(1, 2, 2))
+    assert [m.type for m in peer.queue] == [MsgType.APP, MsgType.HEARTBEAT]
+    await wait_until(lambda: len(b.inbox) == 4, what="4 messages")
+    assert [(m.type, m.commit) for m in b.inbox[1:]] == [
+        (MsgType.HEARTBEAT, 1), (MsgType.APP, 2), (MsgType.HEARTBEAT, 2)]
