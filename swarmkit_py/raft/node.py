@@ -1,9 +1,13 @@
 """The asyncio driver around the pure core: ticks it, persists, sends, applies.
 
-One loop task owns the core. Everything else (transport callbacks, proposals, reads, ticks)
-only queues work and wakes the loop, so the core is never stepped concurrently. While a batch
-is being fsynced in a thread, new proposals and messages pile up and go into the next batch:
-that is the group commit — one fsync per batch, however many writes it holds.
+One loop task owns the core. Everything else (transport callbacks, proposals, ticks) only
+queues work and wakes the loop, so the core is never stepped concurrently. While a batch is
+being fsynced in a thread, new proposals and messages pile up and go into the next batch: that
+is the group commit — one fsync per batch, however many writes it holds. The one exception is
+the read path (`_step_now`): a read of this member and the messages of ReadIndex are stepped
+as they come, on the same event loop while the loop task waits (also for its fsync), and what
+they make is sent at once (core/order.py, URGENT, says why that is safe); a read's barrier then
+costs a round of heartbeats instead of two turns of the loop (issue 13).
 
 Proposals carry a small envelope (origin member, tag) so the member where a write was proposed
 recognises it when it applies, whichever leader committed it; a follower simply forwards its
