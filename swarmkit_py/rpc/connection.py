@@ -100,6 +100,13 @@ class Connection:
             if cert is None:
                 self._allowed = policy.anonymous_methods
         self._unpack_limits = self._limits.unpack_kwargs()
+        self._decoder = FrameDecoder(self._limits.max_frame)
+        # The read loop waits in read() with nothing buffered: frames may then be handled
+        # straight from the socket's callback (`_feed`).
+        self._parked = False
+        self._backlog: asyncio.Task | None = None  # frames `_feed` left behind an async handler
+        self._feed_buffered = reader.feed_data
+        reader.feed_data = self._feed  # type: ignore[method-assign]
         self._read_task = loop.create_task(
             self._read_loop(), name=f"rpc-read {self.peer.address_str}"
         )
@@ -244,30 +251,78 @@ class Connection:
 
     # -- receiving ---------------------------------------------------------------------------
 
+    def _feed(self, data: bytes) -> None:
+        """The socket's bytes, as the stream's protocol hands them over. While the read loop
+        waits with nothing buffered, their frames are handled here and now, not at the read
+        task's next turn of the event loop, which on a busy manager comes after everything
+        else it has ready (issue 13: a Raft read's heartbeats and acks each paid one). Else,
+        and from an async notification handler on (its frames wait for it, in order), the
+        bytes go to the reader's buffer and the read loop takes them as before."""
+        if not (self._parked and data and not self._closed and self._inflight_free.is_set()):
+            self._parked = False
+            self._feed_buffered(data)
+            return
+        try:
+            bodies = self._decoder.feed(data)
+            self.last_frame_at = asyncio.get_running_loop().time()
+            for i, body in enumerate(bodies):
+                pending = self._on_frame(body)
+                if pending is not None:
+                    self._parked = False
+                    self._backlog = asyncio.get_running_loop().create_task(
+                        self._handle_backlog(bodies[i + 1:], pending),
+                        name=f"rpc-frames {self.peer.address_str}")
+                    return
+        except (FrameTooLarge, ProtocolError) as e:
+            self._shutdown(self._read_refused(e))
+        except Exception as e:  # a bug here must not leave the connection half-read
+            log.exception("closing connection to %s: handling its frames failed", self.peer.address_str)
+            self._shutdown(f"{type(e).__name__}: {e}")
+
+    async def _handle_backlog(self, bodies: list[bytearray], pending: Awaitable[Any]) -> None:
+        try:
+            await self._handle_frames(bodies, pending)
+        except (FrameTooLarge, ProtocolError) as e:
+            self._shutdown(self._read_refused(e))
+
+    async def _handle_frames(self, bodies: list[bytearray], pending: Awaitable[Any] | None = None) -> None:
+        """Frames in order, each async notification handler awaited before the next frame."""
+        if pending is not None:
+            await self._await_notification(pending)
+        loop = asyncio.get_running_loop()
+        for body in bodies:
+            self.last_frame_at = loop.time()
+            pending = self._on_frame(body)
+            if pending is not None:
+                await self._await_notification(pending)
+
+    def _read_refused(self, e: FrameTooLarge | ProtocolError) -> str:
+        """Count and log a frame that closes the connection; the reason to close it with."""
+        self._refused(e.kind if isinstance(e, _Refused) else "frame_too_large" if isinstance(e, FrameTooLarge)
+                      else "bad_frame")
+        log.warning("closing connection to %s: %s", self.peer.address_str, e)
+        return str(e)
+
     async def _read_loop(self) -> None:
-        decoder = FrameDecoder(self._limits.max_frame)
         read = self._reader.read
         chunk = min(READ_CHUNK, self._limits.max_frame + 4)
         inflight_free = self._inflight_free
-        loop = asyncio.get_running_loop()
         reason = "closed by peer"
         try:
             while True:
                 if not inflight_free.is_set():
                     await inflight_free.wait()  # enough requests running: let TCP push back
+                self._parked = True
                 data = await read(chunk)
+                self._parked = False
+                if self._backlog is not None:  # what `_feed` handed over comes first
+                    backlog, self._backlog = self._backlog, None
+                    await backlog
                 if not data:
                     break
-                for body in decoder.feed(data):
-                    self.last_frame_at = loop.time()
-                    pending = self._on_frame(body)
-                    if pending is not None:
-                        await self._await_notification(pending)
+                await self._handle_frames(self._decoder.feed(data))
         except (FrameTooLarge, ProtocolError) as e:
-            reason = str(e)
-            self._refused(e.kind if isinstance(e, _Refused) else "frame_too_large" if isinstance(e, FrameTooLarge)
-                          else "bad_frame")
-            log.warning("closing connection to %s: %s", self.peer.address_str, e)
+            reason = self._read_refused(e)
         except asyncio.CancelledError:
             reason = self._close_reason or "cancelled"
             raise
@@ -464,6 +519,8 @@ class Connection:
             log.debug("error closing writer to %s", where, exc_info=True)
         if self._read_task is not asyncio.current_task():
             self._read_task.cancel()
+        if self._backlog is not None and self._backlog is not asyncio.current_task():
+            self._backlog.cancel()
         self._closed_event.set()
         callbacks, self._close_callbacks = self._close_callbacks, []
         for cb in callbacks:

@@ -306,6 +306,44 @@ async def test_async_notification_handlers_keep_order(server, client):
     assert got == list(range(50))
 
 
+async def test_a_waiting_reader_handles_frames_from_the_socket_callback(server, client):
+    """With the read loop waiting for bytes, a frame is handled in the socket's data callback
+    (no task), not one turn of the event loop later in the read task (issue 13)."""
+    tasks: list = []
+    server.add_notification_handler("tick", lambda peer, n: tasks.append(asyncio.current_task()))
+    for n in range(6):
+        await client.notify("tick", n)
+        await wait_until(lambda n=n: len(tasks) == n + 1, what=f"notification {n}")
+        await asyncio.sleep(0.01)
+    assert tasks[1:] == [None] * 5
+
+
+async def test_sync_and_async_handlers_keep_order_across_both_read_paths(server, client):
+    """Frames after an async handler wait for it, whether they came in the same bytes (handed
+    to a task) or later (buffered for the read loop, which waits for that task first)."""
+    got: list[str] = []
+
+    async def slow(peer, n):
+        await asyncio.sleep(0.002)
+        got.append(f"a{n}")
+
+    server.add_notification_handler("slow", slow)
+    server.add_notification_handler("fast", lambda peer, n: got.append(f"s{n}"))
+    await client.call("echo", "connected")
+    conn = client._conn
+    expected = []
+    for n in range(40):
+        method = "slow" if n % 3 == 0 else "fast"
+        conn.notify_nowait(method, n)
+        expected.append(("a" if method == "slow" else "s") + str(n))
+        if n % 7 == 0:
+            await conn.drain()
+            await asyncio.sleep(0.003 if n % 2 else 0)
+    await conn.drain()
+    await wait_until(lambda: len(got) == 40, what="40 notifications")
+    assert got == expected
+
+
 async def test_server_pushes_to_the_client_on_the_same_connection(server):
     pushed: list = []
     handlers = HandlerRegistry()
