@@ -338,11 +338,8 @@ class Transport:
         conn = peer.conn
         if conn is None or conn.is_closed:
             return False
-        try:
-            data = self._frame(self._packer.pack(msg))
-        except Exception as e:
-            peer.dropped += 1
-            log.warning("dropping %s to node %d: %s", msg.type.name, peer.node_id, e)
+        data = self._framed(peer, msg)
+        if data is None:
             return True
         try:
             conn.write_frames(data)
@@ -350,6 +347,15 @@ class Transport:
             return False
         peer.sent += 1
         return True
+
+    def _framed(self, peer: _Peer, msg: Message) -> bytes | None:
+        """`msg` packed and framed; None (dropped and counted) if it cannot be."""
+        try:
+            return self._frame(self._packer.pack(msg))
+        except Exception as e:
+            peer.dropped += 1
+            log.warning("dropping %s to node %d: %s", msg.type.name, peer.node_id, e)
+            return None
 
     def _lost(self, node_id: int, msgs) -> None:
         """Report dropped messages to the member: the peer is unreachable, and a dropped
@@ -424,8 +430,7 @@ class Transport:
     async def _pump(self, peer: _Peer, conn: Connection) -> None:
         """Everything queued since the last wake-up goes out in one write, then one drain."""
         wake = peer.wake
-        frame = self._frame
-        pack = self._packer.pack
+        framed = self._framed
         while True:
             if not peer.queue:
                 wake.clear()
@@ -439,11 +444,9 @@ class Transport:
                 if msg.type == MsgType.SNAP:
                     self._spawn_snapshot_send(peer, conn, msg)
                     continue
-                try:
-                    frames.append(frame(pack(msg)))
-                except Exception as e:
-                    peer.dropped += 1
-                    log.warning("dropping %s to node %d: %s", msg.type.name, peer.node_id, e)
+                data = framed(peer, msg)
+                if data is not None:
+                    frames.append(data)
             if frames:
                 conn.write_frames(b"".join(frames))
                 peer.sent += len(frames)

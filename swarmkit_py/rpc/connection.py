@@ -74,7 +74,7 @@ class Connection:
         self._max_frame = max_frame
         self._inflight_free = asyncio.Event()
         self._inflight_free.set()
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self.opened_at = loop.time()
         self.last_frame_at = self.opened_at
         self._pending: dict[int, asyncio.Future] = {}
@@ -262,14 +262,15 @@ class Connection:
             self._parked = False
             self._feed_buffered(data)
             return
+        loop = self._loop
         try:
             bodies = self._decoder.feed(data)
-            self.last_frame_at = asyncio.get_running_loop().time()
+            self.last_frame_at = loop.time()
             for i, body in enumerate(bodies):
                 pending = self._on_frame(body)
                 if pending is not None:
                     self._parked = False
-                    self._backlog = asyncio.get_running_loop().create_task(
+                    self._backlog = loop.create_task(
                         self._handle_backlog(bodies[i + 1:], pending),
                         name=f"rpc-frames {self.peer.address_str}")
                     return
@@ -289,7 +290,7 @@ class Connection:
         """Frames in order, each async notification handler awaited before the next frame."""
         if pending is not None:
             await self._await_notification(pending)
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         for body in bodies:
             self.last_frame_at = loop.time()
             pending = self._on_frame(body)
