@@ -18,9 +18,15 @@ _RFC3339 = re.compile(
 
 def parse_rfc3339(value: str) -> datetime:
     """Parse RFC 3339 (any number of fractional digits, Z or offset) into aware UTC."""
-    m = _RFC3339.match(value.strip())
+    text = value.strip()
+    m = _RFC3339.match(text)
     if not m:
         raise ValueError(f"invalid RFC 3339 timestamp: {value!r}")
+    if len(text) == 27 and text[10] == "T" and text[26] == "Z":
+        # format_rfc3339's own spelling (every stored time, three per task in each Raft
+        # entry): microseconds and Z, which fromisoformat reads as they are, to the same
+        # aware UTC datetime, at a tenth of the cost of the general path below
+        return datetime.fromisoformat(text)
     year, month, day, hour, minute, second, frac, zone = m.groups()
     micro = int((frac or "0")[:6].ljust(6, "0"))
     tz = "+00:00" if zone in ("Z", "z") else zone

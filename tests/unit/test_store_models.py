@@ -256,6 +256,37 @@ def test_timestamps_are_rfc3339_with_z():
         parse_rfc3339("2026-01-01 noon")
 
 
+def test_stored_times_read_back_exactly_on_the_fast_path():
+    """format_rfc3339's own spelling is read by fromisoformat (every Raft entry carries three
+    per task); it must give what the general path gives, and refuse what it refuses."""
+    rng = random.Random(7)
+    for _ in range(500):
+        d = datetime(rng.randint(1, 9999), rng.randint(1, 12), rng.randint(1, 28), rng.randint(0, 23),
+                     rng.randint(0, 59), rng.randint(0, 59), rng.choice([0, rng.randint(0, 999_999)]), tzinfo=UTC)
+        text = format_rfc3339(d)
+        assert len(text) == 27
+        fast, general = parse_rfc3339(text), parse_rfc3339(text[:-1] + "+00:00")
+        assert fast == general == d
+        assert fast.tzinfo is UTC and fast.utcoffset() == general.utcoffset()
+        assert format_rfc3339(fast) == text
+    for bad in ("2026-13-01T00:00:00.000000Z", "2026-01-01T24:00:00.000000Z", "2026-01-01T00:00:00,000000Z"):
+        with pytest.raises(ValueError):
+            parse_rfc3339(bad)
+
+
+def test_wire_payloads_skip_key_folding_and_read_back_equal():
+    """A payload already in Docker's spelling (what `to_wire` writes into Raft entries) is
+    handed to pydantic as it is; anything else is still folded."""
+    svc = Service.model_validate({"ID": "s" * 25, "Spec": {"name": "web", "Mode": {"replicated": {"Replicas": 3}},
+                                                           "TaskTemplate": {"ContainerSpec": {"Image": "nginx"}}}})
+    wire = svc.to_wire()
+    assert ServiceSpec._fold_keys(wire["Spec"]) is wire["Spec"]
+    assert Service.model_validate(wire).to_wire() == wire
+    mixed = {"Name": "web", "mode": {"Replicated": {"Replicas": 2}}}
+    assert ServiceSpec._fold_keys(mixed) is not mixed
+    assert ServiceSpec.model_validate(mixed).mode.replicated.replicas == 2
+
+
 def test_version_is_an_object_with_index():
     assert Service(id="s" * 25).to_api()["Version"] == {"Index": 0}
 

@@ -97,6 +97,9 @@ class DockerModel(BaseModel):
     )
 
     _key_map: ClassVar[dict[str, str]] = {}
+    _exact_keys: ClassVar[frozenset[str]] = frozenset()
+    """The keys `_fold_keys` maps onto themselves: a payload with only these (every Raft entry
+    and snapshot, written by `to_wire`) is returned as it is, without a loop in Python."""
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -108,14 +111,15 @@ class DockerModel(BaseModel):
             key_map[alias.lower()] = alias
             key_map[name.lower()] = alias
         cls._key_map = key_map
+        cls._exact_keys = frozenset(a for a in key_map.values() if key_map[a.lower()] == a)
 
     @model_validator(mode="before")
     @classmethod
     def _fold_keys(cls, data: Any) -> Any:
         """Map keys onto Docker's spelling regardless of case (and from the Python field name);
         the exact spelling wins over a folded one when a payload carries both (`Mode`, `mode`)."""
-        if not isinstance(data, dict):
-            return data
+        if not isinstance(data, dict) or cls._exact_keys.issuperset(data):
+            return data  # already in Docker's spelling: folding would map every key to itself
         key_map = cls._key_map
         out: dict[Any, Any] = {}
         exact: set[Any] = set()
