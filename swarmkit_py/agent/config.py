@@ -41,9 +41,11 @@ class AgentConfig(BaseModel):
         "down detection, three periods)")
     log_level: str = "INFO"
     loop_stall_warn_s: float = Field(
-        0.5, gt=0, description="log where the event loop was held when one turn takes longer "
+        default_factory=lambda: float(os.environ.get("SWARMKIT_PY_LOOP_STALL_WARN_S", "0.5")),
+        gt=0, description="log where the event loop was held when one turn takes longer "
         "(Raft's election timeout is 0.3-0.6 s by default: a longer hold on the leader costs "
-        "an election); every hold of 50 ms or more is counted in /metrics")
+        "an election); every hold of 50 ms or more is counted in /metrics. Benchmarks lower it "
+        "with SWARMKIT_PY_LOOP_STALL_WARN_S to see where shorter holds go")
     overlay_dataplane: bool = Field(
         default_factory=lambda: os.environ.get("SWARMKIT_PY_OVERLAY_DATAPLANE", "1") != "0",
         description="program VXLAN, the routing mesh's NAT rules and the embedded DNS in this "
