@@ -136,10 +136,20 @@ async def test_call_round_trip(client):
 
 async def test_concurrent_calls_complete_out_of_order_on_one_connection(server, client):
     finished: list[int] = []
+    started = 0
+    gates = [asyncio.Event() for _ in range(20)]
 
     async def slow(peer, n):
-        await asyncio.sleep((20 - n) * 0.005)  # later calls finish first
+        # every call is in flight at once, then they finish last first (by gates, not by
+        # timers: a loaded machine must not reorder them)
+        nonlocal started
+        started += 1
+        if started == 20:
+            gates[19].set()
+        await gates[n].wait()
         finished.append(n)
+        if n:
+            gates[n - 1].set()
         return n * n
 
     server.add_handler("slow", slow)
