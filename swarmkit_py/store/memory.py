@@ -23,6 +23,7 @@ from typing import Any
 import msgpack
 from pydantic import ValidationError
 
+from .intern import Interner
 from .errors import (
     AlreadyExists,
     InvalidSnapshot,
@@ -93,13 +94,15 @@ class MemoryStore:
         self.applied_index = 0
         """Log index of the last entry applied (or restored)."""
         self._generation = 0
+        self.interner = Interner()
+        """Equal task specs and endpoints read from entries and snapshots become one object."""
 
     # -- Raft state machine ---------------------------------------------------------------
 
     def apply(self, index: int, data: bytes) -> TxResult:
         with _gc_paused(len(data) > _BULK_BYTES):
             try:
-                tx = Transaction.decode(data)
+                tx = Transaction.decode(data, self.interner)
             except InvalidTransaction as err:
                 self.applied_index = max(self.applied_index, index)
                 return err
@@ -136,7 +139,7 @@ class MemoryStore:
         """Replace everything. Watchers are closed (their view of the world is gone)."""
         try:
             with _gc_paused():
-                tables, index = self._decode_snapshot(data)
+                tables, index = self._decode_snapshot(data, self.interner)
         except InvalidSnapshot:
             raise
         except (ValidationError, AttributeError, KeyError, TypeError, ValueError, msgpack.UnpackException) as exc:
@@ -148,7 +151,7 @@ class MemoryStore:
         self._hub.close_all("store restored from a snapshot; re-read the store and watch again")
 
     @staticmethod
-    def _decode_snapshot(data: bytes) -> tuple[dict[str, Table], int]:
+    def _decode_snapshot(data: bytes, intern: Interner | None) -> tuple[dict[str, Table], int]:
         raw = msgpack.unpackb(data, raw=False)
         if not isinstance(raw, dict) or raw.get("v") != SNAPSHOT_VERSION:
             raise InvalidSnapshot("snapshot has no supported version")
@@ -156,6 +159,8 @@ class MemoryStore:
         for kind, items in raw["objects"].items():
             model = KINDS[kind]
             for item in items:
+                if intern is not None and kind == "task" and isinstance(item, dict):
+                    item = intern.task_payload(item)
                 tables[kind].put(model.model_validate(item))
         return tables, int(raw["index"])
 

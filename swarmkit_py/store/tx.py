@@ -25,6 +25,7 @@ import msgpack
 from pydantic import ValidationError
 
 from .errors import InvalidTransaction
+from .intern import Interner
 from .objects import KINDS, StoreObject
 from .timefmt import format_rfc3339, parse_rfc3339, to_utc, utcnow
 
@@ -119,9 +120,10 @@ class Transaction:
             ) from None
 
     @classmethod
-    def decode(cls, data: bytes) -> Transaction:
+    def decode(cls, data: bytes, intern: Interner | None = None) -> Transaction:
         """Parse wire bytes; anything malformed is an `InvalidTransaction` (raised here, and
-        turned into a returned result by apply)."""
+        turned into a returned result by apply). With `intern` (the store's), tasks share
+        their equal specs and endpoints (intern.py)."""
         try:
             raw = msgpack.unpackb(data, raw=False, strict_map_key=True)
         except Exception as exc:  # msgpack raises a zoo of types for garbage
@@ -147,6 +149,8 @@ class Transaction:
                 tx.ops.append(Op(DELETE, kind, payload))
                 continue
             try:
+                if intern is not None and kind == "task" and isinstance(payload, dict):
+                    payload = intern.task_payload(payload)
                 obj = KINDS[kind].model_validate(payload)
             except ValidationError as exc:
                 raise InvalidTransaction(f"op {i}: invalid {kind}: {exc}", op_index=i) from None
