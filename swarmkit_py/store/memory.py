@@ -162,7 +162,10 @@ class MemoryStore:
                 if intern is not None and kind == "task" and isinstance(item, dict):
                     item = intern.task_payload(item)
                 tables[kind].put(model.model_validate(item))
-        return tables, int(raw["index"])
+        index = int(raw["index"])
+        for table in tables.values():
+            table.changed_at = index
+        return tables, index
 
     # -- reads and watches ----------------------------------------------------------------
 
@@ -252,6 +255,7 @@ class MemoryStore:
                     table.remove(id)
                 else:
                     table.put(obj)
+                table.changed_at = index
             self._generation += 1
         if events:
             self._hub.publish(events + [Event(COMMIT, COMMIT, None, None, index)])

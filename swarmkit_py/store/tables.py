@@ -79,6 +79,9 @@ class Table:
         self.indexes: dict[str, dict[Hashable, dict[str, None]]] = {
             name: {} for name in schema.indexes
         }
+        self.changed_at = 0
+        """Log index of the last transaction that changed this table (the snapshot's index
+        for a restored one): equal values, equal contents. Set by the store."""
 
     def __len__(self) -> int:
         return len(self.objs)

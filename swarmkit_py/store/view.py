@@ -41,6 +41,12 @@ class View:
             raise StaleView("store changed since this view was taken; take a new view")
         return self._tables[kind_of(kind)]
 
+    def changed_at(self, kind: str | type[StoreObject]) -> int:
+        """Log index of the last change to `kind`'s objects: a cache of something derived
+        from them (say the managers among 1,000 nodes) stays valid while this does not move,
+        however often other kinds change."""
+        return self._table(kind).changed_at
+
     # -- single objects ---------------------------------------------------------------------
 
     def get(self, kind: str | type[StoreObject], id: str) -> Any:

@@ -403,3 +403,22 @@ def test_transaction_builder_rejects_unusable_ops():
         ("create", "service", "a" * 25),
         ("delete", "task", "b"),
     ]
+
+
+def test_a_kind_changed_at_moves_only_when_its_objects_change(c):
+    n = c.node("a")
+    c.ok(c.tx().create(n))
+    node_index = c.index
+    svc = c.service("web")
+    c.ok(c.tx().create(svc).create(c.task(svc, 1)))
+    view = c.store.view()
+    assert view.changed_at("node") == node_index
+    assert view.changed_at("task") == view.changed_at("service") == c.index
+    failed = c.commit(c.tx().create(c.node("b")).create(svc))  # refused as a whole
+    assert isinstance(failed, AlreadyExists)
+    assert c.store.view().changed_at("node") == node_index
+    c.ok(c.tx().delete(n))
+    assert c.store.view().changed_at("node") == c.index
+    restored = MemoryStore()
+    restored.restore(c.store.snapshot())
+    assert restored.view().changed_at("node") == restored.view().changed_at("task") == c.index
