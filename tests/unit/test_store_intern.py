@@ -129,3 +129,37 @@ def test_a_task_without_the_part_reads_back_as_before(part):
     wire.pop(part)
     out = Interner().task_payload(wire)
     assert part not in out
+
+
+def test_up_to_date_checks_each_shared_spec_once_and_agrees_with_the_plain_check():
+    from swarmkit_py.manager.orchestrator import uptodate
+    from swarmkit_py.manager.orchestrator.plan import plan
+
+    store = MemoryStore()
+    svc = service()
+    create(store, 1, [svc])
+    create(store, 2, tasks(svc, 6))
+    old = service(image="nginx:1.26")
+    stale = tasks(old, 2, first_slot=7)
+    for t in stale:  # tasks of this service still running an older template
+        t.service_id = svc.id
+    create(store, 3, stale)
+    view = store.view()
+    svc = view.get_service(svc.id)
+    calls = []
+    plain = uptodate.is_up_to_date
+
+    def counted(task, service):
+        calls.append(task.id)
+        return plain(task, service)
+
+    check = uptodate.UpToDate(svc)
+    orig, uptodate.is_up_to_date = uptodate.is_up_to_date, counted
+    try:
+        verdicts = {t.id: check(t) for t in view.tasks()}
+    finally:
+        uptodate.is_up_to_date = orig
+    assert verdicts == {t.id: plain(t, svc) for t in view.tasks()}
+    assert sorted(k for k, ok in verdicts.items() if not ok) == sorted(t.id for t in stale)
+    assert len(calls) == 2  # one shared spec per template, not one per task
+    assert plan(view, svc).slots == [7, 8]

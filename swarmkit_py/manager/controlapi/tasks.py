@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...store import Service, Task, TaskState, format_rfc3339
-from ..orchestrator.uptodate import is_up_to_date
+from ..orchestrator.uptodate import UpToDate
 from .errors import InvalidArgument
 from .filters import labels_match, parse_labels, validate_filters
 
@@ -70,6 +70,7 @@ class TaskMethods:
         labels = parse_labels(f.get("label", []))
         up_to_date = "_up-to-date" in f
         services: dict[str, Service | None] = {}
+        checks: dict[str, UpToDate | None] = {}
 
         def service_of(task: Task) -> Service | None:
             if task.service_id not in services:
@@ -77,8 +78,11 @@ class TaskMethods:
             return services[task.service_id]
 
         def is_current(task: Task) -> bool:
-            svc = service_of(task)
-            return svc is not None and is_up_to_date(task, svc)
+            if task.service_id not in checks:
+                svc = service_of(task)
+                checks[task.service_id] = UpToDate(svc) if svc is not None else None
+            check = checks[task.service_id]
+            return check is not None and check(task)
 
         out = []
         for task in candidates:

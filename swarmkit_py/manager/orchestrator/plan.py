@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ...store import Service, UpdateState, View
 from .slots import FINISHED, holds, is_global, runnable, slot_key
-from .uptodate import is_dirty
+from .uptodate import UpToDate
 
 
 def rolling_back(service: Service) -> bool:
@@ -45,11 +45,12 @@ def plan(view: View, service: Service) -> Plan:
         if k is not None and holds(t):
             groups.setdefault(k, []).append(t)
     dirty, changed = [], False
+    current = UpToDate(service)
     for k, tasks in groups.items():
         old = [
             t
             for t in tasks
-            if is_dirty(t, service) and not (rollback and t.desired_state == FINISHED)
+            if not current(t) and not (rollback and t.desired_state == FINISHED)
         ]
         if old:
             changed = True
