@@ -8,7 +8,7 @@ more than half of reading a task back, the largest share of a manager's event lo
 
 `Interner` keys each part by its msgpack bytes and validates a part it has not seen recently
 once; the tasks it goes into share that one object. That is safe because stored objects are
-never changed in place (DESIGN.md; every writer clones or copies first: `Batch.updated`,
+never changed in place (docs/design/house.md; every writer clones or copies first: `Batch.updated`,
 `model_copy(update=...)`), which is also why the scheduler and the status writer already
 share a task's spec between its stored version and their update. Equal bytes validate to
 equal objects, so every manager still holds equal state (snapshots compare byte for byte).

@@ -23,7 +23,6 @@ from typing import Any
 import msgpack
 from pydantic import ValidationError
 
-from .intern import Interner
 from .errors import (
     AlreadyExists,
     InvalidSnapshot,
@@ -33,6 +32,7 @@ from .errors import (
     SequenceError,
     StoreError,
 )
+from .intern import Interner
 from .objects import KINDS, StoreObject, Version
 from .tables import SCHEMAS, Table, name_index_key, new_tables
 from .tx import CREATE, DELETE, Transaction

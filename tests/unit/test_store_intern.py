@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from swarmkit_py.manager.orchestrator.loop import Batch
-from swarmkit_py.manager.orchestrator.taskinit import new_task, template_copy
+from swarmkit_py.manager.orchestrator.taskinit import new_task
 from swarmkit_py.store import InvalidTransaction, MemoryStore, Service, Transaction, new_id
 from swarmkit_py.store.intern import Interner
 from swarmkit_py.store.objects.enums import TaskState

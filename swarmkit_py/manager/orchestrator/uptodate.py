@@ -68,4 +68,3 @@ class UpToDate:
         if verdict is None:
             verdict = self._verdicts[key] = is_up_to_date(task, self.service)
         return verdict
-
