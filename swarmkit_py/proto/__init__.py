@@ -19,6 +19,11 @@ Raft's own messages (``raft.msg``) are named in ``raft/transport.py``: they are 
 received by that one module, and ``raft`` sits below ``store``.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from .ca import CA_JOIN, CA_RENEW, CA_RENEW_NOW, CA_ROOT
 from .codes import (
     DEADLINE_EXCEEDED,
@@ -36,27 +41,6 @@ from .codes import (
     UNAVAILABLE,
     UNKNOWN_METHOD,
 )
-from .dispatcher import (
-    ASSIGNMENTS,
-    ASSIGNMENTS_RESYNC,
-    FEATURE_INCREMENTAL,
-    HEARTBEAT,
-    LEADER_PUSH,
-    MANAGERS_PUSH,
-    NETMAP,
-    PROBE,
-    SESSION,
-    TASK_STATUS,
-    WATCH,
-    AssignedTask,
-    NetAttachment,
-    TaskFile,
-    leader_hint,
-    not_leader_message,
-    parse_status_update,
-    state_or_new,
-    status_update,
-)
 from .logs import (
     LEASE,
     LOGS_CANCEL,
@@ -68,6 +52,41 @@ from .logs import (
     MAX_BATCH,
 )
 from .membership import RAFT_JOIN, RAFT_MEMBERS, RAFT_TRANSFER
+
+if TYPE_CHECKING:
+    from .dispatcher import (
+        ASSIGNMENTS,
+        ASSIGNMENTS_RESYNC,
+        FEATURE_INCREMENTAL,
+        HEARTBEAT,
+        LEADER_PUSH,
+        MANAGERS_PUSH,
+        NETMAP,
+        PROBE,
+        SESSION,
+        TASK_STATUS,
+        WATCH,
+        AssignedTask,
+        NetAttachment,
+        TaskFile,
+        leader_hint,
+        not_leader_message,
+        parse_status_update,
+        state_or_new,
+        status_update,
+    )
+
+
+def __getattr__(name: str):
+    """``dispatcher``'s names load at first use: it reads a task's spec and status with the
+    store's models, which a process that only joins (``swarmkit-py join``: the CA's methods)
+    has no use for. Every name of ``__all__`` not imported above is one of ``dispatcher``'s."""
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.dispatcher"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "LEASE",

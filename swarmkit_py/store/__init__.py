@@ -12,6 +12,11 @@ Typical leader-side write:
         raise result
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from .errors import (
     AlreadyExists,
     Ambiguous,
@@ -26,13 +31,45 @@ from .errors import (
     WatchOverflow,
 )
 from .ids import ID_LENGTH, is_valid_id, new_id
-from .memory import MemoryStore, TxApplied, TxResult
-from .objects import *  # noqa: F403 - the model is part of the store's public surface
+from .objects import (  # noqa: F401 - in __all__ (through _objects_all)
+    FailureAction,
+    NodeAvailability,
+    NodeRole,
+    NodeState,
+    Reachability,
+    RestartCondition,
+    TaskState,
+    UpdateOrder,
+    UpdateState,
+)
 from .objects import __all__ as _objects_all
 from .timefmt import format_rfc3339, parse_rfc3339
-from .tx import CREATE, DELETE, UPDATE, Op, Transaction
-from .view import View
-from .watch import COMMIT, DEFAULT_WATCH_LIMIT, Event, Watcher
+
+if TYPE_CHECKING:
+    from .memory import MemoryStore, TxApplied, TxResult
+    from .tx import CREATE, DELETE, UPDATE, Op, Transaction
+    from .view import View
+    from .watch import COMMIT, DEFAULT_WATCH_LIMIT, Event, Watcher
+
+_LAZY = {
+    **dict.fromkeys(("MemoryStore", "TxApplied", "TxResult"), "memory"),
+    **dict.fromkeys(("CREATE", "DELETE", "UPDATE", "Op", "Transaction"), "tx"),
+    "View": "view",
+    **dict.fromkeys(("COMMIT", "DEFAULT_WATCH_LIMIT", "Event", "Watcher"), "watch"),
+    **dict.fromkeys(_objects_all, "objects"),
+}
+
+
+def __getattr__(name: str):
+    """The store proper and the model classes load at first use (`objects` says why): ids,
+    errors, timestamps and the enums are all some processes need (`swarmkit-py join`)."""
+    sub = _LAZY.get(name)
+    if sub is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{sub}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "COMMIT",

@@ -1,18 +1,13 @@
-"""The object model: Cluster, Node, Service, Task and their specs, shaped like Docker's API."""
+"""The object model: Cluster, Node, Service, Task and their specs, shaped like Docker's API.
 
-from .base import DockerModel, StoreObject, Timestamp, Version, docker_alias
-from .cluster import (
-    BlacklistedCertificate,
-    CAConfig,
-    Cluster,
-    ClusterSpec,
-    DispatcherConfig,
-    EncryptionConfig,
-    JoinTokens,
-    OrchestrationConfig,
-    RaftConfig,
-    RootCA,
-)
+The enums load with the package; the model classes and KINDS (``models``) at the first use of
+any of them, so a process that needs only the wire's vocabulary does not build them.
+"""
+
+from __future__ import annotations
+
+import importlib
+
 from .enums import (
     FailureAction,
     NodeAvailability,
@@ -24,67 +19,18 @@ from .enums import (
     UpdateOrder,
     UpdateState,
 )
-from .network import IPAMConfig, Network, NetworkAttachment, NetworkSpec, VirtualIP
-from .node import (
-    EngineDescription,
-    ManagerStatus,
-    Node,
-    NodeCertificate,
-    NodeDescription,
-    NodeResources,
-    NodeSpec,
-    NodeStatus,
-    Platform,
-)
-from .secret import (
-    Config,
-    ConfigReference,
-    ConfigSpec,
-    FileTarget,
-    Secret,
-    SecretReference,
-    SecretSpec,
-)
-from .service import (
-    Endpoint,
-    EndpointSpec,
-    GlobalJob,
-    GlobalService,
-    JobStatus,
-    PortConfig,
-    ReplicatedJob,
-    ReplicatedService,
-    Service,
-    ServiceMode,
-    ServiceSpec,
-    UpdateConfig,
-    UpdateStatus,
-)
-from .task import ContainerStatus, Task, TaskStatus
-from .taskspec import (
-    ContainerSpec,
-    HealthConfig,
-    Mount,
-    Placement,
-    PlacementPreference,
-    ResourceLimits,
-    ResourceRequirements,
-    ResourceReservations,
-    RestartPolicy,
-    SpreadOver,
-    TaskSpec,
-)
 
-KINDS: dict[str, type[StoreObject]] = {
-    "cluster": Cluster,
-    "node": Node,
-    "service": Service,
-    "task": Task,
-    "network": Network,
-    "secret": Secret,
-    "config": Config,
-}
-"""Kind name -> model class; the kind names are what transactions and events carry."""
+
+def __getattr__(name: str):
+    """The model classes (pydantic: ~0.1 s of CPU to build) load at the first use of one of
+    them, not with the enums: a process that only speaks the wire's vocabulary (`swarmkit-py
+    join`, a worker's CA client) never builds them."""
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    models = importlib.import_module(f"{__name__}.models")
+    globals().update({n: getattr(models, n) for n in __all__ if n not in globals()})
+    return globals()[name]
+
 
 __all__ = [
     "KINDS",
