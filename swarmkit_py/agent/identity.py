@@ -8,6 +8,7 @@ process while `init` stays a short command an operator or the deploy toolkit can
 from __future__ import annotations
 
 import ipaddress
+import os
 import random
 import socket
 from pathlib import Path
@@ -36,8 +37,12 @@ def san_for(advertise_addr: str, hostname: str) -> tuple[list[str], list[str]]:
     return dns, ips
 
 
-def init_state(state_dir: Path, advertise_addr: str, hostname: str | None = None) -> LocalNode:
-    """Prepare a founding manager: root CA, its own manager certificate, node.json."""
+def init_state(state_dir: Path, advertise_addr: str, hostname: str | None = None,
+               client_bundle: Path | None = None, client_name: str = "operator") -> LocalNode:
+    """Prepare a founding manager: root CA, its own manager certificate, node.json. With
+    `client_bundle`, also a client bundle for `client_name` (what `client-cert --out` writes),
+    signed while the new CA's key is at hand: in a directory this call makes (0700; it must
+    not exist), before node.json, so a failure leaves no half-founded node."""
     state_dir = Path(state_dir)
     existing = LocalNode.load(state_dir)
     if existing is not None:
@@ -45,6 +50,9 @@ def init_state(state_dir: Path, advertise_addr: str, hostname: str | None = None
             f"this node is already part of a swarm (node {existing.node_id}, state in {state_dir}); "
             "run `swarmkit-py leave --force` first to start over"
         )
+    if client_bundle is not None:
+        # a new directory, never one someone else made: the bundle's key opens the cluster's API
+        os.mkdir(client_bundle, 0o700)
     from ..ca.authority import RootCA
     from ..ca.certs import generate_key_and_csr
 
@@ -58,6 +66,10 @@ def init_state(state_dir: Path, advertise_addr: str, hostname: str | None = None
     save_node_credentials(cdir, issued.cert_pem, key_pem)
     write_atomic(cdir / ROOT_CA_CERT, ca.cert_pem, mode=0o644)
     write_atomic(cdir / ROOT_CA_KEY, ca.key_pem, mode=0o600)  # moved into the store at bootstrap
+    if client_bundle is not None:
+        from ..ca.bundle import issue_client_bundle
+
+        issue_client_bundle(ca, Path(client_bundle), client_name, cluster_id)
     st = LocalNode(node_id=node_id, cluster_id=cluster_id, role="manager", raft_id=new_raft_id(),
                    managers=[advertise_addr], bootstrap=True)
     st.save(state_dir)

@@ -1,7 +1,7 @@
 """The `swarmkit-py` command: the agent itself and the host-local commands around it.
 
     swarmkit-py agent   [--config agent.yml] [overrides]      run the agent (foreground)
-    swarmkit-py init    --advertise-addr IP:2377               found a new swarm on this host
+    swarmkit-py init    --advertise-addr IP:2377 [--client-bundle DIR]  found a new swarm on this host
     swarmkit-py join    --token T --advertise-addr IP:2377 MANAGER:2377
     swarmkit-py leave   [--force]                              forget this node's swarm state
     swarmkit-py recover --force-new-cluster                    quorum lost: restart as sole manager
@@ -109,11 +109,18 @@ def cmd_init(args) -> int:
     if addr.startswith("0.0.0.0"):
         print("init: --advertise-addr is required (the address other nodes reach this one at)", file=sys.stderr)
         return 2
+    bundle = Path(args.client_bundle) if args.client_bundle else None
     with _role_hint(cfg.state_dir, "manager"):
         from ..agent.identity import init_state
 
-        st = init_state(cfg.state_dir, addr, cfg.hostname)
+        try:
+            st = init_state(cfg.state_dir, addr, cfg.hostname, client_bundle=bundle)
+        except FileExistsError:
+            print(f"init: --client-bundle {bundle} exists; give a directory that does not", file=sys.stderr)
+            return 1
     print(f"Swarm initialized: current node ({st.node_id}) is now a manager.")
+    if bundle is not None:
+        print(f"wrote ca.pem, cert.pem, key.pem to {bundle}")
     print("Start the agent (swarmkit-py agent) to bring the swarm up; then `docker swarm join-token worker` "
           "on a manager prints the join command.")
     return 0
@@ -319,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_agent)
     p = sub.add_parser("init", help="found a new swarm with this node as its first manager")
     _common(p)
+    p.add_argument("--client-bundle", dest="client_bundle", metavar="DIR",
+                   help="also write the operator's client bundle (as `client-cert --out DIR`) into DIR, "
+                        "a new directory (0700): signed by the new CA in this process")
     p.set_defaults(fn=cmd_init)
     p = sub.add_parser("join", help="join an existing swarm")
     _common(p)

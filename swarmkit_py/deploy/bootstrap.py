@@ -1,7 +1,12 @@
 """`bootstrap --managers N`: from bare hosts to a running swarm, and a no-op on a running one.
 
 Order matters for safety. Everything is installed first (in parallel), so no join waits on a
-slow upload. `init` runs on the first manager only. Then the other managers and the workers
+slow upload. `init` runs on the first manager only: on fresh hosts (none of them in a swarm)
+as soon as that host's own install is done, while the others' installs run, and it writes
+the operator's client bundle in the same process (`init --client-bundle`, a new 0700
+directory, copied here and removed from the host). If another manager then fails to install,
+bootstrap stops with that error as before, leaving the founder a one-manager swarm that a
+re-run completes like any partial bootstrap. Then the other managers and the workers
 join all at once, and bootstrap waits until every manager is a Reachable voter and every
 worker Ready. Concurrent manager joins are safe because the leader, not this tool, orders
 them: a joining manager enters Raft as a learner (no vote, not counted in quorum), is made a
@@ -18,9 +23,10 @@ promote/demote are for that): re-running bootstrap reports 0 changed.
 from __future__ import annotations
 
 import shlex
+import threading
 
 from . import api, roles, wheelhouse
-from .cluster import Cluster, ClusterError, print_status, wait_for
+from .cluster import Cluster, ClusterError, bundle_path, print_status, wait_for
 from .inventory import Host, Inventory, InventoryError
 from .runner import Runner, StepResult
 from .ssh import fan_out
@@ -57,10 +63,11 @@ def choose_managers(inv: Inventory, n: int) -> tuple[list[Host], list[Host], lis
     return managers, workers, warnings
 
 
-def install(runner: Runner, hosts: list[Host], per_host=None, pending: dict | None = None) -> dict[str, str]:
+def install(runner: Runner, hosts: list[Host], per_host=None, pending: dict | None = None,
+            on_done=None) -> dict[str, str]:
     """The common and agent roles on every host, in parallel; host -> ok|failed|unreachable.
     With `pending`, agent restarts of hosts whose per_host vars say defer_restart are
-    collected there (host -> restarted|reloaded) instead of done."""
+    collected there (host -> restarted|reloaded) instead of done. `on_done`: Runner.play's."""
     with runner.console.status("wheelhouse: checking the cache"):
         wh = wheelhouse.build(log=runner.log)
     runner.log(f"wheelhouse {wh.version} {wh.tar} sha256={wh.sha256}")
@@ -68,7 +75,7 @@ def install(runner: Runner, hosts: list[Host], per_host=None, pending: dict | No
     if per_host:
         extra["per_host"] = per_host
     steps = roles.plan([roles.Role("common"), roles.Role("agent")], extra)
-    return runner.play(hosts, steps, f"install swarmkit-py {wh.version}")
+    return runner.play(hosts, steps, f"install swarmkit-py {wh.version}", on_done=on_done)
 
 
 def bootstrap(inv: Inventory, runner: Runner, n: int) -> Cluster:
@@ -78,14 +85,42 @@ def bootstrap(inv: Inventory, runner: Runner, n: int) -> Cluster:
     runner.console.print(f"managers: {', '.join(h.name for h in managers)}; "
                          f"workers: {', '.join(h.name for h in workers) or '-'}")
     cl = Cluster(inv, runner)
-    before = {k: v for k, v in cl.membership(managers + workers).items() if not isinstance(v, Exception)}
+    read = cl.membership(managers + workers)
+    before = {k: v for k, v in read.items() if not isinstance(v, Exception)}
     pending: dict[str, str] = {}
-    states = install(runner, managers + workers, lambda h: {"defer_restart": bool(before.get(h.name))}, pending)
+    # fresh hosts (every one read, none in a swarm): found the swarm on the first manager as
+    # soon as its own install is done, while the others' installs run
+    early = None if runner.check or len(before) < len(read) or any(before.values()) else _Founder(cl, managers[0])
+    states = install(runner, managers + workers, lambda h: {"defer_restart": bool(before.get(h.name))}, pending,
+                     on_done=early.host_done if early else None)
+    if early:
+        early.join()
     bad_mgr = [h.name for h in managers if states[h.name] != "ok"]
     if bad_mgr:
         raise ClusterError(f"manager host(s) {', '.join(bad_mgr)} failed to install or are unreachable; "
                            "a swarm is not formed with managers missing")
+    founded = early.result() if early else False
     workers = [h for h in workers if states[h.name] == "ok"]
+    if founded:  # nothing to read again: the hosts had no swarm state, and only init/join write it
+        members = {h.name: None for h in managers + workers}
+        first = managers[0]
+    else:
+        first, members = _first_manager(cl, managers, workers, before)
+    if runner.check:
+        _check_joins(runner, managers, workers, members, first)
+        return cl
+    cl.client(prefer=first, timeout=JOIN_TIMEOUT)
+    if pending:
+        rolling_restart(cl, [inv.hosts[h] for h in pending], pending)
+    join_hosts(cl, [h for h in managers if h is not first], workers, members)
+    print_status(cl)
+    return cl
+
+
+def _first_manager(cl: Cluster, managers: list[Host], workers: list[Host], before: dict) -> tuple[Host, dict]:
+    """(the manager new members join through, every host's membership), founding the swarm
+    on the first manager when no host is in one."""
+    runner = cl.runner
     # read again only where it could differ: a member whose install changed something (its
     # agent, restarted, may rewrite its state) or a host not read before; a host that had no
     # state has none now (only init/join write it), so a fresh bootstrap skips this round trip
@@ -103,15 +138,39 @@ def bootstrap(inv: Inventory, runner: Runner, n: int) -> Cluster:
         _found(cl, first)
     else:
         runner.record(StepResult(first.name, "swarm member", "ok", "manager"))
-    if runner.check:
-        _check_joins(runner, managers, workers, members, first)
-        return cl
-    cl.client(prefer=first, timeout=JOIN_TIMEOUT)
-    if pending:
-        rolling_restart(cl, [inv.hosts[h] for h in pending], pending)
-    join_hosts(cl, [h for h in managers if h is not first], workers, members)
-    print_status(cl)
-    return cl
+    return first, members
+
+
+class _Founder:
+    """`init` on the first manager of fresh hosts as soon as its install is done (Runner.play's
+    `on_done`), on a thread of its own while the other hosts install; `join()` after the play."""
+
+    def __init__(self, cl: Cluster, h: Host):
+        self.cl, self.h = cl, h
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def host_done(self, h: Host, state: str) -> None:
+        if h is self.h and state == "ok":
+            self.thread = threading.Thread(target=self._run, name=f"init {h.name}", daemon=True)
+            self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            _found(self.cl, self.h)
+        except BaseException as e:  # noqa: BLE001 - raised again on the caller's thread by wait()
+            self.error = e
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+
+    def result(self) -> bool:
+        """After join(): whether the swarm was founded here (False: the founder's install
+        failed, so it was not tried); raises what founding raised."""
+        if self.error is not None:
+            raise self.error
+        return self.thread is not None
 
 
 def _role(state) -> str | None:
@@ -123,11 +182,15 @@ def _found(cl: Cluster, h: Host) -> None:
     if r.check:
         r.record(StepResult(h.name, "swarm init", "changed", "would found the swarm here"))
         return
-    res = r.conn(h).run(cl.node_cmd(h, "init"))
+    # the operator's client bundle is signed by init itself (no `client-cert` process after it)
+    remote = bundle_path()
+    res = r.conn(h).run(cl.node_cmd(h, f"init --client-bundle {remote}"))
     if res.rc:
         r.record(StepResult(h.name, "swarm init", "failed", res.stderr.strip()))
+        r.conn(h).run(f"rm -rf {shlex.quote(remote)}")
         raise ClusterError(f"init on {h.name} failed: {res.stderr.strip()}")
     r.record(StepResult(h.name, "swarm init", "changed", "founded the swarm"))
+    cl.adopt_bundle(h, remote, timeout=JOIN_TIMEOUT)
 
 
 def _check_joins(r: Runner, managers, workers, members, first) -> None:

@@ -34,6 +34,11 @@ CLIENT_CERT_AUTOLOCKED = 3
 """`swarmkit-py client-cert`'s exit status when auto-lock keeps the CA key sealed."""
 
 
+def bundle_path() -> str:
+    """A new path on a host for a bundle a command writes there and `take_bundle` removes."""
+    return f"/tmp/skpy-bundle-{uuid.uuid4().hex}"
+
+
 class ClusterError(RuntimeError):
     """An operation the cluster (or its current state) does not allow; phrased for the operator."""
 
@@ -98,7 +103,7 @@ class Cluster:
     def fetch_bundle(self, h: Host, timeout: float = 60.0) -> Path:
         """Issue a client bundle on manager `h` and copy it here (key 0600). The agent exports
         the CA key a moment after it starts leading, so this retries until the deadline."""
-        remote = f"/tmp/skpy-bundle-{uuid.uuid4().hex}"
+        remote = bundle_path()
         conn = self.runner.conn(h)
         cmd = self.node_cmd(h, f"client-cert --out {remote}")
 
@@ -110,17 +115,36 @@ class Cluster:
                 raise ClusterError(f"timed out after {timeout:.0f}s waiting for a client bundle from {h.name} "
                                    f"({cmd}): {r.stderr.strip()[-300:]}")
             time.sleep(0.3)
-        tmp = self.bundle.with_name("bundle.new")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for f in ("ca.pem", "cert.pem", "key.pem"):
-            conn.get(f"{remote}/{f}", str(tmp / f), secret=f == "key.pem")
-        (tmp / "key.pem").chmod(0o600)
-        conn.run(f"rm -rf {shlex.quote(remote)}")
+        return self.take_bundle(h, remote)
+
+    def take_bundle(self, h: Host, remote: str) -> Path:
+        """Copy the bundle a command left in `remote` on `h` (`client-cert --out`, `init
+        --client-bundle`) to this inventory's bundle directory (key 0600), and remove it from
+        the host, whatever happens."""
+        conn = self.runner.conn(h)
+        try:
+            tmp = self.bundle.with_name("bundle.new")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir(0o700)  # the key is never readable by others here, not even before its chmod
+            for f in ("ca.pem", "cert.pem", "key.pem"):
+                conn.get(f"{remote}/{f}", str(tmp / f), secret=f == "key.pem")
+            (tmp / "key.pem").chmod(0o600)
+        finally:
+            conn.run(f"rm -rf {shlex.quote(remote)}")
         shutil.rmtree(self.bundle, ignore_errors=True)
         tmp.rename(self.bundle)
         self._client = None
         return self.bundle
+
+    def adopt_bundle(self, h: Host, remote: str, timeout: float = 60.0):
+        """Take the bundle `init --client-bundle` wrote on the founder `h` and wait until `h`'s
+        Docker API answers with it: the client every later call uses (`client()`)."""
+        self.take_bundle(h, remote)
+        c = wait_for(f"the Docker API of {h.name} ({api.api_url(h)})", lambda: self._try(h), timeout)
+        self.forget_client()
+        self._client, self._entry = c, h
+        return c
 
     # --- the Docker API ------------------------------------------------------------------
 

@@ -153,10 +153,12 @@ class Runner:
             self.console.print(r.diff, markup=False, highlight=False)
         return r
 
-    def play(self, hosts: list[Host], steps_for, title: str) -> dict[str, str]:
+    def play(self, hosts: list[Host], steps_for, title: str, on_done=None) -> dict[str, str]:
         """Run `steps_for(host)` -> (ctx, [(name, callable(ctx) -> (status, msg, diff))],
         handlers) on every host in parallel. Returns host -> final state
-        ('ok' | 'failed' | 'unreachable')."""
+        ('ok' | 'failed' | 'unreachable'). `on_done(host, state)`, if given, is called on the
+        host's thread as soon as that host is done (others may still be running); it must
+        return quickly and not raise."""
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         for i, h in enumerate(hosts):
@@ -168,9 +170,12 @@ class Runner:
 
             def one(h: Host) -> str:
                 try:
-                    return self._host_play(h, steps_for, prog)
+                    state = self._host_play(h, steps_for, prog)
                 finally:
                     prog.advance(overall)
+                if on_done is not None:
+                    on_done(h, state)
+                return state
 
             states = fan_out(hosts, one, self.forks)
         out = {}
