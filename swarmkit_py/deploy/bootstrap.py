@@ -64,14 +64,15 @@ def choose_managers(inv: Inventory, n: int) -> tuple[list[Host], list[Host], lis
 
 
 def install(runner: Runner, hosts: list[Host], per_host=None, pending: dict | None = None,
-            on_done=None) -> dict[str, str]:
+            on_done=None, upload_gate: UploadGate | None = None) -> dict[str, str]:
     """The common and agent roles on every host, in parallel; host -> ok|failed|unreachable.
     With `pending`, agent restarts of hosts whose per_host vars say defer_restart are
-    collected there (host -> restarted|reloaded) instead of done. `on_done`: Runner.play's."""
+    collected there (host -> restarted|reloaded) instead of done. `on_done`: Runner.play's;
+    `upload_gate`: whose release upload goes first (UploadGate)."""
     with runner.console.status("wheelhouse: checking the cache"):
         wh = wheelhouse.build(log=runner.log)
     runner.log(f"wheelhouse {wh.version} {wh.tar} sha256={wh.sha256}")
-    extra = {"release": wh.version, "wheelhouse": wh, "pending_restarts": pending}
+    extra = {"release": wh.version, "wheelhouse": wh, "pending_restarts": pending, "upload_gate": upload_gate}
     if per_host:
         extra["per_host"] = per_host
     steps = roles.plan([roles.Role("common"), roles.Role("agent")], extra)
@@ -92,7 +93,7 @@ def bootstrap(inv: Inventory, runner: Runner, n: int) -> Cluster:
     # soon as its own install is done, while the others' installs run
     early = None if runner.check or len(before) < len(read) or any(before.values()) else _Founder(cl, managers[0])
     states = install(runner, managers + workers, lambda h: {"defer_restart": bool(before.get(h.name))}, pending,
-                     on_done=early.host_done if early else None)
+                     on_done=early.host_done if early else None, upload_gate=early.gate if early else None)
     if early:
         early.join()
     bad_mgr = [h.name for h in managers if states[h.name] != "ok"]
@@ -141,17 +142,39 @@ def _first_manager(cl: Cluster, managers: list[Host], workers: list[Host], befor
     return first, members
 
 
+class UploadGate:
+    """The first host's release upload goes alone, the others' wait for it (modules.release):
+    the uploads share the operator's CPU and link, so seven at once finish together, and the
+    founder, whose `init` and API are on the way of every join, would wait for all of them.
+    Opened when that upload is done, not needed, or the host's play ended (whatever the
+    outcome): no host waits for one that will not upload."""
+
+    def __init__(self, first: Host):
+        self.first = first
+        self._open = threading.Event()
+
+    def wait(self, h: Host) -> None:
+        if h.name != self.first.name:
+            self._open.wait()
+
+    def done(self, h: Host) -> None:
+        if h.name == self.first.name:
+            self._open.set()
+
+
 class _Founder:
     """`init` on the first manager of fresh hosts as soon as its install is done (Runner.play's
     `on_done`), on a thread of its own while the other hosts install; `join()` after the play."""
 
     def __init__(self, cl: Cluster, h: Host):
         self.cl, self.h = cl, h
+        self.gate = UploadGate(h)
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
     def host_done(self, h: Host, state: str) -> None:
-        if h is self.h and state == "ok":
+        self.gate.done(h)
+        if h.name == self.h.name and state == "ok":
             self.thread = threading.Thread(target=self._run, name=f"init {h.name}", daemon=True)
             self.thread.start()
 

@@ -160,9 +160,18 @@ def release(ctx: Ctx) -> Outcome:
         temps = (f"{_wheels_tmp(wh)}/",)
     have = ctx.conn.run(f"sha256sum {remote} 2>/dev/null", changes=()).stdout.split()
     uploaded = ""
+    gate = ctx.vars.get("upload_gate")  # bootstrap's UploadGate: one host's upload first
     if not have or have[0] != sha:
-        ctx.conn.put_file(str(local), remote, 0o644)
+        if gate is not None:
+            gate.wait(ctx.host)
+        try:
+            ctx.conn.put_file(str(local), remote, 0o644)
+        finally:
+            if gate is not None:
+                gate.done(ctx.host)
         uploaded = f"uploaded {local.name}, "
+    elif gate is not None:
+        gate.done(ctx.host)
     check = (f"echo '{sha}  {remote}' | sha256sum -c --status - || "
              f"{{ echo '{remote} does not have the sha256 of {local.name} ({sha}): damaged or altered "
              f"on the host; run again to upload it anew' >&2; rm -f {remote}; exit 1; }}; ")

@@ -169,12 +169,13 @@ class Runner:
             overall = prog.add_task(title, total=len(hosts))
 
             def one(h: Host) -> str:
+                state = "failed"  # what the caller is told if the play raises (an internal error)
                 try:
                     state = self._host_play(h, steps_for, prog)
                 finally:
                     prog.advance(overall)
-                if on_done is not None:
-                    on_done(h, state)
+                    if on_done is not None:
+                        on_done(h, state)
                 return state
 
             states = fan_out(hosts, one, self.forks)

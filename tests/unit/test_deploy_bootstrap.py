@@ -61,7 +61,8 @@ class World:
             def client(self, prefer=None, timeout=None):
                 return None
 
-        def install(runner, hosts, per_host=None, pending=None, on_done=None):
+        def install(runner, hosts, per_host=None, pending=None, on_done=None, upload_gate=None):
+            world.gate = upload_gate
             world.installing = True
             try:
                 for h in hosts:
@@ -159,3 +160,28 @@ def test_play_tells_each_host_done_as_soon_as_it_is(tmp_path):
     out = r.play([host("h1"), host("h2")], steps_for, "t", on_done=on_done)
     assert out == {"h1": "ok", "h2": "failed"}
     assert seen == [("h1", "ok", False), ("h2", "failed", False)]
+
+
+def test_the_founders_upload_goes_first(monkeypatch, tmp_path):
+    """On fresh hosts the others' release uploads wait for the founder's (modules.release)."""
+    w = World(monkeypatch, tmp_path)
+    w.run()
+    assert isinstance(w.gate, bs.UploadGate) and w.gate.first.name == "h1"
+    assert World(monkeypatch, tmp_path, members={"h1": {"role": "manager"}}).run() is not None
+
+
+@pytest.mark.parametrize("how", ["uploaded", "no upload needed", "play ended"])
+def test_upload_gate_lets_the_others_go_once_the_first_is_through(how):
+    gate = bs.UploadGate(host("h1"))
+    went: list[str] = []
+    t = threading.Thread(target=lambda: (gate.wait(host("h2")), went.append("h2")))
+    t.start()
+    gate.wait(host("h1"))  # the first never waits
+    t.join(0.2)
+    assert went == []
+    gate.done(host("h3"))  # another host's upload opens nothing
+    t.join(0.2)
+    assert went == []
+    gate.done(host("h1"))  # modules.release after the upload, or without one; _Founder.host_done at the end
+    t.join(5)
+    assert went == ["h2"]

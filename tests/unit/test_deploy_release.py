@@ -181,3 +181,30 @@ def test_relabel_with_a_replaced_wheel_makes_its_own_site_tar(tmp_path, wh):
     script = tmp_path / "opt" / "releases" / new.version / "bin" / "skpytest"
     out = subprocess.run([str(script)], capture_output=True, text=True, check=True).stdout
     assert out.startswith("patched from ")
+
+
+def test_release_upload_passes_the_runs_upload_gate(tmp_path, wh):
+    """bootstrap's UploadGate: a host waits at it before uploading and opens it once through,
+    after the upload or without one (the release already on the host)."""
+    seen: list[str] = []
+
+    class Gate:
+        def wait(self, h):
+            seen.append("wait")
+
+        def done(self, h):
+            seen.append("done")
+
+    class Conn(LocalConn):
+        def put_file(self, *a, **k):
+            seen.append("upload")
+            super().put_file(*a, **k)
+
+    conn = Conn()
+    ctx = _ctx(tmp_path, wh, conn, False)
+    ctx.vars["upload_gate"] = Gate()
+    assert modules.release(ctx)[0] == "changed"
+    assert seen == ["wait", "upload", "done"]
+    seen.clear()
+    (tmp_path / "opt" / "releases" / wh.version / ".swarmkit-release").unlink()  # redo the install, not the upload
+    assert modules.release(ctx)[0] == "changed" and seen == ["done"]
