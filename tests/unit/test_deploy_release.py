@@ -208,3 +208,31 @@ def test_release_upload_passes_the_runs_upload_gate(tmp_path, wh):
     seen.clear()
     (tmp_path / "opt" / "releases" / wh.version / ".swarmkit-release").unlink()  # redo the install, not the upload
     assert modules.release(ctx)[0] == "changed" and seen == ["done"]
+
+
+@pytest.mark.skipif(not shutil.which("strip"), reason="no strip (binutils) here")
+def test_extension_modules_travel_without_their_debug_sections(tmp_path):
+    """wheelhouse._strip_debug: a binary wheel's extension module loses its debug sections
+    (smaller site tar, fewer bytes per host), keeps its symbols, and still loads; a file that
+    is not one strip can read is left as it is."""
+    import importlib.util
+
+    import yaml
+
+    src = next(Path(yaml.__file__).parent.glob("_yaml*.so"))
+    stage = tmp_path / "site" / "lib" / "yaml"
+    stage.mkdir(parents=True)
+    shutil.copyfile(src, stage / src.name)
+    fake = stage / f"fake{importlib.machinery.EXTENSION_SUFFIXES[0]}"
+    fake.write_bytes(b"\x7fELF not really")
+    wheelhouse._strip_debug(tmp_path / "site")
+    out = stage / src.name
+    sections = subprocess.run(["readelf", "-S", str(out)], capture_output=True, text=True).stdout
+    if ".debug_info" in subprocess.run(["readelf", "-S", str(src)], capture_output=True, text=True).stdout:
+        assert ".debug_info" not in sections and out.stat().st_size < src.stat().st_size
+    assert ".symtab" in sections or ".dynsym" in sections
+    spec = importlib.util.spec_from_file_location("_yaml", out)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert hasattr(mod, "CParser")
+    assert fake.read_bytes() == b"\x7fELF not really"
