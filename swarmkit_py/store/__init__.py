@@ -31,17 +31,6 @@ from .errors import (
     WatchOverflow,
 )
 from .ids import ID_LENGTH, is_valid_id, new_id
-from .objects import (  # noqa: F401 - in __all__ (through _objects_all)
-    FailureAction,
-    NodeAvailability,
-    NodeRole,
-    NodeState,
-    Reachability,
-    RestartCondition,
-    TaskState,
-    UpdateOrder,
-    UpdateState,
-)
 from .objects import __all__ as _objects_all
 from .timefmt import format_rfc3339, parse_rfc3339
 

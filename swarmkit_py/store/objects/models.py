@@ -17,17 +17,6 @@ from .cluster import (
     RaftConfig,
     RootCA,
 )
-from .enums import (
-    FailureAction,
-    NodeAvailability,
-    NodeRole,
-    NodeState,
-    Reachability,
-    RestartCondition,
-    TaskState,
-    UpdateOrder,
-    UpdateState,
-)
 from .network import IPAMConfig, Network, NetworkAttachment, NetworkSpec, VirtualIP
 from .node import (
     EngineDescription,
