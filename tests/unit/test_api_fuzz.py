@@ -236,7 +236,9 @@ def test_fuzz_node_remove_and_unknown_routes(server, data):
     # Managers are always refused (demote first), whatever the force flag says.
     m = data.draw(st.sampled_from(server.swarm.managers))
     assert check(server, "DELETE", with_query(f"/nodes/{m}", force=data.draw(bool_params))) == 400
-    junk = data.draw(st.text(min_size=1, max_size=30))
+    # "zz": never a real route. Hypothesis also draws the string literals of the code under
+    # test, and a bare "events" opened the event stream, which never ends (the suite hung).
+    junk = "zz" + data.draw(st.text(min_size=1, max_size=30))
     check(
         server,
         data.draw(st.sampled_from(["GET", "POST", "PUT", "DELETE"])),
