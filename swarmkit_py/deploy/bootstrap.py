@@ -181,7 +181,7 @@ class _Founder:
     def _run(self) -> None:
         try:
             _found(self.cl, self.h)
-        except BaseException as e:  # noqa: BLE001 - raised again on the caller's thread by wait()
+        except BaseException as e:  # noqa: BLE001 - raised again on the caller's thread by result()
             self.error = e
 
     def join(self) -> None:

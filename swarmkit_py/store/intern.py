@@ -36,6 +36,13 @@ class Interner:
         self.hits = 0
         self.misses = 0
 
+    def payload(self, kind: str, payload: Any) -> Any:
+        """An object's wire payload as the store reads it: a task's with its shared parts,
+        anything else as it is (entries and snapshots both read through here)."""
+        if kind == "task" and isinstance(payload, dict):
+            return self.task_payload(payload)
+        return payload
+
     def task_payload(self, payload: dict) -> dict:
         """`payload` (a task's wire dict) with its shareable parts as validated models, shared
         with earlier tasks whose parts were equal. A part that does not validate raises

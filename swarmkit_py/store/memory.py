@@ -159,8 +159,8 @@ class MemoryStore:
         for kind, items in raw["objects"].items():
             model = KINDS[kind]
             for item in items:
-                if intern is not None and kind == "task" and isinstance(item, dict):
-                    item = intern.task_payload(item)
+                if intern is not None:
+                    item = intern.payload(kind, item)
                 tables[kind].put(model.model_validate(item))
         index = int(raw["index"])
         for table in tables.values():

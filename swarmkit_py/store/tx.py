@@ -149,8 +149,8 @@ class Transaction:
                 tx.ops.append(Op(DELETE, kind, payload))
                 continue
             try:
-                if intern is not None and kind == "task" and isinstance(payload, dict):
-                    payload = intern.task_payload(payload)
+                if intern is not None:
+                    payload = intern.payload(kind, payload)
                 obj = KINDS[kind].model_validate(payload)
             except ValidationError as exc:
                 raise InvalidTransaction(f"op {i}: invalid {kind}: {exc}", op_index=i) from None
