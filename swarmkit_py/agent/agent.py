@@ -93,6 +93,8 @@ class Agent:
         """The Docker API's request times (its app's histogram), once the API is served."""
         self.api_read_wait = None
         """How long the API's reads waited for their barrier (the front's histogram)."""
+        self.api_read_lane = None
+        """The front's read lane counts (`FrontControl.lane_counts`), once the API is served."""
         self.loopwatch = LoopWatch(report_after=cfg.loop_stall_warn_s)
         """How long the event loop is held, and where (logged past `loop_stall_warn_s`)."""
         self.gc_policy = GCPolicy() if cfg.gc_policy == "tuned" else None
@@ -590,6 +592,7 @@ class Agent:
             raise
         self.api_latency = front.app[REQUEST_SECONDS]
         self.api_read_wait = control.read_wait
+        self.api_read_lane = control.lane_counts
         return [front, *runners]
 
     async def _serve_api(self, app) -> list:

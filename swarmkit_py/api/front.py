@@ -74,6 +74,9 @@ READ_ROUTES = (
 BACKEND = web.AppKey("backend", aiohttp.ClientSession)
 APPLY_POLL_S = 0.002
 """How often a lone voter's read looks whether the store has applied its read index."""
+LANE_WAIT_S = 1.0
+"""How long a read waits for the read lane's majority before it asks the core's round (the
+rest of READ_WAIT_S)."""
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "host", "content-length",
@@ -89,6 +92,18 @@ class FrontControl(ControlAPI):
         self._main = main
         self.read_wait = Histogram()
         """How long reads waited for `_confirm_read` (observed on the front thread only)."""
+        self._lane = None  # the manager's read lane on this thread's loop, made at first use
+
+    def lane_counts(self) -> dict[str, int]:
+        """Reads the read lane confirmed, and those it passed to the core's round."""
+        lane = self._lane
+        return {"confirmed": lane.confirmed if lane else 0, "declined": lane.declined if lane else 0}
+
+    async def aclose(self) -> None:
+        """Close what the front thread opened for its reads (the read lane's connections)."""
+        lane, self._lane = self._lane, None
+        if lane is not None:
+            await lane.aclose()
 
     def _read_section(self):
         return self.store.commit_lock
@@ -102,16 +117,21 @@ class FrontControl(ControlAPI):
 
     async def _barrier(self) -> str:
         """The read barrier, in as few turns of the manager's loop as it takes: none for a
-        lone voter; for a quorum, one to ask and the core's own (`read_index_threadsafe`);
-        the coroutine `read_barrier` on that loop when no leader is known yet (it waits for
-        one) or the context has neither."""
+        lone voter, nor for a leader whose read lane confirms it (raft/readlane.py); else
+        one to ask and the core's own (`read_index_threadsafe`); the coroutine
+        `read_barrier` on that loop when no leader is known yet (it waits for one) or the
+        context has none of these."""
         ctx = self.ctx
         loop = asyncio.get_running_loop()
         deadline = loop.time() + READ_WAIT_S
         index = ctx.lone_read_index() if hasattr(ctx, "lone_read_index") else None
+        if index is None and hasattr(ctx, "read_lane"):
+            if self._lane is None:
+                self._lane = ctx.read_lane()
+            index = await self._lane.read_index(LANE_WAIT_S)
         if index is None and hasattr(ctx, "read_index_threadsafe"):
             read = ctx.read_index_threadsafe()
-            done, _ = await asyncio.wait([asyncio.wrap_future(read)], timeout=READ_WAIT_S)
+            done, _ = await asyncio.wait([asyncio.wrap_future(read)], timeout=max(0.0, deadline - loop.time()))
             if not done:
                 ctx.forget_read(read)
                 return STALE
@@ -170,6 +190,8 @@ def make_front_app(control: FrontControl, *, engine_version: str, hostname: str,
                    max_body_bytes=max_body_bytes)
     app[routes_tasks.TASK_JSON] = RenderCache(lambda: control.store, routes_tasks.task_json)
     app[routes_nodes.NODE_JSON] = RenderCache(lambda: control.store, lambda n: n.to_api())
+    if isinstance(control, FrontControl):
+        app.on_cleanup.append(lambda _app: control.aclose())
     for path, handler in READ_ROUTES:
         add_route(app, "GET", path, handler)
     app.router.add_route("*", "/{tail:.*}", proxy)

@@ -24,6 +24,7 @@ from ..proto import INVALID_ARGUMENT, NOT_LEADER, PERMISSION_DENIED, RAFT_TRANSF
 from ..raft.config import RaftConfig
 from ..raft.errors import NoQuorum, NotLeader, RaftError
 from ..raft.node import RaftNode
+from ..raft.readlane import ReadLane
 from ..raft.storage import DiskStorage
 from ..raft.storage.snapshots import KEEP
 from ..raft.transport import Transport
@@ -323,6 +324,12 @@ class Manager:
     def raft_applied_index(self) -> int:
         """`RaftNode.applied_index`: safe to call from the API's front thread."""
         return self.raft.applied_index
+
+    def read_lane(self) -> ReadLane:
+        """A read lane (raft/readlane.py) for the caller's event loop: the API's front thread
+        confirms its reads without this manager's loop. Dialled members' certificates are
+        checked under the store's commit lock (the check reads the store)."""
+        return ReadLane(self.raft, guard=self.store.commit_lock)
 
     def read_index_threadsafe(self):
         """`RaftNode.read_index_threadsafe`, for the API's front thread."""

@@ -53,6 +53,7 @@ from .config import RaftConfig
 from .core import URGENT, RaftCore, ReadyOrder
 from .errors import CutOff, DiskFull, LeadershipLost, NoQuorum, NotLeader, ProposalDropped, Stopped
 from .fsm import StateMachine
+from .readlane import ReadView
 from .storage import DiskStorage, disk_full
 from .types import (
     ConfChange,
@@ -202,8 +203,14 @@ class RaftNode:
         self.transport = transport_factory(
             self._on_message, on_unreachable=self._on_unreachable, on_snapshot_status=self._on_snapshot_status
         )
+        serve_term = getattr(self.transport, "serve_term", None)
+        if serve_term is not None:
+            serve_term(self._term_for_lane)
         self._rng = rng or random.Random()
         self.core: RaftCore | None = None
+        self.read_view: ReadView | None = None
+        """Set (on this member's loop) while it leads and has committed an entry of its term:
+        what the read lane (raft/readlane.py) needs to confirm a read from another thread."""
         self._order = ReadyOrder(HardState())
         self._last_heard: dict[int, float] = {}
         # the longest recent silence of the leader (decaying, see _note_leader_gap)
@@ -556,6 +563,47 @@ class RaftNode:
             return None
         return core.log.committed
 
+    def _term_for_lane(self) -> int | None:
+        """This member's current term, for another member's read lane (`TERM_METHOD`); None
+        before its state is loaded (its persisted term is not known yet)."""
+        c = self.core
+        return c.term if c is not None else None
+
+    def _refresh_read_view(self) -> None:
+        """After each Ready: `read_view` names this leader's term, voters and their addresses
+        once it has committed an entry of its term (before that its commit index may be short
+        of what earlier leaders committed: thesis §6.4), and is None otherwise."""
+        c = self.core
+        view = self.read_view
+        if c.role != RaftRole.LEADER or self._stopped:
+            if view is not None:
+                self.read_view = None
+            return
+        voters = tuple(c.conf.voters)
+        peers = self.peers
+        addrs = {n: peers[n] for n in voters if n in peers}
+        if view is not None and view.term == c.term and view.voters == voters and view.addrs == addrs:
+            return
+        if c.log.term(c.log.committed) != c.term:
+            self.read_view = None
+            return
+        self.read_view = ReadView(c.term, voters, addrs)
+
+    def lane_read_start(self) -> tuple[ReadView, int] | None:
+        """The first step of a read confirmed by the read lane, safe on any thread: this
+        leader's view and its commit index now, or None when it does not lead (or has not
+        committed in its term yet). The commit index is read after the view and checked to
+        belong to the view's term, so it is this leader's: every write acknowledged before the
+        read arrived is at or below it, unless a later leader exists, which the lane's round
+        of terms then rules out."""
+        view, c = self.read_view, self.core
+        if view is None or c is None or self._stopped:
+            return None
+        commit = c.log.committed
+        if c.term != view.term:
+            return None
+        return view, commit
+
     @property
     def applied_index(self) -> int:
         """The last entry applied (the state machine's and the log's, whatever the entry's
@@ -825,7 +873,8 @@ class RaftNode:
         want of answers it has not read yet. A late wake-up counts as one tick and the next
         comes a whole period after it, as the dispatcher moves its heartbeat deadlines by its
         own stall. Only liveness depends on ticks (elections, check-quorum, heartbeats);
-        safety never does, and reads are confirmed by a heartbeat round, not a lease.
+        safety never does, and reads are confirmed by a round (the core's heartbeats, or the
+        read lane's terms: raft/readlane.py), not a lease.
         """
         base = self.cfg.tick_ms / 1000
         loop = asyncio.get_running_loop()
@@ -985,6 +1034,7 @@ class RaftNode:
             self._fail_in_doubt(rd.in_doubt)
         self._settle_reads(rd.read_states, rd.dropped)
         c.advance(rd)
+        self._refresh_read_view()
         if rd.committed:
             self._wake_appliers()
             await self._maybe_snapshot()

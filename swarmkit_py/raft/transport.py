@@ -49,6 +49,8 @@ RAFT_METHOD = "raft.msg"
 SNAP_METHOD = "raft.snap"
 PROBE_METHOD = "raft.probe"
 """A no-op notification: a segment for the peer's kernel to acknowledge (see ``probe``)."""
+TERM_METHOD = "raft.term"
+"""A call answered with the member's current term (see ``serve_term``, raft/readlane.py)."""
 
 
 def _ignore(_peer: PeerInfo, _params: Any) -> None:
@@ -178,6 +180,7 @@ class Transport:
         self._retiring: set[asyncio.Task] = set()
         self._running = False
         self._stopped = False
+        self._term: Callable[[], int] | None = None
         self.dropped_unknown_peer = 0
         self.dropped_inbound = 0
         self.dropped_unauthorized = 0
@@ -195,13 +198,12 @@ class Transport:
         self._server.add_notification_handler(RAFT_METHOD, self._on_raft_msg)
         self._server.add_handler(SNAP_METHOD, self._on_raft_snap)
         self._server.add_notification_handler(PROBE_METHOD, _ignore)
+        self._server.add_handler(TERM_METHOD, self._on_term, inline=True)
         if self._owns_server:
             try:
                 await self._server.start()
             except BaseException:
-                self._server.remove_handler(RAFT_METHOD)
-                self._server.remove_handler(SNAP_METHOD)
-                self._server.remove_handler(PROBE_METHOD)
+                self._remove_handlers()
                 raise
         self._running = True
         for peer in self._peers.values():
@@ -222,11 +224,13 @@ class Transport:
         for peer in self._peers.values():
             peer.queue.clear()
         if was_running:
-            self._server.remove_handler(RAFT_METHOD)
-            self._server.remove_handler(SNAP_METHOD)
-            self._server.remove_handler(PROBE_METHOD)
+            self._remove_handlers()
             if self._owns_server:
                 await self._server.stop()
+
+    def _remove_handlers(self) -> None:
+        for method in (RAFT_METHOD, SNAP_METHOD, PROBE_METHOD, TERM_METHOD):
+            self._server.remove_handler(method)
 
     # -- membership ----------------------------------------------------------------------------
 
@@ -264,6 +268,45 @@ class Transport:
 
     def peers(self) -> dict[int, str]:
         return {nid: p.address for nid, p in self._peers.items()}
+
+    # -- the read lane (raft/readlane.py) -----------------------------------------------------
+
+    def serve_term(self, term: Callable[[], int]) -> None:
+        """Answer ``TERM_METHOD`` calls of other members with ``term()``, this member's
+        current term."""
+        self._term = term
+
+    async def open_lane(self, node_id: int, address: str, guard: Any = None) -> Connection:
+        """A connection of the caller's own to member ``node_id`` at ``address``, on the
+        caller's event loop (any thread's), made and checked as this transport makes and
+        checks its own (TLS, ``verify_server``, run under the lock ``guard`` when given);
+        RpcUnavailable when it cannot be had."""
+        host, port = parse_address(address)
+        check = self._server_check(node_id)
+        if check is not None and guard is not None:
+            unguarded = check
+
+            def check(server: PeerInfo) -> None:
+                with guard:
+                    unguarded(server)
+        return await open_connection(
+            host,
+            port,
+            ssl=self._client_ssl,
+            server_hostname=self._server_hostname,
+            max_frame=self._max_frame,
+            connect_timeout=self._connect_timeout,
+            verify_peer=check,
+        )
+
+    def _on_term(self, peer: PeerInfo, _params: Any) -> int | None:
+        """This member's term, for another member's read lane; None (no answer that counts)
+        for a sender that may not speak Raft, or before a member serves its term."""
+        if self._authorize is not None and not self._authorized(peer):
+            self.dropped_unauthorized += 1
+            return None
+        term = self._term
+        return term() if term is not None else None
 
     # -- kernel evidence (rpc/tcpinfo.py) ---------------------------------------------------
 

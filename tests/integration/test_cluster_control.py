@@ -71,6 +71,9 @@ def test_init_join_promote_and_leader_crash(cluster):
     assert m["swarmkit_raft_proposal_seconds_count"] > 0
     # the CLI's reads above were answered on the API's front thread, each after its barrier
     assert m["swarmkit_api_read_barrier_seconds_count"] > 0 and m["swarmkit_api_request_seconds_count"] > 0
+    # with three voters, the leader's reads were confirmed by its read lane (the other
+    # managers' terms), not on its agent's loop
+    assert m['swarmkit_api_read_lane_total{outcome="confirmed"}'] > 0
     assert c.metrics(w2)["swarmkit_worker_session_connected"] == 1
 
     c.kill(m1)  # the leader's host dies

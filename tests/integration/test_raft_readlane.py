@@ -1,0 +1,165 @@
+"""The read lane (raft/readlane.py): a leader's reads confirmed by a majority's terms, asked on
+the caller's loop, while the leader's own loop is held; and never for a leader that a later
+term has replaced. Real transports on loopback, real fsyncs; the leader runs on an event loop
+of its own (a thread), so holding it holds nothing else, as a busy manager's loop does not
+hold its API's front thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from swarmkit_py.raft.kv.fsm import encode_put
+from swarmkit_py.raft.readlane import ReadLane
+from swarmkit_py.raft.transport import TERM_METHOD, Transport
+from swarmkit_py.rpc import open_connection
+from tests.integration.test_raft_driver import CFG, Members, wait_for
+
+PATIENT = CFG.model_copy(update={"election_ticks": 150})
+"""Followers that wait 3 s before an election: a held leader stays the leader meanwhile."""
+
+
+class LoopThread:
+    """An event loop on a thread of its own."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="member-1", daemon=True)
+        self.thread.start()
+
+    async def run(self, coro):
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    def hold(self, release: threading.Event, seconds: float) -> None:
+        """Hold the loop (one callback that does not return) until `release` or `seconds`."""
+        self.loop.call_soon_threadsafe(release.wait, seconds)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+async def found_with_leader_on_its_own_loop(ms: Members, lt: LoopThread):
+    """Members 2 and 3 on the test's loop, member 1 on `lt`'s; member 1 made the leader."""
+    founders = dict(ms.addrs)
+    await lt.run(ms.start(1, founders))
+    for nid in (2, 3):
+        await ms.start(nid, founders)
+    await wait_for(lambda: any(n.is_leader for n in ms.nodes.values()), "a leader")
+    ld = next(n for n in ms.nodes.values() if n.is_leader)
+    if ld.id != 1:
+        await ld.transfer_leadership(1, timeout=10)
+    one = ms.nodes[1]
+    await wait_for(lambda: one.is_leader and one.read_view is not None, "member 1 to lead, with a read view")
+    return one
+
+
+async def stop_all(ms: Members, lt: LoopThread) -> None:
+    for nid, n in ms.nodes.items():
+        if nid == 1:
+            await lt.run(n.stop())
+        else:
+            await n.stop()
+
+
+async def test_the_lane_confirms_a_read_while_the_leaders_loop_is_held(tmp_path):
+    ms, lt = Members(tmp_path, 3, PATIENT), LoopThread()
+    release = threading.Event()
+    lane = None
+    try:
+        ld = await found_with_leader_on_its_own_loop(ms, lt)
+        await lt.run(ld.propose(encode_put("k", b"v")))
+        acked = ld.core.applied
+        lane = ReadLane(ld)
+        assert await lane.read_index(2.0) >= acked  # dials the followers once
+        lt.hold(release, 10.0)
+        await asyncio.sleep(0.2)  # the leader's loop is held from here on
+        t0 = time.monotonic()
+        core_read = asyncio.wrap_future(ld.read_index_threadsafe())  # the core's round: waits
+        index = await lane.read_index(2.0)
+        took = time.monotonic() - t0
+        assert index is not None and index >= acked, index
+        assert took < 1.0, f"the lane took {took:.2f}s: it waited for the leader's loop"
+        assert not core_read.done(), "the core's round answered while its loop was held?"
+        assert lane.confirmed == 2 and lane.declined == 0
+        assert all(not n.is_leader for nid, n in ms.nodes.items() if nid != 1)
+        release.set()
+        assert await asyncio.wait_for(core_read, 5) >= acked
+    finally:
+        release.set()
+        if lane is not None:
+            await lane.aclose()
+        await stop_all(ms, lt)
+        lt.close()
+
+
+async def test_the_lane_declines_for_a_leader_a_later_term_replaced(tmp_path):
+    """The held leader still believes it leads (its loop has not heard of the election), but
+    the followers answer a later term: the lane confirms nothing, and the read goes to the
+    core's round, which cannot confirm it either."""
+    ms, lt = Members(tmp_path, 3), LoopThread()
+    release = threading.Event()
+    lane = None
+    try:
+        ld = await found_with_leader_on_its_own_loop(ms, lt)
+        term = ld.term
+        lane = ReadLane(ld)
+        assert await lane.read_index(2.0) is not None
+        lt.hold(release, 30.0)
+        others = [n for nid, n in ms.nodes.items() if nid != 1]
+        await wait_for(lambda: any(n.is_leader for n in others), "the followers to elect a leader", 20)
+        assert ld.is_leader and ld.term == term and ld.lane_read_start() is not None  # it does not know
+        assert await lane.read_index(2.0) is None
+        assert lane.declined == 1
+    finally:
+        release.set()
+        if lane is not None:
+            await lane.aclose()
+        await stop_all(ms, lt)
+        lt.close()
+
+
+async def test_a_lane_without_enough_voters_declines_in_time(tmp_path):
+    """Both followers gone: no majority answers; the lane gives up within its timeout (a
+    dial to a closed port fails at once, and is not retried for every read)."""
+    ms, lt = Members(tmp_path, 3), LoopThread()
+    lane = None
+    try:
+        ld = await found_with_leader_on_its_own_loop(ms, lt)
+        for nid in (2, 3):
+            await ms.nodes[nid].stop()
+        lane = ReadLane(ld)
+        t0 = time.monotonic()
+        assert await lane.read_index(1.0) is None
+        assert await lane.read_index(1.0) is None
+        assert time.monotonic() - t0 < 2.5
+        assert lane.declined == 2
+    finally:
+        if lane is not None:
+            await lane.aclose()
+        await stop_all(ms, lt)
+        lt.close()
+
+
+async def test_a_member_answers_its_term_only_to_senders_that_may_speak_raft(tmp_path):
+    from swarmkit_py.raft.kv.cluster import free_ports
+
+    (port,) = free_ports(1)
+    allowed = {"yes": False}
+    tr = Transport(7, "127.0.0.1", port, lambda m: None, authorize=lambda peer: allowed["yes"])
+    tr.serve_term(lambda: 42)
+    await tr.start()
+    try:
+        conn = await open_connection("127.0.0.1", port)
+        assert await conn.call(TERM_METHOD, None, timeout=5) is None
+        assert tr.dropped_unauthorized == 1
+        await conn.aclose()
+        allowed["yes"] = True
+        conn = await open_connection("127.0.0.1", port)  # the verdict is kept per connection
+        assert await conn.call(TERM_METHOD, None, timeout=5) == 42
+        await conn.aclose()
+    finally:
+        await tr.stop()
