@@ -257,10 +257,10 @@ def fill_figures(m0: dict, m1: dict, span: float) -> dict:
 
 def running_count(api) -> int:
     """Tasks Running in the API, as `docker service ls` counts them (REPLICAS): one small
-    answer. Listing all 10,000 tasks once a second instead (`running_ids`) made each poll a
-    multi-megabyte render on the leader's API thread and a decode in this process, where the
-    Prober's thread then waited for the GIL: the harness's own poll was most of the tail it
-    measured at the end of the fill (round 10, bench/README.md)."""
+    answer. Listing all 10,000 tasks once a second instead (`running_ids`, until round 10)
+    made each poll a multi-megabyte render on the leader's API thread, under the store's
+    commit lock, and a JSON decode in this process, beside the Prober's thread: load of the
+    harness's own in the last seconds of the fill it measures."""
     return sum(s.get("ServiceStatus", {}).get("RunningTasks", 0) for s in api.services(status=True))
 
 
