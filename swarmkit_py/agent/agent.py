@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import logging
 import os
 import shutil
@@ -196,6 +197,8 @@ class Agent:
             st = LocalNode.load(self.state_dir)
             if st is not None:
                 return st
+            if await self._serve_request():
+                continue
             if self._manager_half is None and role_hint(self.state_dir) == "manager":
                 log.info("a join as a manager is under way: loading the manager half meanwhile")
                 self._load_manager_half()
@@ -205,6 +208,36 @@ class Agent:
             # a stat every 0.1 s costs nothing; the wait after `init`/`join` is on the path of
             # every bootstrap (the first manager's API, then each joined node's start)
             await asyncio.sleep(STATE_POLL_S)
+
+    async def _serve_request(self) -> bool:
+        """An `init` or `join` the deploy toolkit handed this agent (agent/enroll.py), run
+        here as its command would run, and answered; False if there was none."""
+        from . import enroll
+
+        try:
+            req = enroll.take_request(self.state_dir)
+        except enroll.BadRequest as e:
+            log.warning("refused a request in %s: %s", self.state_dir, e)
+            enroll.answer(self.state_dir, 2, "", f"the agent refused the request: {e}\n")
+            return True
+        if req is None:
+            return False
+        log.info("running a request to %s (%s)", req["op"], enroll.request_role(req) or "role not said")
+        out, err = io.StringIO(), io.StringIO()
+        if self._manager_half is not None:  # started by a hint: never two import threads at once
+            await self._manager_half
+        try:
+            rc = await enroll.serve(self.cfg, req, out, err, self._load_manager_half)
+        except SystemExit as e:  # init_state's refusals, as the command prints them
+            print(e, file=err)
+            rc = 1
+        except Exception as e:  # noqa: BLE001 - answered, as the command would have failed
+            log.exception("the request to %s failed", req["op"])
+            print(f"{req['op']}: {type(e).__name__}: {e}", file=err)
+            rc = 1
+        enroll.answer(self.state_dir, rc, out.getvalue(), err.getvalue())
+        log.info("the request to %s ended with status %d %s", req["op"], rc, err.getvalue().strip())
+        return True
 
     def _load_manager_half(self) -> asyncio.Future:
         if self._manager_half is None:

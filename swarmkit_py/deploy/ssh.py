@@ -21,6 +21,7 @@ import base64
 import io
 import re
 import shlex
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -196,13 +197,14 @@ class HostConn:
         in_stream: io.StringIO | bool = io.StringIO("".join(feed)) if feed else False
         import paramiko
 
+        t0 = time.monotonic()
         try:
             r = c.run(full, hide=True, warn=True, in_stream=in_stream, timeout=timeout)
         except (OSError, EOFError, paramiko.SSHException) as e:
             self.close()
             raise Unreachable(f"{self.host.name}: connection lost running {cmd[:60]!r}: {e}") from None
         res = Result(r.exited, r.stdout, r.stderr)
-        self._log_result(cmd, res, log_output)
+        self._log_result(cmd, res, log_output, f" ({time.monotonic() - t0:.2f} s)")
         if self.host.become and r.exited == 1 and _sudo_refused(r.stderr):
             raise BecomeError(f"{self.host.name}: sudo as {self.host.user} refused: {r.stderr.strip()[-300:]} "
                               "(check ansible_become_password, or the sudoers entry of the login user)")
