@@ -103,15 +103,17 @@ class Cluster:
         process would cost the host another interpreter and its imports (~0.4 s of CPU). If
         no agent takes the request within REQUEST_TAKE_S (none running, or not waiting), it
         is taken back and the command runs itself, as before. The result (exit status,
-        stdout, stderr) is the command's either way. One round trip; the request (a join
-        token) travels on stdin and is written 0600 in the state directory (0700)."""
+        stdout, stderr) is the command's either way. One round trip. The request (a join
+        token) is on the command line, as the command's own arguments were (masked in the
+        run log), not on stdin: invoke feeds stdin a byte per 10 ms, 2 s for a join's; it
+        is written 0600 in the state directory (0700)."""
         d = shlex.quote(self.state_dir(h))
         take = round(REQUEST_TAKE_S / 0.05)
         limit = take + round(REQUEST_ANSWER_S / 0.05)
         f = {k: f'"$d/request.{k}"' for k in ("json", "new", "back", "out", "err", "rc")}
         script = (
             f"d={d}; umask 077; mkdir -p \"$d\" && rm -f {f['rc']} {f['out']} {f['err']} || exit 1; "
-            f"IFS= read -r req && printf '%s\\n' \"$req\" > {f['new']} && mv -f {f['new']} {f['json']} || exit 1; "
+            f"printf '%s\\n' {shlex.quote(json.dumps(req))} > {f['new']} && mv -f {f['new']} {f['json']} || exit 1; "
             f"i=0; while [ ! -f {f['rc']} ]; do "
             f"if [ $i -ge {take} ] && mv {f['json']} {f['back']} 2>/dev/null; then "
             f"rm -f {f['back']}; exec {self.node_cmd(h, args)}; fi; "
@@ -120,7 +122,7 @@ class Cluster:
             "sleep 0.05; i=$((i + 1)); done; "
             f"cat {f['out']}; cat {f['err']} >&2; rc=$(cat {f['rc']}); rm -f {f['out']} {f['err']} {f['rc']}; "
             "exit \"$rc\"")
-        return self.runner.conn(h).run(script, stdin=json.dumps(req) + "\n", timeout=REQUEST_TAKE_S + REQUEST_ANSWER_S + 60)
+        return self.runner.conn(h).run(script, timeout=REQUEST_TAKE_S + REQUEST_ANSWER_S + 60)
 
     def membership(self, hosts: list[Host]) -> dict[str, dict | None | Exception]:
         """Each host's node state (its role and cluster), None if not in a swarm; read from the
