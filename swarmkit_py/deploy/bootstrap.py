@@ -284,7 +284,7 @@ def join_hosts(cl: Cluster, managers: list[Host], workers: list[Host], members) 
     n_mgr = sum(role == "manager" for _, role in todo)
     what = ", ".join(f"{n} {k}(s)" for n, k in ((n_mgr, "manager"), (len(todo) - n_mgr, "worker")) if n)
     with r.console.status(f"joining {what} at once; waiting until managers are Reachable voters and workers Ready"):
-        tokens = {role: cl.join_token(role) for role in {role for _, role in todo}}
+        tokens = cl.join_tokens()
         errs = fan_out(todo, lambda hr: join(cl, hr[0], hr[1], tokens[hr[1]]), r.forks)
         failed = [(h, role, e) for (h, role), e in zip(todo, errs, strict=True) if isinstance(e, Exception)]
         for h, _, e in failed:

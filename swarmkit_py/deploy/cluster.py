@@ -9,7 +9,9 @@ operations, so every refusal is the cluster's rule, not a second copy of it here
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import queue
 import shlex
 import shutil
@@ -35,6 +37,9 @@ REQUEST_TAKE_S = 15.0
 before the command runs itself: an agent still starting on a loaded host takes seconds."""
 REQUEST_ANSWER_S = 120.0
 """How long an agent that took a request may take to answer (a join's own timeouts are 30 s)."""
+
+BUNDLE_FILES = ("ca.pem", "cert.pem", "key.pem")
+"""A client bundle's files (DOCKER_CERT_PATH)."""
 
 CLIENT_CERT_AUTOLOCKED = 3
 """`swarmkit-py client-cert`'s exit status when auto-lock keeps the CA key sealed."""
@@ -154,18 +159,30 @@ class Cluster:
     def take_bundle(self, h: Host, remote: str) -> Path:
         """Copy the bundle a command left in `remote` on `h` (`client-cert --out`, `init
         --client-bundle`) to this inventory's bundle directory (key 0600), and remove it from
-        the host, whatever happens."""
+        the host, whatever happens: one round trip (the three files read as base64, one a
+        line, and the directory removed by the same command; it was four, on the founder's
+        way to its API in a bootstrap). The key never reaches the run log."""
         conn = self.runner.conn(h)
+        q = shlex.quote(remote)
+        script = (f"ok=1; for f in {' '.join(BUNDLE_FILES)}; do base64 -w0 {q}/\"$f\" || {{ ok=0; break; }}; echo; done; "
+                  f"rm -rf {q}; [ $ok = 1 ]")
         try:
-            tmp = self.bundle.with_name("bundle.new")
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            tmp.mkdir(0o700)  # the key is never readable by others here, not even before its chmod
-            for f in ("ca.pem", "cert.pem", "key.pem"):
-                conn.get(f"{remote}/{f}", str(tmp / f), secret=f == "key.pem")
-            (tmp / "key.pem").chmod(0o600)
-        finally:
-            conn.run(f"rm -rf {shlex.quote(remote)}")
+            r = conn.run(script, log_output=False, changes=(f"{remote}/",))
+        except Exception:
+            conn.run(f"rm -rf {q}", changes=(f"{remote}/",))
+            raise
+        lines = r.stdout.split("\n")
+        if r.rc != 0 or len(lines) < len(BUNDLE_FILES):
+            raise RuntimeError(f"{h.name}: could not read the client bundle in {remote}: {r.stderr.strip()[-300:]}")
+        tmp = self.bundle.with_name("bundle.new")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir(0o700)  # the key is never readable by others here, not even before its chmod
+        for f, line in zip(BUNDLE_FILES, lines, strict=False):
+            fd = os.open(tmp / f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if f == "key.pem" else 0o644)
+            with os.fdopen(fd, "wb") as out:
+                out.write(base64.b64decode(line.strip()))
+        (tmp / "key.pem").chmod(0o600)
         shutil.rmtree(self.bundle, ignore_errors=True)
         tmp.rename(self.bundle)
         self._client = None
@@ -273,6 +290,14 @@ class Cluster:
         token = tokens["Manager" if role == "manager" else "Worker"]
         self.runner.log.redact(token)
         return token
+
+    def join_tokens(self) -> dict[str, str]:
+        """Both join tokens (role -> token) from one answer of the cluster; masked in the run log."""
+        tokens = self.client().api.inspect_swarm()["JoinTokens"]
+        out = {"manager": tokens["Manager"], "worker": tokens["Worker"]}
+        for t in out.values():
+            self.runner.log.redact(t)
+        return out
 
     @property
     def connected(self) -> bool:

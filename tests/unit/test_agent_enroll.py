@@ -202,3 +202,32 @@ def test_node_request_says_when_the_agent_took_it_but_never_answered(cluster):
     t.join()
     assert r.rc == 1 and "h1's agent took the request but gave no answer in 3 s (see its log)" in r.stderr
     assert "the command ran" not in r.stdout
+
+
+# --- the bundle init wrote, taken in one round trip --------------------------------------------
+
+def test_take_bundle_reads_the_three_files_and_removes_them_in_one_round_trip(cluster, tmp_path):
+    c, h, conn, _ = cluster
+    c.bundle = tmp_path / "operator" / "bundle"
+    c._client = None
+    remote = tmp_path / "remote-bundle"
+    remote.mkdir(mode=0o700)
+    files = {"ca.pem": b"CA\n", "cert.pem": b"CERT\n", "key.pem": b"-----KEY-----\n\x00\xff"}
+    for f, data in files.items():
+        (remote / f).write_bytes(data)
+    got = c.take_bundle(h, str(remote))
+    assert got == c.bundle and len(conn.cmds) == 1
+    assert {f: (got / f).read_bytes() for f in files} == files
+    assert (got / "key.pem").stat().st_mode & 0o777 == 0o600 and got.stat().st_mode & 0o777 == 0o700
+    assert not remote.exists()
+
+
+def test_take_bundle_removes_a_partial_bundle_and_says_so(cluster, tmp_path):
+    c, h, conn, _ = cluster
+    c.bundle = tmp_path / "operator" / "bundle"
+    remote = tmp_path / "remote-bundle"
+    remote.mkdir()
+    (remote / "ca.pem").write_text("CA\n")
+    with pytest.raises(RuntimeError, match="could not read the client bundle"):
+        c.take_bundle(h, str(remote))
+    assert not remote.exists() and not c.bundle.exists()
