@@ -671,11 +671,38 @@ def _import_manager_half() -> None:
     locked path), so the event loop imports none of them after this ran in a thread."""
     import importlib
 
+    import_aiohttp()
     for name in ("swarmkit_py.raft.storage", "swarmkit_py.manager.manager", "swarmkit_py.manager.bootstrap",
                  "swarmkit_py.manager.controlapi", "swarmkit_py.api", "swarmkit_py.api.routes_logs",
                  "swarmkit_py.api.front", "swarmkit_py.api.serve", "swarmkit_py.api.locked"):
         importlib.import_module(name)
     importlib.import_module("swarmkit_py.store.objects.base").build_all()
+
+
+def import_aiohttp() -> None:
+    """Import aiohttp (the Docker API's server) without its client's default TLS contexts
+    loading the system's CA bundle. aiohttp makes two when it is imported, and each reads
+    every certificate of the system's bundle (~60 ms of CPU apiece here: ~0.12 s of every
+    manager's start, five at once on a bootstrap's path; bench/README.md, round 10). The
+    agent is never aiohttp's client, and verifies every TLS peer against the cluster's CA,
+    never the system's: so for the import, `ssl.SSLContext.set_default_verify_paths` (what
+    `create_default_context` and aiohttp call) does nothing, and those two contexts hold no
+    trust anchor: a client made with them would refuse every server, not trust one. Nothing
+    in the agent calls it (it would load nothing during the import, in another thread)."""
+    import ssl
+    import sys
+
+    if "aiohttp" in sys.modules:
+        return
+    real = ssl.SSLContext.__dict__.get("set_default_verify_paths")
+    ssl.SSLContext.set_default_verify_paths = lambda self: None
+    try:
+        import aiohttp  # noqa: F401
+    finally:
+        if real is None:
+            del ssl.SSLContext.set_default_verify_paths
+        else:
+            ssl.SSLContext.set_default_verify_paths = real
 
 
 def _keyring():
