@@ -654,7 +654,9 @@ class Agent:
     # ---------------------------------------------------------------- leaving
     @staticmethod
     def wipe(state_dir: Path) -> None:
-        for sub in ("raft", "certs", "node.json"):
+        from .enroll import FILES
+
+        for sub in ("raft", "certs", "node.json", *FILES):
             p = Path(state_dir) / sub
             if p.is_dir():
                 shutil.rmtree(p)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -38,6 +39,10 @@ if TYPE_CHECKING:
 REQUEST = "request.json"
 TAKEN = "request.taken"
 ANSWER_OUT, ANSWER_ERR, ANSWER_RC = "request.out", "request.err", "request.rc"
+FILES = (REQUEST, TAKEN, ANSWER_OUT, ANSWER_ERR, ANSWER_RC)
+STALE_S = 60.0
+"""A request older than this is dropped, not run: its caller gave up on it long ago (it takes
+a request back after `deploy.cluster.REQUEST_TAKE_S`, 15 s), or was killed before it could."""
 
 
 # --- the commands ------------------------------------------------------------------------
@@ -125,8 +130,11 @@ def take_request(state_dir: Path) -> dict | None:
         return None
     try:
         raw = taken.read_bytes()
+        age = time.time() - taken.stat().st_mtime
     finally:
         taken.unlink(missing_ok=True)
+    if age > STALE_S:
+        raise BadRequest(f"written {age:.0f} s ago: its caller gave up on it")
     try:
         req = json.loads(raw)
     except ValueError:

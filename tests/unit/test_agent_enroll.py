@@ -231,3 +231,25 @@ def test_take_bundle_removes_a_partial_bundle_and_says_so(cluster, tmp_path):
     with pytest.raises(RuntimeError, match="could not read the client bundle"):
         c.take_bundle(h, str(remote))
     assert not remote.exists() and not c.bundle.exists()
+
+
+def test_a_request_its_caller_gave_up_on_is_dropped_not_run(tmp_path):
+    """A request left by a caller killed before the agent took it (or taken back too late to
+    matter) must not found or join a swarm minutes later, at the agent's next start."""
+    cfg = cfg_for(tmp_path)
+    state = Path(cfg.state_dir)
+    put_request(state, {"op": "init", "client_bundle": None})
+    old = time.time() - enroll.STALE_S - 5
+    os.utime(state / enroll.REQUEST, (old, old))
+    assert asyncio.run(Agent(cfg)._serve_request()) is True
+    rc, _, err = answer_of(state)
+    assert rc == 2 and "its caller gave up on it" in err
+    assert LocalNode.load(state) is None and not (state / enroll.REQUEST).exists()
+
+
+def test_leave_removes_the_request_files(tmp_path):
+    state = tmp_path / "state"
+    put_request(state, {"op": "init"})
+    enroll.answer(state, 0, "", "")
+    Agent.wipe(state)
+    assert os.listdir(state) == []
