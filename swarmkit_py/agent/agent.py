@@ -218,7 +218,7 @@ class Agent:
             req = enroll.take_request(self.state_dir)
         except enroll.BadRequest as e:
             log.warning("refused a request in %s: %s", self.state_dir, e)
-            enroll.answer(self.state_dir, 2, "", f"the agent refused the request: {e}\n")
+            enroll.answer(self.state_dir, 2, "", f"the agent refused the request: {e}\n", e.req_id)
             return True
         if req is None:
             return False
@@ -235,7 +235,7 @@ class Agent:
             log.exception("the request to %s failed", req["op"])
             print(f"{req['op']}: {type(e).__name__}: {e}", file=err)
             rc = 1
-        enroll.answer(self.state_dir, rc, out.getvalue(), err.getvalue())
+        enroll.answer(self.state_dir, rc, out.getvalue(), err.getvalue(), req.get("id") or "")
         log.info("the request to %s ended with status %d %s", req["op"], rc, err.getvalue().strip())
         return True
 

@@ -11,12 +11,14 @@ messages and exit statuses are the same.
 The request, in the agent's state directory (0700, root's):
 
     request.json   {"op": "init", "client_bundle": DIR|null} or {"op": "join", "manager": ADDR,
-                   "token": T, "role": "manager"|"worker"|null}; written 0600 and renamed into place
+                   "token": T, "role": "manager"|"worker"|null}, and an "id"; written 0600 and
+                   renamed into place
     request.taken  the agent takes request.json by renaming it (so exactly one of the agent and
                    the caller's fallback acts on it: the caller takes it back by renaming it too),
                    reads it and removes it
     request.out, request.err, request.rc    the answer: what the command would have printed on
-                   stdout and stderr, and its exit status; request.rc is written last
+                   stdout and stderr, and its exit status with the request's id ("0 ID");
+                   request.rc is written last
 
 The agent looks for a request only while it waits for node.json (a host not in a swarm); on a
 member, a request stays where it is until the caller takes it back. This module is imported by
@@ -117,7 +119,12 @@ def import_for(op: str) -> None:
 # --- the request file ----------------------------------------------------------------------
 
 class BadRequest(ValueError):
-    """A request file the agent cannot act on (answered with exit status 2)."""
+    """A request file the agent cannot act on (answered with exit status 2); `req_id`: the
+    request's id when it could be read."""
+
+    def __init__(self, msg: str, req_id: str = ""):
+        super().__init__(msg)
+        self.req_id = req_id
 
 
 def take_request(state_dir: Path) -> dict | None:
@@ -133,33 +140,38 @@ def take_request(state_dir: Path) -> dict | None:
         age = time.time() - taken.stat().st_mtime
     finally:
         taken.unlink(missing_ok=True)
-    if age > STALE_S:
-        raise BadRequest(f"written {age:.0f} s ago: its caller gave up on it")
+    for name in (ANSWER_RC, ANSWER_OUT, ANSWER_ERR):  # an answer nobody read: its caller is gone
+        (Path(state_dir) / name).unlink(missing_ok=True)
     try:
         req = json.loads(raw)
     except ValueError:
         raise BadRequest("not JSON") from None
+    rid = req.get("id") if isinstance(req, dict) and isinstance(req.get("id"), str) else ""
+    if age > STALE_S:
+        raise BadRequest(f"written {age:.0f} s ago: its caller gave up on it", rid)
     if not isinstance(req, dict) or req.get("op") not in ("init", "join"):
-        raise BadRequest("no op init or join")
+        raise BadRequest("no op init or join", rid)
     strs = ("client_bundle",) if req["op"] == "init" else ("manager", "token", "role")
     for k in strs:
         if req.get(k) is not None and not isinstance(req[k], str):
-            raise BadRequest(f"{k} must be a string")
+            raise BadRequest(f"{k} must be a string", rid)
     if req["op"] == "join" and not (req.get("manager") and req.get("token")):
-        raise BadRequest("a join needs manager and token")
+        raise BadRequest("a join needs manager and token", rid)
     if req["op"] == "join" and req.get("role") not in (None, "manager", "worker"):
-        raise BadRequest("role must be manager or worker")
+        raise BadRequest("role must be manager or worker", rid)
     return req
 
 
-def answer(state_dir: Path, rc: int, out: str, err: str) -> None:
-    """Write the answer to the request taken: stdout, stderr, then the exit status."""
+def answer(state_dir: Path, rc: int, out: str, err: str, req_id: str = "") -> None:
+    """Write the answer to the request taken: stdout, stderr, then the exit status with the
+    request's id (`rc id`: the caller takes only its own request's answer, not one left by
+    a request whose caller was killed before it came)."""
     from ..ca import write_atomic
 
     d = Path(state_dir)
     write_atomic(d / ANSWER_OUT, out.encode(), mode=0o600)
     write_atomic(d / ANSWER_ERR, err.encode(), mode=0o600)
-    write_atomic(d / ANSWER_RC, f"{rc}\n".encode(), mode=0o600)
+    write_atomic(d / ANSWER_RC, f"{rc} {req_id}\n".encode(), mode=0o600)
 
 
 def request_role(req: dict) -> str | None:

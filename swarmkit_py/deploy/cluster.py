@@ -113,20 +113,23 @@ class Cluster:
         run log), not on stdin: invoke feeds stdin a byte per 10 ms, 2 s for a join's; it
         is written 0600 in the state directory (0700)."""
         d = shlex.quote(self.state_dir(h))
+        rid = uuid.uuid4().hex
+        req = {**req, "id": rid}
         take = round(REQUEST_TAKE_S / 0.05)
         limit = take + round(REQUEST_ANSWER_S / 0.05)
         f = {k: f'"$d/request.{k}"' for k in ("json", "new", "back", "out", "err", "rc")}
         script = (
             f"d={d}; umask 077; mkdir -p \"$d\" && rm -f {f['rc']} {f['out']} {f['err']} || exit 1; "
             f"printf '%s\\n' {shlex.quote(json.dumps(req))} > {f['new']} && mv -f {f['new']} {f['json']} || exit 1; "
-            f"i=0; while [ ! -f {f['rc']} ]; do "
+            f"i=0; while :; do "
+            f"if [ -f {f['rc']} ]; then set -- $(cat {f['rc']}); [ \"${{2:-}}\" = {rid} ] && break; "
+            f"rm -f {f['rc']} {f['out']} {f['err']}; fi; "  # another request's answer (its caller was killed)
             f"if [ $i -ge {take} ] && mv {f['json']} {f['back']} 2>/dev/null; then "
             f"rm -f {f['back']}; exec {self.node_cmd(h, args)}; fi; "
             f"if [ $i -ge {limit} ]; then echo \"{h.name}'s agent took the request but gave no answer in "
             f"{REQUEST_ANSWER_S:.0f} s (see its log)\" >&2; exit 1; fi; "
             "sleep 0.05; i=$((i + 1)); done; "
-            f"cat {f['out']}; cat {f['err']} >&2; rc=$(cat {f['rc']}); rm -f {f['out']} {f['err']} {f['rc']}; "
-            "exit \"$rc\"")
+            f"cat {f['out']}; cat {f['err']} >&2; rm -f {f['out']} {f['err']} {f['rc']}; exit \"$1\"")
         return self.runner.conn(h).run(script, timeout=REQUEST_TAKE_S + REQUEST_ANSWER_S + 60)
 
     def membership(self, hosts: list[Host]) -> dict[str, dict | None | Exception]:

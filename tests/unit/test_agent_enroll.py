@@ -35,7 +35,7 @@ def put_request(state: Path, req) -> None:
 
 
 def answer_of(state: Path) -> tuple[int, str, str]:
-    return (int((state / enroll.ANSWER_RC).read_text()), (state / enroll.ANSWER_OUT).read_text(),
+    return (int((state / enroll.ANSWER_RC).read_text().split()[0]), (state / enroll.ANSWER_OUT).read_text(),
             (state / enroll.ANSWER_ERR).read_text())
 
 
@@ -163,7 +163,7 @@ def test_node_request_is_answered_by_the_agent(cluster):
             if req is not None:
                 seen["req"] = req
                 seen["mode"] = os.stat(state).st_mode & 0o777
-                enroll.answer(state, 1, "out line\n", "join: refused\n")
+                enroll.answer(state, 1, "out line\n", "join: refused\n", req["id"])
                 return
             time.sleep(0.02)
 
@@ -172,7 +172,8 @@ def test_node_request_is_answered_by_the_agent(cluster):
     req = {"op": "join", "manager": "10.0.0.1:2377", "token": "SWMTKN-1-x", "role": "worker"}
     r = c.node_request(h, req, "join --token SWMTKN-1-x --expect-role worker 10.0.0.1:2377")
     t.join()
-    assert seen["req"] == req and seen["mode"] == 0o700
+    assert seen["req"] == {**req, "id": seen["req"]["id"]} and len(seen["req"]["id"]) == 32
+    assert seen["mode"] == 0o700
     assert (r.rc, r.stdout, r.stderr) == (1, "out line\n", "join: refused\n")
     assert sorted(os.listdir(state)) == []  # the answer is read and removed
 
@@ -252,4 +253,33 @@ def test_leave_removes_the_request_files(tmp_path):
     put_request(state, {"op": "init"})
     enroll.answer(state, 0, "", "")
     Agent.wipe(state)
+    assert os.listdir(state) == []
+
+
+def test_node_request_takes_only_its_own_request_s_answer(cluster):
+    """An answer left for a request whose caller was killed (another id) is not taken for
+    this request's: it is removed, and this request's answer awaited."""
+    c, h, conn, state = cluster
+
+    def agent():
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (state / enroll.REQUEST).exists():
+            time.sleep(0.02)
+        enroll.answer(state, 0, "old out\n", "", "someone-else")  # the old request's, late
+        time.sleep(0.3)
+        req = enroll.take_request(state)
+        enroll.answer(state, 1, "", "join: mine\n", req["id"])
+
+    t = threading.Thread(target=agent)
+    t.start()
+    r = c.node_request(h, {"op": "join", "manager": "m:1", "token": "t", "role": None}, "join")
+    t.join()
+    assert (r.rc, r.stdout, r.stderr) == (1, "", "join: mine\n")
+
+
+def test_taking_a_request_drops_an_answer_nobody_read(tmp_path):
+    state = tmp_path / "state"
+    put_request(state, {"op": "init", "id": "new"})
+    enroll.answer(state, 0, "stale", "", "old")
+    assert enroll.take_request(state)["id"] == "new"
     assert os.listdir(state) == []
