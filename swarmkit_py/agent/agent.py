@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import logging
 import os
 import shutil
@@ -198,6 +199,8 @@ class Agent:
             st = LocalNode.load(self.state_dir)
             if st is not None:
                 return st
+            if await self._serve_request():
+                continue
             if self._manager_half is None and role_hint(self.state_dir) == "manager":
                 log.info("a join as a manager is under way: loading the manager half meanwhile")
                 self._load_manager_half()
@@ -207,6 +210,36 @@ class Agent:
             # a stat every 0.1 s costs nothing; the wait after `init`/`join` is on the path of
             # every bootstrap (the first manager's API, then each joined node's start)
             await asyncio.sleep(STATE_POLL_S)
+
+    async def _serve_request(self) -> bool:
+        """An `init` or `join` the deploy toolkit handed this agent (agent/enroll.py), run
+        here as its command would run, and answered; False if there was none."""
+        from . import enroll
+
+        try:
+            req = enroll.take_request(self.state_dir)
+        except enroll.BadRequest as e:
+            log.warning("refused a request in %s: %s", self.state_dir, e)
+            enroll.answer(self.state_dir, 2, "", f"the agent refused the request: {e}\n", e.req_id)
+            return True
+        if req is None:
+            return False
+        log.info("running a request to %s (%s)", req["op"], enroll.request_role(req) or "role not said")
+        out, err = io.StringIO(), io.StringIO()
+        if self._manager_half is not None:  # started by a hint: never two import threads at once
+            await self._manager_half
+        try:
+            rc = await enroll.serve(self.cfg, req, out, err, self._load_manager_half)
+        except SystemExit as e:  # init_state's refusals, as the command prints them
+            print(e, file=err)
+            rc = 1
+        except Exception as e:  # noqa: BLE001 - answered, as the command would have failed
+            log.exception("the request to %s failed", req["op"])
+            print(f"{req['op']}: {type(e).__name__}: {e}", file=err)
+            rc = 1
+        enroll.answer(self.state_dir, rc, out.getvalue(), err.getvalue(), req.get("id") or "")
+        log.info("the request to %s ended with status %d %s", req["op"], rc, err.getvalue().strip())
+        return True
 
     def _load_manager_half(self) -> asyncio.Future:
         if self._manager_half is None:
@@ -624,7 +657,9 @@ class Agent:
     # ---------------------------------------------------------------- leaving
     @staticmethod
     def wipe(state_dir: Path) -> None:
-        for sub in ("raft", "certs", "node.json"):
+        from .enroll import FILES
+
+        for sub in ("raft", "certs", "node.json", *FILES):
             p = Path(state_dir) / sub
             if p.is_dir():
                 shutil.rmtree(p)
@@ -641,11 +676,38 @@ def _import_manager_half() -> None:
     locked path), so the event loop imports none of them after this ran in a thread."""
     import importlib
 
+    import_aiohttp()
     for name in ("swarmkit_py.raft.storage", "swarmkit_py.manager.manager", "swarmkit_py.manager.bootstrap",
                  "swarmkit_py.manager.controlapi", "swarmkit_py.api", "swarmkit_py.api.routes_logs",
                  "swarmkit_py.api.front", "swarmkit_py.api.serve", "swarmkit_py.api.locked"):
         importlib.import_module(name)
     importlib.import_module("swarmkit_py.store.objects.base").build_all()
+
+
+def import_aiohttp() -> None:
+    """Import aiohttp (the Docker API's server) without its client's default TLS contexts
+    loading the system's CA bundle. aiohttp makes two when it is imported, and each reads
+    every certificate of the system's bundle (~60 ms of CPU apiece here: ~0.12 s of every
+    manager's start, five at once on a bootstrap's path; bench/README.md, round 10). The
+    agent is never aiohttp's client, and verifies every TLS peer against the cluster's CA,
+    never the system's: so for the import, `ssl.SSLContext.set_default_verify_paths` (what
+    `create_default_context` and aiohttp call) does nothing, and those two contexts hold no
+    trust anchor: a client made with them would refuse every server, not trust one. Nothing
+    in the agent calls it (it would load nothing during the import, in another thread)."""
+    import ssl
+    import sys
+
+    if "aiohttp" in sys.modules:
+        return
+    real = ssl.SSLContext.__dict__.get("set_default_verify_paths")
+    ssl.SSLContext.set_default_verify_paths = lambda self: None
+    try:
+        import aiohttp  # noqa: F401
+    finally:
+        if real is None:
+            del ssl.SSLContext.set_default_verify_paths
+        else:
+            ssl.SSLContext.set_default_verify_paths = real
 
 
 def _keyring():

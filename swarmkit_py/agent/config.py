@@ -7,10 +7,10 @@ a key is an error that names the key, not a silently ignored setting.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..raft.config import RaftConfig
@@ -65,13 +65,68 @@ class AgentConfig(BaseModel):
     def load(cls, path: str | Path) -> AgentConfig:
         p = Path(path)
         try:
-            raw = yaml.safe_load(p.read_text()) or {}
+            text = p.read_text()
         except FileNotFoundError:
             raise SystemExit(f"agent config {p} does not exist") from None
-        except yaml.YAMLError as e:
-            raise SystemExit(f"agent config {p} is not valid YAML: {e}") from None
+        raw = read_flat(text)
+        if raw is None:
+            import yaml
+
+            try:
+                raw = yaml.safe_load(text) or {}
+            except yaml.YAMLError as e:
+                raise SystemExit(f"agent config {p} is not valid YAML: {e}") from None
         try:
             return cls.model_validate(raw)
         except ValidationError as e:
             errs = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
             raise SystemExit(f"agent config {p} is invalid: {errs}") from None
+
+
+# --- the config as the deploy role writes it, read without yaml --------------------------------
+# Every agent start read agent.yml with PyYAML, whose import is ~30-45 ms of CPU (seven agents
+# at once on a bootstrap's path, issue 13). The role writes only `key: scalar` lines; those are
+# read here, to exactly what yaml.safe_load makes of them (tests/unit/test_agent_config_flat.py
+# compares both on generated files), and anything else is left to yaml.
+
+_TEXT = re.compile(r"[\t\n\r -~]*")  # printable ASCII, tabs and line ends: no character YAML reads otherwise
+_KEY = re.compile(r"[a-z_][a-z0-9_]*")
+_QUOTED = re.compile(r'"([ !#-\[\]-~]*)"')  # printable ASCII, no quote or backslash (no escapes)
+_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_FLOAT = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")
+_PLAIN = re.compile(r"[A-Za-z/][A-Za-z0-9_./-]*")
+_YAML_WORDS = frozenset(
+    w for base in ("null", "true", "false", "yes", "no", "on", "off", "y", "n")
+    for w in (base, base.capitalize(), base.upper()))
+"""Plain words YAML 1.1 reads as something other than a string (PyYAML's bool and null), and
+y/n for good measure: a file using them, as a key or a value, is left to yaml."""
+
+
+def read_flat(text: str) -> dict | None:
+    """`text` as yaml.safe_load reads it, when it is only blank lines, whole-line comments and
+    `key: value` lines (one space after the colon; value a double-quoted string without
+    escapes, true/false, a decimal int or float, or a plain word of letters, digits and
+    `_./-` starting with a letter or `/`), in printable ASCII; None for anything else."""
+    if not _TEXT.fullmatch(text):
+        return None
+    out: dict = {}
+    for line in text.split("\n"):
+        line = line.removesuffix("\r")
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition(": ")
+        if not sep or not _KEY.fullmatch(key) or key in _YAML_WORDS:
+            return None
+        if m := _QUOTED.fullmatch(value):
+            out[key] = m.group(1)
+        elif value in ("true", "false"):
+            out[key] = value == "true"
+        elif _INT.fullmatch(value):
+            out[key] = int(value)
+        elif _FLOAT.fullmatch(value):
+            out[key] = float(value)
+        elif _PLAIN.fullmatch(value) and value not in _YAML_WORDS:
+            out[key] = value
+        else:
+            return None
+    return out

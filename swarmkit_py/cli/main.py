@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -104,55 +103,24 @@ def _role_hint(state_dir, role: str | None):
 
 
 def cmd_init(args) -> int:
+    from ..agent.enroll import init_node
+
     cfg = _config(args)
     addr = cfg.advertise_addr or cfg.listen_addr
-    if addr.startswith("0.0.0.0"):
-        print("init: --advertise-addr is required (the address other nodes reach this one at)", file=sys.stderr)
-        return 2
-    bundle = Path(args.client_bundle) if args.client_bundle else None
-    with _role_hint(cfg.state_dir, "manager"):
-        from ..agent.identity import init_state
-
-        try:
-            st = init_state(cfg.state_dir, addr, cfg.hostname, client_bundle=bundle)
-        except FileExistsError:
-            print(f"init: --client-bundle {bundle} exists; give a directory that does not", file=sys.stderr)
-            return 1
-    print(f"Swarm initialized: current node ({st.node_id}) is now a manager.")
-    if bundle is not None:
-        print(f"wrote ca.pem, cert.pem, key.pem to {bundle}")
-    print("Start the agent (swarmkit-py agent) to bring the swarm up; then `docker swarm join-token worker` "
-          "on a manager prints the join command.")
-    return 0
+    with _role_hint(cfg.state_dir, None if addr.startswith("0.0.0.0") else "manager"):
+        return init_node(cfg, args.client_bundle, sys.stdout, sys.stderr)
 
 
 def cmd_join(args) -> int:
-    from ..agent.state import LocalNode, certs_dir
+    from ..agent.enroll import join_node, join_refusal
 
     cfg = _config(args)
-    if not cfg.advertise_addr:
-        print("join: --advertise-addr is required (the address other nodes reach this one at)", file=sys.stderr)
-        return 2
-    if LocalNode.load(cfg.state_dir) is not None:
-        print("join: This node is already part of a swarm. Use `swarmkit-py leave` to leave this swarm "
-              "and join another one.", file=sys.stderr)
-        return 1
+    refused = join_refusal(cfg)
+    if refused is not None:
+        print(refused[1], file=sys.stderr)
+        return refused[0]
     with _role_hint(cfg.state_dir, args.expect_role):
-        from ..agent.identity import new_raft_id
-        from ..worker.join import join
-
-        hostname = cfg.hostname or socket.gethostname()
-        try:
-            res = asyncio.run(join(args.manager, args.token, certs_dir(cfg.state_dir), hostname, cfg.advertise_addr))
-        except Exception as e:  # the join client's errors are written for operators
-            print(f"join: {e}", file=sys.stderr)
-            return 1
-        role = str(getattr(res.role, "value", res.role))
-        managers = [m["addr"] if isinstance(m, dict) else m.addr for m in res.managers] or [args.manager]
-        LocalNode(node_id=res.node_id, cluster_id=res.cluster_id, role=role,
-                  raft_id=new_raft_id() if role == "manager" else 0, managers=managers).save(cfg.state_dir)
-    print(f"This node joined a swarm as a {role}.")
-    return 0
+        return asyncio.run(join_node(cfg, args.manager, args.token, sys.stdout, sys.stderr))
 
 
 def cmd_leave(args) -> int:

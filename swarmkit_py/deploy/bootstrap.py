@@ -207,13 +207,14 @@ def _found(cl: Cluster, h: Host) -> None:
         return
     # the operator's client bundle is signed by init itself (no `client-cert` process after it)
     remote = bundle_path()
-    res = r.conn(h).run(cl.node_cmd(h, f"init --client-bundle {remote}"))
+    res = cl.node_request(h, {"op": "init", "client_bundle": remote}, f"init --client-bundle {remote}")
     if res.rc:
         r.record(StepResult(h.name, "swarm init", "failed", res.stderr.strip()))
         r.conn(h).run(f"rm -rf {shlex.quote(remote)}")
         raise ClusterError(f"init on {h.name} failed: {res.stderr.strip()}")
     r.record(StepResult(h.name, "swarm init", "changed", "founded the swarm"))
     cl.adopt_bundle(h, remote, timeout=JOIN_TIMEOUT)
+    r.log(f"[{h.name}] the Docker API answers with the new client bundle")
 
 
 def _check_joins(r: Runner, managers, workers, members, first) -> None:
@@ -233,7 +234,8 @@ def join(cl: Cluster, h: Host, role: str, token: str | None = None) -> None:
     token = token or cl.join_token(role)
     via = f"{cl.entry.advertise_ip}:{cl.entry.vars['swarmkit_cluster_port']}"
     # --expect-role: the host's agent, waiting for the join, loads what the role needs meanwhile
-    res = cl.runner.conn(h).run(cl.node_cmd(h, f"join --token {shlex.quote(token)} --expect-role {role} {via}"))
+    res = cl.node_request(h, {"op": "join", "manager": via, "token": token, "role": role},
+                          f"join --token {shlex.quote(token)} --expect-role {role} {shlex.quote(via)}")
     if res.rc:
         raise ClusterError(f"join of {h.name} as a {role} failed: {res.stderr.strip() or res.stdout.strip()}")
 
@@ -282,7 +284,7 @@ def join_hosts(cl: Cluster, managers: list[Host], workers: list[Host], members) 
     n_mgr = sum(role == "manager" for _, role in todo)
     what = ", ".join(f"{n} {k}(s)" for n, k in ((n_mgr, "manager"), (len(todo) - n_mgr, "worker")) if n)
     with r.console.status(f"joining {what} at once; waiting until managers are Reachable voters and workers Ready"):
-        tokens = {role: cl.join_token(role) for role in {role for _, role in todo}}
+        tokens = cl.join_tokens()
         errs = fan_out(todo, lambda hr: join(cl, hr[0], hr[1], tokens[hr[1]]), r.forks)
         failed = [(h, role, e) for (h, role), e in zip(todo, errs, strict=True) if isinstance(e, Exception)]
         for h, _, e in failed:

@@ -54,7 +54,8 @@ class RunLog:
         with self._lock:
             for s in self._secrets:
                 line = line.replace(s, "********")
-            self._f.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+            now = time.time()
+            self._f.write(f"{time.strftime('%H:%M:%S', time.localtime(now))}.{int(now * 1000) % 1000:03d} {line}\n")
 
     def close(self) -> None:
         self._f.close()

@@ -60,3 +60,27 @@ def test_vxlan_peers_bridge_identity_and_cleanup():
     assert "nolearning proxy" in out["link"] and "mtu 1450" in out["link"]
     assert "src 10.0.5.3" in out["route"]
     assert "link/ether 02:42:0a:00:05:03" in out["addr"] and "10.0.5.9/32" in out["addr"]
+
+
+LOOK_ONLY = textwrap.dedent("""
+    import json, subprocess, sys
+    from swarmkit_py.worker.network import links
+    subprocess.run("ip link add skvx-9 type bridge", shell=True, check=True)
+    out = {"nothing": links.remove_vxlans_except({9}), "imported": "pyroute2" in sys.modules}
+    subprocess.run("ip link add skvx-8 type bridge", shell=True, check=True)
+    out["stale"] = links.remove_vxlans_except({9})
+    out["left"] = subprocess.run("ip -o link show", shell=True, capture_output=True, text=True).stdout
+    print(json.dumps(out))
+""")
+
+
+def test_nothing_to_remove_is_known_without_pyroute2():
+    """A fresh host's first network map: no stale VXLAN device, and pyroute2 (~0.1 s of CPU to
+    import) is not loaded to learn that (issue 13); a stale one is still removed."""
+    import json
+    p = subprocess.run(["unshare", "--net", sys.executable, "-c", LOOK_ONLY], capture_output=True,
+                       text=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["nothing"] == [] and out["imported"] is False
+    assert out["stale"] == ["skvx-8"] and "skvx-9" in out["left"] and "skvx-8" not in out["left"]
