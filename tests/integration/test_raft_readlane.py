@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from contextlib import asynccontextmanager
 
 from swarmkit_py.raft.kv.fsm import encode_put
 from swarmkit_py.raft.readlane import ReadLane
@@ -57,25 +58,42 @@ async def found_with_leader_on_its_own_loop(ms: Members, lt: LoopThread):
     return one
 
 
-async def stop_all(ms: Members, lt: LoopThread) -> None:
-    for nid, n in ms.nodes.items():
-        if nid == 1:
-            await lt.run(n.stop())
-        else:
-            await n.stop()
+class Held:
+    """Three members, member 1 leading on a loop of its own (`lt`), and a read lane of its."""
+
+    def __init__(self, tmp_path, cfg) -> None:
+        self.ms, self.lt = Members(tmp_path, 3, cfg), LoopThread()
+        self.release = threading.Event()
+        self.leader = self.lane = None
+
+    def hold(self, seconds: float) -> None:
+        """Hold the leader's loop until the test ends (or `seconds`)."""
+        self.lt.hold(self.release, seconds)
+
+
+@asynccontextmanager
+async def held_leader(tmp_path, cfg=CFG):
+    h = Held(tmp_path, cfg)
+    try:
+        h.leader = await found_with_leader_on_its_own_loop(h.ms, h.lt)
+        h.lane = ReadLane(h.leader)
+        yield h
+    finally:
+        h.release.set()
+        if h.lane is not None:
+            await h.lane.aclose()
+        for nid, n in h.ms.nodes.items():
+            await (h.lt.run(n.stop()) if nid == 1 else n.stop())
+        h.lt.close()
 
 
 async def test_the_lane_confirms_a_read_while_the_leaders_loop_is_held(tmp_path):
-    ms, lt = Members(tmp_path, 3, PATIENT), LoopThread()
-    release = threading.Event()
-    lane = None
-    try:
-        ld = await found_with_leader_on_its_own_loop(ms, lt)
-        await lt.run(ld.propose(encode_put("k", b"v")))
+    async with held_leader(tmp_path, PATIENT) as h:
+        ld, lane = h.leader, h.lane
+        await h.lt.run(ld.propose(encode_put("k", b"v")))
         acked = ld.core.applied
-        lane = ReadLane(ld)
         assert await lane.read_index(2.0) >= acked  # dials the followers once
-        lt.hold(release, 10.0)
+        h.hold(10.0)
         await asyncio.sleep(0.2)  # the leader's loop is held from here on
         t0 = time.monotonic()
         core_read = asyncio.wrap_future(ld.read_index_threadsafe())  # the core's round: waits
@@ -85,63 +103,38 @@ async def test_the_lane_confirms_a_read_while_the_leaders_loop_is_held(tmp_path)
         assert took < 1.0, f"the lane took {took:.2f}s: it waited for the leader's loop"
         assert not core_read.done(), "the core's round answered while its loop was held?"
         assert lane.confirmed == 2 and lane.declined == 0
-        assert all(not n.is_leader for nid, n in ms.nodes.items() if nid != 1)
-        release.set()
+        assert all(not n.is_leader for nid, n in h.ms.nodes.items() if nid != 1)
+        h.release.set()
         assert await asyncio.wait_for(core_read, 5) >= acked
-    finally:
-        release.set()
-        if lane is not None:
-            await lane.aclose()
-        await stop_all(ms, lt)
-        lt.close()
 
 
 async def test_the_lane_declines_for_a_leader_a_later_term_replaced(tmp_path):
     """The held leader still believes it leads (its loop has not heard of the election), but
-    the followers answer a later term: the lane confirms nothing, and the read goes to the
-    core's round, which cannot confirm it either."""
-    ms, lt = Members(tmp_path, 3), LoopThread()
-    release = threading.Event()
-    lane = None
-    try:
-        ld = await found_with_leader_on_its_own_loop(ms, lt)
+    the followers answer a later term: the lane confirms nothing (its caller then asks the
+    core's round)."""
+    async with held_leader(tmp_path) as h:
+        ld, lane = h.leader, h.lane
         term = ld.term
-        lane = ReadLane(ld)
         assert await lane.read_index(2.0) is not None
-        lt.hold(release, 30.0)
-        others = [n for nid, n in ms.nodes.items() if nid != 1]
+        h.hold(30.0)
+        others = [n for nid, n in h.ms.nodes.items() if nid != 1]
         await wait_for(lambda: any(n.is_leader for n in others), "the followers to elect a leader", 20)
         assert ld.is_leader and ld.term == term and ld.lane_read_start() is not None  # it does not know
         assert await lane.read_index(2.0) is None
         assert lane.declined == 1
-    finally:
-        release.set()
-        if lane is not None:
-            await lane.aclose()
-        await stop_all(ms, lt)
-        lt.close()
 
 
 async def test_a_lane_without_enough_voters_declines_in_time(tmp_path):
     """Both followers gone: no majority answers; the lane gives up within its timeout (a
     dial to a closed port fails at once, and is not retried for every read)."""
-    ms, lt = Members(tmp_path, 3), LoopThread()
-    lane = None
-    try:
-        ld = await found_with_leader_on_its_own_loop(ms, lt)
+    async with held_leader(tmp_path) as h:
         for nid in (2, 3):
-            await ms.nodes[nid].stop()
-        lane = ReadLane(ld)
+            await h.ms.nodes[nid].stop()
         t0 = time.monotonic()
-        assert await lane.read_index(1.0) is None
-        assert await lane.read_index(1.0) is None
+        assert await h.lane.read_index(1.0) is None
+        assert await h.lane.read_index(1.0) is None
         assert time.monotonic() - t0 < 2.5
-        assert lane.declined == 2
-    finally:
-        if lane is not None:
-            await lane.aclose()
-        await stop_all(ms, lt)
-        lt.close()
+        assert h.lane.declined == 2
 
 
 async def test_a_member_answers_its_term_only_to_senders_that_may_speak_raft(tmp_path):
