@@ -180,7 +180,7 @@ class Transport:
         self._retiring: set[asyncio.Task] = set()
         self._running = False
         self._stopped = False
-        self._term: Callable[[], int] | None = None
+        self._term: Callable[[], int | None] | None = None
         self.dropped_unknown_peer = 0
         self.dropped_inbound = 0
         self.dropped_unauthorized = 0
@@ -271,9 +271,9 @@ class Transport:
 
     # -- the read lane (raft/readlane.py) -----------------------------------------------------
 
-    def serve_term(self, term: Callable[[], int]) -> None:
+    def serve_term(self, term: Callable[[], int | None]) -> None:
         """Answer ``TERM_METHOD`` calls of other members with ``term()``, this member's
-        current term."""
+        current term (None while it is not known)."""
         self._term = term
 
     async def open_lane(self, node_id: int, address: str, guard: Any = None) -> Connection:
