@@ -190,8 +190,7 @@ def make_front_app(control: FrontControl, *, engine_version: str, hostname: str,
                    max_body_bytes=max_body_bytes)
     app[routes_tasks.TASK_JSON] = RenderCache(lambda: control.store, routes_tasks.task_json)
     app[routes_nodes.NODE_JSON] = RenderCache(lambda: control.store, lambda n: n.to_api())
-    if isinstance(control, FrontControl):
-        app.on_cleanup.append(lambda _app: control.aclose())
+    app.on_cleanup.append(lambda _app: control.aclose())
     for path, handler in READ_ROUTES:
         add_route(app, "GET", path, handler)
     app.router.add_route("*", "/{tail:.*}", proxy)

@@ -289,6 +289,11 @@ class Transport:
             def check(server: PeerInfo) -> None:
                 with guard:
                     unguarded(server)
+        return await self._dial(host, port, check)
+
+    async def _dial(self, host: str, port: int, check: Callable[[PeerInfo], None] | None) -> Connection:
+        """A connection to a member, made as every one of this transport's is (TLS, frame
+        limit, connect timeout), its server checked by `check`."""
         return await open_connection(
             host,
             port,
@@ -428,15 +433,7 @@ class Transport:
         delay = self._backoff_min
         while self._running and self._peers.get(peer.node_id) is peer:
             try:
-                conn = await open_connection(
-                    peer.host,
-                    peer.port,
-                    ssl=self._client_ssl,
-                    server_hostname=self._server_hostname,
-                    max_frame=self._max_frame,
-                    connect_timeout=self._connect_timeout,
-                    verify_peer=self._server_check(peer.node_id),
-                )
+                conn = await self._dial(peer.host, peer.port, self._server_check(peer.node_id))
             except RpcUnavailable as e:
                 failed_for = e.message
             else:

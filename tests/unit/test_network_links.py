@@ -46,12 +46,17 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_vxlan_peers_bridge_identity_and_cleanup():
+def in_new_netns(script: str) -> dict:
+    """Run `script` in a network namespace of its own; the JSON it prints."""
     import json
-    p = subprocess.run(["unshare", "--net", sys.executable, "-c", SCRIPT], capture_output=True,
+    p = subprocess.run(["unshare", "--net", sys.executable, "-c", script], capture_output=True,
                        text=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert p.returncode == 0, p.stderr
-    out = json.loads(p.stdout)
+    return json.loads(p.stdout)
+
+
+def test_vxlan_peers_bridge_identity_and_cleanup():
+    out = in_new_netns(SCRIPT)
     assert out["first"] == [2, 0] and out["second"] == [1, 1] and out["again"] == [0, 0]
     assert out["removed"] == ["skvx-4098"]
     assert "02:42:0a:00:05:06 dst 10.99.0.5 self permanent" in out["fdb"]
@@ -77,10 +82,6 @@ LOOK_ONLY = textwrap.dedent("""
 def test_nothing_to_remove_is_known_without_pyroute2():
     """A fresh host's first network map: no stale VXLAN device, and pyroute2 (~0.1 s of CPU to
     import) is not loaded to learn that (issue 13); a stale one is still removed."""
-    import json
-    p = subprocess.run(["unshare", "--net", sys.executable, "-c", LOOK_ONLY], capture_output=True,
-                       text=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-    assert p.returncode == 0, p.stderr
-    out = json.loads(p.stdout)
+    out = in_new_netns(LOOK_ONLY)
     assert out["nothing"] == [] and out["imported"] is False
     assert out["stale"] == ["skvx-8"] and "skvx-9" in out["left"] and "skvx-8" not in out["left"]

@@ -41,8 +41,11 @@ def bridge_name(network_id: str) -> str:
     return f"skov-{network_id[:10]}"
 
 
+VXLAN_PREFIX = "skvx-"
+
+
 def vxlan_name(vni: int) -> str:
-    return f"skvx-{vni}"
+    return f"{VXLAN_PREFIX}{vni}"
 
 
 def _iproute() -> IPRoute:
@@ -159,16 +162,20 @@ def remove_vxlans_except(vnis: set[int]) -> list[str]:
     """Delete our VXLAN devices of networks that no longer exist (the engine removes the
     bridge with its network, not a device we added to it)."""
     keep = {vxlan_name(v) for v in vnis}
+
+    def stale(name: str) -> bool:
+        return name.startswith(VXLAN_PREFIX) and name not in keep
+
     # the kernel's list of names first (if_nameindex: netlink, this namespace, no pyroute2): an
     # agent's first network map asks this on every host, and a fresh host has nothing to
     # delete; importing pyroute2 for that was ~0.1 s of its CPU at every agent start
-    if not any(n.startswith("skvx-") and n not in keep for _, n in socket.if_nameindex()):
+    if not any(stale(n) for _, n in socket.if_nameindex()):
         return []
     gone = []
     with _iproute() as ipr:
         for link in ipr.get_links():
             name = link.get_attr("IFLA_IFNAME") or ""
-            if name.startswith("skvx-") and name not in keep:
+            if stale(name):
                 _quiet(ipr.link, "del", index=link["index"])
                 gone.append(name)
     return gone
