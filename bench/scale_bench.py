@@ -20,6 +20,9 @@ Figures (keys of the JSON line):
   and per call (``api_ms``); ``api_converge_p90_ms`` and ``api_converge_over_360ms`` (of
   ``api_converge_samples``) say whether a slow fill is a few long holds or every call slow; every
   sample (time from the create, call, ms) is written to ``api_samples.json`` in the work dir;
+  ``api_via`` names the manager they went to and its role when the fill started (``--api-via``
+  chooses it), and ``fill_api_via`` has that manager's figures, as ``fill_leader``'s, when it
+  was a follower;
 - ``fill_leader``: the leader's own ``/metrics`` over the fill (create to all Running): event
   loop holds of 50 ms or more (``loop_held``: count, total, ``share`` of the fill), the API
   handlers' times, linearizable reads' waits (``read_index``: the confirmation round plus
@@ -244,9 +247,9 @@ def fill_figures(m0: dict, m1: dict, span: float) -> dict:
             "api_requests": hist_delta(m0, m1, "api_request_seconds"),
             "read_index": hist_delta(m0, m1, "raft_read_index_seconds"),
             "api_read_barrier": hist_delta(m0, m1, "api_read_barrier_seconds"),
-            "api_read_lane": {o: int(m1.get(f'swarmkit_api_read_lane_total{{outcome="{o}"}}', 0)
-                                     - m0.get(f'swarmkit_api_read_lane_total{{outcome="{o}"}}', 0))
-                              for o in ("confirmed", "declined")},
+            "api_read_lane": {f"{r}_{o}": int(m1.get(f'swarmkit_api_read_lane_total{{role="{r}",outcome="{o}"}}', 0)
+                                              - m0.get(f'swarmkit_api_read_lane_total{{role="{r}",outcome="{o}"}}', 0))
+                              for r in ("leader", "follower") for o in ("confirmed", "declined")},
             "raft_apply": hist_delta(m0, m1, "raft_apply_seconds", over=0.1),
             "gc_full": int(m1.get("swarmkit_gc_full_collections_total", 0)
                            - m0.get("swarmkit_gc_full_collections_total", 0)),
@@ -308,10 +311,15 @@ def run(args) -> dict:
         say(f"all joined in {out['all_joined_s']} s; creating {args.tasks} tasks")
         services = max(1, min(args.services, args.tasks))
         per = [args.tasks // services + (1 if i < args.tasks % services else 0) for i in range(services)]
-        prober = Prober(sdk.api, "svc0")
         commit0 = max_commit(c, managers)
         fill_leader = leader_of(c, managers) or m1
         fill_m0 = metrics_of(c, fill_leader)
+        via = {"m1": m1, "leader": fill_leader}.get(args.api_via) or next(
+            (m for m in managers if m is not fill_leader), m1)
+        via_m0 = metrics_of(c, via)
+        probe_api = c.sdk(via).api
+        probe_api.timeout = 60
+        prober = Prober(probe_api, "svc0")
         if args.profile and args.profile_phase == "converge":
             conv_spy = start_spy(leader_of(c, managers) or m1, args.profile, None)
         t_create = time.monotonic()
@@ -328,6 +336,9 @@ def run(args) -> dict:
         out["all_running_s"] = round(t_running - t_create, 2)
         out["fill_leader"] = {"name": fill_leader.name,
                               **fill_figures(fill_m0, metrics_of(c, fill_leader), t_running - t_create)}
+        out["api_via"] = {"name": via.name, "role": "leader" if via is fill_leader else "follower"}
+        if via is not fill_leader:
+            out["fill_api_via"] = fill_figures(via_m0, metrics_of(c, via), t_running - t_create)
         conv_spy = stop_spy(conv_spy)
         # the writes of the convergence: task creations, assignments, status reports
         out["raft_entries_converge"] = int(max_commit(c, managers) - commit0)
@@ -478,6 +489,9 @@ def main() -> None:
     p.add_argument("--failover-watch", type=float, default=15.0,
                    help="seconds after the kill during which Down nodes are looked for")
     p.add_argument("--skip-failover", action="store_true")
+    p.add_argument("--api-via", choices=("m1", "leader", "follower"), default="m1",
+                   help="the manager the latency prober's reads go to: m1 (the founder, whichever role "
+                        "it has when the fill starts), the leader then, or a follower then")
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--profile", help="py-spy profile of the leader over the steady window "
                    "(a .svg flame graph, or .txt for py-spy's raw collapsed stacks)")

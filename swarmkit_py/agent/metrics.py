@@ -83,10 +83,11 @@ def render(agent) -> str:
                     "confirmation and the apply up to it) on the API's front thread.", api_reads)
     lane = getattr(agent, "api_read_lane", None)
     if lane is not None:
-        for outcome, n in lane().items():
-            o.metric("api_read_lane_total", "counter", "The API's linearizable reads by how the read lane "
-                     "did (confirmed: by a majority's terms, without this manager's loop; declined: "
-                     "passed to the Raft core's round).", n, {"outcome": outcome})
+        for (role, outcome), n in lane().items():
+            o.metric("api_read_lane_total", "counter", "The API's linearizable reads by this manager's Raft "
+                     "role and how the read lane did (confirmed: by a majority's terms, without this "
+                     "manager's loop; declined: passed to the Raft core's round).", n,
+                     {"role": role, "outcome": outcome})
     mgr = agent.manager
     if mgr is not None and mgr.raft.core is not None:
         r = mgr.raft

@@ -14,7 +14,8 @@ whatever the manager's loop is doing. What it does itself:
 
 - HTTP and TLS of every connection, and the authorization hook (`make_app`'s) of every request;
 - the reads `docker service ls/ps/inspect` and `docker node ls/inspect` make (`READ_ROUTES`),
-  with ControlAPI's own code. The read barrier is Raft's ReadIndex, asked with one turn of the
+  with ControlAPI's own code. The read barrier is Raft's ReadIndex, confirmed on this thread
+  by the read lane (raft/readlane.py) whenever it can, else asked with one turn of the
   manager's loop and answered where the core releases it (`RaftNode.read_index_threadsafe`;
   the coroutine `read_barrier` only while no leader is known); a lone voter's needs no round
   at all (`RaftNode.lone_read_index`: the core would release it at once, with its commit
@@ -94,10 +95,12 @@ class FrontControl(ControlAPI):
         """How long reads waited for `_confirm_read` (observed on the front thread only)."""
         self._lane = None  # the manager's read lane on this thread's loop, made at first use
 
-    def lane_counts(self) -> dict[str, int]:
-        """Reads the read lane confirmed, and those it passed to the core's round."""
+    def lane_counts(self) -> dict[tuple[str, str], int]:
+        """Reads the read lane confirmed, and those it passed to the core's round, by this
+        manager's role then: ``{(role, outcome): n}``."""
         lane = self._lane
-        return {"confirmed": lane.confirmed if lane else 0, "declined": lane.declined if lane else 0}
+        return {(role, outcome): lane.counts[role, outcome] if lane else 0
+                for role in ("leader", "follower") for outcome in ("confirmed", "declined")}
 
     async def aclose(self) -> None:
         """Close what the front thread opened for its reads (the read lane's connections)."""
@@ -117,7 +120,8 @@ class FrontControl(ControlAPI):
 
     async def _barrier(self) -> str:
         """The read barrier, in as few turns of the manager's loop as it takes: none for a
-        lone voter, nor for a leader whose read lane confirms it (raft/readlane.py); else
+        lone voter, nor when the read lane confirms it (raft/readlane.py: on a leader by the
+        other voters' terms, on a follower by its leader's commit index and the terms); else
         one to ask and the core's own (`read_index_threadsafe`); the coroutine
         `read_barrier` on that loop when no leader is known yet (it waits for one) or the
         context has none of these."""

@@ -203,14 +203,15 @@ class RaftNode:
         self.transport = transport_factory(
             self._on_message, on_unreachable=self._on_unreachable, on_snapshot_status=self._on_snapshot_status
         )
-        serve_term = getattr(self.transport, "serve_term", None)
-        if serve_term is not None:
-            serve_term(self._term_for_lane)
+        serve_lane = getattr(self.transport, "serve_lane", None)
+        if serve_lane is not None:
+            serve_lane(self._term_for_lane, self._commit_for_lane)
         self._rng = rng or random.Random()
         self.core: RaftCore | None = None
         self.read_view: ReadView | None = None
-        """Set (on this member's loop) while it leads and has committed an entry of its term:
-        what the read lane (raft/readlane.py) needs to confirm a read from another thread."""
+        """Set (on this member's loop) while it leads and has committed an entry of its term,
+        or follows a known leader as a voter: what the read lane (raft/readlane.py) needs to
+        confirm a read from another thread."""
         self._order = ReadyOrder(HardState())
         self._last_heard: dict[int, float] = {}
         # the longest recent silence of the leader (decaying, see _note_leader_gap)
@@ -569,37 +570,53 @@ class RaftNode:
         c = self.core
         return c.term if c is not None else None
 
+    def _commit_for_lane(self) -> list[int] | None:
+        """``[term, commit index]`` while this member leads and has committed an entry of its
+        term, for a follower's read lane (`COMMIT_METHOD`); None otherwise."""
+        start = self.lane_read_start()
+        if start is None or start[0].leader != self.id:
+            return None
+        view, commit = start
+        return [view.term, commit]
+
     def _refresh_read_view(self) -> None:
-        """After each Ready: `read_view` names this leader's term, voters and their addresses
-        once it has committed an entry of its term (before that its commit index may be short
-        of what earlier leaders committed: thesis §6.4), and is None otherwise."""
+        """After each Ready: `read_view` names the term, the voters, their addresses and the
+        leader, while this member leads and has committed an entry of its term (before that
+        its commit index may be short of what earlier leaders committed: thesis §6.4), or
+        follows a known leader as a voter; None otherwise."""
         c = self.core
         view = self.read_view
-        if c.role != RaftRole.LEADER or self._stopped:
+        role = c.role
+        voters = tuple(c.conf.voters)
+        if self._stopped or c.id not in voters or role not in (RaftRole.LEADER, RaftRole.FOLLOWER):
             if view is not None:
                 self.read_view = None
             return
-        voters = tuple(c.conf.voters)
+        leader = c.id if role == RaftRole.LEADER else c.leader
         peers = self.peers
         addrs = {n: peers[n] for n in voters if n in peers}
-        if view is not None and view.term == c.term and view.voters == voters and view.addrs == addrs:
+        if (view is not None and view.term == c.term and view.leader == leader and view.voters == voters
+                and view.addrs == addrs):
             return
-        if c.log.term(c.log.committed) != c.term:
-            self.read_view = None
-            return
-        self.read_view = ReadView(c.term, voters, addrs)
+        if leader == c.id:
+            ready = c.log.term(c.log.committed) == c.term
+        else:
+            ready = leader in voters and leader in addrs
+        self.read_view = ReadView(c.term, voters, addrs, leader) if ready else None
 
-    def lane_read_start(self) -> tuple[ReadView, int] | None:
-        """The first step of a read confirmed by the read lane, safe on any thread: this
-        leader's view and its commit index now, or None when it does not lead (or has not
-        committed in its term yet). The commit index is read after the view and checked to
-        belong to the view's term, so it is this leader's: every write acknowledged before the
-        read arrived is at or below it, unless a later leader exists, which the lane's round
-        of terms then rules out."""
+    def lane_read_start(self) -> tuple[ReadView, int | None] | None:
+        """The first step of a read confirmed by the read lane, safe on any thread: the view
+        and, on a leader, its commit index now (None on a follower: the lane asks its
+        leader); None when this member neither leads (having committed in its term) nor
+        follows a known leader as a voter. The commit index is read after the view and
+        checked to belong to the view's term, so it is this leader's: every write
+        acknowledged before the read arrived is at or below it, unless a later leader exists,
+        which the lane's round of terms then rules out. A follower's term is checked the same
+        way: it is read after the read arrived, and is the view's."""
         view, c = self.read_view, self.core
         if view is None or c is None or self._stopped:
             return None
-        commit = c.log.committed
+        commit = c.log.committed if view.leader == self.id else None
         if c.term != view.term:
             return None
         return view, commit

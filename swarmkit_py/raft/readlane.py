@@ -28,20 +28,33 @@ So the state applied up to `c` holds every write acknowledged before the read, a
 core's round. No clock is trusted (this is not a lease); only the question's messages differ.
 A voter answers its term as it is in memory: it moves to a later term before it votes in it.
 
-The lane declines (None) whenever it cannot confirm: this member does not lead, a voter
-answered a later term, or too few answered in time. The caller then asks the core's round.
+A follower's reads go the same way, with the leader's part asked of the leader: its term
+`T` and commit index `c` (`COMMIT_METHOD`, answered inline by the leader's transport from
+what `lane_read_start` gives there), and every other voter's term, as above. The read is
+confirmed once the leader, this follower (its term, read after the read arrived, is `T` or
+earlier) and enough other voters answering `T` or earlier make a majority. The argument is
+the one above: the leader's answer was read after the read arrived, in a term it has
+committed in, and the majority's terms rule out a later leader. The core's round asks the
+same of a follower's read with two turns of the follower's loop and two or three of the
+leader's (forwarding, heartbeats, counting, the answer); the lane costs one of the
+leader's, answered inline, and none of the follower's.
+
+The lane declines (None) whenever it cannot confirm: this member neither leads nor follows a
+known leader as a voter, a voter answered a later term, the leader did not answer with its
+commit index, or too few answered in time. The caller then asks the core's round.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from ..rpc import Connection, RpcUnavailable
 from .core.quorum import majority
-from .transport import TERM_METHOD
+from .transport import COMMIT_METHOD, TERM_METHOD
 
 REDIAL_S = 1.0
 """After a failed dial, a voter is not dialled again for this long (its answer then counts as
@@ -50,12 +63,13 @@ missing: the others may still make the majority)."""
 
 @dataclass(frozen=True, slots=True)
 class ReadView:
-    """What a leader's read lane needs, set by the leader on its loop (`RaftNode.read_view`)
+    """What a member's read lane needs, set by the member on its loop (`RaftNode.read_view`)
     and read whole from any thread."""
 
     term: int
     voters: tuple[int, ...]
     addrs: dict[int, str]  # the other voters' Raft addresses
+    leader: int  # this member, or the leader it follows
 
 
 class ReadLane:
@@ -70,8 +84,16 @@ class ReadLane:
         self._dials: dict[int, asyncio.Task] = {}
         self._failed_at: dict[int, float] = {}
         self._closed = False
-        self.confirmed = 0
-        self.declined = 0
+        self.counts: Counter[tuple[str, str]] = Counter()
+        """Reads by (this member's role: "leader" or "follower", "confirmed" or "declined")."""
+
+    @property
+    def confirmed(self) -> int:
+        return self.counts["leader", "confirmed"] + self.counts["follower", "confirmed"]
+
+    @property
+    def declined(self) -> int:
+        return self.counts["leader", "declined"] + self.counts["follower", "declined"]
 
     async def read_index(self, timeout: float) -> int | None:
         """The commit index a read may be answered at once the node has applied it, confirmed
@@ -82,40 +104,61 @@ class ReadLane:
             return None
         view, commit = start
         me = self._node.id
-        need = majority(len(view.voters)) - (1 if me in view.voters else 0)
-        if need <= 0:
-            self.confirmed += 1
-            return commit
-        asks = [asyncio.ensure_future(self._ask(nid, addr, timeout))
+        if view.leader != me and view.leader not in view.addrs:
+            return None
+        # the leader's answer, then every other voter's term: [term, commit] or a term
+        asks = [asyncio.ensure_future(self._ask(nid, addr, timeout, COMMIT_METHOD if nid == view.leader else TERM_METHOD))
                 for nid, addr in view.addrs.items() if nid != me]
-        granted = 0
+        index = await self._confirm(view, commit, asks, timeout)
+        role = "leader" if view.leader == me else "follower"
+        self.counts[role, "declined" if index is None else "confirmed"] += 1
+        return index
+
+    async def _confirm(self, view: ReadView, commit: int | None, asks: list[asyncio.Future],
+                       timeout: float) -> int | None:
+        """`commit` (or the leader's answered commit index) once the answers to `asks` make
+        a majority with this member and the leader; None if they cannot."""
+        me = self._node.id
+        need = majority(len(view.voters))
+        term, terms = view.term, []
+        granted = 1  # this member: the leader itself, or a follower whose term is the view's
+        if view.leader != me:
+            term = commit = None  # the leader's, when it answers
         try:
-            for answer in asyncio.as_completed(asks, timeout=timeout):
+            for answer in asyncio.as_completed(asks, timeout=timeout) if asks else ():
                 try:
-                    term = await answer
+                    nid, value = await answer
                 except Exception:  # no answer in time, no connection, a refused certificate
                     continue
-                if type(term) is not int:
-                    continue  # a voter that may not answer (or has not loaded its state)
-                if term > view.term:
-                    break  # a later term exists: this member is no longer sure it leads
-                granted += 1
-                if granted >= need:
-                    self.confirmed += 1
+                if nid == view.leader and view.leader != me:
+                    if not (type(value) is list and len(value) == 2 and all(type(v) is int for v in value)
+                            and value[0] >= view.term):
+                        return None  # it does not lead (or not yet in a term it committed in)
+                    term, commit = value
+                    granted += 1
+                elif type(value) is int:
+                    terms.append(value)
+                # else: a voter that may not answer (or has not loaded its state)
+                if term is None:
+                    continue
+                if any(t > term for t in terms):
+                    return None  # a later term exists: the leader may have been replaced
+                if granted + len(terms) >= need:
                     return commit
+            if term is not None and granted + len(terms) >= need:
+                return commit  # a lone voter
         finally:
             for ask in asks:
                 ask.cancel()
-        self.declined += 1
         return None
 
-    async def _ask(self, nid: int, addr: str, timeout: float) -> Any:
+    async def _ask(self, nid: int, addr: str, timeout: float, method: str) -> tuple[int, Any]:
         entry = self._conns.get(nid)
         if entry is not None and entry[0] == addr and not entry[1].is_closed:
             conn = entry[1]
         else:
             conn = await asyncio.shield(self._dial(nid, addr))
-        return await conn.call(TERM_METHOD, None, timeout=timeout)
+        return nid, await conn.call(method, None, timeout=timeout)
 
     def _dial(self, nid: int, addr: str) -> asyncio.Task:
         """One dial per voter at a time, shared by the reads that need it, and kept (in

@@ -50,7 +50,10 @@ SNAP_METHOD = "raft.snap"
 PROBE_METHOD = "raft.probe"
 """A no-op notification: a segment for the peer's kernel to acknowledge (see ``probe``)."""
 TERM_METHOD = "raft.term"
-"""A call answered with the member's current term (see ``serve_term``, raft/readlane.py)."""
+"""A call answered with the member's current term (see ``serve_lane``, raft/readlane.py)."""
+COMMIT_METHOD = "raft.commit"
+"""A call answered by a leader that has committed an entry of its term with ``[term, commit
+index]``, by any other member with None (see ``serve_lane``, raft/readlane.py)."""
 
 
 def _ignore(_peer: PeerInfo, _params: Any) -> None:
@@ -181,6 +184,7 @@ class Transport:
         self._running = False
         self._stopped = False
         self._term: Callable[[], int | None] | None = None
+        self._commit: Callable[[], list[int] | None] | None = None
         self.dropped_unknown_peer = 0
         self.dropped_inbound = 0
         self.dropped_unauthorized = 0
@@ -199,6 +203,7 @@ class Transport:
         self._server.add_handler(SNAP_METHOD, self._on_raft_snap)
         self._server.add_notification_handler(PROBE_METHOD, _ignore)
         self._server.add_handler(TERM_METHOD, self._on_term, inline=True)
+        self._server.add_handler(COMMIT_METHOD, self._on_commit, inline=True)
         if self._owns_server:
             try:
                 await self._server.start()
@@ -229,7 +234,7 @@ class Transport:
                 await self._server.stop()
 
     def _remove_handlers(self) -> None:
-        for method in (RAFT_METHOD, SNAP_METHOD, PROBE_METHOD, TERM_METHOD):
+        for method in (RAFT_METHOD, SNAP_METHOD, PROBE_METHOD, TERM_METHOD, COMMIT_METHOD):
             self._server.remove_handler(method)
 
     # -- membership ----------------------------------------------------------------------------
@@ -271,10 +276,12 @@ class Transport:
 
     # -- the read lane (raft/readlane.py) -----------------------------------------------------
 
-    def serve_term(self, term: Callable[[], int | None]) -> None:
-        """Answer ``TERM_METHOD`` calls of other members with ``term()``, this member's
-        current term (None while it is not known)."""
+    def serve_lane(self, term: Callable[[], int | None], commit: Callable[[], list[int] | None]) -> None:
+        """Answer other members' read lanes: ``TERM_METHOD`` calls with ``term()``, this
+        member's current term (None while it is not known), ``COMMIT_METHOD`` calls with
+        ``commit()``, ``[term, commit index]`` while it leads and has committed in its term."""
         self._term = term
+        self._commit = commit
 
     async def open_lane(self, node_id: int, address: str, guard: Any = None) -> Connection:
         """A connection of the caller's own to member ``node_id`` at ``address``, on the
@@ -307,11 +314,19 @@ class Transport:
     def _on_term(self, peer: PeerInfo, _params: Any) -> int | None:
         """This member's term, for another member's read lane; None (no answer that counts)
         for a sender that may not speak Raft, or before a member serves its term."""
+        return self._lane_answer(peer, self._term)
+
+    def _on_commit(self, peer: PeerInfo, _params: Any) -> list[int] | None:
+        """This leader's term and commit index, for a follower's read lane; None (no answer
+        that counts) for a sender that may not speak Raft, or from a member that does not
+        lead (or has not committed in its term yet)."""
+        return self._lane_answer(peer, self._commit)
+
+    def _lane_answer(self, peer: PeerInfo, answer: Callable[[], Any] | None) -> Any:
         if self._authorize is not None and not self._authorized(peer):
             self.dropped_unauthorized += 1
             return None
-        term = self._term
-        return term() if term is not None else None
+        return answer() if answer is not None else None
 
     # -- kernel evidence (rpc/tcpinfo.py) ---------------------------------------------------
 

@@ -73,7 +73,12 @@ def test_init_join_promote_and_leader_crash(cluster):
     assert m["swarmkit_api_read_barrier_seconds_count"] > 0 and m["swarmkit_api_request_seconds_count"] > 0
     # with three voters, the leader's reads were confirmed by its read lane (the other
     # managers' terms), not on its agent's loop
-    assert m['swarmkit_api_read_lane_total{outcome="confirmed"}'] > 0
+    assert m['swarmkit_api_read_lane_total{role="leader",outcome="confirmed"}'] > 0
+    # a write through the leader is seen by the next read through a follower, whose read
+    # lane asked the leader's commit index (and not its own loop, nor the core's round)
+    c.docker(m1, "node", "update", "--label-add", "seen=via-follower", "w3")
+    assert "seen:via-follower" in c.docker(w0, "node", "inspect", "w3", "--format", "{{.Spec.Labels}}").stdout
+    assert c.metrics(w0)['swarmkit_api_read_lane_total{role="follower",outcome="confirmed"}'] > 0
     assert c.metrics(w2)["swarmkit_worker_session_connected"] == 1
 
     c.kill(m1)  # the leader's host dies

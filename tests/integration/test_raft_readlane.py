@@ -1,8 +1,9 @@
 """The read lane (raft/readlane.py): a leader's reads confirmed by a majority's terms, asked on
 the caller's loop, while the leader's own loop is held; and never for a leader that a later
-term has replaced. Real transports on loopback, real fsyncs; the leader runs on an event loop
-of its own (a thread), so holding it holds nothing else, as a busy manager's loop does not
-hold its API's front thread.
+term has replaced. A follower's reads confirmed by its leader's commit index and the terms,
+while the follower's own loop is held; and never by a member that no longer leads. Real
+transports on loopback, real fsyncs; member 1 runs on an event loop of its own (a thread), so
+holding it holds nothing else, as a busy manager's loop does not hold its API's front thread.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from contextlib import asynccontextmanager
 
 from swarmkit_py.raft.kv.fsm import encode_put
 from swarmkit_py.raft.readlane import ReadLane
-from swarmkit_py.raft.transport import TERM_METHOD, Transport
+from swarmkit_py.raft.transport import COMMIT_METHOD, TERM_METHOD, Transport
 from swarmkit_py.rpc import open_connection
 from tests.integration.test_raft_driver import CFG, Members, wait_for
 
@@ -43,18 +44,22 @@ class LoopThread:
         self.loop.close()
 
 
-async def found_with_leader_on_its_own_loop(ms: Members, lt: LoopThread):
-    """Members 2 and 3 on the test's loop, member 1 on `lt`'s; member 1 made the leader."""
+async def found_with_member_1_on_its_own_loop(ms: Members, lt: LoopThread, leader: int = 1):
+    """Members 2 and 3 on the test's loop, member 1 on `lt`'s; member `leader` made the leader,
+    and member 1 given its read view (as leader, or as its follower)."""
     founders = dict(ms.addrs)
     await lt.run(ms.start(1, founders))
     for nid in (2, 3):
         await ms.start(nid, founders)
     await wait_for(lambda: any(n.is_leader for n in ms.nodes.values()), "a leader")
     ld = next(n for n in ms.nodes.values() if n.is_leader)
-    if ld.id != 1:
-        await ld.transfer_leadership(1, timeout=10)
-    one = ms.nodes[1]
-    await wait_for(lambda: one.is_leader and one.read_view is not None, "member 1 to lead, with a read view")
+    if ld.id != leader:
+        await (lt.run(ld.transfer_leadership(leader, timeout=10)) if ld.id == 1
+               else ld.transfer_leadership(leader, timeout=10))
+    one, new = ms.nodes[1], ms.nodes[leader]
+    await wait_for(lambda: new.is_leader and new.read_view is not None
+                   and one.read_view is not None and one.read_view.leader == leader,
+                   f"member {leader} to lead, with member 1's read view naming it")
     return one
 
 
@@ -72,10 +77,12 @@ class Held:
 
 
 @asynccontextmanager
-async def held_leader(tmp_path, cfg=CFG):
+async def held_leader(tmp_path, cfg=CFG, leader: int = 1):
+    """`h.leader` is member 1 (on `h.lt`), the leader unless `leader` names another; `h.lane`
+    its read lane."""
     h = Held(tmp_path, cfg)
     try:
-        h.leader = await found_with_leader_on_its_own_loop(h.ms, h.lt)
+        h.leader = await found_with_member_1_on_its_own_loop(h.ms, h.lt, leader)
         h.lane = ReadLane(h.leader)
         yield h
     finally:
@@ -143,16 +150,57 @@ async def test_a_member_answers_its_term_only_to_senders_that_may_speak_raft(tmp
     (port,) = free_ports(1)
     allowed = {"yes": False}
     tr = Transport(7, "127.0.0.1", port, lambda m: None, authorize=lambda peer: allowed["yes"])
-    tr.serve_term(lambda: 42)
+    tr.serve_lane(lambda: 42, lambda: [42, 9])
     await tr.start()
     try:
         conn = await open_connection("127.0.0.1", port)
         assert await conn.call(TERM_METHOD, None, timeout=5) is None
-        assert tr.dropped_unauthorized == 1
+        assert await conn.call(COMMIT_METHOD, None, timeout=5) is None
+        assert tr.dropped_unauthorized == 2
         await conn.aclose()
         allowed["yes"] = True
         conn = await open_connection("127.0.0.1", port)  # the verdict is kept per connection
         assert await conn.call(TERM_METHOD, None, timeout=5) == 42
+        assert await conn.call(COMMIT_METHOD, None, timeout=5) == [42, 9]
         await conn.aclose()
     finally:
         await tr.stop()
+
+
+async def test_a_followers_lane_confirms_a_read_while_its_own_loop_is_held(tmp_path):
+    """Member 1 follows member 2. With member 1's loop held, its lane still confirms a read at
+    an index holding the write the leader acknowledged, from the leader's commit index and
+    member 3's term; the core's round (which needs member 1's loop) is still waiting."""
+    async with held_leader(tmp_path, PATIENT, leader=2) as h:
+        one, lane, ld = h.leader, h.lane, h.ms.nodes[2]
+        assert not one.is_leader and one.read_view.leader == 2
+        assert await lane.read_index(2.0) is not None  # dials the others once
+        h.hold(10.0)
+        await asyncio.sleep(0.2)  # member 1's loop is held from here on
+        await ld.propose(encode_put("k", b"v"))
+        acked = ld.core.log.committed
+        t0 = time.monotonic()
+        core_read = asyncio.wrap_future(one.read_index_threadsafe())  # the core's round: waits
+        index = await lane.read_index(2.0)
+        took = time.monotonic() - t0
+        assert index is not None and index >= acked, (index, acked)
+        assert took < 1.0, f"the lane took {took:.2f}s"
+        assert not core_read.done(), "the core's round answered while member 1's loop was held?"
+        assert lane.counts["follower", "confirmed"] == 2 and lane.declined == 0
+        h.release.set()
+        assert await asyncio.wait_for(core_read, 5) >= acked
+
+
+async def test_a_followers_lane_declines_when_the_leader_it_names_no_longer_leads(tmp_path):
+    """Member 1 (loop held) still names member 2 as its leader, but leadership moved to member
+    3: member 2 answers that it does not lead, and the lane confirms nothing."""
+    async with held_leader(tmp_path, PATIENT, leader=2) as h:
+        one, lane = h.leader, h.lane
+        assert await lane.read_index(2.0) is not None
+        h.hold(30.0)
+        await asyncio.sleep(0.2)
+        await h.ms.nodes[2].transfer_leadership(3, timeout=10)
+        await wait_for(lambda: h.ms.nodes[3].is_leader and not h.ms.nodes[2].is_leader, "member 3 to lead")
+        assert one.lane_read_start()[0].leader == 2  # member 1 does not know
+        assert await lane.read_index(2.0) is None
+        assert lane.counts["follower", "declined"] == 1
