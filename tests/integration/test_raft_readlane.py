@@ -204,3 +204,35 @@ async def test_a_followers_lane_declines_when_the_leader_it_names_no_longer_lead
         assert one.lane_read_start()[0].leader == 2  # member 1 does not know
         assert await lane.read_index(2.0) is None
         assert lane.counts["follower", "declined"] == 1
+
+
+async def test_every_lane_read_holds_every_acknowledged_write_across_leader_changes(tmp_path):
+    """Five members, a lane each (leaders and followers alike). Each step writes through the
+    leader, then asks a random member's lane: a confirmed index must hold the write the leader
+    just acknowledged (a follower's own commit index usually does not yet: it learns it with
+    the next message). Every few steps leadership moves to a random member. Seeded."""
+    import random
+
+    rng = random.Random(1311)
+    ms = Members(tmp_path, 5)
+    await ms.found()
+    lanes = {nid: ReadLane(n) for nid, n in ms.nodes.items()}
+    confirmed = {"leader": 0, "follower": 0}
+    try:
+        for step in range(60):
+            ld = await ms.leader()
+            await ld.propose(encode_put(f"k{step}", b"v"))
+            acked = ld.core.log.committed
+            nid = rng.choice(sorted(lanes))
+            index = await lanes[nid].read_index(2.0)
+            if index is not None:
+                assert index >= acked, (step, nid, index, acked)
+                confirmed["leader" if ms.nodes[nid].is_leader else "follower"] += 1
+            if step % 7 == 6:
+                to = rng.choice([i for i in ms.nodes if i != ld.id])
+                await ld.transfer_leadership(to, timeout=10)
+        assert confirmed["follower"] >= 20 and confirmed["leader"] >= 5, confirmed
+    finally:
+        for lane in lanes.values():
+            await lane.aclose()
+        await ms.stop()
