@@ -18,10 +18,13 @@ Files the login user cannot read (keys made by root) are read through sudo too.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import io
 import re
+import select
 import shlex
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -65,6 +68,9 @@ class HostConn:
         self._log = log or (lambda s: None)
         self._become_password: str | None = None
         self._probed: dict[str, tuple[Result, tuple[str, ...] | None]] = {}  # probe(): answer, what it read
+        self._shell: _Shell | None = None
+        self._shell_lock = threading.Lock()
+        self._shell_failed = False
 
     def _sudo_password(self) -> str | None:
         """`ansible_become_password`, templated now (lookup('env'/'file')), masked in the log."""
@@ -115,6 +121,9 @@ class HostConn:
         return c
 
     def close(self) -> None:
+        if self._shell is not None:
+            self._shell.close()
+            self._shell = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -181,36 +190,81 @@ class HostConn:
             self._log_result(cmd, probed[0], log_output, " (answered by the probe)")
             return probed[0]
         self._changed(changes)
-        c = self._open()
+        self._open()
+        t0 = time.monotonic()
         feed: list[str] = []
-        full = cmd
-        if self.host.become:
-            as_user = f"-u {shlex.quote(self.host.become_user)} "
-            pw = self._sudo_password()
-            if pw is None:
-                full = f"sudo -n {as_user}-- sh -c {shlex.quote(cmd)}"
-            else:
-                # sudo reads its password a byte at a time up to the newline: the rest of
-                # stdin is left for the command
-                full = f"sudo -S -k -p '' {as_user}-- sh -c {shlex.quote(cmd)}"
-                feed.append(pw + "\n")
-        if stdin is not None:
-            feed.append(stdin)
-        in_stream: io.StringIO | bool = io.StringIO("".join(feed)) if feed else False
+        pw = self._sudo_password() if self.host.become else None
+        res = self._in_shell(cmd, timeout) if stdin is None and pw is None else None
+        if res is None:
+            full = cmd
+            if self.host.become:
+                as_user = f"-u {shlex.quote(self.host.become_user)} "
+                if pw is None:
+                    full = f"sudo -n {as_user}-- sh -c {shlex.quote(cmd)}"
+                else:
+                    # sudo reads its password a byte at a time up to the newline: the rest of
+                    # stdin is left for the command
+                    full = f"sudo -S -k -p '' {as_user}-- sh -c {shlex.quote(cmd)}"
+                    feed.append(pw + "\n")
+            if stdin is not None:
+                feed.append(stdin)
+            res = self._exec(cmd, full, "".join(feed).encode() if feed else None, timeout)
+        self._log_result(cmd, res, log_output, f" ({time.monotonic() - t0:.2f} s)")
+        if self.host.become and res.rc == 1 and _sudo_refused(res.stderr):
+            raise BecomeError(f"{self.host.name}: sudo as {self.host.user} refused: {res.stderr.strip()[-300:]} "
+                              "(check ansible_become_password, or the sudoers entry of the login user)")
+        return res
+
+    def _exec(self, cmd: str, full: str, feed: bytes | None, timeout: float | None) -> Result:
+        """`full` on an exec channel of its own: `feed` (sudo's password, the command's
+        stdin) written at once, then end of input. invoke, which ran these before, fed a
+        command's stdin a byte per 10 ms (its `input_sleep`): a 40-byte unlock key and a
+        password cost 0.5 s per command."""
         import paramiko
 
-        t0 = time.monotonic()
         try:
-            r = c.run(full, hide=True, warn=True, in_stream=in_stream, timeout=timeout)
+            ch = self._conn.client.get_transport().open_session(timeout=self.timeout)
+            try:
+                ch.exec_command(full)
+                if feed:
+                    try:
+                        ch.sendall(feed)
+                    except OSError:  # the command ended without reading it all: its status says why
+                        pass
+                ch.shutdown_write()
+                out, err, rc = _collect(ch, timeout)
+            finally:
+                ch.close()
         except (OSError, EOFError, paramiko.SSHException) as e:
             self.close()
             raise Unreachable(f"{self.host.name}: connection lost running {cmd[:60]!r}: {e}") from None
-        res = Result(r.exited, r.stdout, r.stderr)
-        self._log_result(cmd, res, log_output, f" ({time.monotonic() - t0:.2f} s)")
-        if self.host.become and r.exited == 1 and _sudo_refused(r.stderr):
-            raise BecomeError(f"{self.host.name}: sudo as {self.host.user} refused: {r.stderr.strip()[-300:]} "
-                              "(check ansible_become_password, or the sudoers entry of the login user)")
-        return res
+        if rc is None:
+            raise _timed_out(cmd, out, err, timeout)
+        return Result(rc, out, err)
+
+    def _in_shell(self, cmd: str, timeout: float | None) -> Result | None:
+        """`cmd` run by the host's shell session (`_Shell`), or None when this connection has
+        none (it could not start one, or another thread is using it): the caller then runs
+        the command on an exec channel of its own."""
+        if self._shell_failed or not self._shell_lock.acquire(blocking=False):
+            return None
+        try:
+            if self._shell is None:
+                self._shell = _Shell.start(self)
+                if self._shell is None:
+                    self._shell_failed = True
+                    return None
+            try:
+                return self._shell.run(cmd, timeout)
+            except TimeoutError as e:  # the command may still be running: the session is dropped
+                self._shell.close()
+                self._shell = None
+                raise _timed_out(cmd, *e.args, timeout) from None
+            except Unreachable as e:
+                self.close()
+                raise Unreachable(f"{self.host.name}: connection lost running {cmd[:60]!r}: {e}") from None
+        finally:
+            self._shell_lock.release()
 
     def _log_result(self, cmd: str, r: Result, log_output: bool, how: str = "") -> None:
         out = r.stdout.strip() if log_output else f"({len(r.stdout)} bytes, not logged)"
@@ -299,6 +353,128 @@ class HostConn:
             raise RuntimeError(f"{self.host.name}: {path}: no such file")
         with open(local, "wb") as f:
             f.write(data)
+
+
+class _Shell:
+    """One long-lived shell on the host (an exec channel running `sh`) that runs a
+    connection's commands one after the other, each framed by a marker line with its exit
+    status on stdout and a marker line on stderr. Every command on its own exec channel
+    cost a bootstrap's host ~50 ms of sshd's session set-up (a round trip to open the
+    channel, sshd forking the session, the login shell), eleven of them on a fresh host's way
+    and the founder's on every join's (bench/README.md, round 11); here it costs a fork and
+    exec of the shell that runs it. Each command still runs as it did on its own channel:
+    `$SHELL -c cmd` as the login user, `sh -c cmd` under `sudo -n` (the whole session is then
+    one `sudo -n -u user -- sh`), so a syntax error fails that command alone, `exit` and
+    `exec` end that command alone, and nothing it sets (cwd, variables) outlives it. Its
+    stdin is /dev/null (on its own channel nothing was ever written to it). Commands that
+    are given input (stdin, sudo's password) still get a channel of their own."""
+
+    def __init__(self, ch, inner: str, mark: str):
+        self.ch, self.inner, self.mark, self.n = ch, inner, mark, 0
+
+    @classmethod
+    def start(cls, hc: HostConn) -> _Shell | None:
+        """The session, or None if the host would not start it (sudo refused, no `sh`)."""
+        import paramiko
+
+        h = hc.host
+        if h.become:
+            driver, inner = f"sudo -n -u {shlex.quote(h.become_user)} -- sh", "sh"
+        else:
+            driver, inner = "exec sh", '"${SHELL:-/bin/sh}"'
+        try:
+            ch = hc._conn.client.get_transport().open_session(timeout=hc.timeout)
+            ch.exec_command(driver)
+        except (OSError, EOFError, paramiko.SSHException):
+            return None
+        sh = cls(ch, inner, f"@skpy-sh-{uuid.uuid4().hex}")
+        try:
+            r = sh.run("true", hc.timeout, inner="")
+        except (Unreachable, TimeoutError):
+            r = None
+        if r is None or r.rc != 0:
+            sh.close()
+            return None
+        return sh
+
+    def run(self, cmd: str, timeout: float | None, inner: str | None = None) -> Result:
+        """Run `cmd` and wait for its markers. Raises TimeoutError (the command may still be
+        running: the caller drops the session) or Unreachable (the session ended)."""
+        import paramiko
+
+        self.n += 1
+        n, mark = self.n, self.mark
+        run = f"{self.inner if inner is None else inner} -c {shlex.quote(cmd)}" if inner != "" else cmd
+        line = (f"{run} </dev/null; printf '\\n{mark} {n} %d\\n' $?; printf '\\n{mark} {n}\\n' >&2\n").encode()
+        out_end = re.compile(rb"\n" + re.escape(f"{mark} {n} ".encode()) + rb"(\d+)\n")
+        err_end = b"\n" + f"{mark} {n}\n".encode()
+        out, err = bytearray(), bytearray()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            self.ch.sendall(line)
+            while True:
+                m = out_end.search(out)
+                if m is not None and err.endswith(err_end):
+                    return Result(int(m.group(1)), _text(out[:m.start()]), _text(err[:-len(err_end)]))
+                if not _pump(self.ch, out, err, deadline):
+                    raise TimeoutError(_text(out), _text(err))
+                if self.ch.eof_received and not self.ch.recv_ready() and not self.ch.recv_stderr_ready():
+                    raise Unreachable("the shell session ended")
+        except (OSError, EOFError, paramiko.SSHException) as e:
+            if isinstance(e, TimeoutError):
+                raise
+            raise Unreachable(str(e)) from None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ch.close()
+
+
+def _text(b: bytes | bytearray) -> str:
+    return bytes(b).decode("utf-8", errors="replace")
+
+
+def _pump(ch, out: bytearray, err: bytearray, deadline: float | None) -> bool:
+    """Wait for what the channel has (at most until `deadline`) and append it; False once
+    the deadline passed with nothing new."""
+    if not (ch.recv_ready() or ch.recv_stderr_ready() or ch.eof_received or ch.closed):
+        wait = None if deadline is None else deadline - time.monotonic()
+        if wait is not None and wait <= 0:
+            return False
+        select.select([ch], [], [], wait)
+    got = False
+    while ch.recv_ready():
+        out += ch.recv(1 << 16)
+        got = True
+    while ch.recv_stderr_ready():
+        err += ch.recv_stderr(1 << 16)
+        got = True
+    return got or deadline is None or time.monotonic() < deadline or ch.eof_received or ch.closed
+
+
+def _collect(ch, timeout: float | None) -> tuple[str, str, int | None]:
+    """An exec channel's stdout, stderr and exit status (None if `timeout` passed first):
+    both streams read to their end, then the status (sshd may send the status before the
+    last output)."""
+    out, err = bytearray(), bytearray()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not (ch.eof_received and not ch.recv_ready() and not ch.recv_stderr_ready()) and not ch.closed:
+        if not _pump(ch, out, err, deadline):
+            return _text(out), _text(err), None
+    while ch.recv_ready() or ch.recv_stderr_ready():
+        _pump(ch, out, err, deadline)
+    wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+    if not ch.status_event.wait(wait):
+        return _text(out), _text(err), None
+    return _text(out), _text(err), ch.recv_exit_status()
+
+
+def _timed_out(cmd: str, out: str, err: str, timeout: float | None):
+    """What a command that outlived its timeout raised when invoke ran it (its message)."""
+    from invoke.exceptions import CommandTimedOut
+    from invoke.runners import Result as InvokeResult
+
+    return CommandTimedOut(InvokeResult(stdout=out, stderr=err, command=cmd, exited=-1), timeout)
 
 
 @functools.cache

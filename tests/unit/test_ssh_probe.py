@@ -4,8 +4,12 @@ place of SSH (the script, its quoting and the parsing of its output are what is 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shlex
 import subprocess
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -15,59 +19,114 @@ from swarmkit_py.deploy.ssh import HostConn, stale
 
 
 class LocalShell:
-    """Stands in for fabric's Connection: runs each command with sh on this machine."""
+    """Stands in for fabric's Connection: its exec channels run with sh on this machine.
+    `commands` lists what the host was asked to run: each exec channel's command, and each
+    command given to a shell session (HostConn's `_Shell`), not the session itself."""
 
     def __init__(self) -> None:
         self.commands: list[str] = []
-
-    def run(self, cmd, hide=True, warn=True, in_stream=None, timeout=None):
-        self.commands.append(cmd)
-        r = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=timeout)
-        return SimpleNamespace(exited=r.returncode, stdout=r.stdout, stderr=r.stderr)
+        self.sessions = 0
+        self.feeds: list[bytes] = []  # what each exec channel was sent, one entry per sendall
+        self.refuse_sessions = False
 
     @property
     def client(self):
-        """paramiko's side of the connection: exec channels (HostConn._send), run here by sh."""
+        """paramiko's side of the connection: exec channels, run here by sh."""
         shell = self
         return SimpleNamespace(get_transport=lambda: SimpleNamespace(
             open_session=lambda timeout=None: LocalChannel(shell)))
 
 
 class LocalChannel:
-    """An exec channel whose command runs with sh on this machine when its input is closed."""
+    """An exec channel whose command runs with sh on this machine, its output read as
+    paramiko's channel gives it (either stream whenever it has some; `fileno` for select)."""
 
     def __init__(self, shell: LocalShell) -> None:
-        self.shell, self.data, self.cmd = shell, bytearray(), None
+        self.shell, self.proc, self.session = shell, None, False
         self.status_event = threading.Event()
-        self.rc, self.err = None, b""
+        self.out, self.err = bytearray(), bytearray()
+        self.lock = threading.Lock()
+        self.eof_received = self.closed = False
+        self._r, self._w = os.pipe()
+        self._open = 2
 
     def settimeout(self, t) -> None:
         pass
 
     def exec_command(self, cmd: str) -> None:
-        self.cmd = cmd
-        self.shell.commands.append(cmd)
+        self.session = cmd == "exec sh" or cmd.endswith("-- sh")
+        if not self.session:
+            self.shell.commands.append(cmd)
+        else:
+            self.shell.sessions += 1
+            if self.shell.refuse_sessions:  # as `sudo -n` refusing the login user
+                cmd = "echo 'sudo: a password is required' >&2; exit 1"
+        self.proc = subprocess.Popen(["sh", "-c", cmd], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env={**os.environ, "SHELL": "/bin/sh"})
+        for src, buf in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
+            threading.Thread(target=self._pump, args=(src, buf), daemon=True).start()
+
+    def _pump(self, src, buf: bytearray) -> None:
+        while chunk := os.read(src.fileno(), 65536):
+            with self.lock:
+                buf += chunk
+            os.write(self._w, b"x")
+        with self.lock:
+            self._open -= 1
+            if self._open == 0:
+                self.eof_received = True
+        os.write(self._w, b"x")
+        if self._open == 0:
+            self.proc.wait()
+            self.status_event.set()
+
+    def fileno(self) -> int:
+        return self._r
 
     def sendall(self, b) -> None:
-        self.data += b
+        if self.session:
+            words = shlex.split(bytes(b).decode())
+            if words[1:2] == ["-c"]:  # not the session's own first `true`
+                self.shell.commands.append(words[2])
+        else:
+            self.shell.feeds.append(bytes(b))
+        self.proc.stdin.write(b)
+        self.proc.stdin.flush()
 
     def shutdown_write(self) -> None:
-        r = subprocess.run(["sh", "-c", self.cmd], input=bytes(self.data), capture_output=True)
-        self.rc, self.err = r.returncode, r.stderr
-        self.status_event.set()
+        with contextlib.suppress(BrokenPipeError):  # the command ended already
+            self.proc.stdin.close()
+
+    def _take(self, buf: bytearray, n: int) -> bytes:
+        with self.lock:
+            got = bytes(buf[:n])
+            del buf[:n]
+        with contextlib.suppress(BlockingIOError):
+            os.set_blocking(self._r, False)
+            os.read(self._r, 65536)
+        return got
+
+    def recv_ready(self) -> bool:
+        return bool(self.out)
+
+    def recv(self, n: int) -> bytes:
+        return self._take(self.out, n)
 
     def recv_stderr_ready(self) -> bool:
         return bool(self.err)
 
     def recv_stderr(self, n: int) -> bytes:
-        out, self.err = self.err[:n], self.err[n:]
-        return out
+        return self._take(self.err, n)
 
     def recv_exit_status(self) -> int:
-        return self.rc
+        self.status_event.wait()
+        return self.proc.returncode
 
     def close(self) -> None:
-        pass
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        self.closed = True
 
 
 def conn() -> tuple[HostConn, LocalShell]:
@@ -226,3 +285,54 @@ def test_the_connection_offers_aes_gcm_first():
     assert issubclass(t, paramiko.Transport) and t is _gcm_first_transport()
     assert t._preferred_ciphers[:2] == ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
     assert sorted(t._preferred_ciphers) == sorted(paramiko.Transport._preferred_ciphers)
+
+
+def test_commands_run_in_one_shell_session_each_as_on_its_own_channel(tmp_path):
+    """A connection's commands go to ONE shell session (a channel per command cost each a
+    round trip and sshd's session set-up, ~50 ms on a loaded lab host), and each still runs
+    as `$SHELL -c cmd` did: its own exit status, stdout and stderr exactly, nothing it sets
+    left for the next, a syntax error or `exit` failing that command alone."""
+    c, shell = conn()
+    r = c.run("echo out; echo err >&2; printf 'no newline'; exit 3")
+    assert (r.rc, r.stdout, r.stderr) == (3, "out\nno newline", "err\n")
+    assert c.run(f"cd {tmp_path}; X=1; export Y=2").rc == 0
+    assert c.run("pwd; echo \"${X:-unset} ${Y:-unset}\"").stdout == f"{os.getcwd()}\nunset unset\n"
+    r = c.run("if then fi")
+    assert r.rc == 2 and "syntax error" in r.stderr.lower()
+    assert c.run("read x; echo \"[$x]\"").stdout == "[]\n"  # stdin is empty, not the session's
+    assert c.run("exec echo replaced").stdout == "replaced\n"
+    big = c.run("head -c 300000 /dev/zero | tr '\\0' a; head -c 200000 /dev/zero | tr '\\0' b >&2")
+    assert (len(big.stdout), set(big.stdout), len(big.stderr), set(big.stderr)) == (300000, {"a"}, 200000, {"b"})
+    assert c.run("printf '\\n\\n'").stdout == "\n\n" and c.run("true").stdout == ""
+    assert shell.sessions == 1 and len(shell.commands) == 9
+
+
+def test_input_is_written_at_once_on_a_channel_of_its_own():
+    """A command given input (the unlock key, sudo's password) gets an exec channel of its
+    own, the input written in one piece (invoke fed it a byte per 10 ms)."""
+    c, shell = conn()
+    key = "SWMKEY-1-" + "x" * 43 + "\n"
+    t0 = time.monotonic()
+    r = c.run("read k; echo \"got $k\"; cat", stdin=key + "more\n")
+    assert (r.rc, r.stdout) == (0, f"got {key.strip()}\nmore\n")
+    assert time.monotonic() - t0 < 0.4 and shell.feeds == [(key + "more\n").encode()]
+    assert shell.sessions == 0 and shell.commands == ["read k; echo \"got $k\"; cat"]
+
+
+def test_a_command_that_outlives_its_timeout_fails_as_before_and_the_next_runs():
+    from invoke.exceptions import CommandTimedOut
+
+    c, shell = conn()
+    assert c.run("echo first").stdout == "first\n"
+    with pytest.raises(CommandTimedOut, match="did not complete within 0.3 seconds"):
+        c.run("sleep 5", timeout=0.3)
+    assert c.run("echo after").stdout == "after\n" and shell.sessions == 2
+
+
+def test_without_a_session_every_command_gets_its_own_channel():
+    """`sudo -n` refusing the session (or no shell for it): each command on its own channel,
+    where sudo's refusal is reported for that command as before."""
+    c, shell = conn()
+    shell.refuse_sessions = True
+    assert c.run("echo one").stdout == "one\n" and c.run("echo two; exit 4").rc == 4
+    assert shell.sessions == 1 and shell.commands == ["echo one", "echo two; exit 4"]
