@@ -242,6 +242,7 @@ class RaftNode:
         self._stopped = False
         self._closed = False
         self._started = False
+        self._campaign_when_able = False
         self.failure: BaseException | None = None  # what stopped the raft loop, if it died
         self._leader_changed = asyncio.Event()
         self.metrics = {"leader_changes": 0, "proposals": 0, "applied": 0, "fsyncs": 0, "stalled_ticks": 0,
@@ -292,6 +293,12 @@ class RaftNode:
             self.core.bootstrap(
                 [ConfChange(ConfChangeType.ADD_VOTER, nid, members[nid].encode()) for nid in sorted(members)]
             )
+            # A new one-member cluster campaigns as soon as its configuration is applied, as
+            # swarmkit's raft node does after bootstrapping (`campaignWhenAble`): waiting out
+            # an election timeout (0.3-0.6 s) bought nothing, there is no one else to hear
+            # from, and it was on the way of every bootstrap (the founder's API, then every
+            # join). A cluster founded with several members waits as before.
+            self._campaign_when_able = len(members) == 1
             for nid, a in members.items():
                 if nid != self.id:
                     self.peers[nid] = a
@@ -982,6 +989,11 @@ class RaftNode:
                         if self._inbox or self._ticks or self._props:
                             self._wake.set()
                             break
+                if self._campaign_when_able and c.promotable():
+                    self._campaign_when_able = False
+                    if c.role != RaftRole.LEADER:
+                        c.campaign()
+                        self._wake.set()
                 if self.storage.wants_snapshot:
                     await self._maybe_snapshot(force=True)
             except Exception as exc:
