@@ -290,8 +290,41 @@ class HostConn:
         raw = data.encode() if isinstance(data, str) else data
         tmp = f"/tmp/.skpy-{uuid.uuid4().hex}"
         self._changed((tmp,))
-        self._send(io.BytesIO(raw), tmp)
+        if len(raw) > SHELL_PUT_MAX or not self._write_in_shell(raw, tmp):
+            self._send(io.BytesIO(raw), tmp)
         self._install(tmp, path, mode)
+
+    def _write_in_shell(self, raw: bytes, tmp: str) -> bool:
+        """Write `raw` to the new file `tmp` through the host's shell session (a here-document
+        the session's own shell decodes: on no command line, so not in `ps`, and not logged),
+        as `_send` does on a channel of its own; False when the connection has no session.
+        A config file or script then costs a round trip on the open session instead of a new
+        channel's (two of them on a fresh host's way to its agent)."""
+        if self._shell_failed or not self._shell_lock.acquire(blocking=False):
+            return False
+        try:
+            if self._shell is None:
+                self._shell = _Shell.start(self)
+                if self._shell is None:
+                    self._shell_failed = True
+                    return False
+            b64 = base64.encodebytes(raw).decode()
+            script = f"(umask 077; base64 -d > {shlex.quote(tmp)}) <<'SKPY_EOF'\n{b64}SKPY_EOF"
+            try:
+                r = self._shell.run(script, 60.0, inner="")
+            except TimeoutError:
+                self._shell.close()
+                self._shell = None
+                raise Unreachable(f"{self.host.name}: no answer in 60s writing {tmp}") from None
+            except Unreachable as e:
+                self.close()
+                raise Unreachable(f"{self.host.name}: connection lost writing {tmp}: {e}") from None
+        finally:
+            self._shell_lock.release()
+        self._log(f"[{self.host.name}] wrote {tmp} (shell, rc={r.rc})")
+        if r.rc != 0:
+            raise RuntimeError(f"{self.host.name}: could not write {tmp}: {r.stderr.strip()}")
+        return True
 
     def put_file(self, local: str, path: str, mode: int = 0o644) -> None:
         tmp = f"/tmp/.skpy-{uuid.uuid4().hex}"
@@ -355,6 +388,10 @@ class HostConn:
             f.write(data)
 
 
+SHELL_PUT_MAX = 256 << 10
+"""Files up to this size are written through the host's shell session (`HostConn.put`)."""
+
+
 class _Shell:
     """One long-lived shell on the host (an exec channel running `sh`) that runs a
     connection's commands one after the other, each framed by a marker line with its exit
@@ -404,8 +441,10 @@ class _Shell:
 
         self.n += 1
         n, mark = self.n, self.mark
-        run = f"{self.inner if inner is None else inner} -c {shlex.quote(cmd)}" if inner != "" else cmd
-        line = (f"{run} </dev/null; printf '\\n{mark} {n} %d\\n' $?; printf '\\n{mark} {n}\\n' >&2\n").encode()
+        # inner "": `cmd` is run by the session's shell itself (its first `true`, a write's
+        # here-document), never with the command's own input
+        run = f"{self.inner if inner is None else inner} -c {shlex.quote(cmd)} </dev/null" if inner != "" else cmd
+        line = (f"{run}\nprintf '\\n{mark} {n} %d\\n' $?; printf '\\n{mark} {n}\\n' >&2\n").encode()
         out_end = re.compile(rb"\n" + re.escape(f"{mark} {n} ".encode()) + rb"(\d+)\n")
         err_end = b"\n" + f"{mark} {n}\n".encode()
         out, err = bytearray(), bytearray()

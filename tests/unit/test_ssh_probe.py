@@ -85,9 +85,11 @@ class LocalChannel:
 
     def sendall(self, b) -> None:
         if self.session:
-            words = shlex.split(bytes(b).decode())
-            if words[1:2] == ["-c"]:  # not the session's own first `true`
-                self.shell.commands.append(words[2])
+            text = bytes(b).decode()
+            if text.startswith("(umask 077; base64 -d > "):  # HostConn.put's write
+                self.shell.commands.append(text.split("\n", 1)[0])
+            elif shlex.split(text)[1:2] == ["-c"]:  # not the session's own first `true`
+                self.shell.commands.append(shlex.split(text)[2])
         else:
             self.shell.feeds.append(bytes(b))
         self.proc.stdin.write(b)
@@ -255,7 +257,8 @@ def test_directories_refuses_an_entry_it_would_misread(tmp_path):
 
 def test_uploads_go_through_cat_on_an_exec_channel(tmp_path):
     """put/put_file write through `cat` on an exec channel (not SFTP: 2-3x the operator's CPU
-    per byte, issue 13), private until the install gives the file its mode and name."""
+    per byte, issue 13), or a small file through the shell session, private until the
+    install gives the file its mode and name."""
     c, shell = conn()
     big = tmp_path / "big.bin"
     big.write_bytes(bytes(range(256)) * 5000)
@@ -264,6 +267,12 @@ def test_uploads_go_through_cat_on_an_exec_channel(tmp_path):
     assert (tmp_path / "out" / "big.bin").read_bytes() == big.read_bytes()
     assert (tmp_path / "out" / "big.bin").stat().st_mode & 0o777 == 0o640
     assert (tmp_path / "t.txt").read_text() == "text ü\n" and (tmp_path / "t.txt").stat().st_mode & 0o777 == 0o644
+    assert sum(cmd.startswith("umask 077; cat > /tmp/.skpy-") for cmd in shell.commands) == 1
+    # a small file goes through the shell session, in a here-document (no new channel, not on
+    # a command line); a large one on a channel of its own
+    assert sum(cmd.startswith("(umask 077; base64 -d > /tmp/.skpy-") for cmd in shell.commands) == 1
+    c.put(bytes(range(256)) * 1100, str(tmp_path / "big2.bin"))
+    assert (tmp_path / "big2.bin").read_bytes() == bytes(range(256)) * 1100
     assert sum(cmd.startswith("umask 077; cat > /tmp/.skpy-") for cmd in shell.commands) == 2
 
 
