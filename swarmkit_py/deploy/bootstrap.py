@@ -26,7 +26,7 @@ import shlex
 import threading
 
 from . import api, roles, wheelhouse
-from .cluster import Cluster, ClusterError, bundle_path, print_status, wait_for
+from .cluster import API_POLL_S, Cluster, ClusterError, bundle_path, print_status, wait_for
 from .inventory import Host, Inventory, InventoryError
 from .runner import Runner, StepResult
 from .ssh import fan_out
@@ -319,7 +319,7 @@ def join_hosts(cl: Cluster, managers: list[Host], workers: list[Host], members) 
 
         if joined:
             try:
-                wait_for("joined hosts to be Ready (managers Reachable)", all_ready, JOIN_TIMEOUT)
+                wait_for("joined hosts to be Ready (managers Reachable)", all_ready, JOIN_TIMEOUT, interval=2 * API_POLL_S)
             except ClusterError as e:
                 raise ClusterError(f"{e}; not yet: {', '.join(left)}") from None
     for h, role in joined:
