@@ -46,3 +46,20 @@ def test_filters_are_encoded_as_docker_expects():
     assert filters_query(None) == {}
     assert filters_query({"service": "web", "desired-state": ["running", "ready"], "dangling": True}) == {
         "filters": '{"service": ["web"], "desired-state": ["running", "ready"], "dangling": ["true"]}'}
+
+
+def test_role_arguments_are_compiled_once_and_render_per_host():
+    """roles._expand: a role argument is compiled once per environment (every host and step
+    used to compile it again), and still renders each host's own variables."""
+    import jinja2
+
+    from swarmkit_py.deploy import roles
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    assert roles._template(env, "{{ a }}") is roles._template(env, "{{ a }}")
+    assert roles._template(jinja2.Environment(), "{{ a }}") is not roles._template(env, "{{ a }}")
+    arg = {"x": ["{{ a }}-{{ b | upper }}", 3], "y": "plain"}
+    assert roles._expand(env, arg, {"a": 1, "b": "q"}) == {"x": ["1-Q", 3], "y": "plain"}
+    assert roles._expand(env, arg, {"a": 2, "b": "r"}) == {"x": ["2-R", 3], "y": "plain"}
+    with pytest.raises(jinja2.UndefinedError):
+        roles._expand(env, arg, {"a": 1})
