@@ -41,7 +41,7 @@ from ..worker.session import WorkerSession
 from .config import AgentConfig
 from .gcpolicy import GCPolicy
 from .identity import new_raft_id
-from .state import ROOT_CA_CERT, ROOT_CA_KEY, LocalNode, certs_dir, role_hint
+from .state import JOINING_AS, ROOT_CA_CERT, ROOT_CA_KEY, LocalNode, certs_dir, role_hint
 
 if TYPE_CHECKING:
     from ..manager.manager import Manager
@@ -238,6 +238,8 @@ class Agent:
             print(f"{req['op']}: {type(e).__name__}: {e}", file=err)
             rc = 1
         enroll.answer(self.state_dir, rc, out.getvalue(), err.getvalue(), req.get("id") or "")
+        # a hint the deploy toolkit left for this request (Cluster.expect_manager) has served
+        (self.state_dir / JOINING_AS).unlink(missing_ok=True)
         log.info("the request to %s ended with status %d %s", req["op"], rc, err.getvalue().strip())
         return True
 
@@ -659,7 +661,7 @@ class Agent:
     def wipe(state_dir: Path) -> None:
         from .enroll import FILES
 
-        for sub in ("raft", "certs", "node.json", *FILES):
+        for sub in ("raft", "certs", "node.json", JOINING_AS, *FILES):
             p = Path(state_dir) / sub
             if p.is_dir():
                 shutil.rmtree(p)

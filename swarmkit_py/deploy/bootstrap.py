@@ -91,7 +91,7 @@ def bootstrap(inv: Inventory, runner: Runner, n: int) -> Cluster:
     pending: dict[str, str] = {}
     # fresh hosts (every one read, none in a swarm): found the swarm on the first manager as
     # soon as its own install is done, while the others' installs run
-    early = None if runner.check or len(before) < len(read) or any(before.values()) else _Founder(cl, managers[0])
+    early = None if runner.check or len(before) < len(read) or any(before.values()) else _Founder(cl, managers)
     states = install(runner, managers + workers, lambda h: {"defer_restart": bool(before.get(h.name))}, pending,
                      on_done=early.host_done if early else None, upload_gate=early.gate if early else None)
     if early:
@@ -183,16 +183,21 @@ class UploadGate:
 
 class _Founder:
     """`init` on the first manager of fresh hosts as soon as its install is done (Runner.play's
-    `on_done`), on a thread of its own while the other hosts install; `join()` after the play."""
+    `on_done`), on a thread of its own while the other hosts install; `join()` after the play.
+    The other managers' agents are told, as their installs end, that they will join as
+    managers (Cluster.expect_manager)."""
 
-    def __init__(self, cl: Cluster, h: Host):
-        self.cl, self.h = cl, h
-        self.gate = UploadGate(h)
+    def __init__(self, cl: Cluster, managers: list[Host]):
+        self.cl, self.h = cl, managers[0]
+        self.joiners = {m.name for m in managers[1:]}
+        self.gate = UploadGate(self.h)
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
     def host_done(self, h: Host, state: str) -> None:
         self.gate.ended(h)
+        if h.name in self.joiners and state == "ok":  # its agent, started, loads its manager half while it waits
+            self.cl.expect_manager(h)
         if h.name == self.h.name and state == "ok":
             self.thread = threading.Thread(target=self._run, name=f"init {h.name}", daemon=True)
             self.thread.start()

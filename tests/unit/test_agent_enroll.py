@@ -20,7 +20,7 @@ import pytest
 from swarmkit_py.agent import enroll
 from swarmkit_py.agent.agent import Agent
 from swarmkit_py.agent.config import AgentConfig
-from swarmkit_py.agent.state import LocalNode
+from swarmkit_py.agent.state import JOINING_AS, LocalNode, role_hint
 from swarmkit_py.cli.main import main as cli_main
 
 
@@ -252,8 +252,42 @@ def test_leave_removes_the_request_files(tmp_path):
     state = tmp_path / "state"
     put_request(state, {"op": "init"})
     enroll.answer(state, 0, "", "")
+    (state / JOINING_AS).write_text("manager\n")
     Agent.wipe(state)
     assert os.listdir(state) == []
+
+
+def test_told_it_will_be_a_manager_the_waiting_agent_loads_its_manager_half(cluster, tmp_path):
+    """Cluster.expect_manager (bootstrap, as a manager's install ends): the agent waiting to
+    be enrolled loads its manager half before the join comes (it used to after, on the way
+    to the manager being Reachable); serving the request removes the hint. Nothing is
+    written on a host already in a swarm."""
+    from swarmkit_py.deploy import cluster as cl_mod
+
+    c, h, conn, state = cluster
+    assert cl_mod.JOINING_AS == JOINING_AS
+    c.expect_manager(h)
+    assert role_hint(state) == "manager" and (state / JOINING_AS).stat().st_mode & 0o777 == 0o600
+    cfg = cfg_for(tmp_path)
+    agent = Agent(cfg)
+
+    async def waits_then_serves():
+        task = asyncio.create_task(agent._wait_for_state())
+        deadline = time.monotonic() + 30
+        while agent._manager_half is None:
+            assert time.monotonic() < deadline, "the manager half did not start loading"
+            await asyncio.sleep(0.05)
+        put_request(state, {"op": "join", "manager": "127.0.0.1:1", "token": "not-a-token", "role": "manager"})
+        while not (state / enroll.ANSWER_RC).exists():
+            assert time.monotonic() < deadline, "no answer"
+            await asyncio.sleep(0.05)
+        task.cancel()
+
+    asyncio.run(waits_then_serves())
+    assert answer_of(state)[0] == 1 and role_hint(state) is None
+    LocalNode(node_id="n", cluster_id="c", role="worker", raft_id=0, managers=["m:1"]).save(state)
+    c.expect_manager(h)
+    assert role_hint(state) is None
 
 
 def test_node_request_takes_only_its_own_request_s_answer(cluster):

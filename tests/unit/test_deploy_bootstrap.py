@@ -43,6 +43,7 @@ class World:
         self.reads: list[list[str]] = []
         self.founded: list[tuple[str, bool, bool]] = []  # host, on the main thread, install still running
         self.joined: list = []
+        self.told: list[str] = []  # managers told, as their install ended, that they will join as one
         self.installing = False
         self.init_started = threading.Event()
         self.init_error = init_error
@@ -60,6 +61,9 @@ class World:
 
             def client(self, prefer=None, timeout=None):
                 return None
+
+            def expect_manager(self, h):
+                world.told.append(h.name)
 
         def install(runner, hosts, per_host=None, pending=None, on_done=None, upload_gate=None):
             world.gate = upload_gate
@@ -99,13 +103,14 @@ def test_fresh_hosts_found_the_swarm_while_the_others_install(monkeypatch, tmp_p
     assert w.founded == [("h1", False, True)]  # h1, on its own thread, during the install
     assert w.reads == [NAMES]  # membership read once: fresh hosts have nothing to read again
     assert w.joined == [(["h2", "h3"], ["h4", "h5"], dict.fromkeys(NAMES))]
+    assert w.told == ["h2", "h3"]  # the other managers' agents load their manager half while they wait
 
 
 def test_a_manager_failing_to_install_stops_bootstrap_with_the_same_error(monkeypatch, tmp_path):
     w = World(monkeypatch, tmp_path, states={"h3": "unreachable"})
     with pytest.raises(bs.ClusterError, match=r"manager host\(s\) h3 failed to install"):
         w.run()
-    assert [f[0] for f in w.founded] == ["h1"] and not w.joined
+    assert [f[0] for f in w.founded] == ["h1"] and not w.joined and w.told == ["h2"]
     assert not [t for t in threading.enumerate() if t.name.startswith("init ")]
 
 
