@@ -146,18 +146,13 @@ class UploadGate:
     """The first host's release upload goes alone, the others' wait for it (modules.release):
     the uploads share the operator's CPU and link, so seven at once finish together, and the
     founder, whose `init` and API are on the way of every join, would wait for all of them.
-    Its unpack goes first too (`wait_install`): seven unpacks at once on the lab's shared
-    cores took the founder 3 s instead of 0.7 s, and the others' unpacks then run while the
-    founder's agent starts, where before every agent started only after all of them
-    (bench/README.md, round 11). On separate machines nothing waits longer than the founder's
-    unpack, well within its way to its API that every join waits for anyway.
-    Each stage is opened when the first host's is done or not needed, or when the host's
-    play ended (whatever the outcome): no host waits for one that will not get there."""
+    Opened when that upload is done, not needed, or the host's play ended (whatever the
+    outcome): no host waits for one that will not upload. (Making the others' unpacks wait
+    for the founder's too was tried in round 11 and not kept: bench/README.md.)"""
 
     def __init__(self, first: Host):
         self.first = first
         self._open = threading.Event()
-        self._installed = threading.Event()
 
     def wait(self, h: Host) -> None:
         if h.name != self.first.name:
@@ -166,19 +161,6 @@ class UploadGate:
     def done(self, h: Host) -> None:
         if h.name == self.first.name:
             self._open.set()
-
-    def wait_install(self, h: Host) -> None:
-        if h.name != self.first.name:
-            self._installed.wait()
-
-    def installed(self, h: Host) -> None:
-        if h.name == self.first.name:
-            self._open.set()
-            self._installed.set()
-
-    def ended(self, h: Host) -> None:
-        """The host's play is over."""
-        self.installed(h)
 
 
 class _Founder:
@@ -195,7 +177,7 @@ class _Founder:
         self.error: BaseException | None = None
 
     def host_done(self, h: Host, state: str) -> None:
-        self.gate.ended(h)
+        self.gate.done(h)
         if h.name in self.joiners and state == "ok":  # its agent, started, loads its manager half while it waits
             self.cl.expect_manager(h)
         if h.name == self.h.name and state == "ok":
