@@ -246,6 +246,16 @@ class HostConn:
         """`cmd` run by the host's shell session (`_Shell`), or None when this connection has
         none (it could not start one, or another thread is using it): the caller then runs
         the command on an exec channel of its own."""
+        try:
+            return self._shell_run(cmd, timeout, None, f"running {cmd[:60]!r}")
+        except TimeoutError as e:
+            raise _timed_out(cmd, *e.args, timeout) from None
+
+    def _shell_run(self, script: str, timeout: float | None, inner: str | None, what: str) -> Result | None:
+        """`_Shell.run` on this connection's session, started at first use; None when there
+        is none (it could not be started, or another thread holds it). A timeout drops the
+        session (the command may still be running) and raises TimeoutError; a session that
+        ended closes the connection and raises Unreachable, saying `what` was being done."""
         if self._shell_failed or not self._shell_lock.acquire(blocking=False):
             return None
         try:
@@ -255,14 +265,14 @@ class HostConn:
                     self._shell_failed = True
                     return None
             try:
-                return self._shell.run(cmd, timeout)
-            except TimeoutError as e:  # the command may still be running: the session is dropped
+                return self._shell.run(script, timeout, inner=inner)
+            except TimeoutError:
                 self._shell.close()
                 self._shell = None
-                raise _timed_out(cmd, *e.args, timeout) from None
+                raise
             except Unreachable as e:
                 self.close()
-                raise Unreachable(f"{self.host.name}: connection lost running {cmd[:60]!r}: {e}") from None
+                raise Unreachable(f"{self.host.name}: connection lost {what}: {e}") from None
         finally:
             self._shell_lock.release()
 
@@ -300,27 +310,14 @@ class HostConn:
         as `_send` does on a channel of its own; False when the connection has no session.
         A config file or script then costs a round trip on the open session instead of a new
         channel's (two of them on a fresh host's way to its agent)."""
-        if self._shell_failed or not self._shell_lock.acquire(blocking=False):
-            return False
+        b64 = base64.encodebytes(raw).decode()
+        script = f"(umask 077; base64 -d > {shlex.quote(tmp)}) <<'SKPY_EOF'\n{b64}SKPY_EOF"
         try:
-            if self._shell is None:
-                self._shell = _Shell.start(self)
-                if self._shell is None:
-                    self._shell_failed = True
-                    return False
-            b64 = base64.encodebytes(raw).decode()
-            script = f"(umask 077; base64 -d > {shlex.quote(tmp)}) <<'SKPY_EOF'\n{b64}SKPY_EOF"
-            try:
-                r = self._shell.run(script, 60.0, inner="")
-            except TimeoutError:
-                self._shell.close()
-                self._shell = None
-                raise Unreachable(f"{self.host.name}: no answer in 60s writing {tmp}") from None
-            except Unreachable as e:
-                self.close()
-                raise Unreachable(f"{self.host.name}: connection lost writing {tmp}: {e}") from None
-        finally:
-            self._shell_lock.release()
+            r = self._shell_run(script, 60.0, "", f"writing {tmp}")
+        except TimeoutError:
+            raise Unreachable(f"{self.host.name}: no answer in 60s writing {tmp}") from None
+        if r is None:
+            return False
         self._log(f"[{self.host.name}] wrote {tmp} (shell, rc={r.rc})")
         if r.rc != 0:
             raise RuntimeError(f"{self.host.name}: could not write {tmp}: {r.stderr.strip()}")
