@@ -209,6 +209,10 @@ class RaftNode:
         self._rng = rng or random.Random()
         self.core: RaftCore | None = None
         self.read_view: ReadView | None = None
+        self._foreign = (0, 0)
+        """(the last entry that a client may have been told is done by anyone but this process,
+        the last entry looked at), written together on this member's loop (`_scan_foreign`),
+        read whole from any thread (`read_index_now`)."""
         """Set (on this member's loop) while it leads and has committed an entry of its term,
         or follows a known leader as a voter: what the read lane (raft/readlane.py) needs to
         confirm a read from another thread."""
@@ -281,6 +285,8 @@ class RaftNode:
             self.id, self.cfg.core(), self._rng, hard_state=st.hard_state, snapshot=snap, entries=st.entries
         )
         self._order = ReadyOrder(st.hard_state)
+        last = self.core.log.last_index()
+        self._foreign = (last, last)  # an earlier process's entries: any may have been acknowledged
         # Addresses of members named in the WAL, committed or not, so this member can answer
         # and campaign before its commit index (not written for every commit) is relearned.
         for e in st.entries:
@@ -557,6 +563,33 @@ class RaftNode:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(lambda: self._reads.pop(getattr(cf, "read_context", b""), None))
 
+    def _scan_foreign(self, entries: list[Entry]) -> None:
+        """Move `_foreign` over new log entries. A write proposed by this process is answered
+        (acknowledged) here only once applied here (`_apply_committed`), so an entry it
+        proposed that is not yet applied here has been acknowledged to nobody; every other
+        entry (another member's write, a configuration change) may have been, once
+        committed. A leader's no-op answers nobody."""
+        fm, seen = self._foreign
+        me, size, unpack = self.id, _ENVELOPE.size, _ENVELOPE.unpack_from
+        for e in entries:
+            if e.type != _CONF_CHANGE and (not e.data or (len(e.data) >= size and unpack(e.data)[0] == me)):
+                continue
+            if e.index > fm:
+                fm = e.index
+        self._foreign = (fm, max(seen, entries[-1].index))
+
+    def read_index_now(self, commit: int) -> int:
+        """The index a read that arrived before `commit` (this leader's commit index, read
+        first) was read must wait to have applied: every write acknowledged before it is at or
+        below `commit` (the lane's or the core's round says so), and one acknowledged by this
+        process is applied here already, so it is the last entry up to `commit` that anyone
+        else may have acknowledged, or `commit` itself while the entries up to it have not all
+        been looked at. Safe on any thread. During a fill nearly every entry is this leader's
+        own (the dispatcher's, the scheduler's, the orchestrators'), and a read then need not
+        wait for this member's loop to apply the last few (issue 13)."""
+        fm, seen = self._foreign
+        return commit if commit > seen else min(commit, fm)
+
     def lone_read_index(self) -> int | None:
         """The read index the core's ReadIndex would release at once, without a round: this
         member leads and is the configuration's only voter (nobody can be elected without its
@@ -569,7 +602,7 @@ class RaftNode:
         voters = core.conf.voters
         if len(voters) != 1 or core.id not in voters:
             return None
-        return core.log.committed
+        return self.read_index_now(core.log.committed)
 
     def _term_for_lane(self) -> int | None:
         """This member's current term, for another member's read lane (`TERM_METHOD`); None
@@ -578,13 +611,16 @@ class RaftNode:
         return c.term if c is not None else None
 
     def _commit_for_lane(self) -> list[int] | None:
-        """``[term, commit index]`` while this member leads and has committed an entry of its
-        term, for a follower's read lane (`COMMIT_METHOD`); None otherwise."""
+        """``[term, read index]`` while this member leads and has committed an entry of its
+        term, for a follower's read lane (`COMMIT_METHOD`); None otherwise. The read index is
+        `read_index_now`'s, raised to what this member has applied (a write it acknowledged
+        is there, and the follower has not necessarily applied it)."""
         start = self.lane_read_start()
         if start is None or start[0].leader != self.id:
             return None
-        view, commit = start
-        return [view.term, commit]
+        view, index = start
+        # the follower must also hold what this process acknowledged: applied here already
+        return [view.term, max(index, self.applied_index)]
 
     def _refresh_read_view(self) -> None:
         """After each Ready: `read_view` names the term, the voters, their addresses and the
@@ -613,20 +649,20 @@ class RaftNode:
 
     def lane_read_start(self) -> tuple[ReadView, int | None] | None:
         """The first step of a read confirmed by the read lane, safe on any thread: the view
-        and, on a leader, its commit index now (None on a follower: the lane asks its
-        leader); None when this member neither leads (having committed in its term) nor
-        follows a known leader as a voter. The commit index is read after the view and
-        checked to belong to the view's term, so it is this leader's: every write
-        acknowledged before the read arrived is at or below it, unless a later leader exists,
-        which the lane's round of terms then rules out. A follower's term is checked the same
-        way: it is read after the read arrived, and is the view's."""
+        and, on a leader, its read index now (`read_index_now` of its commit index; None on a
+        follower: the lane asks its leader); None when this member neither leads (having
+        committed in its term) nor follows a known leader as a voter. The commit index is
+        read after the view and checked to belong to the view's term, so it is this
+        leader's: every write acknowledged before the read arrived is at or below it, unless
+        a later leader exists, which the lane's round of terms then rules out. A follower's
+        term is checked the same way: it is read after the read arrived, and is the view's."""
         view, c = self.read_view, self.core
         if view is None or c is None or self._stopped:
             return None
         commit = c.log.committed if view.leader == self.id else None
         if c.term != view.term:
             return None
-        return view, commit
+        return view, None if commit is None else self.read_index_now(commit)
 
     @property
     def applied_index(self) -> int:
@@ -1033,6 +1069,8 @@ class RaftNode:
             self._leader_changed.set()
             if self.on_leader_change:
                 self.on_leader_change(rd.soft_state.leader, c.term)
+        if rd.entries:
+            self._scan_foreign(rd.entries)  # before they are sent: none is acknowledged unseen
         # The order (and what may skip the fsync) is core/order.py's, shared with tests/sim.
         step = self._order.plan(rd, c.role == RaftRole.LEADER)
         send = self.transport.send

@@ -25,12 +25,16 @@ before the read arrived was committed by some leader of term `T'`:
   lane's: the leader, whose term was `T` when it read `c`, or a voter that answered `T` or
   earlier after the read arrived. Neither is possible, so no such write exists.
 So the state applied up to `c` holds every write acknowledged before the read, as with the
-core's round. No clock is trusted (this is not a lease); only the question's messages differ.
+core's round. The leader then lowers `c` to the last entry up to it that anyone but its own
+process may have acknowledged (`RaftNode.read_index_now`): its own process answers a write
+only once it has applied it, so those are applied here already. During a fill nearly every
+entry is the leader's own, and the read need not wait for its loop to apply the last few. No clock is trusted (this is not a lease); only the question's messages differ.
 A voter answers its term as it is in memory: it moves to a later term before it votes in it.
 
 A follower's reads go the same way, with the leader's part asked of the leader: its term
-`T` and commit index `c` (`COMMIT_METHOD`, answered inline by the leader's transport from
-what `lane_read_start` gives there), and every other voter's term, as above. The read is
+`T` and read index (`COMMIT_METHOD`, answered inline by the leader's transport from what
+`lane_read_start` gives there, raised to what the leader has applied), and every other
+voter's term, as above. The read is
 confirmed once the leader, this follower (its term, read after the read arrived, is `T` or
 earlier) and enough other voters answering `T` or earlier make a majority. The argument is
 the one above: the leader's answer was read after the read arrived, in a term it has

@@ -97,22 +97,42 @@ async def held_leader(tmp_path, cfg=CFG, leader: int = 1):
 async def test_the_lane_confirms_a_read_while_the_leaders_loop_is_held(tmp_path):
     async with held_leader(tmp_path, PATIENT) as h:
         ld, lane = h.leader, h.lane
-        await h.lt.run(ld.propose(encode_put("k", b"v")))
-        acked = ld.core.applied
-        assert await lane.read_index(2.0) >= acked  # dials the followers once
+        acked = await h.lt.run(ld.propose(encode_put("k", b"v")))
+        assert await lane.read_index(2.0) is not None  # dials the followers once
         h.hold(10.0)
         await asyncio.sleep(0.2)  # the leader's loop is held from here on
         t0 = time.monotonic()
         core_read = asyncio.wrap_future(ld.read_index_threadsafe())  # the core's round: waits
         index = await lane.read_index(2.0)
         took = time.monotonic() - t0
-        assert index is not None and index >= acked, index
+        # the read needs no apply (its index is applied), and what is applied holds the write
+        assert index is not None and index <= ld.applied_index and ld.applied_index >= acked, index
         assert took < 1.0, f"the lane took {took:.2f}s: it waited for the leader's loop"
         assert not core_read.done(), "the core's round answered while its loop was held?"
         assert lane.confirmed == 2 and lane.declined == 0
         assert all(not n.is_leader for nid, n in h.ms.nodes.items() if nid != 1)
         h.release.set()
         assert await asyncio.wait_for(core_read, 5) >= acked
+
+
+async def test_a_leaders_read_waits_only_for_writes_another_member_may_have_acknowledged(tmp_path):
+    """A write proposed through a follower is acknowledged by that follower once it applied
+    it, maybe before the leader did: the leader's reads wait for it. The leader's own writes
+    are acknowledged only once applied on the leader: its reads need not wait for those."""
+    ms = Members(tmp_path, 3)
+    ld = await ms.found()
+    try:
+        fol = next(n for n in ms.nodes.values() if n is not ld)
+        theirs = await fol.propose(encode_put("theirs", b"v"))
+        for i in range(3):
+            await ld.propose(encode_put(f"mine{i}", b"v"))
+        commit = ld.core.log.committed
+        assert commit > theirs
+        assert ld.read_index_now(commit) == theirs
+        view, index = ld.lane_read_start()
+        assert index == theirs and ld._commit_for_lane() == [view.term, max(theirs, ld.applied_index)]
+    finally:
+        await ms.stop()
 
 
 async def test_the_lane_declines_for_a_leader_a_later_term_replaced(tmp_path):
@@ -177,8 +197,7 @@ async def test_a_followers_lane_confirms_a_read_while_its_own_loop_is_held(tmp_p
         assert await lane.read_index(2.0) is not None  # dials the others once
         h.hold(10.0)
         await asyncio.sleep(0.2)  # member 1's loop is held from here on
-        await ld.propose(encode_put("k", b"v"))
-        acked = ld.core.log.committed
+        acked = await ld.propose(encode_put("k", b"v"))
         t0 = time.monotonic()
         core_read = asyncio.wrap_future(one.read_index_threadsafe())  # the core's round: waits
         index = await lane.read_index(2.0)
@@ -207,10 +226,12 @@ async def test_a_followers_lane_declines_when_the_leader_it_names_no_longer_lead
 
 
 async def test_every_lane_read_holds_every_acknowledged_write_across_leader_changes(tmp_path):
-    """Five members, a lane each (leaders and followers alike). Each step writes through the
-    leader, then asks a random member's lane: a confirmed index must hold the write the leader
-    just acknowledged (a follower's own commit index usually does not yet: it learns it with
-    the next message). Every few steps leadership moves to a random member. Seeded."""
+    """Five members, a lane each (leaders and followers alike). Each step writes through a
+    random member, then asks a random member's lane: once that member has applied the
+    confirmed index (what the API's front waits for), what it has applied must hold every write
+    acknowledged so far (a follower's own commit index usually does not yet: it learns it with
+    the next message; a leader's own writes are applied on it when acknowledged). Every few
+    steps leadership moves to a random member. Seeded."""
     import random
 
     rng = random.Random(1311)
@@ -218,15 +239,17 @@ async def test_every_lane_read_holds_every_acknowledged_write_across_leader_chan
     await ms.found()
     lanes = {nid: ReadLane(n) for nid, n in ms.nodes.items()}
     confirmed = {"leader": 0, "follower": 0}
+    acked = 0
     try:
         for step in range(60):
             ld = await ms.leader()
-            await ld.propose(encode_put(f"k{step}", b"v"))
-            acked = ld.core.log.committed
+            writer = ms.nodes[rng.choice(sorted(ms.nodes))]
+            acked = max(acked, await writer.propose(encode_put(f"k{step}", b"v")))
             nid = rng.choice(sorted(lanes))
             index = await lanes[nid].read_index(2.0)
             if index is not None:
-                assert index >= acked, (step, nid, index, acked)
+                seen = max(index, ms.nodes[nid].applied_index)  # the front reads once it applied `index`
+                assert seen >= acked, (step, nid, index, ms.nodes[nid].applied_index, acked)
                 confirmed["leader" if ms.nodes[nid].is_leader else "follower"] += 1
             if step % 7 == 6:
                 to = rng.choice([i for i in ms.nodes if i != ld.id])
