@@ -209,13 +209,13 @@ class RaftNode:
         self._rng = rng or random.Random()
         self.core: RaftCore | None = None
         self.read_view: ReadView | None = None
+        """Set (on this member's loop) while it leads and has committed an entry of its term,
+        or follows a known leader as a voter: what the read lane (raft/readlane.py) needs to
+        confirm a read from another thread."""
         self._foreign = (0, 0)
         """(the last entry that a client may have been told is done by anyone but this process,
         the last entry looked at), written together on this member's loop (`_scan_foreign`),
         read whole from any thread (`read_index_now`)."""
-        """Set (on this member's loop) while it leads and has committed an entry of its term,
-        or follows a known leader as a voter: what the read lane (raft/readlane.py) needs to
-        confirm a read from another thread."""
         self._order = ReadyOrder(HardState())
         self._last_heard: dict[int, float] = {}
         # the longest recent silence of the leader (decaying, see _note_leader_gap)
@@ -568,15 +568,21 @@ class RaftNode:
         (acknowledged) here only once applied here (`_apply_committed`), so an entry it
         proposed that is not yet applied here has been acknowledged to nobody; every other
         entry (another member's write, a configuration change) may have been, once
-        committed. A leader's no-op answers nobody."""
+        committed. A leader's no-op answers nobody. Only a leader's read index is taken from
+        this, so a member that does not lead counts every entry it is sent (as it would count
+        most of them anyway) without looking at each."""
         fm, seen = self._foreign
-        me, size, unpack = self.id, _ENVELOPE.size, _ENVELOPE.unpack_from
-        for e in entries:
-            if e.type != _CONF_CHANGE and (not e.data or (len(e.data) >= size and unpack(e.data)[0] == me)):
-                continue
-            if e.index > fm:
-                fm = e.index
-        self._foreign = (fm, max(seen, entries[-1].index))
+        last = entries[-1].index
+        if self.core.role != RaftRole.LEADER:
+            fm = max(fm, last)
+        else:
+            me, size, unpack = self.id, _ENVELOPE.size, _ENVELOPE.unpack_from
+            for e in entries:
+                if e.type != _CONF_CHANGE and (not e.data or (len(e.data) >= size and unpack(e.data)[0] == me)):
+                    continue
+                if e.index > fm:
+                    fm = e.index
+        self._foreign = (fm, max(seen, last))
 
     def read_index_now(self, commit: int) -> int:
         """The index a read that arrived before `commit` (this leader's commit index, read

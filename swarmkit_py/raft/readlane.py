@@ -25,18 +25,21 @@ before the read arrived was committed by some leader of term `T'`:
   lane's: the leader, whose term was `T` when it read `c`, or a voter that answered `T` or
   earlier after the read arrived. Neither is possible, so no such write exists.
 So the state applied up to `c` holds every write acknowledged before the read, as with the
-core's round. The leader then lowers `c` to the last entry up to it that anyone but its own
-process may have acknowledged (`RaftNode.read_index_now`): its own process answers a write
-only once it has applied it, so those are applied here already. During a fill nearly every
-entry is the leader's own, and the read need not wait for its loop to apply the last few. No clock is trusted (this is not a lease); only the question's messages differ.
-A voter answers its term as it is in memory: it moves to a later term before it votes in it.
+core's round. No clock is trusted (this is not a lease); only the question's messages
+differ. A voter answers its term as it is in memory: it moves to a later term before it
+votes in it.
+
+The leader then lowers `c` to the last entry up to it that anyone but its own process may
+have acknowledged (`RaftNode.read_index_now`): its own process answers a write only once it
+has applied it, so those are applied here already. During a fill nearly every entry is the
+leader's own, and the read need not wait for its loop to apply the last few.
 
 A follower's reads go the same way, with the leader's part asked of the leader: its term
 `T` and read index (`COMMIT_METHOD`, answered inline by the leader's transport from what
 `lane_read_start` gives there, raised to what the leader has applied), and every other
-voter's term, as above. The read is
-confirmed once the leader, this follower (its term, read after the read arrived, is `T` or
-earlier) and enough other voters answering `T` or earlier make a majority. The argument is
+voter's term, as above. The read is confirmed once the leader, this follower (its term,
+read after the read arrived, is `T` or earlier) and enough other voters answering `T` or
+earlier make a majority. The argument is
 the one above: the leader's answer was read after the read arrived, in a term it has
 committed in, and the majority's terms rule out a later leader. The core's round asks the
 same of a follower's read with two turns of the follower's loop and two or three of the
@@ -45,7 +48,7 @@ leader's, answered inline, and none of the follower's.
 
 The lane declines (None) whenever it cannot confirm: this member neither leads nor follows a
 known leader as a voter, a voter answered a later term, the leader did not answer with its
-commit index, or too few answered in time. The caller then asks the core's round.
+read index, or too few answered in time. The caller then asks the core's round.
 """
 
 from __future__ import annotations
@@ -100,7 +103,7 @@ class ReadLane:
         return self.counts["leader", "declined"] + self.counts["follower", "declined"]
 
     async def read_index(self, timeout: float) -> int | None:
-        """The commit index a read may be answered at once the node has applied it, confirmed
+        """The read index a read may be answered at once the node has applied it, confirmed
         by a majority's terms within `timeout` seconds; None when the lane cannot confirm it
         (the caller asks the core's round instead)."""
         start = None if self._closed else self._node.lane_read_start()
@@ -110,7 +113,7 @@ class ReadLane:
         me = self._node.id
         if view.leader != me and view.leader not in view.addrs:
             return None
-        # the leader's answer, then every other voter's term: [term, commit] or a term
+        # the leader's answer, then every other voter's term: [term, read index] or a term
         asks = [asyncio.ensure_future(self._ask(nid, addr, timeout, COMMIT_METHOD if nid == view.leader else TERM_METHOD))
                 for nid, addr in view.addrs.items() if nid != me]
         index = await self._confirm(view, commit, asks, timeout)
@@ -120,16 +123,18 @@ class ReadLane:
 
     async def _confirm(self, view: ReadView, commit: int | None, asks: list[asyncio.Future],
                        timeout: float) -> int | None:
-        """`commit` (or the leader's answered commit index) once the answers to `asks` make
-        a majority with this member and the leader; None if they cannot."""
+        """`commit` (or the leader's answered read index) once the answers to `asks` make a
+        majority with this member and the leader; None if they cannot."""
         me = self._node.id
         need = majority(len(view.voters))
         term, terms = view.term, []
         granted = 1  # this member: the leader itself, or a follower whose term is the view's
         if view.leader != me:
             term = commit = None  # the leader's, when it answers
+        elif granted >= need:
+            return commit  # a lone voter
         try:
-            for answer in asyncio.as_completed(asks, timeout=timeout) if asks else ():
+            for answer in asyncio.as_completed(asks, timeout=timeout):
                 try:
                     nid, value = await answer
                 except Exception:  # no answer in time, no connection, a refused certificate
@@ -149,8 +154,6 @@ class ReadLane:
                     return None  # a later term exists: the leader may have been replaced
                 if granted + len(terms) >= need:
                     return commit
-            if term is not None and granted + len(terms) >= need:
-                return commit  # a lone voter
         finally:
             for ask in asks:
                 ask.cancel()

@@ -52,7 +52,7 @@ PROBE_METHOD = "raft.probe"
 TERM_METHOD = "raft.term"
 """A call answered with the member's current term (see ``serve_lane``, raft/readlane.py)."""
 COMMIT_METHOD = "raft.commit"
-"""A call answered by a leader that has committed an entry of its term with ``[term, commit
+"""A call answered by a leader that has committed an entry of its term with ``[term, read
 index]``, by any other member with None (see ``serve_lane``, raft/readlane.py)."""
 
 
@@ -279,7 +279,7 @@ class Transport:
     def serve_lane(self, term: Callable[[], int | None], commit: Callable[[], list[int] | None]) -> None:
         """Answer other members' read lanes: ``TERM_METHOD`` calls with ``term()``, this
         member's current term (None while it is not known), ``COMMIT_METHOD`` calls with
-        ``commit()``, ``[term, commit index]`` while it leads and has committed in its term."""
+        ``commit()``, ``[term, read index]`` while it leads and has committed in its term."""
         self._term = term
         self._commit = commit
 
@@ -317,7 +317,7 @@ class Transport:
         return self._lane_answer(peer, self._term)
 
     def _on_commit(self, peer: PeerInfo, _params: Any) -> list[int] | None:
-        """This leader's term and commit index, for a follower's read lane; None (no answer
+        """This leader's term and read index, for a follower's read lane; None (no answer
         that counts) for a sender that may not speak Raft, or from a member that does not
         lead (or has not committed in its term yet)."""
         return self._lane_answer(peer, self._commit)
