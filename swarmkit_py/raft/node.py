@@ -576,9 +576,10 @@ class RaftNode:
         if self.core.role != RaftRole.LEADER:
             fm = max(fm, last)
         else:
-            me, size, unpack = self.id, _ENVELOPE.size, _ENVELOPE.unpack_from
+            mine = _ENVELOPE.pack(self.id, 0)[:8]  # the envelope's origin field, this member's
             for e in entries:
-                if e.type != _CONF_CHANGE and (not e.data or (len(e.data) >= size and unpack(e.data)[0] == me)):
+                d = e.data
+                if e.type != _CONF_CHANGE and (not d or d.startswith(mine)):
                     continue
                 if e.index > fm:
                     fm = e.index
