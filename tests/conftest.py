@@ -8,6 +8,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Every transaction a writer hands over and its proposer applies from the writer's objects is
+# decoded as well and must give equal objects (store/memory.py, `apply_local`): in this process
+# and in every agent the tests start, which inherit the environment.
+os.environ.setdefault("SWARMKIT_STORE_CHECK_LOCAL", "1")
+
 
 @pytest.fixture(scope="session")
 def docker_engine():

@@ -30,7 +30,7 @@ class LocalProposer:
 
     async def propose(self, tx: Transaction, timeout: float | None = None) -> TxApplied:
         self._index = max(self._index, self.store.applied_index) + 1
-        result = self.store.apply(self._index, tx.encode())
+        result = self.store.apply_local(self._index, tx.encode(), tx)
         if isinstance(result, StoreError):
             raise result
         return result
@@ -44,7 +44,9 @@ class RaftProposer:
         self.store = store
 
     async def propose(self, tx: Transaction, timeout: float | None = None) -> TxApplied:
-        result = await self.raft.propose(tx.encode(), timeout=timeout)
+        # a handed-over transaction is applied here from its own objects (apply_local)
+        result = await self.raft.propose(tx.encode(), timeout=timeout,
+                                         local=tx if tx.handed_over else None)
         if isinstance(result, StoreError):
             raise result
         return result

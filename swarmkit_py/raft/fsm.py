@@ -16,6 +16,10 @@ class StateMachine(Protocol):
         bytes in the same order and must end in the same state. Raising is a bug in the
         state machine, not a way to reject a command: return an error value instead."""
 
+    # Optional: `apply_local(index, data, local) -> Any`, called instead of `apply` for an
+    # entry proposed here with `RaftNode.propose(data, local=...)`, while its proposer waits:
+    # `local` is what `data` was made from. It must reach the state `apply` would.
+
     def snapshot(self) -> bytes:
         """Serialize the whole state as of the last applied entry."""
 

@@ -234,6 +234,9 @@ class RaftNode:
         self._props: list[tuple[bytes, int]] = []  # (entry data, tag) not yet given to the core
         # tag -> (future or _Batch, deadline, t0): every write proposed here and not yet answered
         self._pending: dict[int, tuple[asyncio.Future | _Batch, float, float]] = {}
+        self._local: dict[int, Any] = {}
+        """Tag -> what `propose(..., local=)` was given: the state machine's `apply_local`
+        gets it with the entry's bytes (MemoryStore: the transaction they were encoded from)."""
         self._next_expiry = float("inf")  # no pending write expires before this
         self._reads: dict[bytes, asyncio.Future] = {}
         self._apply_waiters: list[tuple[int, asyncio.Future]] = []
@@ -415,19 +418,26 @@ class RaftNode:
         return now - self._last_heard.get(nid, self._started_at)
 
     # ================================================================ requests
-    async def propose(self, data: bytes, timeout: float | None = None) -> Any:
+    async def propose(self, data: bytes, timeout: float | None = None, local: Any = None) -> Any:
         """Replicate `data`, apply it, and return the state machine's result. Raises NoQuorum
-        when it cannot commit in time, Stopped when the member shuts down."""
+        when it cannot commit in time, Stopped when the member shuts down. With `local`, the
+        entry is applied here (if this process still waits for it then) by the state
+        machine's `apply_local(index, data, local)`: `data` as `local` holds it, already in
+        memory (every other member, and this one after a restart, decodes `data`)."""
         if self._stopped:
             raise self._stopped_error()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout or self.cfg.proposal_timeout_s)
         await self._wait_for_leader(deadline)
         seq, fut = self._enqueue(data, deadline)
+        if local is not None:
+            self._local[seq] = local
         try:
             return await fut
         finally:
             self._pending.pop(seq, None)
+            if local is not None:
+                self._local.pop(seq, None)
 
     def propose_nowait(self, data: bytes, timeout: float | None = None) -> asyncio.Future:
         """`propose` without a coroutine: the future of the result. With a leader known (the
@@ -1122,6 +1132,7 @@ class RaftNode:
         were applied. The hot loop of every member (each write passes here once per member),
         hence the locals."""
         pending, me, unpack, fsm_apply = self._pending, self.id, _ENVELOPE.unpack_from, self.fsm.apply
+        local = self._local
         skip = _ENVELOPE.size
         now = self._loop_time()
         latency = self.proposal_latency
@@ -1137,7 +1148,10 @@ class RaftNode:
             if not data:
                 continue  # a new leader's no-op
             origin, seq = unpack(data)
-            result = fsm_apply(e.index, data[skip:])
+            if local and origin == me and seq in local:
+                result = self.fsm.apply_local(e.index, data[skip:], local.pop(seq))
+            else:
+                result = fsm_apply(e.index, data[skip:])
             applied += 1
             if origin == me:
                 p = pending.pop(seq, None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,8 @@ from .view import View
 from .watch import COMMIT, DEFAULT_WATCH_LIMIT, Event, EventFilter, Watcher, WatchHub
 
 SNAPSHOT_VERSION = 1
+CHECK_LOCAL = os.environ.get("SWARMKIT_STORE_CHECK_LOCAL") == "1"
+"""Decode every entry `apply_local` applies from the writer's objects too and compare (tests)."""
 _DELETED = object()
 _BULK_BYTES = 128 * 1024  # entries this big are bulk work (thousands of objects)
 
@@ -78,6 +81,28 @@ TxResult = TxApplied | StoreError
 
 log = logging.getLogger(__name__)
 
+
+def _check_same(own: Transaction, data: bytes) -> None:
+    """Raise unless `data` decodes to the transaction `own` (CHECK_LOCAL): what every other
+    member stores must be what this one keeps. A writer whose object does not survive its
+    own encoding (a field set without validation to something the model would read back
+    differently) fails here, in the tests, instead of leaving its leader's store unlike the
+    others'."""
+    try:
+        other = Transaction.decode(data)
+    except InvalidTransaction as err:
+        raise AssertionError(f"a handed-over transaction does not decode: {err}") from None
+    if other.timestamp != own.timestamp or len(other.ops) != len(own.ops):
+        raise AssertionError("a handed-over transaction decodes to another timestamp or op count")
+    for i, (a, b) in enumerate(zip(own.ops, other.ops, strict=True)):
+        same = (a.action, a.kind, a.id) == (b.action, b.kind, b.id) and (
+            a.obj is b.obj is None
+            or (a.obj is not None and b.obj is not None and type(a.obj) is type(b.obj)
+                and a.obj == b.obj and a.obj.to_wire() == b.obj.to_wire()))
+        if not same:
+            raise AssertionError(f"op {i} of a handed-over transaction ({a.action} {a.kind} {a.id}) "
+                                 f"is not what its entry decodes to:\n  kept:    {a.obj!r}\n  decoded: {b.obj!r}")
+
 class MemoryStore:
     """Implements `swarmkit_py.raft.fsm.StateMachine`. Single-threaded by design: apply,
     control loops' reads and watch delivery all happen on the agent's event loop thread.
@@ -106,17 +131,37 @@ class MemoryStore:
             except InvalidTransaction as err:
                 self.applied_index = max(self.applied_index, index)
                 return err
-            try:
-                result = self._apply_tx(index, tx)
-            except Exception as exc:
-                # Every manager applies the same entry: one that raised here would stop them
-                # all on it, for ever (issue 9, hole 7c). _apply_tx changes nothing before
-                # its verdict and checks every index key before committing, so the store is
-                # as it was; the same bytes fail the same way everywhere, so refusing the
-                # entry is deterministic.
-                log.error("refusing the transaction at index %d: applying it raised %s: %s",
-                          index, type(exc).__name__, exc)
-                result = InvalidTransaction(f"transaction could not be applied: {type(exc).__name__}: {exc}")
+            return self._apply_decided(index, tx)
+
+    def apply_local(self, index: int, data: bytes, tx: Transaction) -> TxResult:
+        """`apply(index, data)` for an entry this process proposed, `data` being `tx.encode()`:
+        a transaction whose writer handed its objects over (`Transaction(handed_over=True)`)
+        is applied from shallow copies of them instead of decoding `data` again, which was
+        most of what a leader's own writes cost it to apply (swarmkit's leader commits its
+        own transaction the same way). The state is the one `apply` would reach: every
+        manager stores what the bytes say, and the bytes were made from these objects (with
+        `SWARMKIT_STORE_CHECK_LOCAL=1`, as the test suite runs, every such entry is decoded
+        too and must give equal objects, or this raises). Any other transaction is decoded."""
+        if not tx.handed_over:
+            return self.apply(index, data)
+        with _gc_paused(len(data) > _BULK_BYTES):
+            own = tx.for_store()
+            if CHECK_LOCAL:
+                _check_same(own, data)
+            return self._apply_decided(index, own)
+
+    def _apply_decided(self, index: int, tx: Transaction) -> TxResult:
+        try:
+            result = self._apply_tx(index, tx)
+        except Exception as exc:
+            # Every manager applies the same entry: one that raised here would stop them
+            # all on it, for ever (issue 9, hole 7c). _apply_tx changes nothing before
+            # its verdict and checks every index key before committing, so the store is
+            # as it was; the same bytes fail the same way everywhere, so refusing the
+            # entry is deterministic.
+            log.error("refusing the transaction at index %d: applying it raised %s: %s",
+                      index, type(exc).__name__, exc)
+            result = InvalidTransaction(f"transaction could not be applied: {type(exc).__name__}: {exc}")
         self.applied_index = max(self.applied_index, index)
         return result
 
@@ -235,7 +280,7 @@ class MemoryStore:
                 if new.version.index != base:
                     return SequenceError(op_index=i)
                 new.created_at = old.created_at
-            new.version = Version(index=index)
+            new.version = Version.model_construct(index=index)  # an int: nothing to validate
             new.updated_at = tx.timestamp
 
             conflict = self._name_conflict(new, current, staged)

@@ -12,6 +12,12 @@ create/update, or the object's ID for delete.
 
 `ts` is read from the clock once, here, by the proposer: apply must be deterministic, so it
 never reads the clock itself and stamps CreatedAt/UpdatedAt with this value instead.
+
+A transaction built with `handed_over=True` is one whose writer hands its objects over: it
+never touches them (or anything inside them) once proposed. The member that proposed it may
+then apply it from those objects instead of decoding the entry's bytes
+(`MemoryStore.apply_local`), as swarmkit's leader commits its own transaction when its entry
+commits and decodes only the entries of others.
 """
 
 from __future__ import annotations
@@ -67,9 +73,12 @@ class Transaction:
         timestamp: datetime | None = None,
         *,
         clock: Callable[[], datetime] = utcnow,
+        handed_over: bool = False,
     ) -> None:
         self.timestamp = to_utc(timestamp if timestamp is not None else clock())
         self.ops: list[Op] = []
+        self.handed_over = handed_over
+        """The writer never touches these objects once proposed (see the module's docstring)."""
 
     def create(self, obj: StoreObject) -> Transaction:
         return self._add(CREATE, obj)
@@ -98,6 +107,14 @@ class Transaction:
 
     def __len__(self) -> int:
         return len(self.ops)
+
+    def for_store(self) -> Transaction:
+        """The transaction apply may keep the objects of: each object a shallow copy, so the
+        store's stamps (version, times) never land on the writer's own objects."""
+        tx = Transaction(self.timestamp)
+        tx.ops = [op if op.obj is None else Op(op.action, op.kind, op.id, op.obj.model_copy())
+                  for op in self.ops]
+        return tx
 
     def encode(self) -> bytes:
         """The wire bytes; an object that cannot be stored (an integer beyond 64 bits, text that

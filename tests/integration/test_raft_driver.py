@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from swarmkit_py.raft.config import RaftConfig
 from swarmkit_py.raft.core import ProgressState
 from swarmkit_py.raft.kv.cluster import free_ports
@@ -21,9 +23,10 @@ CFG = RaftConfig(tick_ms=20, snapshot_interval=50, keep_entries=0)
 
 
 class Members:
-    def __init__(self, tmp_path, n: int, cfg: RaftConfig = CFG):
+    def __init__(self, tmp_path, n: int, cfg: RaftConfig = CFG, fsm=KVStateMachine):
         self.tmp = tmp_path
         self.cfg = cfg
+        self.fsm = fsm
         self.addrs = {i: f"127.0.0.1:{p}" for i, p in enumerate(free_ports(n), start=1)}
         self.nodes: dict[int, RaftNode] = {}
         self.snap_reports: list[tuple[int, int, bool]] = []
@@ -39,7 +42,7 @@ class Members:
             return Transport(nid, host, int(port), on_msg, on_unreachable=on_unreachable,
                              on_snapshot_status=snapshot_status)
 
-        node = RaftNode(nid, self.tmp / f"n{nid}", KVStateMachine(), factory, self.cfg, addr=self.addrs[nid])
+        node = RaftNode(nid, self.tmp / f"n{nid}", self.fsm(), factory, self.cfg, addr=self.addrs[nid])
         self.nodes[nid] = node
         return node
 
@@ -340,3 +343,66 @@ async def test_a_read_asked_from_another_thread_is_confirmed_by_a_quorum(tmp_pat
         assert ld.fsm.data["k"] == b"v"
     finally:
         await lone.stop()
+
+
+async def test_writes_applied_from_their_writers_objects_leave_every_member_with_the_same_store(tmp_path):
+    """The member that proposes a handed-over transaction applies it from the writer's objects
+    (MemoryStore.apply_local, as swarmkit's leader commits its own transaction); the others
+    decode its entry. Through the leader and through a follower (forwarded), accepted and
+    refused writes: every member ends with the same snapshot bytes, and the proposer's store
+    holds the writer's objects (shallow copies of them), the others decoded ones."""
+    from datetime import UTC, datetime
+
+    from swarmkit_py.manager.orchestrator.taskinit import new_task
+    from swarmkit_py.manager.proposer import RaftProposer
+    from swarmkit_py.store import MemoryStore, SequenceError, Service, Transaction, new_id
+    from swarmkit_py.store.objects.enums import TaskState
+
+    ms = Members(tmp_path, 3, fsm=MemoryStore)
+    try:
+        ld = await ms.found()
+        follower = next(n for nid, n in ms.nodes.items() if nid != ld.id)
+        lp, fp = RaftProposer(ld, ld.fsm), RaftProposer(follower, follower.fsm)
+        svc = Service.model_validate({"ID": new_id(), "Spec": {
+            "Name": "web", "TaskTemplate": {"ContainerSpec": {"Image": "nginx:1.27"}},
+            "Mode": {"Replicated": {"Replicas": 40}}}})
+        now = datetime.now(UTC)
+        tx = Transaction(now, handed_over=True).create(svc)
+        for i in range(40):
+            tx.create(new_task(svc, new_id(), now, slot=i + 1))
+        await lp.propose(tx)
+
+        def started(store, half):
+            tx = Transaction(datetime.now(UTC), handed_over=True)
+            for t in store.view().tasks()[half::2]:
+                st = t.status.model_copy(update={"state": TaskState.RUNNING, "timestamp": datetime.now(UTC)})
+                tx.update(t.model_copy(update={"status": st, "node_id": f"node{half}"}))
+            return tx
+
+        on_leader = started(ld.fsm, 0)
+        await wait_for(lambda: len(follower.fsm.view().tasks()) == 40, "the creates on the follower")
+        through_follower = started(follower.fsm, 1)
+        await asyncio.gather(lp.propose(on_leader), fp.propose(through_follower))
+        with pytest.raises(SequenceError):  # read before the write above: refused everywhere
+            await fp.propose(_stale(on_leader))
+        index = ld.fsm.applied_index
+        await wait_for(lambda: all(n.fsm.applied_index >= index for n in ms.nodes.values()), "every member applied")
+        snaps = {nid: n.fsm.snapshot() for nid, n in ms.nodes.items()}
+        assert len(set(snaps.values())) == 1
+        kept = {t.id: t for t in ld.fsm.view().tasks()}
+        assert all(kept[op.id].status is op.obj.status for op in on_leader.ops)
+        kept = {t.id: t for t in follower.fsm.view().tasks()}
+        assert all(kept[op.id].status is op.obj.status for op in through_follower.ops)
+        assert not any(kept[op.id].status is op.obj.status for op in on_leader.ops)
+    finally:
+        await ms.stop()
+
+
+def _stale(tx):
+    """`tx` again (its objects carry the versions they were read at, now stale)."""
+    from swarmkit_py.store import Transaction
+
+    again = Transaction(tx.timestamp, handed_over=True)
+    for op in tx.ops:
+        again.update(op.obj.model_copy())
+    return again

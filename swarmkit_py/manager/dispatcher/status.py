@@ -101,7 +101,7 @@ class StatusWriter(GroupCommitter):
     async def _write(self, batch: dict[str, tuple[StatusChange, list[asyncio.Future]]]) -> None:
         for _attempt in range(MAX_CONFLICT_RETRIES):
             view = self._proposer.store.view()
-            tx = Transaction()
+            tx = Transaction(handed_over=True)  # never touched once proposed
             outcome: dict[str, object] = {}
             for node_id, (change, _) in batch.items():
                 node = view.get_node(node_id)

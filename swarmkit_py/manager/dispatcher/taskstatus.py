@@ -161,7 +161,7 @@ class TaskStatusWriter(GroupCommitter):
                 if new is None:
                     continue
                 if not chunks or len(chunks[-1][0]) >= MAX_TX_OPS:
-                    chunks.append((Transaction(), []))
+                    chunks.append((Transaction(handed_over=True), []))  # never touched once proposed
                 chunks[-1][0].update(new)
                 chunks[-1][1].append(u)
             # Entries of at most MAX_TX_OPS tasks, proposed together: a round of reports from

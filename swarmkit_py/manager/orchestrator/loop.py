@@ -82,7 +82,7 @@ class Batch:
         ops += [("d", k) for k in self.deletes]
         txs: list[Transaction] = []
         for i in range(0, len(ops), MAX_OPS):
-            tx = Transaction(now)
+            tx = Transaction(now, handed_over=True)  # never touched once proposed
             for action, item in ops[i : i + MAX_OPS]:
                 if action == "u":
                     tx.update(item)

@@ -211,7 +211,7 @@ class SchedulerLoop:
                 self.nodes.forget(d.task.id)
         for start in range(0, len(updates), self.max_tx_ops):
             chunk = updates[start : start + self.max_tx_ops]
-            tx = Transaction(now)
+            tx = Transaction(now, handed_over=True)  # never touched once proposed
             for _, new in chunk:
                 tx.update(new)
             try:
@@ -237,8 +237,9 @@ class SchedulerLoop:
 
     def _updated(self, d: Decision, now: datetime) -> Task | None:
         """The task as the decision wants it stored, or None when nothing changes. Shallow
-        copies: the store never sees these objects (the proposer encodes them), so sharing
-        the unchanged spec with the stored task is safe and saves a deep copy per task."""
+        copies: nothing changes a stored object in place, nor these once proposed (the
+        leader's store keeps copies of them: `apply_local`), so sharing the unchanged spec
+        with the stored task is safe and saves a deep copy per task."""
         t = d.task
         if d.placed:
             status = TaskStatus(timestamp=now, state=TaskState.ASSIGNED, message=d.message)
