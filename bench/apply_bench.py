@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, git_commit  # noqa: E402
 
-from swarmkit_py.manager.orchestrator.taskinit import new_task, template_copy  # noqa: E402
+from swarmkit_py.manager.orchestrator.taskinit import new_task, template_parts  # noqa: E402
 from swarmkit_py.store import MemoryStore, Service, Transaction  # noqa: E402
 from swarmkit_py.store.ids import new_id  # noqa: E402
 from swarmkit_py.store.objects.base import build_all  # noqa: E402
@@ -68,9 +68,9 @@ def main() -> None:
         store = MemoryStore()
         svc = service()
         now = datetime.now(UTC)
-        spec = template_copy(svc)
+        parts = template_parts(svc)
         tx = Transaction()
-        tasks = [new_task(svc, new_id(), now, slot=i + 1, spec=spec) for i in range(a.tasks)]
+        tasks = [new_task(svc, new_id(), now, slot=i + 1, parts=parts) for i in range(a.tasks)]
         for t in tasks:
             tx.create(t)
         ms, data = timed(tx.encode)

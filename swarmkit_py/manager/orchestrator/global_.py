@@ -17,7 +17,7 @@ from ...store import TaskState, View
 from .loop import Batch, StoreLoop, touched
 from .placement import PLACE, per_node
 from .slots import holds, is_global
-from .taskinit import new_task
+from .taskinit import new_task, template_parts
 
 
 class GlobalOrchestrator(StoreLoop):
@@ -59,9 +59,11 @@ class GlobalOrchestrator(StoreLoop):
                 by_node.setdefault(t.node_id, []).append(t)
         held = {nid: [t for t in tasks if holds(t)] for nid, tasks in by_node.items()}
         now = self.clock()
+        parts = None  # one copy of the template and endpoint for this pass's new tasks (new_task)
         for node_id, tasks, verdict in per_node(view, svc, held):
             if verdict == PLACE:
-                batch.create(new_task(svc, self.new_id(), now, node_id=node_id))
+                parts = parts or template_parts(svc)
+                batch.create(new_task(svc, self.new_id(), now, node_id=node_id, parts=parts))
             else:
                 for t in tasks:
                     batch.updated(t).desired_state = TaskState.SHUTDOWN

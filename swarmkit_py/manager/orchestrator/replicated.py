@@ -44,7 +44,7 @@ from ...store import TaskState, View
 from .loop import MAX_OPS, Batch, StoreLoop, touched
 from .slotbook import SlotBook, starting
 from .slots import holds, is_replicated, replicas
-from .taskinit import new_task, template_copy
+from .taskinit import new_task, template_parts
 
 
 class ReplicatedOrchestrator(StoreLoop):
@@ -218,15 +218,15 @@ class ReplicatedOrchestrator(StoreLoop):
             self._scale_down(view, batch, sid, book)
         now = self.clock()
         room = self.starting_window - book.starting
-        spec = None  # one copy of the template for this pass's new tasks (see new_task)
+        parts = None  # one copy of the template and endpoint for this pass's new tasks (new_task)
         while (slot := book.next_missing()) is not None:
             if room <= 0:
                 self._throttled.add(sid)
                 break
             if not self._spend(sid):
                 break
-            spec = spec or template_copy(svc)
-            batch.create(new_task(svc, self.new_id(), now, slot=slot, spec=spec))
+            parts = parts or template_parts(svc)
+            batch.create(new_task(svc, self.new_id(), now, slot=slot, parts=parts))
             book.claim(slot)
             self._claimed.add(sid)
             room -= 1

@@ -28,32 +28,44 @@ def new_task(
     *,
     slot: int | None = None,
     node_id: str | None = None,
-    spec: TaskSpec | None = None,
+    parts: TaskParts | None = None,
 ) -> Task:
     """A task for `slot` (replicated) or `node_id` (global), born `pending` with desired
     `running` (there is no allocator stage here; see docs/design/tasks.md). Global tasks come
     with their node preset; the scheduler only checks resources for them. A job's task
     belongs to the job's current iteration.
 
-    `spec`: a copy of the service's task template to use instead of making one. The deep copy
-    is most of a new task's cost; tasks that only go into one batch (encoded for the store,
-    never changed) may share one copy: the replicated orchestrator's fill does."""
+    `parts`: the spec and endpoint to use (`template_parts(service)`) instead of making a
+    copy of each. The deep copy is most of a new task's cost, and tasks never changed once
+    made may share one: the orchestrators' passes share one per service. The leader's store
+    keeps these very objects (`apply_local`), as the other managers share the equal parts of
+    the tasks they decode (store/intern.py)."""
     if (slot is None) == (node_id is None):
         raise ValueError("a task needs either a slot (replicated) or a node (global)")
+    spec, endpoint = parts or template_parts(service)
     return Task(
         id=task_id,
         name=task_name(service, slot, node_id),
         labels=dict(service.spec.labels),
-        spec=spec if spec is not None else template_copy(service),
+        spec=spec,
         service_id=service.id,
         slot=slot,
         node_id=node_id,
         status=TaskStatus(timestamp=now, state=TaskState.PENDING, message=PENDING_MESSAGE),
         desired_state=TaskState.RUNNING,
-        endpoint=task_endpoint(service),
+        endpoint=endpoint,
         job_iteration=(Version(index=service.job_status.job_iteration.index)
                        if service.job_status is not None else None),
     )
+
+
+TaskParts = tuple[TaskSpec, "Endpoint | None"]
+"""A new task's spec and endpoint (`template_parts`)."""
+
+
+def template_parts(service: Service) -> TaskParts:
+    """Copies of the service's task template and of its endpoint, for new tasks to share."""
+    return template_copy(service), task_endpoint(service)
 
 
 def template_copy(service: Service) -> TaskSpec:
