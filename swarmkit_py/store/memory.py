@@ -103,6 +103,7 @@ def _check_same(own: Transaction, data: bytes) -> None:
             raise AssertionError(f"op {i} of a handed-over transaction ({a.action} {a.kind} {a.id}) "
                                  f"is not what its entry decodes to:\n  kept:    {a.obj!r}\n  decoded: {b.obj!r}")
 
+
 class MemoryStore:
     """Implements `swarmkit_py.raft.fsm.StateMachine`. Single-threaded by design: apply,
     control loops' reads and watch delivery all happen on the agent's event loop thread.
