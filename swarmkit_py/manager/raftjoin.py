@@ -160,8 +160,9 @@ async def request_join(
 
 
 class RemovalWatch:
-    """Notices that this manager's Raft member was removed from the group without learning it
-    (see the module's docstring) and calls ``on_removed`` once."""
+    """Notices that this manager's Raft member was removed from the group, whether it applied
+    its removal or never learnt it (see the module's docstring), and calls ``on_removed``
+    once."""
 
     GRACE = 3.0
     """Seconds without a leader before the managers are asked (an election takes less)."""
@@ -187,20 +188,32 @@ class RemovalWatch:
         loop = asyncio.get_running_loop()
         was_member = False
         leaderless_since: float | None = None
+        removed_since: float | None = None
         strikes = 0
         while True:
             await asyncio.sleep(self.PERIOD)
             core = raft.core
             if core is None:
                 continue
+            now = loop.time()
+            if core.removed:
+                # It applied its own removal: final (a Raft id is never added back). A removed
+                # member never campaigns, so it keeps naming its old leader and the leaderless
+                # check below never fired: a demotion undone at once left the manager outside
+                # the group for good whenever it had learnt of its removal. The grace lets a
+                # plain demotion's certificate renewal (a worker's) come first, as it does
+                # within a moment of the removal.
+                removed_since = now if removed_since is None else removed_since
+                if now - removed_since >= self.GRACE:
+                    return self._removed("it applied the configuration change that removed it")
+                continue
             # a joiner not added yet is not "removed": it has neither a log nor a configuration
             # with itself in it (a log arrives only once the leader added it)
             was_member = was_member or me in core.conf.voters or me in core.conf.learners \
-                or core.removed or core.log.last_index() > 0
+                or core.log.last_index() > 0
             if raft.leader_id or not was_member:
                 leaderless_since, strikes = None, 0
                 continue
-            now = loop.time()
             if leaderless_since is None:
                 leaderless_since = now
             if now - leaderless_since < self.GRACE:
