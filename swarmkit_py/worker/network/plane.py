@@ -34,6 +34,8 @@ from .dns import DNSServer, build_records
 log = logging.getLogger(__name__)
 
 LABEL_NETWORK_ID = "com.swarmkit-py.network.id"
+RETRY_FIRST, RETRY_MAX = 0.5, 10.0
+"""Seconds before a failed map is tried again: the first delay, doubled up to the second."""
 RETRY_LEFTOVER = 1.0
 """Seconds between tries to remove an engine network a stopping container still holds."""
 
@@ -124,6 +126,7 @@ class NetworkPlane:
             self._wake.set()
 
     async def _loop(self) -> None:
+        failures, last_error = 0, ""
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -137,17 +140,34 @@ class NetworkPlane:
                     await self.dns.listen_on(gateways)
                 self.applied += 1
                 self.last_apply_s = time.monotonic() - started
+                if failures:
+                    log.info("the network map is applied again, after %d failed attempts", failures)
+                    failures, last_error = 0, ""
                 if self.leftover:
                     asyncio.get_running_loop().call_later(RETRY_LEFTOVER, self._wake.set)
-            except Exception:
-                log.exception("applying the network map failed; retrying on the next one")
+            except Exception as exc:
+                # Tried again at once when a new map comes, else after a delay doubling up to
+                # RETRY_MAX while it fails (the engine down for an hour was two tracebacks a
+                # second); the traceback is logged once per kind of failure.
+                failures += 1
+                delay = min(RETRY_FIRST * 2 ** (failures - 1), RETRY_MAX)
+                error = f"{type(exc).__name__}: {exc}"
+                if error != last_error:
+                    log.exception("applying the network map failed; trying again in %.1fs and "
+                                  "then less often while it fails the same way", delay)
+                    last_error = error
+                else:
+                    log.debug("applying the network map failed again (%d times): %s", failures, error)
                 self._engine_networks.clear()
                 self._links_applied.clear()
                 self._rules_applied = None
                 mesh.forget_jumps()
-                await asyncio.sleep(0.5)
                 if self._latest is netmap:
-                    self._wake.set()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), delay)
+                    except TimeoutError:
+                        pass
+                self._wake.set()
 
     def _apply_sync(self, netmap: dict[str, Any]) -> set[str]:
         me = self.node_id
