@@ -112,6 +112,10 @@ def render(agent) -> str:
         o.histogram("raft_read_index_seconds", "Time a linearizable read waited for its confirmation and apply.",
                     r.read_latency)
         o.histogram("raft_apply_seconds", "Event loop time applying one batch of committed entries.", r.apply_time)
+        for source, n in mgr.store.applied_from.items():
+            o.metric("store_entries_applied_total", "counter", "Raft entries applied to the store, by "
+                     "what they were read from: their bytes, or the objects of the writer that "
+                     "proposed them on this manager.", n, {"from": source})
         m = mgr.dispatcher.metrics()
         o.metric("dispatcher_heartbeats_total", "counter", "Heartbeats received (leader).", m.get("heartbeats", 0))
         o.metric("dispatcher_sessions", "gauge", "Open worker sessions (leader).", m.get("sessions", 0))

@@ -122,10 +122,13 @@ class MemoryStore:
         self._generation = 0
         self.interner = Interner()
         """Equal task specs and endpoints read from entries and snapshots become one object."""
+        self.applied_from = {"entry": 0, "writer": 0}
+        """Entries applied by decoding their bytes / from the writer's objects (apply_local)."""
 
     # -- Raft state machine ---------------------------------------------------------------
 
     def apply(self, index: int, data: bytes) -> TxResult:
+        self.applied_from["entry"] += 1
         with _gc_paused(len(data) > _BULK_BYTES):
             try:
                 tx = Transaction.decode(data, self.interner)
@@ -145,6 +148,7 @@ class MemoryStore:
         too and must give equal objects, or this raises). Any other transaction is decoded."""
         if not tx.handed_over:
             return self.apply(index, data)
+        self.applied_from["writer"] += 1
         with _gc_paused(len(data) > _BULK_BYTES):
             own = tx.for_store()
             if CHECK_LOCAL:

@@ -69,6 +69,12 @@ def test_init_join_promote_and_leader_crash(cluster):
     assert m['swarmkit_raft_members{kind="voter"}'] == 3
     assert m['swarmkit_nodes{state="ready"}'] == 5
     assert m["swarmkit_raft_proposal_seconds_count"] > 0
+    # the leader applies its own control loops' writes (the node status writer's here) from
+    # the writer's objects; a follower decodes every entry
+    assert m['swarmkit_store_entries_applied_total{from="writer"}'] > 0
+    follower = c.metrics(w0)
+    assert follower['swarmkit_store_entries_applied_total{from="writer"}'] == 0
+    assert follower['swarmkit_store_entries_applied_total{from="entry"}'] > 0
     # the CLI's reads above were answered on the API's front thread, each after its barrier
     assert m["swarmkit_api_read_barrier_seconds_count"] > 0 and m["swarmkit_api_request_seconds_count"] > 0
     # with three voters, the leader's reads were confirmed by its read lane (the other
