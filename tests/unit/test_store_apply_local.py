@@ -10,8 +10,7 @@ import pytest
 
 from swarmkit_py.manager.orchestrator.taskinit import new_task
 from swarmkit_py.manager.proposer import LocalProposer
-from swarmkit_py.store import MemoryStore, SequenceError, Service, Transaction, new_id
-from swarmkit_py.store import memory
+from swarmkit_py.store import MemoryStore, SequenceError, Service, Transaction, memory, new_id
 from swarmkit_py.store.objects.enums import TaskState
 
 
