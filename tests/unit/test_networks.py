@@ -80,9 +80,12 @@ async def test_ingress_vips_and_task_addresses_never_overlap_and_are_released():
     t1 = view.get_task("t1").clone()
     t1.status = TaskStatus(state=TaskState.FAILED)
     await proposer.propose(Transaction().update(t1))
+    alloc.tasks.sync()
     pools = alloc._pools(store.view(), {n.id: n for n in store.view().list("network")})
-    freed = ipaddress.IPv4Address(t1.networks_attachments[1].addresses[0].split("/")[0])
-    assert freed not in pools["netback"].used
+    freed = t1.networks_attachments[1].addresses[0]
+    assert not pools["netback"].in_use(freed)
+    still = store.view().get_task("t2").networks_attachments[1].addresses[0]
+    assert pools["netback"].in_use(still)
 
 
 def test_bad_network_requests_say_what_to_do():
@@ -199,9 +202,10 @@ async def test_a_full_network_leaves_the_rest_allocated_and_says_so(caplog):
     assert len(store.view().get("network", "big").node_addresses) == 8  # the full one blocks nothing
 
 
-async def test_a_task_version_that_needs_no_address_is_looked_at_once(monkeypatch):
-    """Every pass used to ask every task whether it wants networks; a stored version never
-    changes, so a version that wants none is remembered, and a new version is asked again."""
+async def test_a_task_version_is_looked_at_once(monkeypatch):
+    """Every pass used to ask every task whether it wants networks (10,000 tasks on every pass
+    of a fill); the allocator now follows the task stream, so each stored version is asked
+    once, when it is written."""
     from swarmkit_py.manager.allocator import loop as alloc_loop
 
     store, proposer = _store()
@@ -230,3 +234,136 @@ async def test_a_task_version_that_needs_no_address_is_looked_at_once(monkeypatc
     asked.clear()
     await _settle(alloc, proposer)
     assert asked == ["t2"]
+
+
+def _task_with(svc, task_id, *, addresses=(), state=TaskState.RUNNING, desired=TaskState.RUNNING):
+    t = new_task(svc, task_id, datetime.now(UTC), slot=int(task_id[1:]))
+    t.status = TaskStatus(state=state)
+    t.desired_state = desired
+    if addresses:
+        t.networks_attachments = [NetworkAttachment(network_id=n, addresses=[a]) for n, a in addresses]
+    return t
+
+
+def _index_from_scratch(store):
+    """What the allocator's task index should say, read from every task (written apart from
+    the index's own code, so that a shared mistake cannot hide)."""
+    held: dict[str, dict[str, int]] = {}
+    waiting = {}
+    for t in store.view().list("task"):
+        if t.status.state > TaskState.RUNNING:
+            continue  # ended: holds nothing and is owed nothing
+        for a in t.networks_attachments or []:
+            for addr in a.addresses:
+                on = held.setdefault(a.network_id, {})
+                on[addr.split("/")[0]] = on.get(addr.split("/")[0], 0) + 1
+        if (t.networks_attachments is None and t.desired_state <= TaskState.RUNNING
+                and t.service_id == "s1"):  # only s1's spec names a network
+            waiting[t.id] = None
+    return held, waiting
+
+
+def _same(index, expected) -> bool:
+    held = {n: on for n, on in index.held.items() if on}  # the index keeps emptied networks
+    return (held, set(index.waiting)) == (expected[0], set(expected[1]))
+
+
+async def test_the_task_index_follows_the_store_as_a_full_read_would():
+    """The allocator's task index (addresses held, tasks owed addresses) is kept from the
+    task stream: after any run of creates, updates, ends and deletes it must say what reading
+    every task again says, or two tasks could get one address."""
+    import random
+
+    from swarmkit_py.manager.allocator.loop import TaskIndex
+
+    store, proposer = _store()
+    svc = Service(id="s1", spec=ServiceSpec(name="web", task_template=TaskSpec(
+        container_spec={"Image": "x"}, networks=[{"Target": "netback"}])))
+    plain = Service(id="s2", spec=ServiceSpec(name="plain", task_template=TaskSpec(container_spec={"Image": "x"})))
+    await proposer.propose(Transaction().create(svc).create(plain))
+    index = TaskIndex(store)
+    index.sync()
+    rng = random.Random(7)
+    live: set[str] = set()
+    seen_held = seen_waiting = 0
+    for step in range(300):
+        tx = Transaction()
+        touched: set[str] = set()
+        for _ in range(rng.randint(1, 4)):
+            task_id = f"t{rng.randint(1, 40)}"
+            if task_id in touched:  # one change per task per transaction
+                continue
+            touched.add(task_id)
+            owner = rng.choice((svc, svc, plain))
+            addresses = [("netback", f"10.0.1.{rng.randint(2, 12)}/24")] if rng.random() < 0.6 else []
+            if rng.random() < 0.3:
+                addresses.append(("ingress", f"10.0.0.{rng.randint(2, 6)}/24"))  # shared on purpose
+            state = rng.choice((TaskState.NEW, TaskState.RUNNING, TaskState.RUNNING, TaskState.FAILED))
+            desired = rng.choice((TaskState.RUNNING, TaskState.RUNNING, TaskState.SHUTDOWN))
+            roll = rng.random()
+            if task_id not in live:
+                tx.create(_task_with(owner, task_id, addresses=addresses, state=state, desired=desired))
+                live.add(task_id)
+            elif roll < 0.25:
+                tx.delete("task", task_id)
+                live.discard(task_id)
+            else:
+                t = store.view().get_task(task_id).clone()
+                t.status = TaskStatus(state=state)
+                t.desired_state = desired
+                t.networks_attachments = [NetworkAttachment(network_id=n, addresses=[a])
+                                          for n, a in addresses] or rng.choice((None, []))
+                tx.update(t)
+        await proposer.propose(tx)
+        if rng.random() < 0.3:  # the index is read between bursts of transactions
+            index.sync()
+            assert _same(index, _index_from_scratch(store)), step
+            seen_held += any(index.held.values())
+            seen_waiting += bool(index.waiting)
+    index.sync()
+    assert _same(index, _index_from_scratch(store))
+    assert index.rebuilds == 1
+    assert seen_held > 10 and seen_waiting > 10  # the run did exercise both
+
+    # A snapshot restored under it (the stream is lost): read again from every task.
+    other = MemoryStore()
+    other.restore(store.snapshot())
+    t = other.view().get_task(sorted(live)[0]).clone()
+    t.status = TaskStatus(state=TaskState.FAILED)
+    other.apply_tx(other.applied_index + 1, Transaction().update(t))
+    store.restore(other.snapshot())
+    index.sync()
+    assert index.rebuilds == 2
+    assert _same(index, _index_from_scratch(store))
+    index.close()
+
+
+async def test_a_task_address_held_is_never_given_again_and_an_ended_ones_is():
+    """Through the allocator's passes (the index and the lazily made pools together): a new
+    task never gets an address a live task holds, and gets one an ended task gave back."""
+    store, proposer = _store()
+    net = ipam.allocate_network([], parse_network_create(
+        {"Name": "tiny", "Driver": "overlay", "IPAM": {"Config": [{"Subnet": "10.6.0.0/29"}]}}), "tiny")
+    svc = Service(id="s1", spec=ServiceSpec(name="web", task_template=TaskSpec(
+        container_spec={"Image": "x"}, networks=[{"Target": "tiny"}])))
+    await proposer.propose(Transaction().create(net).create(svc).create(Node(id="n1")))
+    alloc = Allocator(proposer)
+    await alloc._pass_until_quiet()  # of the 6 hosts, the gateway, n1's and the VIP are taken
+    tx = Transaction()
+    for i in range(1, 5):
+        tx.create(_task_with(svc, f"t{i}", state=TaskState.NEW))
+    await proposer.propose(tx)
+    await alloc._pass_until_quiet()
+    view = store.view()
+    given = {f"t{i}": (view.get_task(f"t{i}").networks_attachments or [None])[0] for i in range(1, 5)}
+    addrs = [a.addresses[0] for a in given.values() if a is not None]
+    assert len(addrs) == 3 and len(set(addrs)) == 3  # the fourth waits: the network is full
+    (waiting,) = [k for k, a in given.items() if a is None]
+    assert alloc.tasks.waiting == {waiting: None}
+    done = view.get_task("t1").clone()
+    done.status = TaskStatus(state=TaskState.COMPLETE)
+    await proposer.propose(Transaction().update(done))
+    await alloc._pass_until_quiet()
+    got = store.view().get_task(waiting).networks_attachments[0].addresses[0]
+    assert got == done.networks_attachments[0].addresses[0]  # the only free one
+    assert not alloc.tasks.waiting

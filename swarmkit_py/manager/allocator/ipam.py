@@ -2,8 +2,9 @@
 
 The leader is the only allocator and every allocation is written to the store through Raft,
 so "what is in use" is always computed from the store itself (the networks, the live tasks'
-attachments, the services' virtual IPs, the nodes' addresses): nothing to keep in sync, and a
-new leader simply reads the same facts. An address is free again once the task holding it
+attachments, the services' virtual IPs, the nodes' addresses), and a new leader simply reads
+the same facts. The tasks' part is counted from the task stream (loop.TaskIndex), which
+starts from a full read of the store. An address is free again once the task holding it
 has ended, as in Docker's IPAM; addresses are handed out after the last one given (not the
 lowest free one), so a just-released address is not immediately reused while stale DNS
 answers or conntrack entries may still point at it.
@@ -16,7 +17,7 @@ subnet's first address.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 
 from ...store import Network, NetworkSpec
 
@@ -93,12 +94,22 @@ def pick_vni(taken: Iterable[int], *, ingress: bool = False) -> int:
 
 
 class AddressPool:
-    """The free host addresses of one subnet, given out after the last one handed out."""
+    """The free host addresses of one subnet, given out after the last one handed out.
 
-    def __init__(self, subnet: ipaddress.IPv4Network, used: Iterable[str], after: str | None = None):
+    In use: `used` (addresses, with or without a prefix) and whatever `held` contains (plain
+    address strings: the tasks' addresses, which the allocator keeps counted and does not
+    copy in for every pass)."""
+
+    def __init__(self, subnet: ipaddress.IPv4Network, used: Iterable[str], after: str | None = None,
+                 held: Container[str] = ()):
         self.subnet = subnet
         self.used = {ipaddress.IPv4Address(a.split("/")[0]) for a in used if a}
+        self.held = held
         self._cursor = int(ipaddress.IPv4Address(after)) if after else int(subnet.network_address)
+
+    def in_use(self, addr: str) -> bool:
+        ip = ipaddress.IPv4Address(addr.split("/")[0])
+        return ip in self.used or str(ip) in self.held
 
     def allocate(self) -> str:
         first = int(self.subnet.network_address) + 1
@@ -108,7 +119,7 @@ class AddressPool:
         for i in range(size):
             n = first + (start - first + i) % size
             addr = ipaddress.IPv4Address(n)
-            if addr not in self.used:
+            if addr not in self.used and str(addr) not in self.held:
                 self.used.add(addr)
                 self._cursor = n
                 return str(addr)
@@ -124,7 +135,7 @@ class AddressPool:
             if block.network_address == self.subnet.network_address:
                 continue
             addrs = set(block) - {self.subnet.broadcast_address}
-            if not addrs & self.used:
+            if not addrs & self.used and not any(str(a) in self.held for a in addrs):
                 self.used |= addrs
                 return str(block)
         return None

@@ -10,10 +10,14 @@ It follows the store and, after each burst of changes, makes one pass over it:
   and its ingress ports that asked for no published port get one from 30000-32767;
 - every task that needs addresses gets one per network it is on (the scheduler places it only
   then; see needs.is_allocated).
-What is free is computed from the store in each pass (ipam.py), so nothing leaks: a task's
-address is free once the task has ended, a node's when the node is removed. Everything it
-decides goes through Raft in one transaction per pass; a conflict (someone changed an object
-between the read and the write) just means another pass.
+What is free is computed from the store (ipam.py), so nothing leaks: a task's address is free
+once the task has ended, a node's when the node is removed. The networks, services and nodes
+are read in each pass. The tasks are not (10,000 of them, on every pass of a fill, were 6 % of
+the leader's CPU, issue 13): `TaskIndex` follows the task stream and keeps the addresses live
+tasks hold and the tasks still waiting for theirs, and reads every task again only when it
+starts and whenever the stream is lost. Everything a pass decides goes through Raft in one
+transaction; a conflict (someone changed an object between the read and the write) just means
+another pass.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import asyncio
 import ipaddress
 import logging
 import time
+from collections.abc import Iterable
 
 from ...store import (
     Endpoint,
@@ -30,6 +35,7 @@ from ...store import (
     NetworkSpec,
     PortConfig,
     StoreError,
+    Task,
     TaskState,
     Transaction,
     VirtualIP,
@@ -61,6 +67,83 @@ def _ingress_spec() -> NetworkSpec:
                        labels={}, ipam=[])
 
 
+def _waits_for_addresses(task: Task) -> bool:
+    """A task the allocator owes addresses: it has none yet, wants some, and is still meant
+    to run (a task that ended or was told to stop never gets any, as in Swarm)."""
+    return (task.networks_attachments is None and not task.status.state.terminal
+            and task.desired_state <= TaskState.RUNNING and wants_networks(task))
+
+
+class TaskIndex:
+    """What the allocator needs of the tasks, kept from the task stream rather than read from
+    every task on every pass.
+
+    `held[network_id]` counts the addresses (without their prefix) that live tasks hold on
+    that network; `waiting` has the ids of the tasks still owed addresses, oldest first.
+    `sync()` brings both up to the store's present state: from the events since the last call
+    (the store publishes a transaction's events as it applies it, so after `sync()` the index
+    and a read of the store agree, with no `await` between the two), or from every task on the
+    first call and whenever the stream was lost (a slow consumer, a snapshot restored)."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self._follower = StoreFollower(store, "task", name="allocator task index")
+        self._open = False
+        self._holds: dict[str, tuple[tuple[str, str], ...]] = {}
+        self.held: dict[str, dict[str, int]] = {}
+        self.waiting: dict[str, None] = {}
+        self.rebuilds = 0
+
+    def close(self) -> None:
+        self._follower.close()
+        self._open = False
+
+    def sync(self) -> None:
+        if self._open:
+            events = self._follower.poll()  # None: lost, and already watching again
+        else:
+            self._follower.open()
+            self._open, events = True, None
+        if events is None:
+            self._holds.clear()
+            self.held.clear()
+            self.waiting.clear()
+            self.rebuilds += 1
+            for task in self.store.view().list("task"):
+                self._note(task.id, task)
+            return
+        for event in events:
+            self._note(event.obj.id, event.new)
+
+    def _note(self, task_id: str, task: Task | None) -> None:
+        """`task` as it now is (None: deleted)."""
+        holds: tuple[tuple[str, str], ...] = ()
+        if task is not None and task.networks_attachments and holds_addresses(task):
+            holds = tuple((a.network_id, addr.split("/")[0])
+                          for a in task.networks_attachments for addr in a.addresses)
+        old = self._holds.get(task_id, ())
+        if holds != old:
+            self._count(old, -1)
+            self._count(holds, 1)
+            if holds:
+                self._holds[task_id] = holds
+            else:
+                del self._holds[task_id]
+        if task is not None and _waits_for_addresses(task):
+            self.waiting[task_id] = None  # a task already waiting keeps its place
+        else:
+            self.waiting.pop(task_id, None)
+
+    def _count(self, holds: Iterable[tuple[str, str]], delta: int) -> None:
+        for network_id, addr in holds:
+            on = self.held.setdefault(network_id, {})
+            n = on.get(addr, 0) + delta
+            if n > 0:
+                on[addr] = n
+            else:
+                on.pop(addr, None)
+
+
 class Allocator:
     def __init__(self, proposer: Proposer, *, debounce: float = 0.005) -> None:
         self.proposer = proposer
@@ -68,14 +151,16 @@ class Allocator:
         self.debounce = debounce
         self._cursors: dict[str, str] = {}
         self._warned: dict[str, float] = {}
-        self._settled: dict[str, int] = {}
-        """Task id -> the stored version known to need no address."""
+        self.tasks = TaskIndex(self.store)
         self.passes = 0
 
     async def run(self) -> None:
         """The loop, for as long as this manager leads (a leader task: manager.py)."""
         follower = StoreFollower(self.store, ("network", "service", "task", "node"), name="allocator")
-        await follower.repeat(self._pass_until_quiet, settle=self.debounce)
+        try:
+            await follower.repeat(self._pass_until_quiet, settle=self.debounce)
+        finally:
+            self.tasks.close()  # the next leadership reads every task again
 
     async def _pass_until_quiet(self) -> None:
         delay = 0.05
@@ -99,6 +184,8 @@ class Allocator:
     def plan(self, view: View) -> Transaction:
         """Everything missing, as one transaction (bounded; the next pass does the rest)."""
         tx = Transaction()
+        index = self.tasks
+        index.sync()
         networks = {n.id: n for n in view.list("network")}
         ingress = ingress_network(view)
         services = view.list("service")
@@ -109,7 +196,7 @@ class Allocator:
                 list(networks.values()), _ingress_spec(), new_id())
             networks[ingress.id] = ingress
         ingress_id = ingress.id if ingress is not None else None
-        pools = self._pools(view, networks)
+        pools = self._pools(view, networks)  # each network's pool is made when first used
 
         nodes = {n.id: None for n in view.list("node")}  # ordered, and O(1) membership
         for net in networks.values():
@@ -158,21 +245,8 @@ class Allocator:
             if len(tx) >= MAX_TX_OPS:
                 return tx
 
-        settled = self._settled
-        tasks = view.list("task")
-        if len(settled) > 2 * len(tasks) + 1000:  # forget deleted tasks now and then
-            settled = self._settled = {t.id: v for t in tasks if settled.get(t.id) == (v := t.version.index)}
-        for task in tasks:
-            if task.networks_attachments is not None or settled.get(task.id) == task.version.index:
-                continue
-            if not wants_networks(task):
-                # a stored version never changes: this one never needs an address (every
-                # pass looked at every task; during a 10,000-task fill that was most of the
-                # allocator's 8 % of the leader's CPU, issue 13)
-                settled[task.id] = task.version.index
-                continue
-            if task.status.state.terminal or task.desired_state > TaskState.RUNNING:
-                continue
+        for task_id in index.waiting:
+            task = view.get_task(task_id)
             wanted = task_network_ids(task, ingress_id)
             if any(n not in networks for n in wanted):
                 continue  # its network was removed or ingress is being made: next pass
@@ -191,22 +265,8 @@ class Allocator:
                 return tx
         return tx
 
-    def _pools(self, view: View, networks: dict[str, Network]) -> dict[str, ipam.AddressPool]:
-        used: dict[str, list[str]] = {
-            nid: [n.gateway, *n.node_addresses.values(),
-                  *(str(a) for block in n.node_ranges.values()
-                    for a in ipaddress.ip_network(block))]
-            for nid, n in networks.items()}
-        for svc in view.list("service"):
-            for vip in (svc.endpoint.virtual_ips or []) if svc.endpoint else []:
-                used.setdefault(vip.network_id, []).append(vip.addr)
-        for task in view.list("task"):
-            if task.networks_attachments and holds_addresses(task):
-                for a in task.networks_attachments:
-                    used.setdefault(a.network_id, []).extend(a.addresses)
-        return {nid: ipam.AddressPool(ipam.parse_subnet(n.subnet), used.get(nid, []),
-                                      self._cursors.get(nid))
-                for nid, n in networks.items() if n.subnet}
+    def _pools(self, view: View, networks: dict[str, Network]) -> _Pools:
+        return _Pools(networks, view.list("service"), self.tasks.held, self._cursors)
 
     def _warn_full(self, net: Network | None, what: str) -> None:
         """Once a minute per network at most: a full network is a standing condition."""
@@ -255,3 +315,28 @@ class Allocator:
         return Endpoint(spec=spec.model_copy(deep=True) if spec else None,
                         ports=ports or None, virtual_ips=vips or None)
 
+
+
+class _Pools(dict):
+    """Network id -> its `AddressPool` for one pass, made when first asked for: a pass that
+    gives out nothing on a network never adds up what is in use on it. The tasks' addresses
+    are the index's live counts (nothing in a pass changes them); the rest is read from the
+    network and the services."""
+
+    def __init__(self, networks: dict[str, Network], services: list, held: dict[str, dict[str, int]],
+                 cursors: dict[str, str]) -> None:
+        super().__init__()
+        self.networks, self.services, self.held, self.cursors = networks, services, held, cursors
+
+    def __missing__(self, network_id: str) -> ipam.AddressPool:
+        net = self.networks[network_id]
+        if not net.subnet:
+            raise KeyError(network_id)
+        used = [net.gateway, *net.node_addresses.values(),
+                *(str(a) for block in net.node_ranges.values() for a in ipaddress.ip_network(block))]
+        used += [vip.addr for svc in self.services if svc.endpoint
+                 for vip in svc.endpoint.virtual_ips or [] if vip.network_id == network_id]
+        pool = self[network_id] = ipam.AddressPool(
+            ipam.parse_subnet(net.subnet), used, self.cursors.get(network_id),
+            held=self.held.setdefault(network_id, {}))
+        return pool
