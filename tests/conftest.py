@@ -57,6 +57,33 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(_GROUPS[parts[1]]))
 
 
+# The seeded simulation's 1,000 seeds (400-500 CPU seconds) start at idle priority as soon as
+# the suite is collected, and fill the time the cluster and lab tests spend waiting; the test
+# itself then collects their results (tests/sim/seeds.py). Not under pytest-xdist, whose workers
+# each collect everything, and not for a single seed (SIM_SEED).
+_SEEDED = "tests/sim/test_random_schedules.py::test_random_schedules"
+
+
+def pytest_collection_finish(session):
+    if session.config.option.collectonly or os.environ.get("SIM_SEED") or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    for item in session.items:
+        if item.nodeid == _SEEDED:
+            from tests.sim.seeds import Background
+
+            item.module.BACKGROUND = Background(*item.module.seed_range())
+            session.config.stash[_BACKGROUND] = item.module.BACKGROUND
+
+
+_BACKGROUND = pytest.StashKey()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    bg = session.config.stash.get(_BACKGROUND, None)
+    if bg is not None:
+        bg.stop()
+
+
 # The seeded simulation's summary line (CI greps it). The hooks live here, not in tests/sim/, so
 # that pytest-xdist's controller, which collects nothing, has them: the figures travel from the
 # worker that ran the test as the report's user property "sim".
@@ -77,6 +104,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     sizes = ", ".join(f"{n} nodes: {c}" for n, c in sorted(r.get("by_size", {}).items()))
     line = (f"sim: {r['seeds_passed']} seeds passed of {r['seeds_run']} ({sizes}; "
             f"{r.get('reads', 0)} linearizable reads checked) in {r['seconds']:.1f}s")
+    if r.get("waited") is not None:
+        line += f" at idle priority beside the suite, {r['waited']:.1f}s of it waited for by the test"
     if r.get("failed"):
         line += f"; FAILED seeds: {r['failed'][:20]} (replay: SIM_SEED=<n> ./scripts/test.sh tests/sim)"
     terminalreporter.write_line(line)

@@ -318,7 +318,14 @@ class SimNode:
 class Network:
     def __init__(self, sim: Sim):
         self.sim = sim
-        self.queue: list[tuple[float, int, bytes, int, int]] = []  # (time, seq, bytes, frm, to)
+        self.queue: list[tuple[float, int, bytes, int, int, bool]] = []
+        """A heap of (time, seq, bytes, frm, to, read path?)."""
+        self.urgent: dict[int, list[tuple[float, int, bytes, int, int, bool]]] = {}
+        """Per destination, a heap of its read-path messages (also in `queue`): a member in the
+        middle of a write takes the due ones ahead of the rest. Scanning and decoding the
+        whole queue for them was over half of the simulator's time."""
+        self._early: set[int] = set()  # seqs delivered from `urgent`, still in `queue`
+        self._late: set[int] = set()  # seqs delivered from `queue`, still in `urgent`
         self.link_last: dict[tuple[int, int], float] = {}
         self.seq = 0
         self.blocked: set[tuple[int, int]] = set()
@@ -335,6 +342,7 @@ class Network:
         data = encode_message(m)
         copies = 2 if self.dup and rng.random() < self.dup else 1
         link = (m.frm, m.to)
+        urgent = m.type in URGENT
         for _ in range(copies):
             delay = rng.randint(0, self.max_delay) if self.max_delay else 0
             at = self.sim.now + delay + rng.random()
@@ -342,29 +350,39 @@ class Network:
                 at = max(at, self.link_last.get(link, 0.0) + 1e-9)
                 self.link_last[link] = at
             self.seq += 1
-            heapq.heappush(self.queue, (at, self.seq, data, m.frm, m.to))
+            item = (at, self.seq, data, m.frm, m.to, urgent)
+            heapq.heappush(self.queue, item)
+            if urgent:
+                heapq.heappush(self.urgent.setdefault(m.to, []), item)
 
     def deliverable(self) -> bool:
-        return bool(self.queue) and self.queue[0][0] < self.sim.now + 1
+        q, early = self.queue, self._early
+        while q and q[0][1] in early:
+            early.discard(heapq.heappop(q)[1])
+        return bool(q) and q[0][0] < self.sim.now + 1
 
     def deliver_one(self) -> None:
-        self._deliver(heapq.heappop(self.queue))
+        """The next message in time (call after `deliverable()`)."""
+        item = heapq.heappop(self.queue)
+        if item[5]:
+            self._late.add(item[1])
+        self._deliver(item)
 
     def deliver_urgent_to(self, node: SimNode) -> bool:
         """Deliver one due read-path message addressed to `node` while it writes a Ready (the
         driver steps those at once), ahead of the rest of the queue; False if there is none."""
-        limit = self.sim.now + 1
-        for i, item in enumerate(self.queue):
-            if item[4] == node.id and item[0] < limit and decode_message(item[2]).type in URGENT:
-                self.queue[i] = self.queue[-1]
-                self.queue.pop()
-                heapq.heapify(self.queue)
-                self._deliver(item, midflight=True)
-                return True
-        return False
+        h, late = self.urgent.get(node.id), self._late
+        while h and h[0][1] in late:
+            late.discard(heapq.heappop(h)[1])
+        if not h or h[0][0] >= self.sim.now + 1:
+            return False
+        item = heapq.heappop(h)
+        self._early.add(item[1])
+        self._deliver(item, midflight=True)
+        return True
 
     def _deliver(self, item: tuple, midflight: bool = False) -> None:
-        _, _, data, frm, to = item
+        _, _, data, frm, to, _ = item
         sim = self.sim
         node = sim.nodes.get(to)
         m = decode_message(data)

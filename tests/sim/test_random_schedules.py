@@ -10,27 +10,26 @@ failure names the seed and the command that replays it.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
 from tests.sim import harness
+from tests.sim import seeds as seed_runs
 from tests.sim.harness import SimFailure, run_seed
 
-
-def _one(seed: int) -> tuple[int, int, str | None, dict | None]:
-    try:
-        stats = run_seed(seed)
-    except SimFailure as e:
-        return seed, (3, 5, 7)[seed % 3], str(e), None
-    return seed, stats["nodes"], None, stats
+BACKGROUND: seed_runs.Background | None = None
+"""The seeds already running at idle priority since collection (tests/conftest.py), if any."""
 
 
-# 1,000 seeds take about 80 s on CI's 2 cores and four times that on a loaded machine: the
-# suite-wide 300 s per-test timeout is for hung tests, not for this one.
+def seed_range() -> tuple[int, int]:
+    """(first seed, count) of a run of many seeds: SIM_SEED_START, SIM_SEEDS."""
+    return int(os.environ.get("SIM_SEED_START", "0")), int(os.environ.get("SIM_SEEDS", "1000"))
+
+
+# 1,000 seeds are 400-500 CPU seconds (200-250 s on 2 idle cores): the suite-wide 300 s
+# per-test timeout is for hung tests, not for this one.
 @pytest.mark.timeout(1200)
 def test_random_schedules(record_property):
     try:
@@ -53,17 +52,14 @@ def _run_schedules():
                                by_size={stats["nodes"]: 1}, reads=stats["reads"])
         return
 
-    count = int(os.environ.get("SIM_SEEDS", "1000"))
-    start = int(os.environ.get("SIM_SEED_START", "0"))
-    seeds = range(start, start + count)
-    workers = max(1, min(os.cpu_count() or 1, count))
+    start, count = seed_range()
     started = time.monotonic()
-    if workers == 1:
-        results = [_one(s) for s in seeds]
+    bg, waited = BACKGROUND, None
+    if bg is not None and (bg.start, bg.count) == (start, count):
+        results = bg.results(timeout=1100)  # running since collection: what is left to wait
+        waited, started = time.monotonic() - started, bg.started
     else:
-        ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            results = list(pool.map(_one, seeds, chunksize=8))
+        results = seed_runs.run(range(start, start + count))
     failures = [(seed, nodes, msg) for seed, nodes, msg, _ in results if msg]
     by_size: dict[int, int] = {}
     reads = 0
@@ -73,7 +69,7 @@ def _run_schedules():
             reads += stats["reads"]
     harness.RESULTS.update(
         seeds_run=count, seeds_passed=count - len(failures), failed=[s for s, _, _ in failures],
-        seconds=time.monotonic() - started, by_size=by_size, reads=reads,
+        seconds=time.monotonic() - started, by_size=by_size, reads=reads, waited=waited,
     )
     if failures:
         shown = "\n\n".join(msg for _, _, msg in failures[:5])
