@@ -316,7 +316,6 @@ class Allocator:
                         ports=ports or None, virtual_ips=vips or None)
 
 
-
 class _Pools(dict):
     """Network id -> its `AddressPool` for one pass, made when first asked for: a pass that
     gives out nothing on a network never adds up what is in use on it. The tasks' addresses
