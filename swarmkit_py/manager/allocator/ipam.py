@@ -106,12 +106,15 @@ class AddressPool:
         self.used = {ipaddress.IPv4Address(a.split("/")[0]) for a in used if a}
         self.held = held
         self._cursor = int(ipaddress.IPv4Address(after)) if after else int(subnet.network_address)
+        self._full = False
 
     def in_use(self, addr: str) -> bool:
         ip = ipaddress.IPv4Address(addr.split("/")[0])
         return ip in self.used or str(ip) in self.held
 
     def allocate(self) -> str:
+        if self._full:  # nothing is freed while a pool lives (one allocator pass): fail at once
+            raise self._full_error()
         first = int(self.subnet.network_address) + 1
         last = int(self.subnet.broadcast_address) - 1
         size = last - first + 1
@@ -123,8 +126,12 @@ class AddressPool:
                 self.used.add(addr)
                 self._cursor = n
                 return str(addr)
-        raise IPAMError(f"no free address left in {self.subnet}: the network is full "
-                        "(remove tasks from it or use a larger --subnet)")
+        self._full = True
+        raise self._full_error()
+
+    def _full_error(self) -> IPAMError:
+        return IPAMError(f"no free address left in {self.subnet}: the network is full "
+                         "(remove tasks from it or use a larger --subnet)")
 
     def reserve_block(self, prefix: int = 28) -> str | None:
         """The highest free aligned block of the subnet (a node's range for standalone

@@ -245,18 +245,27 @@ class Allocator:
             if len(tx) >= MAX_TX_OPS:
                 return tx
 
+        full: set[str] = set()  # networks found full in this pass (nothing frees within it)
+        # tasks of one service share their spec and endpoint objects (template_parts, the
+        # interner): their networks are worked out once per pass
+        networks_of: dict[tuple[int, int], list[str]] = {}
         for task_id in index.waiting:
             task = view.get_task(task_id)
-            wanted = task_network_ids(task, ingress_id)
-            if any(n not in networks for n in wanted):
-                continue  # its network was removed or ingress is being made: next pass
-            try:
-                attachments = [
-                    NetworkAttachment(network_id=n, addresses=[pools[n].cidr(self._take(pools, n))])
-                    for n in wanted
-                ]
-            except ipam.IPAMError as e:  # stays unallocated (pending), as in Swarm
-                self._warn_full(None, f"task {task.id}: {e}")
+            key = (id(task.spec), id(task.endpoint))
+            wanted = networks_of.get(key)
+            if wanted is None:
+                wanted = networks_of[key] = task_network_ids(task, ingress_id)
+            if any(n not in networks or n in full for n in wanted):
+                continue  # its network was removed, is being made, or is full: a later pass
+            attachments = []
+            for n in wanted:
+                try:
+                    attachments.append(NetworkAttachment(network_id=n, addresses=[pools[n].cidr(self._take(pools, n))]))
+                except ipam.IPAMError:  # stays unallocated (pending), as in Swarm
+                    full.add(n)
+                    self._warn_full(networks[n], f"task {task.id} (and any after it) waits for an address")
+                    break
+            if len(attachments) < len(wanted):
                 continue
             updated = task.clone()
             updated.networks_attachments = attachments
