@@ -98,6 +98,9 @@ def render(agent) -> str:
         o.metric("raft_is_leader", "gauge", "1 on the leader.", r.is_leader)
         o.metric("raft_leader_changes_total", "counter", "Leader or role changes seen by this member.", r.metrics["leader_changes"])
         o.metric("raft_proposals_total", "counter", "Writes proposed on this member.", r.metrics["proposals"])
+        o.metric("raft_entries_decoded_in_steps_total", "counter", "Big committed entries of "
+                 "others decoded a slice at a time, this member answering its peers between "
+                 "slices.", r.metrics["decoded_in_steps"])
         o.metric("raft_fsyncs_total", "counter", "WAL fsyncs (one per batch).", r.metrics["fsyncs"])
         o.metric("raft_election_stretch", "gauge",
                  "Factor on this follower's election timeout from its leader's recent silences.", r.election_stretch)

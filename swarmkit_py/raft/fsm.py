@@ -19,6 +19,10 @@ class StateMachine(Protocol):
     # Optional: `apply_local(index, data, local) -> Any`, called instead of `apply` for an
     # entry proposed here with `RaftNode.propose(data, local=...)`, while its proposer waits:
     # `local` is what `data` was made from. It must reach the state `apply` would.
+    # Optional too: `prepare_steps(data)`, a generator that pauses now and then and returns P
+    # (it may change nothing `apply` reads), and `apply_prepared(index, P) -> Any`: together
+    # what `apply(index, data)` does. A member decodes big entries of others that way, a
+    # slice at a time, answering its peers between slices.
 
     def snapshot(self) -> bytes:
         """Serialize the whole state as of the last applied entry."""

@@ -72,6 +72,11 @@ log = logging.getLogger("swarmkit_py.raft")
 _ENVELOPE = struct.Struct(">QQ")  # origin member id, tag (unique across restarts)
 _TAG_MASK = (1 << 64) - 1
 _CONF_CHANGE = int(EntryType.CONF_CHANGE)
+_STEP_BYTES = 32 * 1024
+"""Committed entries of others this big are decoded in steps (the state machine's
+`prepare_steps`), the loop handed back every `_STEP_S`: decoding one of 500 tasks took a
+follower 50-100 ms in one piece, and the leader's read barrier waited for its answer."""
+_STEP_S = 0.002
 
 
 class LatencyHistogram(Histogram):
@@ -198,6 +203,7 @@ class RaftNode:
         self.addr = addr
         self.cfg = config or RaftConfig()
         self.fsm = fsm
+        self._steps = getattr(fsm, "prepare_steps", None) if hasattr(fsm, "apply_prepared") else None
         self.storage = storage if storage is not None else DiskStorage(Path(data_dir))
         self._disk: ThreadPoolExecutor | None = None
         self.transport = transport_factory(
@@ -234,6 +240,8 @@ class RaftNode:
         self._props: list[tuple[bytes, int]] = []  # (entry data, tag) not yet given to the core
         # tag -> (future or _Batch, deadline, t0): every write proposed here and not yet answered
         self._pending: dict[int, tuple[asyncio.Future | _Batch, float, float]] = {}
+        self._prepared: dict[int, Any] = {}
+        """Index -> `prepare_steps(data)`'s result for a committed entry not applied yet."""
         self._local: dict[int, Any] = {}
         """Tag -> what `propose(..., local=)` was given: the state machine's `apply_local`
         gets it with the entry's bytes (MemoryStore: the transaction they were encoded from)."""
@@ -253,7 +261,7 @@ class RaftNode:
         self.failure: BaseException | None = None  # what stopped the raft loop, if it died
         self._leader_changed = asyncio.Event()
         self.metrics = {"leader_changes": 0, "proposals": 0, "applied": 0, "fsyncs": 0, "stalled_ticks": 0,
-                        "writes_failed_on_step_down": 0}
+                        "writes_failed_on_step_down": 0, "decoded_in_steps": 0}
         self.proposal_latency = LatencyHistogram()
         self.read_latency = LatencyHistogram()
         """Time a linearizable read waited (`read_index`): the leader's confirmation round
@@ -1094,6 +1102,7 @@ class RaftNode:
         for m in step.early:
             send(m)
         if rd.snapshot is not None:
+            self._prepared.clear()
             await self._io(self.storage.save_snapshot, rd.snapshot)
             book, fsm_data = self._unwrap_snapshot(rd.snapshot.data)
             for nid, a in book.items():
@@ -1108,8 +1117,11 @@ class RaftNode:
         partial = False
         if rd.committed:
             t0 = time.perf_counter()
-            done = self._apply_committed(rd.committed, t0 + self.cfg.apply_slice_ms / 1000)
-            self.apply_time.observe(time.perf_counter() - t0)
+            until = t0 + self.cfg.apply_slice_ms / 1000
+            busy = await self._decode_in_steps(rd.committed, until) if self._steps else 0.0
+            t1 = time.perf_counter()
+            done = self._apply_committed(rd.committed, until + (t1 - t0 - busy))
+            self.apply_time.observe(busy + time.perf_counter() - t1)
             if done < len(rd.committed):
                 # the rest in the next Ready, after this member's messages: see _run
                 rd.committed = rd.committed[:done]
@@ -1126,13 +1138,51 @@ class RaftNode:
             log.warning("raft member %d was removed from the cluster", self.id)
         return partial
 
+    async def _decode_in_steps(self, entries: list[Entry], until: float) -> float:
+        """Decode the big committed entries of others that come first in `entries`, in steps,
+        handing the loop back every `_STEP_S` (its peers' heartbeats and the read path's
+        messages are stepped meanwhile: core/order.py, URGENT, allows that between `ready()`
+        and `advance()`), until `until` (perf_counter) or the first small entry, which
+        `_apply_committed` decodes at once. Returns the time spent decoding. Safe to yield
+        here: nothing applies entries but this Ready, and decoding changes no state that
+        anything else reads."""
+        prepared, local, me = self._prepared, self._local, self.id
+        unpack, skip, steps_of = _ENVELOPE.unpack_from, _ENVELOPE.size, self._steps
+        clock = time.perf_counter
+        busy = 0.0
+        for e in entries:
+            data = e.data
+            if e.index in prepared or e.type == _CONF_CHANGE or not data:
+                continue
+            if len(data) < _STEP_BYTES or clock() >= until:
+                break
+            origin, seq = unpack(data)
+            if origin == me and seq in local:
+                continue  # applied from the writer's objects
+            steps = steps_of(data[skip:])
+            start = clock()
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    prepared[e.index] = done.value
+                    break
+                now = clock()
+                if now - start >= _STEP_S:
+                    busy += now - start
+                    await asyncio.sleep(0)
+                    start = clock()
+            busy += clock() - start
+            self.metrics["decoded_in_steps"] += 1
+        return busy
+
     def _apply_committed(self, entries: list[Entry], until: float = float("inf")) -> int:
         """Apply committed entries in order and answer the writes proposed here, stopping
         after the first entry that ends at or past `until` (perf_counter); returns how many
         were applied. The hot loop of every member (each write passes here once per member),
         hence the locals."""
         pending, me, unpack, fsm_apply = self._pending, self.id, _ENVELOPE.unpack_from, self.fsm.apply
-        local = self._local
+        local, prepared = self._local, self._prepared
         skip = _ENVELOPE.size
         now = self._loop_time()
         latency = self.proposal_latency
@@ -1148,8 +1198,10 @@ class RaftNode:
             if not data:
                 continue  # a new leader's no-op
             origin, seq = unpack(data)
-            if local and origin == me and seq in local:
-                result = self.fsm.apply_local(e.index, data[skip:], local.pop(seq))
+            if local and origin == me and (tx := local.pop(seq, None)) is not None:
+                result = self.fsm.apply_local(e.index, data[skip:], tx)
+            elif prepared and (decoded := prepared.pop(e.index, None)) is not None:
+                result = self.fsm.apply_prepared(e.index, decoded)
             else:
                 result = fsm_apply(e.index, data[skip:])
             applied += 1

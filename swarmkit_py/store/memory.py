@@ -16,7 +16,7 @@ import gc
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +45,7 @@ CHECK_LOCAL = os.environ.get("SWARMKIT_STORE_CHECK_LOCAL") == "1"
 """Decode every entry `apply_local` applies from the writer's objects too and compare (tests)."""
 _DELETED = object()
 _BULK_BYTES = 128 * 1024  # entries this big are bulk work (thousands of objects)
+_BULK_OPS = 400  # about as many objects (a task is some 300 bytes on the wire)
 
 
 @contextmanager
@@ -136,6 +137,32 @@ class MemoryStore:
                 self.applied_index = max(self.applied_index, index)
                 return err
             return self._apply_decided(index, tx)
+
+    def prepare_steps(self, data: bytes) -> Generator[None, None, Transaction | InvalidTransaction]:
+        """The decoding half of `apply`, in steps (a pause every few objects), for a Raft member
+        that decodes a big entry of others a slice at a time and answers its peers between
+        slices; `apply_prepared` then applies the result, in log order. Decoding changes
+        nothing but the interner's cache, which is this store's alone."""
+        steps = Transaction.decode_steps(data, self.interner)
+        bulk = len(data) > _BULK_BYTES
+        while True:
+            try:
+                with _gc_paused(bulk):
+                    next(steps)
+            except StopIteration as done:
+                return done.value
+            except InvalidTransaction as err:
+                return err
+            yield
+
+    def apply_prepared(self, index: int, prepared: Transaction | InvalidTransaction) -> TxResult:
+        """`apply(index, data)` of an entry `prepare_steps(data)` decoded."""
+        self.applied_from["entry"] += 1
+        if isinstance(prepared, InvalidTransaction):
+            self.applied_index = max(self.applied_index, index)
+            return prepared
+        with _gc_paused(len(prepared) > _BULK_OPS):
+            return self._apply_decided(index, prepared)
 
     def apply_local(self, index: int, data: bytes, tx: Transaction) -> TxResult:
         """`apply(index, data)` for an entry this process proposed, `data` being `tx.encode()`:

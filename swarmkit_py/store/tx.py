@@ -22,7 +22,7 @@ commits and decodes only the entries of others.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -141,6 +141,19 @@ class Transaction:
         """Parse wire bytes; anything malformed is an `InvalidTransaction` (raised here, and
         turned into a returned result by apply). With `intern` (the store's), tasks share
         their equal specs and endpoints (intern.py)."""
+        steps = cls.decode_steps(data, intern)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    @classmethod
+    def decode_steps(cls, data: bytes, intern: Interner | None = None,
+                     every: int = 16) -> Generator[None, None, Transaction]:
+        """`decode` in steps: the generator pauses after every `every` objects and returns
+        the transaction (or raises `InvalidTransaction`), so that a caller on an event loop
+        can let others run while it decodes a big entry."""
         try:
             raw = msgpack.unpackb(data, raw=False, strict_map_key=True)
         except Exception as exc:  # msgpack raises a zoo of types for garbage
@@ -155,6 +168,8 @@ class Transaction:
         except ValueError as exc:
             raise InvalidTransaction(str(exc)) from None
         for i, raw_op in enumerate(raw_ops):
+            if i % every == every - 1:
+                yield
             if not (isinstance(raw_op, list) and len(raw_op) == 3):
                 raise InvalidTransaction(f"op {i} is malformed", op_index=i)
             action, kind, payload = raw_op

@@ -406,3 +406,77 @@ def _stale(tx):
     for op in tx.ops:
         again.update(op.obj.model_copy())
     return again
+
+
+async def test_big_entries_of_others_are_decoded_a_slice_at_a_time_and_reach_the_same_store(tmp_path):
+    """A committed entry of others of 32 KB or more is decoded in steps (the store's
+    `prepare_steps`), the member's loop running other work between them (a 500-task entry
+    took a follower 50-100 ms in one piece, and the leader's read barrier waited on it),
+    then applied in log order (`apply_prepared`). Every member ends with the same snapshot
+    bytes, and a refused entry is refused everywhere."""
+    from datetime import UTC, datetime
+
+    from swarmkit_py.manager.orchestrator.taskinit import new_task, template_parts
+    from swarmkit_py.manager.proposer import RaftProposer
+    from swarmkit_py.store import MemoryStore, SequenceError, Service, Transaction, new_id
+    from swarmkit_py.store.objects.enums import TaskState
+
+    ms = Members(tmp_path, 3, fsm=MemoryStore)
+    loop = asyncio.get_running_loop()
+    turns = [0]
+
+    def turn():  # counts the loop's turns: it advances only when the loop is handed back
+        if turns[0] >= 0:
+            turns[0] += 1
+            loop.call_soon(turn)
+
+    handed_back: dict[int, list[int]] = {}
+
+    def watched(node):
+        real = node._steps
+
+        def steps(data):
+            before = turns[0]
+            result = yield from real(data)
+            handed_back.setdefault(node.id, []).append(turns[0] - before)
+            return result
+        node._steps = steps
+
+    try:
+        ld = await ms.found()
+        for n in ms.nodes.values():
+            watched(n)
+        loop.call_soon(turn)
+        p = RaftProposer(ld, ld.fsm)
+        svc = Service.model_validate({"ID": new_id(), "Spec": {
+            "Name": "web", "TaskTemplate": {"ContainerSpec": {"Image": "nginx:1.27"}},
+            "Mode": {"Replicated": {"Replicas": 600}}}})
+        now = datetime.now(UTC)
+        parts = template_parts(svc)
+        await p.propose(Transaction(now).create(svc))
+        for chunk in range(2):  # two entries of 300 creates each (~86 KB)
+            tx = Transaction(now)
+            for i in range(300):
+                tx.create(new_task(svc, new_id(), now, slot=chunk * 300 + i + 1, parts=parts))
+            await p.propose(tx)
+        tx = Transaction(now)
+        stale = []
+        for t in ld.fsm.view().tasks():
+            st = t.status.model_copy(update={"state": TaskState.RUNNING, "timestamp": datetime.now(UTC)})
+            tx.update(t.model_copy(update={"status": st}))
+            stale.append(t.model_copy(update={"status": st}))
+        await p.propose(tx)
+        with pytest.raises(SequenceError):
+            again = Transaction(now)
+            for t in stale[:300]:
+                again.update(t)
+            await p.propose(again)
+        index = ld.fsm.applied_index
+        await wait_for(lambda: all(n.fsm.applied_index >= index for n in ms.nodes.values()), "every member applied")
+        assert len({n.fsm.snapshot() for n in ms.nodes.values()}) == 1
+        for n in ms.nodes.values():  # the leader decodes them too: they were not handed over
+            assert n.metrics["decoded_in_steps"] == 4, (n.id, n.metrics["decoded_in_steps"])
+            assert len(handed_back[n.id]) == 4 and all(t >= 1 for t in handed_back[n.id]), handed_back
+    finally:
+        turns[0] = -1
+        await ms.stop()
