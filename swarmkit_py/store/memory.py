@@ -144,16 +144,17 @@ class MemoryStore:
         slices; `apply_prepared` then applies the result, in log order. Decoding changes
         nothing but the interner's cache, which is this store's alone."""
         steps = Transaction.decode_steps(data, self.interner)
-        bulk = len(data) > _BULK_BYTES
-        while True:
-            try:
-                with _gc_paused(bulk):
+        # paused for the whole decode, pauses included: re-enabled between steps, the
+        # collector ran on every step and rescanned the heap over and over
+        with _gc_paused(len(data) > _BULK_BYTES):
+            while True:
+                try:
                     next(steps)
-            except StopIteration as done:
-                return done.value
-            except InvalidTransaction as err:
-                return err
-            yield
+                except StopIteration as done:
+                    return done.value
+                except InvalidTransaction as err:
+                    return err
+                yield
 
     def apply_prepared(self, index: int, prepared: Transaction | InvalidTransaction) -> TxResult:
         """`apply(index, data)` of an entry `prepare_steps(data)` decoded."""
