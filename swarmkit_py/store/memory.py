@@ -48,19 +48,33 @@ _BULK_BYTES = 128 * 1024  # entries this big are bulk work (thousands of objects
 _BULK_OPS = 400  # about as many objects (a task is some 300 bytes on the wire)
 
 
+_gc_pause = {"depth": 0, "disabled_it": False}
+_gc_pause_lock = threading.Lock()
+
+
 @contextmanager
 def _gc_paused(enabled: bool = True) -> Iterator[None]:
     """Building tens of thousands of models at once makes the cyclic GC rescan the growing
     heap over and over (it tripled restore time in measurements); nothing built here is
-    cyclic garbage, so collection is deferred until the bulk work is done."""
-    was_enabled = gc.isenabled()
-    if enabled and was_enabled:
-        gc.disable()
+    cyclic garbage, so collection is deferred until the bulk work is done. Counted, so that
+    pauses that overlap without nesting (a stepped decode spans the loop's other work, and
+    members of one process each decode their own) re-enable the collector only when the last
+    one ends, and only if a pause disabled it."""
+    if not enabled:
+        yield
+        return
+    with _gc_pause_lock:
+        if _gc_pause["depth"] == 0:
+            _gc_pause["disabled_it"] = gc.isenabled()
+            gc.disable()
+        _gc_pause["depth"] += 1
     try:
         yield
     finally:
-        if enabled and was_enabled:
-            gc.enable()
+        with _gc_pause_lock:
+            _gc_pause["depth"] -= 1
+            if _gc_pause["depth"] == 0 and _gc_pause["disabled_it"]:
+                gc.enable()
 
 
 @dataclass(frozen=True, slots=True)

@@ -414,6 +414,7 @@ async def test_big_entries_of_others_are_decoded_a_slice_at_a_time_and_reach_the
     took a follower 50-100 ms in one piece, and the leader's read barrier waited on it),
     then applied in log order (`apply_prepared`). Every member ends with the same snapshot
     bytes, and a refused entry is refused everywhere."""
+    import gc
     from datetime import UTC, datetime
 
     from swarmkit_py.manager.orchestrator.taskinit import new_task, template_parts
@@ -431,15 +432,22 @@ async def test_big_entries_of_others_are_decoded_a_slice_at_a_time_and_reach_the
             loop.call_soon(turn)
 
     handed_back: dict[int, list[int]] = {}
+    gc_during: list[bool] = []
 
     def watched(node):
         real = node._steps
 
         def steps(data):
             before = turns[0]
-            result = yield from real(data)
-            handed_back.setdefault(node.id, []).append(turns[0] - before)
-            return result
+            inner = real(data)
+            while True:
+                try:
+                    next(inner)
+                except StopIteration as done:
+                    handed_back.setdefault(node.id, []).append(turns[0] - before)
+                    return done.value
+                gc_during.append(gc.isenabled())
+                yield
         node._steps = steps
 
     try:
@@ -450,14 +458,14 @@ async def test_big_entries_of_others_are_decoded_a_slice_at_a_time_and_reach_the
         p = RaftProposer(ld, ld.fsm)
         svc = Service.model_validate({"ID": new_id(), "Spec": {
             "Name": "web", "TaskTemplate": {"ContainerSpec": {"Image": "nginx:1.27"}},
-            "Mode": {"Replicated": {"Replicas": 600}}}})
+            "Mode": {"Replicated": {"Replicas": 1000}}}})
         now = datetime.now(UTC)
         parts = template_parts(svc)
         await p.propose(Transaction(now).create(svc))
-        for chunk in range(2):  # two entries of 300 creates each (~86 KB)
+        for chunk in range(2):  # two entries of 500 creates each (~145 KB: bulk work, GC paused)
             tx = Transaction(now)
-            for i in range(300):
-                tx.create(new_task(svc, new_id(), now, slot=chunk * 300 + i + 1, parts=parts))
+            for i in range(500):
+                tx.create(new_task(svc, new_id(), now, slot=chunk * 500 + i + 1, parts=parts))
             await p.propose(tx)
         tx = Transaction(now)
         stale = []
@@ -468,7 +476,7 @@ async def test_big_entries_of_others_are_decoded_a_slice_at_a_time_and_reach_the
         await p.propose(tx)
         with pytest.raises(SequenceError):
             again = Transaction(now)
-            for t in stale[:300]:
+            for t in stale[:500]:
                 again.update(t)
             await p.propose(again)
         index = ld.fsm.applied_index
@@ -477,6 +485,9 @@ async def test_big_entries_of_others_are_decoded_a_slice_at_a_time_and_reach_the
         for n in ms.nodes.values():  # the leader decodes them too: they were not handed over
             assert n.metrics["decoded_in_steps"] == 4, (n.id, n.metrics["decoded_in_steps"])
             assert len(handed_back[n.id]) == 4 and all(t >= 1 for t in handed_back[n.id]), handed_back
+        # the collector stays paused across the pauses (re-enabled between them, it ran on
+        # nearly every step and doubled a 1,000-node fill's time), and is back on afterwards
+        assert gc_during and not any(gc_during) and gc.isenabled()
     finally:
         turns[0] = -1
         await ms.stop()
