@@ -36,12 +36,21 @@ def one(seed: int) -> Result:
     return seed, stats["nodes"], None, stats
 
 
+def die_with_parent() -> None:
+    """Be killed when the parent process dies (Linux's PR_SET_PDEATHSIG): seeds left running by
+    a suite that was itself killed would go on using the machine for minutes."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+
+
 def run(seeds: range) -> list[Result]:
     workers = max(1, min(os.cpu_count() or 1, len(seeds)))
     if workers == 1:
         return [one(s) for s in seeds]
     ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=die_with_parent) as pool:
         return list(pool.map(one, seeds, chunksize=8))
 
 
@@ -84,6 +93,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--idle", action="store_true", help="run at SCHED_IDLE priority (the workers too)")
     args = ap.parse_args()
+    die_with_parent()
     if args.idle:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     results = run(range(args.start, args.start + args.count))
