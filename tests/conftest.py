@@ -62,6 +62,7 @@ def pytest_collection_modifyitems(config, items):
 # itself then collects their results (tests/sim/seeds.py). Not under pytest-xdist, whose workers
 # each collect everything, and not for a single seed (SIM_SEED).
 _SEEDED = "tests/sim/test_random_schedules.py::test_random_schedules"
+_BACKGROUND = pytest.StashKey()
 
 
 def pytest_collection_finish(session):
@@ -73,9 +74,6 @@ def pytest_collection_finish(session):
 
             item.module.BACKGROUND = Background(*item.module.seed_range())
             session.config.stash[_BACKGROUND] = item.module.BACKGROUND
-
-
-_BACKGROUND = pytest.StashKey()
 
 
 def pytest_sessionfinish(session, exitstatus):
