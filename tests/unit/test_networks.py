@@ -367,3 +367,31 @@ async def test_a_task_address_held_is_never_given_again_and_an_ended_ones_is():
     got = store.view().get_task(waiting).networks_attachments[0].addresses[0]
     assert got == done.networks_attachments[0].addresses[0]  # the only free one
     assert not alloc.tasks.waiting
+
+
+async def test_tasks_on_a_full_network_cost_one_failed_allocation_per_pass(monkeypatch):
+    """10,000 tasks publishing a port fill the /24 ingress after about 250: every later task
+    scanned the whole subnet again, and one pass held the leader's loop for 6-7 s. A network
+    found full is not tried again within the pass."""
+    store, proposer = _store()
+    net = ipam.allocate_network([], parse_network_create(
+        {"Name": "tiny", "Driver": "overlay", "IPAM": {"Config": [{"Subnet": "10.6.0.0/29"}]}}), "tiny")
+    svc = Service(id="s1", spec=ServiceSpec(name="web", task_template=TaskSpec(
+        container_spec={"Image": "x"}, networks=[{"Target": "tiny"}])))
+    tx = Transaction().create(net).create(svc).create(Node(id="n1"))
+    for i in range(1, 31):
+        tx.create(_task_with(svc, f"t{i}", state=TaskState.NEW))
+    await proposer.propose(tx)
+    alloc = Allocator(proposer)
+    await alloc._pass_until_quiet()
+    assert len(alloc.tasks.waiting) == 27  # 6 hosts: the gateway, n1, the VIP, 3 tasks
+    tries = []
+    real = ipam.AddressPool.allocate
+
+    def counted(self):
+        tries.append(self.subnet)
+        return real(self)
+
+    monkeypatch.setattr(ipam.AddressPool, "allocate", counted)
+    assert not len(alloc.plan(store.view()))
+    assert len(tries) == 1
