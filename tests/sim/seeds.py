@@ -95,7 +95,10 @@ def main() -> None:
     args = ap.parse_args()
     die_with_parent()
     if args.idle:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError:  # a sandbox that refuses the policy: the lowest nice level instead
+            os.nice(19)
     results = run(range(args.start, args.start + args.count))
     Path(args.out).write_text(json.dumps(results))
 
