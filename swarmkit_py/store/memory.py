@@ -143,35 +143,28 @@ class MemoryStore:
     # -- Raft state machine ---------------------------------------------------------------
 
     def apply(self, index: int, data: bytes) -> TxResult:
-        self.applied_from["entry"] += 1
         with _gc_paused(len(data) > _BULK_BYTES):
             try:
-                tx = Transaction.decode(data, self.interner)
+                tx: Transaction | InvalidTransaction = Transaction.decode(data, self.interner)
             except InvalidTransaction as err:
-                self.applied_index = max(self.applied_index, index)
-                return err
-            return self._apply_decided(index, tx)
+                tx = err
+            return self.apply_prepared(index, tx)
 
     def prepare_steps(self, data: bytes) -> Generator[None, None, Transaction | InvalidTransaction]:
         """The decoding half of `apply`, in steps (a pause every few objects), for a Raft member
         that decodes a big entry of others a slice at a time and answers its peers between
         slices; `apply_prepared` then applies the result, in log order. Decoding changes
         nothing but the interner's cache, which is this store's alone."""
-        steps = Transaction.decode_steps(data, self.interner)
         # paused for the whole decode, pauses included: re-enabled between steps, the
         # collector ran on every step and rescanned the heap over and over
         with _gc_paused(len(data) > _BULK_BYTES):
-            while True:
-                try:
-                    next(steps)
-                except StopIteration as done:
-                    return done.value
-                except InvalidTransaction as err:
-                    return err
-                yield
+            try:
+                return (yield from Transaction.decode_steps(data, self.interner))
+            except InvalidTransaction as err:
+                return err
 
     def apply_prepared(self, index: int, prepared: Transaction | InvalidTransaction) -> TxResult:
-        """`apply(index, data)` of an entry `prepare_steps(data)` decoded."""
+        """`apply(index, data)` of an entry `prepare_steps(data)` (or `apply` itself) decoded."""
         self.applied_from["entry"] += 1
         if isinstance(prepared, InvalidTransaction):
             self.applied_index = max(self.applied_index, index)
