@@ -83,16 +83,20 @@ def join_refusal(cfg: AgentConfig) -> tuple[int, str] | None:
     return None
 
 
-async def join_node(cfg: AgentConfig, manager: str, token: str, out: TextIO, err: TextIO) -> int:
+async def join_node(cfg: AgentConfig, manager: str, token: str, out: TextIO, err: TextIO,
+                    key_in_child: bool = False) -> int:
     """The join itself, after `join_refusal` said none: the certificate from `manager` with
-    `token`, then node.json; returns the exit status."""
+    `token`, then node.json; returns the exit status. `key_in_child`: the node's key and CSR
+    are made by a child process (ca/newkey.py), so this one never loads `cryptography`."""
+    from ..ca.newkey import in_child
     from ..worker.join import join
     from .identity import new_raft_id
     from .state import LocalNode, certs_dir
 
     hostname = cfg.hostname or socket.gethostname()
     try:
-        res = await join(manager, token, certs_dir(cfg.state_dir), hostname, cfg.advertise_addr)
+        res = await join(manager, token, certs_dir(cfg.state_dir), hostname, cfg.advertise_addr,
+                         key_and_csr=in_child if key_in_child else None)
     except Exception as e:  # the join client's errors are written for operators
         print(f"join: {e}", file=err)
         return 1
@@ -104,14 +108,19 @@ async def join_node(cfg: AgentConfig, manager: str, token: str, out: TextIO, err
     return 0
 
 
-def import_for(op: str) -> None:
+def import_for(op: str, role: str | None = None) -> None:
     """Import what `op` imports where it runs (the agent does this in a thread before it
-    starts another import thread: two threads never import the same modules at once)."""
+    starts another import thread: two threads never import the same modules at once). A join
+    that will not make a manager (`key_in_child`) imports no `cryptography`."""
     import importlib
 
-    names = ["swarmkit_py.agent.identity", "swarmkit_py.ca.authority", "swarmkit_py.ca.certs"]
-    names += ["swarmkit_py.ca.bundle"] if op == "init" else ["swarmkit_py.worker.join", "swarmkit_py.ca.tokens",
-                                                              "swarmkit_py.ca.sslfacts"]
+    names = ["swarmkit_py.agent.identity"]
+    if op == "init":
+        names += ["swarmkit_py.ca.authority", "swarmkit_py.ca.certs", "swarmkit_py.ca.bundle"]
+    else:
+        names += ["swarmkit_py.worker.join", "swarmkit_py.ca.tokens", "swarmkit_py.ca.sslfacts",
+                  "swarmkit_py.ca.newkey"]
+        names += [] if key_in_child(role) else ["swarmkit_py.ca.certs"]
     for name in names:
         importlib.import_module(name)
 
@@ -179,6 +188,13 @@ def request_role(req: dict) -> str | None:
     return "manager" if req["op"] == "init" else req.get("role")
 
 
+def key_in_child(role: str | None) -> bool:
+    """Whether the waiting agent makes a join's key in a child process: unless the node will
+    be a manager, which loads `cryptography` anyway (a worker's agent never does; a join
+    without a role may make either, and its node is a worker until it says otherwise)."""
+    return role != "manager"
+
+
 async def serve(cfg: AgentConfig, req: dict, out: TextIO, err: TextIO, load_manager_half=None) -> int:
     """Run a taken request as its command would; `load_manager_half()`, when the node will be a
     manager, starts loading what its agent needs then (after this request's own imports)."""
@@ -189,9 +205,10 @@ async def serve(cfg: AgentConfig, req: dict, out: TextIO, err: TextIO, load_mana
         if refused is not None:
             print(refused[1], file=err)
             return refused[0]
-    await asyncio.to_thread(import_for, req["op"])
-    if load_manager_half is not None and request_role(req) == "manager":
+    role = request_role(req)
+    await asyncio.to_thread(import_for, req["op"], role)
+    if load_manager_half is not None and role == "manager":
         load_manager_half()
     if req["op"] == "init":
         return await asyncio.to_thread(init_node, cfg, req.get("client_bundle"), out, err)
-    return await join_node(cfg, req["manager"], req["token"], out, err)
+    return await join_node(cfg, req["manager"], req["token"], out, err, key_in_child=key_in_child(role))

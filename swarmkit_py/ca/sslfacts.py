@@ -5,7 +5,8 @@ of its cluster, its own certificate's renewal point, its key against its certifi
 never signs one. `cryptography` costs about 8 MB of RSS to import (its Rust extension's pages
 and the x509 classes: bench/agent_rss.py), a sixth of the worker's 50 MB budget, so the
 worker's checks go through OpenSSL as `ssl` exposes it, and `cryptography` is loaded only by
-what signs, verifies signatures or makes keys (the CA, the join, auto-lock, client bundles).
+what signs, verifies signatures or makes keys (the CA, auto-lock, client bundles, and the
+join's key, which a worker's agent makes in a child process: ca/newkey.py).
 
 - A verified peer's certificate: `SSLObject.getpeercert()` (the decoded dict: subject,
   validity, SANs), carried by `rpc.PeerInfo.peercert`.
@@ -15,10 +16,14 @@ what signs, verifies signatures or makes keys (the CA, the join, auto-lock, clie
   it falls back to `cryptography` and builds the same dict.
 - A key against its certificate: `SSLContext.load_cert_chain`, which refuses a pair that does
   not belong together (`pair_error`).
+- A certificate's DER (`certificate_der`), for the digest a join token names.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,6 +56,27 @@ def _as_pem(cert: bytes | str) -> bytes:
     if data.lstrip().startswith(b"-----BEGIN"):
         return data
     return ssl.DER_cert_to_PEM_cert(data).encode()
+
+
+_ONE_PEM = re.compile(rb"\s*-----BEGIN CERTIFICATE-----\s*([A-Za-z0-9+/=\s]+?)\s*-----END CERTIFICATE-----\s*")
+
+
+def certificate_der(cert: bytes | str) -> bytes:
+    """The DER of one certificate, given as DER or as PEM; InvalidCertificateError for anything
+    else, a PEM of two certificates included. Strict on purpose: a joining node trusts exactly
+    the certificate whose digest its token names (worker/join.py), never a second one riding
+    along in the same PEM (OpenSSL would trust every certificate of a PEM it is given)."""
+    data = cert.encode() if isinstance(cert, str) else bytes(cert)
+    if data.lstrip().startswith(b"-----BEGIN"):
+        m = _ONE_PEM.fullmatch(data)
+        if m is None:
+            raise InvalidCertificateError("not a PEM of exactly one certificate")
+        try:
+            data = base64.b64decode(re.sub(rb"\s+", b"", m[1]), validate=True)
+        except binascii.Error as exc:
+            raise InvalidCertificateError(f"cannot parse certificate: bad base64 ({exc})") from None
+    decode(data)  # a certificate, or InvalidCertificateError
+    return data
 
 
 def decode(cert: bytes | str) -> CertDict:

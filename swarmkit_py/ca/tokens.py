@@ -19,12 +19,14 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-
-from .certs import certificate_to_der, load_certificate
 from .errors import CADigestMismatchError, InvalidCertificateError, InvalidJoinTokenError
 from .identity import CertRole
+from .sslfacts import certificate_der
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 TOKEN_PREFIX = "SWMTKN"
 TOKEN_VERSION = "1"
@@ -52,8 +54,15 @@ def base36(value: int, width: int) -> str:
 
 
 def ca_digest(ca_cert: bytes | str | x509.Certificate) -> str:
-    """The token's digest part for a root CA certificate (PEM, DER or parsed)."""
-    der = certificate_to_der(load_certificate(ca_cert))
+    """The token's digest part for a root CA certificate (DER, PEM of exactly that one
+    certificate, or parsed). PEM and DER are read by `ssl` (sslfacts.certificate_der), so a
+    joining worker's agent loads no `cryptography` for its check."""
+    if isinstance(ca_cert, bytes | str):
+        der = certificate_der(ca_cert)
+    else:
+        from .certs import certificate_to_der
+
+        der = certificate_to_der(ca_cert)
     return base36(int.from_bytes(hashlib.sha256(der).digest(), "big"), DIGEST_LENGTH)
 
 

@@ -15,6 +15,11 @@ The order of steps is the security argument, so it is spelled out:
 6. Check what came back (signed by that CA, for our key, carrying a node role) and save key,
    certificate and CA certificate atomically in the state directory, the key 0600.
 
+Only step 5 needs `cryptography` (the standard library cannot make a key or a CSR); step 6
+checks the answer through `ssl` (ca/sslfacts.py). `key_and_csr` lets a caller make the key
+elsewhere: a worker's agent makes it in a child process (ca/newkey.py), so that it never
+loads `cryptography` itself.
+
 Every failure is a `JoinError` subclass (or `InvalidJoinTokenError` / `CADigestMismatchError`
 from the CA package) with a message meant for the operator's terminal, and on every failure
 the cluster is unchanged (the manager writes the node only after accepting token and CSR).
@@ -23,30 +28,36 @@ the cluster is unchanged (the manager writes the node only after accepting token
 from __future__ import annotations
 
 import os
+import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..ca.errors import (
     CADigestMismatchError,
     CAError,
-    InvalidCertificateError,
     InvalidJoinTokenError,
 )
-from ..ca.files import NODE_CERT_FILE, save_node_credentials
+from ..ca.files import (
+    CERT_MODE,
+    NODE_CERT_FILE,
+    ROOT_CA_CERT_FILE,
+    ensure_private_dir,
+    save_node_credentials,
+    write_atomic,
+)
 from ..ca.identity import NODE_ROLES, CertRole, expect_manager, identity_from_cert
 from ..ca.optional_tls import bootstrap_client_context
+from ..ca.sslfacts import certificate_der, verify_issued
 from ..ca.tls import client_context
 from ..proto import CA_JOIN, CA_ROOT
 from ..rpc import RpcClient, RpcError, RpcUnavailable
 from ..store import NodeRole
 
-if TYPE_CHECKING:
-    from ..ca.authority import RootCA
-
-# Joining makes a key and a CSR and checks the CA's signature: `cryptography`, imported by the
-# functions that do it, not with this module, which the agent's renewer also imports (a
-# worker's agent never loads `cryptography`: ca/sslfacts.py).
+# Making the key and the CSR needs `cryptography`: imported where `make_key_and_csr` does it,
+# not with this module, which the agent's renewer also imports (a worker's agent never loads
+# `cryptography`: ca/sslfacts.py, ca/newkey.py).
 
 DEFAULT_PORT = 2377
 MANAGER_SERVER_NAME = CertRole.MANAGER.value
@@ -162,7 +173,9 @@ async def fetch_root_ca(
             f"the peer at {host}:{port} sent no CA certificate; is it a swarmkit-py manager?"
         )
     require_ca_digest(parsed, ca_pem)
-    return ca_pem
+    # From the DER the digest matched, not the bytes as sent: the CA this node will trust is
+    # exactly the one its token names (sslfacts.certificate_der refuses a PEM of two).
+    return ssl.DER_cert_to_PEM_cert(certificate_der(ca_pem)).encode()
 
 
 async def join(
@@ -174,15 +187,15 @@ async def join(
     *,
     availability: str | None = None,
     timeout: float = 30.0,
+    key_and_csr: Callable[[str], Awaitable[tuple[bytes, bytes]]] | None = None,
 ) -> JoinResult:
     """Join the swarm that `manager_addr` belongs to; see the module docstring for the steps.
 
     `advertise_addr` (host or host:port) is what other nodes use to reach this one; it goes
     into the certificate as a SAN. On success `state_dir` holds `swarm-node.key` (0600),
-    `swarm-node.crt` and `swarm-root-ca.crt`.
+    `swarm-node.crt` and `swarm-root-ca.crt`. `key_and_csr(common_name)`: where the node's
+    key and CSR are made (default: in this process, `make_key_and_csr`).
     """
-    from ..ca.authority import RootCA
-    from ..ca.certs import generate_key_and_csr
     from ..ca.tokens import parse_join_token
 
     state = Path(state_dir)
@@ -195,9 +208,10 @@ async def join(
     host, port = parse_address(manager_addr)
     where = f"{host}:{port}"
     ca_pem = await fetch_root_ca(manager_addr, token, timeout=timeout)
-    root = RootCA.from_pem(ca_pem)
-
-    key_pem, csr_pem = generate_key_and_csr(hostname or "")
+    try:
+        key_pem, csr_pem = await (key_and_csr or make_key_and_csr)(hostname or "")
+    except CAError as exc:
+        raise JoinError(str(exc)) from None
     params: dict[str, Any] = {
         "token": str(parsed),
         "csr": csr_pem.decode(),
@@ -229,12 +243,12 @@ async def join(
     finally:
         await client.close()
 
-    result = _check_answer(answer, root, key_pem, where)
+    result = _check_answer(answer, ca_pem, key_pem, where)
     cert_pem = result["cert"]
     # CA first, then key, then certificate (save_node_credentials' order); the certificate
     # file is what marks the node as joined, so a crash anywhere before it leaves a state
     # directory that a plain re-run of `join` overwrites, never a cert without its CA or key.
-    root.save(state)
+    write_atomic(ensure_private_dir(state) / ROOT_CA_CERT_FILE, ca_pem, CERT_MODE)
     save_node_credentials(state, cert_pem, key_pem)
     return JoinResult(
         node_id=result["node_id"],
@@ -247,19 +261,22 @@ async def join(
     )
 
 
-def _check_answer(answer: Any, root: RootCA, key_pem: bytes, where: str) -> dict[str, Any]:
-    """Trust nothing in the answer that the CA signature does not vouch for."""
-    from ..ca.certs import key_matches_certificate, load_certificate, load_private_key
+async def make_key_and_csr(common_name: str) -> tuple[bytes, bytes]:
+    """The node's key and CSR, made in this process (`cryptography`)."""
+    from ..ca.certs import generate_key_and_csr
 
+    return generate_key_and_csr(common_name)
+
+
+def _check_answer(answer: Any, ca_pem: bytes, key_pem: bytes, where: str) -> dict[str, Any]:
+    """Trust nothing in the answer that the CA signature does not vouch for: the certificate
+    must be signed by the swarm's CA (the one the token named) and be for the key made here
+    (ca/sslfacts.py: one TLS handshake in memory checks both, as a manager checks a node)."""
     if not isinstance(answer, dict) or not isinstance(answer.get("cert"), str):
         raise JoinError(f"manager at {where} sent a malformed join answer")
     cert_pem = answer["cert"].encode()
     try:
-        root.verify(cert_pem, now=None)
-        cert = load_certificate(cert_pem)
-        if not key_matches_certificate(load_private_key(key_pem), cert):
-            raise InvalidCertificateError("certificate is not for the key this node generated")
-        ident = identity_from_cert(cert)
+        ident = identity_from_cert(verify_issued(cert_pem, key_pem, ca_pem))
     except CAError as exc:
         raise JoinError(f"manager at {where} sent an unusable certificate: {exc}") from exc
     if ident.role not in NODE_ROLES:

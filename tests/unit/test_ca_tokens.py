@@ -91,6 +91,10 @@ def test_joining_node_detects_a_ca_digest_mismatch(root, other_root):
     require_ca_digest(token, root.cert_pem)
     with pytest.raises(CADigestMismatchError, match="does not match the join token"):
         require_ca_digest(token, other_root.cert_pem)
+    # the named CA with another after it is not the named CA: a join would trust both
+    assert not ca_digest_matches(token, root.cert_pem + other_root.cert_pem)
+    with pytest.raises(CADigestMismatchError, match="not a PEM of exactly one certificate"):
+        require_ca_digest(token, root.cert_pem + other_root.cert_pem)
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,10 @@ renewal (scheduled, on demand, pushed) and eviction."""
 from __future__ import annotations
 
 import asyncio
+import os
 import stat
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -17,6 +19,7 @@ from swarmkit_py.ca import (
     InvalidJoinTokenError,
     RootCA,
     generate_join_token,
+    generate_key_and_csr,
     identity_from_cert,
     load_certificate,
     load_node_credentials,
@@ -29,6 +32,7 @@ from swarmkit_py.store import NodeAvailability, NodeRole, NodeState, Transaction
 from swarmkit_py.worker.certs import CertRenewer, NodeEvictedError, RenewError
 from swarmkit_py.worker.join import (
     AlreadyJoinedError,
+    JoinError,
     JoinRejectedError,
     ManagerUnreachableError,
     join,
@@ -78,6 +82,97 @@ async def test_worker_token_gives_worker_cert_and_node_in_store(swarm, tmp_path)
     assert node.certificate.cn == result.node_id
     assert node.certificate.certificate == cert_pem.decode()
     assert swarm.calls["ca.root"] == 1 and swarm.calls["ca.join"] == 1
+
+
+async def test_a_key_made_in_a_child_process_joins_the_same(swarm, tmp_path):
+    """`key_and_csr=in_child` (what a worker's waiting agent uses): the child's key is the one
+    the certificate is for, and nothing but the node's three files is left."""
+    from swarmkit_py.ca.newkey import in_child
+
+    state = tmp_path / "node"
+    result = await join(swarm.addr, swarm.worker_token, state, "host-c", "127.0.0.1", key_and_csr=in_child)
+    cert_pem, key_pem = load_node_credentials(state)  # checks that key and certificate match
+    assert identity_from_cert(cert_pem).node_id == result.node_id and result.role is NodeRole.WORKER
+    assert node_files(state) == sorted([NODE_CERT_FILE, NODE_KEY_FILE, ROOT_CA_CERT_FILE])
+    assert stat.S_IMODE((state / NODE_KEY_FILE).stat().st_mode) == 0o600
+
+
+async def test_a_key_child_that_fails_is_a_join_error_and_nothing_is_sent(swarm, tmp_path, monkeypatch):
+    from swarmkit_py.ca import newkey
+
+    monkeypatch.setattr(newkey.sys, "executable", "/bin/false")
+    with pytest.raises(JoinError, match=r"making this node's key failed \(/bin/false -m swarmkit_py.ca.newkey, exit 1\)"):
+        await join(swarm.addr, swarm.worker_token, tmp_path / "n", "h", "127.0.0.1", key_and_csr=newkey.in_child)
+    assert swarm.calls["ca.join"] == 0 and node_files(tmp_path / "n") == []
+
+
+def _forge(swarm, how):
+    """A ca.join handler that answers with a certificate the joining node must refuse."""
+    real = swarm.server.handlers.requests["ca.join"]
+
+    async def forged(peer, params):
+        answer = dict(await real(peer, params))
+        node_id = identity_from_cert(answer["cert"].encode()).node_id
+        if how == "another CA":
+            cert = RootCA.create().issue_node_certificate(params["csr"], node_id, CertRole.WORKER, swarm.cluster_id)
+        elif how == "another key":
+            cert = swarm.root.issue_node_certificate(generate_key_and_csr()[1], node_id, CertRole.WORKER,
+                                                     swarm.cluster_id)
+        elif how == "a client role":
+            cert = swarm.root.issue_client_certificate(params["csr"], "not-a-node", swarm.cluster_id)
+        else:
+            return {"cert": 42}
+        answer["cert"] = cert.cert_pem.decode()
+        return answer
+
+    swarm.server.handlers.requests["ca.join"] = forged
+
+
+@pytest.mark.parametrize(("how", "says"), [
+    ("another CA", "sent an unusable certificate: certificate was not issued by this root CA"),
+    ("another key", "sent an unusable certificate"),
+    ("a client role", "not a node one"),
+    ("no certificate", "sent a malformed join answer"),
+])
+async def test_an_answer_the_ca_does_not_vouch_for_is_refused_and_nothing_written(swarm, tmp_path, how, says):
+    """Step 6: a manager (or whoever holds a manager certificate) answering with a certificate
+    of another CA, for another key, or of a role that is not a node's, joins nobody; the node
+    keeps no key, certificate or CA."""
+    _forge(swarm, how)
+    with pytest.raises(JoinError, match=says):
+        await join(swarm.addr, swarm.worker_token, tmp_path / "n", "h", "127.0.0.1")
+    assert swarm.calls["ca.join"] == 1 and node_files(tmp_path / "n") == []
+
+
+@pytest.mark.parametrize("role", ["worker", None])
+async def test_a_waiting_agent_joins_as_a_worker_without_loading_cryptography(swarm, tmp_path, role):
+    """A worker's agent never loads `cryptography` (~8.5 MB of RSS; ca/sslfacts.py), also when
+    it runs the join itself on the deploy toolkit's request (agent/enroll.py): the key is made
+    in a child process (ca/newkey.py). Run in a fresh interpreter, as the agent is; paramiko
+    is blocked as on hosts (test_metrics_server.py says why)."""
+    import sys
+
+    state = tmp_path / "state"
+    req = {"op": "join", "manager": swarm.addr, "token": swarm.worker_token, "role": role}
+    code = ("import asyncio, io, sys; sys.modules['paramiko'] = None\n"
+            "import swarmkit_py.agent.agent\n"
+            "from swarmkit_py.agent import enroll\n"
+            "from swarmkit_py.agent.config import AgentConfig\n"
+            f"cfg = AgentConfig(state_dir={str(state)!r}, advertise_addr='127.0.0.1:2377', hostname='w1')\n"
+            "out, err = io.StringIO(), io.StringIO()\n"
+            f"rc = asyncio.run(enroll.serve(cfg, {req!r}, out, err))\n"
+            "print(rc, repr(err.getvalue()), sorted(m for m in sys.modules if m.startswith('cryptography'))[:3])\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}  # this tree's swarmkit_py
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE, env=env)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert (proc.returncode, out.decode().strip()) == (0, "0 '' []"), err.decode()[-2000:]
+    from swarmkit_py.agent.state import LocalNode, certs_dir
+
+    node = LocalNode.load(state)
+    assert node.role == "worker" and swarm.node(node.node_id).role is NodeRole.WORKER
+    cert_pem, _ = load_node_credentials(certs_dir(state))
+    assert identity_from_cert(cert_pem).node_id == node.node_id
 
 
 async def test_key_is_0600_and_state_dir_private(swarm, tmp_path):
@@ -154,6 +249,25 @@ async def test_ca_digest_mismatch_refused_before_token_or_csr_sent(swarm, tmp_pa
     assert swarm.calls["ca.join"] == 0  # the token and CSR never left the node
     assert swarm.store.applied_index == before
     assert node_files(tmp_path / "n") == []
+
+
+async def test_a_second_ca_riding_along_with_the_named_one_is_refused_before_the_token_is_sent(swarm, tmp_path):
+    """ca.root is asked without verifying the peer: whoever answers may append a CA of its own
+    to the one the token names. OpenSSL trusts every certificate of a PEM, so that CA would
+    then vouch for the "manager" the token and CSR go to. The join trusts exactly the named
+    certificate: such an answer stops it before anything secret is sent."""
+    real = swarm.server.handlers.requests["ca.root"]
+    evil = RootCA.create()
+
+    async def two_cas(peer, params):
+        answer = dict(await real(peer, params))
+        answer["ca_cert"] = answer["ca_cert"] + evil.cert_pem.decode()
+        return answer
+
+    swarm.server.handlers.requests["ca.root"] = two_cas
+    with pytest.raises(CADigestMismatchError, match="unreadable CA certificate.*not a PEM of exactly one certificate"):
+        await join(swarm.addr, swarm.worker_token, tmp_path / "n", "host", "127.0.0.1")
+    assert swarm.calls["ca.join"] == 0 and node_files(tmp_path / "n") == []
 
 
 async def test_malformed_token_is_refused_without_any_traffic(swarm, tmp_path):
