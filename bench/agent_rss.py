@@ -2,6 +2,7 @@
 
     python bench/agent_rss.py [--tasks 50] [--settle 10] [--out bench/rss.jsonl]
     python bench/agent_rss.py --imports          # where it goes: RSS after each import group
+    python bench/agent_rss.py --lab NAME [--tasks 50]   # the agents of a bootstrapped lab
 
 Real agent processes (``swarmkit-py agent``) on the machine's Docker engine: one manager
 (drained, so it runs no task) and one worker joined to it. RSS (VmRSS from /proc, by the PID
@@ -16,6 +17,12 @@ invoke with it), e.g. ``python -m venv /tmp/rt && /tmp/rt/bin/pip install . &&
 group an agent loads (the interpreter alone, the worker half, the manager half, the whole
 agent), which is where most of an idle agent's memory goes, and ``steps``: what each library
 adds when imported one after the other in one interpreter (``STEPS``).
+
+``--lab NAME`` measures the agents of a lab that `invoke bootstrap` has made a swarm (`invoke
+lab.up --name NAME`, then `invoke bootstrap --inventory .lab/NAME/hosts.yml`): the real path,
+with the release as the toolkit installs it and each node joined by its own waiting agent.
+Every host's agent at rest, by role, then a service of ``--tasks`` replicas placed on the last
+worker, all running and settled; the service is removed at the end.
 
 Each process's RSS is also split by mapping (``*_smaps``: the heap, thread stacks, the largest
 shared objects) and its thread count.
@@ -173,6 +180,79 @@ def measure(args) -> dict:
     return out
 
 
+def _lab_agents(lab) -> dict[str, int]:
+    """host -> PID of its `swarmkit-py agent` process (from the host's cgroup)."""
+    from swarmkit_py.deploy.lab import cgroups
+
+    out = {}
+    for h in lab.hosts():
+        for pid in cgroups.procs(lab.host_cgroup(h.name)):
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"agent" in cmd and any(c.endswith(b"bin/swarmkit-py") for c in cmd):
+                out[h.name] = pid
+    return out
+
+
+def measure_lab(args) -> dict:
+    from swarmkit_py.deploy.lab import Lab
+
+    root = Path(__file__).resolve().parents[1]
+    inv = root / ".lab" / args.lab / "hosts.yml"
+    exports = subprocess.run([str(Path(sys.executable).parent / "invoke"), "docker-env", "--inventory", str(inv)],
+                             capture_output=True, text=True, check=True, cwd=root).stdout
+    env = dict(os.environ, DOCKER_CONFIG=str(root / ".lab" / "docker-config"))
+    for line in exports.splitlines():
+        if line.startswith("export ") and "=" in line:
+            k, _, v = line[len("export "):].partition("=")
+            env[k] = v.strip("'\"")
+
+    def docker(*a: str) -> str:
+        return subprocess.run(["docker", *a], capture_output=True, text=True, check=True, env=env).stdout
+
+    roles = {}
+    for line in docker("node", "ls", "--format", "{{json .}}").splitlines():
+        n = json.loads(line)
+        roles[n["Hostname"]] = "manager" if n.get("ManagerStatus") else "worker"
+    agents = _lab_agents(Lab(args.lab))
+    workers = sorted(h for h in agents if roles.get(h) == "worker")
+    if not workers:
+        raise SystemExit(f"lab {args.lab}: no worker among {roles}; bootstrap it with fewer managers than hosts")
+    w = workers[-1]
+
+    def rss_by_host() -> dict[str, float]:
+        return {h: round(proc_rss_mb(pid), 1) for h, pid in sorted(agents.items())}
+
+    out: dict = {"bench": "agent_rss_lab", "lab": args.lab, "tasks": args.tasks, "commit": git_commit(),
+                 "roles": {h: roles.get(h) for h in sorted(agents)}, "load1_start": round(os.getloadavg()[0], 2)}
+    time.sleep(args.settle)
+    rest = rss_by_host()
+    out["rest_mb"] = rest
+    out["manager_rest_max_mb"] = max(v for h, v in rest.items() if roles.get(h) == "manager")
+    out["worker_rest_max_mb"] = max(v for h, v in rest.items() if roles.get(h) == "worker")
+    out["worker_rest_smaps"] = smaps(agents[w])
+    docker("service", "create", "--detach", "--name", "rss", "--replicas", str(args.tasks),
+           "--constraint", f"node.hostname=={w}", args.image, "sleep", "1d")
+    try:
+        deadline = time.monotonic() + 300
+        while docker("service", "ls", "--filter", "name=rss", "--format", "{{.Replicas}}").strip() \
+                != f"{args.tasks}/{args.tasks}":
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{args.tasks} tasks not running on {w} within 300 s")
+            time.sleep(1.0)
+        time.sleep(args.settle)
+        out["tasks_on"] = w
+        out["with_tasks_mb"] = rss_by_host()
+        out["worker_tasks_mb"] = out["with_tasks_mb"][w]
+        out["worker_tasks_smaps"] = smaps(agents[w])
+    finally:
+        docker("service", "rm", "rss")
+    out["load1_end"] = round(os.getloadavg()[0], 2)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", type=int, default=50)
@@ -180,9 +260,10 @@ def main() -> None:
     ap.add_argument("--image", default="swarmkit-py/busybox:latest",
                     help="a local image (nothing is pulled here): the tests' busybox by default")
     ap.add_argument("--imports", action="store_true")
+    ap.add_argument("--lab", metavar="NAME", help="measure the agents of this bootstrapped lab")
     ap.add_argument("--out")
     args = ap.parse_args()
-    emit(imports() if args.imports else measure(args), args.out)
+    emit(imports() if args.imports else measure_lab(args) if args.lab else measure(args), args.out)
 
 
 if __name__ == "__main__":
