@@ -27,9 +27,12 @@ CHILD_TIMEOUT_S = 30.0
 async def in_child(common_name: str = "", *, timeout: float = CHILD_TIMEOUT_S) -> tuple[bytes, bytes]:
     """(key_pem, csr_pem) from a child process (see the module's docstring); CAError says
     why there is none."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", __name__, common_name,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", __name__, common_name,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as exc:
+        raise CAError(f"cannot start {sys.executable!r} to make this node's key: {exc}") from None
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:

@@ -104,6 +104,10 @@ async def test_a_key_child_that_fails_is_a_join_error_and_nothing_is_sent(swarm,
     with pytest.raises(JoinError, match=r"making this node's key failed \(/bin/false -m swarmkit_py.ca.newkey, exit 1\)"):
         await join(swarm.addr, swarm.worker_token, tmp_path / "n", "h", "127.0.0.1", key_and_csr=newkey.in_child)
     assert swarm.calls["ca.join"] == 0 and node_files(tmp_path / "n") == []
+    monkeypatch.setattr(newkey.sys, "executable", str(tmp_path / "no-python"))
+    with pytest.raises(JoinError, match=r"cannot start '.*no-python' to make this node's key"):
+        await join(swarm.addr, swarm.worker_token, tmp_path / "n", "h", "127.0.0.1", key_and_csr=newkey.in_child)
+    assert swarm.calls["ca.join"] == 0 and node_files(tmp_path / "n") == []
 
 
 def _forge(swarm, how):
