@@ -274,8 +274,9 @@ def _check_answer(answer: Any, ca_pem: bytes, key_pem: bytes, where: str) -> dic
     (ca/sslfacts.py: one TLS handshake in memory checks both, as a manager checks a node)."""
     if not isinstance(answer, dict) or not isinstance(answer.get("cert"), str):
         raise JoinError(f"manager at {where} sent a malformed join answer")
-    cert_pem = answer["cert"].encode()
     try:
+        # exactly one certificate, kept as the DER that was checked (as the CA: fetch_root_ca)
+        cert_pem = ssl.DER_cert_to_PEM_cert(certificate_der(answer["cert"])).encode()
         ident = identity_from_cert(verify_issued(cert_pem, key_pem, ca_pem))
     except CAError as exc:
         raise JoinError(f"manager at {where} sent an unusable certificate: {exc}") from exc

@@ -124,6 +124,9 @@ def _forge(swarm, how):
                                                      swarm.cluster_id)
         elif how == "a client role":
             cert = swarm.root.issue_client_certificate(params["csr"], "not-a-node", swarm.cluster_id)
+        elif how == "two certificates":
+            answer["cert"] += swarm.root.cert_pem.decode()
+            return answer
         else:
             return {"cert": 42}
         answer["cert"] = cert.cert_pem.decode()
@@ -136,6 +139,7 @@ def _forge(swarm, how):
     ("another CA", "sent an unusable certificate: certificate was not issued by this root CA"),
     ("another key", "sent an unusable certificate"),
     ("a client role", "not a node one"),
+    ("two certificates", "sent an unusable certificate: not a PEM of exactly one certificate"),
     ("no certificate", "sent a malformed join answer"),
 ])
 async def test_an_answer_the_ca_does_not_vouch_for_is_refused_and_nothing_written(swarm, tmp_path, how, says):
