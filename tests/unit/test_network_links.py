@@ -85,3 +85,38 @@ def test_nothing_to_remove_is_known_without_pyroute2():
     out = in_new_netns(LOOK_ONLY)
     assert out["nothing"] == [] and out["imported"] is False
     assert out["stale"] == ["skvx-8"] and "skvx-9" in out["left"] and "skvx-8" not in out["left"]
+
+
+LIGHT = textwrap.dedent("""
+    import json, subprocess, sys
+    from swarmkit_py.worker.network import links
+    subprocess.run("ip link add skov-test type bridge && ip link add v0 type veth peer name v1 && "
+                   "ip addr add 10.99.0.2/24 dev v0 && ip link set v0 up && ip addr add 10.0.5.1/24 dev skov-test && "
+                   "ip link set skov-test up",
+                   shell=True, check=True)
+    links.ensure_vxlan("skov-test", 4097, "10.99.0.2")
+    links.set_bridge_identity("skov-test", "10.0.5.3", "10.0.5.0/24")
+    out = {"added": links.program_peers(4097, {"10.0.5.4": "10.99.0.3"}),
+           "heavy": sorted(m for m in sys.modules if m.startswith(("pyroute2.ndb", "pyroute2.ipdb", "pyroute2.nftables",
+                                                                   "pyroute2.plan9", "sqlite3")))}
+    from pyroute2 import NDB, IPRoute  # the rest of the package, when anything in the process asks for it
+    from pyroute2.iproute.linux import IPRoute as linux_iproute
+    out["later"] = [NDB.__module__, IPRoute is linux_iproute]
+    try:
+        from pyroute2 import NoSuchName
+    except ImportError as exc:
+        out["missing"] = str(exc).split(" (")[0]
+    print(json.dumps(out))
+""")
+
+
+def test_the_overlay_plumbing_loads_only_pyroute2_s_iproute():
+    """`import pyroute2` runs an __init__ that imports the whole library (NDB with sqlite3,
+    IPDB, nftables, plan9...: 10.7 MB of RSS); the links need IPRoute only (126 modules,
+    ~5 MB). Every worker of a swarm with a published port runs them (the routing mesh), and a
+    worker must stay under 50 MB (issue 13). The package's own names still import, on demand,
+    for any other code in the process."""
+    out = in_new_netns(LIGHT)
+    assert out["added"] == [1, 0] and out["heavy"] == []
+    assert out["later"] == ["pyroute2.ndb.main", True]
+    assert out["missing"] == "cannot import name 'NoSuchName' from 'pyroute2'"

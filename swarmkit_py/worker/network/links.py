@@ -15,8 +15,10 @@ The bridge's MAC is set from the node's own address on the network, so peers can
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import socket
+import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -49,11 +51,47 @@ def vxlan_name(vni: int) -> str:
 
 
 def _iproute() -> IPRoute:
-    """pyroute2 is imported on first use: about 10 MB that an agent whose tasks join no
-    overlay network (and every agent whose dataplane is off) never needs."""
-    from pyroute2 import IPRoute
+    """pyroute2 is imported on first use, and only its IPRoute part (`_pyroute2`)."""
+    _pyroute2()
+    from pyroute2.iproute.linux import IPRoute
 
     return IPRoute()
+
+
+def _pyroute2() -> None:
+    """Make `pyroute2` importable without running its package's __init__, unless something
+    imported it already.
+
+    That __init__ imports every part of the library (NDB with sqlite3, IPDB, nftables, wifi,
+    plan9...: 198 modules, 10.7 MB of RSS, measured with pyroute2 0.9.7); IPRoute's own module
+    is 126 modules and 5.5 MB. It matters because with a published port every node takes
+    part in the routing mesh's overlay (ingress), so every worker imports this: in the
+    README's demo lab a worker sat at 52.3 MB at rest, over the 50 MB target. The __init__
+    does nothing but those imports, so it is not lost: the package is registered without it.
+    A name asked of the package that is one of its modules (`from pyroute2 import config`, as
+    its own modules do) is that module; any other name (`from pyroute2 import NDB`, anywhere
+    in the process) runs the __init__ then (`__getattr__`, PEP 562), as a plain import would
+    have."""
+    if "pyroute2" in sys.modules:
+        return
+    spec = importlib.util.find_spec("pyroute2")
+    if spec is None or spec.loader is None or not spec.submodule_search_locations:
+        return  # not installed as a package: the import itself says so
+    pkg = importlib.util.module_from_spec(spec)
+
+    def complete(name: str):
+        if not name.startswith("__"):
+            try:
+                return importlib.import_module(f"pyroute2.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"pyroute2.{name}":
+                    raise
+        del pkg.__getattr__  # the __init__ runs once; a name it does not define then fails as usual
+        spec.loader.exec_module(pkg)
+        return getattr(pkg, name)
+
+    pkg.__getattr__ = complete
+    sys.modules["pyroute2"] = pkg
 
 
 def _index(ipr: IPRoute, name: str) -> int | None:
@@ -189,6 +227,7 @@ def _quiet(fn, *args, **kw) -> None:
 
 
 def _netlink_error() -> type[Exception]:
+    _pyroute2()
     from pyroute2.netlink.exceptions import NetlinkError
 
     return NetlinkError
