@@ -22,7 +22,10 @@ adds when imported one after the other in one interpreter (``STEPS``).
 lab.up --name NAME`, then `invoke bootstrap --inventory .lab/NAME/hosts.yml`): the real path,
 with the release as the toolkit installs it and each node joined by its own waiting agent.
 Every host's agent at rest, by role, then a service of ``--tasks`` replicas placed on the last
-worker, all running and settled; the service is removed at the end.
+worker, all running and settled; the service is removed at the end. ``--publish PORT`` first
+runs one replica on a manager publishing PORT through the routing mesh, as the README's demo
+does: every node then takes part in the ingress overlay (its links, its VIP rules), which is
+the state a worker of such a swarm is at rest in.
 
 Each process's RSS is also split by mapping (``*_smaps``: the heap, thread stacks, the largest
 shared objects) and its thread count.
@@ -212,6 +215,13 @@ def measure_lab(args) -> dict:
     def docker(*a: str) -> str:
         return subprocess.run(["docker", *a], capture_output=True, text=True, check=True, env=env).stdout
 
+    def wait_running(name: str, n: int) -> None:
+        deadline = time.monotonic() + 300
+        while docker("service", "ls", "--filter", f"name={name}", "--format", "{{.Replicas}}").strip() != f"{n}/{n}":
+            if time.monotonic() > deadline:
+                raise SystemExit(f"service {name}: {n} tasks not running within 300 s")
+            time.sleep(1.0)
+
     roles = {}
     for line in docker("node", "ls", "--format", "{{json .}}").splitlines():
         n = json.loads(line)
@@ -226,29 +236,33 @@ def measure_lab(args) -> dict:
         return {h: round(proc_rss_mb(pid), 1) for h, pid in sorted(agents.items())}
 
     out: dict = {"bench": "agent_rss_lab", "lab": args.lab, "tasks": args.tasks, "commit": git_commit(),
-                 "roles": {h: roles.get(h) for h in sorted(agents)}, "load1_start": round(os.getloadavg()[0], 2)}
-    time.sleep(args.settle)
-    rest = rss_by_host()
-    out["rest_mb"] = rest
-    out["manager_rest_max_mb"] = max(v for h, v in rest.items() if roles.get(h) == "manager")
-    out["worker_rest_max_mb"] = max(v for h, v in rest.items() if roles.get(h) == "worker")
-    out["worker_rest_smaps"] = smaps(agents[w])
-    docker("service", "create", "--detach", "--name", "rss", "--replicas", str(args.tasks),
-           "--constraint", f"node.hostname=={w}", args.image, "sleep", "1d")
+                 "roles": {h: roles.get(h) for h in sorted(agents)}, "published": args.publish,
+                 "load1_start": round(os.getloadavg()[0], 2)}
+    services = []
     try:
-        deadline = time.monotonic() + 300
-        while docker("service", "ls", "--filter", "name=rss", "--format", "{{.Replicas}}").strip() \
-                != f"{args.tasks}/{args.tasks}":
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{args.tasks} tasks not running on {w} within 300 s")
-            time.sleep(1.0)
+        if args.publish:
+            services.append("rss-mesh")
+            docker("service", "create", "--detach", "--name", "rss-mesh", "--publish", f"{args.publish}:8080",
+                   "--constraint", "node.role==manager", args.image, "httpd", "-f", "-p", "8080")
+            wait_running("rss-mesh", 1)
+        time.sleep(args.settle)
+        rest = rss_by_host()
+        out["rest_mb"] = rest
+        out["manager_rest_max_mb"] = max(v for h, v in rest.items() if roles.get(h) == "manager")
+        out["worker_rest_max_mb"] = max(v for h, v in rest.items() if roles.get(h) == "worker")
+        out["worker_rest_smaps"] = smaps(agents[w])
+        services.append("rss")
+        docker("service", "create", "--detach", "--name", "rss", "--replicas", str(args.tasks),
+               "--constraint", f"node.hostname=={w}", args.image, "sleep", "1d")
+        wait_running("rss", args.tasks)
         time.sleep(args.settle)
         out["tasks_on"] = w
         out["with_tasks_mb"] = rss_by_host()
         out["worker_tasks_mb"] = out["with_tasks_mb"][w]
         out["worker_tasks_smaps"] = smaps(agents[w])
     finally:
-        docker("service", "rm", "rss")
+        if services:
+            docker("service", "rm", *services)
     out["load1_end"] = round(os.getloadavg()[0], 2)
     return out
 
@@ -261,6 +275,8 @@ def main() -> None:
                     help="a local image (nothing is pulled here): the tests' busybox by default")
     ap.add_argument("--imports", action="store_true")
     ap.add_argument("--lab", metavar="NAME", help="measure the agents of this bootstrapped lab")
+    ap.add_argument("--publish", type=int, metavar="PORT",
+                    help="with --lab: first publish PORT through the routing mesh (one replica on a manager)")
     ap.add_argument("--out")
     args = ap.parse_args()
     emit(imports() if args.imports else measure_lab(args) if args.lab else measure(args), args.out)
