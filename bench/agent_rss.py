@@ -217,7 +217,7 @@ def measure_lab(args) -> dict:
 
     def wait_running(name: str, n: int) -> None:
         deadline = time.monotonic() + 300
-        while docker("service", "ls", "--filter", f"name={name}", "--format", "{{.Replicas}}").strip() != f"{n}/{n}":
+        while f"{name} {n}/{n}" not in docker("service", "ls", "--format", "{{.Name}} {{.Replicas}}").splitlines():
             if time.monotonic() > deadline:
                 raise SystemExit(f"service {name}: {n} tasks not running within 300 s")
             time.sleep(1.0)
