@@ -19,6 +19,7 @@ import importlib.util
 import ipaddress
 import socket
 import sys
+import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -64,16 +65,23 @@ def _pyroute2() -> None:
 
     That __init__ imports every part of the library (NDB with sqlite3, IPDB, nftables, wifi,
     plan9...: 198 modules, 10.7 MB of RSS, measured with pyroute2 0.9.7); IPRoute's own module
-    is 126 modules and 5.5 MB. It matters because with a published port every node takes
+    is 126 modules and ~5 MB. It matters because with a published port every node takes
     part in the routing mesh's overlay (ingress), so every worker imports this: in the
     README's demo lab a worker sat at 52.3 MB at rest, over the 50 MB target. The __init__
     does nothing but those imports, so it is not lost: the package is registered without it.
     A name asked of the package that is one of its modules (`from pyroute2 import config`, as
     its own modules do) is that module; any other name (`from pyroute2 import NDB`, anywhere
     in the process) runs the __init__ then (`__getattr__`, PEP 562), as a plain import would
-    have."""
-    if "pyroute2" in sys.modules:
-        return
+    have. Under a lock: the links run on pool threads (the network plane, `asyncio.to_thread`)."""
+    with _PYROUTE2_LOCK:
+        if "pyroute2" not in sys.modules:
+            _register_pyroute2()
+
+
+_PYROUTE2_LOCK = threading.Lock()
+
+
+def _register_pyroute2() -> None:
     spec = importlib.util.find_spec("pyroute2")
     if spec is None or spec.loader is None or not spec.submodule_search_locations:
         return  # not installed as a package: the import itself says so
