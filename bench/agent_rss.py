@@ -200,17 +200,12 @@ def _lab_agents(lab) -> dict[str, int]:
 
 
 def measure_lab(args) -> dict:
+    from mesh_bench import docker_env
+
     from swarmkit_py.deploy.lab import Lab
 
-    root = Path(__file__).resolve().parents[1]
-    inv = root / ".lab" / args.lab / "hosts.yml"
-    exports = subprocess.run([str(Path(sys.executable).parent / "invoke"), "docker-env", "--inventory", str(inv)],
-                             capture_output=True, text=True, check=True, cwd=root).stdout
-    env = dict(os.environ, DOCKER_CONFIG=str(root / ".lab" / "docker-config"))
-    for line in exports.splitlines():
-        if line.startswith("export ") and "=" in line:
-            k, _, v = line[len("export "):].partition("=")
-            env[k] = v.strip("'\"")
+    lab = Lab(args.lab)
+    env = docker_env(lab)
 
     def docker(*a: str) -> str:
         return subprocess.run(["docker", *a], capture_output=True, text=True, check=True, env=env).stdout
@@ -226,7 +221,7 @@ def measure_lab(args) -> dict:
     for line in docker("node", "ls", "--format", "{{json .}}").splitlines():
         n = json.loads(line)
         roles[n["Hostname"]] = "manager" if n.get("ManagerStatus") else "worker"
-    agents = _lab_agents(Lab(args.lab))
+    agents = _lab_agents(lab)
     workers = sorted(h for h in agents if roles.get(h) == "worker")
     if not workers:
         raise SystemExit(f"lab {args.lab}: no worker among {roles}; bootstrap it with fewer managers than hosts")
