@@ -60,6 +60,7 @@ _FORWARDING_FILE = "/proc/sys/net/ipv4/ip_forward"
 _FORWARDING = f"cat {_FORWARDING_FILE}"
 _ENGINE_NAT = "iptables -w -t nat -n -L DOCKER >/dev/null 2>&1"
 _VXLAN_USERS = "ss -Hlunp 'sport = :4789' 2>/dev/null | grep users:"
+_IPROUTE2 = "command -v ip >/dev/null && command -v bridge >/dev/null"
 
 
 def directory(ctx: Ctx, path: str, mode: str = "0755") -> Outcome:
@@ -306,7 +307,11 @@ def overlay_ready(ctx: Ctx) -> Outcome:
     """The host can carry overlay networks and the routing mesh, as the lab's hosts do: IPv4
     forwarding on (turned on if off), the Docker engine managing its iptables rules (its nat
     `DOCKER` chain exists; an engine started with --iptables=false cannot publish ports and
-    is refused with what to change), and the VXLAN port free for the kernel."""
+    is refused with what to change), iproute2's `ip` and `bridge` there (the agent programs
+    the overlay's links with them), and the VXLAN port free for the kernel."""
+    if ctx.conn.run(_IPROUTE2, changes=()).rc != 0:
+        return ("failed", "iproute2's ip and bridge commands are missing (the agent programs overlay links "
+                "with them): install the iproute2 package and run the role again", "")
     fwd = ctx.conn.run(_FORWARDING, changes=()).stdout.strip()
     engine = ctx.conn.run(_ENGINE_NAT, changes=())
     if engine.rc != 0:

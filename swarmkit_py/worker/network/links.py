@@ -1,4 +1,4 @@
-"""The kernel half of an overlay network on one node, through netlink (pyroute2).
+"""The kernel half of an overlay network on one node, through iproute2 (`ip`, `bridge`).
 
 Each overlay the node takes part in is a Linux bridge (made by the local engine as a
 user-defined bridge network, so `docker inspect` shows the container's address and the
@@ -11,27 +11,31 @@ and never flooded), and an entry appears or goes as tasks come and go.
 
 The bridge's MAC is set from the node's own address on the network, so peers can compute it
 (as containers' MACs are computed from their addresses: Docker's 02:42 + IPv4 rule).
+
+Why iproute2's commands and not a netlink library in the agent (it was pyroute2): every node
+of a swarm with a published port takes part in the ingress overlay, so every agent did this,
+and pyroute2's IPRoute was 121 modules and 4.8 MB of every agent's RSS (unittest.mock,
+multiprocessing and ctypes among them), where the agents' memory targets are 80 MB for a
+manager and 50 MB for a worker (bench/README.md, "Agent memory"); in the README's demo lab
+the leader sat at 80.2 MB. The links change only when the network map does (the plane keeps
+what it applied), and then each function here reads with one `-json` call per table and
+writes with one `-batch` process per tool, so a map with hundreds of peers is a few
+processes, not hundreds. iproute2 is on every Linux host (Debian: priority important), is
+what an operator uses to look at the same links, and the routing mesh already programs
+netfilter with `iptables-restore` (mesh.py).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
+import json
 import socket
-import sys
-import threading
+import subprocess
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from pyroute2 import IPRoute
 
 VXLAN_PORT = 4789
 MTU = 1450
 """1500 on the hosts' links minus VXLAN's 50 bytes of outer headers."""
-
-NUD_PERMANENT = 0x80
-NTF_SELF = 0x02
 
 
 def mac_for(ip: str) -> str:
@@ -51,77 +55,49 @@ def vxlan_name(vni: int) -> str:
     return f"{VXLAN_PREFIX}{vni}"
 
 
-def _iproute() -> IPRoute:
-    """pyroute2 is imported on first use, and only its IPRoute part (`_pyroute2`)."""
-    _pyroute2()
-    from pyroute2.iproute.linux import IPRoute
-
-    return IPRoute()
+class LinkError(RuntimeError):
+    """An `ip` or `bridge` command failed: what it was and what it said."""
 
 
-def _pyroute2() -> None:
-    """Make `pyroute2` importable without running its package's __init__, unless something
-    imported it already.
-
-    That __init__ imports every part of the library (NDB with sqlite3, IPDB, nftables, wifi,
-    plan9...: 198 modules, 10.7 MB of RSS, measured with pyroute2 0.9.7); IPRoute's own module
-    is 126 modules and ~5 MB. It matters because with a published port every node takes
-    part in the routing mesh's overlay (ingress), so every worker imports this: in the
-    README's demo lab a worker sat at 52.3 MB at rest, over the 50 MB target. The __init__
-    does nothing but those imports, so it is not lost: the package is registered without it.
-    A name asked of the package that is one of its modules (`from pyroute2 import config`, as
-    its own modules do) is that module; any other name (`from pyroute2 import NDB`, anywhere
-    in the process) runs the __init__ then (`__getattr__`, PEP 562), as a plain import would
-    have. Under a lock: the links run on pool threads (the network plane, `asyncio.to_thread`)."""
-    with _PYROUTE2_LOCK:
-        if "pyroute2" not in sys.modules:
-            _register_pyroute2()
+def _run(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(args, input=stdin, capture_output=True, text=True)
+    except OSError as exc:
+        raise LinkError(f"{args[0]}: {exc} (the overlay needs iproute2's ip and bridge commands)") from None
 
 
-_PYROUTE2_LOCK = threading.Lock()
+def _show(tool: str, *args: str) -> list[dict]:
+    """`tool -json ARGS` parsed; [] when the device named does not exist."""
+    p = _run([tool, "-json", *args])
+    if p.returncode:
+        if "does not exist" in p.stderr or "Cannot find device" in p.stderr:
+            return []
+        raise LinkError(f"{tool} {' '.join(args)}: {p.stderr.strip()}")
+    return json.loads(p.stdout or "[]")
 
 
-def _register_pyroute2() -> None:
-    spec = importlib.util.find_spec("pyroute2")
-    if spec is None or spec.loader is None or not spec.submodule_search_locations:
-        return  # not installed as a package: the import itself says so
-    pkg = importlib.util.module_from_spec(spec)
-
-    def complete(name: str):
-        if not name.startswith("__"):
-            try:
-                return importlib.import_module(f"pyroute2.{name}")
-            except ModuleNotFoundError as exc:
-                if exc.name != f"pyroute2.{name}":
-                    raise
-        del pkg.__getattr__  # the __init__ runs once; a name it does not define then fails as usual
-        spec.loader.exec_module(pkg)
-        return getattr(pkg, name)
-
-    pkg.__getattr__ = complete
-    sys.modules["pyroute2"] = pkg
+def _batch(tool: str, lines: list[str], *, quiet: bool = False) -> None:
+    """Run `lines` with one `tool -batch -` process. `quiet`: every line is tried and failures
+    are ignored (deleting what may already be gone), else the first failure raises."""
+    if not lines:
+        return
+    p = _run([tool, *(["-force"] if quiet else []), "-batch", "-"], "".join(f"{line}\n" for line in lines))
+    if p.returncode and not quiet:
+        raise LinkError(f"{tool} -batch: {p.stderr.strip()} (commands: {'; '.join(lines)})")
 
 
-def _index(ipr: IPRoute, name: str) -> int | None:
-    found = ipr.link_lookup(ifname=name)
-    return found[0] if found else None
+def _exists(name: str) -> bool:
+    return bool(_show("ip", "link", "show", "dev", name))
 
 
 def ensure_vxlan(bridge: str, vni: int, local: str) -> None:
     """The VXLAN device for `vni`, in `bridge`, up; idempotent."""
-    with _iproute() as ipr:
-        br = _index(ipr, bridge)
-        if br is None:
-            raise RuntimeError(f"bridge {bridge} does not exist")
-        name = vxlan_name(vni)
-        vx = _index(ipr, name)
-        if vx is None:
-            ipr.link("add", ifname=name, kind="vxlan", vxlan_id=vni, vxlan_port=VXLAN_PORT,
-                     vxlan_local=local, vxlan_learning=0, vxlan_proxy=1)
-            vx = _index(ipr, name)
-        ipr.link("set", index=vx, mtu=MTU)
-        ipr.link("set", index=vx, master=br)
-        ipr.link("set", index=vx, state="up")
+    if not _exists(bridge):
+        raise LinkError(f"bridge {bridge} does not exist")
+    name = vxlan_name(vni)
+    add = [] if _exists(name) else [
+        f"link add {name} type vxlan id {vni} dstport {VXLAN_PORT} local {local} nolearning proxy"]
+    _batch("ip", [*add, f"link set dev {name} mtu {MTU} master {bridge} up"])
 
 
 def set_bridge_identity(bridge: str, node_ip: str, subnet: str) -> None:
@@ -131,111 +107,67 @@ def set_bridge_identity(bridge: str, node_ip: str, subnet: str) -> None:
     opens into the overlay (the mesh's OUTPUT path, a health probe) must not leave from the
     gateway address, or the answer would go to the other node's own bridge."""
     mac = mac_for(node_ip)
-    with _iproute() as ipr:
-        br = _index(ipr, bridge)
-        if br is None:
-            return
-        link = ipr.get_links(br)[0]
-        if link.get_attr("IFLA_ADDRESS") != mac:
-            ipr.link("set", index=br, address=mac)
-        have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=br)}
-        if node_ip not in have:
-            ipr.addr("add", index=br, address=node_ip, prefixlen=32)
-        net = ipaddress.IPv4Network(subnet)
-        routes = ipr.get_routes(family=2, dst=str(net.network_address), dst_len=net.prefixlen,
-                                oif=br, table=254)
-        if not any(r.get_attr("RTA_PREFSRC") == node_ip for r in routes):
-            ipr.route("replace", dst=str(net), oif=br, prefsrc=node_ip, scope=253, proto=2)
+    link = _show("ip", "addr", "show", "dev", bridge)
+    if not link:
+        return
+    todo = []
+    if link[0].get("address") != mac:
+        todo.append(f"link set dev {bridge} address {mac}")
+    if node_ip not in {a.get("local") for a in link[0].get("addr_info", []) if a.get("family") == "inet"}:
+        todo.append(f"addr add {node_ip}/32 dev {bridge}")
+    net = str(ipaddress.IPv4Network(subnet))
+    routes = _show("ip", "route", "show", "table", "main", "dev", bridge)
+    if not any(r.get("dst") == net and r.get("prefsrc") == node_ip for r in routes):
+        todo.append(f"route replace {net} dev {bridge} src {node_ip} scope link proto kernel")
+    _batch("ip", todo)
 
 
 def set_extra_addresses(bridge: str, keep: Iterable[str], wanted: Iterable[str]) -> None:
     """/32 addresses on the bridge (the virtual IPs of services on this network): exactly
     `wanted`, leaving `keep` (gateway, node address) alone."""
     keep, wanted = set(keep), set(wanted)
-    with _iproute() as ipr:
-        br = _index(ipr, bridge)
-        if br is None:
-            return
-        have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=br)}
-        for addr, plen in have:
-            if plen == 32 and addr not in keep and addr not in wanted:
-                ipr.addr("del", index=br, address=addr, prefixlen=32)
-        present = {a for a, _ in have}
-        for addr in wanted - present:
-            ipr.addr("add", index=br, address=addr, prefixlen=32)
+    link = _show("ip", "addr", "show", "dev", bridge)
+    if not link:
+        return
+    have = {(a["local"], a["prefixlen"]) for a in link[0].get("addr_info", []) if a.get("family") == "inet"}
+    gone = [f"addr del {addr}/32 dev {bridge}" for addr, plen in sorted(have)
+            if plen == 32 and addr not in keep and addr not in wanted]
+    present = {a for a, _ in have}
+    _batch("ip", [*gone, *(f"addr add {addr}/32 dev {bridge}" for addr in sorted(wanted - present))])
 
 
 def program_peers(vni: int, peers: dict[str, str]) -> tuple[int, int]:
     """Make the VXLAN device's forwarding and neighbour entries exactly `peers`
     ({remote ip: remote node address}); returns (added, removed)."""
-    with _iproute() as ipr:
-        vx = _index(ipr, vxlan_name(vni))
-        if vx is None:
-            return 0, 0
-        want_fdb = {mac_for(ip): vtep for ip, vtep in peers.items()}
-        have_fdb: dict[str, str] = {}
-        for e in ipr.fdb("dump", ifindex=vx):
-            if e["ifindex"] != vx:
-                continue
-            mac, dst = e.get_attr("NDA_LLADDR"), e.get_attr("NDA_DST")
-            if mac and dst and mac != "00:00:00:00:00:00":
-                have_fdb[mac] = dst
-        have_neigh: dict[str, str] = {}
-        for n in ipr.get_neighbours(ifindex=vx, family=2):
-            if n.get_attr("NDA_DST") and n.get_attr("NDA_LLADDR"):
-                have_neigh[n.get_attr("NDA_DST")] = n.get_attr("NDA_LLADDR")
-        added = removed = 0
-        for mac, vtep in want_fdb.items():
-            if have_fdb.get(mac) != vtep:
-                if mac in have_fdb:
-                    _quiet(ipr.fdb, "del", ifindex=vx, lladdr=mac, dst=have_fdb[mac])
-                ipr.fdb("append", ifindex=vx, lladdr=mac, dst=vtep, state=NUD_PERMANENT)
-                added += 1
-        for mac, dst in have_fdb.items():
-            if mac not in want_fdb:
-                _quiet(ipr.fdb, "del", ifindex=vx, lladdr=mac, dst=dst)
-                removed += 1
-        for ip in peers:
-            if have_neigh.get(ip) != mac_for(ip):
-                ipr.neigh("replace", dst=ip, lladdr=mac_for(ip), ifindex=vx, state=NUD_PERMANENT)
-        for ip in have_neigh:
-            if ip not in peers:
-                _quiet(ipr.neigh, "del", dst=ip, ifindex=vx)
-        return added, removed
+    vx = vxlan_name(vni)
+    if not _exists(vx):
+        return 0, 0
+    want_fdb = {mac_for(ip): vtep for ip, vtep in peers.items()}
+    have_fdb = {e["mac"]: e["dst"] for e in _show("bridge", "fdb", "show", "dev", vx)
+                if e.get("dst") and e.get("mac") and e["mac"] != "00:00:00:00:00:00"}
+    have_neigh = {n["dst"]: n["lladdr"] for n in _show("ip", "neigh", "show", "dev", vx)
+                  if n.get("dst") and n.get("lladdr")}
+    stale_fdb, new_fdb = [], []
+    for mac, vtep in sorted(want_fdb.items()):
+        if have_fdb.get(mac) != vtep:
+            if mac in have_fdb:
+                stale_fdb.append(f"fdb del {mac} dev {vx} dst {have_fdb[mac]} self")
+            new_fdb.append(f"fdb append {mac} dev {vx} dst {vtep} self permanent")
+    removed = [f"fdb del {mac} dev {vx} dst {dst} self" for mac, dst in sorted(have_fdb.items()) if mac not in want_fdb]
+    _batch("bridge", stale_fdb + removed, quiet=True)
+    _batch("bridge", new_fdb)
+    _batch("ip", [f"neigh del {ip} dev {vx}" for ip in sorted(have_neigh) if ip not in peers], quiet=True)
+    _batch("ip", [f"neigh replace {ip} lladdr {mac_for(ip)} dev {vx} nud permanent"
+                  for ip in sorted(peers) if have_neigh.get(ip) != mac_for(ip)])
+    return len(new_fdb), len(removed)
 
 
 def remove_vxlans_except(vnis: set[int]) -> list[str]:
     """Delete our VXLAN devices of networks that no longer exist (the engine removes the
     bridge with its network, not a device we added to it)."""
     keep = {vxlan_name(v) for v in vnis}
-
-    def stale(name: str) -> bool:
-        return name.startswith(VXLAN_PREFIX) and name not in keep
-
-    # the kernel's list of names first (if_nameindex: netlink, this namespace, no pyroute2): an
-    # agent's first network map asks this on every host, and a fresh host has nothing to
-    # delete; importing pyroute2 for that was ~0.1 s of its CPU at every agent start
-    if not any(stale(n) for _, n in socket.if_nameindex()):
-        return []
-    gone = []
-    with _iproute() as ipr:
-        for link in ipr.get_links():
-            name = link.get_attr("IFLA_IFNAME") or ""
-            if stale(name):
-                _quiet(ipr.link, "del", index=link["index"])
-                gone.append(name)
+    # the kernel's list of names (if_nameindex: this namespace, no process started): an
+    # agent's first network map asks this on every host, and a fresh host has nothing to delete
+    gone = sorted(n for _, n in socket.if_nameindex() if n.startswith(VXLAN_PREFIX) and n not in keep)
+    _batch("ip", [f"link del dev {name}" for name in gone], quiet=True)
     return gone
-
-
-def _quiet(fn, *args, **kw) -> None:
-    try:
-        fn(*args, **kw)
-    except _netlink_error():
-        pass
-
-
-def _netlink_error() -> type[Exception]:
-    _pyroute2()
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    return NetlinkError
