@@ -30,7 +30,9 @@ async def test_a_held_loop_is_counted_and_the_culprit_named(caplog):
         await asyncio.sleep(0.1)
         asyncio.get_running_loop().call_soon(hold_the_loop_for_a_while)
         deadline = time.monotonic() + 10
-        while watch.stalls.count == 0 and time.monotonic() < deadline:
+        # until the 0.6 s hold is recorded: on a loaded machine a shorter lag of the loop may
+        # be counted first (a stall is any hold of 50 ms or more)
+        while watch.max_s < 0.5 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
     finally:
         watch.stop()
