@@ -35,19 +35,26 @@ SLICE_S = 0.01
 """Loop time spent rendering a list before the rest is sent in a later turn."""
 CACHE_BYTES = 64 * 1024 * 1024
 """What a cache may hold before it starts over (about 50,000 tasks' JSON)."""
+PRUNE_BYTES = 1 << 20
+"""A cache this size or larger is rid of deleted and replaced objects' entries before growing
+further (then again each time it has doubled)."""
 
 
 class RenderCache:
     """``encode(obj) -> bytes``: ``json.dumps(render(obj))``, reused while ``obj`` is the
-    version ``store`` holds. Entries are replaced by newer versions; when the cache exceeds
-    ``max_bytes`` (deleted objects, a huge list) it is emptied and refills from use."""
+    version ``store`` holds. Entries are replaced by newer versions; those of objects deleted
+    or replaced since are dropped whenever the cache has doubled since the last look (at
+    least `prune_bytes`), so it holds about what the store still has, not the history of a
+    churning swarm (50 tasks a service made and removed left ~75 KB each time, kept until
+    `max_bytes`); past ``max_bytes`` (a huge list) it is emptied and refills from use."""
 
     def __init__(self, store_of: Callable[[], Any], render: Callable[[Any], Any],
-                 *, max_bytes: int = CACHE_BYTES) -> None:
+                 *, max_bytes: int = CACHE_BYTES, prune_bytes: int = PRUNE_BYTES) -> None:
         self._store_of = store_of
         self._render = render
         self._max_bytes = max_bytes
-        self._entries: dict[str, tuple[int, bytes]] = {}
+        self._prune_bytes = self._prune_at = prune_bytes
+        self._entries: dict[str, tuple[int, bytes, str]] = {}
         self._bytes = 0
         self.hits = self.misses = 0
 
@@ -64,20 +71,31 @@ class RenderCache:
             data = json.dumps(self._render(obj)).encode()
             if store.holds(obj):
                 self.misses += 1
-                self._put(obj.id, version, data)
+                self._put(store, obj.id, obj.kind, version, data)
             return data
 
         return encode
 
-    def _put(self, key: str, version: int, data: bytes) -> None:
-        old = self._entries.get(key)
+    def _put(self, store: Any, key: str, kind: str, version: int, data: bytes) -> None:
+        old = self._entries.pop(key, None)
         if old is not None:
             self._bytes -= len(old[1])
+        if self._bytes + len(data) > self._prune_at:
+            self._prune(store)
         if self._bytes + len(data) > self._max_bytes:
             self._entries.clear()
             self._bytes = 0
-        self._entries[key] = (version, data)
+        self._entries[key] = (version, data, kind)
         self._bytes += len(data)
+
+    def _prune(self, store: Any) -> None:
+        """Drop the entries of objects the store no longer holds in that version."""
+        version_of = store.version_of
+        for key, (version, data, kind) in list(self._entries.items()):
+            if version_of(kind, key) != version:
+                del self._entries[key]
+                self._bytes -= len(data)
+        self._prune_at = max(self._prune_bytes, 2 * self._bytes)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -265,6 +265,12 @@ class MemoryStore:
         where a view taken just before a commit would be stale at its first read)."""
         return self._tables[obj.kind].objs.get(obj.id) is obj
 
+    def version_of(self, kind: str, id: str) -> int | None:
+        """The version index of object `id` of `kind` stored now; None when there is none.
+        One dict lookup, answered from any thread, as `holds`."""
+        obj = self._tables[kind].objs.get(id)
+        return None if obj is None else obj.version.index
+
     def watch(
         self,
         kinds: Iterable[str | type[StoreObject]] | str | type[StoreObject] | None = None,

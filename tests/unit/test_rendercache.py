@@ -62,3 +62,33 @@ def _create_all(objs) -> Transaction:
     for o in objs:
         tx.create(o)
     return tx
+
+
+async def test_entries_of_deleted_objects_are_dropped_as_the_cache_grows():
+    """A churning swarm (services made and removed) must not leave its history in the cache:
+    once the cache reaches prune_bytes, and each time it has doubled since, the entries of
+    objects the store no longer holds in that version are dropped."""
+    p = LocalProposer()
+    first = [Node(id=new_id(), status=NodeStatus(state=NodeState.READY)) for _ in range(20)]
+    await p.propose(_create_all(first))
+    one = len(json.dumps(first[0].to_api()))
+    cache = RenderCache(lambda: p.store, lambda n: n.to_api(), prune_bytes=10 * one)
+    enc = cache.encoder()
+    for n in p.store.view().list("node"):
+        enc(n)
+    assert len(cache) == 20  # all live: nothing dropped, the next look at twice the size
+    tx = Transaction()
+    for n in first[:15]:
+        tx.delete(n)
+    await p.propose(tx)
+    kept = {n.id for n in first[15:]}
+    second = [Node(id=new_id(), status=NodeStatus(state=NodeState.READY)) for _ in range(25)]
+    await p.propose(_create_all(second))
+    enc = cache.encoder()
+    for n in (p.store.view().get_node(x.id) for x in second):
+        enc(n)
+    ids = set(cache._entries)
+    assert not ids & {n.id for n in first[:15]}, "deleted nodes' JSON still cached"
+    assert kept <= ids and {n.id for n in second} <= ids
+    live = p.store.view().get_node(first[15].id)
+    assert cache.encoder()(live) is cache._entries[live.id][1]  # a kept entry still answers
