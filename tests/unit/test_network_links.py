@@ -14,12 +14,16 @@ import pytest
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
                                 reason="needs root for a private network namespace")
 
-SCRIPT = textwrap.dedent("""
+SETUP = ("ip link add skov-test type bridge && ip link add v0 type veth peer name v1 && "
+         "ip addr add 10.99.0.2/24 dev v0 && ip link set v0 up && ip addr add 10.0.5.1/24 dev skov-test && "
+         "ip link set skov-test up")
+"""A bridge with the gateway's address and a link to the other nodes, as the engine and the
+host have them before the links are programmed."""
+
+SCRIPT = f"SETUP = {SETUP!r}\n" + textwrap.dedent("""
     import json, subprocess
     from swarmkit_py.worker.network import links
-    subprocess.run("ip link add skov-test type bridge && ip link add v0 type veth peer name v1 && "
-                   "ip addr add 10.99.0.2/24 dev v0 && ip link set v0 up && ip addr add 10.0.5.1/24 dev skov-test && "
-                   "ip link set skov-test up", shell=True, check=True)
+    subprocess.run(SETUP, shell=True, check=True)
     try:
         links.ensure_vxlan("skov-none", 4096, "10.99.0.2")
     except links.LinkError as exc:
@@ -90,12 +94,10 @@ def test_nothing_to_remove_is_known_without_a_process():
     assert out["stale"] == ["skvx-8"] and "skvx-9" in out["left"] and "skvx-8" not in out["left"]
 
 
-MANY = textwrap.dedent("""
+MANY = f"SETUP = {SETUP!r}\n" + textwrap.dedent("""
     import json, subprocess, sys
     from swarmkit_py.worker.network import links
-    subprocess.run("ip link add skov-test type bridge && ip link add v0 type veth peer name v1 && "
-                   "ip addr add 10.99.0.2/24 dev v0 && ip link set v0 up && ip addr add 10.0.5.1/24 dev skov-test && "
-                   "ip link set skov-test up", shell=True, check=True)
+    subprocess.run(SETUP, shell=True, check=True)
     links.ensure_vxlan("skov-test", 4097, "10.99.0.2")
     runs = []
     real = subprocess.run

@@ -33,6 +33,8 @@ import socket
 import subprocess
 from collections.abc import Iterable
 
+from . import mesh
+
 VXLAN_PORT = 4789
 MTU = 1450
 """1500 on the hosts' links minus VXLAN's 50 bytes of outer headers."""
@@ -61,7 +63,7 @@ class LinkError(RuntimeError):
 
 def _run(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(args, input=stdin, capture_output=True, text=True)
+        return mesh._run(*args, input=stdin, check=False)
     except OSError as exc:
         raise LinkError(f"{args[0]}: {exc} (the overlay needs iproute2's ip and bridge commands)") from None
 
@@ -87,7 +89,17 @@ def _batch(tool: str, lines: list[str], *, quiet: bool = False) -> None:
 
 
 def _exists(name: str) -> bool:
-    return bool(_show("ip", "link", "show", "dev", name))
+    """Whether link `name` exists here: the kernel's name lookup, no process started."""
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True
+
+
+def _inet(link: dict) -> list[dict]:
+    """The IPv4 addresses of a link as `ip -json addr show` lists them."""
+    return [a for a in link.get("addr_info", []) if a.get("family") == "inet"]
 
 
 def ensure_vxlan(bridge: str, vni: int, local: str) -> None:
@@ -113,7 +125,7 @@ def set_bridge_identity(bridge: str, node_ip: str, subnet: str) -> None:
     todo = []
     if link[0].get("address") != mac:
         todo.append(f"link set dev {bridge} address {mac}")
-    if node_ip not in {a.get("local") for a in link[0].get("addr_info", []) if a.get("family") == "inet"}:
+    if node_ip not in {a.get("local") for a in _inet(link[0])}:
         todo.append(f"addr add {node_ip}/32 dev {bridge}")
     net = str(ipaddress.IPv4Network(subnet))
     routes = _show("ip", "route", "show", "table", "main", "dev", bridge)
@@ -129,7 +141,7 @@ def set_extra_addresses(bridge: str, keep: Iterable[str], wanted: Iterable[str])
     link = _show("ip", "addr", "show", "dev", bridge)
     if not link:
         return
-    have = {(a["local"], a["prefixlen"]) for a in link[0].get("addr_info", []) if a.get("family") == "inet"}
+    have = {(a["local"], a["prefixlen"]) for a in _inet(link[0])}
     gone = [f"addr del {addr}/32 dev {bridge}" for addr, plen in sorted(have)
             if plen == 32 and addr not in keep and addr not in wanted]
     present = {a for a, _ in have}
